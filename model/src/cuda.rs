@@ -1,0 +1,225 @@
+//! CUDA facts tch does not expose: device names and memory (CUDA driver API, loaded at run
+//! time), caching-allocator statistics and the current stream (the C++ shim in
+//! `csrc/shim.cpp`), plus device selection.
+use std::ffi::CStr;
+use std::os::raw::{c_char, c_int};
+
+use serde::Serialize;
+use tch::Device;
+
+use crate::{Error, Result};
+
+extern "C" {
+    fn stuffed_accel_mem_stats(
+        dev: c_int,
+        allocated: *mut u64,
+        peak_allocated: *mut u64,
+        reserved: *mut u64,
+        peak_reserved: *mut u64,
+    ) -> c_int;
+    fn stuffed_accel_reset_peak(dev: c_int) -> c_int;
+    fn stuffed_accel_empty_cache() -> c_int;
+    fn stuffed_accel_mem_info(dev: c_int, free_bytes: *mut u64, total_bytes: *mut u64) -> c_int;
+    fn stuffed_accel_current_stream(dev: c_int) -> u64;
+}
+
+/// Whether this process has libtorch_cuda loaded (linked with --no-as-needed when the build
+/// found a CUDA libtorch), whether or not a GPU is present.
+pub fn built_with_cuda() -> bool {
+    std::fs::read_to_string("/proc/self/maps")
+        .map(|m| m.contains("/libtorch_cuda.so"))
+        .unwrap_or(false)
+}
+
+/// Number of usable CUDA devices (0 on a machine without GPU or driver).
+pub fn device_count() -> usize {
+    if tch::Cuda::is_available() {
+        tch::Cuda::device_count().max(0) as usize
+    } else {
+        0
+    }
+}
+
+/// Static properties of one GPU.
+#[derive(Debug, Clone, Serialize)]
+pub struct GpuInfo {
+    pub index: usize,
+    pub name: String,
+    pub total_memory_bytes: u64,
+    pub compute_capability: (i32, i32),
+    pub multiprocessors: i32,
+}
+
+impl GpuInfo {
+    /// bf16 tensor-core matmuls are native from compute capability 8.0 (Ampere) on.
+    pub fn bf16_native(&self) -> bool {
+        self.compute_capability.0 >= 8
+    }
+}
+
+/// Properties from the CUDA driver API (libcuda.so.1, loaded at run time: libtorch has loaded
+/// it already wherever a GPU is usable). Device `index` is the ordinal libtorch sees.
+pub fn gpu_info(index: usize) -> Result<GpuInfo> {
+    driver::props(index as c_int)
+        .ok_or_else(|| Error::Device(format!("cannot read the properties of cuda:{index}")))
+}
+
+mod driver {
+    use super::*;
+    type CuInit = unsafe extern "C" fn(c_int) -> c_int;
+    type CuDeviceGet = unsafe extern "C" fn(*mut c_int, c_int) -> c_int;
+    type CuDeviceGetName = unsafe extern "C" fn(*mut c_char, c_int, c_int) -> c_int;
+    type CuDeviceTotalMem = unsafe extern "C" fn(*mut usize, c_int) -> c_int;
+    type CuDeviceGetAttribute = unsafe extern "C" fn(*mut c_int, c_int, c_int) -> c_int;
+    const ATTR_MULTIPROCESSOR_COUNT: c_int = 16;
+    const ATTR_CC_MAJOR: c_int = 75;
+    const ATTR_CC_MINOR: c_int = 76;
+
+    unsafe fn sym<T: Copy>(lib: *mut libc::c_void, name: &CStr) -> Option<T> {
+        let p = libc::dlsym(lib, name.as_ptr());
+        (!p.is_null()).then(|| std::mem::transmute_copy::<*mut libc::c_void, T>(&p))
+    }
+
+    pub fn props(index: c_int) -> Option<GpuInfo> {
+        unsafe {
+            let lib = libc::dlopen(c"libcuda.so.1".as_ptr(), libc::RTLD_NOW | libc::RTLD_GLOBAL);
+            if lib.is_null() {
+                return None;
+            }
+            let init: CuInit = sym(lib, c"cuInit")?;
+            let get: CuDeviceGet = sym(lib, c"cuDeviceGet")?;
+            let get_name: CuDeviceGetName = sym(lib, c"cuDeviceGetName")?;
+            let total_mem: CuDeviceTotalMem = sym(lib, c"cuDeviceTotalMem_v2")?;
+            let attr: CuDeviceGetAttribute = sym(lib, c"cuDeviceGetAttribute")?;
+            if init(0) != 0 {
+                return None;
+            }
+            let mut dev = 0;
+            if get(&mut dev, index) != 0 {
+                return None;
+            }
+            let mut name = [0 as c_char; 256];
+            let mut total = 0usize;
+            let (mut major, mut minor, mut sms) = (0, 0, 0);
+            let ok = get_name(name.as_mut_ptr(), name.len() as c_int, dev) == 0
+                && total_mem(&mut total, dev) == 0
+                && attr(&mut major, ATTR_CC_MAJOR, dev) == 0
+                && attr(&mut minor, ATTR_CC_MINOR, dev) == 0
+                && attr(&mut sms, ATTR_MULTIPROCESSOR_COUNT, dev) == 0;
+            ok.then(|| GpuInfo {
+                index: index as usize,
+                name: CStr::from_ptr(name.as_ptr()).to_string_lossy().into_owned(),
+                total_memory_bytes: total as u64,
+                compute_capability: (major, minor),
+                multiprocessors: sms,
+            })
+        }
+    }
+}
+
+/// Caching-allocator statistics of one GPU, in bytes.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct MemStats {
+    pub allocated: u64,
+    pub peak_allocated: u64,
+    pub reserved: u64,
+    pub peak_reserved: u64,
+}
+
+pub fn mem_stats(device: Device) -> Option<MemStats> {
+    let Device::Cuda(i) = device else { return None };
+    let mut s = MemStats::default();
+    let rc = unsafe {
+        stuffed_accel_mem_stats(
+            i as c_int,
+            &mut s.allocated,
+            &mut s.peak_allocated,
+            &mut s.reserved,
+            &mut s.peak_reserved,
+        )
+    };
+    (rc == 0).then_some(s)
+}
+
+pub fn reset_peak(device: Device) {
+    if let Device::Cuda(i) = device {
+        unsafe { stuffed_accel_reset_peak(i as c_int) };
+    }
+}
+
+pub fn empty_cache() {
+    if device_count() > 0 {
+        unsafe { stuffed_accel_empty_cache() };
+    }
+}
+
+/// (free, total) bytes of device memory as the driver reports them.
+pub fn mem_info(device: Device) -> Option<(u64, u64)> {
+    let Device::Cuda(i) = device else { return None };
+    let (mut free, mut total) = (0u64, 0u64);
+    let rc = unsafe { stuffed_accel_mem_info(i as c_int, &mut free, &mut total) };
+    (rc == 0).then_some((free, total))
+}
+
+/// The raw `cudaStream_t` libtorch currently uses on `device` (0 when none).
+pub fn current_stream(device: Device) -> u64 {
+    match device {
+        Device::Cuda(i) => unsafe { stuffed_accel_current_stream(i as c_int) },
+        _ => 0,
+    }
+}
+
+/// Peak bytes the process held on `device` since the last reset: the caching allocator's peak
+/// on a GPU, the peak resident set size on the CPU.
+pub fn peak_memory_bytes(device: Device) -> u64 {
+    match mem_stats(device) {
+        Some(s) => s.peak_allocated,
+        None => peak_rss_bytes(),
+    }
+}
+
+/// Peak resident set size of this process (VmHWM), in bytes.
+pub fn peak_rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace().nth(1).and_then(|kb| kb.parse::<u64>().ok())
+            })
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+/// Parses a device name: `auto` (first GPU if any, else CPU), `cpu`, `cuda`, `cuda:N`.
+pub fn parse_device(s: &str) -> Result<Device> {
+    match s {
+        "auto" => Ok(if device_count() > 0 { Device::Cuda(0) } else { Device::Cpu }),
+        "cpu" => Ok(Device::Cpu),
+        "cuda" | "gpu" => require_gpu(0),
+        other => match other.strip_prefix("cuda:").and_then(|i| i.parse::<usize>().ok()) {
+            Some(i) => require_gpu(i),
+            None => Err(Error::Device(format!(
+                "unknown device '{other}': expected auto, cpu, cuda or cuda:N"
+            ))),
+        },
+    }
+}
+
+fn require_gpu(i: usize) -> Result<Device> {
+    let n = device_count();
+    if i < n {
+        Ok(Device::Cuda(i))
+    } else {
+        Err(Error::Device(format!("cuda:{i} requested but {n} CUDA device(s) are usable here")))
+    }
+}
+
+/// Human name of a device (`cpu`, `cuda:0`).
+pub fn device_name(d: Device) -> String {
+    match d {
+        Device::Cuda(i) => format!("cuda:{i}"),
+        Device::Mps => "mps".into(),
+        _ => "cpu".into(),
+    }
+}

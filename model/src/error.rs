@@ -1,0 +1,42 @@
+//! The error type of the model crate: every failure carries the context a user needs
+//! (the file, the tensor, the key, the expected and found shapes).
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("invalid model config: {0}")]
+    Config(String),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {msg}")]
+    WithPath { path: PathBuf, msg: String },
+    #[error("tensor '{name}': expected shape {expected:?}, found {got:?}")]
+    Shape { name: String, expected: Vec<i64>, got: Vec<i64> },
+    #[error("{0}")]
+    Device(String),
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    #[error("data: {0}")]
+    Data(String),
+    #[error("training diverged: {0}")]
+    Diverged(String),
+    #[error("interrupted")]
+    Interrupted,
+    #[error("evaluation: {0}")]
+    Eval(String),
+    #[error(transparent)]
+    Torch(#[from] tch::TchError),
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+    pub fn at(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
+        Error::WithPath { path: path.into(), msg: msg.into() }
+    }
+}

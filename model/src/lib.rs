@@ -1,0 +1,27 @@
+//! stuffed-model: an exact Mamba-2 language model in tch (chunked SSD, recurrent step,
+//! streaming state), its tokenizers and data, the trainer and the study's evaluations.
+//! A pure library: no CLI, no database.
+pub mod config;
+pub mod cuda;
+pub mod error;
+pub mod lm;
+pub mod mixer;
+pub mod params;
+pub mod probe;
+pub mod ssd;
+pub mod state;
+
+pub use config::{MambaConfig, ModelSpec, SsmConfig};
+pub use error::{Error, Result};
+pub use lm::Mamba2LM;
+pub use mixer::Exec;
+pub use probe::{Knobs, MixerObservation, Probe};
+pub use state::State;
+
+/// libtorch version this crate was built for (tch 0.24 pairs with PyTorch 2.11.0).
+pub const LIBTORCH_VERSION: &str = "2.11.0";
+
+/// Whether every element of `t` is finite (no NaN, no inf).
+pub fn all_finite(t: &tch::Tensor) -> bool {
+    t.isfinite().all().int64_value(&[]) == 1
+}

@@ -1,0 +1,121 @@
+//! The Mamba-2 language model (mamba_ssm's `MambaLMHeadModel`): embedding -> n_layer x
+//! [residual += mixer(RMSNorm(residual))] -> RMSNorm (norm_f) -> lm_head tied to the embedding.
+//! The residual stream is fp32. Three ways to run it give the same outputs: a whole sequence
+//! (`forward` without state), streaming chunk by chunk (`forward` with a carried `State`) and
+//! token by token (`step`).
+//!
+//! Dimension legend: B batch, L length, D d_model, V padded vocabulary.
+use tch::{Device, Kind, Tensor};
+
+use crate::config::MambaConfig;
+use crate::mixer::{Exec, Mixer};
+use crate::params::{init, Params};
+use crate::state::State;
+use crate::Result;
+
+#[derive(Debug)]
+struct Block {
+    norm: Tensor, // [D]
+    mixer: Mixer,
+}
+
+#[derive(Debug)]
+pub struct Mamba2LM {
+    pub cfg: MambaConfig,
+    embedding: Tensor, // [V, D]
+    layers: Vec<Block>,
+    norm_f: Tensor,            // [D]
+    lm_head: Option<Tensor>,   // [V, D] when untied
+    params: Params,
+    device: Device,
+}
+
+/// RMSNorm in fp32: x * rsqrt(mean(x^2) + eps) * w.
+pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Tensor {
+    let x = x.to_kind(Kind::Float);
+    let rms = (x.square().mean_dim(-1, true, Kind::Float) + eps).rsqrt();
+    x * rms * w
+}
+
+impl Mamba2LM {
+    /// A model with the reference initialisation (seed with `tch::manual_seed` first).
+    pub fn new(cfg: &MambaConfig, device: Device) -> Result<Self> {
+        cfg.validate()?;
+        let mut params = Params::default();
+        let (d, v) = (cfg.d_model, cfg.padded_vocab());
+        let embedding = params.add("backbone.embedding.weight".into(), init::normal(&[v, d], 0.02), device);
+        let layers = (0..cfg.n_layer)
+            .map(|i| {
+                let prefix = format!("backbone.layers.{i}");
+                let norm = params.add(format!("{prefix}.norm.weight"), init::ones(&[d]), device);
+                let mixer = Mixer::new(cfg, &format!("{prefix}.mixer"), &mut params, device);
+                Block { norm, mixer }
+            })
+            .collect();
+        let norm_f = params.add("backbone.norm_f.weight".into(), init::ones(&[d]), device);
+        let lm_head = (!cfg.tie_embeddings)
+            .then(|| params.add("lm_head.weight".into(), init::normal(&[v, d], 0.02), device));
+        Ok(Mamba2LM { cfg: cfg.clone(), embedding, layers, norm_f, lm_head, params, device })
+    }
+
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    pub fn zero_state(&self, batch: i64, kind: Kind) -> State {
+        State::zeros(&self.cfg, batch, self.device, kind)
+    }
+
+    /// Final hidden states after norm_f, fp32: tokens [B, L] -> [B, L, D].
+    pub fn forward_hidden(&self, tokens: &Tensor, mut state: Option<&mut State>, ex: &mut Exec) -> Tensor {
+        let eps = self.cfg.norm_epsilon;
+        let mut residual = Tensor::embedding(&self.embedding, tokens, -1, false, false); // [B, L, D] fp32
+        for (i, block) in self.layers.iter().enumerate() {
+            let normed = rms_norm(&residual, &block.norm, eps).to_kind(ex.kind);
+            let layer_state = state.as_deref_mut().map(|s| &mut s.layers[i]);
+            let out = block.mixer.forward(&normed, layer_state, ex, i);
+            residual = residual + out.to_kind(Kind::Float);
+        }
+        if let Some(s) = state {
+            s.pos += tokens.size()[1];
+        }
+        rms_norm(&residual, &self.norm_f, eps)
+    }
+
+    /// Logits over the padded vocabulary in the compute kind: hidden [.., D] -> [.., V].
+    pub fn logits(&self, hidden: &Tensor, kind: Kind) -> Tensor {
+        let head = self.lm_head.as_ref().unwrap_or(&self.embedding);
+        hidden.to_kind(kind).matmul(&head.to_kind(kind).tr())
+    }
+
+    /// tokens [B, L] -> logits [B, L, V] (compute kind).
+    pub fn forward(&self, tokens: &Tensor, state: Option<&mut State>, ex: &mut Exec) -> Tensor {
+        let hidden = self.forward_hidden(tokens, state, ex);
+        self.logits(&hidden, ex.kind)
+    }
+
+    /// One token per sequence: tokens [B] -> logits [B, V] (compute kind), advancing `state`.
+    pub fn step(&self, tokens: &Tensor, state: &mut State, ex: &mut Exec) -> Tensor {
+        let eps = self.cfg.norm_epsilon;
+        let mut residual = Tensor::embedding(&self.embedding, tokens, -1, false, false); // [B, D]
+        for (i, block) in self.layers.iter().enumerate() {
+            let normed = rms_norm(&residual, &block.norm, eps).to_kind(ex.kind);
+            let out = block.mixer.step(&normed, &mut state.layers[i], ex, i);
+            residual = residual + out.to_kind(Kind::Float);
+        }
+        state.pos += 1;
+        self.logits(&rms_norm(&residual, &self.norm_f, eps), ex.kind)
+    }
+
+    /// Per-token cross-entropy in nats (fp32) of `targets` given logits: [B, L] -> [B, L].
+    pub fn token_losses(logits: &Tensor, targets: &Tensor) -> Tensor {
+        let v = *logits.size().last().expect("logits have a vocabulary dim");
+        let flat = logits.to_kind(Kind::Float).reshape([-1, v]);
+        flat.cross_entropy_loss::<Tensor>(&targets.reshape([-1]), None, tch::Reduction::None, -100, 0.0)
+            .view_as(targets)
+    }
+}

@@ -1,0 +1,248 @@
+//! The Mamba-2 mixer (`backbone.layers.{i}.mixer`): in_proj -> causal depthwise conv + SiLU ->
+//! SSD with D skip -> gated grouped RMSNorm -> out_proj. Three entry points share every
+//! weight and every piece of math: `forward` over a segment (training, prefill, streaming
+//! when given a state) and `step` for one token.
+//!
+//! Dimension legend: B batch, L length, D d_model, Di d_inner, H heads, P head dim,
+//! G groups, N d_state, K d_conv, Cv conv_dim = Di + 2GN.
+use tch::{Device, Kind, Tensor};
+
+use crate::config::MambaConfig;
+use crate::params::{init, Params};
+use crate::probe::{Knobs, MixerObservation, Probe};
+use crate::ssd;
+use crate::state::{LayerState, WindowBuf};
+
+#[derive(Debug)]
+pub struct Mixer {
+    pub in_proj: Tensor,  // [2Di + 2GN + H, D]
+    pub conv_w: Tensor,   // [Cv, 1, K]
+    pub conv_b: Tensor,   // [Cv]
+    pub dt_bias: Tensor,  // [H]
+    pub a_log: Tensor,    // [H]
+    pub d: Tensor,        // [H]
+    pub norm_w: Tensor,   // [Di]
+    pub out_proj: Tensor, // [D, Di]
+    d_inner: i64,
+    heads: i64,
+    headdim: i64,
+    groups: i64,
+    d_state: i64,
+    d_conv: i64,
+    chunk: i64,
+    eps: f64,
+}
+
+/// The per-call execution settings shared by all layers.
+pub struct Exec<'a> {
+    /// Compute kind of matmuls and the conv (bf16 or fp32); parameters stay fp32.
+    pub kind: Kind,
+    pub knobs: Knobs,
+    pub probe: Option<&'a mut dyn Probe>,
+}
+
+impl Exec<'_> {
+    pub fn new(kind: Kind) -> Exec<'static> {
+        Exec { kind, knobs: Knobs::default(), probe: None }
+    }
+}
+
+impl Mixer {
+    pub fn new(cfg: &MambaConfig, prefix: &str, params: &mut Params, device: Device) -> Mixer {
+        let s = &cfg.ssm_cfg;
+        let (d, di, h) = (cfg.d_model, cfg.d_inner(), cfg.nheads());
+        let mut add = |name: &str, t: Tensor| params.add(format!("{prefix}.{name}"), t, device);
+        let in_proj = add("in_proj.weight", init::torch_default(&[cfg.d_in_proj(), d], d));
+        // Conv1d default: fan_in = in_channels / groups * kernel = K.
+        let conv_w = add("conv1d.weight", init::torch_default(&[cfg.conv_dim(), 1, s.d_conv], s.d_conv));
+        let conv_b = add("conv1d.bias", init::torch_default(&[cfg.conv_dim()], s.d_conv));
+        let dt_bias = add("dt_bias", init::dt_bias(h, s.dt_min, s.dt_max, s.dt_init_floor));
+        let a_log = add("A_log", init::a_log(h, s.a_init_range.0, s.a_init_range.1));
+        let d_skip = add("D", init::ones(&[h]));
+        let norm_w = add("norm.weight", init::ones(&[di]));
+        // out_proj: default init, then / sqrt(n_layer) (mamba_ssm's prenorm residual rescale).
+        let out = init::torch_default(&[d, di], di) / (cfg.n_layer as f64).sqrt();
+        let out_proj = add("out_proj.weight", out);
+        Mixer {
+            in_proj,
+            conv_w,
+            conv_b,
+            dt_bias,
+            a_log,
+            d: d_skip,
+            norm_w,
+            out_proj,
+            d_inner: di,
+            heads: h,
+            headdim: cfg.headdim(),
+            groups: cfg.ngroups(),
+            d_state: cfg.d_state(),
+            d_conv: s.d_conv,
+            chunk: s.chunk_size,
+            eps: cfg.norm_epsilon,
+        }
+    }
+
+    fn gn(&self) -> i64 {
+        self.groups * self.d_state
+    }
+
+    /// dt = softplus(dt_raw + dt_bias) * dt_scale and la = dt * A (+ ln decay_mult), fp32.
+    fn discretise(&self, dt_raw: &Tensor, knobs: &Knobs) -> (Tensor, Tensor) {
+        let mut dt = (dt_raw.to_kind(Kind::Float) + &self.dt_bias).softplus();
+        if knobs.dt_scale != 1.0 {
+            dt = dt * knobs.dt_scale;
+        }
+        let a = -self.a_log.exp(); // [H]
+        let mut la = &dt * a;
+        if knobs.decay_mult != 1.0 {
+            la = la + knobs.decay_mult.ln();
+        }
+        (dt, la)
+    }
+
+    /// Gate, grouped RMSNorm (group size Di / G, fp32), out_proj. y, z: [.., Di].
+    fn gate_norm_out(&self, y: &Tensor, z: &Tensor, kind: Kind) -> Tensor {
+        let shape = y.size();
+        let gated = y * z.to_kind(Kind::Float).silu();
+        let mut gshape = shape[..shape.len() - 1].to_vec();
+        gshape.extend([self.groups, self.d_inner / self.groups]);
+        let g = gated.reshape(gshape.as_slice());
+        let rms = (g.square().mean_dim(-1, true, Kind::Float) + self.eps).rsqrt();
+        let normed = (g * rms).reshape(shape.as_slice()) * &self.norm_w;
+        normed.to_kind(kind).matmul(&self.out_proj.to_kind(kind).tr())
+    }
+
+    /// A segment: u [B, L, D] -> [B, L, D] (compute kind). With a state, starts from it and
+    /// leaves the state at the end of the segment; without, starts from zeros.
+    pub fn forward(&self, u: &Tensor, mut state: Option<&mut LayerState>, ex: &mut Exec, layer: usize) -> Tensor {
+        let (bsz, l, _) = u.size3().expect("u is [B, L, D]");
+        let kind = ex.kind;
+        let (di, gn, h, p, g, n, k) =
+            (self.d_inner, self.gn(), self.heads, self.headdim, self.groups, self.d_state, self.d_conv);
+        let zxbcdt = u.to_kind(kind).matmul(&self.in_proj.to_kind(kind).tr()); // [B, L, 2Di+2GN+H]
+        let z = zxbcdt.narrow(-1, 0, di);
+        let xbc = zxbcdt.narrow(-1, di, di + 2 * gn).transpose(1, 2); // [B, Cv, L]
+        let dt_raw = zxbcdt.narrow(-1, 2 * di + 2 * gn, h); // [B, L, H]
+        let (w, bias) = (self.conv_w.to_kind(kind), self.conv_b.to_kind(kind));
+        let cv = di + 2 * gn;
+
+        // Causal depthwise conv over [previous K-1 inputs | segment]; the new conv state is the
+        // last K raw inputs.
+        let (conv, new_conv) = match &state {
+            Some(st) => {
+                let full = Tensor::cat(&[st.conv.narrow(-1, 1, k - 1).to_kind(kind), xbc], -1); // [B, Cv, L+K-1]
+                let conv = full.conv1d(&w, Some(&bias), [1], [0], [1], cv);
+                (conv, Some(full.narrow(-1, l - 1, k))) // [B, Cv, K]
+            }
+            None => (xbc.conv1d(&w, Some(&bias), [1], [k - 1], [1], cv).narrow(-1, 0, l), None),
+        };
+        let xbc = conv.silu().transpose(1, 2); // [B, L, Cv]
+        let x = xbc.narrow(-1, 0, di).reshape([bsz, l, h, p]);
+        let mut b = xbc.narrow(-1, di, gn).reshape([bsz, l, g, n]);
+        let c = xbc.narrow(-1, di + gn, gn).reshape([bsz, l, g, n]);
+        if ex.knobs.b_mult != 1.0 {
+            b = b * ex.knobs.b_mult;
+        }
+        let (dt, la) = self.discretise(&dt_raw, &ex.knobs);
+        let xdt = (x.to_kind(Kind::Float) * dt.unsqueeze(-1)).to_kind(kind); // [B, L, H, P]
+
+        let h0 = state.as_ref().map(|st| st.ssm.shallow_clone());
+        let (mut y, mut h_last) = ssd::ssd_chunked(&xdt, &la, &b, &c, self.chunk, h0.as_ref());
+        if let Some(r) = ex.knobs.window {
+            let window = state.as_ref().and_then(|st| st.window.as_ref());
+            let (y2, h2, buf) = self.window_correction(r, &xdt, &la, &b, &c, window);
+            y = y + y2;
+            h_last = h_last + h2;
+            if let Some(st) = state.as_deref_mut() {
+                st.window = Some(buf);
+            }
+        }
+        let y = y + x.to_kind(Kind::Float) * self.d.reshape([h, 1]); // D skip: [B, L, H, P]
+        if let Some(probe) = ex.probe.as_deref_mut() {
+            let (dt, la, xf, bf, cf) = (
+                dt.detach(),
+                la.detach(),
+                x.to_kind(Kind::Float).detach(),
+                b.to_kind(Kind::Float).detach(),
+                c.to_kind(Kind::Float).detach(),
+            );
+            let hs = h_last.detach();
+            probe.observe(layer, &MixerObservation { dt: &dt, log_decay: &la, x: &xf, b: &bf, c: &cf, state: &hs });
+        }
+        if let Some(st) = state {
+            st.ssm = h_last;
+            st.conv = new_conv.expect("conv state computed with a state");
+        }
+        self.gate_norm_out(&y.reshape([bsz, l, di]), &z, kind)
+    }
+
+    /// Sliding window by state difference: the tokens that left the window act as negative
+    /// inputs -alpha_{t-r+1:t} X_{t-r} with B_{t-r}, through the same SSD (same decays, same C).
+    /// The window sum of log-decays is recomputed per call from the kept inputs (exp(sum) keeps
+    /// the product stable). Returns the output correction, the state correction and the new
+    /// buffer of the last r inputs.
+    fn window_correction(
+        &self,
+        r: i64,
+        xdt: &Tensor,
+        la: &Tensor,
+        b: &Tensor,
+        c: &Tensor,
+        prev: Option<&WindowBuf>,
+    ) -> (Tensor, Tensor, WindowBuf) {
+        let (bsz, l, h, p) = xdt.size4().expect("xdt is [B, L, H, P]");
+        let (g, n) = (self.groups, self.d_state);
+        let o = (Kind::Float, xdt.device());
+        let prev = match prev {
+            Some(w) => WindowBuf { xdt: w.xdt.shallow_clone(), b: w.b.shallow_clone(), la: w.la.shallow_clone() },
+            None => WindowBuf {
+                xdt: Tensor::zeros([bsz, r, h, p], o),
+                b: Tensor::zeros([bsz, r, g, n], o),
+                la: Tensor::zeros([bsz, r, h], o),
+            },
+        };
+        let all_x = Tensor::cat(&[prev.xdt, xdt.to_kind(Kind::Float)], 1); // [B, r+L, H, P]
+        let all_b = Tensor::cat(&[prev.b, b.to_kind(Kind::Float)], 1); // [B, r+L, G, N]
+        let all_la = Tensor::cat(&[prev.la, la.shallow_clone()], 1); // [B, r+L, H]
+        let cs = all_la.cumsum(1, Kind::Float);
+        // Window sum over (t-r, t]: cs[r+i] - cs[i].
+        let w = (cs.narrow(1, r, l) - cs.narrow(1, 0, l)).clamp_max(0.0).exp(); // [B, L, H]
+        let leaving_x = (all_x.narrow(1, 0, l) * w.unsqueeze(-1)).neg().to_kind(xdt.kind());
+        let leaving_b = all_b.narrow(1, 0, l).to_kind(b.kind());
+        let (y2, h2) = ssd::ssd_chunked(&leaving_x, la, &leaving_b, c, self.chunk, None);
+        let buf = WindowBuf { xdt: all_x.narrow(1, l, r), b: all_b.narrow(1, l, r), la: all_la.narrow(1, l, r) };
+        (y2, h2, buf)
+    }
+
+    /// One token: u [B, D] -> [B, D], updating the state (conv roll, SSM recurrence).
+    pub fn step(&self, u: &Tensor, st: &mut LayerState, ex: &mut Exec, layer: usize) -> Tensor {
+        if ex.knobs.window.is_some() || ex.probe.is_some() {
+            // The window buffer and the probes live on the segment path; a 1-token segment.
+            return self.forward(&u.unsqueeze(1), Some(st), ex, layer).squeeze_dim(1);
+        }
+        let kind = ex.kind;
+        let (di, gn, h, p, g, n) = (self.d_inner, self.gn(), self.heads, self.headdim, self.groups, self.d_state);
+        let bsz = u.size()[0];
+        let zxbcdt = u.to_kind(kind).matmul(&self.in_proj.to_kind(kind).tr()); // [B, 2Di+2GN+H]
+        let z = zxbcdt.narrow(-1, 0, di);
+        let xbc_raw = zxbcdt.narrow(-1, di, di + 2 * gn); // [B, Cv]
+        let dt_raw = zxbcdt.narrow(-1, 2 * di + 2 * gn, h);
+        let k = self.d_conv;
+        st.conv = Tensor::cat(&[st.conv.narrow(-1, 1, k - 1).to_kind(kind), xbc_raw.unsqueeze(-1)], -1); // [B, Cv, K]
+        let xbc = ((&st.conv * self.conv_w.to_kind(kind).squeeze_dim(1)).sum_dim_intlist(-1, false, kind)
+            + self.conv_b.to_kind(kind))
+        .silu(); // [B, Cv]
+        let x = xbc.narrow(-1, 0, di).reshape([bsz, h, p]);
+        let mut b = xbc.narrow(-1, di, gn).reshape([bsz, g, n]);
+        let c = xbc.narrow(-1, di + gn, gn).reshape([bsz, g, n]);
+        if ex.knobs.b_mult != 1.0 {
+            b = b * ex.knobs.b_mult;
+        }
+        let (dt, la) = self.discretise(&dt_raw, &ex.knobs); // [B, H]
+        let xdt = x.to_kind(Kind::Float) * dt.unsqueeze(-1); // [B, H, P]
+        let y = ssd::ssd_step(&xdt, &la, &b, &c, &mut st.ssm);
+        let y = y + x.to_kind(Kind::Float) * self.d.reshape([h, 1]);
+        self.gate_norm_out(&y.reshape([bsz, di]), &z, kind)
+    }
+}

@@ -1,0 +1,44 @@
+//! The command tree of `stuffed`; one file per subcommand (`cli/doctor.rs` holds
+//! `stuffed doctor`). Each subcommand is an `Args` struct with a `run`.
+use clap::{Parser, Subcommand, ValueEnum};
+
+pub mod doctor;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "stuffed",
+    version = crate::version::long_version(),
+    about = "Run the Stuffed Mamba study (state collapse and state capacity of Mamba-2) at any scale",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check libtorch, CUDA and the GPUs: versions, devices, a real tensor op on each.
+    Doctor(doctor::Args),
+}
+
+/// Output format of commands that print results.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Format {
+    #[default]
+    Text,
+    Json,
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Doctor(a) => a.run(),
+    }
+}
+
+/// Default results database: `$STUFFED_DB`, else `results/stuffed.db`.
+pub fn default_db_path() -> std::path::PathBuf {
+    std::env::var_os("STUFFED_DB")
+        .map(Into::into)
+        .unwrap_or_else(|| std::path::PathBuf::from("results/stuffed.db"))
+}

@@ -1,0 +1,14 @@
+//! The `stuffed` binary: parse the command line, run it, map errors to exit codes.
+use clap::Parser;
+
+fn main() {
+    let cli = stuffed::cli::Cli::parse();
+    let code = match stuffed::cli::run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {}", stuffed::report_error(&err));
+            stuffed::exit_code_for(&err)
+        }
+    };
+    std::process::exit(code);
+}
