@@ -1,6 +1,7 @@
 //! stuffed-model: an exact Mamba-2 language model in tch (chunked SSD, recurrent step,
 //! streaming state), its tokenizers and data, the trainer and the study's evaluations.
 //! A pure library: no CLI, no database.
+pub mod checkpoint;
 pub mod config;
 pub mod cuda;
 pub mod error;
@@ -10,6 +11,7 @@ pub mod params;
 pub mod probe;
 pub mod ssd;
 pub mod state;
+pub mod tokenizer;
 
 pub use config::{MambaConfig, ModelSpec, SsmConfig};
 pub use error::{Error, Result};
@@ -17,6 +19,7 @@ pub use lm::Mamba2LM;
 pub use mixer::Exec;
 pub use probe::{Knobs, MixerObservation, Probe};
 pub use state::State;
+pub use tokenizer::Tokenizer;
 
 /// libtorch version this crate was built for (tch 0.24 pairs with PyTorch 2.11.0).
 pub const LIBTORCH_VERSION: &str = "2.11.0";

@@ -40,21 +40,31 @@ pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Tensor {
 impl Mamba2LM {
     /// A model with the reference initialisation (seed with `tch::manual_seed` first).
     pub fn new(cfg: &MambaConfig, device: Device) -> Result<Self> {
+        Self::build(cfg, device, false)
+    }
+
+    /// A model of zeros, for weights about to be loaded (no time spent drawing an init).
+    pub fn zeroed(cfg: &MambaConfig, device: Device) -> Result<Self> {
+        Self::build(cfg, device, true)
+    }
+
+    fn build(cfg: &MambaConfig, device: Device, zero_init: bool) -> Result<Self> {
         cfg.validate()?;
-        let mut params = Params::default();
+        let mut params = Params::new(zero_init);
         let (d, v) = (cfg.d_model, cfg.padded_vocab());
-        let embedding = params.add("backbone.embedding.weight".into(), init::normal(&[v, d], 0.02), device);
+        let embedding =
+            params.add("backbone.embedding.weight".into(), &[v, d], |sh| init::normal(sh, 0.02), device);
         let layers = (0..cfg.n_layer)
             .map(|i| {
                 let prefix = format!("backbone.layers.{i}");
-                let norm = params.add(format!("{prefix}.norm.weight"), init::ones(&[d]), device);
+                let norm = params.add(format!("{prefix}.norm.weight"), &[d], init::ones, device);
                 let mixer = Mixer::new(cfg, &format!("{prefix}.mixer"), &mut params, device);
                 Block { norm, mixer }
             })
             .collect();
-        let norm_f = params.add("backbone.norm_f.weight".into(), init::ones(&[d]), device);
+        let norm_f = params.add("backbone.norm_f.weight".into(), &[d], init::ones, device);
         let lm_head = (!cfg.tie_embeddings)
-            .then(|| params.add("lm_head.weight".into(), init::normal(&[v, d], 0.02), device));
+            .then(|| params.add("lm_head.weight".into(), &[v, d], |sh| init::normal(sh, 0.02), device));
         Ok(Mamba2LM { cfg: cfg.clone(), embedding, layers, norm_f, lm_head, params, device })
     }
 

@@ -51,18 +51,22 @@ impl Mixer {
     pub fn new(cfg: &MambaConfig, prefix: &str, params: &mut Params, device: Device) -> Mixer {
         let s = &cfg.ssm_cfg;
         let (d, di, h) = (cfg.d_model, cfg.d_inner(), cfg.nheads());
-        let mut add = |name: &str, t: Tensor| params.add(format!("{prefix}.{name}"), t, device);
-        let in_proj = add("in_proj.weight", init::torch_default(&[cfg.d_in_proj(), d], d));
+        let mut add = |name: &str, shape: &[i64], f: &dyn Fn(&[i64]) -> Tensor| {
+            params.add(format!("{prefix}.{name}"), shape, f, device)
+        };
+        let in_proj = add("in_proj.weight", &[cfg.d_in_proj(), d], &|sh| init::torch_default(sh, d));
         // Conv1d default: fan_in = in_channels / groups * kernel = K.
-        let conv_w = add("conv1d.weight", init::torch_default(&[cfg.conv_dim(), 1, s.d_conv], s.d_conv));
-        let conv_b = add("conv1d.bias", init::torch_default(&[cfg.conv_dim()], s.d_conv));
-        let dt_bias = add("dt_bias", init::dt_bias(h, s.dt_min, s.dt_max, s.dt_init_floor));
-        let a_log = add("A_log", init::a_log(h, s.a_init_range.0, s.a_init_range.1));
-        let d_skip = add("D", init::ones(&[h]));
-        let norm_w = add("norm.weight", init::ones(&[di]));
+        let k = s.d_conv;
+        let conv_w = add("conv1d.weight", &[cfg.conv_dim(), 1, k], &|sh| init::torch_default(sh, k));
+        let conv_b = add("conv1d.bias", &[cfg.conv_dim()], &|sh| init::torch_default(sh, k));
+        let dt_bias = add("dt_bias", &[h], &|_| init::dt_bias(h, s.dt_min, s.dt_max, s.dt_init_floor));
+        let a_log = add("A_log", &[h], &|_| init::a_log(h, s.a_init_range.0, s.a_init_range.1));
+        let d_skip = add("D", &[h], &init::ones);
+        let norm_w = add("norm.weight", &[di], &init::ones);
         // out_proj: default init, then / sqrt(n_layer) (mamba_ssm's prenorm residual rescale).
-        let out = init::torch_default(&[d, di], di) / (cfg.n_layer as f64).sqrt();
-        let out_proj = add("out_proj.weight", out);
+        let n_layer = cfg.n_layer as f64;
+        let out_proj =
+            add("out_proj.weight", &[d, di], &|sh| init::torch_default(sh, di) / n_layer.sqrt());
         Mixer {
             in_proj,
             conv_w,

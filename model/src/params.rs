@@ -7,12 +7,24 @@ use tch::{Device, Kind, Tensor};
 #[derive(Debug, Default)]
 pub struct Params {
     entries: Vec<(String, Tensor)>,
+    /// Allocate zeros instead of drawing the reference init (weights about to be loaded).
+    zero_init: bool,
 }
 
 impl Params {
-    /// Registers `t` (moved to `device`, fp32) as a trainable parameter and returns the handle.
-    pub fn add(&mut self, name: String, t: Tensor, device: Device) -> Tensor {
-        let t = t.to_device(device).to_kind(Kind::Float).detach().set_requires_grad(true);
+    pub fn new(zero_init: bool) -> Self {
+        Params { entries: Vec::new(), zero_init }
+    }
+
+    /// Registers a trainable fp32 parameter of `shape` on `device`, initialised by `init`
+    /// (skipped for a zero-initialised store), and returns the handle.
+    pub fn add(&mut self, name: String, shape: &[i64], init: impl FnOnce(&[i64]) -> Tensor, device: Device) -> Tensor {
+        let t = if self.zero_init {
+            Tensor::zeros(shape, (Kind::Float, device))
+        } else {
+            init(shape).to_device(device).to_kind(Kind::Float)
+        };
+        let t = t.detach().set_requires_grad(true);
         self.entries.push((name, t.shallow_clone()));
         t
     }
