@@ -1,10 +1,13 @@
 //! stuffed-model: an exact Mamba-2 language model in tch (chunked SSD, recurrent step,
 //! streaming state), its tokenizers and data, the trainer and the study's evaluations.
 //! A pure library: no CLI, no database.
+pub mod bench;
 pub mod checkpoint;
 pub mod config;
 pub mod cuda;
+pub mod data;
 pub mod error;
+pub mod eval;
 pub mod lm;
 pub mod mixer;
 pub mod params;
@@ -12,6 +15,7 @@ pub mod probe;
 pub mod ssd;
 pub mod state;
 pub mod tokenizer;
+pub mod train;
 
 pub use config::{MambaConfig, ModelSpec, SsmConfig};
 pub use error::{Error, Result};

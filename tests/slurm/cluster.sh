@@ -30,12 +30,20 @@ usage() { echo "usage: $PROG up|down|status DIR" >&2; exit 2; }
 
 # ---------------------------------------------------------------- processes
 
-# pid_alive PID COMM: the process exists and its comm is COMM (guards against pid reuse).
+# running PID: the process exists and is not a zombie.
+running() {
+    local st
+    st=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    st=${st##*) }
+    [[ ${st:0:1} != Z && ${st:0:1} != X ]]
+}
+
+# pid_alive PID COMM: the process runs and its comm is COMM (guards against pid reuse).
 pid_alive() {
     local pid=$1 comm=$2 c
     [[ $pid =~ ^[0-9]+$ ]] || return 1
     c=$(cat "/proc/$pid/comm" 2>/dev/null) || return 1
-    [[ $c == "$comm" ]]
+    [[ $c == "$comm" ]] && running "$pid"
 }
 
 read_pid() { # read_pid FILE -> pid on stdout (empty if none)
@@ -45,44 +53,86 @@ read_pid() { # read_pid FILE -> pid on stdout (empty if none)
     return 0
 }
 
-# stop_pids COMM PID...: SIGTERM the live ones, wait (bounded), then SIGKILL.
+# stop_pids COMM=PID...: SIGTERM the live ones (all at once), wait (bounded),
+# then SIGKILL what is left. A pid counts only while /proc/PID/comm is COMM.
 stop_pids() {
-    local comm=$1; shift
-    local p live=() deadline
-    for p in "$@"; do pid_alive "$p" "$comm" && live+=("$p"); done
+    local item live=() deadline still
+    for item in $(printf '%s\n' "$@" | sort -u); do
+        pid_alive "${item#*=}" "${item%%=*}" && live+=("$item")
+    done
     ((${#live[@]})) || return 0
-    log "stopping $comm (pid ${live[*]})"
-    kill -TERM "${live[@]}" 2>/dev/null
+    log "stopping ${live[*]}"
+    for item in "${live[@]}"; do kill -TERM "${item#*=}" 2>/dev/null; done
     deadline=$((SECONDS + DOWN_TIMEOUT))
-    while ((SECONDS < deadline)); do
-        local still=()
-        for p in "${live[@]}"; do pid_alive "$p" "$comm" && still+=("$p"); done
+    while :; do
+        still=()
+        for item in "${live[@]}"; do pid_alive "${item#*=}" "${item%%=*}" && still+=("$item"); done
         ((${#still[@]})) || return 0
+        ((SECONDS < deadline)) || break
         sleep 0.1
     done
-    log "$comm did not exit in ${DOWN_TIMEOUT}s, sending SIGKILL"
-    for p in "${live[@]}"; do pid_alive "$p" "$comm" && kill -KILL "$p" 2>/dev/null; done
+    log "${still[*]} did not exit in ${DOWN_TIMEOUT}s, sending SIGKILL"
+    for item in "${still[@]}"; do kill -KILL "${item#*=}" 2>/dev/null; done
     deadline=$((SECONDS + 5))
-    while ((SECONDS < deadline)); do
-        local still=()
-        for p in "${live[@]}"; do pid_alive "$p" "$comm" && still+=("$p"); done
+    while :; do
+        live=("${still[@]}"); still=()
+        for item in "${live[@]}"; do pid_alive "${item#*=}" "${item%%=*}" && still+=("$item"); done
         ((${#still[@]})) || return 0
+        ((SECONDS < deadline)) || break
         sleep 0.1
     done
-    log "WARNING: $comm (pid ${live[*]}) still alive"
+    log "WARNING: ${still[*]} still alive"
     return 1
 }
 
-# Kill whatever is left in the sessions we created with setsid (job steps
-# started by slurmd: slurmstepd and the job scripts it spawned).
-stop_session() {
-    local sid=$1 pids
-    [[ $sid =~ ^[0-9]+$ ]] || return 0
-    pids=$(ps -e -o pid=,sid= | awk -v s="$sid" '$2 == s && $1 != s {print $1}')
+# descendants PID...: all descendants of the given pids (by ppid), one per line.
+descendants() {
+    ps -e -o pid=,ppid= | awk -v roots="$*" '
+        BEGIN { n = split(roots, r, " "); for (i = 1; i <= n; i++) keep[r[i]] = 1 }
+        { parent[$1] = $2; pids[++m] = $1 }
+        END {
+            do {
+                changed = 0
+                for (i = 1; i <= m; i++) {
+                    p = pids[i]
+                    if (!(p in keep) && (parent[p] in keep)) { keep[p] = 1; out[p] = 1; changed = 1 }
+                }
+            } while (changed)
+            for (p in out) print p
+        }'
+}
+
+# stop_steps SPOOLDIR...: kill the slurmstepd processes (and the job processes
+# under them) of a cluster whose slurmd spool dir is SPOOLDIR. slurmstepd
+# daemonizes into its own session, so killing slurmd does not stop it; we find
+# it by the unix socket it listens on in the spool dir (never by name).
+stop_steps() {
+    local spool inodes="" pids="" p fd l
+    for spool in "$@"; do
+        [[ -n $spool && -d $spool ]] || continue
+        inodes+=" $(awk -v d="$spool/" 'index($NF, d) == 1 {print $7}' /proc/net/unix 2>/dev/null)"
+    done
+    inodes=$(echo $inodes)
+    [[ -n $inodes ]] || return 0
+    for fd in /proc/[0-9]*/fd/*; do
+        l=$(readlink "$fd" 2>/dev/null) || continue
+        [[ $l == socket:\[*\] ]] || continue
+        l=${l#socket:[}; l=${l%]}
+        case " $inodes " in *" $l "*) p=${fd#/proc/}; pids+=" ${p%%/*}" ;; esac
+    done
+    pids=$(printf '%s\n' $pids | sort -un)
     [[ -n $pids ]] || return 0
-    log "killing leftover processes of session $sid: $(echo $pids)"
+    pids="$pids $(descendants $pids)"
+    log "killing leftover job steps: $(echo $pids)"
     # shellcheck disable=SC2086
     kill -KILL $pids 2>/dev/null
+    local deadline=$((SECONDS + 5))
+    while ((SECONDS < deadline)); do
+        local alive=0
+        for p in $pids; do running "$p" && alive=1; done
+        ((alive)) || break
+        sleep 0.1
+    done
     return 0
 }
 
@@ -97,24 +147,20 @@ conf_value() {
 # down_slurm DIR: stop the slurm daemons whose pid files are in DIR (and the
 # ones /etc/slurm/slurm.conf points to, in case it was a different DIR).
 down_slurm() {
-    local dir=$1 d_pids=() c_pids=() sids=() f p
+    local dir=$1 pids=() f p
     for f in "$dir/slurmd.pid" "$dir/run/slurmd.launch.pid" \
              "$(conf_value "$SLURM_CONF" SlurmdPidFile)"; do
         [[ -n $f ]] || continue
-        p=$(read_pid "$f"); [[ -n $p ]] && d_pids+=("$p")
+        p=$(read_pid "$f"); [[ -n $p ]] && pids+=("slurmd=$p")
     done
     for f in "$dir/slurmctld.pid" "$dir/run/slurmctld.launch.pid" \
              "$(conf_value "$SLURM_CONF" SlurmctldPidFile)"; do
         [[ -n $f ]] || continue
-        p=$(read_pid "$f"); [[ -n $p ]] && c_pids+=("$p")
+        p=$(read_pid "$f"); [[ -n $p ]] && pids+=("slurmctld=$p")
     done
-    for p in "${d_pids[@]}" "${c_pids[@]}"; do
-        # remember the sessions (setsid made each daemon a session leader)
-        [[ -n $p ]] && sids+=("$p")
-    done
-    stop_pids slurmd "${d_pids[@]}" || true
-    stop_pids slurmctld "${c_pids[@]}" || true
-    for p in "${sids[@]}"; do stop_session "$p"; done
+    # Both at once: slurmctld alone hangs ~3 s on shutdown trying to reach a dead slurmd.
+    stop_pids "${pids[@]}" || true
+    stop_steps "$dir/spool" "$(conf_value "$SLURM_CONF" SlurmdSpoolDir)"
     rm -f "$dir/slurmd.pid" "$dir/slurmctld.pid" "$dir/run/"*.launch.pid 2>/dev/null
     return 0
 }
@@ -123,7 +169,7 @@ down_munge() {
     local p
     p=$(read_pid "$MUNGE_PID")
     [[ -n $p ]] || return 0
-    stop_pids munged "$p" || true
+    stop_pids "munged=$p" || true
     pid_alive "$p" munged || rm -f "$MUNGE_PID"
     return 0
 }
@@ -261,9 +307,10 @@ EOF
 }
 
 dump_logs() {
-    local dir=$1 f
-    for f in "$dir/log/slurmctld.log" "$dir/log/slurmctld.out" \
-             "$dir/log/slurmd.log" "$dir/log/slurmd.out"; do
+    local dir=$1 name f
+    for name in slurmctld slurmd; do
+        f=$dir/log/$name.log
+        [[ -s $f ]] || f=$dir/log/$name.out # early errors (bad config) only go to stderr
         [[ -s $f ]] || continue
         echo "---- last lines of $f" >&2
         tail -n 25 "$f" >&2
@@ -280,7 +327,7 @@ start_daemon() {
 }
 
 cmd_up() {
-    local dir=$1 host t0=$SECONDS
+    local dir=$1 host t0=${EPOCHREALTIME:-$SECONDS}
     [[ $(id -u) == 0 ]] || skip "not root"
     command -v apt-get >/dev/null || command -v slurmctld >/dev/null ||
         skip "apt-get not found"
@@ -308,8 +355,11 @@ cmd_up() {
         if ! pid_alive "$cpid" slurmctld || ! pid_alive "$dpid" slurmd; then
             sleep 0.5 # let it finish writing its log
             dump_logs "$dir"
+            local gone=""
+            pid_alive "$cpid" slurmctld || gone+=" slurmctld"
+            pid_alive "$dpid" slurmd || gone+=" slurmd"
             down_slurm "$dir"
-            die "slurmctld or slurmd exited during start-up (node state '${state}')"
+            die "${gone# } exited during start-up (node state '${state:-none}'); see $dir/log"
         fi
         if ((SECONDS >= deadline)); then
             dump_logs "$dir"
@@ -319,7 +369,7 @@ cmd_up() {
         fi
         sleep 0.2
     done
-    echo "READY slurmctld=$cpid slurmd=$dpid munged=$(read_pid "$MUNGE_PID") dir=$dir seconds=$((SECONDS - t0))"
+    echo "READY slurmctld=$cpid slurmd=$dpid munged=$(read_pid "$MUNGE_PID") dir=$dir seconds=$(awk -v a="$t0" -v b="${EPOCHREALTIME:-$SECONDS}" 'BEGIN {printf "%.1f", b - a}')"
 }
 
 cmd_down() {

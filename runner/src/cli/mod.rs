@@ -2,7 +2,11 @@
 //! `stuffed doctor`). Each subcommand is an `Args` struct with a `run`.
 use clap::{Parser, Subcommand, ValueEnum};
 
+pub mod bench;
+pub mod common;
 pub mod doctor;
+pub mod eval;
+pub mod model;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -20,6 +24,15 @@ pub struct Cli {
 pub enum Command {
     /// Check libtorch, CUDA and the GPUs: versions, devices, a real tensor op on each.
     Doctor(doctor::Args),
+    /// Inspect model presets and checkpoints.
+    #[command(subcommand)]
+    Model(model::Command),
+    /// Evaluate a model: loss by position (state collapse), ...
+    #[command(subcommand)]
+    Eval(eval::Command),
+    /// Speed and memory benchmarks.
+    #[command(subcommand)]
+    Bench(bench::Command),
 }
 
 /// Output format of commands that print results.
@@ -33,6 +46,9 @@ pub enum Format {
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Doctor(a) => a.run(),
+        Command::Model(c) => c.run(),
+        Command::Eval(c) => c.run(),
+        Command::Bench(c) => c.run(),
     }
 }
 

@@ -1,0 +1,94 @@
+//! Throughput benchmarks behind `stuffed bench`: a full training step (forward, backward,
+//! clip, AdamW) timed after warm-up, with model FLOPs, MFU and peak memory.
+use std::time::Instant;
+
+use serde::Serialize;
+use tch::{Device, Kind, Tensor};
+
+use crate::config::MambaConfig;
+use crate::cuda;
+use crate::lm::Mamba2LM;
+use crate::train::{train_step, AdamW, AdamWConfig, Batch};
+use crate::Result;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainBench {
+    pub batch: i64,
+    pub seq: i64,
+    pub steps: i64,
+    pub precision: String,
+    pub device: String,
+    pub gpu: Option<String>,
+    pub params: i64,
+    pub tokens_per_s: f64,
+    pub step_ms: f64,
+    /// Model FLOPs (3 x forward) per second, in TFLOP/s.
+    pub model_tflops: f64,
+    /// Model FLOPs utilisation against the GPU's dense bf16 peak, when known.
+    pub mfu: Option<f64>,
+    pub peak_memory_gb: f64,
+    pub final_loss: f64,
+}
+
+/// Dense bf16 tensor-core peak of known GPUs (datasheet, FLOP/s).
+pub fn bf16_peak_flops(gpu_name: &str) -> Option<f64> {
+    let n = gpu_name.to_ascii_uppercase();
+    [("H200", 989e12), ("H100", 989e12), ("GH200", 989e12), ("A100", 312e12), ("L40S", 362e12), ("A10", 125e12), ("4090", 165e12)]
+        .iter()
+        .find(|(k, _)| n.contains(k))
+        .map(|(_, v)| *v)
+}
+
+pub fn synchronize(device: Device) {
+    if let Device::Cuda(i) = device {
+        tch::Cuda::synchronize(i as i64);
+    }
+}
+
+/// Times `steps` training steps after `warmup` steps on random tokens.
+pub fn train(cfg: &MambaConfig, batch: i64, seq: i64, steps: i64, warmup: i64, device: Device, kind: Kind) -> Result<TrainBench> {
+    tch::manual_seed(0);
+    let lm = Mamba2LM::new(cfg, device)?;
+    let mut opt = AdamW::new(lm.params(), AdamWConfig::default());
+    let vocab = cfg.vocab_size;
+    let data = Tensor::randint(vocab, [batch, seq + 1], (Kind::Int64, device));
+    let b = Batch { inputs: data.narrow(1, 0, seq), targets: data.narrow(1, 1, seq) };
+    let mut loss = 0.0;
+    for _ in 0..warmup {
+        loss = train_step(&lm, &mut opt, &b, None, kind, 1e-4, 1.0).read().0;
+    }
+    synchronize(device);
+    cuda::reset_peak(device);
+    let start = Instant::now();
+    let mut last = None;
+    for _ in 0..steps {
+        last = Some(train_step(&lm, &mut opt, &b, None, kind, 1e-4, 1.0));
+    }
+    if let Some(r) = last {
+        loss = r.read().0;
+    }
+    synchronize(device);
+    let secs = start.elapsed().as_secs_f64();
+    let tokens = (batch * seq * steps) as f64;
+    let tokens_per_s = tokens / secs;
+    let flops = 3.0 * cfg.flops_per_token() * tokens_per_s;
+    let gpu = match device {
+        Device::Cuda(i) => cuda::gpu_info(i).ok().map(|g| g.name),
+        _ => None,
+    };
+    Ok(TrainBench {
+        batch,
+        seq,
+        steps,
+        precision: if kind == Kind::BFloat16 { "bf16".into() } else { "fp32".into() },
+        device: cuda::device_name(device),
+        mfu: gpu.as_deref().and_then(bf16_peak_flops).map(|p| flops / p),
+        gpu,
+        params: lm.params().numel(),
+        tokens_per_s,
+        step_ms: secs * 1000.0 / steps as f64,
+        model_tflops: flops / 1e12,
+        peak_memory_gb: cuda::peak_memory_bytes(device) as f64 / 1e9,
+        final_loss: loss,
+    })
+}

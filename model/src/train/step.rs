@@ -1,0 +1,68 @@
+//! One training step, shared by the trainer and `stuffed bench train`: forward, loss,
+//! backward, clip, AdamW.
+use tch::{Kind, Tensor};
+
+use crate::lm::Mamba2LM;
+use crate::mixer::Exec;
+use crate::state::State;
+use crate::train::adamw::AdamW;
+
+/// Ignored target id: positions whose loss does not count (e.g. a passkey prompt's filler).
+pub const IGNORE: i64 = -100;
+
+/// A batch of training sequences: inputs [B, L] and targets [B, L] (next tokens, or IGNORE).
+pub struct Batch {
+    pub inputs: Tensor,
+    pub targets: Tensor,
+}
+
+impl Batch {
+    pub fn tokens(&self) -> i64 {
+        self.inputs.numel() as i64
+    }
+}
+
+/// Mean cross-entropy over the non-ignored targets (fp32 scalar).
+pub fn batch_loss(lm: &Mamba2LM, batch: &Batch, state: Option<&mut State>, kind: Kind) -> Tensor {
+    let logits = lm.forward(&batch.inputs, state, &mut Exec::new(kind));
+    let v = *logits.size().last().expect("vocab dim");
+    logits.to_kind(Kind::Float).reshape([-1, v]).cross_entropy_loss::<Tensor>(
+        &batch.targets.reshape([-1]),
+        None,
+        tch::Reduction::Mean,
+        IGNORE,
+        0.0,
+    )
+}
+
+/// What a step leaves on the device; read both with one sync via `read`.
+pub struct StepResult {
+    pub loss: Tensor,
+    pub grad_norm: Tensor,
+}
+
+impl StepResult {
+    /// (loss, grad_norm) on the host.
+    pub fn read(&self) -> (f64, f64) {
+        let both = Tensor::stack(&[self.loss.detach(), self.grad_norm.detach()], 0).to_device(tch::Device::Cpu);
+        (both.double_value(&[0]), both.double_value(&[1]))
+    }
+}
+
+/// Forward, backward and one optimizer update. `state` (truncated BPTT) starts the batch
+/// from a carried, detached state and is left at the end of the batch.
+pub fn train_step(
+    lm: &Mamba2LM,
+    opt: &mut AdamW,
+    batch: &Batch,
+    state: Option<&mut State>,
+    kind: Kind,
+    lr: f64,
+    clip: f64,
+) -> StepResult {
+    opt.zero_grad();
+    let loss = batch_loss(lm, batch, state, kind);
+    loss.backward();
+    let stats = opt.step(lr, clip);
+    StepResult { loss: loss.detach(), grad_norm: stats.grad_norm }
+}

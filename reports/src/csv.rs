@@ -1,0 +1,153 @@
+// A small CSV reader for numeric tables: a header row, comma-separated fields, double-quoted
+// fields with "" escapes (a quoted field may span lines), blank lines skipped. Errors name the
+// file, the 1-based line and the column.
+use std::path::Path;
+
+use crate::Error;
+
+/// One parsed record: the 1-based line it starts on and its fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub line: usize,
+    pub fields: Vec<String>,
+}
+
+/// Split CSV text into records. `path` is only used in error messages.
+pub fn parse(text: &str, path: &Path) -> Result<Vec<Record>, Error> {
+    let mut records = Vec::new();
+    let mut fields: Vec<String> = Vec::new();
+    let mut field = String::new();
+    let mut in_quotes = false;
+    let mut quoted = false; // the current field was quoted (an empty quoted field is a field)
+    let mut line = 1usize;
+    let mut start_line = 1usize;
+    let mut chars = text.chars().peekable();
+    let flush = |fields: &mut Vec<String>, field: &mut String, quoted: bool, start: usize,
+                 records: &mut Vec<Record>| {
+        let blank = fields.is_empty() && field.trim().is_empty() && !quoted;
+        if !blank {
+            fields.push(std::mem::take(field));
+            records.push(Record { line: start, fields: std::mem::take(fields) });
+        }
+        field.clear();
+    };
+    while let Some(c) = chars.next() {
+        if in_quotes {
+            match c {
+                '"' if chars.peek() == Some(&'"') => {
+                    chars.next();
+                    field.push('"');
+                }
+                '"' => in_quotes = false,
+                '\n' => {
+                    line += 1;
+                    field.push('\n');
+                }
+                _ => field.push(c),
+            }
+            continue;
+        }
+        match c {
+            '"' if field.trim().is_empty() => {
+                field.clear();
+                in_quotes = true;
+                quoted = true;
+            }
+            ',' => {
+                fields.push(std::mem::take(&mut field));
+                quoted = false;
+            }
+            '\r' if chars.peek() == Some(&'\n') => {}
+            '\n' => {
+                flush(&mut fields, &mut field, quoted, start_line, &mut records);
+                quoted = false;
+                line += 1;
+                start_line = line;
+            }
+            _ => field.push(c),
+        }
+    }
+    if in_quotes {
+        return Err(Error::Csv {
+            path: path.to_path_buf(),
+            line: start_line,
+            msg: "unterminated quoted field".into(),
+        });
+    }
+    flush(&mut fields, &mut field, quoted, start_line, &mut records);
+    Ok(records)
+}
+
+/// Read the named numeric columns of a CSV file with a header row; returns one vector per
+/// requested column, in the order asked.
+pub fn read_columns(path: &Path, columns: &[&str]) -> Result<Vec<Vec<f64>>, Error> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let records = parse(&text, path)?;
+    let csv_err = |line: usize, msg: String| Error::Csv { path: path.to_path_buf(), line, msg };
+    let Some((header, rows)) = records.split_first() else {
+        return Err(csv_err(1, "empty file: no header row".into()));
+    };
+    let names: Vec<&str> = header.fields.iter().map(|f| f.trim()).collect();
+    let mut index = Vec::with_capacity(columns.len());
+    for want in columns {
+        match names.iter().position(|n| n == want) {
+            Some(i) => index.push(i),
+            None => {
+                return Err(csv_err(
+                    header.line,
+                    format!("column \"{want}\" not found in header (columns: {})", names.join(", ")),
+                ))
+            }
+        }
+    }
+    let mut out = vec![Vec::with_capacity(rows.len()); columns.len()];
+    for rec in rows {
+        for (k, &i) in index.iter().enumerate() {
+            let col = format!("column {} (\"{}\")", i + 1, columns[k]);
+            let raw = rec.fields.get(i).map(|s| s.trim()).ok_or_else(|| {
+                csv_err(rec.line, format!("{col}: missing ({} fields on this line)", rec.fields.len()))
+            })?;
+            let v: f64 = raw
+                .parse()
+                .map_err(|_| csv_err(rec.line, format!("{col}: \"{raw}\" is not a number")))?;
+            if !v.is_finite() {
+                return Err(csv_err(rec.line, format!("{col}: \"{raw}\" is not finite")));
+            }
+            out[k].push(v);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(text: &str) -> Vec<Record> {
+        parse(text, Path::new("t.csv")).expect("parses")
+    }
+
+    #[test]
+    fn quotes_crlf_and_blank_lines() {
+        let r = p("a,\"b,c\"\r\n\r\n1,\"x\"\"y\"\n\"multi\nline\",2\n");
+        assert_eq!(r.len(), 3);
+        assert_eq!(r[0].fields, vec!["a", "b,c"]);
+        assert_eq!(r[1].line, 3);
+        assert_eq!(r[1].fields, vec!["1", "x\"y"]);
+        assert_eq!(r[2].line, 4);
+        assert_eq!(r[2].fields, vec!["multi\nline", "2"]);
+    }
+
+    #[test]
+    fn empty_fields_are_kept() {
+        let r = p("a,,b\n,\n");
+        assert_eq!(r[0].fields, vec!["a", "", "b"]);
+        assert_eq!(r[1].fields, vec!["", ""]);
+    }
+
+    #[test]
+    fn unterminated_quote_is_an_error() {
+        let e = parse("a\n\"b\n", Path::new("t.csv")).unwrap_err();
+        assert!(matches!(e, Error::Csv { line: 2, .. }), "{e}");
+    }
+}

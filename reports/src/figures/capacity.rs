@@ -1,0 +1,152 @@
+// The headline figures (paper Fig. 11/12 v4): T_forget vs state size with the linear law and
+// T_recall vs state size with the exponential law; the fitted equation and R² in the legend,
+// optional log y. Units as in the paper: S in millions of state parameters, T in K tokens.
+use std::path::{Path, PathBuf};
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use super::axis::{Axis, Scale, TickFmt};
+use super::{colour, draw_curve, frame, legend, render, split, Figure, Sample, POINT_RADIUS};
+use crate::derive::{s_millions, t_kilo, ForgetRow, StateRecall};
+use crate::fit::Fit;
+use crate::Error;
+
+/// Radius of "not reached" (lower-bound) markers; distinct from data markers so they are not
+/// counted as data points.
+const BOUND_RADIUS: u32 = 6;
+/// Samples along a fitted curve.
+const CURVE_SAMPLES: usize = 200;
+
+/// A capacity-law figure: measured points, lower bounds and an optional fitted law.
+#[derive(Debug, Clone)]
+pub struct CapacityPlot<'a> {
+    pub title: &'a str,
+    /// y axis title, e.g. "T_forget (K tokens)"
+    pub y_desc: &'a str,
+    /// legend label of the measured points
+    pub point_label: &'a str,
+    /// (S in millions, T in K tokens)
+    pub points: Vec<(f64, f64)>,
+    /// (S in millions, the longest length tried in K tokens) where the threshold was not reached
+    pub lower_bounds: Vec<(f64, f64)>,
+    pub fit: Option<&'a Fit>,
+    /// the paper's law, shown as text in the legend
+    pub paper_law: Option<&'a str>,
+    pub log_y: bool,
+}
+
+struct CapacityFigure<'a> {
+    plot: &'a CapacityPlot<'a>,
+    x: Axis,
+    y: Axis,
+    curve: Vec<(f64, f64)>,
+}
+
+impl Figure for CapacityFigure<'_> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), Error> {
+        let p = self.plot;
+        let (area, panel) = split(root);
+        let mut chart = frame(&area, p.title, &self.x, &self.y)?;
+        let tf = |(x, y): &(f64, f64)| Some((self.x.t(*x)?, self.y.t(*y)?));
+        let mut entries = Vec::new();
+        if let Some(fit) = p.fit {
+            draw_curve(&mut chart, self.curve.iter().filter_map(tf).collect(), colour(1))?;
+            entries.push((format!("fit: {}", fit.equation()), Sample::Line(colour(1))));
+        }
+        let pts: Vec<(f64, f64)> = p.points.iter().filter_map(tf).collect();
+        chart.draw_series(pts.iter().map(|c| Circle::new(*c, POINT_RADIUS, colour(0).filled())))?;
+        entries.insert(0, (p.point_label.to_string(), Sample::Point(colour(0))));
+        if !p.lower_bounds.is_empty() {
+            let style = colour(0).stroke_width(2);
+            let b: Vec<(f64, f64)> = p.lower_bounds.iter().filter_map(tf).collect();
+            chart.draw_series(b.iter().map(|c| Circle::new(*c, BOUND_RADIUS, style)))?;
+            entries.push(("not reached (> longest length tried)".into(), Sample::Hollow(colour(0))));
+        }
+        if let Some(law) = p.paper_law {
+            entries.push((format!("paper: {law}"), Sample::Blank));
+        }
+        legend(&panel, &entries)
+    }
+}
+
+/// Draw a capacity-law figure; writes `<stem>.svg` and `<stem>.png`.
+pub fn capacity_plot(plot: &CapacityPlot<'_>, stem: &Path) -> Result<Vec<PathBuf>, Error> {
+    if plot.points.is_empty() && plot.lower_bounds.is_empty() {
+        return Err(Error::Plot(format!("{}: no points", plot.title)));
+    }
+    let mut xs: Vec<f64> = plot.points.iter().chain(&plot.lower_bounds).map(|p| p.0).collect();
+    xs.push(0.0);
+    let x = Axis::new(Scale::Linear, &xs, "state size S (millions of state parameters)", TickFmt::Plain);
+    let curve: Vec<(f64, f64)> = match plot.fit {
+        Some(f) => {
+            let (lo, hi) = (x.lo.max(0.0), x.hi);
+            (0..=CURVE_SAMPLES)
+                .map(|i| lo + (hi - lo) * i as f64 / CURVE_SAMPLES as f64)
+                .map(|s| (s, f.predict(s)))
+                .filter(|(_, t)| t.is_finite() && (!plot.log_y || *t > 0.0))
+                .collect()
+        }
+        None => Vec::new(),
+    };
+    let mut ys: Vec<f64> = plot.points.iter().chain(&plot.lower_bounds).map(|p| p.1).collect();
+    ys.extend(curve.iter().map(|p| p.1));
+    let y_scale = if plot.log_y { Scale::Log10 } else { Scale::Linear };
+    let y = Axis::new(y_scale, &ys, plot.y_desc, TickFmt::Plain);
+    render(&CapacityFigure { plot, x, y, curve }, stem)
+}
+
+/// T_forget vs state size with its linear law (paper Fig. 11 v4 / Fig. 12 v1).
+pub fn forget_law(
+    rows: &[ForgetRow],
+    fit: Option<&Fit>,
+    log_y: bool,
+    title: &str,
+    stem: &Path,
+) -> Result<Vec<PathBuf>, Error> {
+    let points = rows
+        .iter()
+        .filter_map(|r| Some((s_millions(r.state_size), t_kilo(r.t_forget?))))
+        .collect();
+    let lower_bounds = rows
+        .iter()
+        .filter(|r| r.t_forget.is_none())
+        .filter_map(|r| Some((s_millions(r.state_size), t_kilo(r.largest_tried()?))))
+        .collect();
+    let plot = CapacityPlot {
+        title,
+        y_desc: "T_forget (K tokens)",
+        point_label: "measured T_forget",
+        points,
+        lower_bounds,
+        fit,
+        paper_law: Some(crate::report::PAPER_FORGET_LAW),
+        log_y,
+    };
+    capacity_plot(&plot, stem)
+}
+
+/// T_recall vs state size with its exponential law (paper Fig. 12 v4).
+pub fn recall_law(
+    rows: &[StateRecall],
+    fit: Option<&Fit>,
+    log_y: bool,
+    title: &str,
+    stem: &Path,
+) -> Result<Vec<PathBuf>, Error> {
+    let points = rows
+        .iter()
+        .filter_map(|r| Some((s_millions(r.state_size), t_kilo(r.t_recall?))))
+        .collect();
+    let plot = CapacityPlot {
+        title,
+        y_desc: "T_recall (K tokens)",
+        point_label: "measured T_recall",
+        points,
+        lower_bounds: Vec::new(),
+        fit,
+        paper_law: Some(crate::report::PAPER_RECALL_LAW),
+        log_y,
+    };
+    capacity_plot(&plot, stem)
+}

@@ -1,0 +1,163 @@
+// Passkey heat map (paper Fig. 2): depth (y, shallow at the top) x context length (x, one
+// category per length, log2-spaced in practice), colour = accuracy on a viridis-like scale,
+// with a colour bar in the side panel. One `<polygon` per cell.
+use std::path::{Path, PathBuf};
+
+use plotters::coord::ranged1d::BindKeyPoints;
+use plotters::coord::types::RangedCoordf64;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use super::axis::binary_tokens;
+use super::{font, render, split, Figure, GRID};
+use crate::results::PasskeyResult;
+use crate::Error;
+
+/// Accuracy per (depth, length); `accuracy[d][l]` is `None` where no cell was evaluated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PasskeyGrid {
+    pub lengths: Vec<i64>,
+    pub depths: Vec<f64>,
+    pub accuracy: Vec<Vec<Option<f64>>>,
+}
+
+impl PasskeyGrid {
+    /// Arrange the cells of a passkey result on a grid (lengths and depths ascending; when a
+    /// cell appears twice the later one wins).
+    pub fn from_result(r: &PasskeyResult) -> PasskeyGrid {
+        let mut lengths: Vec<i64> = r.cells.iter().map(|c| c.len).collect();
+        lengths.sort_unstable();
+        lengths.dedup();
+        let mut depths: Vec<f64> = r.cells.iter().map(|c| c.depth).filter(|d| d.is_finite()).collect();
+        depths.sort_by(f64::total_cmp);
+        depths.dedup_by(|a, b| (*a - *b).abs() < 1e-9);
+        let mut accuracy = vec![vec![None; lengths.len()]; depths.len()];
+        for c in &r.cells {
+            let l = lengths.iter().position(|x| *x == c.len);
+            let d = depths.iter().position(|x| (x - c.depth).abs() < 1e-9);
+            if let (Some(l), Some(d)) = (l, d) {
+                accuracy[d][l] = c.accuracy.is_finite().then_some(c.accuracy.clamp(0.0, 1.0));
+            }
+        }
+        PasskeyGrid { lengths, depths, accuracy }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lengths.is_empty() || self.depths.is_empty()
+    }
+}
+
+/// Viridis-like sequential map (perceptually ordered, colour-blind safe), v in [0, 1].
+pub fn viridis(v: f64) -> RGBColor {
+    const STOPS: [(f64, [f64; 3]); 5] = [
+        (0.00, [68.0, 1.0, 84.0]),
+        (0.25, [59.0, 82.0, 139.0]),
+        (0.50, [33.0, 145.0, 140.0]),
+        (0.75, [94.0, 201.0, 98.0]),
+        (1.00, [253.0, 231.0, 37.0]),
+    ];
+    let v = if v.is_finite() { v.clamp(0.0, 1.0) } else { 0.0 };
+    let i = STOPS.iter().rposition(|(s, _)| *s <= v).unwrap_or(0).min(STOPS.len() - 2);
+    let (s0, c0) = STOPS[i];
+    let (s1, c1) = STOPS[i + 1];
+    let f = (v - s0) / (s1 - s0);
+    let ch = |k: usize| (c0[k] + (c1[k] - c0[k]) * f).round() as u8;
+    RGBColor(ch(0), ch(1), ch(2))
+}
+
+struct Heatmap<'a> {
+    grid: &'a PasskeyGrid,
+    title: &'a str,
+}
+
+impl Figure for Heatmap<'_> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), Error> {
+        let g = self.grid;
+        let (plot, panel) = split(root);
+        let (nl, nd) = (g.lengths.len(), g.depths.len());
+        let centres = |n: usize| (0..n).map(|i| i as f64 + 0.5).collect::<Vec<f64>>();
+        let xr: RangedCoordf64 = (0.0..nl as f64).into();
+        let yr: RangedCoordf64 = (0.0..nd as f64).into();
+        let mut chart = ChartBuilder::on(&plot)
+            .caption(self.title, font(24.0))
+            .margin(12)
+            .x_label_area_size(58)
+            .y_label_area_size(84)
+            .build_cartesian_2d(xr.with_key_points(centres(nl)), yr.with_key_points(centres(nd)))?;
+        // row 0 (top) holds the shallowest depth
+        let depth_of_row = |y: f64| g.depths.get(nd.saturating_sub(1 + y.floor() as usize));
+        let xf = |x: &f64| g.lengths.get(x.floor() as usize).map(|l| binary_tokens(*l as f64)).unwrap_or_default();
+        let yf = |y: &f64| depth_of_row(*y).map(|d| format!("{d:.2}")).unwrap_or_default();
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .axis_style(BLACK.stroke_width(1))
+            .x_desc("context length (tokens)")
+            .y_desc("needle depth (fraction of the context)")
+            .x_label_formatter(&xf)
+            .y_label_formatter(&yf)
+            .label_style(font(16.0))
+            .axis_desc_style(font(18.0))
+            .draw()?;
+        let show_text = nl <= 16 && nd <= 12;
+        for (d, row) in g.accuracy.iter().enumerate() {
+            let y0 = (nd - 1 - d) as f64;
+            for (l, acc) in row.iter().enumerate() {
+                let x0 = l as f64;
+                let fill = acc.map(viridis).unwrap_or(GRID);
+                let cell = vec![(x0, y0), (x0 + 1.0, y0), (x0 + 1.0, y0 + 1.0), (x0, y0 + 1.0)];
+                chart.draw_series(std::iter::once(Polygon::new(cell, fill.filled())))?;
+                if show_text {
+                    let text = acc.map(|a| format!("{a:.2}")).unwrap_or_else(|| "–".into());
+                    let ink = if acc.is_some_and(|a| a < 0.6) { WHITE } else { BLACK };
+                    let style = font(14.0).color(&ink).pos(Pos::new(HPos::Center, VPos::Center));
+                    chart.draw_series(std::iter::once(Text::new(text, (x0 + 0.5, y0 + 0.5), style)))?;
+                }
+            }
+        }
+        colour_bar(&panel)
+    }
+}
+
+/// A vertical accuracy colour bar with ticks at 0, 0.25, ..., 1.
+fn colour_bar<DB: DrawingBackend>(panel: &DrawingArea<DB, Shift>) -> Result<(), Error> {
+    let (x0, x1, top, bottom) = (30, 58, 80, 500);
+    panel.draw(&Text::new("accuracy", (x0 - 6, top - 30), font(16.0)))?;
+    let steps = 60;
+    let h = (bottom - top) as f64 / steps as f64;
+    for i in 0..steps {
+        let ya = top + (i as f64 * h).round() as i32;
+        let yb = top + ((i + 1) as f64 * h).round() as i32;
+        let v = 1.0 - (i as f64 + 0.5) / steps as f64;
+        panel.draw(&Rectangle::new([(x0, ya), (x1, yb)], viridis(v).filled()))?;
+    }
+    panel.draw(&Rectangle::new([(x0, top), (x1, bottom)], BLACK.stroke_width(1)))?;
+    for k in 0..=4 {
+        let v = k as f64 / 4.0;
+        let y = bottom - ((bottom - top) as f64 * v).round() as i32;
+        panel.draw(&Rectangle::new([(x1, y), (x1 + 5, y + 1)], BLACK.filled()))?;
+        let style = font(15.0).pos(Pos::new(HPos::Left, VPos::Center));
+        panel.draw(&Text::new(format!("{v:.2}"), (x1 + 9, y), style))?;
+    }
+    Ok(())
+}
+
+/// Passkey accuracy heat map of one job (paper Fig. 2); writes `<stem>.svg` and `<stem>.png`.
+pub fn passkey_heatmap(grid: &PasskeyGrid, title: &str, stem: &Path) -> Result<Vec<PathBuf>, Error> {
+    if grid.is_empty() {
+        return Err(Error::Plot(format!("{title}: no passkey cells")));
+    }
+    render(&Heatmap { grid, title }, stem)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn viridis_ends() {
+        assert_eq!(viridis(0.0), RGBColor(68, 1, 84));
+        assert_eq!(viridis(1.0), RGBColor(253, 231, 37));
+        assert_eq!(viridis(f64::NAN), RGBColor(68, 1, 84));
+    }
+}

@@ -1,0 +1,181 @@
+// Typed views of the evaluation results of docs/results-schema.md (loss, passkey, states).
+// Unknown fields are ignored: results carry timing and device fields the report does not use.
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::Error;
+
+/// One position bucket of a loss evaluation: mean loss (nats) over `start..end`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Bucket {
+    pub start: f64,
+    pub end: f64,
+    pub loss: f64,
+}
+
+/// The collapse verdict of a loss evaluation (paper v4 §4.2).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct Collapse {
+    #[serde(default)]
+    pub train_len: Option<f64>,
+    /// `None` when no bucket ends within the training length.
+    #[serde(default)]
+    pub collapsed: Option<bool>,
+    #[serde(default)]
+    pub first_position: Option<f64>,
+    #[serde(default)]
+    pub worst_ratio: Option<f64>,
+}
+
+/// A `loss` result.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct LossResult {
+    #[serde(default)]
+    pub buckets: Vec<Bucket>,
+    #[serde(default)]
+    pub collapse: Option<Collapse>,
+    #[serde(default)]
+    pub mean_loss: Option<f64>,
+}
+
+/// One cell of a passkey heat map.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct PasskeyCell {
+    pub len: i64,
+    pub depth: f64,
+    pub accuracy: f64,
+    #[serde(default)]
+    pub n: Option<i64>,
+}
+
+/// A `passkey` result.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct PasskeyResult {
+    #[serde(default)]
+    pub cells: Vec<PasskeyCell>,
+    #[serde(default)]
+    pub t_recall: Option<i64>,
+}
+
+/// Per-head series of a `states` result, one value per entry of `positions`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct HeadStates {
+    pub head: i64,
+    #[serde(default)]
+    pub state_var: Vec<f64>,
+    #[serde(default)]
+    pub log_retention: Vec<f64>,
+    #[serde(default)]
+    pub state_rms: Vec<f64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct LayerStates {
+    pub layer: i64,
+    #[serde(default)]
+    pub heads: Vec<HeadStates>,
+}
+
+/// Histogram of one head's state channels at a few positions. `bins` are the bin edges
+/// (`counts[i].len() + 1` values) or, when there are as many bins as counts, the left edges.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct StateHistogram {
+    #[serde(default)]
+    pub layer: i64,
+    #[serde(default)]
+    pub head: i64,
+    #[serde(default)]
+    pub positions: Vec<i64>,
+    #[serde(default)]
+    pub bins: Vec<f64>,
+    #[serde(default)]
+    pub counts: Vec<Vec<f64>>,
+}
+
+/// A `states` result.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct StatesResult {
+    #[serde(default)]
+    pub positions: Vec<f64>,
+    #[serde(default)]
+    pub layers: Vec<LayerStates>,
+    #[serde(default)]
+    pub histogram: Option<StateHistogram>,
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(kind: &str, v: &Value) -> Result<T, Error> {
+    T::deserialize(v).map_err(|e| Error::Data(format!("malformed {kind} result: {e}")))
+}
+
+impl LossResult {
+    pub fn from_value(v: &Value) -> Result<Self, Error> {
+        parse("loss", v)
+    }
+
+    /// (bucket midpoint, loss) pairs with finite values, in bucket order.
+    pub fn midpoints(&self) -> Vec<(f64, f64)> {
+        self.buckets
+            .iter()
+            .filter(|b| b.loss.is_finite() && b.start.is_finite() && b.end.is_finite())
+            .map(|b| (0.5 * (b.start + b.end), b.loss))
+            .collect()
+    }
+
+    pub fn collapsed(&self) -> Option<bool> {
+        self.collapse.as_ref().and_then(|c| c.collapsed)
+    }
+}
+
+impl PasskeyResult {
+    pub fn from_value(v: &Value) -> Result<Self, Error> {
+        parse("passkey", v)
+    }
+}
+
+impl StatesResult {
+    pub fn from_value(v: &Value) -> Result<Self, Error> {
+        let s: StatesResult = parse("states", v)?;
+        let n = s.positions.len();
+        for l in &s.layers {
+            for h in &l.heads {
+                for (name, series) in [("state_var", &h.state_var), ("log_retention", &h.log_retention)] {
+                    if !series.is_empty() && series.len() != n {
+                        return Err(Error::Data(format!(
+                            "states result: layer {} head {} has {} {name} values for {n} positions",
+                            l.layer,
+                            h.head,
+                            series.len()
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(s)
+    }
+
+    /// The layer whose heads reach the largest state variance (where collapse shows first);
+    /// ties go to the lowest layer index.
+    pub fn loudest_layer(&self) -> Option<i64> {
+        let mut best: Option<(f64, i64)> = None;
+        for l in &self.layers {
+            let m = l
+                .heads
+                .iter()
+                .flat_map(|h| h.state_var.iter().copied())
+                .filter(|v| v.is_finite())
+                .fold(f64::NEG_INFINITY, f64::max);
+            let better = match best {
+                None => true,
+                Some((bm, bl)) => m > bm || (m == bm && l.layer < bl),
+            };
+            if better {
+                best = Some((m, l.layer));
+            }
+        }
+        best.map(|(_, l)| l)
+    }
+
+    pub fn layer(&self, layer: i64) -> Option<&LayerStates> {
+        self.layers.iter().find(|l| l.layer == layer)
+    }
+}

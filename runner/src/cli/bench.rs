@@ -1,0 +1,74 @@
+//! `stuffed bench ...`: speed and memory benchmarks (targets live here, not in timed tests).
+use stuffed_model::bench;
+
+use super::common::{device, print_json, ModelSource, Precision};
+use super::Format;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// A full training step (forward, backward, clip, AdamW) timed after warm-up.
+    Train(TrainArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    source: ModelSource,
+    /// Sequences per step.
+    #[arg(long, default_value_t = 8)]
+    batch: i64,
+    /// Sequence length.
+    #[arg(long, default_value_t = 2048)]
+    seq: i64,
+    /// Timed steps.
+    #[arg(long, default_value_t = 10)]
+    steps: i64,
+    /// Untimed warm-up steps.
+    #[arg(long, default_value_t = 3)]
+    warmup: i64,
+    /// auto, cpu, cuda, cuda:N.
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Compute precision (default: bf16 on a GPU, fp32 on the CPU).
+    #[arg(long, value_enum)]
+    precision: Option<Precision>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
+}
+
+impl Command {
+    pub fn run(self) -> anyhow::Result<i32> {
+        match self {
+            Command::Train(a) => a.run(),
+        }
+    }
+}
+
+impl TrainArgs {
+    fn run(self) -> anyhow::Result<i32> {
+        let dev = device(&self.device)?;
+        let prec = self.precision.unwrap_or(Precision::default_for(dev));
+        let cfg = self.source.config()?;
+        let r = bench::train(&cfg, self.batch, self.seq, self.steps, self.warmup, dev, prec.kind())?;
+        match self.format {
+            Format::Json => print_json(&r)?,
+            Format::Text => {
+                println!(
+                    "train {} x {} on {}{} ({}): {:.0} tokens/s, {:.1} ms/step, {:.1} model TFLOP/s{}, peak memory {:.2} GB",
+                    r.batch,
+                    r.seq,
+                    r.device,
+                    r.gpu.as_ref().map(|g| format!(" [{g}]")).unwrap_or_default(),
+                    r.precision,
+                    r.tokens_per_s,
+                    r.step_ms,
+                    r.model_tflops,
+                    r.mfu.map(|m| format!(", MFU {:.1}%", m * 100.0)).unwrap_or_default(),
+                    r.peak_memory_gb
+                );
+            }
+        }
+        Ok(0)
+    }
+}

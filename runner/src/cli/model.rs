@@ -1,0 +1,91 @@
+//! `stuffed model ...`: inspect model configurations and checkpoints.
+use serde::Serialize;
+
+use super::common::{print_json, ModelSource};
+use super::Format;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Parameter count, state size and per-layer shapes of a preset or checkpoint.
+    Info(InfoArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct InfoArgs {
+    #[command(flatten)]
+    source: ModelSource,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
+}
+
+#[derive(Serialize)]
+struct Info {
+    config: stuffed_model::MambaConfig,
+    params: i64,
+    state_size: i64,
+    d_inner: i64,
+    nheads: i64,
+    padded_vocab: i64,
+    flops_per_token_forward: f64,
+    layer_shapes: Vec<(String, Vec<i64>)>,
+}
+
+impl Command {
+    pub fn run(self) -> anyhow::Result<i32> {
+        match self {
+            Command::Info(a) => a.run(),
+        }
+    }
+}
+
+impl InfoArgs {
+    fn run(self) -> anyhow::Result<i32> {
+        let cfg = self.source.config()?;
+        // Shapes of one layer, from the real parameter list of a zero model of one layer.
+        let mut one = cfg.clone();
+        one.n_layer = 1;
+        one.vocab_size = 1;
+        let lm = stuffed_model::Mamba2LM::zeroed(&one, tch::Device::Cpu)?;
+        let layer_shapes = lm
+            .params()
+            .iter()
+            .filter_map(|(n, t)| n.strip_prefix("backbone.layers.0.").map(|s| (s.to_string(), t.size())))
+            .collect();
+        let info = Info {
+            params: cfg.num_params(),
+            state_size: cfg.state_size(),
+            d_inner: cfg.d_inner(),
+            nheads: cfg.nheads(),
+            padded_vocab: cfg.padded_vocab(),
+            flops_per_token_forward: cfg.flops_per_token(),
+            layer_shapes,
+            config: cfg,
+        };
+        match self.format {
+            Format::Json => print_json(&info)?,
+            Format::Text => {
+                let c = &info.config;
+                println!("d_model {}  n_layer {}  vocab {} (padded {})", c.d_model, c.n_layer, c.vocab_size, info.padded_vocab);
+                println!(
+                    "d_inner {}  heads {} x headdim {}  d_state {}  ngroups {}  d_conv {}  chunk {}",
+                    info.d_inner,
+                    info.nheads,
+                    c.headdim(),
+                    c.d_state(),
+                    c.ngroups(),
+                    c.d_conv(),
+                    c.chunk_size()
+                );
+                println!("parameters     {} ({:.1}M)", info.params, info.params as f64 / 1e6);
+                println!("state size     {} ({:.3}M = layers x H x P x N)", info.state_size, info.state_size as f64 / 1e6);
+                println!("forward FLOPs  {:.3} GFLOP/token", info.flops_per_token_forward / 1e9);
+                println!("per layer (backbone.layers.{{i}}.):");
+                for (n, s) in &info.layer_shapes {
+                    println!("  {n:<24} {s:?}");
+                }
+            }
+        }
+        Ok(0)
+    }
+}
