@@ -215,6 +215,17 @@ fn require_gpu(i: usize) -> Result<Device> {
     }
 }
 
+/// Checks the form of a device name without touching any device.
+pub fn parse_device_syntax(s: &str) -> std::result::Result<(), String> {
+    let ok = matches!(s, "auto" | "cpu" | "cuda" | "gpu")
+        || s.strip_prefix("cuda:").is_some_and(|i| i.parse::<usize>().is_ok());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("unknown device '{s}': expected auto, cpu, cuda or cuda:N"))
+    }
+}
+
 /// Human name of a device (`cpu`, `cuda:0`).
 pub fn device_name(d: Device) -> String {
     match d {

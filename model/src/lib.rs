@@ -12,10 +12,12 @@ pub mod lm;
 pub mod mixer;
 pub mod params;
 pub mod probe;
+pub mod rng;
 pub mod ssd;
 pub mod state;
 pub mod tokenizer;
 pub mod train;
+pub mod yaml;
 
 pub use config::{MambaConfig, ModelSpec, SsmConfig};
 pub use error::{Error, Result};

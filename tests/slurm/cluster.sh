@@ -332,7 +332,7 @@ cmd_up() {
     command -v apt-get >/dev/null || command -v slurmctld >/dev/null ||
         skip "apt-get not found"
     validate_dir "$dir"
-    exec 9>"$LOCK" && flock -w 120 9 || die "cannot lock $LOCK"
+    mkdir -p "${LOCK%/*}" && exec 9>"$LOCK" && flock -w 120 9 || die "cannot lock $LOCK"
 
     # A previous cluster (this DIR, or whatever /etc/slurm/slurm.conf points to).
     down_slurm "$dir"
@@ -350,7 +350,7 @@ cmd_up() {
     cpid=$(read_pid "$dir/run/slurmctld.launch.pid")
     dpid=$(read_pid "$dir/run/slurmd.launch.pid")
     while :; do
-        state=$(sinfo -h -o %t 2>/dev/null | head -n 1)
+        state=$(timeout 5 sinfo -h -o %t 2>/dev/null | head -n 1)
         [[ $state == idle ]] && break
         if ! pid_alive "$cpid" slurmctld || ! pid_alive "$dpid" slurmd; then
             sleep 0.5 # let it finish writing its log
@@ -363,7 +363,7 @@ cmd_up() {
         fi
         if ((SECONDS >= deadline)); then
             dump_logs "$dir"
-            sinfo -N -l >&2 2>/dev/null
+            timeout 5 sinfo -N -l >&2 2>/dev/null
             down_slurm "$dir"
             die "node did not become idle within ${UP_TIMEOUT}s (last state '${state:-none}')"
         fi
@@ -375,7 +375,7 @@ cmd_up() {
 cmd_down() {
     local dir=$1
     [[ $(id -u) == 0 ]] || skip "not root"
-    exec 9>"$LOCK" && flock -w 120 9 || die "cannot lock $LOCK"
+    mkdir -p "${LOCK%/*}" && exec 9>"$LOCK" && flock -w 120 9 || die "cannot lock $LOCK"
     down_slurm "$dir"
     down_munge
     echo "DOWN"
@@ -386,7 +386,7 @@ cmd_status() {
     cpid=$(read_pid "$dir/slurmctld.pid")
     [[ -n $cpid ]] || cpid=$(read_pid "$dir/run/slurmctld.launch.pid")
     if pid_alive "$cpid" slurmctld && command -v sinfo >/dev/null &&
-        sinfo 2>/dev/null; then
+        timeout 10 sinfo 2>/dev/null; then
         return 0
     fi
     echo "down"

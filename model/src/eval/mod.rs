@@ -2,6 +2,10 @@
 //! grid, state diagnostics, and the training-free mitigations they can run under.
 pub mod loss;
 pub mod mitigation;
+pub mod passkey;
+pub mod states;
 
 pub use loss::{collapse_verdict, Bucket, Collapse, LossCurve, LossEval};
 pub use mitigation::Mitigation;
+pub use passkey::{PasskeyEval, PasskeyResult};
+pub use states::{StatesEval, StatesResult};

@@ -1,9 +1,15 @@
 //! Training: AdamW in tensor ops, the learning-rate schedule, the training step, the job
 //! config and the training loop with exact resume.
 pub mod adamw;
+pub mod config;
+pub mod events;
 pub mod schedule;
 pub mod step;
+pub mod trainer;
 
 pub use adamw::{AdamW, AdamWConfig};
+pub use config::{EvalSpec, JobConfig};
 pub use schedule::Schedule;
+pub use events::EventLog;
 pub use step::{train_step, Batch, StepResult, IGNORE};
+pub use trainer::{latest_checkpoint, train, StepInfo, TrainOutcome};

@@ -1,8 +1,9 @@
 // Axes of every figure: linear or logarithmic scales, chosen tick positions and tick labels.
 // Series are drawn in *transformed* coordinates (log10 or log2 of the value on log axes), so
 // every chart has the same coordinate type and tick marks fall on round values.
-use plotters::coord::ranged1d::{BindKeyPoints, WithKeyPoints};
-use plotters::coord::types::RangedCoordf64;
+use std::ops::Range;
+
+use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint, Ranged};
 
 /// How values map onto an axis.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,7 +87,7 @@ impl Axis {
             (Scale::Log2, _) => (log_ticks(lo, hi, &[1.0]), 0),
             (Scale::Log10, _) => {
                 let t = log_ticks(lo, hi, &[1.0]);
-                if t.len() >= 3 {
+                if t.len() >= 4 {
                     (t, 0)
                 } else {
                     (log_ticks(lo, hi, &[1.0, 2.0, 5.0]), 0)
@@ -102,9 +103,8 @@ impl Axis {
     }
 
     /// The coordinate spec for plotters.
-    pub fn range(&self) -> WithKeyPoints<RangedCoordf64> {
-        let r: RangedCoordf64 = (self.lo..self.hi).into();
-        r.with_key_points(self.ticks.clone())
+    pub fn range(&self) -> Ticked {
+        Ticked { lo: self.lo, hi: self.hi, ticks: self.ticks.clone() }
     }
 
     /// Label of a tick at chart coordinate `t`.
@@ -118,6 +118,40 @@ impl Axis {
             (Scale::Log2, TickFmt::Plain) => fmt_general(2f64.powf(t)),
             (Scale::Log10, TickFmt::Plain) => fmt_general(10f64.powf(t)),
         }
+    }
+}
+
+/// A linear f64 coordinate whose grid lines and labels sit exactly at the given ticks.
+#[derive(Debug, Clone)]
+pub struct Ticked {
+    pub lo: f64,
+    pub hi: f64,
+    pub ticks: Vec<f64>,
+}
+
+impl Ranged for Ticked {
+    type FormatOption = DefaultFormatting;
+    type ValueType = f64;
+
+    fn map(&self, v: &f64, limit: (i32, i32)) -> i32 {
+        let span = self.hi - self.lo;
+        if span <= 0.0 || !v.is_finite() {
+            return limit.0 + (limit.1 - limit.0) / 2;
+        }
+        let f = (v - self.lo) / span;
+        limit.0 + ((limit.1 - limit.0) as f64 * f).round() as i32
+    }
+
+    fn key_points<H: KeyPointHint>(&self, hint: H) -> Vec<f64> {
+        if hint.weight().allow_light_points() {
+            Vec::new()
+        } else {
+            self.ticks.clone()
+        }
+    }
+
+    fn range(&self) -> Range<f64> {
+        self.lo..self.hi
     }
 }
 

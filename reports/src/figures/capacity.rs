@@ -91,6 +91,9 @@ pub fn capacity_plot(plot: &CapacityPlot<'_>, stem: &Path) -> Result<Vec<PathBuf
     };
     let mut ys: Vec<f64> = plot.points.iter().chain(&plot.lower_bounds).map(|p| p.1).collect();
     ys.extend(curve.iter().map(|p| p.1));
+    if !plot.log_y {
+        ys.push(0.0); // lengths start at zero on a linear axis
+    }
     let y_scale = if plot.log_y { Scale::Log10 } else { Scale::Linear };
     let y = Axis::new(y_scale, &ys, plot.y_desc, TickFmt::Plain);
     render(&CapacityFigure { plot, x, y, curve }, stem)

@@ -18,13 +18,11 @@ mod states;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use plotters::coord::ranged1d::WithKeyPoints;
-use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
-pub use axis::{binary_tokens, fmt_general, Axis, Scale, TickFmt};
+pub use axis::{binary_tokens, fmt_general, Axis, Scale, TickFmt, Ticked};
 pub use capacity::{capacity_plot, forget_law, recall_law, CapacityPlot};
 pub use loss::{loss_vs_position, mitigation_comparison, training_curves, Curve};
 pub use passkey::{passkey_heatmap, PasskeyGrid};
@@ -35,7 +33,7 @@ use crate::Error;
 /// Canvas size of every figure, in pixels.
 pub const SIZE: (u32, u32) = (1000, 600);
 /// Width of the plot part of the canvas; the rest holds the legend or colour bar.
-const PLOT_W: u32 = 745;
+const PLOT_W: u32 = 720;
 /// Font family name: what SVG viewers see, and the name the embedded font is registered under
 /// for the bitmap backend.
 pub const FONT_FAMILY: &str = "DejaVu Sans, sans-serif";
@@ -148,7 +146,7 @@ pub(crate) fn render<F: Figure>(fig: &F, stem: &Path) -> Result<Vec<PathBuf>, Er
     Ok(vec![svg_path, png_path])
 }
 
-pub(crate) type Coords = Cartesian2d<WithKeyPoints<RangedCoordf64>, WithKeyPoints<RangedCoordf64>>;
+pub(crate) type Coords = Cartesian2d<Ticked, Ticked>;
 pub(crate) type Chart<'a, DB> = ChartContext<'a, DB, Coords>;
 
 /// Split the canvas into the plot part and the side panel (legend or colour bar).
@@ -273,7 +271,7 @@ pub(crate) fn legend<DB: DrawingBackend>(
     let (x0, line_h) = (8, 19);
     let mut y = 56;
     for (i, (label, sample)) in entries.iter().enumerate() {
-        let lines = wrap(label, 24);
+        let lines = wrap(label, 27);
         let need = line_h * lines.len() as i32 + 8;
         if y + need + line_h > h as i32 - 10 && i + 1 < entries.len() {
             let more = format!("+{} more", entries.len() - i);
@@ -303,16 +301,6 @@ pub(crate) fn legend<DB: DrawingBackend>(
         }
         y += need;
     }
-    Ok(())
-}
-
-/// Title + "(no data)" for a panel that has nothing to draw.
-pub(crate) fn note<DB: DrawingBackend>(
-    area: &DrawingArea<DB, Shift>,
-    text: &str,
-    pos: (i32, i32),
-) -> Result<(), Error> {
-    area.draw(&Text::new(text.to_string(), pos, font(15.0).color(&MUTED)))?;
     Ok(())
 }
 

@@ -3,12 +3,11 @@
 // with a colour bar in the side panel. One `<polygon` per cell.
 use std::path::{Path, PathBuf};
 
-use plotters::coord::ranged1d::BindKeyPoints;
-use plotters::coord::types::RangedCoordf64;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::axis::binary_tokens;
+use super::axis::{binary_tokens, Ticked};
 use super::{font, render, split, Figure, GRID};
 use crate::results::PasskeyResult;
 use crate::Error;
@@ -76,14 +75,14 @@ impl Figure for Heatmap<'_> {
         let (plot, panel) = split(root);
         let (nl, nd) = (g.lengths.len(), g.depths.len());
         let centres = |n: usize| (0..n).map(|i| i as f64 + 0.5).collect::<Vec<f64>>();
-        let xr: RangedCoordf64 = (0.0..nl as f64).into();
-        let yr: RangedCoordf64 = (0.0..nd as f64).into();
+        let xr = Ticked { lo: 0.0, hi: nl as f64, ticks: centres(nl) };
+        let yr = Ticked { lo: 0.0, hi: nd as f64, ticks: centres(nd) };
         let mut chart = ChartBuilder::on(&plot)
             .caption(self.title, font(24.0))
             .margin(12)
             .x_label_area_size(58)
             .y_label_area_size(84)
-            .build_cartesian_2d(xr.with_key_points(centres(nl)), yr.with_key_points(centres(nd)))?;
+            .build_cartesian_2d(xr, yr)?;
         // row 0 (top) holds the shallowest depth
         let depth_of_row = |y: f64| g.depths.get(nd.saturating_sub(1 + y.floor() as usize));
         let xf = |x: &f64| g.lengths.get(x.floor() as usize).map(|l| binary_tokens(*l as f64)).unwrap_or_default();
@@ -110,7 +109,7 @@ impl Figure for Heatmap<'_> {
                 if show_text {
                     let text = acc.map(|a| format!("{a:.2}")).unwrap_or_else(|| "–".into());
                     let ink = if acc.is_some_and(|a| a < 0.6) { WHITE } else { BLACK };
-                    let style = font(14.0).color(&ink).pos(Pos::new(HPos::Center, VPos::Center));
+                    let style = font(16.0).color(&ink).pos(Pos::new(HPos::Center, VPos::Center));
                     chart.draw_series(std::iter::once(Text::new(text, (x0 + 0.5, y0 + 0.5), style)))?;
                 }
             }

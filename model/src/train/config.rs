@@ -1,0 +1,455 @@
+//! The job config: everything one sweep point needs (model, tokenizer, data, training recipe,
+//! evaluations to run afterwards), as YAML with `deny_unknown_fields` so a typo is an error.
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{MambaConfig, ModelSpec};
+use crate::data::{MixtureItem, SourceKind};
+use crate::tokenizer::Tokenizer;
+use crate::train::{AdamWConfig, Schedule};
+use crate::yaml::{self, YamlError};
+
+fn default_tokenizer() -> String {
+    "bytes".into()
+}
+fn default_corpus() -> PathBuf {
+    PathBuf::from("results/corpora/default")
+}
+fn one() -> i64 {
+    1
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobConfig {
+    /// A label for humans (the sweep runner sets it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub model: ModelSpec,
+    /// bytes, gpt2 or hf:PATH; must match the corpus and any init checkpoint.
+    #[serde(default = "default_tokenizer")]
+    pub tokenizer: String,
+    #[serde(default)]
+    pub data: DataConfig,
+    pub train: TrainConfig,
+    /// Start from this checkpoint directory's weights (continued pre-training).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_from: Option<PathBuf>,
+    /// Evaluations run after training, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evals: Vec<EvalSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// Corpus directory built by `stuffed corpus build`.
+    #[serde(default = "default_corpus")]
+    pub corpus: PathBuf,
+    /// Train only on documents of at least this many tokens (the paper: 4K).
+    #[serde(default)]
+    pub min_doc_tokens: i64,
+    /// Sources and weights; empty = the corpus alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mixture: Vec<MixtureItem>,
+    /// Truncated BPTT: each batch row's state is carried over this many consecutive segments.
+    #[serde(default = "one")]
+    pub tbptt_segments: i64,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig { corpus: default_corpus(), min_doc_tokens: 0, mixture: vec![], tbptt_segments: 1 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// bf16 on a GPU, fp32 on the CPU.
+    #[default]
+    Auto,
+    Bf16,
+    Fp32,
+}
+
+impl Precision {
+    pub fn kind(self, device: tch::Device) -> tch::Kind {
+        match self {
+            Precision::Bf16 => tch::Kind::BFloat16,
+            Precision::Fp32 => tch::Kind::Float,
+            Precision::Auto if device.is_cuda() => tch::Kind::BFloat16,
+            Precision::Auto => tch::Kind::Float,
+        }
+    }
+}
+
+fn d_beta1() -> f64 {
+    0.9
+}
+fn d_beta2() -> f64 {
+    0.95
+}
+fn d_eps() -> f64 {
+    1e-8
+}
+fn d_wd() -> f64 {
+    0.1
+}
+fn d_clip() -> f64 {
+    1.0
+}
+fn d_decay_frac() -> f64 {
+    0.2
+}
+fn d_device() -> String {
+    "auto".into()
+}
+fn d_log_every() -> i64 {
+    10
+}
+fn d_val_batches() -> i64 {
+    4
+}
+fn d_keep() -> i64 {
+    2
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Training length: tokens per sequence.
+    pub seq_len: i64,
+    /// Sequences per step (or give tokens_per_step).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_per_step: Option<i64>,
+    /// Optimizer steps (or give total_tokens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_tokens: Option<i64>,
+    pub lr: f64,
+    #[serde(default)]
+    pub warmup_steps: i64,
+    #[serde(default = "d_decay_frac")]
+    pub decay_frac: f64,
+    #[serde(default)]
+    pub final_lr_frac: f64,
+    #[serde(default = "d_beta1")]
+    pub beta1: f64,
+    #[serde(default = "d_beta2")]
+    pub beta2: f64,
+    #[serde(default = "d_eps")]
+    pub eps: f64,
+    #[serde(default = "d_wd")]
+    pub weight_decay: f64,
+    #[serde(default = "d_clip")]
+    pub grad_clip: f64,
+    #[serde(default)]
+    pub precision: Precision,
+    #[serde(default)]
+    pub seed: u64,
+    /// auto, cpu, cuda, cuda:N.
+    #[serde(default = "d_device")]
+    pub device: String,
+    /// Steps between checkpoints (0: only the final one).
+    #[serde(default)]
+    pub checkpoint_every: i64,
+    /// Checkpoints kept on disk.
+    #[serde(default = "d_keep")]
+    pub keep_checkpoints: i64,
+    /// Steps between validation losses (0: only at the end).
+    #[serde(default)]
+    pub val_every: i64,
+    #[serde(default = "d_val_batches")]
+    pub val_batches: i64,
+    #[serde(default = "d_log_every")]
+    pub log_every: i64,
+}
+
+impl TrainConfig {
+    pub fn batch(&self) -> i64 {
+        self.batch_size.unwrap_or_else(|| self.tokens_per_step.unwrap_or(0) / self.seq_len.max(1))
+    }
+    pub fn total_steps(&self) -> i64 {
+        let per_step = self.batch() * self.seq_len;
+        self.steps.unwrap_or_else(|| (self.total_tokens.unwrap_or(0) + per_step - 1) / per_step.max(1))
+    }
+    pub fn schedule(&self) -> Schedule {
+        Schedule { lr: self.lr, warmup_steps: self.warmup_steps, decay_frac: self.decay_frac, final_lr_frac: self.final_lr_frac }
+    }
+    pub fn adamw(&self) -> AdamWConfig {
+        AdamWConfig { beta1: self.beta1, beta2: self.beta2, eps: self.eps, weight_decay: self.weight_decay }
+    }
+}
+
+/// An evaluation run after training (see docs/results-schema.md for their results).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum EvalSpec {
+    Loss(LossSpec),
+    Passkey(PasskeySpec),
+    States(StatesSpec),
+}
+
+impl EvalSpec {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            EvalSpec::Loss(_) => "loss",
+            EvalSpec::Passkey(_) => "passkey",
+            EvalSpec::States(_) => "states",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum EvalSource {
+    /// Held-out documents of the job's corpus, concatenated with EOS.
+    #[default]
+    Corpus,
+    /// A long run of '\n'.
+    Newlines,
+}
+
+fn d_prompts() -> i64 {
+    4
+}
+fn d_chunk() -> i64 {
+    4096
+}
+fn d_bucket() -> i64 {
+    256
+}
+fn d_none() -> String {
+    "none".into()
+}
+fn d_fp32() -> Precision {
+    Precision::Fp32
+}
+fn d_n() -> i64 {
+    8
+}
+fn d_depths() -> Vec<f64> {
+    vec![0.1, 0.3, 0.5, 0.7, 0.9]
+}
+fn d_states_bucket() -> i64 {
+    128
+}
+fn d_one_prompt() -> i64 {
+    1
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LossSpec {
+    #[serde(default)]
+    pub source: EvalSource,
+    /// Positions scored.
+    pub len: i64,
+    #[serde(default = "d_prompts")]
+    pub prompts: i64,
+    #[serde(default = "d_chunk")]
+    pub chunk: i64,
+    #[serde(default = "d_bucket")]
+    pub bucket: i64,
+    #[serde(default = "d_none")]
+    pub mitigation: String,
+    #[serde(default = "d_fp32")]
+    pub precision: Precision,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasskeySpec {
+    pub lengths: Vec<i64>,
+    #[serde(default = "d_depths")]
+    pub depths: Vec<f64>,
+    /// Prompts per (length, depth) cell.
+    #[serde(default = "d_n")]
+    pub n: i64,
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default = "d_none")]
+    pub mitigation: String,
+    #[serde(default = "d_fp32")]
+    pub precision: Precision,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatesSpec {
+    pub len: i64,
+    #[serde(default = "d_states_bucket")]
+    pub bucket: i64,
+    #[serde(default)]
+    pub source: EvalSource,
+    #[serde(default = "d_one_prompt")]
+    pub prompts: i64,
+    #[serde(default = "d_none")]
+    pub mitigation: String,
+    #[serde(default)]
+    pub hist_layer: i64,
+    #[serde(default)]
+    pub hist_head: i64,
+    /// Positions of the state-channel histograms (default: train_len and len).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hist_positions: Vec<i64>,
+}
+
+impl JobConfig {
+    /// Reads, parses and validates a job config file.
+    pub fn load(path: &Path) -> Result<JobConfig, YamlError> {
+        let (cfg, text): (JobConfig, String) = yaml::from_file(path)?;
+        cfg.check(&text, path)?;
+        Ok(cfg)
+    }
+
+    /// Parses and validates YAML text (`origin` names it in errors).
+    pub fn from_yaml(text: &str, origin: &Path) -> Result<JobConfig, YamlError> {
+        let cfg: JobConfig = yaml::from_str(text, origin)?;
+        cfg.check(text, origin)?;
+        Ok(cfg)
+    }
+
+    /// The first semantic problem, located in `text`.
+    pub fn check(&self, text: &str, origin: &Path) -> Result<(), YamlError> {
+        match self.problems().into_iter().next() {
+            None => Ok(()),
+            Some((key, msg)) => Err(yaml::key_error(text, origin, &key, msg)),
+        }
+    }
+
+    /// The model config this job trains (vocabulary from the tokenizer unless given).
+    pub fn model_config(&self) -> crate::Result<MambaConfig> {
+        let tok = Tokenizer::from_spec(&self.tokenizer)?;
+        self.model.resolve(Some(tok.vocab_size()))
+    }
+
+    /// Every semantic problem as (key path, message).
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let mut p: Vec<(String, String)> = Vec::new();
+        let mut need_pos = |key: &str, v: Option<i64>| {
+            if let Some(v) = v {
+                if v <= 0 {
+                    p.push((key.into(), format!("must be a positive integer, got {v}")));
+                }
+            }
+        };
+        let t = &self.train;
+        need_pos("train.seq_len", Some(t.seq_len));
+        need_pos("train.batch_size", t.batch_size);
+        need_pos("train.tokens_per_step", t.tokens_per_step);
+        need_pos("train.steps", t.steps);
+        need_pos("train.total_tokens", t.total_tokens);
+        need_pos("train.log_every", Some(t.log_every));
+        need_pos("train.val_batches", Some(t.val_batches));
+        need_pos("train.keep_checkpoints", Some(t.keep_checkpoints));
+        need_pos("data.tbptt_segments", Some(self.data.tbptt_segments));
+        if t.batch_size.is_some() == t.tokens_per_step.is_some() {
+            p.push(("train.batch_size".into(), "give exactly one of train.batch_size and train.tokens_per_step".into()));
+        } else if let Some(tps) = t.tokens_per_step {
+            if t.seq_len > 0 && tps % t.seq_len != 0 {
+                p.push(("train.tokens_per_step".into(), format!("{tps} is not a multiple of train.seq_len {}", t.seq_len)));
+            }
+        }
+        if t.steps.is_some() == t.total_tokens.is_some() {
+            p.push(("train.steps".into(), "give exactly one of train.steps and train.total_tokens".into()));
+        }
+        if !(t.lr > 0.0 && t.lr.is_finite()) {
+            p.push(("train.lr".into(), format!("must be a positive number, got {}", t.lr)));
+        }
+        for (k, v, lo, hi) in [
+            ("train.beta1", t.beta1, 0.0, 1.0),
+            ("train.beta2", t.beta2, 0.0, 1.0),
+            ("train.decay_frac", t.decay_frac, 0.0, 1.0001),
+            ("train.final_lr_frac", t.final_lr_frac, 0.0, 1.0001),
+        ] {
+            if !(v >= lo && v < hi) {
+                p.push((k.into(), format!("must be in [{lo}, {}), got {v}", hi.floor())));
+            }
+        }
+        for (k, v) in [("train.weight_decay", t.weight_decay), ("train.grad_clip", t.grad_clip), ("train.eps", t.eps)] {
+            if !(v >= 0.0 && v.is_finite()) {
+                p.push((k.into(), format!("must be a non-negative number, got {v}")));
+            }
+        }
+        for (k, v) in [("train.warmup_steps", t.warmup_steps), ("train.checkpoint_every", t.checkpoint_every), ("train.val_every", t.val_every), ("data.min_doc_tokens", self.data.min_doc_tokens)] {
+            if v < 0 {
+                p.push((k.into(), format!("must not be negative, got {v}")));
+            }
+        }
+        if let Err(e) = crate::cuda::parse_device_syntax(&t.device) {
+            p.push(("train.device".into(), e));
+        }
+        match Tokenizer::from_spec(&self.tokenizer) {
+            Err(e) => p.push(("tokenizer".into(), e.to_string())),
+            Ok(tok) => {
+                if let Err(e) = self.model.resolve(Some(tok.vocab_size())) {
+                    p.push(("model".into(), e.to_string()));
+                } else if let Ok(cfg) = self.model.resolve(Some(tok.vocab_size())) {
+                    if cfg.vocab_size < tok.vocab_size() {
+                        p.push(("model.vocab_size".into(), format!("{} is smaller than the tokenizer's {}", cfg.vocab_size, tok.vocab_size())));
+                    }
+                }
+            }
+        }
+        for (i, m) in self.data.mixture.iter().enumerate() {
+            if !(m.weight >= 0.0 && m.weight.is_finite()) {
+                p.push((format!("data.mixture[{i}].weight"), format!("must be a non-negative number, got {}", m.weight)));
+            }
+            if m.min_len.is_some() && m.source != SourceKind::Passkey {
+                p.push((format!("data.mixture[{i}].min_len"), "only passkey sources take min_len".into()));
+            }
+        }
+        for (i, e) in self.evals.iter().enumerate() {
+            self.eval_problems(i, e, &mut p);
+        }
+        p
+    }
+
+    fn eval_problems(&self, i: usize, e: &EvalSpec, p: &mut Vec<(String, String)>) {
+        let key = |k: &str| format!("evals[{i}].{k}");
+        let mut pos = |k: &str, v: i64| {
+            if v <= 0 {
+                p.push((key(k), format!("must be a positive integer, got {v}")));
+            }
+        };
+        let mitigation = match e {
+            EvalSpec::Loss(l) => {
+                pos("len", l.len);
+                pos("prompts", l.prompts);
+                pos("chunk", l.chunk);
+                pos("bucket", l.bucket);
+                &l.mitigation
+            }
+            EvalSpec::Passkey(k) => {
+                pos("n", k.n);
+                if k.lengths.is_empty() {
+                    p.push((key("lengths"), "must list at least one length".into()));
+                }
+                for (j, &l) in k.lengths.iter().enumerate() {
+                    if l <= 0 {
+                        p.push((format!("evals[{i}].lengths[{j}]"), format!("must be a positive integer, got {l}")));
+                    }
+                }
+                if k.depths.is_empty() || k.depths.iter().any(|d| !(0.0..=1.0).contains(d)) {
+                    p.push((key("depths"), "must list depths within [0, 1]".into()));
+                }
+                &k.mitigation
+            }
+            EvalSpec::States(s) => {
+                pos("len", s.len);
+                pos("bucket", s.bucket);
+                pos("prompts", s.prompts);
+                &s.mitigation
+            }
+        };
+        if let Err(err) = mitigation.parse::<crate::eval::Mitigation>() {
+            p.push((key("mitigation"), err.to_string()));
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! YAML configs with errors a user can act on: `FILE:LINE:COL: key a.b.c: what was expected`,
+//! with a did-you-mean suggestion for unknown keys. Syntax and type errors come from the
+//! parser's own location; semantic errors found after parsing are located by the key path.
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct YamlError {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    /// Dotted key path (`train.seq_len`, `evals[1].len`), when known.
+    pub key: Option<String>,
+    pub msg: String,
+}
+
+impl fmt::Display for YamlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(l) = self.line {
+            write!(f, ":{l}")?;
+            if let Some(c) = self.column {
+                write!(f, ":{c}")?;
+            }
+        }
+        if let Some(k) = &self.key {
+            write!(f, ": key `{k}`")?;
+        }
+        write!(f, ": {}", self.msg)
+    }
+}
+
+impl std::error::Error for YamlError {}
+
+/// Parses `text` (read from `file`) into T.
+pub fn from_str<T: DeserializeOwned>(text: &str, file: &Path) -> Result<T, YamlError> {
+    if text.trim().is_empty() {
+        return Err(YamlError { file: file.into(), line: None, column: None, key: None, msg: "the file is empty".into() });
+    }
+    let de = serde_norway::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let loc = inner.location();
+        let msg = strip_location(&inner.to_string());
+        let key = (path != "." && !path.is_empty()).then_some(path);
+        let (line, column) = match loc {
+            Some(l) => (Some(l.line()), Some(l.column())),
+            None => key.as_deref().and_then(|k| locate(text, k)).map_or((None, None), |(l, c)| (Some(l), Some(c))),
+        };
+        let msg = match did_you_mean(&msg) {
+            Some(s) => format!("{msg} (did you mean `{s}`?)"),
+            None => msg,
+        };
+        YamlError { file: file.into(), line, column, key, msg }
+    })
+}
+
+/// Reads and parses a YAML file.
+pub fn from_file<T: DeserializeOwned>(file: &Path) -> Result<(T, String), YamlError> {
+    let text = std::fs::read_to_string(file).map_err(|e| YamlError {
+        file: file.into(),
+        line: None,
+        column: None,
+        key: None,
+        msg: format!("cannot read: {e}"),
+    })?;
+    Ok((from_str(&text, file)?, text))
+}
+
+/// An error about `key` found after parsing, located in `text` when the key is there.
+pub fn key_error(text: &str, file: &Path, key: &str, msg: impl Into<String>) -> YamlError {
+    let (line, column) = locate(text, key).map_or((None, None), |(l, c)| (Some(l), Some(c)));
+    YamlError { file: file.into(), line, column, key: Some(key.into()), msg: msg.into() }
+}
+
+fn strip_location(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) if msg[i..].contains(" column ") => msg[..i].to_string(),
+        _ => msg.to_string(),
+    }
+}
+
+/// For serde's "unknown field `x`, expected one of `a`, `b`": the closest expected name.
+pub fn did_you_mean(msg: &str) -> Option<String> {
+    let rest = msg.split("unknown field `").nth(1).or_else(|| msg.split("unknown variant `").nth(1))?;
+    let (unknown, expected) = rest.split_once('`')?;
+    expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(|cand| (edit_distance(unknown, cand), cand))
+        .filter(|(d, cand)| *d <= (cand.len().max(unknown.len()) / 2).max(2))
+        .min()
+        .map(|(_, c)| c.to_string())
+}
+
+pub fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// Line and column (1-based) of a dotted key path (`train.seq_len`, `evals[1].len`) in block
+/// YAML, found by indentation; None when the key is not written there (e.g. a default).
+pub fn locate(text: &str, path: &str) -> Option<(usize, usize)> {
+    let segments = parse_path(path);
+    let lines: Vec<&str> = text.lines().collect();
+    let (mut from, mut to, mut parent_indent) = (0usize, lines.len(), -1i64);
+    let mut found = None;
+    for seg in segments {
+        let mut hit = None;
+        match seg {
+            Seg::Key(k) => {
+                let mut child_indent = None;
+                for (i, line) in lines.iter().enumerate().take(to).skip(from) {
+                    let body = line.trim_start_matches([' ', '-']);
+                    let indent = (line.len() - body.len()) as i64;
+                    if body.is_empty() || body.starts_with('#') {
+                        continue;
+                    }
+                    if indent <= parent_indent && i > from {
+                        break;
+                    }
+                    if child_indent.is_none() && indent > parent_indent {
+                        child_indent = Some(indent);
+                    }
+                    if Some(indent) == child_indent && (body.starts_with(&format!("{k}:")) || body.starts_with(&format!("\"{k}\":"))) {
+                        hit = Some((i, indent));
+                        break;
+                    }
+                }
+            }
+            Seg::Index(n) => {
+                let mut count = 0;
+                for (i, line) in lines.iter().enumerate().take(to).skip(from) {
+                    let t = line.trim_start();
+                    if t.starts_with("- ") || t == "-" {
+                        let indent = (line.len() - t.len()) as i64;
+                        if count == n {
+                            hit = Some((i, indent + 1));
+                            break;
+                        }
+                        count += 1;
+                    }
+                }
+            }
+        }
+        let (i, indent) = hit?;
+        found = Some((i + 1, indent as usize + 1));
+        // The value of this key spans the following lines indented deeper.
+        let end = lines
+            .iter()
+            .enumerate()
+            .skip(i + 1)
+            .find(|(_, l)| {
+                let t = l.trim_start();
+                !t.is_empty() && !t.starts_with('#') && ((l.len() - t.len()) as i64) <= indent - i64::from(matches!(seg, Seg::Index(_)))
+            })
+            .map_or(lines.len(), |(j, _)| j);
+        from = i;
+        to = end;
+        parent_indent = indent;
+    }
+    found
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Seg<'a> {
+    Key(&'a str),
+    Index(usize),
+}
+
+fn parse_path(path: &str) -> Vec<Seg<'_>> {
+    let mut out = Vec::new();
+    for part in path.split('.') {
+        let (name, idx) = match part.find('[') {
+            Some(i) => (&part[..i], Some(&part[i..])),
+            None => (part, None),
+        };
+        if !name.is_empty() {
+            out.push(Seg::Key(name));
+        }
+        if let Some(idx) = idx {
+            for n in idx.split(['[', ']']).filter(|s| !s.is_empty()) {
+                if let Ok(n) = n.parse() {
+                    out.push(Seg::Index(n));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DOC: &str = "name: x\nmodel:\n  preset: tiny\ntrain:\n  seq_len: 0\n  lr: 1e-3\nevals:\n  - kind: loss\n    len: 10\n  - kind: passkey\n    n: 4\n";
+
+    #[test]
+    fn locates_nested_keys_and_list_items() {
+        assert_eq!(locate(DOC, "train.seq_len"), Some((5, 3)));
+        assert_eq!(locate(DOC, "model.preset"), Some((3, 3)));
+        assert_eq!(locate(DOC, "evals[1].n"), Some((11, 5)));
+        assert_eq!(locate(DOC, "evals[0].len"), Some((9, 5)));
+        assert_eq!(locate(DOC, "train.batch_size"), None);
+    }
+
+    #[test]
+    fn suggests_the_closest_field() {
+        let m = "unknown field `seq_lne`, expected one of `seq_len`, `lr`, `steps`";
+        assert_eq!(did_you_mean(m).as_deref(), Some("seq_len"));
+        assert_eq!(did_you_mean("unknown field `zzzzzzzz`, expected `a` or `b`"), None);
+    }
+}

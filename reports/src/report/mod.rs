@@ -1,0 +1,283 @@
+// `write_report`: derive the measurements, fit the laws, draw every figure the data supports and
+// write index.html, README.md, fits.json and the fitted points as CSV. Deterministic: the same
+// input gives byte-identical files (canonical record order, fixed float formatting, no clock).
+mod figs;
+mod html;
+mod markdown;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+
+use crate::data::ReportData;
+use crate::derive::{self, ForgetRow, JobRecall, StateRecall};
+use crate::fit::{self, Fit, FitModel, DEFAULT_BOOTSTRAP, DEFAULT_SEED};
+use crate::Error;
+
+/// The paper's forget-threshold law (K tokens, millions of state parameters).
+pub const PAPER_FORGET_LAW: &str = "T = 5.172·S − 4.469";
+/// The paper's recall law (K tokens, millions of state parameters).
+pub const PAPER_RECALL_LAW: &str = "T = 4.756·(1.365^S − 1) − 0.742";
+
+/// How a report looks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReportOptions {
+    /// Log-scale y on the capacity-law figures.
+    pub log_scale: bool,
+    /// Page title; "Stuffed Mamba: state capacity report" when `None`.
+    pub title: Option<String>,
+}
+
+/// What `write_report` wrote and left out.
+#[derive(Debug, Clone, Default)]
+pub struct ReportSummary {
+    /// Every file written, in the order written (figures first, then tables and pages).
+    pub files: Vec<PathBuf>,
+    /// (figure, reason) for every figure or fit the data did not support.
+    pub skipped: Vec<(String, String)>,
+    pub forget: Vec<ForgetRow>,
+    pub recalls: Vec<StateRecall>,
+    pub forget_fit: Option<Fit>,
+    pub recall_fit: Option<Fit>,
+}
+
+/// One figure of the report: its section, caption and path stem relative to the output dir.
+#[derive(Debug, Clone)]
+pub(crate) struct FigureEntry {
+    pub section: &'static str,
+    pub caption: String,
+    pub stem: String,
+}
+
+/// Everything derived from the data, shared by the page writers.
+pub(crate) struct Analysis {
+    pub data: ReportData,
+    pub title: String,
+    pub forget: Vec<ForgetRow>,
+    pub job_recalls: Vec<JobRecall>,
+    pub recalls: Vec<StateRecall>,
+    pub forget_fit: Option<Fit>,
+    pub recall_fit: Option<Fit>,
+    pub figures: Vec<FigureEntry>,
+    pub skipped: Vec<(String, String)>,
+}
+
+/// Write the full report of `data` into `out_dir` (created if missing).
+pub fn write_report(data: &ReportData, out_dir: &Path, opts: &ReportOptions) -> Result<ReportSummary, Error> {
+    std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
+    let data = data.canonical();
+    let forget = derive::t_forget(&data);
+    let job_recalls = derive::job_recalls(&data);
+    let recalls = derive::state_recalls(&job_recalls);
+    let mut a = Analysis {
+        title: opts.title.clone().unwrap_or_else(|| "Stuffed Mamba: state capacity report".into()),
+        data,
+        forget,
+        job_recalls,
+        recalls,
+        forget_fit: None,
+        recall_fit: None,
+        figures: Vec::new(),
+        skipped: Vec::new(),
+    };
+    let (fx, fy) = derive::forget_points(&a.forget);
+    a.forget_fit = fit_or_skip(&mut a.skipped, "T_forget fit", "state sizes with a measured T_forget", FitModel::Linear, &fx, &fy);
+    let (rx, ry) = derive::recall_points(&a.recalls);
+    a.recall_fit = fit_or_skip(&mut a.skipped, "T_recall fit", "state sizes with a measured T_recall", FitModel::Exp, &rx, &ry);
+
+    let mut files = figs::draw_all(&mut a, out_dir, opts)?;
+    files.push(write(out_dir, "t_forget_points.csv", &points_csv("t_forget", &a.forget.iter().filter_map(|r| Some((r.state_size, r.t_forget?))).collect::<Vec<_>>()))?);
+    files.push(write(out_dir, "t_recall_points.csv", &points_csv("t_recall", &a.recalls.iter().filter_map(|r| Some((r.state_size, r.t_recall?))).collect::<Vec<_>>()))?);
+    files.push(write(out_dir, "fits.json", &fits_json(&a))?);
+    files.push(write(out_dir, "index.html", &html::page(&a))?);
+    files.push(write(out_dir, "README.md", &markdown::page(&a))?);
+    Ok(ReportSummary {
+        files,
+        skipped: a.skipped,
+        forget: a.forget,
+        recalls: a.recalls,
+        forget_fit: a.forget_fit,
+        recall_fit: a.recall_fit,
+    })
+}
+
+fn fit_or_skip(
+    skipped: &mut Vec<(String, String)>,
+    name: &str,
+    what: &str,
+    model: FitModel,
+    xs: &[f64],
+    ys: &[f64],
+) -> Option<Fit> {
+    match fit::fit(model, xs, ys, DEFAULT_BOOTSTRAP, DEFAULT_SEED) {
+        Ok(f) => Some(f),
+        Err(Error::TooFewPoints { needed, got }) => {
+            skipped.push((name.into(), format!("needs at least {needed} {what}, got {got}")));
+            None
+        }
+        Err(e) => {
+            skipped.push((name.into(), e.to_string()));
+            None
+        }
+    }
+}
+
+fn write(out_dir: &Path, name: &str, text: &str) -> Result<PathBuf, Error> {
+    let path = out_dir.join(name);
+    std::fs::write(&path, text).map_err(|e| Error::io(&path, e))?;
+    Ok(path)
+}
+
+/// The fitted points, in the units of the laws (S_M, T_K) and raw.
+fn points_csv(name: &str, rows: &[(i64, i64)]) -> String {
+    let mut s = format!("state_size,S_M,{name},T_K\n");
+    for (state, t) in rows {
+        let _ = writeln!(s, "{state},{},{t},{}", derive::s_millions(*state), derive::t_kilo(*t));
+    }
+    s
+}
+
+fn fits_json(a: &Analysis) -> String {
+    let f = |x: &Option<Fit>| x.as_ref().map(Fit::to_json).unwrap_or(Value::Null);
+    let v = json!({
+        "units": {"S": "millions of state parameters", "T": "thousands of tokens"},
+        "t_forget": f(&a.forget_fit),
+        "t_recall": f(&a.recall_fit),
+        "paper": {
+            "t_forget": {"a": 5.172, "b": -4.469},
+            "t_recall": {"a": 1.365, "b": 4.756, "c": -0.742}
+        }
+    });
+    let mut s = serde_json::to_string_pretty(&v).unwrap_or_else(|_| "null".into());
+    s.push('\n');
+    s
+}
+
+/// A file-name-safe slug: letters, digits, '.', '_' and '-' kept, runs of others become '-'.
+pub(crate) fn slug(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        if c.is_ascii_alphanumeric() || c == '.' || c == '_' || c == '-' {
+            out.push(c);
+        } else if !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    let t = out.trim_matches('-').to_string();
+    if t.is_empty() {
+        "x".into()
+    } else {
+        t
+    }
+}
+
+/// Unique slugs for job ids (a numeric suffix disambiguates ids that slug the same).
+pub(crate) fn job_slugs(data: &ReportData) -> BTreeMap<String, String> {
+    let mut used = BTreeSet::new();
+    let mut ids: Vec<&str> = data.jobs.iter().map(|j| j.id.as_str()).collect();
+    ids.sort_unstable();
+    let mut out = BTreeMap::new();
+    for id in ids {
+        let base = slug(id);
+        let mut s = base.clone();
+        let mut k = 2;
+        while !used.insert(s.clone()) {
+            s = format!("{base}-{k}");
+            k += 1;
+        }
+        out.insert(id.to_string(), s);
+    }
+    out
+}
+
+/// The label to show for a job (its id when the label is empty).
+pub(crate) fn job_label(a: &Analysis, id: &str) -> String {
+    match a.data.job(id) {
+        Some(j) if !j.label.is_empty() => j.label.clone(),
+        _ => id.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs_are_safe() {
+        assert_eq!(slug("rri:decay=0.9999,b=0.75"), "rri-decay-0.9999-b-0.75");
+        assert_eq!(slug("//"), "x");
+    }
+}
+
+/// Shared cell text of the report tables.
+pub(crate) mod cells {
+    use super::Analysis;
+    use crate::derive::job_collapse;
+    use crate::fit::{fmt_coef, Fit};
+
+    pub const NONE: &str = "—";
+
+    /// Collapse verdict of a job, in words.
+    pub fn verdict(a: &Analysis, job_id: &str) -> &'static str {
+        match job_collapse(&a.data, job_id) {
+            Some(true) => "collapsed",
+            Some(false) => "no collapse",
+            None => NONE,
+        }
+    }
+
+    pub fn opt_int(v: Option<i64>) -> String {
+        v.map(|v| v.to_string()).unwrap_or_else(|| NONE.into())
+    }
+
+    pub fn ints(v: &[i64]) -> String {
+        if v.is_empty() {
+            return NONE.into();
+        }
+        v.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
+    }
+
+    pub fn final_loss(a: &Analysis, job_id: &str) -> String {
+        a.data.final_loss(job_id).map(|v| format!("{v:.4}")).unwrap_or_else(|| NONE.into())
+    }
+
+    pub fn t_recall(a: &Analysis, job_id: &str) -> String {
+        match a.job_recalls.iter().find(|r| r.job_id == job_id) {
+            Some(r) => r.t_recall.map(|t| t.to_string()).unwrap_or_else(|| "none".into()),
+            None => NONE.into(),
+        }
+    }
+
+    /// A parameter with its bootstrap interval, e.g. `5.172 [5.101, 5.240]`.
+    pub fn param(fit: &Fit, name: &str) -> String {
+        if !fit.params.contains_key(name) {
+            return NONE.into();
+        }
+        let v = fmt_coef(fit.param(name));
+        match fit.ci.get(name) {
+            Some((lo, hi)) => format!("{v} [{}, {}]", fmt_coef(*lo), fmt_coef(*hi)),
+            None => v,
+        }
+    }
+
+    pub fn r2(fit: &Fit) -> String {
+        format!("{:.4}", fit.r2)
+    }
+
+    /// S in millions with 4 significant-ish decimals.
+    pub fn s_m(state_size: i64) -> String {
+        format!("{:.4}", crate::derive::s_millions(state_size))
+    }
+}
+
+/// How T_forget is derived, for the pages.
+pub(crate) const FORGET_RULE: &str = "A job collapses when any of its loss evaluations without \
+mitigation collapsed (some bucket past the training length has loss > 2x the largest bucket loss \
+within it). A training length of a state size collapses when every job at that length collapsed. \
+T_forget(S) is the smallest training length without collapse such that every longer length tried \
+also shows no collapse; when the longest length tried still collapses, T_forget is not reached. \
+T_recall of a job is the largest passkey length with > 95% accuracy at every depth; T_recall(S) \
+is the maximum over the jobs of that state size. Fits use S in millions of state parameters and \
+T in thousands of tokens (K), with 95% intervals from 1000 bootstrap resamples (seed 0).";

@@ -1,0 +1,166 @@
+// Every figure renders from the fixture as SVG + PNG with the expected number of series (see
+// the series convention in src/figures/mod.rs).
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use stuffed_reports::derive::{self, ForgetRow, StateRecall};
+use stuffed_reports::figures::{self, count_series, Curve, PasskeyGrid, SeriesCount};
+use stuffed_reports::results::{LossResult, PasskeyResult, StatesResult};
+use stuffed_reports::{fit, FitModel};
+
+fn check_written(paths: &[PathBuf], stem: &Path) -> String {
+    assert_eq!(paths.len(), 2);
+    assert_eq!(paths[0], stem.with_extension("svg"));
+    assert_eq!(paths[1], stem.with_extension("png"));
+    let png = std::fs::read(&paths[1]).expect("png written");
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+    assert!(png.len() > 10_000, "suspiciously small PNG ({} bytes)", png.len());
+    let svg = std::fs::read_to_string(&paths[0]).expect("svg written");
+    assert!(svg.contains("<svg width=\"1000\" height=\"600\""));
+    assert!(svg.contains("font-family=\"DejaVu Sans, sans-serif\""));
+    svg
+}
+
+fn loss_curve(d: i64, len: i64) -> Curve {
+    let r = LossResult::from_value(&common::loss_result(len, common::collapses(d, len), "none", "corpus", 4.0))
+        .expect("loss result");
+    Curve { label: format!("d_state={d} seq_len={len}"), points: r.midpoints(), mark_x: Some(len as f64) }
+}
+
+#[test]
+fn loss_vs_position_has_one_curve_per_model_and_dashed_training_lengths() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stem = dir.path().join("loss");
+    let curves: Vec<Curve> = common::LENGTHS.iter().map(|&l| loss_curve(16, l)).collect();
+    let written = figures::loss_vs_position(&curves, "Loss vs position", &stem).expect("drawn");
+    let svg = check_written(&written, &stem);
+    assert_eq!(count_series(&svg).lines, 2);
+    // dashed training-length lines in each curve's colour
+    for colour in ["#0072B2", "#D55E00"] {
+        let dashes = svg.matches(&format!("fill=\"{colour}\" stroke=\"none\"")).count();
+        assert!(dashes >= 10, "{dashes} dashes in {colour}");
+    }
+    assert!(svg.contains("d_state=16 seq_len=256"));
+    assert!(svg.contains("token position") && svg.contains("loss (nats)"));
+}
+
+#[test]
+fn mitigation_comparison_has_one_curve_per_mitigation() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stem = dir.path().join("mit");
+    let curves: Vec<Curve> = [("none", true, 4.0), ("rri:decay=0.9999,b=0.75", false, 0.0), ("dt-scale:c=0.5", true, 8.0)]
+        .iter()
+        .map(|(m, c, s)| {
+            let r = LossResult::from_value(&common::loss_result(256, *c, m, "corpus", *s)).expect("loss");
+            Curve { label: m.to_string(), points: r.midpoints(), mark_x: None }
+        })
+        .collect();
+    let written = figures::mitigation_comparison(&curves, Some(256.0), "Mitigations", &stem).expect("drawn");
+    let svg = check_written(&written, &stem);
+    assert_eq!(count_series(&svg).lines, 3);
+    assert!(svg.contains("training length"));
+}
+
+#[test]
+fn passkey_heatmap_has_one_cell_per_depth_and_length() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stem = dir.path().join("passkey");
+    let r = PasskeyResult::from_value(&common::passkey_result(512)).expect("passkey");
+    let grid = PasskeyGrid::from_result(&r);
+    assert_eq!(grid.lengths, [256, 512, 1024, 2048]);
+    assert_eq!(grid.depths.len(), 3);
+    let written = figures::passkey_heatmap(&grid, "Passkey", &stem).expect("drawn");
+    let svg = check_written(&written, &stem);
+    assert_eq!(count_series(&svg), SeriesCount { lines: 0, points: 0, cells: 12 });
+    assert!(svg.contains("accuracy") && svg.contains("2K"));
+}
+
+#[test]
+fn state_figures_have_one_curve_per_head_and_per_position() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = StatesResult::from_value(&common::states_result()).expect("states");
+    assert_eq!(s.loudest_layer(), Some(1));
+    let stem = dir.path().join("retention");
+    let svg = check_written(&figures::retention_per_head(&s, 0, Some(256.0), "Retention", &stem).expect("drawn"), &stem);
+    assert_eq!(count_series(&svg).lines, 3);
+    assert!(svg.contains("1e-"), "log-scale retention ticks");
+    let stem = dir.path().join("var");
+    let svg = check_written(&figures::state_variance_per_head(&s, 1, Some(256.0), "Variance", &stem).expect("drawn"), &stem);
+    assert_eq!(count_series(&svg).lines, 3);
+    let stem = dir.path().join("hist");
+    let h = s.histogram.as_ref().expect("histogram");
+    let svg = check_written(&figures::state_histogram(h, "Histogram", &stem).expect("drawn"), &stem);
+    assert_eq!(count_series(&svg).lines, 2);
+    assert!(svg.contains("position 1K") && svg.contains("position 8K"));
+}
+
+#[test]
+fn capacity_figures_show_points_and_fit_curve() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // fixture: 2 measured T_forget, 1 not reached, too few for a fit
+    let rows = derive::t_forget(&common::fixture());
+    let stem = dir.path().join("t_forget_fixture");
+    let svg = check_written(&figures::forget_law(&rows, None, false, "T_forget", &stem).expect("drawn"), &stem);
+    assert_eq!(count_series(&svg), SeriesCount { lines: 0, points: 2, cells: 0 });
+    assert!(svg.contains("not reached"));
+
+    let rows: Vec<ForgetRow> = (1..=5)
+        .map(|k| ForgetRow {
+            state_size: k * 1_000_000,
+            t_forget: Some(((5.172 * k as f64 - 4.469) * 1000.0) as i64),
+            lengths_tried: vec![],
+            collapsed_lengths: vec![],
+        })
+        .collect();
+    let (xs, ys) = derive::forget_points(&rows);
+    let f = fit(FitModel::Linear, &xs, &ys, 100, 0).expect("fit");
+    let stem = dir.path().join("t_forget");
+    let svg = check_written(&figures::forget_law(&rows, Some(&f), false, "T_forget", &stem).expect("drawn"), &stem);
+    assert_eq!(count_series(&svg), SeriesCount { lines: 1, points: 5, cells: 0 });
+    assert!(svg.contains("R² = 1.000"), "equation in the legend");
+
+    let rows: Vec<StateRecall> = (1..=6)
+        .map(|k| StateRecall {
+            state_size: k * 2_000_000,
+            t_recall: Some(((4.756 * (1.365f64.powf(2.0 * k as f64) - 1.0) - 0.742) * 1000.0) as i64),
+            job_id: Some(format!("j{k}")),
+            jobs: 1,
+        })
+        .collect();
+    let (xs, ys) = derive::recall_points(&rows);
+    let f = fit(FitModel::Exp, &xs, &ys, 100, 0).expect("fit");
+    for log_y in [false, true] {
+        let stem = dir.path().join(format!("t_recall_{log_y}"));
+        let svg = check_written(&figures::recall_law(&rows, Some(&f), log_y, "T_recall", &stem).expect("drawn"), &stem);
+        assert_eq!(count_series(&svg), SeriesCount { lines: 1, points: 6, cells: 0 });
+    }
+}
+
+#[test]
+fn training_curves_have_one_curve_per_job() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stem = dir.path().join("training");
+    let data = common::fixture();
+    let curves: Vec<Curve> = data
+        .jobs
+        .iter()
+        .map(|j| Curve {
+            label: j.label.clone(),
+            points: data.metrics.iter().filter(|m| m.job_id == j.id).map(|m| (m.step as f64, m.value)).collect(),
+            mark_x: None,
+        })
+        .collect();
+    let svg = check_written(&figures::training_curves(&curves, "Training", &stem).expect("drawn"), &stem);
+    assert_eq!(count_series(&svg).lines, 6);
+}
+
+#[test]
+fn empty_inputs_are_errors_not_panics() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stem = dir.path().join("x");
+    assert!(figures::loss_vs_position(&[], "t", &stem).is_err());
+    let grid = PasskeyGrid { lengths: vec![], depths: vec![], accuracy: vec![] };
+    assert!(figures::passkey_heatmap(&grid, "t", &stem).is_err());
+    assert!(figures::forget_law(&[], None, false, "t", &stem).is_err());
+}
