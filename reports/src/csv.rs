@@ -22,12 +22,18 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<Record>, Error> {
     let mut line = 1usize;
     let mut start_line = 1usize;
     let mut chars = text.chars().peekable();
-    let flush = |fields: &mut Vec<String>, field: &mut String, quoted: bool, start: usize,
+    let flush = |fields: &mut Vec<String>,
+                 field: &mut String,
+                 quoted: bool,
+                 start: usize,
                  records: &mut Vec<Record>| {
         let blank = fields.is_empty() && field.trim().is_empty() && !quoted;
         if !blank {
             fields.push(std::mem::take(field));
-            records.push(Record { line: start, fields: std::mem::take(fields) });
+            records.push(Record {
+                line: start,
+                fields: std::mem::take(fields),
+            });
         }
         field.clear();
     };
@@ -83,7 +89,11 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<Record>, Error> {
 pub fn read_columns(path: &Path, columns: &[&str]) -> Result<Vec<Vec<f64>>, Error> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let records = parse(&text, path)?;
-    let csv_err = |line: usize, msg: String| Error::Csv { path: path.to_path_buf(), line, msg };
+    let csv_err = |line: usize, msg: String| Error::Csv {
+        path: path.to_path_buf(),
+        line,
+        msg,
+    };
     let Some((header, rows)) = records.split_first() else {
         return Err(csv_err(1, "empty file: no header row".into()));
     };
@@ -95,7 +105,10 @@ pub fn read_columns(path: &Path, columns: &[&str]) -> Result<Vec<Vec<f64>>, Erro
             None => {
                 return Err(csv_err(
                     header.line,
-                    format!("column \"{want}\" not found in header (columns: {})", names.join(", ")),
+                    format!(
+                        "column \"{want}\" not found in header (columns: {})",
+                        names.join(", ")
+                    ),
                 ))
             }
         }
@@ -105,7 +118,10 @@ pub fn read_columns(path: &Path, columns: &[&str]) -> Result<Vec<Vec<f64>>, Erro
         for (k, &i) in index.iter().enumerate() {
             let col = format!("column {} (\"{}\")", i + 1, columns[k]);
             let raw = rec.fields.get(i).map(|s| s.trim()).ok_or_else(|| {
-                csv_err(rec.line, format!("{col}: missing ({} fields on this line)", rec.fields.len()))
+                csv_err(
+                    rec.line,
+                    format!("{col}: missing ({} fields on this line)", rec.fields.len()),
+                )
             })?;
             let v: f64 = raw
                 .parse()

@@ -125,8 +125,14 @@ impl ReportData {
     }
 
     /// The evals of one job and kind, in the stored order.
-    pub fn evals_of<'a>(&'a self, job_id: &'a str, kind: &'a str) -> impl Iterator<Item = &'a EvalRecord> {
-        self.evals.iter().filter(move |e| e.job_id == job_id && e.kind == kind)
+    pub fn evals_of<'a>(
+        &'a self,
+        job_id: &'a str,
+        kind: &'a str,
+    ) -> impl Iterator<Item = &'a EvalRecord> {
+        self.evals
+            .iter()
+            .filter(move |e| e.job_id == job_id && e.kind == kind)
     }
 
     /// The last training loss of a job (metric `loss` at its largest step).

@@ -61,8 +61,14 @@ pub struct StateRecall {
 /// verdict. Only evals with mitigation `none` count.
 pub fn job_collapse(data: &ReportData, job_id: &str) -> Option<bool> {
     let mut verdict = None;
-    for e in data.evals_of(job_id, "loss").filter(|e| e.mitigation() == "none") {
-        match LossResult::from_value(&e.result).ok().and_then(|r| r.collapsed()) {
+    for e in data
+        .evals_of(job_id, "loss")
+        .filter(|e| e.mitigation() == "none")
+    {
+        match LossResult::from_value(&e.result)
+            .ok()
+            .and_then(|r| r.collapsed())
+        {
             Some(true) => return Some(true),
             Some(false) => verdict = Some(false),
             None => {}
@@ -91,8 +97,11 @@ pub fn t_forget(data: &ReportData) -> Vec<ForgetRow> {
 /// Apply the T_forget rule to one state size's (length -> forgets) map.
 pub fn forget_row(state_size: i64, per_len: &BTreeMap<i64, bool>) -> ForgetRow {
     let lengths_tried: Vec<i64> = per_len.keys().copied().collect();
-    let collapsed_lengths: Vec<i64> =
-        per_len.iter().filter(|(_, f)| !**f).map(|(l, _)| *l).collect();
+    let collapsed_lengths: Vec<i64> = per_len
+        .iter()
+        .filter(|(_, f)| !**f)
+        .map(|(l, _)| *l)
+        .collect();
     let mut t_forget = None;
     for (len, forgets) in per_len.iter().rev() {
         if !forgets {
@@ -100,12 +109,21 @@ pub fn forget_row(state_size: i64, per_len: &BTreeMap<i64, bool>) -> ForgetRow {
         }
         t_forget = Some(*len);
     }
-    ForgetRow { state_size, t_forget, lengths_tried, collapsed_lengths }
+    ForgetRow {
+        state_size,
+        t_forget,
+        lengths_tried,
+        collapsed_lengths,
+    }
 }
 
 /// The passkey evals of a job that count for T_recall (mitigation `none`).
-fn plain_passkeys<'a>(data: &'a ReportData, job: &'a JobRecord) -> impl Iterator<Item = &'a EvalRecord> {
-    data.evals_of(&job.id, "passkey").filter(|e| e.mitigation() == "none")
+fn plain_passkeys<'a>(
+    data: &'a ReportData,
+    job: &'a JobRecord,
+) -> impl Iterator<Item = &'a EvalRecord> {
+    data.evals_of(&job.id, "passkey")
+        .filter(|e| e.mitigation() == "none")
 }
 
 /// T_recall per job that has a passkey eval without mitigation (the largest over several evals).
@@ -115,7 +133,9 @@ pub fn job_recalls(data: &ReportData) -> Vec<JobRecall> {
         let mut any = false;
         let mut best: Option<i64> = None;
         for e in plain_passkeys(data, job) {
-            let Ok(r) = PasskeyResult::from_value(&e.result) else { continue };
+            let Ok(r) = PasskeyResult::from_value(&e.result) else {
+                continue;
+            };
             any = true;
             best = best.max(r.t_recall);
         }
@@ -198,7 +218,13 @@ mod tests {
     #[test]
     fn forget_is_smallest_length_of_the_stable_tail() {
         // collapse at 256, forgets at 512, collapses again at 1024, forgets from 2048 on
-        let r = row(&[(256, false), (512, true), (1024, false), (2048, true), (4096, true)]);
+        let r = row(&[
+            (256, false),
+            (512, true),
+            (1024, false),
+            (2048, true),
+            (4096, true),
+        ]);
         assert_eq!(r.t_forget, Some(2048));
         assert_eq!(r.collapsed_lengths, vec![256, 1024]);
         assert_eq!(r.lengths_tried, vec![256, 512, 1024, 2048, 4096]);

@@ -79,7 +79,9 @@ impl FromStr for FitModel {
         match s {
             "linear" | "lin" => Ok(FitModel::Linear),
             "exp" | "exponential" => Ok(FitModel::Exp),
-            other => Err(Error::Fit(format!("unknown fit model \"{other}\" (linear or exp)"))),
+            other => Err(Error::Fit(format!(
+                "unknown fit model \"{other}\" (linear or exp)"
+            ))),
         }
     }
 }
@@ -105,7 +107,11 @@ impl Fit {
     }
 
     fn ordered(&self) -> Vec<f64> {
-        self.model.param_names().iter().map(|n| self.param(n)).collect()
+        self.model
+            .param_names()
+            .iter()
+            .map(|n| self.param(n))
+            .collect()
     }
 
     /// The fitted T at state size x.
@@ -140,7 +146,11 @@ impl Fit {
     pub fn law(&self) -> String {
         match self.model {
             FitModel::Linear => {
-                format!("T = {}·S {}", fmt_coef(self.param("a")), signed(self.param("b")))
+                format!(
+                    "T = {}·S {}",
+                    fmt_coef(self.param("a")),
+                    signed(self.param("b"))
+                )
             }
             FitModel::Exp => format!(
                 "T = {}·({}^S − 1) {}",
@@ -175,17 +185,39 @@ fn signed(v: f64) -> String {
 
 /// Fit `model` to the points, with `bootstrap` seeded resamples for the 95% intervals
 /// (0 for none).
-pub fn fit(model: FitModel, xs: &[f64], ys: &[f64], bootstrap: usize, seed: u64) -> Result<Fit, Error> {
+pub fn fit(
+    model: FitModel,
+    xs: &[f64],
+    ys: &[f64],
+    bootstrap: usize,
+    seed: u64,
+) -> Result<Fit, Error> {
     let p = solve(model, xs, ys)?;
     let r2 = r_squared(model, &p, xs, ys);
     let ci = bootstrap_ci(model, xs, ys, bootstrap, seed);
-    let params = model.param_names().iter().zip(&p).map(|(k, v)| ((*k).to_string(), *v)).collect();
-    Ok(Fit { model, params, r2, ci, n: xs.len() })
+    let params = model
+        .param_names()
+        .iter()
+        .zip(&p)
+        .map(|(k, v)| ((*k).to_string(), *v))
+        .collect();
+    Ok(Fit {
+        model,
+        params,
+        r2,
+        ci,
+        n: xs.len(),
+    })
 }
 
 /// Read columns `xcol` and `ycol` of a CSV file with a header row and fit `model` to them
 /// ([`DEFAULT_BOOTSTRAP`] resamples, seed [`DEFAULT_SEED`]).
-pub fn fit_csv(path: impl AsRef<Path>, model: FitModel, xcol: &str, ycol: &str) -> Result<Fit, Error> {
+pub fn fit_csv(
+    path: impl AsRef<Path>,
+    model: FitModel,
+    xcol: &str,
+    ycol: &str,
+) -> Result<Fit, Error> {
     fit_csv_with(path, model, xcol, ycol, DEFAULT_BOOTSTRAP, DEFAULT_SEED)
 }
 
@@ -217,7 +249,10 @@ pub fn r_squared(model: FitModel, p: &[f64], xs: &[f64], ys: &[f64]) -> f64 {
 }
 
 fn sse(model: FitModel, p: &[f64], xs: &[f64], ys: &[f64]) -> f64 {
-    xs.iter().zip(ys).map(|(x, y)| (model.eval(p, *x) - y).powi(2)).sum()
+    xs.iter()
+        .zip(ys)
+        .map(|(x, y)| (model.eval(p, *x) - y).powi(2))
+        .sum()
 }
 
 fn distinct(xs: &[f64]) -> usize {
@@ -230,10 +265,17 @@ fn distinct(xs: &[f64]) -> usize {
 /// Least-squares parameters in `param_names` order.
 fn solve(model: FitModel, xs: &[f64], ys: &[f64]) -> Result<Vec<f64>, Error> {
     if xs.len() != ys.len() {
-        return Err(Error::Fit(format!("{} x values but {} y values", xs.len(), ys.len())));
+        return Err(Error::Fit(format!(
+            "{} x values but {} y values",
+            xs.len(),
+            ys.len()
+        )));
     }
     if xs.len() < model.min_points() {
-        return Err(Error::TooFewPoints { needed: model.min_points(), got: xs.len() });
+        return Err(Error::TooFewPoints {
+            needed: model.min_points(),
+            got: xs.len(),
+        });
     }
     if xs.iter().chain(ys).any(|v| !v.is_finite()) {
         return Err(Error::Fit("non-finite value among the points".into()));
@@ -308,7 +350,10 @@ impl LeastSquaresProblem<f64, Dyn, U3> for ExpProblem<'_> {
         let (k, b, c) = (self.p[0], self.p[1], self.p[2]);
         let r = DVector::from_iterator(
             self.xs.len(),
-            self.xs.iter().zip(self.ys).map(|(x, y)| b * (k * x).exp_m1() + c - y),
+            self.xs
+                .iter()
+                .zip(self.ys)
+                .map(|(x, y)| b * (k * x).exp_m1() + c - y),
         );
         r.iter().all(|v| v.is_finite()).then_some(r)
     }
@@ -358,13 +403,21 @@ fn solve_exp(xs: &[f64], ys: &[f64]) -> Result<Vec<f64>, Error> {
     let mut best = cands.first().copied();
     let lm = LevenbergMarquardt::new().with_patience(200);
     for &(_, k, b, c) in cands.iter().take(4) {
-        let problem = ExpProblem { xs, ys, p: Vector3::new(k, b, c) };
+        let problem = ExpProblem {
+            xs,
+            ys,
+            p: Vector3::new(k, b, c),
+        };
         let (done, _report) = lm.minimize(problem);
         let (k, b, c) = (done.p[0], done.p[1], done.p[2]);
         if !(k.is_finite() && b.is_finite() && c.is_finite()) {
             continue;
         }
-        let e: f64 = xs.iter().zip(ys).map(|(x, y)| (b * (k * x).exp_m1() + c - y).powi(2)).sum();
+        let e: f64 = xs
+            .iter()
+            .zip(ys)
+            .map(|(x, y)| (b * (k * x).exp_m1() + c - y).powi(2))
+            .sum();
         if e.is_finite() && best.is_none_or(|bst| e < bst.0) {
             best = Some((e, k, b, c));
         }
@@ -372,7 +425,9 @@ fn solve_exp(xs: &[f64], ys: &[f64]) -> Result<Vec<f64>, Error> {
     let (_, k, b, c) = best.ok_or_else(|| Error::Fit("exponential fit did not converge".into()))?;
     let a = k.exp();
     if !a.is_finite() || a <= 0.0 {
-        return Err(Error::Fit(format!("exponential fit gave an unusable base a = e^{k}")));
+        return Err(Error::Fit(format!(
+            "exponential fit gave an unusable base a = e^{k}"
+        )));
     }
     Ok(vec![a, b, c])
 }
@@ -403,7 +458,9 @@ fn bootstrap_ci(
             rx[i] = xs[j];
             ry[i] = ys[j];
         }
-        let Ok(p) = solve(model, &rx, &ry) else { continue };
+        let Ok(p) = solve(model, &rx, &ry) else {
+            continue;
+        };
         if p.iter().all(|v| v.is_finite()) {
             for (d, v) in draws.iter_mut().zip(p) {
                 d.push(v);
@@ -416,7 +473,10 @@ fn bootstrap_ci(
             continue;
         }
         d.sort_by(f64::total_cmp);
-        ci.insert((*name).to_string(), (percentile(&d, 0.025), percentile(&d, 0.975)));
+        ci.insert(
+            (*name).to_string(),
+            (percentile(&d, 0.025), percentile(&d, 0.975)),
+        );
     }
     ci
 }
@@ -434,7 +494,10 @@ mod tests {
         assert!((f.r2 - 1.0).abs() < 1e-12);
         assert!(f.ci.is_empty());
 
-        let ys: Vec<f64> = xs.iter().map(|x| 3.0 * (1.5f64.powf(*x) - 1.0) + 0.5).collect();
+        let ys: Vec<f64> = xs
+            .iter()
+            .map(|x| 3.0 * (1.5f64.powf(*x) - 1.0) + 0.5)
+            .collect();
         let f = fit(FitModel::Exp, &xs, &ys, 0, 0).expect("exp fit");
         assert!((f.param("a") - 1.5).abs() < 1e-6, "{f:?}");
         assert!((f.param("b") - 3.0).abs() < 1e-4, "{f:?}");
@@ -446,13 +509,25 @@ mod tests {
         let mut params = BTreeMap::new();
         params.insert("a".to_string(), 5.172);
         params.insert("b".to_string(), -4.469);
-        let f = Fit { model: FitModel::Linear, params, r2: 0.9991, ci: BTreeMap::new(), n: 5 };
+        let f = Fit {
+            model: FitModel::Linear,
+            params,
+            r2: 0.9991,
+            ci: BTreeMap::new(),
+            n: 5,
+        };
         assert_eq!(f.equation(), "T = 5.172·S − 4.469 (R² = 0.999)");
         let mut params = BTreeMap::new();
         params.insert("a".to_string(), 1.365);
         params.insert("b".to_string(), 4.756);
         params.insert("c".to_string(), -0.742);
-        let f = Fit { model: FitModel::Exp, params, r2: 0.9995, ci: BTreeMap::new(), n: 5 };
+        let f = Fit {
+            model: FitModel::Exp,
+            params,
+            r2: 0.9995,
+            ci: BTreeMap::new(),
+            n: 5,
+        };
         assert_eq!(f.law(), "T = 4.756·(1.365^S − 1) − 0.742");
     }
 
@@ -463,7 +538,8 @@ mod tests {
         let f = fit(FitModel::Linear, &xs, &ys, 50, 3).expect("fit");
         let text = f.to_json().to_string();
         assert!(text.starts_with("{\"a\":"), "{text}");
-        let keys: Vec<&String> = f.to_json().as_object().expect("object").keys().collect();
+        let json = f.to_json();
+        let keys: Vec<&String> = json.as_object().expect("object").keys().collect();
         assert_eq!(keys, ["a", "b", "r2", "ci", "n"]);
         assert_eq!(f.to_json()["ci"]["a"].as_array().map(Vec::len), Some(2));
     }

@@ -1,6 +1,8 @@
 // Typed views of the evaluation results of docs/results-schema.md (loss, passkey, states).
 // Unknown fields are ignored: results carry timing and device fields the report does not use.
-use serde::Deserialize;
+// Numbers may be null (serde_json writes NaN and ±inf as null, e.g. for an exploding state):
+// they read as NaN and are left out of the figures.
+use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
 use crate::Error;
@@ -10,6 +12,7 @@ use crate::Error;
 pub struct Bucket {
     pub start: f64,
     pub end: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub loss: f64,
 }
 
@@ -43,6 +46,7 @@ pub struct LossResult {
 pub struct PasskeyCell {
     pub len: i64,
     pub depth: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub accuracy: f64,
     #[serde(default)]
     pub n: Option<i64>,
@@ -61,11 +65,11 @@ pub struct PasskeyResult {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct HeadStates {
     pub head: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nan_vec")]
     pub state_var: Vec<f64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nan_vec")]
     pub log_retention: Vec<f64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nan_vec")]
     pub state_rms: Vec<f64>,
 }
 
@@ -86,9 +90,9 @@ pub struct StateHistogram {
     pub head: i64,
     #[serde(default)]
     pub positions: Vec<i64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nan_vec")]
     pub bins: Vec<f64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nan_vecs")]
     pub counts: Vec<Vec<f64>>,
 }
 
@@ -101,6 +105,22 @@ pub struct StatesResult {
     pub layers: Vec<LayerStates>,
     #[serde(default)]
     pub histogram: Option<StateHistogram>,
+}
+
+fn nan_if_null<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
+fn nan_vec<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+    let v = Vec::<Option<f64>>::deserialize(d)?;
+    Ok(v.into_iter().map(|x| x.unwrap_or(f64::NAN)).collect())
+}
+
+fn nan_vecs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<f64>>, D::Error> {
+    let v = Vec::<Vec<Option<f64>>>::deserialize(d)?;
+    Ok(v.into_iter()
+        .map(|r| r.into_iter().map(|x| x.unwrap_or(f64::NAN)).collect())
+        .collect())
 }
 
 fn parse<T: for<'de> Deserialize<'de>>(kind: &str, v: &Value) -> Result<T, Error> {
@@ -138,7 +158,10 @@ impl StatesResult {
         let n = s.positions.len();
         for l in &s.layers {
             for h in &l.heads {
-                for (name, series) in [("state_var", &h.state_var), ("log_retention", &h.log_retention)] {
+                for (name, series) in [
+                    ("state_var", &h.state_var),
+                    ("log_retention", &h.log_retention),
+                ] {
                     if !series.is_empty() && series.len() != n {
                         return Err(Error::Data(format!(
                             "states result: layer {} head {} has {} {name} values for {n} positions",
@@ -177,5 +200,37 @@ impl StatesResult {
 
     pub fn layer(&self, layer: i64) -> Option<&LayerStates> {
         self.layers.iter().find(|l| l.layer == layer)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn nulls_read_as_nan() {
+        let r = LossResult::from_value(&json!({"buckets": [
+            {"start": 0, "end": 256, "loss": 3.0}, {"start": 256, "end": 512, "loss": null}]}))
+        .expect("parses");
+        assert!(r.buckets[1].loss.is_nan());
+        assert_eq!(r.midpoints(), vec![(128.0, 3.0)]);
+        assert_eq!(r.collapsed(), None);
+        let s = StatesResult::from_value(&json!({"positions": [128, 256], "layers": [{"layer": 0,
+            "heads": [{"head": 0, "state_var": [1.0, null], "log_retention": [-1.0, -2.0]}]}]}))
+        .expect("parses");
+        assert!(s.layers[0].heads[0].state_var[1].is_nan());
+        assert_eq!(s.loudest_layer(), Some(0));
+    }
+
+    #[test]
+    fn ragged_states_are_rejected() {
+        let e = StatesResult::from_value(&json!({"positions": [128, 256], "layers": [{"layer": 0,
+            "heads": [{"head": 0, "state_var": [1.0]}]}]}))
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("1 state_var values for 2 positions"),
+            "{e}"
+        );
     }
 }

@@ -15,7 +15,11 @@ fn check_written(paths: &[PathBuf], stem: &Path) -> String {
     assert_eq!(paths[1], stem.with_extension("png"));
     let png = std::fs::read(&paths[1]).expect("png written");
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
-    assert!(png.len() > 10_000, "suspiciously small PNG ({} bytes)", png.len());
+    assert!(
+        png.len() > 10_000,
+        "suspiciously small PNG ({} bytes)",
+        png.len()
+    );
     let svg = std::fs::read_to_string(&paths[0]).expect("svg written");
     assert!(svg.contains("<svg width=\"1000\" height=\"600\""));
     assert!(svg.contains("font-family=\"DejaVu Sans, sans-serif\""));
@@ -23,9 +27,19 @@ fn check_written(paths: &[PathBuf], stem: &Path) -> String {
 }
 
 fn loss_curve(d: i64, len: i64) -> Curve {
-    let r = LossResult::from_value(&common::loss_result(len, common::collapses(d, len), "none", "corpus", 4.0))
-        .expect("loss result");
-    Curve { label: format!("d_state={d} seq_len={len}"), points: r.midpoints(), mark_x: Some(len as f64) }
+    let r = LossResult::from_value(&common::loss_result(
+        len,
+        common::collapses(d, len),
+        "none",
+        "corpus",
+        4.0,
+    ))
+    .expect("loss result");
+    Curve {
+        label: format!("d_state={d} seq_len={len}"),
+        points: r.midpoints(),
+        mark_x: Some(len as f64),
+    }
 }
 
 #[test]
@@ -38,7 +52,9 @@ fn loss_vs_position_has_one_curve_per_model_and_dashed_training_lengths() {
     assert_eq!(count_series(&svg).lines, 2);
     // dashed training-length lines in each curve's colour
     for colour in ["#0072B2", "#D55E00"] {
-        let dashes = svg.matches(&format!("fill=\"{colour}\" stroke=\"none\"")).count();
+        let dashes = svg
+            .matches(&format!("fill=\"{colour}\" stroke=\"none\""))
+            .count();
         assert!(dashes >= 10, "{dashes} dashes in {colour}");
     }
     assert!(svg.contains("d_state=16 seq_len=256"));
@@ -49,14 +65,24 @@ fn loss_vs_position_has_one_curve_per_model_and_dashed_training_lengths() {
 fn mitigation_comparison_has_one_curve_per_mitigation() {
     let dir = tempfile::tempdir().expect("tempdir");
     let stem = dir.path().join("mit");
-    let curves: Vec<Curve> = [("none", true, 4.0), ("rri:decay=0.9999,b=0.75", false, 0.0), ("dt-scale:c=0.5", true, 8.0)]
-        .iter()
-        .map(|(m, c, s)| {
-            let r = LossResult::from_value(&common::loss_result(256, *c, m, "corpus", *s)).expect("loss");
-            Curve { label: m.to_string(), points: r.midpoints(), mark_x: None }
-        })
-        .collect();
-    let written = figures::mitigation_comparison(&curves, Some(256.0), "Mitigations", &stem).expect("drawn");
+    let curves: Vec<Curve> = [
+        ("none", true, 4.0),
+        ("rri:decay=0.9999,b=0.75", false, 0.0),
+        ("dt-scale:c=0.5", true, 8.0),
+    ]
+    .iter()
+    .map(|(m, c, s)| {
+        let r =
+            LossResult::from_value(&common::loss_result(256, *c, m, "corpus", *s)).expect("loss");
+        Curve {
+            label: m.to_string(),
+            points: r.midpoints(),
+            mark_x: None,
+        }
+    })
+    .collect();
+    let written =
+        figures::mitigation_comparison(&curves, Some(256.0), "Mitigations", &stem).expect("drawn");
     let svg = check_written(&written, &stem);
     assert_eq!(count_series(&svg).lines, 3);
     assert!(svg.contains("training length"));
@@ -72,7 +98,14 @@ fn passkey_heatmap_has_one_cell_per_depth_and_length() {
     assert_eq!(grid.depths.len(), 3);
     let written = figures::passkey_heatmap(&grid, "Passkey", &stem).expect("drawn");
     let svg = check_written(&written, &stem);
-    assert_eq!(count_series(&svg), SeriesCount { lines: 0, points: 0, cells: 12 });
+    assert_eq!(
+        count_series(&svg),
+        SeriesCount {
+            lines: 0,
+            points: 0,
+            cells: 12
+        }
+    );
     assert!(svg.contains("accuracy") && svg.contains("2K"));
 }
 
@@ -82,15 +115,24 @@ fn state_figures_have_one_curve_per_head_and_per_position() {
     let s = StatesResult::from_value(&common::states_result()).expect("states");
     assert_eq!(s.loudest_layer(), Some(1));
     let stem = dir.path().join("retention");
-    let svg = check_written(&figures::retention_per_head(&s, 0, Some(256.0), "Retention", &stem).expect("drawn"), &stem);
+    let svg = check_written(
+        &figures::retention_per_head(&s, 0, Some(256.0), "Retention", &stem).expect("drawn"),
+        &stem,
+    );
     assert_eq!(count_series(&svg).lines, 3);
     assert!(svg.contains("1e-"), "log-scale retention ticks");
     let stem = dir.path().join("var");
-    let svg = check_written(&figures::state_variance_per_head(&s, 1, Some(256.0), "Variance", &stem).expect("drawn"), &stem);
+    let svg = check_written(
+        &figures::state_variance_per_head(&s, 1, Some(256.0), "Variance", &stem).expect("drawn"),
+        &stem,
+    );
     assert_eq!(count_series(&svg).lines, 3);
     let stem = dir.path().join("hist");
     let h = s.histogram.as_ref().expect("histogram");
-    let svg = check_written(&figures::state_histogram(h, "Histogram", &stem).expect("drawn"), &stem);
+    let svg = check_written(
+        &figures::state_histogram(h, "Histogram", &stem).expect("drawn"),
+        &stem,
+    );
     assert_eq!(count_series(&svg).lines, 2);
     assert!(svg.contains("position 1K") && svg.contains("position 8K"));
 }
@@ -101,8 +143,18 @@ fn capacity_figures_show_points_and_fit_curve() {
     // fixture: 2 measured T_forget, 1 not reached, too few for a fit
     let rows = derive::t_forget(&common::fixture());
     let stem = dir.path().join("t_forget_fixture");
-    let svg = check_written(&figures::forget_law(&rows, None, false, "T_forget", &stem).expect("drawn"), &stem);
-    assert_eq!(count_series(&svg), SeriesCount { lines: 0, points: 2, cells: 0 });
+    let svg = check_written(
+        &figures::forget_law(&rows, None, false, "T_forget", &stem).expect("drawn"),
+        &stem,
+    );
+    assert_eq!(
+        count_series(&svg),
+        SeriesCount {
+            lines: 0,
+            points: 2,
+            cells: 0
+        }
+    );
     assert!(svg.contains("not reached"));
 
     let rows: Vec<ForgetRow> = (1..=5)
@@ -116,14 +168,26 @@ fn capacity_figures_show_points_and_fit_curve() {
     let (xs, ys) = derive::forget_points(&rows);
     let f = fit(FitModel::Linear, &xs, &ys, 100, 0).expect("fit");
     let stem = dir.path().join("t_forget");
-    let svg = check_written(&figures::forget_law(&rows, Some(&f), false, "T_forget", &stem).expect("drawn"), &stem);
-    assert_eq!(count_series(&svg), SeriesCount { lines: 1, points: 5, cells: 0 });
+    let svg = check_written(
+        &figures::forget_law(&rows, Some(&f), false, "T_forget", &stem).expect("drawn"),
+        &stem,
+    );
+    assert_eq!(
+        count_series(&svg),
+        SeriesCount {
+            lines: 1,
+            points: 5,
+            cells: 0
+        }
+    );
     assert!(svg.contains("R² = 1.000"), "equation in the legend");
 
     let rows: Vec<StateRecall> = (1..=6)
         .map(|k| StateRecall {
             state_size: k * 2_000_000,
-            t_recall: Some(((4.756 * (1.365f64.powf(2.0 * k as f64) - 1.0) - 0.742) * 1000.0) as i64),
+            t_recall: Some(
+                ((4.756 * (1.365f64.powf(2.0 * k as f64) - 1.0) - 0.742) * 1000.0) as i64,
+            ),
             job_id: Some(format!("j{k}")),
             jobs: 1,
         })
@@ -132,8 +196,18 @@ fn capacity_figures_show_points_and_fit_curve() {
     let f = fit(FitModel::Exp, &xs, &ys, 100, 0).expect("fit");
     for log_y in [false, true] {
         let stem = dir.path().join(format!("t_recall_{log_y}"));
-        let svg = check_written(&figures::recall_law(&rows, Some(&f), log_y, "T_recall", &stem).expect("drawn"), &stem);
-        assert_eq!(count_series(&svg), SeriesCount { lines: 1, points: 6, cells: 0 });
+        let svg = check_written(
+            &figures::recall_law(&rows, Some(&f), log_y, "T_recall", &stem).expect("drawn"),
+            &stem,
+        );
+        assert_eq!(
+            count_series(&svg),
+            SeriesCount {
+                lines: 1,
+                points: 6,
+                cells: 0
+            }
+        );
     }
 }
 
@@ -147,11 +221,19 @@ fn training_curves_have_one_curve_per_job() {
         .iter()
         .map(|j| Curve {
             label: j.label.clone(),
-            points: data.metrics.iter().filter(|m| m.job_id == j.id).map(|m| (m.step as f64, m.value)).collect(),
+            points: data
+                .metrics
+                .iter()
+                .filter(|m| m.job_id == j.id)
+                .map(|m| (m.step as f64, m.value))
+                .collect(),
             mark_x: None,
         })
         .collect();
-    let svg = check_written(&figures::training_curves(&curves, "Training", &stem).expect("drawn"), &stem);
+    let svg = check_written(
+        &figures::training_curves(&curves, "Training", &stem).expect("drawn"),
+        &stem,
+    );
     assert_eq!(count_series(&svg).lines, 6);
 }
 
@@ -160,7 +242,47 @@ fn empty_inputs_are_errors_not_panics() {
     let dir = tempfile::tempdir().expect("tempdir");
     let stem = dir.path().join("x");
     assert!(figures::loss_vs_position(&[], "t", &stem).is_err());
-    let grid = PasskeyGrid { lengths: vec![], depths: vec![], accuracy: vec![] };
+    let grid = PasskeyGrid {
+        lengths: vec![],
+        depths: vec![],
+        accuracy: vec![],
+    };
     assert!(figures::passkey_heatmap(&grid, "t", &stem).is_err());
     assert!(figures::forget_law(&[], None, false, "t", &stem).is_err());
+}
+
+#[test]
+fn many_heads_are_all_drawn_and_the_loudest_highlighted() {
+    let positions: Vec<i64> = (1..=16).map(|i| i * 256).collect();
+    let heads: Vec<serde_json::Value> = (0..12)
+        .map(|h| {
+            let var: Vec<f64> = positions
+                .iter()
+                .map(|p| 1.0 + (h as f64) * (*p as f64) / 100.0)
+                .collect();
+            let ret: Vec<f64> = positions
+                .iter()
+                .map(|p| -(h as f64 + 1.0) * (*p as f64) / 1000.0)
+                .collect();
+            serde_json::json!({"head": h, "state_var": var, "log_retention": ret})
+        })
+        .collect();
+    let s = StatesResult::from_value(
+        &serde_json::json!({"positions": positions, "layers": [{"layer": 0, "heads": heads}]}),
+    )
+    .expect("states");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stem = dir.path().join("var");
+    let svg = check_written(
+        &figures::state_variance_per_head(&s, 0, None, "Variance", &stem).expect("drawn"),
+        &stem,
+    );
+    assert_eq!(count_series(&svg).lines, 12);
+    assert!(svg.contains("other heads (5)"));
+    assert!(svg.contains("head 11\n"), "loudest head in the legend");
+    assert!(!svg.contains("head 0\n"), "quiet head not in the legend");
+    assert!(
+        figures::state_variance_per_head(&s, 3, None, "Variance", &stem).is_err(),
+        "missing layer"
+    );
 }

@@ -13,7 +13,10 @@ use stuffed_reports::{write_report, EvalRecord, ReportData, ReportOptions};
 #[test]
 fn report_is_byte_identical_across_runs_and_input_orders() {
     let data = common::fixture();
-    let (d1, d2) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
+    let (d1, d2) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
     let opts = ReportOptions::default();
     let s1 = write_report(&data, d1.path(), &opts).expect("report");
     let mut shuffled = data.clone();
@@ -29,45 +32,108 @@ fn report_is_byte_identical_across_runs_and_input_orders() {
     assert_eq!(s1.files.len(), t1.len(), "summary lists every file written");
     assert_eq!(s1.skipped, s2.skipped);
 
-    for f in ["index.html", "README.md", "fits.json", "t_forget_points.csv", "t_recall_points.csv",
-              "figures/t_forget.svg", "figures/t_recall.png", "figures/loss_S4096_corpus.svg",
-              "figures/loss_S4096_newlines.svg", "figures/mitigation_j-n16-l0256_corpus.svg",
-              "figures/passkey_j-n08-l0256.svg", "figures/retention_j-n32-l0256.svg",
-              "figures/state_var_j-n32-l0256.svg", "figures/state_hist_j-n32-l0256.svg",
-              "figures/training_S2048.png"] {
-        assert!(t1.contains_key(f), "{f} missing; have {:?}", t1.keys().collect::<Vec<_>>());
+    for f in [
+        "index.html",
+        "README.md",
+        "fits.json",
+        "t_forget_points.csv",
+        "t_recall_points.csv",
+        "figures/t_forget.svg",
+        "figures/t_recall.png",
+        "figures/loss_S4096_corpus.svg",
+        "figures/loss_S4096_newlines.svg",
+        "figures/mitigation_j-n16-l0256_corpus.svg",
+        "figures/passkey_j-n08-l0256.svg",
+        "figures/retention_j-n32-l0256.svg",
+        "figures/state_var_j-n32-l0256.svg",
+        "figures/state_hist_j-n32-l0256.svg",
+        "figures/training_S2048.png",
+    ] {
+        assert!(
+            t1.contains_key(f),
+            "{f} missing; have {:?}",
+            t1.keys().collect::<Vec<_>>()
+        );
     }
-    let passkeys = t1.keys().filter(|k| k.starts_with("figures/passkey_") && k.ends_with(".svg")).count();
+    let passkeys = t1
+        .keys()
+        .filter(|k| k.starts_with("figures/passkey_") && k.ends_with(".svg"))
+        .count();
     assert_eq!(passkeys, 6);
     let svg = String::from_utf8(t1["figures/loss_S2048_corpus.svg"].clone()).expect("utf8");
     assert_eq!(count_series(&svg).lines, 2);
-    let svg = String::from_utf8(t1["figures/mitigation_j-n16-l0256_corpus.svg"].clone()).expect("utf8");
+    let svg =
+        String::from_utf8(t1["figures/mitigation_j-n16-l0256_corpus.svg"].clone()).expect("utf8");
     assert_eq!(count_series(&svg).lines, 3);
 
     let html = String::from_utf8(t1["index.html"].clone()).expect("utf8");
     assert!(html.contains("<img src=\"figures/t_forget.svg\""));
     assert!(!html.contains("<script") && !html.contains("http://") && !html.contains("https://"));
-    assert!(html.contains("d_state=16 seq_len=256") && html.contains("collapsed") && html.contains("no collapse"));
+    assert!(
+        html.contains("d_state=16 seq_len=256")
+            && html.contains("collapsed")
+            && html.contains("no collapse")
+    );
     assert!(html.contains("2026-11-28T10:00:00Z"));
     let readme = String::from_utf8(t1["README.md"].clone()).expect("utf8");
-    assert!(readme.contains("T = 5.172·S − 4.469") && readme.contains("T = 4.756·(1.365^S − 1) − 0.742"));
+    assert!(
+        readme.contains("T = 5.172·S − 4.469")
+            && readme.contains("T = 4.756·(1.365^S − 1) − 0.742")
+    );
     assert!(readme.contains("(figures/t_forget.svg)"));
     // 3 state sizes: too few for either law, listed as skipped
-    assert!(s1.skipped.iter().any(|(f, why)| f == "T_forget fit" && why.contains("got 2")), "{:?}", s1.skipped);
-    assert!(s1.skipped.iter().any(|(f, why)| f == "T_recall fit" && why.contains("got 3")), "{:?}", s1.skipped);
+    assert!(
+        s1.skipped
+            .iter()
+            .any(|(f, why)| f == "T_forget fit" && why.contains("got 2")),
+        "{:?}",
+        s1.skipped
+    );
+    assert!(
+        s1.skipped
+            .iter()
+            .any(|(f, why)| f == "T_recall fit" && why.contains("got 3")),
+        "{:?}",
+        s1.skipped
+    );
 }
 
 #[test]
 fn missing_passkey_results_are_skipped_with_a_reason() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let summary = write_report(&common::fixture_without_passkey(), dir.path(), &ReportOptions::default()).expect("report");
-    let skipped: BTreeMap<&str, &str> = summary.skipped.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
-    assert_eq!(skipped.get("passkey heat map"), Some(&"no passkey results"), "{skipped:?}");
-    assert_eq!(skipped.get("T_recall vs state size"), Some(&"no passkey results"), "{skipped:?}");
+    let summary = write_report(
+        &common::fixture_without_passkey(),
+        dir.path(),
+        &ReportOptions::default(),
+    )
+    .expect("report");
+    let skipped: BTreeMap<&str, &str> = summary
+        .skipped
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    assert_eq!(
+        skipped.get("passkey heat map"),
+        Some(&"no passkey results"),
+        "{skipped:?}"
+    );
+    assert_eq!(
+        skipped.get("T_recall vs state size"),
+        Some(&"no passkey results"),
+        "{skipped:?}"
+    );
     let tree = common::read_tree(dir.path());
-    assert!(!tree.keys().any(|k| k.contains("passkey") || k.contains("t_recall.")));
-    for f in ["figures/t_forget.svg", "figures/loss_S2048_corpus.svg", "figures/retention_j-n32-l0256.png",
-              "figures/mitigation_j-n16-l0256_corpus.svg", "index.html", "README.md"] {
+    assert!(!tree
+        .keys()
+        .any(|k| k.contains("passkey") || k.contains("t_recall.")));
+    for f in [
+        "figures/t_forget.svg",
+        "figures/loss_S2048_corpus.svg",
+        "figures/retention_j-n32-l0256.png",
+        "figures/mitigation_j-n16-l0256_corpus.svg",
+        "index.html",
+        "README.md",
+    ] {
         assert!(tree.contains_key(f), "{f} missing");
     }
     let readme = String::from_utf8(tree["README.md"].clone()).expect("utf8");
@@ -114,11 +180,29 @@ fn t_forget_rule_on_a_hand_made_case() {
         result: json!({"collapse": {"collapsed": false}}),
     });
     let rows = derive::t_forget(&data);
-    assert_eq!(rows, vec![
-        ForgetRow { state_size: 1000, t_forget: Some(1024), lengths_tried: vec![128, 256, 512, 1024, 2048], collapsed_lengths: vec![128, 512] },
-        ForgetRow { state_size: 2000, t_forget: None, lengths_tried: vec![256, 512], collapsed_lengths: vec![512] },
-        ForgetRow { state_size: 3000, t_forget: None, lengths_tried: vec![], collapsed_lengths: vec![] },
-    ]);
+    assert_eq!(
+        rows,
+        vec![
+            ForgetRow {
+                state_size: 1000,
+                t_forget: Some(1024),
+                lengths_tried: vec![128, 256, 512, 1024, 2048],
+                collapsed_lengths: vec![128, 512]
+            },
+            ForgetRow {
+                state_size: 2000,
+                t_forget: None,
+                lengths_tried: vec![256, 512],
+                collapsed_lengths: vec![512]
+            },
+            ForgetRow {
+                state_size: 3000,
+                t_forget: None,
+                lengths_tried: vec![],
+                collapsed_lengths: vec![]
+            },
+        ]
+    );
     assert_eq!(derive::job_collapse(&data, "a512y"), Some(true));
     assert_eq!(derive::job_collapse(&data, "c64"), None);
     let (xs, ys) = derive::forget_points(&rows);
@@ -131,8 +215,14 @@ fn recall_per_state_size_is_the_max_over_jobs() {
     let jobs = derive::job_recalls(&data);
     assert_eq!(jobs.len(), 6);
     let per_size = derive::state_recalls(&jobs);
-    let got: Vec<(i64, Option<i64>)> = per_size.iter().map(|r| (r.state_size, r.t_recall)).collect();
-    assert_eq!(got, vec![(2048, Some(512)), (4096, Some(1024)), (8192, Some(2048))]);
+    let got: Vec<(i64, Option<i64>)> = per_size
+        .iter()
+        .map(|r| (r.state_size, r.t_recall))
+        .collect();
+    assert_eq!(
+        got,
+        vec![(2048, Some(512)), (4096, Some(1024)), (8192, Some(2048))]
+    );
     assert_eq!(per_size[0].job_id.as_deref(), Some("j-n08-l1024"));
 }
 
@@ -165,21 +255,33 @@ fn laws_are_fitted_when_enough_state_sizes() {
         }
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let opts = ReportOptions { log_scale: true, title: Some("Fitted <laws>".into()) };
+    let opts = ReportOptions {
+        log_scale: true,
+        title: Some("Fitted <laws>".into()),
+    };
     let s = write_report(&data, dir.path(), &opts).expect("report");
     let ff = s.forget_fit.as_ref().expect("T_forget fitted");
-    assert!((ff.param("a") - 5.172).abs() < 0.01 && (ff.param("b") + 4.469).abs() < 0.01, "{ff:?}");
+    assert!(
+        (ff.param("a") - 5.172).abs() < 0.01 && (ff.param("b") + 4.469).abs() < 0.01,
+        "{ff:?}"
+    );
     let rf = s.recall_fit.as_ref().expect("T_recall fitted");
     assert!((rf.param("a") - 1.8).abs() < 0.01, "{rf:?}");
-    let fits: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("fits.json")).expect("fits.json")).expect("json");
+    let fits: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("fits.json")).expect("fits.json"))
+            .expect("json");
     assert_eq!(fits["t_forget"]["n"], json!(5));
-    assert_eq!(fits["t_recall"]["ci"]["a"].as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        fits["t_recall"]["ci"]["a"].as_array().map(Vec::len),
+        Some(2)
+    );
     let html = std::fs::read_to_string(dir.path().join("index.html")).expect("html");
     assert!(html.contains("<title>Fitted &lt;laws&gt;</title>"));
     let svg = std::fs::read_to_string(dir.path().join("figures/t_recall.svg")).expect("svg");
     assert_eq!(count_series(&svg).lines, 1);
     assert_eq!(count_series(&svg).points, 5);
     let csv = dir.path().join("t_forget_points.csv");
-    let refit = stuffed_reports::fit_csv(&csv, stuffed_reports::FitModel::Linear, "S_M", "T_K").expect("refit");
+    let refit = stuffed_reports::fit_csv(&csv, stuffed_reports::FitModel::Linear, "S_M", "T_K")
+        .expect("refit");
     assert!((refit.param("a") - ff.param("a")).abs() < 1e-9);
 }

@@ -1,6 +1,7 @@
 //! Library behind the `stuffed` binary: the CLI tree (`cli/`), sweep expansion, the scheduler
 //! and its backends, the worker entry point and the SQLite store.
 pub mod cli;
+pub mod job;
 pub mod version;
 
 /// Exit codes shared by every command (documented in the README).

@@ -51,17 +51,27 @@ impl Figure for CapacityFigure<'_> {
         let tf = |(x, y): &(f64, f64)| Some((self.x.t(*x)?, self.y.t(*y)?));
         let mut entries = Vec::new();
         if let Some(fit) = p.fit {
-            draw_curve(&mut chart, self.curve.iter().filter_map(tf).collect(), colour(1))?;
+            draw_curve(
+                &mut chart,
+                self.curve.iter().filter_map(tf).collect(),
+                colour(1),
+            )?;
             entries.push((format!("fit: {}", fit.equation()), Sample::Line(colour(1))));
         }
         let pts: Vec<(f64, f64)> = p.points.iter().filter_map(tf).collect();
-        chart.draw_series(pts.iter().map(|c| Circle::new(*c, POINT_RADIUS, colour(0).filled())))?;
+        chart.draw_series(
+            pts.iter()
+                .map(|c| Circle::new(*c, POINT_RADIUS, colour(0).filled())),
+        )?;
         entries.insert(0, (p.point_label.to_string(), Sample::Point(colour(0))));
         if !p.lower_bounds.is_empty() {
             let style = colour(0).stroke_width(2);
             let b: Vec<(f64, f64)> = p.lower_bounds.iter().filter_map(tf).collect();
             chart.draw_series(b.iter().map(|c| Circle::new(*c, BOUND_RADIUS, style)))?;
-            entries.push(("not reached (> longest length tried)".into(), Sample::Hollow(colour(0))));
+            entries.push((
+                "not reached (> longest length tried)".into(),
+                Sample::Hollow(colour(0)),
+            ));
         }
         if let Some(law) = p.paper_law {
             entries.push((format!("paper: {law}"), Sample::Blank));
@@ -75,9 +85,19 @@ pub fn capacity_plot(plot: &CapacityPlot<'_>, stem: &Path) -> Result<Vec<PathBuf
     if plot.points.is_empty() && plot.lower_bounds.is_empty() {
         return Err(Error::Plot(format!("{}: no points", plot.title)));
     }
-    let mut xs: Vec<f64> = plot.points.iter().chain(&plot.lower_bounds).map(|p| p.0).collect();
+    let mut xs: Vec<f64> = plot
+        .points
+        .iter()
+        .chain(&plot.lower_bounds)
+        .map(|p| p.0)
+        .collect();
     xs.push(0.0);
-    let x = Axis::new(Scale::Linear, &xs, "state size S (millions of state parameters)", TickFmt::Plain);
+    let x = Axis::new(
+        Scale::Linear,
+        &xs,
+        "state size S (millions of state parameters)",
+        TickFmt::Plain,
+    );
     let curve: Vec<(f64, f64)> = match plot.fit {
         Some(f) => {
             let (lo, hi) = (x.lo.max(0.0), x.hi);
@@ -89,12 +109,21 @@ pub fn capacity_plot(plot: &CapacityPlot<'_>, stem: &Path) -> Result<Vec<PathBuf
         }
         None => Vec::new(),
     };
-    let mut ys: Vec<f64> = plot.points.iter().chain(&plot.lower_bounds).map(|p| p.1).collect();
+    let mut ys: Vec<f64> = plot
+        .points
+        .iter()
+        .chain(&plot.lower_bounds)
+        .map(|p| p.1)
+        .collect();
     ys.extend(curve.iter().map(|p| p.1));
     if !plot.log_y {
         ys.push(0.0); // lengths start at zero on a linear axis
     }
-    let y_scale = if plot.log_y { Scale::Log10 } else { Scale::Linear };
+    let y_scale = if plot.log_y {
+        Scale::Log10
+    } else {
+        Scale::Linear
+    };
     let y = Axis::new(y_scale, &ys, plot.y_desc, TickFmt::Plain);
     render(&CapacityFigure { plot, x, y, curve }, stem)
 }

@@ -6,7 +6,9 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::axis::{wide, Axis, Scale, TickFmt};
-use super::{colour, dashed_vline, draw_curve, frame, legend, render, split, Figure, Sample, MUTED};
+use super::{
+    colour, dashed_vline, draw_curve, frame, legend, render, split, Figure, Sample, MUTED,
+};
 use crate::Error;
 
 /// One labelled curve in raw units, with an optional reference x (a training length) drawn as
@@ -41,10 +43,16 @@ impl<'a> LineFigure<'a> {
         if curves.iter().all(|c| c.points.is_empty()) {
             return Err(Error::Plot(format!("{title}: no points to draw")));
         }
-        let mut xs: Vec<f64> = curves.iter().flat_map(|c| c.points.iter().map(|p| p.0)).collect();
+        let mut xs: Vec<f64> = curves
+            .iter()
+            .flat_map(|c| c.points.iter().map(|p| p.0))
+            .collect();
         xs.extend(curves.iter().filter_map(|c| c.mark_x));
         xs.extend(shared_mark.map(|m| m.0));
-        let ys: Vec<f64> = curves.iter().flat_map(|c| c.points.iter().map(|p| p.1)).collect();
+        let ys: Vec<f64> = curves
+            .iter()
+            .flat_map(|c| c.points.iter().map(|p| p.1))
+            .collect();
         let x = if positions && wide(&xs, 16.0) {
             Axis::new(Scale::Log2, &xs, x_desc, TickFmt::Tokens)
         } else if positions {
@@ -53,8 +61,18 @@ impl<'a> LineFigure<'a> {
             Axis::new(Scale::Linear, &xs, x_desc, TickFmt::Plain)
         };
         let y = Axis::new(Scale::Linear, &ys, y_desc, TickFmt::Plain);
-        let mark_note = curves.iter().any(|c| c.mark_x.is_some()).then_some("dashed: training length");
-        Ok(LineFigure { title, curves, x, y, shared_mark, mark_note })
+        let mark_note = curves
+            .iter()
+            .any(|c| c.mark_x.is_some())
+            .then_some("dashed: training length");
+        Ok(LineFigure {
+            title,
+            curves,
+            x,
+            y,
+            shared_mark,
+            mark_note,
+        })
     }
 }
 
@@ -111,6 +129,13 @@ pub fn mitigation_comparison(
 
 /// Training loss vs optimizer step, one curve per job.
 pub fn training_curves(curves: &[Curve], title: &str, stem: &Path) -> Result<Vec<PathBuf>, Error> {
-    let fig = LineFigure::new(title, curves, false, "optimizer step", "training loss (nats)", None)?;
+    let fig = LineFigure::new(
+        title,
+        curves,
+        false,
+        "optimizer step",
+        "training loss (nats)",
+        None,
+    )?;
     render(&fig, stem)
 }

@@ -100,7 +100,9 @@ fn register_font() -> Result<(), Error> {
     if ok {
         Ok(())
     } else {
-        Err(Error::Plot("the embedded DejaVu Sans font could not be loaded".into()))
+        Err(Error::Plot(
+            "the embedded DejaVu Sans font could not be loaded".into(),
+        ))
     }
 }
 
@@ -215,7 +217,10 @@ pub(crate) fn dashed_vline<DB: DrawingBackend>(
     let mut y0 = top;
     while y0 < bottom {
         let y1 = (y0 + dash).min(bottom);
-        root.draw(&Rectangle::new([(px - 1, y0), (px + 1, y1)], colour.filled()))?;
+        root.draw(&Rectangle::new(
+            [(px - 1, y0), (px + 1, y1)],
+            colour.filled(),
+        ))?;
         y0 += dash + gap;
     }
     Ok(())
@@ -280,9 +285,10 @@ pub(crate) fn legend<DB: DrawingBackend>(
         }
         let cy = y + line_h / 2;
         match sample {
-            Sample::Line(c) => {
-                panel.draw(&Rectangle::new([(x0, cy - 2), (x0 + 26, cy + 2)], c.filled()))?
-            }
+            Sample::Line(c) => panel.draw(&Rectangle::new(
+                [(x0, cy - 2), (x0 + 26, cy + 2)],
+                c.filled(),
+            ))?,
             Sample::Dashed(c) => {
                 for k in 0..3 {
                     let a = x0 + k * 10;
@@ -290,9 +296,7 @@ pub(crate) fn legend<DB: DrawingBackend>(
                 }
             }
             Sample::Point(c) => panel.draw(&Circle::new((x0 + 13, cy), 4, c.filled()))?,
-            Sample::Hollow(c) => {
-                panel.draw(&Circle::new((x0 + 13, cy), 4, c.stroke_width(2)))?
-            }
+            Sample::Hollow(c) => panel.draw(&Circle::new((x0 + 13, cy), 4, c.stroke_width(2)))?,
             Sample::Blank => {}
         }
         for (k, line) in lines.iter().enumerate() {
@@ -310,7 +314,10 @@ mod tests {
 
     #[test]
     fn wrap_keeps_words() {
-        assert_eq!(wrap("d_state=16 seq_len=256", 12), ["d_state=16", "seq_len=256"]);
+        assert_eq!(
+            wrap("d_state=16 seq_len=256", 12),
+            ["d_state=16", "seq_len=256"]
+        );
         assert_eq!(wrap("abcdefghij", 4), ["abcd", "efgh", "ij"]);
     }
 
@@ -319,6 +326,13 @@ mod tests {
         let svg = "<svg><polyline fill=\"none\" stroke-width=\"2\" points=\"\"/>\
                    <polyline fill=\"none\" stroke-width=\"1\" points=\"\"/>\
                    <circle cx=\"1\" cy=\"1\" r=\"5\"/><circle r=\"4\"/><polygon points=\"\"/></svg>";
-        assert_eq!(count_series(svg), SeriesCount { lines: 1, points: 1, cells: 1 });
+        assert_eq!(
+            count_series(svg),
+            SeriesCount {
+                lines: 1,
+                points: 1,
+                cells: 1
+            }
+        );
     }
 }

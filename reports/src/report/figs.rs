@@ -30,7 +30,11 @@ impl Sink<'_> {
         match drawn {
             Ok(paths) => {
                 self.files.extend(paths);
-                self.figures.push(FigureEntry { section, caption, stem });
+                self.figures.push(FigureEntry {
+                    section,
+                    caption,
+                    stem,
+                });
                 Ok(())
             }
             Err(e @ Error::Io { .. }) => Err(e),
@@ -51,8 +55,17 @@ impl Sink<'_> {
 }
 
 /// Draw every figure the data supports; returns the files written.
-pub(super) fn draw_all(a: &mut Analysis, out_dir: &Path, opts: &ReportOptions) -> Result<Vec<PathBuf>, Error> {
-    let mut sink = Sink { out_dir, files: Vec::new(), figures: Vec::new(), skipped: Vec::new() };
+pub(super) fn draw_all(
+    a: &mut Analysis,
+    out_dir: &Path,
+    opts: &ReportOptions,
+) -> Result<Vec<PathBuf>, Error> {
+    let mut sink = Sink {
+        out_dir,
+        files: Vec::new(),
+        figures: Vec::new(),
+        skipped: Vec::new(),
+    };
     capacity(a, &mut sink, opts)?;
     loss(a, &mut sink)?;
     mitigations(a, &mut sink)?;
@@ -67,20 +80,36 @@ pub(super) fn draw_all(a: &mut Analysis, out_dir: &Path, opts: &ReportOptions) -
 fn capacity(a: &Analysis, sink: &mut Sink, opts: &ReportOptions) -> Result<(), Error> {
     if a.forget.iter().any(|r| !r.lengths_tried.is_empty()) {
         let rel = "figures/t_forget".to_string();
-        let drawn = figures::forget_law(&a.forget, a.forget_fit.as_ref(), opts.log_scale,
-            "Forget threshold T_forget vs state size", &sink.stem(&rel));
+        let drawn = figures::forget_law(
+            &a.forget,
+            a.forget_fit.as_ref(),
+            opts.log_scale,
+            "Forget threshold T_forget vs state size",
+            &sink.stem(&rel),
+        );
         sink.add("Capacity laws", "T_forget vs state size".into(), rel, drawn)?;
     } else {
-        sink.skip("T_forget vs state size", "no loss results with a collapse verdict");
+        sink.skip(
+            "T_forget vs state size",
+            "no loss results with a collapse verdict",
+        );
     }
     if a.job_recalls.is_empty() {
         sink.skip("T_recall vs state size", "no passkey results");
     } else if a.recalls.iter().all(|r| r.t_recall.is_none()) {
-        sink.skip("T_recall vs state size", "no model reached > 95% passkey accuracy at any length");
+        sink.skip(
+            "T_recall vs state size",
+            "no model reached > 95% passkey accuracy at any length",
+        );
     } else {
         let rel = "figures/t_recall".to_string();
-        let drawn = figures::recall_law(&a.recalls, a.recall_fit.as_ref(), opts.log_scale,
-            "Max recall length T_recall vs state size", &sink.stem(&rel));
+        let drawn = figures::recall_law(
+            &a.recalls,
+            a.recall_fit.as_ref(),
+            opts.log_scale,
+            "Max recall length T_recall vs state size",
+            &sink.stem(&rel),
+        );
         sink.add("Capacity laws", "T_recall vs state size".into(), rel, drawn)?;
     }
     Ok(())
@@ -102,15 +131,28 @@ fn loss(a: &Analysis, sink: &mut Sink) -> Result<(), Error> {
     let mut groups: BTreeMap<(i64, String), Vec<Curve>> = BTreeMap::new();
     for job in &a.data.jobs {
         let mut seen = Vec::new();
-        for e in a.data.evals_of(&job.id, "loss").filter(|e| e.mitigation() == "none") {
+        for e in a
+            .data
+            .evals_of(&job.id, "loss")
+            .filter(|e| e.mitigation() == "none")
+        {
             if seen.contains(&e.source()) {
                 continue; // first eval per source
             }
             seen.push(e.source());
-            let Some(points) = loss_points(e, sink) else { continue };
+            let Some(points) = loss_points(e, sink) else {
+                continue;
+            };
             let mark_x = job.train_len().map(|t| t as f64);
-            let curve = Curve { label: job_label(a, &job.id), points, mark_x };
-            groups.entry((job.state_size, e.source().to_string())).or_default().push(curve);
+            let curve = Curve {
+                label: job_label(a, &job.id),
+                points,
+                mark_x,
+            };
+            groups
+                .entry((job.state_size, e.source().to_string()))
+                .or_default()
+                .push(curve);
         }
     }
     if groups.is_empty() {
@@ -132,7 +174,11 @@ fn mitigations(a: &Analysis, sink: &mut Sink) -> Result<(), Error> {
         // source -> mitigation -> first eval
         let mut by_source: BTreeMap<&str, BTreeMap<&str, &EvalRecord>> = BTreeMap::new();
         for e in a.data.evals_of(&job.id, "loss") {
-            by_source.entry(e.source()).or_default().entry(e.mitigation()).or_insert(e);
+            by_source
+                .entry(e.source())
+                .or_default()
+                .entry(e.mitigation())
+                .or_insert(e);
         }
         for (source, per_mit) in by_source {
             if per_mit.len() < 2 {
@@ -145,7 +191,11 @@ fn mitigations(a: &Analysis, sink: &mut Sink) -> Result<(), Error> {
             let mut curves = Vec::new();
             for (m, e) in order {
                 if let Some(points) = loss_points(e, sink) {
-                    curves.push(Curve { label: m.to_string(), points, mark_x: None });
+                    curves.push(Curve {
+                        label: m.to_string(),
+                        points,
+                        mark_x: None,
+                    });
                 }
             }
             let slug_id = slugs.get(&job.id).cloned().unwrap_or_else(|| slug(&job.id));
@@ -157,14 +207,22 @@ fn mitigations(a: &Analysis, sink: &mut Sink) -> Result<(), Error> {
         }
     }
     if !any {
-        sink.skip("mitigation comparison", "no job has loss results under two or more mitigations");
+        sink.skip(
+            "mitigation comparison",
+            "no job has loss results under two or more mitigations",
+        );
     }
     Ok(())
 }
 
 fn passkey(a: &Analysis, sink: &mut Sink) -> Result<(), Error> {
     let slugs = job_slugs(&a.data);
-    let evals: Vec<&EvalRecord> = a.data.evals.iter().filter(|e| e.kind == "passkey").collect();
+    let evals: Vec<&EvalRecord> = a
+        .data
+        .evals
+        .iter()
+        .filter(|e| e.kind == "passkey")
+        .collect();
     if evals.is_empty() {
         sink.skip("passkey heat map", "no passkey results");
         return Ok(());
@@ -174,11 +232,17 @@ fn passkey(a: &Analysis, sink: &mut Sink) -> Result<(), Error> {
         let r = match PasskeyResult::from_value(&e.result) {
             Ok(r) => r,
             Err(err) => {
-                sink.skip(&format!("passkey heat map of job {}", e.job_id), &err.to_string());
+                sink.skip(
+                    &format!("passkey heat map of job {}", e.job_id),
+                    &err.to_string(),
+                );
                 continue;
             }
         };
-        let slug_id = slugs.get(&e.job_id).cloned().unwrap_or_else(|| slug(&e.job_id));
+        let slug_id = slugs
+            .get(&e.job_id)
+            .cloned()
+            .unwrap_or_else(|| slug(&e.job_id));
         let mut rel = match e.mitigation() {
             "none" => format!("figures/passkey_{slug_id}"),
             m => format!("figures/passkey_{slug_id}_{}", slug(m)),
@@ -187,13 +251,20 @@ fn passkey(a: &Analysis, sink: &mut Sink) -> Result<(), Error> {
             rel = format!("{rel}-{}", used.len() + 1);
         }
         used.push(rel.clone());
-        let recall = r.t_recall.map(|t| binary_tokens(t as f64)).unwrap_or_else(|| "none".into());
+        let recall = r
+            .t_recall
+            .map(|t| binary_tokens(t as f64))
+            .unwrap_or_else(|| "none".into());
         let mit = match e.mitigation() {
             "none" => String::new(),
             m => format!(", {m}"),
         };
-        let title = format!("Passkey, {}{mit} (T_recall = {recall})", job_label(a, &e.job_id));
-        let drawn = figures::passkey_heatmap(&PasskeyGrid::from_result(&r), &title, &sink.stem(&rel));
+        let title = format!(
+            "Passkey, {}{mit} (T_recall = {recall})",
+            job_label(a, &e.job_id)
+        );
+        let drawn =
+            figures::passkey_heatmap(&PasskeyGrid::from_result(&r), &title, &sink.stem(&rel));
         sink.add("Passkey retrieval", title, rel, drawn)?;
     }
     Ok(())
@@ -204,7 +275,11 @@ fn states(a: &Analysis, sink: &mut Sink) -> Result<(), Error> {
     let mut any = false;
     for job in &a.data.jobs {
         let all: Vec<&EvalRecord> = a.data.evals_of(&job.id, "states").collect();
-        let Some(e) = all.iter().find(|e| e.mitigation() == "none").or(all.first()) else {
+        let Some(e) = all
+            .iter()
+            .find(|e| e.mitigation() == "none")
+            .or(all.first())
+        else {
             continue;
         };
         any = true;
@@ -226,10 +301,14 @@ fn states(a: &Analysis, sink: &mut Sink) -> Result<(), Error> {
                 sink.add("State diagnostics", title, rel, drawn)?;
                 let rel = format!("figures/state_var_{slug_id}");
                 let title = format!("State variance, {label}, layer {layer}");
-                let drawn = figures::state_variance_per_head(&s, layer, train, &title, &sink.stem(&rel));
+                let drawn =
+                    figures::state_variance_per_head(&s, layer, train, &title, &sink.stem(&rel));
                 sink.add("State diagnostics", title, rel, drawn)?;
             }
-            None => sink.skip(&format!("state retention and variance of {label}"), "no layers in the states result"),
+            None => sink.skip(
+                &format!("state retention and variance of {label}"),
+                "no layers in the states result",
+            ),
         }
         match &s.histogram {
             Some(h) => {
@@ -238,11 +317,17 @@ fn states(a: &Analysis, sink: &mut Sink) -> Result<(), Error> {
                 let drawn = figures::state_histogram(h, &title, &sink.stem(&rel));
                 sink.add("State diagnostics", title, rel, drawn)?;
             }
-            None => sink.skip(&format!("state histogram of {label}"), "no histogram in the states result"),
+            None => sink.skip(
+                &format!("state histogram of {label}"),
+                "no histogram in the states result",
+            ),
         }
     }
     if !any {
-        sink.skip("state retention / variance / histogram", "no states results");
+        sink.skip(
+            "state retention / variance / histogram",
+            "no states results",
+        );
     }
     Ok(())
 }
@@ -258,7 +343,11 @@ fn training(a: &Analysis, sink: &mut Sink) -> Result<(), Error> {
             .map(|m| (m.step as f64, m.value))
             .collect();
         if !points.is_empty() {
-            let curve = Curve { label: job_label(a, &job.id), points, mark_x: None };
+            let curve = Curve {
+                label: job_label(a, &job.id),
+                points,
+                mark_x: None,
+            };
             groups.entry(job.state_size).or_default().push(curve);
         }
     }

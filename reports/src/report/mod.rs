@@ -65,14 +65,21 @@ pub(crate) struct Analysis {
 }
 
 /// Write the full report of `data` into `out_dir` (created if missing).
-pub fn write_report(data: &ReportData, out_dir: &Path, opts: &ReportOptions) -> Result<ReportSummary, Error> {
+pub fn write_report(
+    data: &ReportData,
+    out_dir: &Path,
+    opts: &ReportOptions,
+) -> Result<ReportSummary, Error> {
     std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
     let data = data.canonical();
     let forget = derive::t_forget(&data);
     let job_recalls = derive::job_recalls(&data);
     let recalls = derive::state_recalls(&job_recalls);
     let mut a = Analysis {
-        title: opts.title.clone().unwrap_or_else(|| "Stuffed Mamba: state capacity report".into()),
+        title: opts
+            .title
+            .clone()
+            .unwrap_or_else(|| "Stuffed Mamba: state capacity report".into()),
         data,
         forget,
         job_recalls,
@@ -83,13 +90,47 @@ pub fn write_report(data: &ReportData, out_dir: &Path, opts: &ReportOptions) -> 
         skipped: Vec::new(),
     };
     let (fx, fy) = derive::forget_points(&a.forget);
-    a.forget_fit = fit_or_skip(&mut a.skipped, "T_forget fit", "state sizes with a measured T_forget", FitModel::Linear, &fx, &fy);
+    a.forget_fit = fit_or_skip(
+        &mut a.skipped,
+        "T_forget fit",
+        "state sizes with a measured T_forget",
+        FitModel::Linear,
+        &fx,
+        &fy,
+    );
     let (rx, ry) = derive::recall_points(&a.recalls);
-    a.recall_fit = fit_or_skip(&mut a.skipped, "T_recall fit", "state sizes with a measured T_recall", FitModel::Exp, &rx, &ry);
+    a.recall_fit = fit_or_skip(
+        &mut a.skipped,
+        "T_recall fit",
+        "state sizes with a measured T_recall",
+        FitModel::Exp,
+        &rx,
+        &ry,
+    );
 
     let mut files = figs::draw_all(&mut a, out_dir, opts)?;
-    files.push(write(out_dir, "t_forget_points.csv", &points_csv("t_forget", &a.forget.iter().filter_map(|r| Some((r.state_size, r.t_forget?))).collect::<Vec<_>>()))?);
-    files.push(write(out_dir, "t_recall_points.csv", &points_csv("t_recall", &a.recalls.iter().filter_map(|r| Some((r.state_size, r.t_recall?))).collect::<Vec<_>>()))?);
+    files.push(write(
+        out_dir,
+        "t_forget_points.csv",
+        &points_csv(
+            "t_forget",
+            &a.forget
+                .iter()
+                .filter_map(|r| Some((r.state_size, r.t_forget?)))
+                .collect::<Vec<_>>(),
+        ),
+    )?);
+    files.push(write(
+        out_dir,
+        "t_recall_points.csv",
+        &points_csv(
+            "t_recall",
+            &a.recalls
+                .iter()
+                .filter_map(|r| Some((r.state_size, r.t_recall?)))
+                .collect::<Vec<_>>(),
+        ),
+    )?);
     files.push(write(out_dir, "fits.json", &fits_json(&a))?);
     files.push(write(out_dir, "index.html", &html::page(&a))?);
     files.push(write(out_dir, "README.md", &markdown::page(&a))?);
@@ -114,7 +155,10 @@ fn fit_or_skip(
     match fit::fit(model, xs, ys, DEFAULT_BOOTSTRAP, DEFAULT_SEED) {
         Ok(f) => Some(f),
         Err(Error::TooFewPoints { needed, got }) => {
-            skipped.push((name.into(), format!("needs at least {needed} {what}, got {got}")));
+            skipped.push((
+                name.into(),
+                format!("needs at least {needed} {what}, got {got}"),
+            ));
             None
         }
         Err(e) => {
@@ -134,7 +178,12 @@ fn write(out_dir: &Path, name: &str, text: &str) -> Result<PathBuf, Error> {
 fn points_csv(name: &str, rows: &[(i64, i64)]) -> String {
     let mut s = format!("state_size,S_M,{name},T_K\n");
     for (state, t) in rows {
-        let _ = writeln!(s, "{state},{},{t},{}", derive::s_millions(*state), derive::t_kilo(*t));
+        let _ = writeln!(
+            s,
+            "{state},{},{t},{}",
+            derive::s_millions(*state),
+            derive::t_kilo(*t)
+        );
     }
     s
 }
@@ -240,12 +289,18 @@ pub(crate) mod cells {
     }
 
     pub fn final_loss(a: &Analysis, job_id: &str) -> String {
-        a.data.final_loss(job_id).map(|v| format!("{v:.4}")).unwrap_or_else(|| NONE.into())
+        a.data
+            .final_loss(job_id)
+            .map(|v| format!("{v:.4}"))
+            .unwrap_or_else(|| NONE.into())
     }
 
     pub fn t_recall(a: &Analysis, job_id: &str) -> String {
         match a.job_recalls.iter().find(|r| r.job_id == job_id) {
-            Some(r) => r.t_recall.map(|t| t.to_string()).unwrap_or_else(|| "none".into()),
+            Some(r) => r
+                .t_recall
+                .map(|t| t.to_string())
+                .unwrap_or_else(|| "none".into()),
             None => NONE.into(),
         }
     }
@@ -266,9 +321,14 @@ pub(crate) mod cells {
         format!("{:.4}", fit.r2)
     }
 
-    /// S in millions with 4 significant-ish decimals.
+    /// S in millions with 4 significant digits (tiny models have S far below one million).
     pub fn s_m(state_size: i64) -> String {
-        format!("{:.4}", crate::derive::s_millions(state_size))
+        let v = crate::derive::s_millions(state_size);
+        if v == 0.0 || !v.is_finite() {
+            return format!("{v}");
+        }
+        let decimals = (3.0 - v.abs().log10().floor()).clamp(0.0, 12.0) as usize;
+        format!("{v:.decimals$}")
     }
 }
 

@@ -73,7 +73,10 @@ pub fn default_inputs() -> anyhow::Result<Vec<InputSpec>> {
         let mut hits: Vec<PathBuf> = std::fs::read_dir(parent)
             .ok()?
             .filter_map(|e| e.ok())
-            .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+            .filter(|e| {
+                let n = e.file_name().to_string_lossy().into_owned();
+                n.strip_prefix(prefix).is_some_and(|v| !v.is_empty() && v.chars().all(|c| c.is_ascii_digit() || c == '.'))
+            })
             .map(|e| e.path().join(tail))
             .filter(|p| p.is_dir())
             .collect();

@@ -4,9 +4,14 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 pub mod bench;
 pub mod common;
+pub mod corpus;
 pub mod doctor;
 pub mod eval;
 pub mod model;
+pub mod passkey;
+pub mod progress;
+pub mod train;
+pub mod worker;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -27,9 +32,20 @@ pub enum Command {
     /// Inspect model presets and checkpoints.
     #[command(subcommand)]
     Model(model::Command),
-    /// Evaluate a model: loss by position (state collapse), ...
+    /// Build and inspect token corpora.
+    #[command(subcommand)]
+    Corpus(corpus::Command),
+    /// Train one job config (and run the evaluations it lists).
+    Train(train::Args),
+    /// Evaluate a model: loss by position (state collapse), passkey retrieval, state diagnostics.
     #[command(subcommand)]
     Eval(eval::Command),
+    /// Passkey prompts as the evaluation uses them.
+    #[command(subcommand)]
+    Passkey(passkey::Command),
+    /// Run one job in its run directory (started by the scheduler).
+    #[command(hide = true)]
+    Worker(worker::Args),
     /// Speed and memory benchmarks.
     #[command(subcommand)]
     Bench(bench::Command),
@@ -47,7 +63,11 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Doctor(a) => a.run(),
         Command::Model(c) => c.run(),
+        Command::Corpus(c) => c.run(),
+        Command::Train(a) => a.run(),
         Command::Eval(c) => c.run(),
+        Command::Passkey(c) => c.run(),
+        Command::Worker(a) => a.run(),
         Command::Bench(c) => c.run(),
     }
 }

@@ -1,0 +1,40 @@
+//! `stuffed worker --run-dir DIR`: the process a scheduler starts for one job. Runs DIR/job.yaml
+//! under an exclusive lock on DIR (so a job never runs twice at once), writing only to DIR.
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use stuffed_model::train::JobConfig;
+
+use crate::job::{run_job, JOB_FILE};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Run directory holding job.yaml; events, checkpoints and logs go there.
+    #[arg(long)]
+    run_dir: PathBuf,
+}
+
+pub const LOCK_FILE: &str = "lock";
+
+/// Takes the run directory's exclusive lock (released when the process exits, however).
+pub fn lock_run_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    let path = dir.join(LOCK_FILE);
+    let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).with_context(|| format!("opening {}", path.display()))?;
+    // Safety: flock on a file descriptor we own.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        bail!("another worker is running the job in {}", dir.display());
+    }
+    Ok(f)
+}
+
+impl Args {
+    pub fn run(self) -> anyhow::Result<i32> {
+        let _lock = lock_run_dir(&self.run_dir)?;
+        let job = JobConfig::load(&self.run_dir.join(JOB_FILE))?;
+        let stop = super::train::stop_flag()?;
+        let mut printer = super::train::step_printer(job.train.log_every);
+        run_job(&job, &self.run_dir, &stop, &mut printer)?;
+        Ok(0)
+    }
+}
