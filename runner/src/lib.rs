@@ -2,6 +2,7 @@
 //! and its backends, the worker entry point and the SQLite store.
 pub mod cli;
 pub mod job;
+pub mod sweep;
 pub mod version;
 
 /// Exit codes shared by every command (documented in the README).
