@@ -2,6 +2,8 @@
 //! and its backends, the worker entry point and the SQLite store.
 pub mod cli;
 pub mod job;
+pub mod sched;
+pub mod store;
 pub mod sweep;
 pub mod version;
 

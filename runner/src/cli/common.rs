@@ -72,3 +72,89 @@ pub fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
+
+/// `--db PATH` (or $STUFFED_DB; default results/stuffed.db).
+#[derive(Debug, Clone, clap::Args)]
+pub struct DbArgs {
+    /// Results database.
+    #[arg(long, env = "STUFFED_DB", default_value = "results/stuffed.db")]
+    pub db: PathBuf,
+}
+
+impl DbArgs {
+    pub async fn open(&self) -> anyhow::Result<crate::store::Db> {
+        crate::store::Db::open(&self.db).await
+    }
+}
+
+/// A tokio runtime for the database and the controller loop.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
+}
+
+/// Prints rows as an aligned table, CSV or JSON (an array of objects).
+pub fn print_rows(format: TableFormat, header: &[String], rows: &[Vec<serde_json::Value>]) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    render_rows(format, header, rows, &mut out)
+}
+
+/// Writes rows as an aligned table, CSV or JSON (an array of objects).
+pub fn render_rows(format: TableFormat, header: &[String], rows: &[Vec<serde_json::Value>], out: &mut impl std::io::Write) -> anyhow::Result<()> {
+    let cell = |v: &serde_json::Value| match v {
+        serde_json::Value::Null => String::new(),
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Number(n) => match n.as_f64() {
+            Some(f) if n.is_f64() => format!("{f:.6}").trim_end_matches('0').trim_end_matches('.').to_string(),
+            _ => n.to_string(),
+        },
+        other => other.to_string(),
+    };
+    match format {
+        TableFormat::Json => {
+            let objs: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|r| serde_json::Value::Object(header.iter().cloned().zip(r.iter().cloned()).collect()))
+                .collect();
+            writeln!(out, "{}", serde_json::to_string_pretty(&objs)?)?;
+        }
+        TableFormat::Csv => {
+            let esc = |s: String| if s.contains([',', '"', '\n']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s };
+            writeln!(out, "{}", header.iter().cloned().map(esc).collect::<Vec<_>>().join(","))?;
+            for r in rows {
+                writeln!(out, "{}", r.iter().map(|v| esc(cell(v))).collect::<Vec<_>>().join(","))?;
+            }
+        }
+        TableFormat::Table => {
+            let cells: Vec<Vec<String>> = rows.iter().map(|r| r.iter().map(cell).collect()).collect();
+            let widths: Vec<usize> = (0..header.len())
+                .map(|i| cells.iter().map(|r| r[i].chars().count()).chain([header[i].len()]).max().unwrap_or(0).min(48))
+                .collect();
+            let line = |vals: Vec<String>| {
+                vals.iter()
+                    .zip(&widths)
+                    .map(|(v, w)| {
+                        let v: String = v.chars().take(*w).collect();
+                        format!("{v:<w$}", w = *w)
+                    })
+                    .collect::<Vec<_>>()
+                    .join("  ")
+                    .trim_end()
+                    .to_string()
+            };
+            writeln!(out, "{}", line(header.to_vec()))?;
+            for r in cells {
+                writeln!(out, "{}", line(r))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Output format of tabular commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum TableFormat {
+    #[default]
+    Table,
+    Csv,
+    Json,
+}

@@ -10,6 +10,8 @@ pub mod eval;
 pub mod model;
 pub mod passkey;
 pub mod progress;
+pub mod results;
+pub mod sweep;
 pub mod train;
 pub mod worker;
 
@@ -40,6 +42,12 @@ pub enum Command {
     /// Evaluate a model: loss by position (state collapse), passkey retrieval, state diagnostics.
     #[command(subcommand)]
     Eval(eval::Command),
+    /// Run sweeps of jobs (YAML grids), watch and cancel them.
+    #[command(subcommand)]
+    Sweep(sweep::Command),
+    /// Query, export and import the results database.
+    #[command(subcommand)]
+    Results(results::Command),
     /// Passkey prompts as the evaluation uses them.
     #[command(subcommand)]
     Passkey(passkey::Command),
@@ -67,6 +75,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Train(a) => a.run(),
         Command::Eval(c) => c.run(),
         Command::Passkey(c) => c.run(),
+        Command::Sweep(c) => c.run(),
+        Command::Results(c) => c.run(),
         Command::Worker(a) => a.run(),
         Command::Bench(c) => c.run(),
     }

@@ -31,6 +31,9 @@ pub fn lock_run_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
 impl Args {
     pub fn run(self) -> anyhow::Result<i32> {
         let _lock = lock_run_dir(&self.run_dir)?;
+        if let Some(n) = std::env::var("STUFFED_THREADS").ok().and_then(|s| s.parse::<i32>().ok()).filter(|n| *n > 0) {
+            tch::set_num_threads(n);
+        }
         let job = JobConfig::load(&self.run_dir.join(JOB_FILE))?;
         let stop = super::train::stop_flag()?;
         let mut printer = super::train::step_printer(job.train.log_every);

@@ -1,2 +1,16 @@
 //! Sweep YAML: the spec (grid, zip, derived, seeds, evals, resources, retries, backend) and its
 //! expansion into fully resolved, hashed job configs.
+mod error;
+mod expand;
+mod expr;
+mod keys;
+mod plan;
+mod resources;
+mod spec;
+
+pub use error::SweepError;
+pub use expand::{canonical_json, expand, job_id, ExpandedJob};
+pub use expr::{evaluate, is_template, ExprError};
+pub use keys::{KeyPath, Origin, Segment};
+pub use resources::{parse_duration, parse_memory_gb, Backend, MemorySpec, Resources, SlurmBackend};
+pub use spec::{Base, BaseConfig, LoadedSweep, SweepSpec};

@@ -1,0 +1,393 @@
+//! `stuffed results ...`: list, show, export (a wide table or a full, importable dump) and
+//! import results, with filters on status, sweep and any config key.
+use std::path::PathBuf;
+
+use anyhow::Context;
+use serde_json::{json, Value};
+
+use super::common::{print_rows, render_rows, runtime, DbArgs, TableFormat};
+use crate::store::{Cond, Db, Dump, JobRow};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// One line per job: status, sizes, progress, final loss, collapse verdict, T_recall.
+    List(ListArgs),
+    /// Everything about one job: config, attempts (host, GPU, commit, versions), metrics, evals.
+    Show(ShowArgs),
+    /// A wide table (one row per job: config keys, final metrics, eval summaries) or a full
+    /// dump that `results import` loads elsewhere.
+    Export(ExportArgs),
+    /// Load a dump written by `results export --format dump`.
+    Import(ImportArgs),
+}
+
+impl Command {
+    pub fn run(self) -> anyhow::Result<i32> {
+        runtime()?.block_on(async {
+            match self {
+                Command::List(a) => a.run().await,
+                Command::Show(a) => a.run().await,
+                Command::Export(a) => a.run().await,
+                Command::Import(a) => a.run().await,
+            }
+        })
+    }
+}
+
+/// Job filters shared by list and export.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Filters {
+    /// Only jobs of this sweep (repeatable).
+    #[arg(long)]
+    sweep: Vec<String>,
+    /// Only jobs with this status (pending, running, completed, failed, diverged, interrupted, cancelled).
+    #[arg(long)]
+    status: Option<String>,
+    /// KEY OP VALUE on a column (status, label, state_size, train_len, ...) or a config path
+    /// (model.d_state=64, train.seq_len>=512); OP is = != >= <= > < or ~ (contains). Repeatable.
+    #[arg(long = "where", value_parser = parse_cond)]
+    conds: Vec<Cond>,
+}
+
+fn parse_cond(s: &str) -> Result<Cond, String> {
+    s.parse()
+}
+
+impl Filters {
+    pub async fn jobs(&self, db: &Db) -> anyhow::Result<Vec<JobRow>> {
+        let mut conds = self.conds.clone();
+        if let Some(s) = &self.status {
+            conds.push(Cond::eq("status", s));
+        }
+        let mut rows = Vec::new();
+        if self.sweep.is_empty() {
+            rows = db.jobs(&conds).await?;
+        } else {
+            for s in &self.sweep {
+                if db.sweep(s).await?.is_none() {
+                    anyhow::bail!("no sweep named '{s}' in this database");
+                }
+                let mut c = conds.clone();
+                c.push(Cond::eq("sweep", s));
+                rows.extend(db.jobs(&c).await?);
+            }
+        }
+        Ok(rows)
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    #[command(flatten)]
+    filters: Filters,
+    #[arg(long, value_enum, default_value_t)]
+    format: TableFormat,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ShowArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    /// Job id (or a unique prefix).
+    job: String,
+    /// text or json.
+    #[arg(long, value_enum, default_value_t)]
+    format: super::Format,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    #[command(flatten)]
+    filters: Filters,
+    /// table, csv, json (wide rows) or dump (everything, for `results import`).
+    #[arg(long, default_value = "csv")]
+    format: String,
+    /// Write to this file instead of standard output.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    /// A dump written by `results export --format dump`.
+    file: PathBuf,
+}
+
+/// The headline numbers of one evaluation result.
+pub fn eval_summary(result: &Value) -> Vec<(String, Value)> {
+    let p = &result["params"];
+    match result["kind"].as_str() {
+        Some("loss") => {
+            let tag = format!("loss[{}{}]", p["source"].as_str().unwrap_or("?"), mitigation_tag(p, ","));
+            vec![
+                (format!("{tag}.mean"), result["mean_loss"].clone()),
+                (format!("{tag}.collapsed"), result["collapse"]["collapsed"].clone()),
+                (format!("{tag}.first_collapse"), result["collapse"]["first_position"].clone()),
+            ]
+        }
+        Some("passkey") => {
+            let m = mitigation_tag(p, "");
+            let tag = if m.is_empty() { "passkey".to_string() } else { format!("passkey[{m}]") };
+            vec![(format!("{tag}.t_recall"), result["t_recall"].clone())]
+        }
+        _ => vec![],
+    }
+}
+
+/// `{sep}{mitigation}` for a mitigated evaluation, empty for `none`.
+fn mitigation_tag(p: &Value, sep: &str) -> String {
+    match p["mitigation"].as_str() {
+        Some("none") | None => String::new(),
+        Some(m) => format!("{sep}{m}"),
+    }
+}
+
+/// Collapse verdict and T_recall of a job from its stored evaluations.
+async fn verdicts(db: &Db, job: &str) -> anyhow::Result<(Value, Value)> {
+    let mut collapsed = Value::Null;
+    let mut t_recall = Value::Null;
+    for e in db.evals(job).await? {
+        let r: Value = serde_json::from_str(&e.result).unwrap_or(Value::Null);
+        if r["params"]["mitigation"].as_str().is_some_and(|m| m != "none") {
+            continue;
+        }
+        match e.kind.as_str() {
+            "loss" => {
+                if let Some(c) = r["collapse"]["collapsed"].as_bool() {
+                    collapsed = Value::Bool(c || collapsed.as_bool().unwrap_or(false));
+                }
+            }
+            "passkey" => t_recall = r["t_recall"].clone(),
+            _ => {}
+        }
+    }
+    Ok((collapsed, t_recall))
+}
+
+/// The job table shown by `results list` and at the end of `sweep run`.
+pub async fn list_rows(db: &Db, jobs: &[JobRow]) -> anyhow::Result<(Vec<String>, Vec<Vec<Value>>)> {
+    let header = ["id", "sweep", "label", "status", "state_size", "train_len", "step", "loss", "val_loss", "collapsed", "t_recall", "attempts"];
+    let mut rows = Vec::new();
+    for j in jobs {
+        let (collapsed, t_recall) = verdicts(db, &j.id).await?;
+        let val = db.metrics(&j.id, "val_loss").await?.last().map(|v| json!(v.1)).unwrap_or(Value::Null);
+        let step = match (j.step, j.total_steps) {
+            (Some(s), Some(t)) => json!(format!("{s}/{t}")),
+            (Some(s), None) => json!(s),
+            _ => Value::Null,
+        };
+        rows.push(vec![
+            json!(&j.id[..12.min(j.id.len())]),
+            json!(j.sweep),
+            json!(j.label),
+            json!(j.status),
+            json!(j.state_size),
+            json!(j.train_len),
+            step,
+            j.last_loss.map_or(Value::Null, |l| json!(l)),
+            val,
+            collapsed,
+            t_recall,
+            json!(j.attempts),
+        ]);
+    }
+    Ok((header.iter().map(|s| s.to_string()).collect(), rows))
+}
+
+/// Flattens a JSON object into dotted keys (lists of scalars kept as JSON text).
+fn flatten(prefix: &str, v: &Value, out: &mut Vec<(String, Value)>) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                flatten(&key, x, out);
+            }
+        }
+        Value::Array(_) => out.push((prefix.to_string(), Value::String(v.to_string()))),
+        other => out.push((prefix.to_string(), other.clone())),
+    }
+}
+
+/// One row per job: identity, every config key, final metrics, evaluation summaries.
+pub async fn wide_rows(db: &Db, jobs: &[JobRow]) -> anyhow::Result<(Vec<String>, Vec<Vec<Value>>)> {
+    let mut maps: Vec<Vec<(String, Value)>> = Vec::new();
+    for j in jobs {
+        let mut m = vec![
+            ("id".to_string(), json!(j.id)),
+            ("sweep".into(), json!(j.sweep)),
+            ("label".into(), json!(j.label)),
+            ("status".into(), json!(j.status)),
+            ("state_size".into(), json!(j.state_size)),
+            ("n_params".into(), json!(j.n_params)),
+            ("train_len".into(), json!(j.train_len)),
+            ("attempts".into(), json!(j.attempts)),
+        ];
+        let mut cfg = j.config_json();
+        if let Some(o) = cfg.as_object_mut() {
+            o.remove("evals");
+            o.remove("name");
+        }
+        flatten("config", &cfg, &mut m);
+        for (key, step, value) in db.latest_metrics(&j.id).await? {
+            m.push((format!("final.{key}"), json!(value)));
+            if key == "loss" {
+                m.push(("final.step".into(), json!(step)));
+            }
+        }
+        for e in db.evals(&j.id).await? {
+            let r: Value = serde_json::from_str(&e.result).unwrap_or(Value::Null);
+            m.extend(eval_summary(&r));
+        }
+        maps.push(m);
+    }
+    let mut header: Vec<String> = Vec::new();
+    for m in &maps {
+        for (k, _) in m {
+            if !header.contains(k) {
+                header.push(k.clone());
+            }
+        }
+    }
+    let rows = maps
+        .iter()
+        .map(|m| header.iter().map(|h| m.iter().find(|(k, _)| k == h).map(|(_, v)| v.clone()).unwrap_or(Value::Null)).collect())
+        .collect();
+    Ok((header, rows))
+}
+
+impl ListArgs {
+    async fn run(self) -> anyhow::Result<i32> {
+        let db = self.db.open().await?;
+        let jobs = self.filters.jobs(&db).await?;
+        let (h, rows) = list_rows(&db, &jobs).await?;
+        print_rows(self.format, &h, &rows)?;
+        Ok(0)
+    }
+}
+
+impl ShowArgs {
+    async fn run(self) -> anyhow::Result<i32> {
+        let db = self.db.open().await?;
+        let j = db.job(&self.job).await?;
+        let attempts = db.attempts(&j.id).await?;
+        let metrics = db.latest_metrics(&j.id).await?;
+        let evals = db.evals(&j.id).await?;
+        let artifacts = db.artifacts(&j.id).await?;
+        if self.format == super::Format::Json {
+            let ev: Vec<Value> = evals.iter().map(|e| serde_json::from_str(&e.result).unwrap_or(Value::Null)).collect();
+            super::common::print_json(&json!({"job": j, "config": j.config_json(), "attempts": attempts,
+                "latest_metrics": metrics, "evals": ev, "artifacts": artifacts}))?;
+            return Ok(0);
+        }
+        println!("job {}  ({}: {})", j.id, j.sweep, j.label);
+        println!("status {}  attempts {}  state size {}  params {}  train_len {}", j.status, j.attempts, j.state_size, j.n_params, j.train_len);
+        if let Some(e) = &j.error {
+            println!("error ({}): {e}", j.error_class.as_deref().unwrap_or("?"));
+        }
+        println!("run dir {}", j.run_dir);
+        println!("\nresolved config:\n{}", serde_norway::to_string(&j.config_json())?.trim_end());
+        println!("\nattempts:");
+        for a in &attempts {
+            println!(
+                "  #{} {} {} on {}{} pid {} {} -> {} exit {} {}",
+                a.number,
+                a.status,
+                a.backend,
+                a.host.as_deref().unwrap_or("?"),
+                a.gpu.as_deref().map(|g| format!(" gpu {g}{}", a.gpu_name.as_deref().map(|n| format!(" ({n})")).unwrap_or_default())).unwrap_or_default(),
+                a.pid.map_or("-".into(), |p| p.to_string()),
+                a.started_at,
+                a.ended_at.as_deref().unwrap_or("..."),
+                a.exit_code.map_or("-".into(), |c| c.to_string()),
+                a.error.as_deref().unwrap_or("")
+            );
+            println!(
+                "     stuffed {} commit {}{} libtorch {} seed {} log {}",
+                a.version.as_deref().unwrap_or("?"),
+                a.git_commit.as_deref().unwrap_or("?"),
+                if a.git_dirty == Some(1) { "-dirty" } else { "" },
+                a.libtorch.as_deref().unwrap_or("?"),
+                a.seed.map_or("-".into(), |s| s.to_string()),
+                a.log_path.as_deref().unwrap_or("-")
+            );
+        }
+        println!("\nlatest metrics:");
+        for (k, step, v) in &metrics {
+            println!("  {k:<14} {v:<14.6} (step {step})");
+        }
+        println!("\nevaluations:");
+        for e in &evals {
+            let r: Value = serde_json::from_str(&e.result).unwrap_or(Value::Null);
+            let s: Vec<String> = eval_summary(&r).iter().map(|(k, v)| format!("{k}={v}")).collect();
+            println!("  #{} {} {}", e.eval_index, e.kind, s.join(" "));
+        }
+        if !artifacts.is_empty() {
+            println!("\nartifacts:");
+            for (kind, path, step) in &artifacts {
+                println!("  {kind} {path}{}", step.map(|s| format!(" (step {s})")).unwrap_or_default());
+            }
+        }
+        Ok(0)
+    }
+}
+
+impl ExportArgs {
+    async fn run(self) -> anyhow::Result<i32> {
+        let db = self.db.open().await?;
+        let text = if self.format == "dump" {
+            if !self.filters.conds.is_empty() || self.filters.status.is_some() {
+                anyhow::bail!("--format dump exports whole sweeps: use --sweep, not --where/--status");
+            }
+            serde_json::to_string_pretty(&db.dump(&self.filters.sweep).await?)? + "\n"
+        } else {
+            let format = match self.format.as_str() {
+                "table" => TableFormat::Table,
+                "csv" => TableFormat::Csv,
+                "json" => TableFormat::Json,
+                other => anyhow::bail!("unknown export format '{other}': expected table, csv, json or dump"),
+            };
+            let jobs = self.filters.jobs(&db).await?;
+            let (h, rows) = wide_rows(&db, &jobs).await?;
+            match &self.out {
+                None => {
+                    print_rows(format, &h, &rows)?;
+                    return Ok(0);
+                }
+                Some(_) => {
+                    // Render through a string for the file.
+                    let mut buf = Vec::new();
+                    render_rows(format, &h, &rows, &mut buf)?;
+                    String::from_utf8(buf)?
+                }
+            }
+        };
+        match &self.out {
+            Some(p) => {
+                if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+                }
+                std::fs::write(p, text).with_context(|| format!("writing {}", p.display()))?;
+                eprintln!("wrote {}", p.display());
+            }
+            None => print!("{text}"),
+        }
+        Ok(0)
+    }
+}
+
+impl ImportArgs {
+    async fn run(self) -> anyhow::Result<i32> {
+        let text = std::fs::read_to_string(&self.file).with_context(|| format!("reading {}", self.file.display()))?;
+        let dump: Dump = serde_json::from_str(&text).with_context(|| format!("{}: not a stuffed results export", self.file.display()))?;
+        let db = self.db.open().await?;
+        let s = db.import(&dump).await?;
+        println!("imported {} sweep(s), {} job(s), {} metric rows, {} evaluations into {}", s.sweeps, s.jobs, s.metrics, s.evals, self.db.db.display());
+        Ok(0)
+    }
+}

@@ -1,0 +1,288 @@
+//! `stuffed sweep ...`: run a sweep file (expanding its grid, skipping completed jobs by hash,
+//! resuming the rest), watch its status, cancel it.
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde_json::{json, Value};
+use stuffed_model::cuda;
+
+use super::common::{print_rows, runtime, DbArgs, TableFormat};
+use crate::sched::local::{Controller, GpuSlot, Options};
+use crate::sched::{estimate_memory_gb, estimate_secs, PlannedJob};
+use crate::store::Db;
+use crate::sweep::{expand, Backend, LoadedSweep, SweepSpec};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Expand a sweep file into jobs and run the ones not completed yet (re-running the same
+    /// file resumes: completed jobs are skipped by config hash, failed ones run again).
+    Run(RunArgs),
+    /// Jobs by status, and the running ones with their progress.
+    Status(StatusArgs),
+    /// Stop a sweep: pending jobs are cancelled, running workers checkpoint and stop.
+    Cancel(CancelArgs),
+}
+
+impl Command {
+    pub fn run(self) -> anyhow::Result<i32> {
+        match self {
+            Command::Run(a) => a.run(),
+            Command::Status(a) => runtime()?.block_on(a.run()),
+            Command::Cancel(a) => runtime()?.block_on(a.run()),
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The sweep YAML.
+    file: PathBuf,
+    #[command(flatten)]
+    db: DbArgs,
+    /// Print the job table (ids, varied keys, estimated memory and time) and validate every
+    /// job, without running anything.
+    #[arg(long)]
+    dry_run: bool,
+    /// Concurrent workers at most (default: 8 per GPU, or the CPU cores).
+    #[arg(long)]
+    max_parallel: Option<usize>,
+    /// Jobs sharing one GPU at most.
+    #[arg(long, default_value_t = 8)]
+    per_gpu: usize,
+    /// GPUs to use: all, none (CPU workers) or a list like 0,1.
+    #[arg(long, default_value = "all")]
+    gpus: String,
+    /// Refuse sweeps that expand to more jobs than this.
+    #[arg(long, default_value_t = 10_000)]
+    max_jobs: usize,
+    /// Where run directories go (one per job id).
+    #[arg(long, default_value = "results/runs")]
+    runs_dir: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    /// A sweep (default: every sweep).
+    name: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CancelArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    name: String,
+}
+
+/// The GPUs a `--gpus` value selects, with the memory the scheduler may fill.
+fn select_gpus(spec: &str) -> anyhow::Result<Vec<GpuSlot>> {
+    let n = cuda::device_count();
+    let wanted: Vec<usize> = match spec {
+        "none" | "cpu" => return Ok(vec![]),
+        "all" => (0..n).collect(),
+        list => list
+            .split(',')
+            .map(|s| s.trim().parse::<usize>().map_err(|_| anyhow::anyhow!("--gpus: '{s}' is not a GPU index (expected all, none or e.g. 0,1)")))
+            .collect::<anyhow::Result<_>>()?,
+    };
+    wanted
+        .into_iter()
+        .map(|i| {
+            if i >= n {
+                bail!("--gpus: GPU {i} requested but {n} are usable here");
+            }
+            let info = cuda::gpu_info(i)?;
+            Ok(GpuSlot { index: i, name: info.name, capacity_gb: info.total_memory_bytes as f64 / 1e9 * 0.92 })
+        })
+        .collect()
+}
+
+/// Expands and sizes the jobs of a sweep.
+fn plan(loaded: &LoadedSweep, max_jobs: usize, runs_dir: &Path, on_gpu: bool, parallel: usize) -> anyhow::Result<Vec<(PlannedJob, Vec<(String, Value)>)>> {
+    let jobs = expand(loaded, max_jobs)?;
+    let mem_override = loaded.spec.resources.memory_gb();
+    jobs.into_iter()
+        .map(|j| {
+            let model = j.config.model_config().with_context(|| format!("job {}", j.label))?;
+            let est_mem_gb = mem_override.unwrap_or_else(|| estimate_memory_gb(&j.config, &model));
+            let est_secs = estimate_secs(&j.config, &model, on_gpu, parallel);
+            let run_dir = runs_dir.join(&j.id);
+            Ok((PlannedJob { id: j.id, label: j.label, config: j.config, model, run_dir, est_mem_gb, est_secs }, j.varied))
+        })
+        .collect()
+}
+
+fn human_secs(s: f64) -> String {
+    if s < 120.0 {
+        format!("{s:.0}s")
+    } else if s < 7200.0 {
+        format!("{:.0}m", s / 60.0)
+    } else {
+        format!("{:.1}h", s / 3600.0)
+    }
+}
+
+impl RunArgs {
+    fn run(self) -> anyhow::Result<i32> {
+        let loaded = SweepSpec::load(&self.file)?;
+        if let Backend::Slurm(_) = loaded.spec.backend {
+            bail!("{}: the slurm backend is not available in this build; use backend: local", self.file.display());
+        }
+        let gpus = select_gpus(&self.gpus)?;
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let max_parallel = self.max_parallel.unwrap_or(if gpus.is_empty() { cores.min(4) } else { self.per_gpu * gpus.len() }).max(1);
+        let planned = plan(&loaded, self.max_jobs, &self.runs_dir, !gpus.is_empty(), max_parallel)?;
+        if self.dry_run {
+            print_plan(&loaded, &planned, &gpus, max_parallel)?;
+            return Ok(0);
+        }
+        let opts = Options {
+            max_parallel,
+            per_gpu: self.per_gpu.max(1),
+            cpu_threads: (cores / max_parallel).max(1),
+            gpus,
+            retries: loaded.spec.retries,
+            timeout: loaded.spec.resources.timeout_secs().map(Duration::from_secs),
+            poll: Duration::from_millis(500),
+        };
+        let stop = super::train::stop_flag()?;
+        let name = loaded.spec.name.clone();
+        runtime()?.block_on(async {
+            let db = self.db.open().await?;
+            db.upsert_sweep(&name, &loaded.spec.description, &loaded.text, Some(&self.file.display().to_string()), "local").await?;
+            for (pos, (j, varied)) in planned.iter().enumerate() {
+                let varied_obj = Value::Object(varied.iter().cloned().collect());
+                db.add_job(&crate::store::NewJob {
+                    id: &j.id,
+                    sweep: &name,
+                    label: &j.label,
+                    varied: &varied_obj,
+                    position: pos as i64,
+                    config: &serde_json::to_value(&j.config)?,
+                    state_size: j.model.state_size(),
+                    n_params: j.model.num_params(),
+                    train_len: j.config.train.seq_len,
+                    run_dir: &j.run_dir.display().to_string(),
+                })
+                .await?;
+            }
+            let jobs: Vec<PlannedJob> = planned.into_iter().map(|(j, _)| j).collect();
+            let device = if opts.gpus.is_empty() { format!("{} CPU worker(s)", opts.max_parallel) } else { format!("{} GPU(s)", opts.gpus.len()) };
+            eprintln!("sweep {name}: {} jobs on {device}; database {}", jobs.len(), self.db.db.display());
+            let summary = Controller::new(&db, &name, &jobs, &opts).run(&stop).await?;
+            eprintln!(
+                "sweep {name}: {} completed, {} skipped (already done), {} failed, {} interrupted, {} retries",
+                summary.completed, summary.skipped, summary.failed, summary.interrupted, summary.retried
+            );
+            print_sweep_table(&db, &name).await?;
+            Ok(if summary.interrupted > 0 {
+                crate::exit::INTERRUPTED
+            } else if summary.failed > 0 {
+                crate::exit::ERROR
+            } else {
+                crate::exit::OK
+            })
+        })
+    }
+}
+
+pub async fn print_sweep_table(db: &Db, name: &str) -> anyhow::Result<()> {
+    let jobs = db.sweep_jobs(name).await?;
+    let (h, rows) = super::results::list_rows(db, &jobs).await?;
+    print_rows(TableFormat::Table, &h, &rows)
+}
+
+fn print_plan(loaded: &LoadedSweep, planned: &[(PlannedJob, Vec<(String, Value)>)], gpus: &[GpuSlot], parallel: usize) -> anyhow::Result<()> {
+    let keys: Vec<String> = planned.first().map(|(_, v)| v.iter().map(|(k, _)| k.clone()).collect()).unwrap_or_default();
+    let mut header = vec!["id".to_string()];
+    header.extend(keys.iter().cloned());
+    header.extend(["state_size", "params", "steps", "est_mem_gb", "est_time"].map(String::from));
+    let rows: Vec<Vec<Value>> = planned
+        .iter()
+        .map(|(j, varied)| {
+            let mut r = vec![json!(&j.id[..12.min(j.id.len())])];
+            for k in &keys {
+                r.push(varied.iter().find(|(vk, _)| vk == k).map(|(_, v)| v.clone()).unwrap_or(Value::Null));
+            }
+            r.extend([
+                json!(j.model.state_size()),
+                json!(j.model.num_params()),
+                json!(j.config.train.total_steps()),
+                json!((j.est_mem_gb * 100.0).round() / 100.0),
+                json!(human_secs(j.est_secs)),
+            ]);
+            r
+        })
+        .collect();
+    print_rows(TableFormat::Table, &header, &rows)?;
+    let total: f64 = planned.iter().map(|(j, _)| j.est_secs).sum();
+    let on = if gpus.is_empty() { format!("{parallel} CPU worker(s)") } else { format!("{} GPU(s), {parallel} workers", gpus.len()) };
+    println!(
+        "\nsweep {}: {} jobs, all valid; estimated {} of work ({} wall on {on}); nothing was run (--dry-run)",
+        loaded.spec.name,
+        planned.len(),
+        human_secs(total),
+        human_secs(total / parallel.max(1) as f64)
+    );
+    Ok(())
+}
+
+impl StatusArgs {
+    async fn run(self) -> anyhow::Result<i32> {
+        let db = self.db.open().await?;
+        let sweeps = db.sweeps().await?;
+        let chosen: Vec<_> = sweeps.iter().filter(|s| self.name.as_deref().is_none_or(|n| n == s.name)).collect();
+        if let Some(n) = &self.name {
+            if chosen.is_empty() {
+                bail!("no sweep named '{n}' in {}", self.db.db.display());
+            }
+        }
+        if chosen.is_empty() {
+            println!("no sweeps in {}", self.db.db.display());
+        }
+        for s in chosen {
+            let counts: Vec<String> = s.counts.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            println!("{}{}: {} jobs ({})", s.name, if s.cancelled { " [cancelled]" } else { "" }, s.total, counts.join(", "));
+            for j in db.sweep_jobs(&s.name).await?.iter().filter(|j| j.status == "running") {
+                let att = db.open_attempt(&j.id).await?;
+                println!(
+                    "  running {} [{}] step {}/{} loss {} {} on {}",
+                    j.label,
+                    &j.id[..8.min(j.id.len())],
+                    j.step.map_or("-".into(), |s| s.to_string()),
+                    j.total_steps.map_or("-".into(), |s| s.to_string()),
+                    j.last_loss.map_or("-".into(), |l| format!("{l:.4}")),
+                    j.tokens_per_s.map_or(String::new(), |t| format!("{t:.0} tok/s")),
+                    att.and_then(|a| a.gpu.map(|g| format!("gpu {g}"))).unwrap_or_else(|| "cpu".into())
+                );
+            }
+        }
+        Ok(0)
+    }
+}
+
+impl CancelArgs {
+    async fn run(self) -> anyhow::Result<i32> {
+        let db = self.db.open().await?;
+        if db.sweep(&self.name).await?.is_none() {
+            bail!("no sweep named '{}' in {}", self.name, self.db.db.display());
+        }
+        let n = db.cancel_sweep(&self.name).await?;
+        // Workers of a controller that is gone: signal them directly (their controller, if
+        // alive, does the same on its next poll).
+        let mut signalled = 0;
+        for j in db.sweep_jobs(&self.name).await?.iter().filter(|j| j.status == "running") {
+            if let Some(pid) = db.open_attempt(&j.id).await?.and_then(|a| a.pid) {
+                if crate::sched::local::lock_held(Path::new(&j.run_dir)) {
+                    // Safety: signalling the recorded worker pid of a job whose lock is held.
+                    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+                    signalled += 1;
+                }
+            }
+        }
+        println!("sweep {}: cancelled {n} pending job(s), asked {signalled} running worker(s) to stop", self.name);
+        Ok(0)
+    }
+}

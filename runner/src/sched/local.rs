@@ -1,0 +1,494 @@
+//! The local backend: runs each job as a `stuffed worker` subprocess on this machine, packing
+//! several jobs onto a GPU by estimated memory (refined by measured peaks) up to a per-GPU cap,
+//! or on the CPU with a concurrency limit. It ingests worker events as they come, applies
+//! timeouts, retries what is worth retrying (OOM alone on its GPU, killed or timed-out jobs
+//! from their checkpoint) with backoff, adopts workers still alive from a previous controller,
+//! and stops cleanly on Ctrl-C or `sweep cancel` (workers checkpoint, jobs are marked).
+use std::collections::{HashMap, VecDeque};
+use std::fs::OpenOptions;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde_json::Value;
+
+use super::display::{Display, JobView};
+use super::{classify, EndClass, PlannedJob, PROCESS_OVERHEAD_GB};
+use crate::job::{EVENTS_FILE, JOB_FILE};
+use crate::store::{read_events, Db, NewAttempt};
+
+/// One GPU the scheduler may use.
+#[derive(Debug, Clone)]
+pub struct GpuSlot {
+    pub index: usize,
+    pub name: String,
+    /// Memory the scheduler may fill, GB.
+    pub capacity_gb: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Upper bound on concurrent workers.
+    pub max_parallel: usize,
+    /// Jobs sharing one GPU at most.
+    pub per_gpu: usize,
+    /// GPUs to use; empty = CPU workers.
+    pub gpus: Vec<GpuSlot>,
+    /// Extra attempts for retryable failures.
+    pub retries: u32,
+    pub timeout: Option<Duration>,
+    pub poll: Duration,
+    /// Torch threads per CPU worker.
+    pub cpu_threads: usize,
+}
+
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct Summary {
+    pub completed: usize,
+    pub failed: usize,
+    pub interrupted: usize,
+    pub skipped: usize,
+    pub retried: usize,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum StopReason {
+    User,
+    Cancel,
+    Timeout,
+}
+
+struct Pending {
+    job: usize,
+    not_before: Instant,
+    exclusive: bool,
+}
+
+struct Running {
+    job: usize,
+    attempt: i64,
+    child: Option<Child>,
+    pid: Option<i64>,
+    gpu: Option<usize>,
+    mem_gb: f64,
+    exclusive: bool,
+    started: Instant,
+    offset: u64,
+    done: Option<Value>,
+    term: Option<(StopReason, Instant)>,
+    step: Option<i64>,
+    total: Option<i64>,
+    loss: Option<f64>,
+    tps: Option<f64>,
+    peak_gb: Option<f64>,
+}
+
+/// Whether a live worker holds the run directory's lock.
+pub fn lock_held(run_dir: &Path) -> bool {
+    let Ok(f) = OpenOptions::new().write(true).open(run_dir.join(crate::cli::worker::LOCK_FILE)) else { return false };
+    // Safety: flock on a descriptor we own; a successful probe lock is dropped with the file.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    rc != 0
+}
+
+fn signal(pid: Option<i64>, sig: i32) {
+    if let Some(p) = pid.filter(|p| *p > 0) {
+        // Safety: sending a signal to a process id.
+        unsafe { libc::kill(p as i32, sig) };
+    }
+}
+
+fn shape_key(j: &PlannedJob) -> String {
+    format!("{}|{}|{}|{:?}", serde_json::to_string(&j.model).unwrap_or_default(), j.config.train.batch(), j.config.train.seq_len, j.config.train.precision)
+}
+
+fn hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|s| s.trim().to_string())
+}
+
+pub struct Controller<'a> {
+    db: &'a Db,
+    sweep: &'a str,
+    jobs: &'a [PlannedJob],
+    opts: &'a Options,
+    pending: VecDeque<Pending>,
+    running: Vec<Running>,
+    tries: HashMap<usize, u32>,
+    measured: HashMap<String, f64>,
+    summary: Summary,
+    stopping: Option<StopReason>,
+    display: Display,
+}
+
+impl<'a> Controller<'a> {
+    pub fn new(db: &'a Db, sweep: &'a str, jobs: &'a [PlannedJob], opts: &'a Options) -> Self {
+        Controller {
+            db,
+            sweep,
+            jobs,
+            opts,
+            pending: VecDeque::new(),
+            running: Vec::new(),
+            tries: HashMap::new(),
+            measured: HashMap::new(),
+            summary: Summary::default(),
+            stopping: None,
+            display: Display::new(jobs.len() as u64),
+        }
+    }
+
+    /// Runs every job that is not completed yet; returns when all ended or after a stop.
+    pub async fn run(mut self, stop: &AtomicBool) -> anyhow::Result<Summary> {
+        self.recover().await?;
+        let mut last_cancel_check = Instant::now();
+        loop {
+            if stop.load(Ordering::SeqCst) && self.stopping.is_none() {
+                self.display.event("stopping: asking running workers to checkpoint and exit (Ctrl-C again to force)");
+                self.stop_all(StopReason::User);
+            }
+            if last_cancel_check.elapsed() > Duration::from_secs(2) {
+                last_cancel_check = Instant::now();
+                if self.stopping.is_none() && self.db.is_cancelled(self.sweep).await? {
+                    self.display.event(&format!("sweep {} cancelled: stopping its workers", self.sweep));
+                    self.stop_all(StopReason::Cancel);
+                }
+            }
+            if self.stopping.is_none() {
+                self.start_ready().await?;
+            }
+            self.poll().await?;
+            self.redraw();
+            if self.running.is_empty() && (self.pending.is_empty() || self.stopping.is_some()) {
+                break;
+            }
+            tokio::time::sleep(self.opts.poll).await;
+        }
+        if self.stopping == Some(StopReason::Cancel) {
+            for p in self.pending.drain(..) {
+                self.db.set_status(&self.jobs[p.job].id, "cancelled", Some("cancelled"), None).await?;
+            }
+        }
+        self.display.finish();
+        Ok(self.summary)
+    }
+
+    fn stop_all(&mut self, reason: StopReason) {
+        self.stopping = Some(reason);
+        for r in &mut self.running {
+            if r.term.is_none() {
+                signal(r.pid, libc::SIGTERM);
+                r.term = Some((reason, Instant::now()));
+            }
+        }
+    }
+
+    /// Decides, for every job of the plan, what to do given the database: skip completed ones,
+    /// adopt live workers, settle the ones a dead controller left running, queue the rest.
+    async fn recover(&mut self) -> anyhow::Result<()> {
+        for (i, j) in self.jobs.iter().enumerate() {
+            let row = self.db.job(&j.id).await?;
+            match row.status.as_str() {
+                "completed" => {
+                    self.summary.skipped += 1;
+                }
+                "running" if lock_held(&j.run_dir) => {
+                    let att = self.db.open_attempt(&j.id).await?;
+                    let gpu = att.as_ref().and_then(|a| a.gpu.as_deref()).and_then(|g| g.parse::<usize>().ok());
+                    self.display.event(&format!("adopting {} ({}): its worker is still running", j.label, &j.id[..8.min(j.id.len())]));
+                    self.running.push(Running {
+                        job: i,
+                        attempt: att.as_ref().map_or(0, |a| a.id),
+                        child: None,
+                        pid: att.and_then(|a| a.pid),
+                        gpu,
+                        mem_gb: j.est_mem_gb,
+                        exclusive: false,
+                        started: Instant::now(),
+                        offset: 0,
+                        done: None,
+                        term: None,
+                        step: row.step,
+                        total: row.total_steps,
+                        loss: row.last_loss,
+                        tps: None,
+                        peak_gb: None,
+                    });
+                }
+                status => {
+                    if status == "running" {
+                        // The controller died and so did its worker: settle that attempt first.
+                        let (events, _) = read_events(&j.run_dir.join(EVENTS_FILE), 0).unwrap_or_default();
+                        let s = self.db.ingest(&j.id, &events).await?;
+                        let done = s.done.or_else(|| last_done(&events));
+                        if let Some(att) = self.db.open_attempt(&j.id).await? {
+                            let (class, err) = classify(done.as_ref());
+                            self.db.finish_attempt(att.id, class.as_str(), None, Some(class.as_str()), err.as_deref()).await?;
+                            if class == EndClass::Completed {
+                                self.db.set_status(&j.id, "completed", None, None).await?;
+                                self.summary.completed += 1;
+                                continue;
+                            }
+                        }
+                    }
+                    self.db.set_status(&j.id, "pending", None, None).await?;
+                    self.pending.push_back(Pending { job: i, not_before: Instant::now(), exclusive: false });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn mem_for(&self, j: &PlannedJob) -> f64 {
+        match self.measured.get(&shape_key(j)) {
+            Some(peak) => peak * 1.15 + PROCESS_OVERHEAD_GB,
+            None => j.est_mem_gb,
+        }
+    }
+
+    /// A GPU with room for a job of `mem` GB (alone on it when `exclusive`), least loaded first.
+    fn pick_gpu(&self, mem: f64, exclusive: bool) -> Option<usize> {
+        let mut best: Option<(usize, f64)> = None;
+        for g in &self.opts.gpus {
+            let on: Vec<&Running> = self.running.iter().filter(|r| r.gpu == Some(g.index)).collect();
+            if on.iter().any(|r| r.exclusive) || (exclusive && !on.is_empty()) || on.len() >= self.opts.per_gpu {
+                continue;
+            }
+            let used: f64 = on.iter().map(|r| r.mem_gb).sum();
+            let fits = used + mem <= g.capacity_gb || (on.is_empty() && exclusive);
+            if fits && best.is_none_or(|(_, u)| used < u) {
+                best = Some((g.index, used));
+            }
+        }
+        best.map(|(i, _)| i)
+    }
+
+    async fn start_ready(&mut self) -> anyhow::Result<()> {
+        let mut waiting = VecDeque::new();
+        while let Some(p) = self.pending.pop_front() {
+            if self.running.len() >= self.opts.max_parallel {
+                waiting.push_back(p);
+                continue;
+            }
+            if p.not_before > Instant::now() {
+                waiting.push_back(p);
+                continue;
+            }
+            let job = &self.jobs[p.job];
+            let mem = self.mem_for(job);
+            let gpu = if self.opts.gpus.is_empty() {
+                None
+            } else {
+                match self.pick_gpu(mem, p.exclusive) {
+                    Some(g) => Some(g),
+                    None => {
+                        let too_big = self.opts.gpus.iter().all(|g| mem > g.capacity_gb);
+                        if too_big && self.running.is_empty() {
+                            // Larger than any GPU by the estimate: give it a GPU alone and let it try.
+                            Some(self.opts.gpus[0].index)
+                        } else {
+                            waiting.push_back(p);
+                            continue;
+                        }
+                    }
+                }
+            };
+            self.spawn(p, gpu, mem).await?;
+        }
+        self.pending = waiting;
+        Ok(())
+    }
+
+    async fn spawn(&mut self, p: Pending, gpu: Option<usize>, mem: f64) -> anyhow::Result<()> {
+        let job = &self.jobs[p.job];
+        std::fs::create_dir_all(&job.run_dir).with_context(|| format!("creating {}", job.run_dir.display()))?;
+        std::fs::write(job.run_dir.join(JOB_FILE), serde_norway::to_string(&job.config)?)?;
+        let log_path = job.run_dir.join("worker.log");
+        let log = OpenOptions::new().create(true).append(true).open(&log_path).with_context(|| format!("opening {}", log_path.display()))?;
+        let exe = std::env::current_exe().context("locating the stuffed binary")?;
+        let mut cmd = Command::new(exe);
+        cmd.arg("worker").arg("--run-dir").arg(&job.run_dir).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+        match gpu {
+            Some(g) => cmd.env("CUDA_VISIBLE_DEVICES", g.to_string()),
+            None => cmd.env("CUDA_VISIBLE_DEVICES", "").env("STUFFED_THREADS", self.opts.cpu_threads.to_string()),
+        };
+        let gpu_name = gpu.and_then(|g| self.opts.gpus.iter().find(|s| s.index == g)).map(|s| s.name.clone());
+        let attempt = self
+            .db
+            .start_attempt(&NewAttempt {
+                job_id: job.id.clone(),
+                backend: "local".into(),
+                host: hostname(),
+                gpu: gpu.map(|g| g.to_string()),
+                gpu_name,
+                log_path: Some(log_path.display().to_string()),
+                seed: Some(job.config.train.seed as i64),
+                ..Default::default()
+            })
+            .await?;
+        let child = cmd.spawn().context("starting a worker")?;
+        let pid = child.id() as i64;
+        self.db.set_attempt_pid(attempt, pid).await?;
+        let device = gpu.map_or("cpu".to_string(), |g| format!("cuda:{g}"));
+        self.display.event(&format!("start  {} [{}] on {device}", job.label, &job.id[..8.min(job.id.len())]));
+        *self.tries.entry(p.job).or_insert(0) += 1;
+        self.running.push(Running {
+            job: p.job,
+            attempt,
+            child: Some(child),
+            pid: Some(pid),
+            gpu,
+            mem_gb: mem,
+            exclusive: p.exclusive,
+            started: Instant::now(),
+            offset: 0,
+            done: None,
+            term: None,
+            step: None,
+            total: None,
+            loss: None,
+            tps: None,
+            peak_gb: None,
+        });
+        Ok(())
+    }
+
+    /// Ingests new events of every running job and settles the ones that ended.
+    async fn poll(&mut self) -> anyhow::Result<()> {
+        let mut ended = Vec::new();
+        for (k, r) in self.running.iter_mut().enumerate() {
+            let job = &self.jobs[r.job];
+            let (events, off) = read_events(&job.run_dir.join(EVENTS_FILE), r.offset).unwrap_or((Vec::new(), r.offset));
+            r.offset = off;
+            if !events.is_empty() {
+                for e in &events {
+                    match e["kind"].as_str() {
+                        Some("train") => {
+                            r.step = e["step"].as_i64();
+                            r.loss = e["loss"].as_f64();
+                            r.tps = e["tokens_per_s"].as_f64();
+                            r.peak_gb = e["mem_gb"].as_f64().or(r.peak_gb);
+                        }
+                        Some("start") | Some("resume") => r.total = e["total_steps"].as_i64(),
+                        Some("done") => r.done = Some(e.clone()),
+                        _ => {}
+                    }
+                }
+                self.db.ingest(&job.id, &events).await?;
+            }
+            let exited: Option<Option<ExitStatus>> = match r.child.as_mut() {
+                Some(c) => c.try_wait()?.map(Some),
+                None => (!lock_held(&job.run_dir)).then_some(None),
+            };
+            if let Some(status) = exited {
+                ended.push((k, status));
+                continue;
+            }
+            if let Some(t) = self.opts.timeout {
+                if r.term.is_none() && r.started.elapsed() > t {
+                    signal(r.pid, libc::SIGTERM);
+                    r.term = Some((StopReason::Timeout, Instant::now()));
+                }
+            }
+            if let Some((_, at)) = r.term {
+                if at.elapsed() > Duration::from_secs(60) {
+                    signal(r.pid, libc::SIGKILL);
+                }
+            }
+        }
+        for (k, status) in ended.into_iter().rev() {
+            let r = self.running.swap_remove(k);
+            self.settle(r, status).await?;
+        }
+        Ok(())
+    }
+
+    /// Records how an attempt ended and decides whether the job is retried.
+    async fn settle(&mut self, mut r: Running, status: Option<ExitStatus>) -> anyhow::Result<()> {
+        let job = &self.jobs[r.job];
+        // Events written between the last poll and the exit.
+        let (events, _) = read_events(&job.run_dir.join(EVENTS_FILE), r.offset).unwrap_or_default();
+        let s = self.db.ingest(&job.id, &events).await?;
+        if s.done.is_some() {
+            r.done = s.done;
+        }
+        if let Some(peak) = r.peak_gb {
+            self.measured.insert(shape_key(job), peak);
+            self.db.record_peak_memory(&job.id, peak).await?;
+        }
+        let exit_code = status.map(|st| {
+            use std::os::unix::process::ExitStatusExt;
+            st.code().map_or_else(|| 128 + st.signal().unwrap_or(0), |c| c) as i64
+        });
+        let (mut class, mut err) = classify(r.done.as_ref());
+        match r.term.map(|t| t.0) {
+            Some(StopReason::Timeout) if class != EndClass::Completed => {
+                class = EndClass::Timeout;
+                err = Some(format!("ran past the timeout of {:?}", self.opts.timeout.unwrap_or_default()));
+            }
+            Some(StopReason::User | StopReason::Cancel) if class != EndClass::Completed => class = EndClass::Interrupted,
+            _ => {}
+        }
+        if class == EndClass::Killed {
+            if let Some(code) = exit_code {
+                err = Some(format!("the worker died without a final event (exit status {code}); see {}", job.run_dir.join("worker.log").display()));
+            }
+        }
+        self.db.finish_attempt(r.attempt, class.as_str(), exit_code, Some(class.as_str()), err.as_deref()).await?;
+        let tries = self.tries.get(&r.job).copied().unwrap_or(1);
+        let short = &job.id[..8.min(job.id.len())];
+        if class == EndClass::Completed {
+            self.db.set_status(&job.id, "completed", None, None).await?;
+            self.summary.completed += 1;
+            self.display.event(&format!("done   {} [{short}] loss {}", job.label, r.loss.map_or("-".into(), |l| format!("{l:.4}"))));
+        } else if class.retryable() && self.stopping.is_none() && tries <= self.opts.retries {
+            let backoff = Duration::from_secs((2u64 << tries.min(5)).min(60));
+            self.db.set_status(&job.id, "pending", Some(class.as_str()), err.as_deref()).await?;
+            self.pending.push_back(Pending { job: r.job, not_before: Instant::now() + backoff, exclusive: class == EndClass::Oom || r.exclusive });
+            self.summary.retried += 1;
+            self.display.event(&format!("retry  {} [{short}] after {} ({}) in {}s", job.label, class.as_str(), err.unwrap_or_default(), backoff.as_secs()));
+        } else {
+            let status = match (class, self.stopping) {
+                (EndClass::Interrupted, Some(StopReason::Cancel)) => "cancelled",
+                _ => class.job_status(),
+            };
+            self.db.set_status(&job.id, status, Some(class.as_str()), err.as_deref()).await?;
+            if status == "interrupted" || status == "cancelled" {
+                self.summary.interrupted += 1;
+            } else {
+                self.summary.failed += 1;
+            }
+            self.display.event(&format!("{status:<6} {} [{short}]: {}", job.label, err.unwrap_or_default()));
+        }
+        Ok(())
+    }
+
+    fn redraw(&mut self) {
+        let done = (self.summary.completed + self.summary.skipped + self.summary.failed + self.summary.interrupted) as u64;
+        let views: Vec<JobView> = self
+            .running
+            .iter()
+            .map(|r| JobView {
+                id: &self.jobs[r.job].id,
+                label: &self.jobs[r.job].label,
+                device: match r.gpu {
+                    Some(0) => "cuda:0",
+                    Some(_) => "cuda",
+                    None => "cpu",
+                },
+                step: r.step,
+                total: r.total,
+                loss: r.loss,
+                tokens_per_s: r.tps,
+            })
+            .collect();
+        self.display.update(done, self.jobs.len() as u64, &views);
+    }
+}
+
+/// The last `done` event among `events`.
+fn last_done(events: &[Value]) -> Option<Value> {
+    events.iter().rev().find(|e| e["kind"] == "done").cloned()
+}

@@ -1,0 +1,139 @@
+//! Result filters (`--where model.d_state=64`, `--where train.seq_len>=512`,
+//! `--where status!=completed`, `--where label~seq_len`): parsed into conditions and turned
+//! into SQL with bound parameters only. Keys are job columns or dotted job-config paths
+//! (read with json_extract); a value that parses as a number compares numerically.
+use std::str::FromStr;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Eq,
+    Ne,
+    Ge,
+    Le,
+    Gt,
+    Lt,
+    /// Substring match.
+    Contains,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cond {
+    pub key: String,
+    pub op: Op,
+    pub value: String,
+}
+
+impl Cond {
+    pub fn eq(key: &str, value: &str) -> Cond {
+        Cond { key: key.into(), op: Op::Eq, value: value.into() }
+    }
+}
+
+const OPS: [(&str, Op); 7] = [(">=", Op::Ge), ("<=", Op::Le), ("!=", Op::Ne), ("=", Op::Eq), (">", Op::Gt), ("<", Op::Lt), ("~", Op::Contains)];
+
+impl FromStr for Cond {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Cond, String> {
+        let (at, sym, op) = OPS
+            .iter()
+            .filter_map(|(sym, op)| s.find(sym).map(|i| (i, *sym, *op)))
+            .min_by_key(|(i, sym, _)| (*i, std::cmp::Reverse(sym.len())))
+            .ok_or_else(|| format!("filter '{s}': expected KEY OP VALUE with OP one of = != >= <= > < ~"))?;
+        let key = s[..at].trim();
+        let value = s[at + sym.len()..].trim();
+        if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '[' | ']')) {
+            return Err(format!("filter '{s}': invalid key '{key}' (expected a column like status or a config path like model.d_state)"));
+        }
+        Ok(Cond { key: key.into(), op, value: value.trim_matches('"').trim_matches('\'').to_string() })
+    }
+}
+
+pub(super) enum Bind {
+    Text(String),
+    Num(f64),
+}
+
+/// Job columns a filter may name directly.
+fn column(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "id" => "j.id",
+        "sweep" => "sj.sweep",
+        "label" => "sj.label",
+        "status" => "j.status",
+        "state_size" => "j.state_size",
+        "n_params" => "j.n_params",
+        "train_len" => "j.train_len",
+        "attempts" => "j.attempts",
+        "error_class" => "j.error_class",
+        "last_loss" => "j.last_loss",
+        _ => return None,
+    })
+}
+
+/// `WHERE ...` (empty when no conditions) and the values to bind, in order.
+pub(super) fn sql(conds: &[Cond]) -> (String, Vec<Bind>) {
+    let mut parts = Vec::new();
+    let mut binds = Vec::new();
+    for c in conds {
+        let expr = match column(&c.key) {
+            Some(col) => col.to_string(),
+            None => {
+                binds.push(Bind::Text(format!("$.{}", c.key)));
+                "json_extract(j.config, ?)".to_string()
+            }
+        };
+        let num = c.value.parse::<f64>().ok().filter(|x| x.is_finite());
+        let part = match c.op {
+            Op::Contains => {
+                binds.push(Bind::Text(c.value.clone()));
+                format!("instr(CAST({expr} AS TEXT), ?) > 0")
+            }
+            op => {
+                let sym = match op {
+                    Op::Eq => "=",
+                    Op::Ne => "!=",
+                    Op::Ge => ">=",
+                    Op::Le => "<=",
+                    Op::Gt => ">",
+                    Op::Lt => "<",
+                    Op::Contains => unreachable!("handled above"),
+                };
+                binds.push(match num {
+                    Some(x) => Bind::Num(x),
+                    None => Bind::Text(c.value.clone()),
+                });
+                format!("{expr} {sym} ?")
+            }
+        };
+        parts.push(part);
+    }
+    if parts.is_empty() {
+        (String::new(), binds)
+    } else {
+        (format!("WHERE {}", parts.join(" AND ")), binds)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_operators() {
+        assert_eq!("model.d_state=64".parse::<Cond>().unwrap(), Cond { key: "model.d_state".into(), op: Op::Eq, value: "64".into() });
+        assert_eq!("train.seq_len>=512".parse::<Cond>().unwrap().op, Op::Ge);
+        assert_eq!("status!=completed".parse::<Cond>().unwrap().op, Op::Ne);
+        assert_eq!("label~seq".parse::<Cond>().unwrap().op, Op::Contains);
+        assert!("nothing".parse::<Cond>().is_err());
+        assert!("a;drop table jobs=1".parse::<Cond>().is_err());
+    }
+
+    #[test]
+    fn values_are_bound_never_spliced() {
+        let c: Cond = "label=x' OR '1'='1".parse().unwrap();
+        let (clause, binds) = sql(&[c]);
+        assert_eq!(clause, "WHERE sj.label = ?");
+        assert!(matches!(&binds[0], Bind::Text(s) if s.contains("OR")));
+    }
+}

@@ -1,0 +1,167 @@
+//! The sweep file: `SweepSpec` as written (name, base job config, grid, zip groups, derived
+//! values, seeds, evals, resources, retries, backend), loaded with its path and text so later
+//! errors can point at a line, and with its base job config read and resolved.
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use stuffed_model::yaml;
+
+use super::error::{at, SweepError};
+use super::plan::Plan;
+use super::resources::{Backend, Resources};
+
+fn two() -> u32 {
+    2
+}
+
+/// A sweep as written in its YAML file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepSpec {
+    /// Letters, digits, `-`, `_` and `.`; prefixes every job's name.
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// The job config every point starts from.
+    pub base: Base,
+    /// Dotted job-config keys to lists of values; every combination is a job. Keys keep the
+    /// order they are written in.
+    #[serde(default)]
+    pub grid: Map<String, Value>,
+    /// Groups of equally long lists advanced together; groups combine with the grid as a
+    /// cartesian product.
+    #[serde(default)]
+    pub zip: Vec<Map<String, Value>>,
+    /// Keys computed from others, in order (`train.steps: "{train.total_tokens} / 1024"`).
+    #[serde(default)]
+    pub derived: Map<String, Value>,
+    /// Every job is repeated per seed (setting `train.seed`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seeds: Vec<u64>,
+    /// Replaces the base config's evals; strings with `{...}` are templates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evals: Option<Vec<Value>>,
+    #[serde(default)]
+    pub resources: Resources,
+    /// Attempts after the first failure of a job.
+    #[serde(default = "two")]
+    pub retries: u32,
+    #[serde(default)]
+    pub backend: Backend,
+}
+
+/// The base job config: a path to a job config YAML file, or the config inline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged, expecting = "a path to a job config file or an inline job config mapping")]
+pub enum Base {
+    Path(PathBuf),
+    Inline(Map<String, Value>),
+}
+
+/// A sweep file read and checked, with its base job config resolved.
+#[derive(Debug, Clone)]
+pub struct LoadedSweep {
+    pub spec: SweepSpec,
+    /// The sweep file.
+    pub path: PathBuf,
+    /// Its text, for locating errors.
+    pub text: String,
+    pub base: BaseConfig,
+}
+
+/// The base job config as JSON, and where it is written.
+#[derive(Debug, Clone)]
+pub struct BaseConfig {
+    pub value: Value,
+    /// The file it was read from (the sweep file itself when inline).
+    pub file: PathBuf,
+    /// That file's text.
+    pub text: String,
+    /// True when written inline under the sweep's `base:` key.
+    pub inline: bool,
+}
+
+impl BaseConfig {
+    /// Line and column of `key` (a job-config path) where the base writes it, or of its nearest
+    /// written parent.
+    pub fn locate(&self, key: &str) -> Option<(usize, usize)> {
+        let mut key = key.to_string();
+        while !key.is_empty() && key != "." {
+            let full = if self.inline { format!("base.{key}") } else { key.clone() };
+            if let Some(loc) = yaml::locate(&self.text, &full) {
+                return Some(loc);
+            }
+            key.truncate(key.rfind(['.', '[']).unwrap_or(0));
+        }
+        if self.inline {
+            yaml::locate(&self.text, "base")
+        } else {
+            None
+        }
+    }
+}
+
+impl SweepSpec {
+    /// Reads, parses and checks a sweep file, and reads its base job config.
+    pub fn load(path: &Path) -> Result<LoadedSweep, SweepError> {
+        let text = std::fs::read_to_string(path).map_err(|e| at(path, None, None, format!("cannot read: {e}")))?;
+        SweepSpec::parse(&text, path)
+    }
+
+    /// Parses and checks sweep YAML read from `path` (relative base paths resolve against its
+    /// directory).
+    pub fn parse(text: &str, path: &Path) -> Result<LoadedSweep, SweepError> {
+        let spec: SweepSpec = yaml::from_str(text, path)?;
+        let loc = |key: &str| yaml::locate(text, key);
+        if spec.name.is_empty() || !spec.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+            let msg = format!("`{}` is not a valid sweep name (use letters, digits, `-`, `_` and `.`)", spec.name);
+            return Err(at(path, loc("name"), Some("name"), msg));
+        }
+        let base = resolve_base(&spec.base, path, text)?;
+        let sweep = LoadedSweep { spec, path: path.to_path_buf(), text: text.to_string(), base };
+        Plan::new(&sweep)?;
+        Ok(sweep)
+    }
+}
+
+impl LoadedSweep {
+    /// The sweep's name.
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+}
+
+fn resolve_base(base: &Base, sweep_path: &Path, sweep_text: &str) -> Result<BaseConfig, SweepError> {
+    let rel = match base {
+        Base::Inline(map) => {
+            return Ok(BaseConfig {
+                value: Value::Object(map.clone()),
+                file: sweep_path.to_path_buf(),
+                text: sweep_text.to_string(),
+                inline: true,
+            })
+        }
+        Base::Path(p) => p,
+    };
+    let beside = sweep_path.parent().map(|dir| dir.join(rel));
+    let file = match beside {
+        _ if rel.is_absolute() => rel.clone(),
+        Some(b) if b.is_file() => b,
+        _ if rel.is_file() => rel.clone(),
+        _ => {
+            let dir = sweep_path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let msg = format!(
+                "base job config `{}` not found (looked in {} and the current directory)",
+                rel.display(),
+                dir.display()
+            );
+            return Err(at(sweep_path, yaml::locate(sweep_text, "base"), Some("base"), msg));
+        }
+    };
+    let (value, text): (Value, String) = yaml::from_file(&file)?;
+    if !value.is_object() {
+        return Err(at(&file, None, None, "a job config must be a mapping"));
+    }
+    Ok(BaseConfig { value, file, text, inline: false })
+}
