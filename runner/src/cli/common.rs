@@ -104,7 +104,9 @@ pub fn render_rows(format: TableFormat, header: &[String], rows: &[Vec<serde_jso
         serde_json::Value::Null => String::new(),
         serde_json::Value::String(s) => s.clone(),
         serde_json::Value::Number(n) => match n.as_f64() {
-            Some(f) if n.is_f64() => format!("{f:.6}").trim_end_matches('0').trim_end_matches('.').to_string(),
+            Some(f) if n.is_f64() && f != 0.0 && (1e-3..1e7).contains(&f.abs()) => {
+                format!("{f:.6}").trim_end_matches('0').trim_end_matches('.').to_string()
+            }
             _ => n.to_string(),
         },
         other => other.to_string(),

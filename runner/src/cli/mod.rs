@@ -7,9 +7,11 @@ pub mod common;
 pub mod corpus;
 pub mod doctor;
 pub mod eval;
+pub mod fit;
 pub mod model;
 pub mod passkey;
 pub mod progress;
+pub mod report;
 pub mod results;
 pub mod sweep;
 pub mod train;
@@ -48,6 +50,10 @@ pub enum Command {
     /// Query, export and import the results database.
     #[command(subcommand)]
     Results(results::Command),
+    /// Figures, fitted capacity laws and an HTML/Markdown report from the database.
+    Report(report::Args),
+    /// Fit the paper's capacity laws (linear or exponential) to two columns of a CSV file.
+    Fit(fit::Args),
     /// Passkey prompts as the evaluation uses them.
     #[command(subcommand)]
     Passkey(passkey::Command),
@@ -77,6 +83,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Passkey(c) => c.run(),
         Command::Sweep(c) => c.run(),
         Command::Results(c) => c.run(),
+        Command::Report(a) => a.run(),
+        Command::Fit(a) => a.run(),
         Command::Worker(a) => a.run(),
         Command::Bench(c) => c.run(),
     }
