@@ -92,3 +92,58 @@ pub fn train(cfg: &MambaConfig, batch: i64, seq: i64, steps: i64, warmup: i64, d
         final_loss: loss,
     })
 }
+
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalBench {
+    pub len: i64,
+    pub batch: i64,
+    pub chunk: i64,
+    pub precision: String,
+    pub device: String,
+    pub gpu: Option<String>,
+    pub tokens_per_s: f64,
+    pub wall_s: f64,
+    pub peak_memory_gb: f64,
+    pub mean_loss: f64,
+}
+
+/// Streaming loss-by-position over `len` random tokens per sequence (memory bounded by the
+/// chunk), timed end to end.
+pub fn eval(cfg: &MambaConfig, len: i64, batch: i64, chunk: i64, device: Device, kind: Kind) -> Result<EvalBench> {
+    tch::manual_seed(0);
+    let lm = Mamba2LM::new(cfg, device)?;
+    let mut rng = crate::rng::Rng::new(1);
+    let prompts: Vec<Vec<u32>> = (0..batch).map(|_| (0..=len).map(|_| rng.below(cfg.vocab_size as u64) as u32).collect()).collect();
+    let ev = crate::eval::LossEval {
+        chunk,
+        bucket: 4096,
+        batch: batch as usize,
+        train_len: None,
+        kind,
+        mitigation: crate::eval::Mitigation::None,
+        per_token: false,
+    };
+    // Warm-up on a short input (kernel selection, allocator).
+    let short: Vec<Vec<u32>> = prompts.iter().map(|p| p[..(chunk as usize + 1).min(p.len())].to_vec()).collect();
+    crate::eval::loss::run(&lm, &short, &ev)?;
+    synchronize(device);
+    cuda::reset_peak(device);
+    let c = crate::eval::loss::run(&lm, &prompts, &ev)?;
+    synchronize(device);
+    let gpu = match device {
+        Device::Cuda(i) => cuda::gpu_info(i).ok().map(|g| g.name),
+        _ => None,
+    };
+    Ok(EvalBench {
+        len,
+        batch,
+        chunk,
+        precision: if kind == Kind::BFloat16 { "bf16".into() } else { "fp32".into() },
+        device: cuda::device_name(device),
+        gpu,
+        tokens_per_s: c.tokens_per_s,
+        wall_s: c.wall_s,
+        peak_memory_gb: cuda::peak_memory_bytes(device) as f64 / 1e9,
+        mean_loss: c.mean_loss,
+    })
+}

@@ -250,3 +250,50 @@ impl Mixer {
         self.gate_norm_out(&y.reshape([bsz, di]), &z, kind)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ModelSpec;
+
+    /// The windowed output by brute force: y_t = sum over s in (t-r, t] of
+    /// (C_t . B_s) exp(sum_{k=s+1..t} la_k) X_s.
+    fn brute_force(xdt: &Tensor, la: &Tensor, b: &Tensor, c: &Tensor, r: i64) -> Tensor {
+        let (bsz, l, h, p) = xdt.size4().unwrap();
+        let hpg = h / b.size()[2];
+        let mut out = Tensor::zeros([bsz, l, h, p], (Kind::Float, Device::Cpu));
+        for t in 0..l {
+            for s in (t - r + 1).max(0)..=t {
+                let decay = if s < t { la.narrow(1, s + 1, t - s).sum_dim_intlist([1i64].as_slice(), false, Kind::Float).exp() } else { la.select(1, t).ones_like() }; // [B, H]
+                let cb = (c.select(1, t) * b.select(1, s)).sum_dim_intlist([-1i64].as_slice(), false, Kind::Float); // [B, G]
+                let cb = cb.repeat_interleave_self_int(hpg, Some(1), None); // [B, H]
+                let term = xdt.select(1, s) * (cb * decay).unsqueeze(-1); // [B, H, P]
+                let mut slot = out.select(1, t);
+                let _ = slot.g_add_(&term);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn window_correction_equals_the_banded_sum() {
+        tch::manual_seed(1);
+        let cfg = ModelSpec { d_model: Some(16), n_layer: Some(1), d_state: Some(4), headdim: Some(8), ngroups: Some(2), chunk_size: Some(8), vocab_size: Some(16), ..Default::default() }
+            .resolve(None)
+            .unwrap();
+        let mixer = Mixer::new(&cfg, "m", &mut Params::new(false), Device::Cpu);
+        let (bsz, l, h, p, g, n) = (2, 23, cfg.nheads(), cfg.headdim(), 2, 4);
+        let o = (Kind::Float, Device::Cpu);
+        let xdt = Tensor::randn([bsz, l, h, p], o);
+        let la = -Tensor::rand([bsz, l, h], o) * 0.2;
+        let b = Tensor::randn([bsz, l, g, n], o);
+        let c = Tensor::randn([bsz, l, g, n], o);
+        for r in [1, 5, 8, 30] {
+            let (y1, _) = ssd::ssd_chunked(&xdt, &la, &b, &c, 8, None);
+            let (y2, _, _) = mixer.window_correction(r, &xdt, &la, &b, &c, None);
+            let want = brute_force(&xdt, &la, &b, &c, r);
+            let diff = (y1 + y2 - want).abs().max().double_value(&[]);
+            assert!(diff < 1e-4, "r={r}: {diff}");
+        }
+    }
+}

@@ -8,6 +8,55 @@ use super::Format;
 pub enum Command {
     /// A full training step (forward, backward, clip, AdamW) timed after warm-up.
     Train(TrainArgs),
+    /// Streaming loss-by-position over a long input (memory bounded by the chunk).
+    Eval(EvalArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    source: ModelSource,
+    /// Tokens per sequence.
+    #[arg(long, default_value_t = 1_048_576)]
+    len: i64,
+    /// Sequences side by side.
+    #[arg(long, default_value_t = 1)]
+    batch: i64,
+    /// Tokens per streamed forward call.
+    #[arg(long, default_value_t = 16384)]
+    chunk: i64,
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Compute precision (default: bf16 on a GPU, fp32 on the CPU).
+    #[arg(long, value_enum)]
+    precision: Option<Precision>,
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
+}
+
+impl EvalArgs {
+    fn run(self) -> anyhow::Result<i32> {
+        let dev = device(&self.device)?;
+        let prec = self.precision.unwrap_or(Precision::default_for(dev));
+        let cfg = self.source.config()?;
+        let r = bench::eval(&cfg, self.len, self.batch, self.chunk, dev, prec.kind())?;
+        match self.format {
+            Format::Json => print_json(&r)?,
+            Format::Text => println!(
+                "eval {} x {} (chunk {}) on {}{} ({}): {:.0} tokens/s, {:.1}s, peak memory {:.2} GB",
+                r.batch,
+                r.len,
+                r.chunk,
+                r.device,
+                r.gpu.as_ref().map(|g| format!(" [{g}]")).unwrap_or_default(),
+                r.precision,
+                r.tokens_per_s,
+                r.wall_s,
+                r.peak_memory_gb
+            ),
+        }
+        Ok(0)
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -41,6 +90,7 @@ impl Command {
     pub fn run(self) -> anyhow::Result<i32> {
         match self {
             Command::Train(a) => a.run(),
+            Command::Eval(a) => a.run(),
         }
     }
 }

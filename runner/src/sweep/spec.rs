@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use stuffed_model::yaml;
+use stuffed_model::yaml::{self, YamlError};
 
 use super::error::{at, SweepError};
 use super::plan::Plan;
@@ -53,7 +53,10 @@ pub struct SweepSpec {
 
 /// The base job config: a path to a job config YAML file, or the config inline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged, expecting = "a path to a job config file or an inline job config mapping")]
+#[serde(
+    untagged,
+    expecting = "expected a path to a job config file or an inline job config mapping"
+)]
 pub enum Base {
     Path(PathBuf),
     Inline(Map<String, Value>),
@@ -88,7 +91,11 @@ impl BaseConfig {
     pub fn locate(&self, key: &str) -> Option<(usize, usize)> {
         let mut key = key.to_string();
         while !key.is_empty() && key != "." {
-            let full = if self.inline { format!("base.{key}") } else { key.clone() };
+            let full = if self.inline {
+                format!("base.{key}")
+            } else {
+                key.clone()
+            };
             if let Some(loc) = yaml::locate(&self.text, &full) {
                 return Some(loc);
             }
@@ -105,21 +112,35 @@ impl BaseConfig {
 impl SweepSpec {
     /// Reads, parses and checks a sweep file, and reads its base job config.
     pub fn load(path: &Path) -> Result<LoadedSweep, SweepError> {
-        let text = std::fs::read_to_string(path).map_err(|e| at(path, None, None, format!("cannot read: {e}")))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| at(path, None, None, format!("cannot read: {e}")))?;
         SweepSpec::parse(&text, path)
     }
 
     /// Parses and checks sweep YAML read from `path` (relative base paths resolve against its
     /// directory).
     pub fn parse(text: &str, path: &Path) -> Result<LoadedSweep, SweepError> {
-        let spec: SweepSpec = yaml::from_str(text, path)?;
+        let spec: SweepSpec = yaml::from_str(text, path).map_err(|e| tidy(e, text))?;
         let loc = |key: &str| yaml::locate(text, key);
-        if spec.name.is_empty() || !spec.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-            let msg = format!("`{}` is not a valid sweep name (use letters, digits, `-`, `_` and `.`)", spec.name);
+        if spec.name.is_empty()
+            || !spec
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            let msg = format!(
+                "`{}` is not a valid sweep name (use letters, digits, `-`, `_` and `.`)",
+                spec.name
+            );
             return Err(at(path, loc("name"), Some("name"), msg));
         }
         let base = resolve_base(&spec.base, path, text)?;
-        let sweep = LoadedSweep { spec, path: path.to_path_buf(), text: text.to_string(), base };
+        let sweep = LoadedSweep {
+            spec,
+            path: path.to_path_buf(),
+            text: text.to_string(),
+            base,
+        };
         Plan::new(&sweep)?;
         Ok(sweep)
     }
@@ -132,7 +153,37 @@ impl LoadedSweep {
     }
 }
 
-fn resolve_base(base: &Base, sweep_path: &Path, sweep_text: &str) -> Result<BaseConfig, SweepError> {
+/// Parser errors inside a value checked by a conversion (backend, memory, base) come back at
+/// 1:1 and with the enclosing mapping's path before the message: point at the key instead
+/// (at the unknown field itself when it is written in block style).
+fn tidy(mut e: YamlError, text: &str) -> YamlError {
+    let Some(key) = e.key.clone() else { return e };
+    if let Some((prefix, rest)) = e.msg.split_once(": ") {
+        if !prefix.contains(' ') && key.starts_with(prefix) {
+            e.msg = rest.to_string();
+        }
+    }
+    let unknown = e
+        .msg
+        .split("unknown field `")
+        .nth(1)
+        .and_then(|r| r.split('`').next());
+    let inner = unknown.map(|u| format!("{key}.{u}"));
+    if let Some(loc) = inner.as_deref().and_then(|k| yaml::locate(text, k)) {
+        (e.line, e.column, e.key) = (Some(loc.0), Some(loc.1), inner);
+    } else if (e.line, e.column) == (Some(1), Some(1)) {
+        if let Some((line, column)) = yaml::locate(text, &key) {
+            (e.line, e.column) = (Some(line), Some(column));
+        }
+    }
+    e
+}
+
+fn resolve_base(
+    base: &Base,
+    sweep_path: &Path,
+    sweep_text: &str,
+) -> Result<BaseConfig, SweepError> {
     let rel = match base {
         Base::Inline(map) => {
             return Ok(BaseConfig {
@@ -150,18 +201,31 @@ fn resolve_base(base: &Base, sweep_path: &Path, sweep_text: &str) -> Result<Base
         Some(b) if b.is_file() => b,
         _ if rel.is_file() => rel.clone(),
         _ => {
-            let dir = sweep_path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let dir = sweep_path
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
             let msg = format!(
                 "base job config `{}` not found (looked in {} and the current directory)",
                 rel.display(),
                 dir.display()
             );
-            return Err(at(sweep_path, yaml::locate(sweep_text, "base"), Some("base"), msg));
+            return Err(at(
+                sweep_path,
+                yaml::locate(sweep_text, "base"),
+                Some("base"),
+                msg,
+            ));
         }
     };
     let (value, text): (Value, String) = yaml::from_file(&file)?;
     if !value.is_object() {
         return Err(at(&file, None, None, "a job config must be a mapping"));
     }
-    Ok(BaseConfig { value, file, text, inline: false })
+    Ok(BaseConfig {
+        value,
+        file,
+        text,
+        inline: false,
+    })
 }
