@@ -1,13 +1,13 @@
-# The two commands of the README: `make demo` (the default sweep, end to end) and `make test`.
-# Every target bootstraps what it needs (the .venv with torch 2.11.0, the release build) and is
-# fast when that is already done.
+# The two commands of the README: `make demo` (the default sweep, end to end, then its
+# report) and `make test`. Every target bootstraps what it needs (the .venv with torch 2.11.0,
+# the release build, the default corpus) and is fast when that is already done.
 SHELL := /bin/bash
 export LIBTORCH_USE_PYTORCH := 1
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 BIN := target/release/stuffed
-CARGO_FLAGS ?= --release
+DB ?= results/stuffed.db
 
-.PHONY: all build venv test test-deps demo clean-results fmt lint
+.PHONY: all build venv corpus test test-deps demo fmt lint clean-results
 
 all: build
 
@@ -15,20 +15,29 @@ venv:
 	@scripts/bootstrap-venv.sh
 
 build: venv
-	cargo build $(CARGO_FLAGS) --bin stuffed
+	cargo build --release --bin stuffed
 
-# Test-only dependencies: transformers (the independent Mamba-2 for parity tests).
+corpus: build
+	@scripts/bootstrap-corpus.sh $(BIN)
+
+# Test-only dependencies: transformers (the independent Mamba-2 of the parity tests).
 test-deps: venv
 	@scripts/bootstrap-venv.sh "transformers==5.24.0"
 
-test: build test-deps
-	cargo test $(CARGO_FLAGS) --workspace
+test: corpus test-deps
+	cargo test --release --workspace
 
-demo: build
+demo: corpus
 	$(BIN) doctor
+	$(BIN) sweep run sweeps/demo.yaml --db $(DB)
+	$(BIN) report --db $(DB) --sweep demo --out results/demo-report
+	@echo "demo report: $(CURDIR)/results/demo-report/index.html"
 
 fmt:
 	cargo fmt --all
 
 lint: venv
-	cargo clippy $(CARGO_FLAGS) --workspace --all-targets -- -D warnings
+	cargo clippy --release --workspace --all-targets -- -D warnings
+
+clean-results:
+	rm -rf results/runs results/stuffed.db results/stuffed.db-wal results/stuffed.db-shm results/demo-report

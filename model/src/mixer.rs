@@ -261,7 +261,7 @@ mod tests {
     fn brute_force(xdt: &Tensor, la: &Tensor, b: &Tensor, c: &Tensor, r: i64) -> Tensor {
         let (bsz, l, h, p) = xdt.size4().unwrap();
         let hpg = h / b.size()[2];
-        let mut out = Tensor::zeros([bsz, l, h, p], (Kind::Float, Device::Cpu));
+        let out = Tensor::zeros([bsz, l, h, p], (Kind::Float, Device::Cpu));
         for t in 0..l {
             for s in (t - r + 1).max(0)..=t {
                 let decay = if s < t { la.narrow(1, s + 1, t - s).sum_dim_intlist([1i64].as_slice(), false, Kind::Float).exp() } else { la.select(1, t).ones_like() }; // [B, H]

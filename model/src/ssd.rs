@@ -62,6 +62,10 @@ pub fn ssd_chunked(
     let (_, _, g, n) = b.size4().expect("b is [B, L, G, N]");
     let kind = xdt.kind();
     let hpg = h / g;
+    // Decays never exceed 1: with la <= 0 every segment sum below is <= 0 (or -inf, masked),
+    // so the exponentials need no clamp of their own (and autograd keeps no extra copy of the
+    // Q x Q blocks for one).
+    let la = la.clamp_max(0.0);
     let q = chunk.min(l).max(1);
     let pad = (q - l % q) % q;
     let lp = l + pad;
@@ -83,10 +87,12 @@ pub fn ssd_chunked(
     let acs = la_c.cumsum(-1, Kind::Float); // [B, H, C, Q]
 
     // 1. Diagonal blocks: Y_diag[l] = sum_{s<=l} (C_l . B_s) exp(acs_l - acs_s) X_s.
-    let decay_in = exp_clamped(&segsum(&la_c)).permute([0, 2, 1, 3, 4]); // [B, C, H, Q, Q]
+    // The decays are computed in fp32 and applied in the compute kind (the Q x Q blocks are
+    // the bulk of the activation memory).
+    let decay_in = segsum(&la_c).exp().permute([0, 2, 1, 3, 4]); // [B, C, H, Q, Q]
     let cb = c_c.matmul(&b_c.transpose(-1, -2)); // [B, C, G, Q, Q]
     let cb = groups_to_heads(&cb, hpg, 2); // [B, C, H, Q, Q]
-    let m = (cb.to_kind(Kind::Float) * decay_in).to_kind(kind);
+    let m = cb * decay_in.to_kind(kind);
     let y_diag = m.matmul(&x_c).to_kind(Kind::Float); // [B, C, H, Q, P]
 
     // 2. Per-chunk states: S_c = sum_s B_s (x) X_s exp(acs_last - acs_s).
@@ -103,7 +109,7 @@ pub fn ssd_chunked(
     }; // [B, 1, H, P, N]
     let states = Tensor::cat(&[init, states], 1); // [B, C+1, H, P, N]
     let chunk_sums = last.squeeze_dim(-1).constant_pad_nd([1, 0]); // [B, H, C+1]
-    let decay_chunk = exp_clamped(&segsum(&chunk_sums)); // [B, H, C+1, C+1]
+    let decay_chunk = segsum(&chunk_sums).exp(); // [B, H, C+1, C+1]
     let flat = states.permute([0, 2, 1, 3, 4]).reshape([bsz, h, nc + 1, p * n]); // [B, H, C+1, P*N]
     let passed = decay_chunk.matmul(&flat); // [B, H, C+1, P*N]
     let final_state = passed.select(2, nc).reshape([bsz, h, p, n]);

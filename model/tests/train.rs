@@ -51,7 +51,12 @@ fn losses(events: &Path) -> Vec<(i64, f64)> {
         .collect()
 }
 
+/// Training draws its initial weights from libtorch's global generator: tests that train run
+/// one at a time so their seeds do not interleave.
+static TRAINING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn run(job: &JobConfig, dir: &Path, stop_at: Option<i64>) -> stuffed_model::Result<train::TrainOutcome> {
+    let _one_at_a_time = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
     std::fs::create_dir_all(dir).unwrap();
     let mut log = EventLog::open(&dir.join("events.jsonl")).unwrap();
     let stop = AtomicBool::new(false);

@@ -22,17 +22,22 @@ impl Batch {
     }
 }
 
-/// Mean cross-entropy over the non-ignored targets (fp32 scalar).
+/// The training loss (fp32 scalar): per sequence, the mean cross-entropy over its scored
+/// targets; then the mean over the sequences that have any. With every target scored this is
+/// the plain token mean; in a mixture, a passkey prompt scored on its few answer tokens weighs
+/// as much as a corpus sequence instead of almost nothing.
 pub fn batch_loss(lm: &Mamba2LM, batch: &Batch, state: Option<&mut State>, kind: Kind) -> Tensor {
     let logits = lm.forward(&batch.inputs, state, &mut Exec::new(kind));
     let v = *logits.size().last().expect("vocab dim");
-    logits.to_kind(Kind::Float).reshape([-1, v]).cross_entropy_loss::<Tensor>(
-        &batch.targets.reshape([-1]),
-        None,
-        tch::Reduction::Mean,
-        IGNORE,
-        0.0,
-    )
+    let per_token = logits
+        .to_kind(Kind::Float)
+        .reshape([-1, v])
+        .cross_entropy_loss::<Tensor>(&batch.targets.reshape([-1]), None, tch::Reduction::None, IGNORE, 0.0)
+        .view_as(&batch.targets); // [B, L], 0 where ignored
+    let counts = batch.targets.ne(IGNORE).sum_dim_intlist([1i64].as_slice(), false, Kind::Float); // [B]
+    let rows = per_token.sum_dim_intlist([1i64].as_slice(), false, Kind::Float) / counts.clamp_min(1.0);
+    let scored = counts.gt(0.0).to_kind(Kind::Float);
+    (rows * &scored).sum(Kind::Float) / scored.sum(Kind::Float).clamp_min(1.0)
 }
 
 /// What a step leaves on the device; read both with one sync via `read`.

@@ -18,6 +18,7 @@ struct DeviceCheck {
     device: String,
     name: String,
     total_memory_gb: Option<f64>,
+    total_memory_gib: Option<f64>,
     compute_capability: Option<String>,
     bf16: bool,
     tensor_op: String,
@@ -96,6 +97,7 @@ fn check_device(device: Device, name: String, info: Option<cuda::GpuInfo>) -> De
         device: cuda::device_name(device),
         name,
         total_memory_gb: info.as_ref().map(|g| g.total_memory_bytes as f64 / 1e9),
+        total_memory_gib: info.as_ref().map(|g| g.total_memory_bytes as f64 / (1u64 << 30) as f64),
         compute_capability: info
             .as_ref()
             .map(|g| format!("{}.{}", g.compute_capability.0, g.compute_capability.1)),
@@ -130,7 +132,7 @@ fn print_text(r: &Report) {
     println!("CPU threads    {}", r.cpu_threads);
     println!("database       {}", r.default_database);
     for d in &r.devices {
-        let mem = d.total_memory_gb.map(|g| format!(", {g:.1} GB")).unwrap_or_default();
+        let mem = d.total_memory_gib.map(|g| format!(", {g:.1} GiB")).unwrap_or_default();
         let cc = d.compute_capability.as_ref().map(|c| format!(", sm {c}")).unwrap_or_default();
         println!(
             "  {:<7} {}{}{}  bf16 {}  tensor op {}",

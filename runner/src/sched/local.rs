@@ -310,10 +310,8 @@ impl<'a> Controller<'a> {
         let exe = std::env::current_exe().context("locating the stuffed binary")?;
         let mut cmd = Command::new(exe);
         cmd.arg("worker").arg("--run-dir").arg(&job.run_dir).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
-        match gpu {
-            Some(g) => cmd.env("CUDA_VISIBLE_DEVICES", g.to_string()),
-            None => cmd.env("CUDA_VISIBLE_DEVICES", "").env("STUFFED_THREADS", self.opts.cpu_threads.to_string()),
-        };
+        cmd.env("CUDA_VISIBLE_DEVICES", gpu.map_or(String::new(), |g| visible_device(g)));
+        cmd.env("STUFFED_THREADS", self.opts.cpu_threads.to_string());
         let gpu_name = gpu.and_then(|g| self.opts.gpus.iter().find(|s| s.index == g)).map(|s| s.name.clone());
         let attempt = self
             .db
@@ -485,6 +483,15 @@ impl<'a> Controller<'a> {
             })
             .collect();
         self.display.update(done, self.jobs.len() as u64, &views);
+    }
+}
+
+/// The CUDA_VISIBLE_DEVICES entry for the controller's GPU `index`: the controller's own
+/// CUDA_VISIBLE_DEVICES may already renumber the GPUs.
+fn visible_device(index: usize) -> String {
+    match std::env::var("CUDA_VISIBLE_DEVICES") {
+        Ok(list) if !list.trim().is_empty() => list.split(',').nth(index).map(|s| s.trim().to_string()).unwrap_or_else(|| index.to_string()),
+        _ => index.to_string(),
     }
 }
 

@@ -1,7 +1,9 @@
 //! Templates of derived values and eval settings: `{a.b}` references to the job's config so
 //! far, combined with integer arithmetic (`+ - * /`, parentheses, unary minus, integer
 //! literals). Division must be exact. A template that is exactly one reference yields the
-//! referenced value unchanged, whatever its type.
+//! referenced value unchanged, whatever its type. A template with letters outside its
+//! references (`sliding-window:r={train.seq_len}`) is text: each reference is replaced by its
+//! value.
 use std::fmt;
 
 use serde_json::Value;
@@ -46,6 +48,9 @@ pub fn evaluate(template: &str, ctx: &Value) -> Result<Value, ExprError> {
             return lookup(inner, ctx).cloned().map_err(invalid);
         }
     }
+    if is_text(template) {
+        return interpolate(template, ctx).map(Value::String).map_err(invalid);
+    }
     let (tokens, expr) = tokenize(template, ctx).map_err(invalid)?;
     let mut parser = Parser {
         tokens,
@@ -57,6 +62,36 @@ pub fn evaluate(template: &str, ctx: &Value) -> Result<Value, ExprError> {
         None => Ok(Value::from(value)),
         Some(t) => Err(invalid(format!("unexpected `{t}`"))),
     }
+}
+
+/// Whether the template has letters outside its `{...}` references.
+fn is_text(template: &str) -> bool {
+    let mut depth = 0;
+    template.chars().any(|c| {
+        match c {
+            '{' => depth += 1,
+            '}' => depth -= 1,
+            _ => {}
+        }
+        depth == 0 && c.is_alphabetic()
+    })
+}
+
+/// Replaces every `{ref}` by the text of its value.
+fn interpolate(template: &str, ctx: &Value) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let close = rest[open..].find('}').ok_or_else(|| "unclosed `{`".to_string())? + open;
+        match lookup(&rest[open + 1..close], ctx)? {
+            Value::String(s) => out.push_str(s),
+            v => out.push_str(&v.to_string()),
+        }
+        rest = &rest[close + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -273,5 +308,17 @@ mod tests {
             let e = evaluate(t, &c).unwrap_err().to_string();
             assert!(e.contains(want), "{t}: {e}");
         }
+    }
+}
+
+#[cfg(test)]
+mod text_tests {
+    use super::*;
+
+    #[test]
+    fn text_templates_interpolate() {
+        let ctx = serde_json::json!({"train": {"seq_len": 256}});
+        assert_eq!(evaluate("sliding-window:r={train.seq_len}", &ctx).unwrap(), Value::String("sliding-window:r=256".into()));
+        assert_eq!(evaluate("16 * {train.seq_len}", &ctx).unwrap(), Value::from(4096));
     }
 }

@@ -1,0 +1,112 @@
+//! End-to-end tests of the `stuffed` binary on the CPU: doctor, the shipped tiny example,
+//! model info, passkey samples, and clear errors for bad input.
+mod common;
+
+use common::{ok, repo, stuffed, text};
+
+#[test]
+fn doctor_reports_cpu_only_without_failing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = ok(dir.path(), &["doctor", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["cuda_available"], false);
+    assert_eq!(v["gpu_count"], 0);
+    assert_eq!(v["devices"][0]["tensor_op"], "ok");
+    assert!(v["stuffed"].as_str().unwrap().contains("commit"));
+}
+
+#[test]
+fn version_names_the_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = ok(dir.path(), &["--version"]);
+    assert!(v.contains("commit") && v.contains("libtorch 2.11.0"), "{v}");
+}
+
+#[test]
+fn tiny_cpu_example_loss_falls_by_a_fifth() {
+    let root = repo();
+    let corpus = root.join("results/corpora/default/manifest.json");
+    assert!(corpus.exists(), "the default corpus is missing: run `make corpus` (make test does)");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    ok(&root, &["train", "--config", "sweeps/examples/tiny-cpu.yaml", "--out", out.to_str().unwrap()]);
+    let events = std::fs::read_to_string(out.join("events.jsonl")).unwrap();
+    let losses: Vec<f64> = events
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["kind"] == "train")
+        .map(|v| v["loss"].as_f64().unwrap())
+        .collect();
+    let (first, last) = (losses[0], *losses.last().unwrap());
+    assert!(last <= 0.8 * first, "loss {first} -> {last}: not a 20% fall");
+    assert!(events.contains("\"kind\":\"eval\"") && events.contains("\"status\":\"completed\""));
+
+    // A second run into the same directory must be explicit.
+    let o = stuffed(&root, &["train", "--config", "sweeps/examples/tiny-cpu.yaml", "--out", out.to_str().unwrap()]);
+    assert!(!o.status.success() && text(&o).contains("--resume"), "{}", text(&o));
+}
+
+#[test]
+fn model_info_of_the_130m_preset() {
+    let dir = tempfile::tempdir().unwrap();
+    let v: serde_json::Value = serde_json::from_str(&ok(dir.path(), &["model", "info", "--preset", "130m", "--format", "json"])).unwrap();
+    assert_eq!(v["state_size"], 4_718_592);
+    assert_eq!(v["padded_vocab"], 50288);
+}
+
+#[test]
+fn passkey_sample_is_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    for tok in ["bytes", "gpt2"] {
+        let v: serde_json::Value =
+            serde_json::from_str(&ok(dir.path(), &["passkey", "sample", "--tokenizer", tok, "--len", "500", "--depth", "0.3", "--seed", "7", "--format", "json"])).unwrap();
+        assert_eq!(v["len"], 500);
+        let prompt = v["prompt"].as_str().unwrap();
+        assert!(prompt.contains(&format!("The passkey is {}.", v["passkey"].as_str().unwrap())));
+        assert!(prompt.ends_with("What is the passkey? The passkey is"));
+    }
+    let o = stuffed(dir.path(), &["passkey", "sample", "--len", "20"]);
+    assert!(!o.status.success() && text(&o).contains("shorter than the template"), "{}", text(&o));
+}
+
+#[test]
+fn bad_job_configs_name_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, body: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, body).unwrap();
+        p.display().to_string()
+    };
+    let cases = [
+        ("typo.yaml", "model: {preset: tiny}\ntrain:\n  seq_len: 64\n  batch_size: 2\n  stesp: 3\n  lr: 0.1\n", "typo.yaml:5:3", "did you mean `steps`"),
+        ("type.yaml", "model: {preset: tiny}\ntrain:\n  seq_len: long\n  batch_size: 2\n  steps: 3\n  lr: 0.1\n", "type.yaml:3", "train.seq_len"),
+        ("zero.yaml", "model: {preset: tiny}\ntrain:\n  seq_len: 0\n  batch_size: 2\n  steps: 3\n  lr: 0.1\n", "zero.yaml:3:3", "must be a positive integer"),
+        ("model.yaml", "model: {preset: tiny, headdim: 48}\ntrain: {seq_len: 8, batch_size: 2, steps: 3, lr: 0.1}\n", "model.yaml:1:1", "headdim"),
+        ("syntax.yaml", "model: {preset: tiny\ntrain: [\n", "syntax.yaml:", "did not find expected"),
+        ("empty.yaml", "", "empty.yaml", "empty"),
+    ];
+    for (file, body, place, what) in cases {
+        let path = write(file, body);
+        let o = stuffed(dir.path(), &["train", "--config", &path]);
+        let t = text(&o);
+        assert!(!o.status.success(), "{file} should fail");
+        assert!(t.contains(place) && t.contains(what), "{file}: {t}");
+    }
+    let o = stuffed(dir.path(), &["train", "--config", "missing.yaml"]);
+    assert!(!o.status.success() && text(&o).contains("missing.yaml"), "{}", text(&o));
+}
+
+#[test]
+fn missing_corpus_and_tokenizer_mismatch_are_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = common::fixture_corpus(dir.path());
+    let cfg = |tok: &str, corpus: &str| {
+        format!("model: {{d_model: 32, n_layer: 1, d_state: 4, headdim: 16}}\ntokenizer: {tok}\ndata: {{corpus: {corpus}}}\ntrain: {{seq_len: 16, batch_size: 2, steps: 2, lr: 0.01, device: cpu}}\n")
+    };
+    std::fs::write(dir.path().join("a.yaml"), cfg("bytes", "/nonexistent/corpus")).unwrap();
+    let o = stuffed(dir.path(), &["train", "--config", "a.yaml", "--out", "ra"]);
+    assert!(!o.status.success() && text(&o).contains("/nonexistent/corpus"), "{}", text(&o));
+    std::fs::write(dir.path().join("b.yaml"), cfg("gpt2", corpus.to_str().unwrap())).unwrap();
+    let o = stuffed(dir.path(), &["train", "--config", "b.yaml", "--out", "rb"]);
+    assert!(!o.status.success() && text(&o).contains("tokenizer mismatch"), "{}", text(&o));
+}
