@@ -35,6 +35,23 @@ impl ForgetRow {
     pub fn largest_tried(&self) -> Option<i64> {
         self.lengths_tried.last().copied()
     }
+
+    /// No length tried collapsed: the model forgets already at the shortest one, so T_forget is
+    /// only known to be at or below it (not a point a law can be fitted to).
+    pub fn is_upper_bound(&self) -> bool {
+        self.collapsed_lengths.is_empty() && !self.lengths_tried.is_empty()
+    }
+
+    /// T_forget as a table cell: a length, `≤ L` (no collapse at any length tried) or
+    /// `not reached (> L)`.
+    pub fn describe(&self) -> String {
+        match (self.t_forget, self.largest_tried()) {
+            (Some(t), _) if self.is_upper_bound() => format!("≤ {t} (no collapse at any length tried)"),
+            (Some(t), _) => t.to_string(),
+            (None, Some(l)) => format!("not reached (> {l})"),
+            (None, None) => "not reached (no verdicts)".into(),
+        }
+    }
 }
 
 /// T_recall of one job, from its `passkey` eval without mitigation.
@@ -195,6 +212,7 @@ pub fn t_kilo(tokens: i64) -> f64 {
 /// (S in M, T_forget in K) for the state sizes where T_forget was reached.
 pub fn forget_points(rows: &[ForgetRow]) -> (Vec<f64>, Vec<f64>) {
     rows.iter()
+        .filter(|r| !r.is_upper_bound())
         .filter_map(|r| r.t_forget.map(|t| (s_millions(r.state_size), t_kilo(t))))
         .unzip()
 }

@@ -30,6 +30,9 @@ pub struct CapacityPlot<'a> {
     pub points: Vec<(f64, f64)>,
     /// (S in millions, the longest length tried in K tokens) where the threshold was not reached
     pub lower_bounds: Vec<(f64, f64)>,
+    /// (S in millions, the shortest length tried in K tokens) where it was reached at once: the
+    /// threshold is at or below that length
+    pub upper_bounds: Vec<(f64, f64)>,
     pub fit: Option<&'a Fit>,
     /// the paper's law, shown as text in the legend
     pub paper_law: Option<&'a str>,
@@ -73,6 +76,12 @@ impl Figure for CapacityFigure<'_> {
                 Sample::Hollow(colour(0)),
             ));
         }
+        if !p.upper_bounds.is_empty() {
+            let style = colour(2).stroke_width(2);
+            let b: Vec<(f64, f64)> = p.upper_bounds.iter().filter_map(tf).collect();
+            chart.draw_series(b.iter().map(|c| Circle::new(*c, BOUND_RADIUS, style)))?;
+            entries.push(("at or below the shortest length tried".into(), Sample::Hollow(colour(2))));
+        }
         if let Some(law) = p.paper_law {
             entries.push((format!("paper: {law}"), Sample::Blank));
         }
@@ -82,13 +91,14 @@ impl Figure for CapacityFigure<'_> {
 
 /// Draw a capacity-law figure; writes `<stem>.svg` and `<stem>.png`.
 pub fn capacity_plot(plot: &CapacityPlot<'_>, stem: &Path) -> Result<Vec<PathBuf>, Error> {
-    if plot.points.is_empty() && plot.lower_bounds.is_empty() {
+    if plot.points.is_empty() && plot.lower_bounds.is_empty() && plot.upper_bounds.is_empty() {
         return Err(Error::Plot(format!("{}: no points", plot.title)));
     }
     let mut xs: Vec<f64> = plot
         .points
         .iter()
         .chain(&plot.lower_bounds)
+        .chain(&plot.upper_bounds)
         .map(|p| p.0)
         .collect();
     xs.push(0.0);
@@ -113,6 +123,7 @@ pub fn capacity_plot(plot: &CapacityPlot<'_>, stem: &Path) -> Result<Vec<PathBuf
         .points
         .iter()
         .chain(&plot.lower_bounds)
+        .chain(&plot.upper_bounds)
         .map(|p| p.1)
         .collect();
     ys.extend(curve.iter().map(|p| p.1));
@@ -138,6 +149,12 @@ pub fn forget_law(
 ) -> Result<Vec<PathBuf>, Error> {
     let points = rows
         .iter()
+        .filter(|r| !r.is_upper_bound())
+        .filter_map(|r| Some((s_millions(r.state_size), t_kilo(r.t_forget?))))
+        .collect();
+    let upper_bounds = rows
+        .iter()
+        .filter(|r| r.is_upper_bound())
         .filter_map(|r| Some((s_millions(r.state_size), t_kilo(r.t_forget?))))
         .collect();
     let lower_bounds = rows
@@ -151,6 +168,7 @@ pub fn forget_law(
         point_label: "measured T_forget",
         points,
         lower_bounds,
+        upper_bounds,
         fit,
         paper_law: Some(crate::report::PAPER_FORGET_LAW),
         log_y,
@@ -176,6 +194,7 @@ pub fn recall_law(
         point_label: "measured T_recall",
         points,
         lower_bounds: Vec::new(),
+        upper_bounds: Vec::new(),
         fit,
         paper_law: Some(crate::report::PAPER_RECALL_LAW),
         log_y,

@@ -154,13 +154,7 @@ pub(super) fn page(a: &Analysis) -> String {
         ],
     );
     for r in &a.forget {
-        let t = r
-            .t_forget
-            .map(|t| t.to_string())
-            .unwrap_or_else(|| match r.largest_tried() {
-                Some(l) => format!("not reached (> {l})"),
-                None => "not reached (no verdicts)".into(),
-            });
+        let t = r.describe();
         row(
             &mut o,
             &[

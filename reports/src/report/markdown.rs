@@ -75,11 +75,7 @@ pub(super) fn page(a: &Analysis) -> String {
 
     o.push_str("### T_forget per state size\n\n| state size | S (M) | T_forget | lengths tried | collapsed lengths |\n|---:|---:|---|---|---|\n");
     for r in &a.forget {
-        let t = match (r.t_forget, r.largest_tried()) {
-            (Some(t), _) => t.to_string(),
-            (None, Some(l)) => format!("not reached (> {l})"),
-            (None, None) => "not reached (no verdicts)".into(),
-        };
+        let t = r.describe();
         let _ = writeln!(
             o,
             "| {} | {} | {t} | {} | {} |",

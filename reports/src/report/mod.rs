@@ -90,10 +90,16 @@ pub fn write_report(
         skipped: Vec::new(),
     };
     let (fx, fy) = derive::forget_points(&a.forget);
+    let bounded = a.forget.iter().filter(|r| r.is_upper_bound()).count();
+    let forget_what = if bounded > 0 {
+        format!("state sizes with a measured T_forget ({bounded} never collapsed at any length tried, so their T_forget is only bounded by the shortest one)")
+    } else {
+        "state sizes with a measured T_forget".to_string()
+    };
     a.forget_fit = fit_or_skip(
         &mut a.skipped,
         "T_forget fit",
-        "state sizes with a measured T_forget",
+        &forget_what,
         FitModel::Linear,
         &fx,
         &fy,
@@ -116,6 +122,7 @@ pub fn write_report(
             "t_forget",
             &a.forget
                 .iter()
+                .filter(|r| !r.is_upper_bound())
                 .filter_map(|r| Some((r.state_size, r.t_forget?)))
                 .collect::<Vec<_>>(),
         ),
