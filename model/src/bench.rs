@@ -55,14 +55,14 @@ pub fn train(cfg: &MambaConfig, batch: i64, seq: i64, steps: i64, warmup: i64, d
     let b = Batch { inputs: data.narrow(1, 0, seq), targets: data.narrow(1, 1, seq) };
     let mut loss = 0.0;
     for _ in 0..warmup {
-        loss = train_step(&lm, &mut opt, &b, None, kind, 1e-4, 1.0).read().0;
+        loss = train_step(&lm, &mut opt, &b, None, kind, 1e-4, 1.0, None).read().0;
     }
     synchronize(device);
     cuda::reset_peak(device);
     let start = Instant::now();
     let mut last = None;
     for _ in 0..steps {
-        last = Some(train_step(&lm, &mut opt, &b, None, kind, 1e-4, 1.0));
+        last = Some(train_step(&lm, &mut opt, &b, None, kind, 1e-4, 1.0, None));
     }
     if let Some(r) = last {
         loss = r.read().0;

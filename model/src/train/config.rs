@@ -126,6 +126,10 @@ pub struct TrainConfig {
     pub batch_size: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tokens_per_step: Option<i64>,
+    /// Sequences per forward/backward pass (gradient accumulation over the batch); default:
+    /// the whole batch at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub micro_batch_size: Option<i64>,
     /// Optimizer steps (or give total_tokens).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub steps: Option<i64>,
@@ -343,12 +347,16 @@ impl JobConfig {
         need_pos("train.seq_len", Some(t.seq_len));
         need_pos("train.batch_size", t.batch_size);
         need_pos("train.tokens_per_step", t.tokens_per_step);
+        need_pos("train.micro_batch_size", t.micro_batch_size);
         need_pos("train.steps", t.steps);
         need_pos("train.total_tokens", t.total_tokens);
         need_pos("train.log_every", Some(t.log_every));
         need_pos("train.val_batches", Some(t.val_batches));
         need_pos("train.keep_checkpoints", Some(t.keep_checkpoints));
         need_pos("data.tbptt_segments", Some(self.data.tbptt_segments));
+        if t.micro_batch_size.is_some() && self.data.tbptt_segments > 1 {
+            p.push(("train.micro_batch_size".into(), "gradient accumulation does not combine with data.tbptt_segments > 1".into()));
+        }
         if t.batch_size.is_some() == t.tokens_per_step.is_some() {
             p.push(("train.batch_size".into(), "give exactly one of train.batch_size and train.tokens_per_step".into()));
         } else if let Some(tps) = t.tokens_per_step {

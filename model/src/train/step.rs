@@ -55,7 +55,10 @@ impl StepResult {
 }
 
 /// Forward, backward and one optimizer update. `state` (truncated BPTT) starts the batch
-/// from a carried, detached state and is left at the end of the batch.
+/// from a carried, detached state and is left at the end of the batch. With `micro` rows per
+/// micro-batch (gradient accumulation), the batch is processed in slices whose losses are
+/// weighted by their share of the rows: the same update as the whole batch at once, with the
+/// activation memory of one slice.
 pub fn train_step(
     lm: &Mamba2LM,
     opt: &mut AdamW,
@@ -64,10 +67,28 @@ pub fn train_step(
     kind: Kind,
     lr: f64,
     clip: f64,
+    micro: Option<i64>,
 ) -> StepResult {
     opt.zero_grad();
-    let loss = batch_loss(lm, batch, state, kind);
-    loss.backward();
+    let rows = batch.inputs.size()[0];
+    let micro = micro.unwrap_or(rows).clamp(1, rows.max(1));
+    let loss = if micro >= rows || state.is_some() {
+        let loss = batch_loss(lm, batch, state, kind);
+        loss.backward();
+        loss.detach()
+    } else {
+        let mut total = Tensor::zeros([], (Kind::Float, lm.device()));
+        let mut start = 0;
+        while start < rows {
+            let n = micro.min(rows - start);
+            let slice = Batch { inputs: batch.inputs.narrow(0, start, n), targets: batch.targets.narrow(0, start, n) };
+            let loss = batch_loss(lm, &slice, None, kind) * (n as f64 / rows as f64);
+            loss.backward();
+            total += loss.detach();
+            start += n;
+        }
+        total
+    };
     let stats = opt.step(lr, clip);
-    StepResult { loss: loss.detach(), grad_norm: stats.grad_norm }
+    StepResult { loss, grad_norm: stats.grad_norm }
 }

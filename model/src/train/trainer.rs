@@ -230,7 +230,7 @@ pub fn train(
         if k > 1 && step % k == 0 {
             tbptt = Some(ctx.lm.zero_state(batch, kind));
         }
-        let res = train_step(&ctx.lm, &mut ctx.opt, &b, tbptt.as_mut(), kind, lr, t.grad_clip);
+        let res = train_step(&ctx.lm, &mut ctx.opt, &b, tbptt.as_mut(), kind, lr, t.grad_clip, t.micro_batch_size);
         if let Some(s) = tbptt.as_mut() {
             *s = s.detach();
         }

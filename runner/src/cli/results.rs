@@ -106,7 +106,7 @@ pub struct ExportArgs {
     /// table, csv, json (wide rows) or dump (everything, for `results import`).
     #[arg(long, default_value = "csv")]
     format: String,
-    /// Write to this file instead of standard output.
+    /// Write to this file instead of standard output (gzip-compressed when it ends with .gz).
     #[arg(long)]
     out: Option<PathBuf>,
 }
@@ -115,7 +115,7 @@ pub struct ExportArgs {
 pub struct ImportArgs {
     #[command(flatten)]
     db: DbArgs,
-    /// A dump written by `results export --format dump`.
+    /// A dump written by `results export --format dump` (plain or .gz).
     file: PathBuf,
 }
 
@@ -372,7 +372,7 @@ impl ExportArgs {
                 if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
                 }
-                std::fs::write(p, text).with_context(|| format!("writing {}", p.display()))?;
+                write_maybe_gz(p, text.as_bytes()).with_context(|| format!("writing {}", p.display()))?;
                 eprintln!("wrote {}", p.display());
             }
             None => print!("{text}"),
@@ -381,9 +381,35 @@ impl ExportArgs {
     }
 }
 
+/// Writes `bytes`, gzip-compressed when the name ends with `.gz` (deterministically: no
+/// timestamp or name in the gzip header).
+fn write_maybe_gz(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    if path.extension().is_some_and(|e| e == "gz") {
+        let f = std::fs::File::create(path)?;
+        let mut gz = flate2::GzBuilder::new().mtime(0).write(f, flate2::Compression::best());
+        gz.write_all(bytes)?;
+        gz.finish()?.sync_all()
+    } else {
+        std::fs::write(path, bytes)
+    }
+}
+
+/// Reads a file, gunzipping it when its name ends with `.gz`.
+fn read_maybe_gz(path: &std::path::Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    if path.extension().is_some_and(|e| e == "gz") {
+        flate2::read::GzDecoder::new(std::fs::File::open(path)?).read_to_string(&mut text)?;
+    } else {
+        text = std::fs::read_to_string(path)?;
+    }
+    Ok(text)
+}
+
 impl ImportArgs {
     async fn run(self) -> anyhow::Result<i32> {
-        let text = std::fs::read_to_string(&self.file).with_context(|| format!("reading {}", self.file.display()))?;
+        let text = read_maybe_gz(&self.file).with_context(|| format!("reading {}", self.file.display()))?;
         let dump: Dump = serde_json::from_str(&text).with_context(|| format!("{}: not a stuffed results export", self.file.display()))?;
         let db = self.db.open().await?;
         let s = db.import(&dump).await?;

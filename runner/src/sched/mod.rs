@@ -32,7 +32,8 @@ pub const PROCESS_OVERHEAD_GB: f64 = 0.6;
 /// (130m 8 x 2048: 74 GB; tiny 64 x 1024: 3.3 GB); an upper bound for smaller shapes.
 pub fn estimate_memory_gb(job: &JobConfig, m: &MambaConfig) -> f64 {
     let params = m.num_params() as f64;
-    let tokens = (job.train.batch() * job.train.seq_len) as f64;
+    let rows = job.train.micro_batch_size.unwrap_or(job.train.batch()).min(job.train.batch());
+    let tokens = (rows * job.train.seq_len) as f64;
     let q = m.chunk_size().min(job.train.seq_len) as f64;
     let per_token_layer = 40.0 * m.d_inner() as f64 + 20.0 * m.nheads() as f64 * q + 8.0 * m.conv_dim() as f64;
     let acts = tokens * (m.n_layer as f64 * per_token_layer + 10.0 * m.padded_vocab() as f64);
