@@ -27,6 +27,13 @@ pub enum Error {
     /// A fit failed for a reason other than the number of points.
     #[error("fit: {0}")]
     Fit(String),
+    /// The points do not follow the exponential law: its least-squares base a = e^`log_a` is
+    /// too far from 1 to be represented.
+    #[error(
+        "the {n} points do not follow an exponential law T = b·(a^S − 1) + c: the closest such \
+         curve has a base a = e^{log_a:.1}, which cannot be represented"
+    )]
+    NotExponential { n: usize, log_a: f64 },
     /// An evaluation result or record does not have the documented shape.
     #[error("data: {0}")]
     Data(String),

@@ -425,9 +425,10 @@ fn solve_exp(xs: &[f64], ys: &[f64]) -> Result<Vec<f64>, Error> {
     let (_, k, b, c) = best.ok_or_else(|| Error::Fit("exponential fit did not converge".into()))?;
     let a = k.exp();
     if !a.is_finite() || a <= 0.0 {
-        return Err(Error::Fit(format!(
-            "exponential fit gave an unusable base a = e^{k}"
-        )));
+        return Err(Error::NotExponential {
+            n: xs.len(),
+            log_a: k,
+        });
     }
     Ok(vec![a, b, c])
 }

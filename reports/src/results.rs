@@ -141,6 +141,24 @@ impl LossResult {
             .collect()
     }
 
+    /// [`LossResult::midpoints`] with the width (`end - start`) of each of those buckets.
+    pub fn midpoints_and_widths(&self) -> (Vec<(f64, f64)>, Vec<f64>) {
+        self.buckets
+            .iter()
+            .filter(|b| b.loss.is_finite() && b.start.is_finite() && b.end.is_finite())
+            .map(|b| ((0.5 * (b.start + b.end), b.loss), b.end - b.start))
+            .unzip()
+    }
+
+    /// The end of the last bucket with a finite loss (how far the evaluation reached).
+    pub fn max_position(&self) -> Option<f64> {
+        self.buckets
+            .iter()
+            .filter(|b| b.loss.is_finite() && b.end.is_finite())
+            .map(|b| b.end)
+            .reduce(f64::max)
+    }
+
     pub fn collapsed(&self) -> Option<bool> {
         self.collapse.as_ref().and_then(|c| c.collapsed)
     }
@@ -215,6 +233,8 @@ mod tests {
         .expect("parses");
         assert!(r.buckets[1].loss.is_nan());
         assert_eq!(r.midpoints(), vec![(128.0, 3.0)]);
+        assert_eq!(r.midpoints_and_widths(), (vec![(128.0, 3.0)], vec![256.0]));
+        assert_eq!(r.max_position(), Some(256.0));
         assert_eq!(r.collapsed(), None);
         let s = StatesResult::from_value(&json!({"positions": [128, 256], "layers": [{"layer": 0,
             "heads": [{"head": 0, "state_var": [1.0, null], "log_retention": [-1.0, -2.0]}]}]}))

@@ -4,8 +4,10 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use stuffed_reports::derive::{self, ForgetRow, StateRecall};
-use stuffed_reports::figures::{self, count_series, Curve, PasskeyGrid, SeriesCount};
+use stuffed_reports::derive::{self, ForgetRow, JobRecall, StateRecall};
+use stuffed_reports::figures::{
+    self, count_series, AccuracyCurve, Curve, Marker, PasskeyGrid, SeriesCount,
+};
 use stuffed_reports::results::{LossResult, PasskeyResult, StatesResult};
 use stuffed_reports::{fit, FitModel};
 
@@ -39,6 +41,7 @@ fn loss_curve(d: i64, len: i64) -> Curve {
         label: format!("d_state={d} seq_len={len}"),
         points: r.midpoints(),
         mark_x: Some(len as f64),
+        weights: Vec::new(),
     }
 }
 
@@ -78,6 +81,7 @@ fn mitigation_comparison_has_one_curve_per_mitigation() {
             label: m.to_string(),
             points: r.midpoints(),
             mark_x: None,
+            weights: Vec::new(),
         }
     })
     .collect();
@@ -230,6 +234,7 @@ fn training_curves_have_one_curve_per_job() {
                 .map(|m| (m.step as f64, m.value))
                 .collect(),
             mark_x: None,
+            weights: Vec::new(),
         })
         .collect();
     let svg = check_written(
@@ -286,5 +291,178 @@ fn many_heads_are_all_drawn_and_the_loudest_highlighted() {
     assert!(
         figures::state_variance_per_head(&s, 3, None, "Variance", &stem).is_err(),
         "missing layer"
+    );
+}
+
+/// The number of points of each data polyline (stroke width 2) of an SVG, in order.
+fn polyline_lengths(svg: &str) -> Vec<usize> {
+    svg.split("<polyline ")
+        .skip(1)
+        .filter(|el| {
+            el.split('>')
+                .next()
+                .unwrap_or("")
+                .contains("stroke-width=\"2\"")
+        })
+        .filter_map(|el| {
+            let pts = el.split("points=\"").nth(1)?.split('"').next()?;
+            Some(pts.split_whitespace().count())
+        })
+        .collect()
+}
+
+/// A noisy loss curve in `bucket`-token buckets up to `len`, with bucket widths as weights.
+fn fine_curve(label: &str, bucket: f64, len: f64, offset: f64) -> Curve {
+    let n = (len / bucket) as usize;
+    Curve {
+        label: label.into(),
+        points: (0..n)
+            .map(|i| {
+                let noise = if i % 2 == 0 { 0.4 } else { -0.4 };
+                (bucket * (i as f64 + 0.5), 2.0 + offset + noise)
+            })
+            .collect(),
+        mark_x: Some(4.0 * bucket),
+        weights: vec![bucket; n],
+    }
+}
+
+#[test]
+fn fine_loss_buckets_are_smoothed_into_log_bins_for_display() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // 16-token buckets to 32K (2048 points) and 512-token buckets (64 points)
+    let curves = vec![
+        fine_curve("seq_len=64", 16.0, 32768.0, 0.0),
+        fine_curve("seq_len=2048", 512.0, 32768.0, 0.5),
+    ];
+    assert_eq!(figures::position_smoothing(&curves), Some(5));
+    let stem = dir.path().join("fine");
+    let svg = check_written(
+        &figures::loss_vs_position(&curves, "Loss vs position", &stem).expect("drawn"),
+        &stem,
+    );
+    let lens = polyline_lengths(&svg);
+    assert_eq!(lens.len(), 2);
+    assert!((40..=60).contains(&lens[0]), "{lens:?}");
+    assert!(lens[1] < 64, "{lens:?}");
+    assert!(
+        svg.contains("log-spaced bins (5 per"),
+        "smoothing noted in the legend"
+    );
+    // the means wash out the ±0.4 noise: the y axis no longer reaches 2.4
+    assert!(!svg.contains(">2.4<"), "y axis still spans the raw noise");
+    // the mitigation comparison is smoothed the same way
+    let stem = dir.path().join("fine_mit");
+    let svg = check_written(
+        &figures::mitigation_comparison(&curves, Some(64.0), "Mitigations", &stem).expect("drawn"),
+        &stem,
+    );
+    assert!((40..=60).contains(&polyline_lengths(&svg)[0]));
+
+    // a short range on a linear axis is drawn raw
+    let short = vec![fine_curve("short", 16.0, 128.0, 0.0)];
+    assert_eq!(figures::position_smoothing(&short), None);
+    let stem = dir.path().join("short");
+    let svg = check_written(
+        &figures::loss_vs_position(&short, "Loss vs position", &stem).expect("drawn"),
+        &stem,
+    );
+    assert_eq!(polyline_lengths(&svg), vec![8]);
+    assert!(!svg.contains("log-spaced"));
+}
+
+#[test]
+fn passkey_accuracy_has_one_curve_per_job_and_the_threshold() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let curves: Vec<AccuracyCurve> = [(256, 0usize, 0usize), (512, 0, 1), (1024, 1, 0)]
+        .iter()
+        .map(|&(t, c, m)| {
+            let r = PasskeyResult::from_value(&common::passkey_result(t)).expect("passkey");
+            AccuracyCurve {
+                label: format!("t_recall={t}"),
+                points: PasskeyGrid::from_result(&r)
+                    .mean_by_length()
+                    .into_iter()
+                    .map(|(l, a)| (l as f64, a))
+                    .collect(),
+                colour: c,
+                marker: Marker::nth(m),
+            }
+        })
+        .collect();
+    assert_eq!(curves[0].points.len(), 4);
+    assert_eq!(curves[0].points[0], (256.0, 1.0));
+    let stem = dir.path().join("accuracy");
+    let svg = check_written(
+        &figures::passkey_accuracy(&curves, "Passkey accuracy vs length", &stem).expect("drawn"),
+        &stem,
+    );
+    assert_eq!(
+        count_series(&svg),
+        SeriesCount {
+            lines: 3,
+            points: 0,
+            cells: 0
+        }
+    );
+    assert!(svg.contains("T_recall threshold 0.95"));
+    assert!(svg.contains("t_recall=1024") && svg.contains("2K"));
+    // the dashed threshold: black dashes across the plot
+    let dashes = svg.matches("fill=\"#000000\" stroke=\"none\"").count();
+    assert!(dashes >= 20, "{dashes} black dashes");
+    assert!(figures::passkey_accuracy(&[], "t", &stem).is_err());
+}
+
+#[test]
+fn recall_figure_shows_one_series_per_training_length() {
+    let job = |id: &str, s: i64, len: i64, t: Option<i64>| JobRecall {
+        job_id: id.into(),
+        state_size: s,
+        train_len: Some(len),
+        t_recall: t,
+    };
+    let jobs = vec![
+        job("a", 1_000_000, 256, Some(512)),
+        job("b", 1_000_000, 1024, None),
+        job("c", 2_000_000, 256, Some(256)),
+        job("d", 2_000_000, 1024, Some(1024)),
+        job("e", 3_000_000, 256, Some(256)),
+        job("f", 3_000_000, 1024, Some(2048)),
+    ];
+    let series = figures::recall_series_by_length(&jobs);
+    assert_eq!(series.len(), 2);
+    assert_eq!(series[0].label, "trained at T=256");
+    assert_eq!(
+        series[0].points,
+        vec![(1.0, 0.512), (2.0, 0.256), (3.0, 0.256)]
+    );
+    assert!(
+        series[1].points[0].1.is_nan(),
+        "a gap where nothing was recalled"
+    );
+    // one training length: the series would repeat the measured points
+    assert!(figures::recall_series_by_length(&jobs[..1]).is_empty());
+
+    let rows = derive::state_recalls(&jobs);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stem = dir.path().join("t_recall_by_len");
+    let svg = check_written(
+        &figures::recall_law_by_length(&rows, &jobs, None, false, "T_recall", &stem)
+            .expect("drawn"),
+        &stem,
+    );
+    // the measured (max over jobs) points are the only counted markers
+    assert_eq!(
+        count_series(&svg),
+        SeriesCount {
+            lines: 0,
+            points: 3,
+            cells: 0
+        }
+    );
+    assert!(svg.contains("trained at T=256") && svg.contains("trained at T=1024"));
+    assert!(
+        svg.contains("T_recall: best job per"),
+        "legend of the measured points"
     );
 }

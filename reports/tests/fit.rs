@@ -155,3 +155,18 @@ fn fit_csv_missing_column_and_file() {
     assert!(matches!(e, Error::Io { .. }), "{e}");
     assert!(e.to_string().contains("/nonexistent/points.csv"));
 }
+
+#[test]
+fn points_that_are_not_exponential_are_reported_in_plain_words() {
+    // T_recall (K tokens) vs S (M) of a real sweep: up, up, down, up
+    let xs = [0.004096, 0.008192, 0.032768, 0.065536];
+    let ys = [0.512, 1.024, 0.256, 2.048];
+    let e = fit(FitModel::Exp, &xs, &ys, 10, 0).unwrap_err();
+    assert!(matches!(e, Error::NotExponential { n: 4, .. }), "{e:?}");
+    let msg = e.to_string();
+    assert!(
+        msg.starts_with("the 4 points do not follow an exponential law T = b·(a^S − 1) + c")
+            && msg.contains("cannot be represented"),
+        "{msg}"
+    );
+}

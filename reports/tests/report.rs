@@ -55,11 +55,18 @@ fn report_is_byte_identical_across_runs_and_input_orders() {
             t1.keys().collect::<Vec<_>>()
         );
     }
-    let passkeys = t1
+    let heatmaps = t1
         .keys()
-        .filter(|k| k.starts_with("figures/passkey_") && k.ends_with(".svg"))
+        .filter(|k| {
+            k.starts_with("figures/passkey_")
+                && !k.starts_with("figures/passkey_accuracy")
+                && k.ends_with(".svg")
+        })
         .count();
-    assert_eq!(passkeys, 6);
+    assert_eq!(heatmaps, 6);
+    // one accuracy-vs-length figure for the single sweep, one curve per job
+    let svg = String::from_utf8(t1["figures/passkey_accuracy.svg"].clone()).expect("utf8");
+    assert_eq!(count_series(&svg).lines, 6);
     let svg = String::from_utf8(t1["figures/loss_S2048_corpus.svg"].clone()).expect("utf8");
     assert_eq!(count_series(&svg).lines, 2);
     let svg =
@@ -81,11 +88,33 @@ fn report_is_byte_identical_across_runs_and_input_orders() {
             && readme.contains("T = 4.756·(1.365^S − 1) − 0.742")
     );
     assert!(readme.contains("(figures/t_forget.svg)"));
+    // plain summary: collapse at 2 of 3 state sizes, T_recall per state size and training length
+    for text in [&readme, &html] {
+        assert!(
+            text.contains("State collapse was observed for 2 of 3 state sizes")
+                && text.contains("S = 8192 (trained at 256 and 1024)")
+                && text.contains(
+                    "T_recall by training length: trained at 256 tokens: 256 at S = 2048"
+                ),
+            "{text}"
+        );
+    }
+    // display smoothing is documented where the loss figures are
+    assert!(readme.contains(
+        "### Loss by position\n\nLoss curves on a logarithmic position axis are smoothed into \
+         log-spaced bins for display"
+    ));
+    assert!(html.contains(
+        "Loss vs position, S = 2048 (corpus) (<a href=\"figures/loss_S2048_corpus.png\">PNG</a>) \
+         — curves smoothed into log-spaced bins for display (10 per doubling)"
+    ));
+    // single sweep: file names and titles without the sweep
+    assert!(!t1.keys().any(|k| k.contains("grid")));
     // 3 state sizes: too few for either law, listed as skipped
     assert!(
-        s1.skipped
-            .iter()
-            .any(|(f, why)| f == "T_forget fit" && why.contains("got 1") && why.contains("only bounded")),
+        s1.skipped.iter().any(|(f, why)| f == "T_forget fit"
+            && why.contains("got 1")
+            && why.contains("only bounded")),
         "{:?}",
         s1.skipped
     );
@@ -284,4 +313,140 @@ fn laws_are_fitted_when_enough_state_sizes() {
     let refit = stuffed_reports::fit_csv(&csv, stuffed_reports::FitModel::Linear, "S_M", "T_K")
         .expect("refit");
     assert!((refit.param("a") - ff.param("a")).abs() < 1e-9);
+}
+
+/// The fixture with every loss eval replaced by one without collapse.
+fn fixture_without_collapse() -> ReportData {
+    let mut data = common::fixture();
+    for e in data.evals.iter_mut().filter(|e| e.kind == "loss") {
+        let len = e.result["params"]["train_len"].as_i64().unwrap_or(256);
+        let source = e.source().to_string();
+        let mitigation = e.mitigation().to_string();
+        e.result = common::loss_result(len, false, &mitigation, &source, 0.0);
+    }
+    data
+}
+
+#[test]
+fn summary_states_plainly_when_nothing_collapsed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = write_report(
+        &fixture_without_collapse(),
+        dir.path(),
+        &ReportOptions::default(),
+    )
+    .expect("report");
+    assert!(
+        s.forget.iter().all(|r| r.is_upper_bound()),
+        "{:?}",
+        s.forget
+    );
+    let readme = std::fs::read_to_string(dir.path().join("README.md")).expect("readme");
+    let html = std::fs::read_to_string(dir.path().join("index.html")).expect("html");
+    for text in [&readme, &html] {
+        assert!(
+            text.contains(
+                "No state collapse was observed at any state size and training length: none of \
+                 the 3 state sizes (S = 2048, 4096 and 8192) collapsed at any of the training \
+                 lengths tried (256 and 1024), with the loss evaluated up to position 8192."
+            ),
+            "{text}"
+        );
+        assert!(text.contains("at or below 256 tokens, the shortest training length tried"));
+    }
+    assert!(readme.contains("## Summary\n\n- No state collapse"));
+    assert!(html.contains("<h2>Summary</h2>\n<ul>\n<li>No state collapse"));
+    // the law sentence is not repeated when the collapse sentence explains the missing fit
+    assert!(!readme.contains("The T_forget law was not fitted"));
+}
+
+#[test]
+fn unusable_exponential_fit_is_explained_in_plain_words() {
+    // T_recall of the H200 repro-recall sweep: not exponential in S at all
+    let mut data = ReportData::default();
+    for (k, (s, t)) in [(4096, 512), (8192, 1024), (32768, 256), (65536, 2048)]
+        .into_iter()
+        .enumerate()
+    {
+        let mut j = common::job(8, 256);
+        j.id = format!("r{k}");
+        j.state_size = s;
+        data.evals.push(EvalRecord {
+            job_id: j.id.clone(),
+            kind: "passkey".into(),
+            params: json!({"mitigation": "none"}),
+            result: json!({"cells": [{"len": t, "depth": 0.5, "accuracy": 1.0}], "t_recall": t}),
+        });
+        data.jobs.push(j);
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = write_report(&data, dir.path(), &ReportOptions::default()).expect("report");
+    let why = s
+        .skipped
+        .iter()
+        .find(|(f, _)| f == "T_recall fit")
+        .map(|(_, why)| why.clone())
+        .expect("T_recall fit skipped");
+    assert!(
+        why.starts_with(
+            "the 4 points (state sizes with a measured T_recall) do not follow an \
+             exponential law"
+        ) && !why.contains("unusable"),
+        "{why}"
+    );
+    let readme = std::fs::read_to_string(dir.path().join("README.md")).expect("readme");
+    assert!(readme.contains("The T_recall law was not fitted: the 4 points"));
+    assert!(readme.contains("T_recall does not increase steadily with state size"));
+}
+
+#[test]
+fn several_sweeps_get_per_sweep_figures_and_unique_labels() {
+    // a second sweep "more" with two jobs that share labels with jobs of "grid"
+    let mut data = common::fixture();
+    for len in common::LENGTHS {
+        let mut j = common::job(8, len);
+        j.id = format!("more-{len}");
+        j.sweep = "more".into();
+        let twin = common::job_id(8, len);
+        let fixture = common::fixture();
+        for e in fixture.evals.into_iter().filter(|e| e.job_id == twin) {
+            data.evals.push(EvalRecord {
+                job_id: j.id.clone(),
+                ..e
+            });
+        }
+        for m in fixture.metrics.into_iter().filter(|m| m.job_id == twin) {
+            data.metrics.push(stuffed_reports::MetricRecord {
+                job_id: j.id.clone(),
+                ..m
+            });
+        }
+        data.jobs.push(j);
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = write_report(&data, dir.path(), &ReportOptions::default()).expect("report");
+    let tree = common::read_tree(dir.path());
+    for f in [
+        "figures/loss_grid_S2048_corpus.svg",
+        "figures/loss_more_S2048_corpus.svg",
+        "figures/training_grid_S2048.svg",
+        "figures/training_more_S2048.svg",
+        "figures/passkey_accuracy_grid.svg",
+        "figures/passkey_accuracy_more.svg",
+        "figures/passkey_more-256.svg",
+    ] {
+        assert!(tree.contains_key(f), "{f} missing; have {:?}", tree.keys());
+    }
+    assert!(!tree.contains_key("figures/loss_S2048_corpus.svg"));
+    let svg = String::from_utf8(tree["figures/loss_more_S2048_corpus.svg"].clone()).expect("utf8");
+    assert_eq!(count_series(&svg).lines, 2);
+    assert!(svg.contains("Loss vs position, more, S = 2048 (corpus)"));
+    let html = String::from_utf8(tree["index.html"].clone()).expect("utf8");
+    assert!(html.contains("Passkey, more: d_state=8 seq_len=256 (T_recall = 256)"));
+    assert!(html.contains("Passkey, grid: d_state=8 seq_len=256 (T_recall = 256)"));
+    // no file is written twice
+    let mut files: Vec<&str> = s.files.iter().filter_map(|p| p.to_str()).collect();
+    files.sort_unstable();
+    files.dedup();
+    assert_eq!(files.len(), s.files.len());
 }

@@ -1,6 +1,8 @@
 // The headline figures (paper Fig. 11/12 v4): T_forget vs state size with the linear law and
-// T_recall vs state size with the exponential law; the fitted equation and R² in the legend,
-// optional log y. Units as in the paper: S in millions of state parameters, T in K tokens.
+// T_recall vs state size with the exponential law (plus, for T_recall, one point series per
+// training length); the fitted equation and R² in the legend, optional log y. Units as in the
+// paper: S in millions of state parameters, T in K tokens.
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use plotters::coord::Shift;
@@ -8,7 +10,7 @@ use plotters::prelude::*;
 
 use super::axis::{Axis, Scale, TickFmt};
 use super::{colour, draw_curve, frame, legend, render, split, Figure, Sample, POINT_RADIUS};
-use crate::derive::{s_millions, t_kilo, ForgetRow, StateRecall};
+use crate::derive::{s_millions, t_kilo, ForgetRow, JobRecall, StateRecall};
 use crate::fit::Fit;
 use crate::Error;
 
@@ -17,6 +19,20 @@ use crate::Error;
 const BOUND_RADIUS: u32 = 6;
 /// Samples along a fitted curve.
 const CURVE_SAMPLES: usize = 200;
+/// Half side of the hollow squares of extra point series.
+const SERIES_HALF: i32 = 8;
+/// Palette colours of extra point series (0 is the measured points, 1 the fit).
+const SERIES_COLOURS: [usize; 5] = [2, 3, 4, 5, 6];
+
+/// An extra labelled point series on a capacity figure (e.g. T_recall of the models trained at
+/// one length), drawn as hollow squares, consecutive points joined by thin lines; not fitted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PointSeries {
+    pub label: String,
+    /// (S in millions, T in K tokens), ascending by S; a NaN T marks a state size without a
+    /// value (nothing drawn there, and the line breaks)
+    pub points: Vec<(f64, f64)>,
+}
 
 /// A capacity-law figure: measured points, lower bounds and an optional fitted law.
 #[derive(Debug, Clone)]
@@ -37,6 +53,8 @@ pub struct CapacityPlot<'a> {
     /// the paper's law, shown as text in the legend
     pub paper_law: Option<&'a str>,
     pub log_y: bool,
+    /// extra point series, drawn under the measured points (at most 5 get distinct colours)
+    pub series: Vec<PointSeries>,
 }
 
 struct CapacityFigure<'a> {
@@ -53,6 +71,27 @@ impl Figure for CapacityFigure<'_> {
         let mut chart = frame(&area, p.title, &self.x, &self.y)?;
         let tf = |(x, y): &(f64, f64)| Some((self.x.t(*x)?, self.y.t(*y)?));
         let mut entries = Vec::new();
+        for (i, series) in p.series.iter().enumerate() {
+            let c = colour(SERIES_COLOURS[i % SERIES_COLOURS.len()]);
+            // thin lines join runs of consecutive points; a gap (NaN) breaks the line
+            for run in series.points.split(|p| !p.1.is_finite()) {
+                let line: Vec<(f64, f64)> = run.iter().filter_map(tf).collect();
+                if line.len() >= 2 {
+                    chart
+                        .draw_series(std::iter::once(PathElement::new(line, c.stroke_width(1))))?;
+                }
+            }
+            let pts: Vec<(f64, f64)> = series.points.iter().filter_map(tf).collect();
+            for pt in &pts {
+                let (px, py) = chart.backend_coord(pt);
+                let (h, w) = (SERIES_HALF, 2);
+                root.draw(&Rectangle::new(
+                    [(px - h, py - h), (px + h, py + h)],
+                    c.stroke_width(w),
+                ))?;
+            }
+            entries.push((series.label.clone(), Sample::Frame(c)));
+        }
         if let Some(fit) = p.fit {
             draw_curve(
                 &mut chart,
@@ -80,7 +119,10 @@ impl Figure for CapacityFigure<'_> {
             let style = colour(2).stroke_width(2);
             let b: Vec<(f64, f64)> = p.upper_bounds.iter().filter_map(tf).collect();
             chart.draw_series(b.iter().map(|c| Circle::new(*c, BOUND_RADIUS, style)))?;
-            entries.push(("at or below the shortest length tried".into(), Sample::Hollow(colour(2))));
+            entries.push((
+                "at or below the shortest length tried".into(),
+                Sample::Hollow(colour(2)),
+            ));
         }
         if let Some(law) = p.paper_law {
             entries.push((format!("paper: {law}"), Sample::Blank));
@@ -91,14 +133,28 @@ impl Figure for CapacityFigure<'_> {
 
 /// Draw a capacity-law figure; writes `<stem>.svg` and `<stem>.png`.
 pub fn capacity_plot(plot: &CapacityPlot<'_>, stem: &Path) -> Result<Vec<PathBuf>, Error> {
-    if plot.points.is_empty() && plot.lower_bounds.is_empty() && plot.upper_bounds.is_empty() {
+    if plot.points.is_empty()
+        && plot.lower_bounds.is_empty()
+        && plot.upper_bounds.is_empty()
+        && plot
+            .series
+            .iter()
+            .all(|s| s.points.iter().all(|p| !p.1.is_finite()))
+    {
         return Err(Error::Plot(format!("{}: no points", plot.title)));
     }
+    let extra: Vec<(f64, f64)> = plot
+        .series
+        .iter()
+        .flat_map(|s| s.points.iter().copied())
+        .filter(|p| p.1.is_finite())
+        .collect();
     let mut xs: Vec<f64> = plot
         .points
         .iter()
         .chain(&plot.lower_bounds)
         .chain(&plot.upper_bounds)
+        .chain(&extra)
         .map(|p| p.0)
         .collect();
     xs.push(0.0);
@@ -124,6 +180,7 @@ pub fn capacity_plot(plot: &CapacityPlot<'_>, stem: &Path) -> Result<Vec<PathBuf
         .iter()
         .chain(&plot.lower_bounds)
         .chain(&plot.upper_bounds)
+        .chain(&extra)
         .map(|p| p.1)
         .collect();
     ys.extend(curve.iter().map(|p| p.1));
@@ -172,6 +229,7 @@ pub fn forget_law(
         fit,
         paper_law: Some(crate::report::PAPER_FORGET_LAW),
         log_y,
+        series: Vec::new(),
     };
     capacity_plot(&plot, stem)
 }
@@ -184,20 +242,78 @@ pub fn recall_law(
     title: &str,
     stem: &Path,
 ) -> Result<Vec<PathBuf>, Error> {
+    recall_law_by_length(rows, &[], fit, log_y, title, stem)
+}
+
+/// Per training length, T_recall vs state size of the models trained at that length (the
+/// maximum over such jobs per state size), as labelled series "trained at T=256". Only lengths
+/// with a T_recall at two or more state sizes make a series, and only when there are at least
+/// two such lengths (one series would repeat the measured points); at most five series, the
+/// shortest lengths first.
+pub fn recall_series_by_length(jobs: &[JobRecall]) -> Vec<PointSeries> {
+    // train length -> state size -> best T_recall (None: no length recalled)
+    let mut by_len: BTreeMap<i64, BTreeMap<i64, Option<i64>>> = BTreeMap::new();
+    for j in jobs {
+        if let Some(len) = j.train_len {
+            let best = by_len
+                .entry(len)
+                .or_default()
+                .entry(j.state_size)
+                .or_insert(None);
+            *best = (*best).max(j.t_recall);
+        }
+    }
+    let series: Vec<PointSeries> = by_len
+        .into_iter()
+        .filter(|(_, per_size)| per_size.values().filter(|t| t.is_some()).count() >= 2)
+        .map(|(len, per_size)| PointSeries {
+            label: format!("trained at T={len}"),
+            points: per_size
+                .into_iter()
+                .map(|(s, t)| (s_millions(s), t.map_or(f64::NAN, t_kilo)))
+                .collect(),
+        })
+        .take(SERIES_COLOURS.len())
+        .collect();
+    if series.len() >= 2 {
+        series
+    } else {
+        Vec::new()
+    }
+}
+
+/// T_recall vs state size with its exponential law (paper Fig. 12 v4), plus, when the jobs were
+/// trained at several lengths, one point series per training length
+/// ([`recall_series_by_length`]); the law is fitted to the maximum over all jobs.
+pub fn recall_law_by_length(
+    rows: &[StateRecall],
+    jobs: &[JobRecall],
+    fit: Option<&Fit>,
+    log_y: bool,
+    title: &str,
+    stem: &Path,
+) -> Result<Vec<PathBuf>, Error> {
     let points = rows
         .iter()
         .filter_map(|r| Some((s_millions(r.state_size), t_kilo(r.t_recall?))))
         .collect();
+    let series = recall_series_by_length(jobs);
+    let point_label = match (series.is_empty(), fit.is_some()) {
+        (true, _) => "measured T_recall",
+        (false, true) => "T_recall: best job per state size (fitted)",
+        (false, false) => "T_recall: best job per state size",
+    };
     let plot = CapacityPlot {
         title,
         y_desc: "T_recall (K tokens)",
-        point_label: "measured T_recall",
+        point_label,
         points,
         lower_bounds: Vec::new(),
         upper_bounds: Vec::new(),
         fit,
         paper_law: Some(crate::report::PAPER_RECALL_LAW),
         log_y,
+        series,
     };
     capacity_plot(&plot, stem)
 }

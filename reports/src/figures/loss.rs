@@ -1,34 +1,90 @@
 // Line figures: loss vs token position (paper Fig. 1/10), the mitigation comparison (Fig. 4)
 // and training-loss curves. One polyline per curve; training lengths as dashed vertical lines.
+// Loss curves on a log2 position axis are smoothed for display into log-spaced bins (see
+// `smooth.rs`); the curves passed in keep their raw buckets.
 use std::path::{Path, PathBuf};
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::axis::{wide, Axis, Scale, TickFmt};
+use super::axis::{min_max, wide, Axis, Scale, TickFmt};
+use super::smooth::{bins_per_doubling, log_binned};
 use super::{
     colour, dashed_vline, draw_curve, frame, legend, render, split, Figure, Sample, MUTED,
 };
 use crate::Error;
 
+/// Positions spanning this ratio or more are drawn on a log2 axis (and loss curves smoothed).
+const LOG_POSITIONS: f64 = 16.0;
+
 /// One labelled curve in raw units, with an optional reference x (a training length) drawn as
 /// a dashed vertical line in the curve's colour.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Curve {
     pub label: String,
     pub points: Vec<(f64, f64)>,
     pub mark_x: Option<f64>,
+    /// Weight of each point when the curve is smoothed for display (the bucket width of a loss
+    /// curve); empty: equal weights.
+    pub weights: Vec<f64>,
+}
+
+impl Curve {
+    /// A curve without reference line or weights.
+    pub fn new(label: impl Into<String>, points: Vec<(f64, f64)>) -> Curve {
+        Curve {
+            label: label.into(),
+            points,
+            ..Curve::default()
+        }
+    }
+}
+
+/// The bins per doubling that loss-vs-position figures (and the mitigation comparison) of these
+/// curves are smoothed with, or `None` when they are drawn raw: the positions span less than 16x
+/// (linear axis), or no bin would hold more than one point.
+pub fn position_smoothing(curves: &[Curve]) -> Option<u32> {
+    let xs: Vec<f64> = curves
+        .iter()
+        .flat_map(|c| c.points.iter().map(|p| p.0))
+        .collect();
+    if !wide(&xs, LOG_POSITIONS) {
+        return None;
+    }
+    let (lo, hi) = min_max(xs.iter().copied().filter(|x| x.is_finite() && *x > 0.0));
+    let n = bins_per_doubling(lo, hi);
+    curves
+        .iter()
+        .any(|c| log_binned(&c.points, &c.weights, n).len() < c.points.len())
+        .then_some(n)
+}
+
+/// The curves as drawn: smoothed into `n` log-spaced bins per doubling, or as given.
+fn displayed(curves: &[Curve], smoothing: Option<u32>) -> Vec<Curve> {
+    curves
+        .iter()
+        .map(|c| match smoothing {
+            Some(n) => Curve {
+                points: log_binned(&c.points, &c.weights, n),
+                weights: Vec::new(),
+                ..c.clone()
+            },
+            None => c.clone(),
+        })
+        .collect()
 }
 
 struct LineFigure<'a> {
     title: &'a str,
-    curves: &'a [Curve],
+    curves: Vec<Curve>,
     x: Axis,
     y: Axis,
     /// One shared reference line (black) with its legend label.
     shared_mark: Option<(f64, &'a str)>,
     /// Legend label explaining the per-curve dashed lines.
     mark_note: Option<&'a str>,
+    /// Legend note on display smoothing.
+    smooth_note: Option<String>,
 }
 
 impl<'a> LineFigure<'a> {
@@ -43,17 +99,29 @@ impl<'a> LineFigure<'a> {
         if curves.iter().all(|c| c.points.is_empty()) {
             return Err(Error::Plot(format!("{title}: no points to draw")));
         }
-        let mut xs: Vec<f64> = curves
-            .iter()
-            .flat_map(|c| c.points.iter().map(|p| p.0))
-            .collect();
-        xs.extend(curves.iter().filter_map(|c| c.mark_x));
-        xs.extend(shared_mark.map(|m| m.0));
+        let xs_of = |curves: &[Curve]| -> Vec<f64> {
+            let mut xs: Vec<f64> = curves
+                .iter()
+                .flat_map(|c| c.points.iter().map(|p| p.0))
+                .collect();
+            xs.extend(curves.iter().filter_map(|c| c.mark_x));
+            xs.extend(shared_mark.map(|m| m.0));
+            xs
+        };
+        // the scale follows the raw positions; smoothing only happens on a log axis
+        let log_x = positions && wide(&xs_of(curves), LOG_POSITIONS);
+        let smoothing = if log_x {
+            position_smoothing(curves)
+        } else {
+            None
+        };
+        let curves = displayed(curves, smoothing);
+        let xs = xs_of(&curves);
         let ys: Vec<f64> = curves
             .iter()
             .flat_map(|c| c.points.iter().map(|p| p.1))
             .collect();
-        let x = if positions && wide(&xs, 16.0) {
+        let x = if log_x {
             Axis::new(Scale::Log2, &xs, x_desc, TickFmt::Tokens)
         } else if positions {
             Axis::new(Scale::Linear, &xs, x_desc, TickFmt::Tokens)
@@ -72,6 +140,8 @@ impl<'a> LineFigure<'a> {
             y,
             shared_mark,
             mark_note,
+            smooth_note: smoothing
+                .map(|n| format!("curves: mean loss in log-spaced bins ({n} per doubling)")),
         })
     }
 }
@@ -102,20 +172,26 @@ impl Figure for LineFigure<'_> {
         if let Some(note) = self.mark_note {
             entries.push((note.to_string(), Sample::Dashed(MUTED)));
         }
+        if let Some(note) = &self.smooth_note {
+            entries.push((note.clone(), Sample::Blank));
+        }
         legend(&panel, &entries)
     }
 }
 
 /// Loss (nats) vs token position, one curve per model, each model's training length as a
 /// dashed line in its colour (paper Fig. 1/10). x is log2-scaled when the positions span 16x
-/// or more. Writes `<stem>.svg` and `<stem>.png`.
+/// or more, and the curves are then smoothed for display into log-spaced bins (width-weighted
+/// means by [`Curve::weights`], [`position_smoothing`] bins per doubling). Writes `<stem>.svg`
+/// and `<stem>.png`.
 pub fn loss_vs_position(curves: &[Curve], title: &str, stem: &Path) -> Result<Vec<PathBuf>, Error> {
     let fig = LineFigure::new(title, curves, true, "token position", "loss (nats)", None)?;
     render(&fig, stem)
 }
 
 /// Loss vs position of one model under several inference-time mitigations, one curve per
-/// mitigation, the training length as one black dashed line (paper Fig. 4).
+/// mitigation, the training length as one black dashed line (paper Fig. 4); smoothed like
+/// [`loss_vs_position`].
 pub fn mitigation_comparison(
     curves: &[Curve],
     train_len: Option<f64>,

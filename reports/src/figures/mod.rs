@@ -7,12 +7,17 @@
 // * every data point (scatter marker) is one `<circle` with `r="5"` (legend markers use r=4,
 //   hollow "lower bound" markers r=6);
 // * every heat-map cell is one `<polygon`;
-// * reference lines (training lengths) are columns of dashes drawn as `<rect` elements.
+// * reference lines (training lengths, thresholds) are rows or columns of dashes drawn as `<rect`
+//   elements;
+// * markers on the points of a curve (passkey accuracy) are circles of radius 4 or `<rect`
+//   squares; per-training-length points of the T_recall figure are hollow `<rect` squares joined
+//   by 1-px lines: none of them is counted.
 // [`count_series`] applies these rules.
 mod axis;
 mod capacity;
 mod loss;
 mod passkey;
+pub mod smooth;
 mod states;
 
 use std::path::{Path, PathBuf};
@@ -23,9 +28,16 @@ use plotters::prelude::*;
 use plotters::style::FontStyle;
 
 pub use axis::{binary_tokens, fmt_general, Axis, Scale, TickFmt, Ticked};
-pub use capacity::{capacity_plot, forget_law, recall_law, CapacityPlot};
-pub use loss::{loss_vs_position, mitigation_comparison, training_curves, Curve};
-pub use passkey::{passkey_heatmap, PasskeyGrid};
+pub use capacity::{
+    capacity_plot, forget_law, recall_law, recall_law_by_length, recall_series_by_length,
+    CapacityPlot, PointSeries,
+};
+pub use loss::{
+    loss_vs_position, mitigation_comparison, position_smoothing, training_curves, Curve,
+};
+pub use passkey::{
+    passkey_accuracy, passkey_heatmap, AccuracyCurve, PasskeyGrid, RECALL_THRESHOLD,
+};
 pub use states::{retention_per_head, state_histogram, state_variance_per_head};
 
 use crate::Error;
@@ -226,13 +238,75 @@ pub(crate) fn dashed_vline<DB: DrawingBackend>(
     Ok(())
 }
 
+/// A dashed horizontal line at chart y coordinate `yt` across the plot, as 2-px-high dashes on
+/// `root`.
+pub(crate) fn dashed_hline<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    chart: &Chart<'_, DB>,
+    yt: f64,
+    x: &Axis,
+    colour: RGBColor,
+) -> Result<(), Error> {
+    let (left, py) = chart.backend_coord(&(x.lo, yt));
+    let (right, _) = chart.backend_coord(&(x.hi, yt));
+    let (dash, gap) = (9, 6);
+    let mut x0 = left;
+    while x0 < right {
+        let x1 = (x0 + dash).min(right);
+        root.draw(&Rectangle::new(
+            [(x0, py - 1), (x1, py + 1)],
+            colour.filled(),
+        ))?;
+        x0 += dash + gap;
+    }
+    Ok(())
+}
+
+/// Marker shapes that tell apart curves sharing a colour (none is counted as a data point).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Marker {
+    Dot,
+    Square,
+    Ring,
+    Frame,
+}
+
+impl Marker {
+    /// The i-th marker shape (repeats after 4).
+    pub fn nth(i: usize) -> Marker {
+        [Marker::Dot, Marker::Square, Marker::Ring, Marker::Frame][i % 4]
+    }
+}
+
+/// Draw one marker centred at backend pixel `c`.
+pub(crate) fn draw_marker<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    c: (i32, i32),
+    m: Marker,
+    colour: RGBColor,
+) -> Result<(), Error> {
+    const R: i32 = 4;
+    let square = [(c.0 - R, c.1 - R), (c.0 + R, c.1 + R)];
+    match m {
+        Marker::Dot => area.draw(&Circle::new(c, R, colour.filled()))?,
+        Marker::Square => area.draw(&Rectangle::new(square, colour.filled()))?,
+        Marker::Ring => area.draw(&Circle::new(c, R, colour.stroke_width(2)))?,
+        Marker::Frame => area.draw(&Rectangle::new(square, colour.stroke_width(2)))?,
+    }
+    Ok(())
+}
+
 /// What a legend entry's sample looks like.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Sample {
     Line(RGBColor),
+    /// A line with a marker in its middle.
+    LineMarker(RGBColor, Marker),
     Dashed(RGBColor),
     Point(RGBColor),
     Hollow(RGBColor),
+    /// A hollow square.
+    Frame(RGBColor),
     /// Text only.
     Blank,
 }
@@ -296,7 +370,18 @@ pub(crate) fn legend<DB: DrawingBackend>(
                 }
             }
             Sample::Point(c) => panel.draw(&Circle::new((x0 + 13, cy), 4, c.filled()))?,
+            Sample::LineMarker(c, m) => {
+                panel.draw(&Rectangle::new(
+                    [(x0, cy - 1), (x0 + 26, cy + 1)],
+                    c.filled(),
+                ))?;
+                draw_marker(panel, (x0 + 13, cy), *m, *c)?;
+            }
             Sample::Hollow(c) => panel.draw(&Circle::new((x0 + 13, cy), 4, c.stroke_width(2)))?,
+            Sample::Frame(c) => panel.draw(&Rectangle::new(
+                [(x0 + 8, cy - 5), (x0 + 18, cy + 5)],
+                c.stroke_width(2),
+            ))?,
             Sample::Blank => {}
         }
         for (k, line) in lines.iter().enumerate() {

@@ -1,16 +1,24 @@
-// Passkey heat map (paper Fig. 2): depth (y, shallow at the top) x context length (x, one
-// category per length, log2-spaced in practice), colour = accuracy on a viridis-like scale,
-// with a colour bar in the side panel. One `<polygon` per cell.
+// Passkey figures. The heat map (paper Fig. 2): depth (y, shallow at the top) x context length
+// (x, one category per length, log2-spaced in practice), colour = accuracy on a viridis-like
+// scale, with a colour bar in the side panel; one `<polygon` per cell. Accuracy vs length: the
+// mean accuracy over depths per prompt length, one polyline (with markers) per job, and the
+// T_recall threshold as a dashed horizontal line.
 use std::path::{Path, PathBuf};
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::axis::{binary_tokens, Ticked};
-use super::{font, render, split, Figure, GRID};
+use super::axis::{binary_tokens, wide, Axis, Scale, TickFmt, Ticked};
+use super::{
+    colour, dashed_hline, draw_curve, draw_marker, font, frame, legend, render, split, Figure,
+    Marker, Sample, GRID,
+};
 use crate::results::PasskeyResult;
 use crate::Error;
+
+/// The accuracy a length needs at every depth to count towards T_recall (strictly above).
+pub const RECALL_THRESHOLD: f64 = 0.95;
 
 /// Accuracy per (depth, length); `accuracy[d][l]` is `None` where no cell was evaluated.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,6 +61,104 @@ impl PasskeyGrid {
     pub fn is_empty(&self) -> bool {
         self.lengths.is_empty() || self.depths.is_empty()
     }
+
+    /// (length, mean accuracy over the depths evaluated at that length), ascending by length;
+    /// lengths without any evaluated cell are left out.
+    pub fn mean_by_length(&self) -> Vec<(i64, f64)> {
+        self.lengths
+            .iter()
+            .enumerate()
+            .filter_map(|(l, len)| {
+                let accs: Vec<f64> = self.accuracy.iter().filter_map(|row| row[l]).collect();
+                (!accs.is_empty()).then(|| (*len, accs.iter().sum::<f64>() / accs.len() as f64))
+            })
+            .collect()
+    }
+}
+
+/// One job's curve on the accuracy-vs-length figure: (length, mean accuracy) points, drawn in
+/// palette colour `colour` with marker `marker` on every point.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AccuracyCurve {
+    pub label: String,
+    pub points: Vec<(f64, f64)>,
+    pub colour: usize,
+    pub marker: Marker,
+}
+
+struct AccuracyFigure<'a> {
+    title: &'a str,
+    curves: &'a [AccuracyCurve],
+    x: Axis,
+    y: Axis,
+}
+
+impl Figure for AccuracyFigure<'_> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), Error> {
+        let (plot, panel) = split(root);
+        let mut chart = frame(&plot, self.title, &self.x, &self.y)?;
+        if let Some(yt) = self.y.t(RECALL_THRESHOLD) {
+            dashed_hline(root, &chart, yt, &self.x, BLACK)?;
+        }
+        let mut entries = Vec::new();
+        for c in self.curves {
+            let pts: Vec<(f64, f64)> = c
+                .points
+                .iter()
+                .filter_map(|(x, y)| Some((self.x.t(*x)?, self.y.t(*y)?)))
+                .collect();
+            let rgb = colour(c.colour);
+            draw_curve(&mut chart, pts.clone(), rgb)?;
+            for p in &pts {
+                let px = chart.backend_coord(p);
+                draw_marker(root, px, c.marker, rgb)?;
+            }
+            entries.push((c.label.clone(), Sample::LineMarker(rgb, c.marker)));
+        }
+        entries.push((
+            format!("T_recall threshold {RECALL_THRESHOLD} (needed at every depth)"),
+            Sample::Dashed(BLACK),
+        ));
+        legend(&panel, &entries)
+    }
+}
+
+/// Mean passkey accuracy over depths vs prompt length, one curve per job, with the T_recall
+/// threshold ([`RECALL_THRESHOLD`]) as a dashed line. x is log2-scaled when the lengths span 4x
+/// or more; y runs from 0 to 1. Writes `<stem>.svg` and `<stem>.png`.
+pub fn passkey_accuracy(
+    curves: &[AccuracyCurve],
+    title: &str,
+    stem: &Path,
+) -> Result<Vec<PathBuf>, Error> {
+    if curves.iter().all(|c| c.points.is_empty()) {
+        return Err(Error::Plot(format!("{title}: no passkey accuracies")));
+    }
+    let xs: Vec<f64> = curves
+        .iter()
+        .flat_map(|c| c.points.iter().map(|p| p.0))
+        .collect();
+    let x_desc = "prompt length (tokens)";
+    let x = if wide(&xs, 4.0) {
+        Axis::new(Scale::Log2, &xs, x_desc, TickFmt::Tokens)
+    } else {
+        Axis::new(Scale::Linear, &xs, x_desc, TickFmt::Tokens)
+    };
+    let y = Axis::new(
+        Scale::Linear,
+        &[0.0, 1.0],
+        "passkey accuracy (mean over depths)",
+        TickFmt::Plain,
+    );
+    render(
+        &AccuracyFigure {
+            title,
+            curves,
+            x,
+            y,
+        },
+        stem,
+    )
 }
 
 /// Viridis-like sequential map (perceptually ordered, colour-blind safe), v in [0, 1].
@@ -208,6 +314,19 @@ pub fn passkey_heatmap(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mean_by_length_skips_missing_cells() {
+        let grid = PasskeyGrid {
+            lengths: vec![256, 512, 1024],
+            depths: vec![0.1, 0.9],
+            accuracy: vec![
+                vec![Some(1.0), Some(0.5), None],
+                vec![Some(0.5), None, None],
+            ],
+        };
+        assert_eq!(grid.mean_by_length(), vec![(256, 0.75), (512, 0.5)]);
+    }
 
     #[test]
     fn viridis_ends() {

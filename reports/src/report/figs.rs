@@ -1,11 +1,18 @@
 // Which figures a report draws from its data, their file names and captions, and what is
 // skipped (with the reason) when the data does not support a figure.
-use std::collections::BTreeMap;
+//
+// Loss-vs-position, training and passkey-accuracy figures are drawn per sweep: when the report
+// holds jobs of several sweeps, their file names and titles name the sweep (single-sweep reports
+// keep the plain names), and per-job figures put the sweep before the job's label.
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use super::{job_label, job_slugs, slug, Analysis, FigureEntry, ReportOptions};
-use crate::data::EvalRecord;
-use crate::figures::{self, binary_tokens, Curve, PasskeyGrid};
+use super::{
+    job_label, job_slugs, job_title, ordered_jobs, slug, unique_labels, Analysis, FigureEntry,
+    ReportOptions,
+};
+use crate::data::{EvalRecord, JobRecord};
+use crate::figures::{self, binary_tokens, AccuracyCurve, Curve, Marker, PasskeyGrid};
 use crate::results::{LossResult, PasskeyResult, StatesResult};
 use crate::Error;
 
@@ -15,9 +22,22 @@ struct Sink<'a> {
     files: Vec<PathBuf>,
     figures: Vec<FigureEntry>,
     skipped: Vec<(String, String)>,
+    /// Path stems handed out by [`Sink::fresh`].
+    used: BTreeSet<String>,
 }
 
 impl Sink<'_> {
+    /// `rel`, or `rel-2`, `rel-3`, ... when an earlier figure took it (names that slug alike).
+    fn fresh(&mut self, rel: String) -> String {
+        let mut candidate = rel.clone();
+        let mut k = 2;
+        while !self.used.insert(candidate.clone()) {
+            candidate = format!("{rel}-{k}");
+            k += 1;
+        }
+        candidate
+    }
+
     /// Record the outcome of drawing one figure: I/O errors abort the report, a figure the
     /// data cannot support is listed as skipped.
     fn add(
@@ -27,12 +47,25 @@ impl Sink<'_> {
         stem: String,
         drawn: Result<Vec<PathBuf>, Error>,
     ) -> Result<(), Error> {
+        self.add_noted(section, caption, None, stem, drawn)
+    }
+
+    /// [`Sink::add`] with a note shown after the caption.
+    fn add_noted(
+        &mut self,
+        section: &'static str,
+        caption: String,
+        note: Option<String>,
+        stem: String,
+        drawn: Result<Vec<PathBuf>, Error>,
+    ) -> Result<(), Error> {
         match drawn {
             Ok(paths) => {
                 self.files.extend(paths);
                 self.figures.push(FigureEntry {
                     section,
                     caption,
+                    note,
                     stem,
                 });
                 Ok(())
@@ -65,6 +98,7 @@ pub(super) fn draw_all(
         files: Vec::new(),
         figures: Vec::new(),
         skipped: Vec::new(),
+        used: BTreeSet::new(),
     };
     capacity(a, &mut sink, opts)?;
     loss(a, &mut sink)?;
@@ -103,8 +137,9 @@ fn capacity(a: &Analysis, sink: &mut Sink, opts: &ReportOptions) -> Result<(), E
         );
     } else {
         let rel = "figures/t_recall".to_string();
-        let drawn = figures::recall_law(
+        let drawn = figures::recall_law_by_length(
             &a.recalls,
+            &a.job_recalls,
             a.recall_fit.as_ref(),
             opts.log_scale,
             "Max recall length T_recall vs state size",
@@ -115,10 +150,20 @@ fn capacity(a: &Analysis, sink: &mut Sink, opts: &ReportOptions) -> Result<(), E
     Ok(())
 }
 
-/// Loss-eval points, or a skip entry when the result is malformed.
-fn loss_points(e: &EvalRecord, sink: &mut Sink) -> Option<Vec<(f64, f64)>> {
+/// Curves of one figure with the jobs they belong to (labels are given once all are known).
+type Members<'a> = Vec<(&'a JobRecord, Curve)>;
+
+/// A loss eval's curve (bucket midpoints, weighted by bucket width; no label), or a skip entry when the result is malformed.
+fn loss_points(e: &EvalRecord, sink: &mut Sink) -> Option<Curve> {
     match LossResult::from_value(&e.result) {
-        Ok(r) => Some(r.midpoints()),
+        Ok(r) => {
+            let (points, weights) = r.midpoints_and_widths();
+            Some(Curve {
+                points,
+                weights,
+                ..Curve::default()
+            })
+        }
         Err(err) => {
             sink.skip(&format!("loss eval of job {}", e.job_id), &err.to_string());
             None
@@ -126,9 +171,25 @@ fn loss_points(e: &EvalRecord, sink: &mut Sink) -> Option<Vec<(f64, f64)>> {
     }
 }
 
+/// The note on display smoothing of a loss figure, if its curves are smoothed.
+fn smoothing_note(curves: &[Curve]) -> Option<String> {
+    figures::position_smoothing(curves)
+        .map(|n| format!("curves smoothed into log-spaced bins for display ({n} per doubling)"))
+}
+
+/// Path stem and title prefix of a per-sweep group figure: the sweep appears in both only when
+/// the report holds jobs of several sweeps, so single-sweep reports keep their file names.
+fn sweep_part(a: &Analysis, sweep: &str) -> (String, String) {
+    if a.multi_sweep {
+        (format!("{}_", slug(sweep)), format!("{sweep}, "))
+    } else {
+        (String::new(), String::new())
+    }
+}
+
 fn loss(a: &Analysis, sink: &mut Sink) -> Result<(), Error> {
-    // (state size, source) -> curves, jobs in canonical order (train length, id)
-    let mut groups: BTreeMap<(i64, String), Vec<Curve>> = BTreeMap::new();
+    // (sweep, state size, source) -> jobs and curves, jobs in canonical order (train length, id)
+    let mut groups: BTreeMap<(String, i64, String), Members> = BTreeMap::new();
     for job in &a.data.jobs {
         let mut seen = Vec::new();
         for e in a
@@ -140,37 +201,53 @@ fn loss(a: &Analysis, sink: &mut Sink) -> Result<(), Error> {
                 continue; // first eval per source
             }
             seen.push(e.source());
-            let Some(points) = loss_points(e, sink) else {
+            let Some(curve) = loss_points(e, sink) else {
                 continue;
             };
-            let mark_x = job.train_len().map(|t| t as f64);
             let curve = Curve {
-                label: job_label(a, &job.id),
-                points,
-                mark_x,
+                mark_x: job.train_len().map(|t| t as f64),
+                ..curve
             };
             groups
-                .entry((job.state_size, e.source().to_string()))
+                .entry((job.sweep.clone(), job.state_size, e.source().to_string()))
                 .or_default()
-                .push(curve);
+                .push((job, curve));
         }
     }
     if groups.is_empty() {
         sink.skip("loss vs position", "no loss results without mitigation");
     }
-    for ((state, source), curves) in groups {
-        let rel = format!("figures/loss_S{state}_{}", slug(&source));
-        let title = format!("Loss vs position, S = {state} ({source})");
+    for ((sweep, state, source), members) in groups {
+        let curves = labelled(members);
+        let (stem_part, title_part) = sweep_part(a, &sweep);
+        let rel = sink.fresh(format!(
+            "figures/loss_{stem_part}S{state}_{}",
+            slug(&source)
+        ));
+        let title = format!("Loss vs position, {title_part}S = {state} ({source})");
+        let note = smoothing_note(&curves);
         let drawn = figures::loss_vs_position(&curves, &title, &sink.stem(&rel));
-        sink.add("Loss by position", title, rel, drawn)?;
+        sink.add_noted("Loss by position", title, note, rel, drawn)?;
     }
     Ok(())
+}
+
+/// Give each curve its job's label, made unique within the figure: prefixed by the sweep when
+/// the jobs come from several sweeps, suffixed by the job id when labels still repeat.
+fn labelled(members: Members) -> Vec<Curve> {
+    let jobs: Vec<&JobRecord> = members.iter().map(|(j, _)| *j).collect();
+    let labels = unique_labels(&jobs);
+    members
+        .into_iter()
+        .zip(labels)
+        .map(|((_, c), label)| Curve { label, ..c })
+        .collect()
 }
 
 fn mitigations(a: &Analysis, sink: &mut Sink) -> Result<(), Error> {
     let slugs = job_slugs(&a.data);
     let mut any = false;
-    for job in &a.data.jobs {
+    for job in ordered_jobs(a) {
         // source -> mitigation -> first eval
         let mut by_source: BTreeMap<&str, BTreeMap<&str, &EvalRecord>> = BTreeMap::new();
         for e in a.data.evals_of(&job.id, "loss") {
@@ -190,20 +267,20 @@ fn mitigations(a: &Analysis, sink: &mut Sink) -> Result<(), Error> {
             order.sort_by_key(|(m, _)| (*m != "none", *m));
             let mut curves = Vec::new();
             for (m, e) in order {
-                if let Some(points) = loss_points(e, sink) {
+                if let Some(curve) = loss_points(e, sink) {
                     curves.push(Curve {
                         label: m.to_string(),
-                        points,
-                        mark_x: None,
+                        ..curve
                     });
                 }
             }
             let slug_id = slugs.get(&job.id).cloned().unwrap_or_else(|| slug(&job.id));
-            let rel = format!("figures/mitigation_{slug_id}_{}", slug(source));
-            let title = format!("Mitigations, {} ({source})", job_label(a, &job.id));
+            let rel = sink.fresh(format!("figures/mitigation_{slug_id}_{}", slug(source)));
+            let title = format!("Mitigations, {} ({source})", job_title(a, job));
             let train = job.train_len().map(|t| t as f64);
+            let note = smoothing_note(&curves);
             let drawn = figures::mitigation_comparison(&curves, train, &title, &sink.stem(&rel));
-            sink.add("Mitigations", title, rel, drawn)?;
+            sink.add_noted("Mitigations", title, note, rel, drawn)?;
         }
     }
     if !any {
@@ -211,6 +288,99 @@ fn mitigations(a: &Analysis, sink: &mut Sink) -> Result<(), Error> {
             "mitigation comparison",
             "no job has loss results under two or more mitigations",
         );
+    }
+    Ok(())
+}
+
+/// The passkey evals of a job: the first per mitigation, `none` first.
+fn job_passkeys<'a>(a: &'a Analysis, job_id: &'a str) -> Vec<&'a EvalRecord> {
+    let mut per_mit: BTreeMap<&str, &EvalRecord> = BTreeMap::new();
+    for e in a.data.evals_of(job_id, "passkey") {
+        per_mit.entry(e.mitigation()).or_insert(e);
+    }
+    let mut v: Vec<(&str, &EvalRecord)> = per_mit.into_iter().collect();
+    v.sort_by_key(|(m, _)| (*m != "none", *m));
+    v.into_iter().map(|(_, e)| e).collect()
+}
+
+/// Accuracy vs prompt length, one figure per sweep with passkey results, one curve per job (and
+/// mitigation): colour by state size and marker by training length within the sweep, or by
+/// position when those do not tell the curves apart.
+fn passkey_accuracy(a: &Analysis, sink: &mut Sink) -> Result<(), Error> {
+    let mut by_sweep: BTreeMap<&str, Vec<(&JobRecord, &str, PasskeyGrid)>> = BTreeMap::new();
+    for job in &a.data.jobs {
+        for e in job_passkeys(a, &job.id) {
+            // malformed results are reported by the heat maps
+            if let Ok(r) = PasskeyResult::from_value(&e.result) {
+                let grid = PasskeyGrid::from_result(&r);
+                if !grid.is_empty() {
+                    by_sweep.entry(job.sweep.as_str()).or_default().push((
+                        job,
+                        e.mitigation(),
+                        grid,
+                    ));
+                }
+            }
+        }
+    }
+    for (sweep, members) in by_sweep {
+        let jobs: Vec<&JobRecord> = members.iter().map(|m| m.0).collect();
+        let labels = unique_labels(&jobs);
+        let sizes: BTreeSet<i64> = jobs.iter().map(|j| j.state_size).collect();
+        let lens: BTreeSet<Option<i64>> = jobs.iter().map(|j| j.train_len()).collect();
+        let styled: Vec<(usize, Marker)> = members
+            .iter()
+            .map(|(j, m, _)| {
+                let c = sizes.iter().position(|s| *s == j.state_size).unwrap_or(0);
+                let k = lens.iter().position(|l| *l == j.train_len()).unwrap_or(0);
+                // mitigated curves take the next marker shapes
+                let k = if *m == "none" { k } else { k + lens.len() };
+                (c, Marker::nth(k))
+            })
+            .collect();
+        let distinct: BTreeSet<(usize, usize)> =
+            styled.iter().map(|(c, m)| (*c, *m as usize)).collect();
+        let by_position = distinct.len() < styled.len() || sizes.len() > 8;
+        let curves: Vec<AccuracyCurve> = members
+            .iter()
+            .zip(labels)
+            .enumerate()
+            .map(|(i, ((_, m, grid), label))| {
+                let (colour, marker) = if by_position {
+                    (i, Marker::nth(i / 8))
+                } else {
+                    styled[i]
+                };
+                let label = match *m {
+                    "none" => label,
+                    m => format!("{label}, {m}"),
+                };
+                AccuracyCurve {
+                    label,
+                    points: grid
+                        .mean_by_length()
+                        .into_iter()
+                        .map(|(l, acc)| (l as f64, acc))
+                        .collect(),
+                    colour,
+                    marker,
+                }
+            })
+            .collect();
+        let (rel, title) = if a.multi_sweep {
+            (
+                format!("figures/passkey_accuracy_{}", slug(sweep)),
+                format!("Passkey accuracy vs length, {sweep}"),
+            )
+        } else {
+            (
+                "figures/passkey_accuracy".to_string(),
+                "Passkey accuracy vs length".to_string(),
+            )
+        };
+        let rel = sink.fresh(rel);
+        let drawn = figures::passkey_accuracy(&curves, &title, &sink.stem(&rel));
+        sink.add("Passkey retrieval", title, rel, drawn)?;
     }
     Ok(())
 }
@@ -227,8 +397,20 @@ fn passkey(a: &Analysis, sink: &mut Sink) -> Result<(), Error> {
         sink.skip("passkey heat map", "no passkey results");
         return Ok(());
     }
+    passkey_accuracy(a, sink)?;
+    // heat maps in job order (sweep, state size, training length, id), then evals of unknown jobs
+    let jobs = ordered_jobs(a);
+    let mut ordered: Vec<(Option<&JobRecord>, &EvalRecord)> = Vec::new();
+    for job in &jobs {
+        for e in evals.iter().filter(|e| e.job_id == job.id) {
+            ordered.push((Some(*job), e));
+        }
+    }
+    for e in evals.iter().filter(|e| a.data.job(&e.job_id).is_none()) {
+        ordered.push((None, e));
+    }
     let mut used = Vec::new();
-    for e in evals {
+    for (job, e) in ordered {
         let r = match PasskeyResult::from_value(&e.result) {
             Ok(r) => r,
             Err(err) => {
@@ -259,10 +441,11 @@ fn passkey(a: &Analysis, sink: &mut Sink) -> Result<(), Error> {
             "none" => String::new(),
             m => format!(", {m}"),
         };
-        let title = format!(
-            "Passkey, {}{mit} (T_recall = {recall})",
-            job_label(a, &e.job_id)
-        );
+        let who = match job {
+            Some(j) => job_title(a, j),
+            None => job_label(a, &e.job_id),
+        };
+        let title = format!("Passkey, {who}{mit} (T_recall = {recall})");
         let drawn =
             figures::passkey_heatmap(&PasskeyGrid::from_result(&r), &title, &sink.stem(&rel));
         sink.add("Passkey retrieval", title, rel, drawn)?;
@@ -273,7 +456,7 @@ fn passkey(a: &Analysis, sink: &mut Sink) -> Result<(), Error> {
 fn states(a: &Analysis, sink: &mut Sink) -> Result<(), Error> {
     let slugs = job_slugs(&a.data);
     let mut any = false;
-    for job in &a.data.jobs {
+    for job in ordered_jobs(a) {
         let all: Vec<&EvalRecord> = a.data.evals_of(&job.id, "states").collect();
         let Some(e) = all
             .iter()
@@ -283,7 +466,7 @@ fn states(a: &Analysis, sink: &mut Sink) -> Result<(), Error> {
             continue;
         };
         any = true;
-        let label = job_label(a, &job.id);
+        let label = job_title(a, job);
         let s = match StatesResult::from_value(&e.result) {
             Ok(s) => s,
             Err(err) => {
@@ -333,7 +516,8 @@ fn states(a: &Analysis, sink: &mut Sink) -> Result<(), Error> {
 }
 
 fn training(a: &Analysis, sink: &mut Sink) -> Result<(), Error> {
-    let mut groups: BTreeMap<i64, Vec<Curve>> = BTreeMap::new();
+    // (sweep, state size) -> jobs and curves
+    let mut groups: BTreeMap<(String, i64), Members> = BTreeMap::new();
     for job in &a.data.jobs {
         let points: Vec<(f64, f64)> = a
             .data
@@ -343,20 +527,20 @@ fn training(a: &Analysis, sink: &mut Sink) -> Result<(), Error> {
             .map(|m| (m.step as f64, m.value))
             .collect();
         if !points.is_empty() {
-            let curve = Curve {
-                label: job_label(a, &job.id),
-                points,
-                mark_x: None,
-            };
-            groups.entry(job.state_size).or_default().push(curve);
+            groups
+                .entry((job.sweep.clone(), job.state_size))
+                .or_default()
+                .push((job, Curve::new("", points)));
         }
     }
     if groups.is_empty() {
         sink.skip("training curves", "no training metrics");
     }
-    for (state, curves) in groups {
-        let rel = format!("figures/training_S{state}");
-        let title = format!("Training loss, S = {state}");
+    for ((sweep, state), members) in groups {
+        let curves = labelled(members);
+        let (stem_part, title_part) = sweep_part(a, &sweep);
+        let rel = sink.fresh(format!("figures/training_{stem_part}S{state}"));
+        let title = format!("Training loss, {title_part}S = {state}");
         let drawn = figures::training_curves(&curves, &title, &sink.stem(&rel));
         sink.add("Training", title, rel, drawn)?;
     }

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use super::cells::{self, NONE};
-use super::{Analysis, FORGET_RULE, PAPER_FORGET_LAW, PAPER_RECALL_LAW};
+use super::{section_note, summary, Analysis, FORGET_RULE, PAPER_FORGET_LAW, PAPER_RECALL_LAW};
 use crate::fit::Fit;
 
 const STYLE: &str = "body{font-family:'DejaVu Sans',sans-serif;margin:2em auto;max-width:1100px;\
@@ -76,10 +76,15 @@ fn fit_cells(law: &str, form: &str, fit: Option<&Fit>, paper: &str) -> Vec<Strin
 
 fn figures(out: &mut String, a: &Analysis, section: &str) {
     for f in a.figures.iter().filter(|f| f.section == section) {
+        let note = f
+            .note
+            .as_deref()
+            .map(|n| format!(" — {}", esc(n)))
+            .unwrap_or_default();
         let _ = writeln!(
             out,
             "<figure><img src=\"{stem}.svg\" alt=\"{cap}\"><figcaption>{cap} \
-             (<a href=\"{stem}.png\">PNG</a>)</figcaption></figure>",
+             (<a href=\"{stem}.png\">PNG</a>){note}</figcaption></figure>",
             stem = esc(&f.stem),
             cap = esc(&f.caption)
         );
@@ -102,6 +107,15 @@ pub(super) fn page(a: &Analysis) -> String {
          millions of state parameters, T in thousands of tokens (K).</p>",
         d.sweeps.len(), d.jobs.len(), d.evals.len(), d.metrics.len()
     );
+
+    let summary = summary::sentences(a);
+    if !summary.is_empty() {
+        o.push_str("<h2>Summary</h2>\n<ul>\n");
+        for line in &summary {
+            let _ = writeln!(o, "<li>{}</li>", esc(line));
+        }
+        o.push_str("</ul>\n");
+    }
 
     o.push_str("<h2>Capacity laws</h2>\n");
     header(
@@ -198,6 +212,9 @@ pub(super) fn page(a: &Analysis) -> String {
     ] {
         if a.figures.iter().any(|f| f.section == section) {
             let _ = writeln!(o, "<h2>{}</h2>", esc(section));
+            if let Some(note) = section_note(a, section) {
+                let _ = writeln!(o, "<p class=\"note\">{}</p>", esc(&note));
+            }
             figures(&mut o, a, section);
         }
     }

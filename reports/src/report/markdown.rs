@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use super::cells::{self, NONE};
-use super::{Analysis, FORGET_RULE, PAPER_FORGET_LAW, PAPER_RECALL_LAW};
+use super::{section_note, summary, Analysis, FORGET_RULE, PAPER_FORGET_LAW, PAPER_RECALL_LAW};
 use crate::fit::Fit;
 
 /// Escape the characters that would break a table cell or a link text.
@@ -54,6 +54,14 @@ pub(super) fn page(a: &Analysis) -> String {
          parameters: [fits.json](fits.json).\n",
         d.sweeps.len(), d.jobs.len(), d.evals.len()
     );
+    let summary = summary::sentences(a);
+    if !summary.is_empty() {
+        o.push_str("## Summary\n\n");
+        for line in &summary {
+            let _ = writeln!(o, "- {}", md(line));
+        }
+        o.push('\n');
+    }
     o.push_str("## Capacity laws\n\n");
     o.push_str("| law | this study | R² | n | parameters [95% bootstrap CI] | paper (arXiv 2410.07145) |\n");
     o.push_str("|---|---|---|---|---|---|\n");
@@ -104,15 +112,29 @@ pub(super) fn page(a: &Analysis) -> String {
     if a.figures.is_empty() {
         o.push_str("None.\n");
     }
+    let mut sections: Vec<&str> = Vec::new();
     for f in &a.figures {
-        let _ = writeln!(
-            o,
-            "- {}: [{}]({}.svg) ([PNG]({}.png))",
-            f.section,
-            md(&f.caption),
-            f.stem,
-            f.stem
-        );
+        if !sections.contains(&f.section) {
+            sections.push(f.section);
+        }
+    }
+    for (k, section) in sections.iter().enumerate() {
+        if k > 0 {
+            o.push('\n');
+        }
+        let _ = writeln!(o, "### {section}\n");
+        if let Some(note) = section_note(a, section) {
+            let _ = writeln!(o, "{}\n", md(&note));
+        }
+        for f in a.figures.iter().filter(|f| f.section == *section) {
+            let _ = writeln!(
+                o,
+                "- [{}]({}.svg) ([PNG]({}.png))",
+                md(&f.caption),
+                f.stem,
+                f.stem
+            );
+        }
     }
     o.push_str("\n## Skipped\n\n");
     if a.skipped.is_empty() {

@@ -4,6 +4,7 @@
 mod figs;
 mod html;
 mod markdown;
+mod summary;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -11,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use crate::data::ReportData;
+use crate::data::{JobRecord, ReportData};
 use crate::derive::{self, ForgetRow, JobRecall, StateRecall};
 use crate::fit::{self, Fit, FitModel, DEFAULT_BOOTSTRAP, DEFAULT_SEED};
 use crate::Error;
@@ -48,6 +49,8 @@ pub struct ReportSummary {
 pub(crate) struct FigureEntry {
     pub section: &'static str,
     pub caption: String,
+    /// Shown after the caption (e.g. how the curves were smoothed for display).
+    pub note: Option<String>,
     pub stem: String,
 }
 
@@ -55,6 +58,8 @@ pub(crate) struct FigureEntry {
 pub(crate) struct Analysis {
     pub data: ReportData,
     pub title: String,
+    /// The jobs come from more than one sweep: per-sweep figures name their sweep.
+    pub multi_sweep: bool,
     pub forget: Vec<ForgetRow>,
     pub job_recalls: Vec<JobRecall>,
     pub recalls: Vec<StateRecall>,
@@ -75,7 +80,10 @@ pub fn write_report(
     let forget = derive::t_forget(&data);
     let job_recalls = derive::job_recalls(&data);
     let recalls = derive::state_recalls(&job_recalls);
+    let sweeps: BTreeSet<&str> = data.jobs.iter().map(|j| j.sweep.as_str()).collect();
+    let multi_sweep = sweeps.len() > 1;
     let mut a = Analysis {
+        multi_sweep,
         title: opts
             .title
             .clone()
@@ -168,6 +176,16 @@ fn fit_or_skip(
             ));
             None
         }
+        Err(Error::NotExponential { n, log_a }) => {
+            skipped.push((
+                name.into(),
+                format!(
+                    "the {n} points ({what}) do not follow an exponential law T = b·(a^S − 1) + c; \
+                     the closest such curve has a base a = e^{log_a:.1}, which cannot be represented"
+                ),
+            ));
+            None
+        }
         Err(e) => {
             skipped.push((name.into(), e.to_string()));
             None
@@ -251,14 +269,102 @@ pub(crate) fn job_slugs(data: &ReportData) -> BTreeMap<String, String> {
 /// The label to show for a job (its id when the label is empty).
 pub(crate) fn job_label(a: &Analysis, id: &str) -> String {
     match a.data.job(id) {
-        Some(j) if !j.label.is_empty() => j.label.clone(),
-        _ => id.to_string(),
+        Some(j) => label_of(j),
+        None => id.to_string(),
     }
+}
+
+fn label_of(j: &JobRecord) -> String {
+    if j.label.is_empty() {
+        j.id.clone()
+    } else {
+        j.label.clone()
+    }
+}
+
+/// A job's name in the title of a per-job figure: its label, after its sweep when the report
+/// holds several sweeps.
+pub(crate) fn job_title(a: &Analysis, j: &JobRecord) -> String {
+    if a.multi_sweep {
+        format!("{}: {}", j.sweep, label_of(j))
+    } else {
+        label_of(j)
+    }
+}
+
+/// Legend labels for the jobs of one figure, unique within it: "sweep: label" when the jobs
+/// come from more than one sweep, and the job id appended to labels that still repeat.
+pub(crate) fn unique_labels(jobs: &[&JobRecord]) -> Vec<String> {
+    let sweeps: BTreeSet<&str> = jobs.iter().map(|j| j.sweep.as_str()).collect();
+    let base: Vec<String> = jobs
+        .iter()
+        .map(|j| {
+            if sweeps.len() > 1 {
+                format!("{}: {}", j.sweep, label_of(j))
+            } else {
+                label_of(j)
+            }
+        })
+        .collect();
+    base.iter()
+        .zip(jobs)
+        .map(|(l, j)| {
+            let repeated = base.iter().filter(|b| *b == l).count() > 1;
+            if repeated && *l != j.id {
+                format!("{l} ({})", j.id)
+            } else {
+                l.clone()
+            }
+        })
+        .collect()
+}
+
+/// Jobs grouped by sweep (sweeps by name, jobs in canonical order within), each id once.
+pub(crate) fn ordered_jobs(a: &Analysis) -> Vec<&JobRecord> {
+    let mut jobs: Vec<&JobRecord> = a.data.jobs.iter().collect();
+    jobs.sort_by(|x, y| x.sweep.cmp(&y.sweep)); // stable: canonical order within a sweep
+    let mut seen = BTreeSet::new();
+    jobs.retain(|j| seen.insert(j.id.as_str()));
+    jobs
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn labels_are_unique_within_a_figure() {
+        let job = |id: &str, sweep: &str, label: &str| JobRecord {
+            id: id.into(),
+            sweep: sweep.into(),
+            label: label.into(),
+            ..JobRecord::default()
+        };
+        let (a, b, c) = (
+            job("j1", "forget", "d_state=8 seq_len=256"),
+            job("j2", "recall", "d_state=8 seq_len=256"),
+            job("j3", "recall", ""),
+        );
+        // several sweeps: the sweep goes first; an empty label falls back to the id
+        assert_eq!(
+            unique_labels(&[&a, &b, &c]),
+            [
+                "forget: d_state=8 seq_len=256",
+                "recall: d_state=8 seq_len=256",
+                "recall: j3"
+            ]
+        );
+        // one sweep: plain labels, the id after labels that repeat
+        let d = job("j4", "recall", "d_state=8 seq_len=256");
+        assert_eq!(
+            unique_labels(&[&b, &d, &c]),
+            [
+                "d_state=8 seq_len=256 (j2)",
+                "d_state=8 seq_len=256 (j4)",
+                "j3"
+            ]
+        );
+    }
 
     #[test]
     fn slugs_are_safe() {
@@ -338,6 +444,31 @@ pub(crate) mod cells {
         format!("{v:.decimals$}")
     }
 }
+
+/// A paragraph opening a section of figures, when its figures need one: how loss curves were
+/// smoothed for display.
+pub(crate) fn section_note(a: &Analysis, section: &str) -> Option<String> {
+    let mut in_section = a.figures.iter().filter(|f| f.section == section);
+    match section {
+        "Passkey retrieval" => in_section
+            .any(|f| f.stem.starts_with("figures/passkey_accuracy"))
+            .then(|| PASSKEY_NOTE.to_string()),
+        _ => in_section
+            .any(|f| f.note.is_some())
+            .then(|| SMOOTHING_NOTE.to_string()),
+    }
+}
+
+/// What display smoothing does, for the pages.
+pub(crate) const SMOOTHING_NOTE: &str = "Loss curves on a logarithmic position axis are smoothed \
+into log-spaced bins for display: the loss buckets whose midpoints fall in a bin are averaged, \
+weighted by bucket width (the legend of each figure gives the bins per doubling). Collapse \
+verdicts, T_forget and the tables use the raw buckets.";
+
+/// How to read the passkey figures, for the pages.
+pub(crate) const PASSKEY_NOTE: &str = "Accuracy vs length shows, per job, the passkey accuracy \
+averaged over needle depths at each prompt length; T_recall needs more than 95% accuracy at every \
+depth, which the heat maps show depth by depth.";
 
 /// How T_forget is derived, for the pages.
 pub(crate) const FORGET_RULE: &str = "A job collapses when any of its loss evaluations without \

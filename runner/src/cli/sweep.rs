@@ -9,6 +9,7 @@ use stuffed_model::cuda;
 
 use super::common::{print_rows, runtime, DbArgs, TableFormat};
 use crate::sched::local::{Controller, GpuSlot, Options};
+use crate::sched::slurm::{self, SlurmOptions};
 use crate::sched::{estimate_memory_gb, estimate_secs, PlannedJob};
 use crate::store::Db;
 use crate::sweep::{expand, Backend, LoadedSweep, SweepSpec};
@@ -20,8 +21,12 @@ pub enum Command {
     Run(RunArgs),
     /// Jobs by status, and the running ones with their progress.
     Status(StatusArgs),
-    /// Stop a sweep: pending jobs are cancelled, running workers checkpoint and stop.
+    /// Stop a sweep: pending jobs are cancelled, running workers checkpoint and stop (Slurm
+    /// tasks are scancelled).
     Cancel(CancelArgs),
+    /// Slurm sweeps: ingest the workers' events, settle ended tasks, resubmit what is worth it
+    /// and submit pending jobs (one round; cron-friendly).
+    Sync(SyncArgs),
 }
 
 impl Command {
@@ -30,6 +35,7 @@ impl Command {
             Command::Run(a) => a.run(),
             Command::Status(a) => runtime()?.block_on(a.run()),
             Command::Cancel(a) => runtime()?.block_on(a.run()),
+            Command::Sync(a) => runtime()?.block_on(a.run()),
         }
     }
 }
@@ -56,9 +62,25 @@ pub struct RunArgs {
     /// Refuse sweeps that expand to more jobs than this.
     #[arg(long, default_value_t = 10_000)]
     max_jobs: usize,
-    /// Where run directories go (one per job id).
+    /// Where run directories go (one per job id; on the shared file system for Slurm).
     #[arg(long, default_value = "results/runs")]
     runs_dir: PathBuf,
+    /// Override the sweep file's backend: local or slurm.
+    #[arg(long)]
+    backend: Option<String>,
+    /// Slurm: submit and exit; `stuffed sweep sync NAME` picks the results up later.
+    #[arg(long)]
+    detach: bool,
+    /// Slurm: seconds between polls of the cluster.
+    #[arg(long, default_value_t = 10)]
+    poll: u64,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SyncArgs {
+    #[command(flatten)]
+    db: DbArgs,
+    name: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -127,8 +149,20 @@ fn human_secs(s: f64) -> String {
 impl RunArgs {
     fn run(self) -> anyhow::Result<i32> {
         let loaded = SweepSpec::load(&self.file)?;
-        if let Backend::Slurm(_) = loaded.spec.backend {
-            bail!("{}: the slurm backend is not available in this build; use backend: local", self.file.display());
+        let backend = match self.backend.as_deref() {
+            None => loaded.spec.backend.clone(),
+            Some("local") => Backend::Local,
+            Some("slurm") => match &loaded.spec.backend {
+                Backend::Slurm(c) => Backend::Slurm(c.clone()),
+                Backend::Local => Backend::Slurm(Default::default()),
+            },
+            Some(other) => bail!("--backend: unknown backend '{other}' (expected local or slurm)"),
+        };
+        if let Backend::Slurm(cfg) = backend {
+            return self.run_slurm(loaded, cfg);
+        }
+        if self.detach {
+            bail!("--detach needs the slurm backend (a local sweep runs in this process)");
         }
         let gpus = select_gpus(&self.gpus)?;
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
@@ -151,23 +185,7 @@ impl RunArgs {
         let name = loaded.spec.name.clone();
         runtime()?.block_on(async {
             let db = self.db.open().await?;
-            db.upsert_sweep(&name, &loaded.spec.description, &loaded.text, Some(&self.file.display().to_string()), "local").await?;
-            for (pos, (j, varied)) in planned.iter().enumerate() {
-                let varied_obj = Value::Object(varied.iter().cloned().collect());
-                db.add_job(&crate::store::NewJob {
-                    id: &j.id,
-                    sweep: &name,
-                    label: &j.label,
-                    varied: &varied_obj,
-                    position: pos as i64,
-                    config: &serde_json::to_value(&j.config)?,
-                    state_size: j.model.state_size(),
-                    n_params: j.model.num_params(),
-                    train_len: j.config.train.seq_len,
-                    run_dir: &j.run_dir.display().to_string(),
-                })
-                .await?;
-            }
+            register(&db, &loaded, &self.file, "local", &planned).await?;
             let jobs: Vec<PlannedJob> = planned.into_iter().map(|(j, _)| j).collect();
             let device = if opts.gpus.is_empty() { format!("{} CPU worker(s)", opts.max_parallel) } else { format!("{} GPU(s)", opts.gpus.len()) };
             eprintln!("sweep {name}: {} jobs on {device}; database {}", jobs.len(), self.db.db.display());
@@ -185,6 +203,96 @@ impl RunArgs {
                 crate::exit::OK
             })
         })
+    }
+}
+
+/// Registers a sweep and its jobs in the database.
+async fn register(db: &Db, loaded: &LoadedSweep, file: &Path, backend: &str, planned: &[(PlannedJob, Vec<(String, Value)>)]) -> anyhow::Result<()> {
+    let name = &loaded.spec.name;
+    db.upsert_sweep(name, &loaded.spec.description, &loaded.text, Some(&file.display().to_string()), backend).await?;
+    for (pos, (j, varied)) in planned.iter().enumerate() {
+        let varied_obj = Value::Object(varied.iter().cloned().collect());
+        db.add_job(&crate::store::NewJob {
+            id: &j.id,
+            sweep: name,
+            label: &j.label,
+            varied: &varied_obj,
+            position: pos as i64,
+            config: &serde_json::to_value(&j.config)?,
+            state_size: j.model.state_size(),
+            n_params: j.model.num_params(),
+            train_len: j.config.train.seq_len,
+            run_dir: &j.run_dir.display().to_string(),
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// Slurm options of a sweep: the backend settings, shared directories, this binary.
+fn slurm_options(cfg: crate::sweep::SlurmBackend, loaded: &LoadedSweep, runs_dir: &Path, poll: u64) -> anyhow::Result<SlurmOptions> {
+    Ok(SlurmOptions {
+        cfg,
+        slurm_dir: runs_dir.join("slurm"),
+        retries: loaded.spec.retries,
+        timeout_secs: loaded.spec.resources.timeout_secs(),
+        poll: Duration::from_secs(poll.max(1)),
+        exe: std::env::current_exe().context("locating the stuffed binary")?,
+    })
+}
+
+impl RunArgs {
+    fn run_slurm(&self, loaded: LoadedSweep, cfg: crate::sweep::SlurmBackend) -> anyhow::Result<i32> {
+        std::fs::create_dir_all(&self.runs_dir).with_context(|| format!("creating {}", self.runs_dir.display()))?;
+        let runs_dir = std::fs::canonicalize(&self.runs_dir)?;
+        let planned = plan(&loaded, self.max_jobs, &runs_dir, true, 1)?;
+        if self.dry_run {
+            print_plan(&loaded, &planned, &[], 1)?;
+            return Ok(0);
+        }
+        let opts = slurm_options(cfg, &loaded, &runs_dir, self.poll)?;
+        let stop = super::train::stop_flag()?;
+        let name = loaded.spec.name.clone();
+        runtime()?.block_on(async {
+            let db = self.db.open().await?;
+            register(&db, &loaded, &self.file, "slurm", &planned).await?;
+            for (j, _) in &planned {
+                let row = db.job(&j.id).await?;
+                if row.status != "completed" && db.open_attempt(&j.id).await?.is_none() {
+                    db.set_status(&j.id, "pending", None, None).await?;
+                }
+            }
+            slurm::run(&db, &name, &opts, self.detach, &stop).await?;
+            if !self.detach {
+                print_sweep_table(&db, &name).await?;
+            }
+            let jobs = db.sweep_jobs(&name).await?;
+            Ok(if self.detach || jobs.iter().all(|j| j.status == "completed") { 0 } else { crate::exit::ERROR })
+        })
+    }
+}
+
+impl SyncArgs {
+    async fn run(self) -> anyhow::Result<i32> {
+        let db = self.db.open().await?;
+        let Some(row) = db.sweep(&self.name).await? else { bail!("no sweep named '{}' in {}", self.name, self.db.db.display()) };
+        let source = PathBuf::from(row.source_path.clone().unwrap_or_default());
+        let loaded = SweepSpec::parse(&row.spec, &source)?;
+        let cfg = match loaded.spec.backend.clone() {
+            Backend::Slurm(c) => c,
+            Backend::Local if row.backend == "slurm" => Default::default(),
+            Backend::Local => bail!("sweep {} runs on the local backend: `sweep run` resumes it", self.name),
+        };
+        let jobs = db.sweep_jobs(&self.name).await?;
+        let runs_dir = jobs.first().and_then(|j| Path::new(&j.run_dir).parent().map(Path::to_path_buf)).unwrap_or_else(|| PathBuf::from("results/runs"));
+        let opts = slurm_options(cfg, &loaded, &runs_dir, 10)?;
+        let s = slurm::sync_once(&db, &self.name, &opts).await?;
+        println!(
+            "sweep {}: {} completed, {} failed, {} resubmitted, {} running, {} newly submitted, {} pending",
+            self.name, s.completed, s.failed, s.resubmitted, s.running, s.submitted, s.pending
+        );
+        print_sweep_table(&db, &self.name).await?;
+        Ok(0)
     }
 }
 
@@ -255,7 +363,12 @@ impl StatusArgs {
                     j.total_steps.map_or("-".into(), |s| s.to_string()),
                     j.last_loss.map_or("-".into(), |l| format!("{l:.4}")),
                     j.tokens_per_s.map_or(String::new(), |t| format!("{t:.0} tok/s")),
-                    att.and_then(|a| a.gpu.map(|g| format!("gpu {g}"))).unwrap_or_else(|| "cpu".into())
+                    att.map(|a| match (a.backend_id, a.gpu) {
+                        (Some(id), _) => format!("Slurm task {id}"),
+                        (None, Some(g)) => format!("gpu {g}"),
+                        (None, None) => "cpu".into(),
+                    })
+                    .unwrap_or_else(|| "-".into())
                 );
             }
         }
@@ -269,7 +382,11 @@ impl CancelArgs {
         if db.sweep(&self.name).await?.is_none() {
             bail!("no sweep named '{}' in {}", self.name, self.db.db.display());
         }
+        let slurm_cancelled = if db.sweep(&self.name).await?.is_some_and(|s| s.backend == "slurm") { slurm::cancel(&db, &self.name).await? } else { 0 };
         let n = db.cancel_sweep(&self.name).await?;
+        if slurm_cancelled > 0 {
+            println!("sweep {}: scancelled {slurm_cancelled} Slurm task(s)", self.name);
+        }
         // Workers of a controller that is gone: signal them directly (their controller, if
         // alive, does the same on its next poll).
         let mut signalled = 0;

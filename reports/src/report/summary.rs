@@ -1,0 +1,275 @@
+// The report's summary: a few plain sentences on what the data show (state collapse, T_forget,
+// T_recall, the fitted laws), shared by index.html and README.md.
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{Analysis, PAPER_FORGET_LAW, PAPER_RECALL_LAW};
+use crate::derive::ForgetRow;
+use crate::fit::Fit;
+use crate::results::LossResult;
+
+/// "a", "a and b", "a, b and c".
+pub(crate) fn join_and(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
+}
+
+fn ints(v: impl IntoIterator<Item = i64>) -> Vec<String> {
+    v.into_iter().map(|x| x.to_string()).collect()
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("{n} {one}")
+    } else {
+        format!("{n} {many}")
+    }
+}
+
+/// The summary sentences, in order: collapse and T_forget, T_recall, the laws.
+pub(crate) fn sentences(a: &Analysis) -> Vec<String> {
+    let mut out = Vec::new();
+    forget(a, &mut out);
+    recall(a, &mut out);
+    laws(a, &mut out);
+    out
+}
+
+/// The furthest position any loss evaluation without mitigation reached.
+fn loss_reach(a: &Analysis) -> Option<i64> {
+    a.data
+        .evals
+        .iter()
+        .filter(|e| e.kind == "loss" && e.mitigation() == "none")
+        .filter_map(|e| LossResult::from_value(&e.result).ok()?.max_position())
+        .reduce(f64::max)
+        .map(|p| p.round() as i64)
+}
+
+fn forget(a: &Analysis, out: &mut Vec<String>) {
+    let rows: Vec<&ForgetRow> = a
+        .forget
+        .iter()
+        .filter(|r| !r.lengths_tried.is_empty())
+        .collect();
+    if rows.is_empty() {
+        if a.data.evals.iter().any(|e| e.kind == "loss") {
+            out.push(
+                "No loss evaluation gave a collapse verdict (no bucket ends within the training \
+                 length), so state collapse and T_forget could not be assessed."
+                    .into(),
+            );
+        }
+        return;
+    }
+    let sizes = join_and(&ints(rows.iter().map(|r| r.state_size)));
+    let lengths: BTreeSet<i64> = rows
+        .iter()
+        .flat_map(|r| r.lengths_tried.iter().copied())
+        .collect();
+    let reach = loss_reach(a)
+        .map(|p| format!(", with the loss evaluated up to position {p}"))
+        .unwrap_or_default();
+    let collapsed: Vec<&&ForgetRow> = rows
+        .iter()
+        .filter(|r| !r.collapsed_lengths.is_empty())
+        .collect();
+    if collapsed.is_empty() {
+        let shortest: BTreeSet<i64> = rows.iter().filter_map(|r| r.t_forget).collect();
+        let bound = match shortest.iter().collect::<Vec<_>>().as_slice() {
+            [one] => format!("at or below {one} tokens, the shortest training length tried,"),
+            _ => "at or below the shortest training length tried".to_string(),
+        };
+        out.push(format!(
+            "No state collapse was observed at any state size and training length: none of the \
+             {} (S = {sizes}) collapsed at any of the training lengths tried ({}){reach}. \
+             T_forget is therefore {bound} for every state size; it is an upper bound, not a \
+             measurement, so the linear T_forget law cannot be fitted.",
+            plural(rows.len(), "state size", "state sizes"),
+            join_and(&ints(lengths.iter().copied())),
+        ));
+        return;
+    }
+    let which: Vec<String> = collapsed
+        .iter()
+        .map(|r| {
+            format!(
+                "S = {} (trained at {})",
+                r.state_size,
+                join_and(&ints(r.collapsed_lengths.iter().copied()))
+            )
+        })
+        .collect();
+    out.push(format!(
+        "State collapse was observed for {} of {} state sizes{reach}: {}.",
+        collapsed.len(),
+        rows.len(),
+        join_and(&which)
+    ));
+    let measured: Vec<String> = rows
+        .iter()
+        .filter(|r| !r.is_upper_bound())
+        .filter_map(|r| Some(format!("{} at S = {}", r.t_forget?, r.state_size)))
+        .collect();
+    if !measured.is_empty() {
+        out.push(format!("T_forget was measured as {}.", join_and(&measured)));
+    }
+    let never: Vec<i64> = rows
+        .iter()
+        .filter(|r| r.is_upper_bound())
+        .map(|r| r.state_size)
+        .collect();
+    if !never.is_empty() {
+        out.push(format!(
+            "S = {} never collapsed, so T_forget there is only known to be at or below the \
+             shortest training length tried.",
+            join_and(&ints(never))
+        ));
+    }
+    let not_reached: Vec<String> = rows
+        .iter()
+        .filter(|r| r.t_forget.is_none())
+        .filter_map(|r| Some(format!("S = {} (> {})", r.state_size, r.largest_tried()?)))
+        .collect();
+    if !not_reached.is_empty() {
+        out.push(format!(
+            "T_forget was not reached for {}: the longest training length tried still collapses.",
+            join_and(&not_reached)
+        ));
+    }
+}
+
+fn recall_text(t: Option<i64>) -> String {
+    t.map(|t| t.to_string()).unwrap_or_else(|| "none".into())
+}
+
+fn recall(a: &Analysis, out: &mut Vec<String>) {
+    if a.job_recalls.is_empty() {
+        return;
+    }
+    if a.recalls.iter().all(|r| r.t_recall.is_none()) {
+        out.push(
+            "No model retrieved the passkey with > 95% accuracy at every depth at any prompt \
+             length tried, so T_recall could not be measured."
+                .into(),
+        );
+        return;
+    }
+    let per_size: Vec<String> = a
+        .recalls
+        .iter()
+        .map(|r| format!("{} at S = {}", recall_text(r.t_recall), r.state_size))
+        .collect();
+    out.push(format!(
+        "T_recall (the longest prompt with > 95% passkey accuracy at every depth), best job per \
+         state size: {}.",
+        join_and(&per_size)
+    ));
+    let none: Vec<i64> = a
+        .recalls
+        .iter()
+        .filter(|r| r.t_recall.is_none())
+        .map(|r| r.state_size)
+        .collect();
+    if !none.is_empty() {
+        out.push(format!(
+            "No model of state size {} retrieved the passkey reliably at any prompt length tried.",
+            join_and(&ints(none))
+        ));
+    }
+    let values: Vec<i64> = a.recalls.iter().map(|r| r.t_recall.unwrap_or(0)).collect();
+    if a.recalls.len() >= 2 {
+        if values.windows(2).all(|w| w[0] <= w[1]) {
+            out.push("T_recall rises or stays level as the state grows.".into());
+        } else {
+            out.push(
+                "T_recall does not increase steadily with state size: a larger state did not \
+                 always recall further."
+                    .into(),
+            );
+        }
+    }
+    // train length -> state size -> best T_recall (None: no length recalled)
+    let mut by_len: BTreeMap<i64, BTreeMap<i64, Option<i64>>> = BTreeMap::new();
+    for j in &a.job_recalls {
+        if let Some(len) = j.train_len {
+            let e = by_len
+                .entry(len)
+                .or_default()
+                .entry(j.state_size)
+                .or_insert(None);
+            *e = (*e).max(j.t_recall);
+        }
+    }
+    if by_len.len() >= 2 {
+        let (some, nothing): (Vec<_>, Vec<_>) = by_len
+            .iter()
+            .partition(|(_, per_size)| per_size.values().any(Option::is_some));
+        let mut parts: Vec<String> = some
+            .iter()
+            .map(|(len, per_size)| {
+                let v: Vec<String> = per_size
+                    .iter()
+                    .map(|(s, t)| format!("{} at S = {s}", recall_text(*t)))
+                    .collect();
+                format!("trained at {len} tokens: {}", join_and(&v))
+            })
+            .collect();
+        if !nothing.is_empty() {
+            parts.push(format!(
+                "no model trained at {} tokens reached it at any length",
+                join_and(&ints(nothing.iter().map(|(len, _)| **len)))
+            ));
+        }
+        out.push(format!(
+            "T_recall by training length: {}.",
+            parts.join("; ")
+        ));
+    }
+}
+
+fn law_sentence(a: &Analysis, name: &str, fit: Option<&Fit>, paper: &str, out: &mut Vec<String>) {
+    match fit {
+        Some(f) => out.push(format!(
+            "The {name} law fitted over {} state sizes is {} (paper: {paper}).",
+            f.n,
+            f.equation()
+        )),
+        None => {
+            let key = format!("{name} fit");
+            if let Some((_, why)) = a.skipped.iter().find(|(w, _)| *w == key) {
+                out.push(format!("The {name} law was not fitted: {why}."));
+            }
+        }
+    }
+}
+
+fn laws(a: &Analysis, out: &mut Vec<String>) {
+    let with_verdict = || a.forget.iter().filter(|r| !r.lengths_tried.is_empty());
+    // when nothing collapsed anywhere, the collapse sentence already says why there is no law
+    let explained = with_verdict().all(|r| r.is_upper_bound());
+    if with_verdict().next().is_some() && !(explained && a.forget_fit.is_none()) {
+        law_sentence(a, "T_forget", a.forget_fit.as_ref(), PAPER_FORGET_LAW, out);
+    }
+    if !a.job_recalls.is_empty() {
+        law_sentence(a, "T_recall", a.recall_fit.as_ref(), PAPER_RECALL_LAW, out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_read_naturally() {
+        assert_eq!(join_and(&[]), "");
+        assert_eq!(join_and(&["a".into()]), "a");
+        assert_eq!(
+            join_and(&["a".into(), "b".into(), "c".into()]),
+            "a, b and c"
+        );
+        assert_eq!(plural(1, "state size", "state sizes"), "1 state size");
+    }
+}

@@ -1,0 +1,362 @@
+//! The Slurm backend: pending jobs go to the cluster as sbatch job arrays (one array per
+//! submission, identical resources, `%K` throttle), each task running `stuffed worker` on its
+//! job's run directory on the shared file system. Tracking is one batched `sacct` (when
+//! accounting works) or `squeue -r` call per poll for all arrays; the workers' event files are
+//! the source of truth for results and completion. PREEMPTED, NODE_FAIL and TIMEOUT are
+//! resubmitted by us (resuming from the checkpoint, counted against `retries`); OUT_OF_MEMORY
+//! and FAILED are recorded with their class; a task Slurm requeues by itself stays the same
+//! attempt, so nothing is counted twice. The database stays on the controller's disk; `--detach`
+//! submits and exits, `sweep sync` (cron-friendly) ingests and advances later.
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde_json::Value;
+
+use super::{classify, EndClass};
+use crate::job::{EVENTS_FILE, JOB_FILE};
+use crate::store::{read_events, AttemptRow, Db, JobRow, NewAttempt};
+use crate::sweep::SlurmBackend;
+
+#[derive(Debug, Clone)]
+pub struct SlurmOptions {
+    pub cfg: SlurmBackend,
+    /// Where scripts and Slurm output files go (shared file system).
+    pub slurm_dir: PathBuf,
+    pub retries: u32,
+    /// Per-task time limit when the backend sets no `time`.
+    pub timeout_secs: Option<u64>,
+    pub poll: Duration,
+    /// The `stuffed` binary the tasks run.
+    pub exe: PathBuf,
+}
+
+/// One array task as Slurm reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskState {
+    pub state: String,
+    pub exit: Option<i64>,
+}
+
+impl TaskState {
+    /// Still queued, running or being requeued by Slurm.
+    pub fn active(&self) -> bool {
+        matches!(
+            self.state.as_str(),
+            "PENDING" | "RUNNING" | "CONFIGURING" | "COMPLETING" | "REQUEUED" | "REQUEUE_HOLD" | "REQUEUE_FED" | "RESIZING" | "SUSPENDED" | "STAGE_OUT" | "SIGNALING"
+        )
+    }
+}
+
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct SyncSummary {
+    pub submitted: usize,
+    pub running: usize,
+    pub completed: usize,
+    pub failed: usize,
+    pub resubmitted: usize,
+    pub cancelled: usize,
+    pub pending: usize,
+}
+
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+fn slurm_time(secs: u64) -> String {
+    let m = secs.div_ceil(60);
+    format!("{}:{:02}:00", m / 60, m % 60)
+}
+
+/// The sbatch script of one array over `dirs`.
+pub fn array_script(opts: &SlurmOptions, sweep: &str, dirs: &[String]) -> String {
+    let c = &opts.cfg;
+    let mut s = String::from("#!/bin/bash\n");
+    let mut sb = |line: String| s.push_str(&format!("#SBATCH {line}\n"));
+    sb(format!("--job-name=stuffed:{sweep}"));
+    let throttle = c.max_concurrent.map(|k| format!("%{k}")).unwrap_or_default();
+    sb(format!("--array=0-{}{throttle}", dirs.len().saturating_sub(1)));
+    sb(format!("--output={}/%A_%a.out", opts.slurm_dir.display()));
+    for (flag, v) in [("partition", &c.partition), ("account", &c.account), ("qos", &c.qos), ("mem", &c.mem)] {
+        if let Some(v) = v {
+            sb(format!("--{flag}={v}"));
+        }
+    }
+    match (&c.time, opts.timeout_secs) {
+        (Some(t), _) => sb(format!("--time={t}")),
+        (None, Some(secs)) => sb(format!("--time={}", slurm_time(secs))),
+        _ => {}
+    }
+    if let Some(n) = c.cpus_per_task {
+        sb(format!("--cpus-per-task={n}"));
+    }
+    if !c.gres.trim().is_empty() {
+        sb(format!("--gres={}", c.gres.trim()));
+    }
+    for extra in &c.extra_sbatch {
+        sb(extra.trim().to_string());
+    }
+    s.push_str("set -u\n");
+    s.push_str(&format!("DIRS=({})\n", dirs.iter().map(|d| quote(d)).collect::<Vec<_>>().join(" ")));
+    s.push_str(&format!("exec {} worker --run-dir \"${{DIRS[$SLURM_ARRAY_TASK_ID]}}\"\n", quote(&opts.exe.display().to_string())));
+    s
+}
+
+fn run_cmd(cmd: &mut Command) -> anyhow::Result<String> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?} (is Slurm installed here?)"))?;
+    if !out.status.success() {
+        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Submits `jobs` as one array and records an attempt per task. Returns the array job id.
+pub async fn submit(db: &Db, sweep: &str, jobs: &[JobRow], opts: &SlurmOptions) -> anyhow::Result<Option<String>> {
+    if jobs.is_empty() {
+        return Ok(None);
+    }
+    std::fs::create_dir_all(&opts.slurm_dir).with_context(|| format!("creating {}", opts.slurm_dir.display()))?;
+    let mut dirs = Vec::new();
+    for j in jobs {
+        let dir = PathBuf::from(&j.run_dir);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
+        std::fs::write(dir.join(JOB_FILE), serde_norway::to_string(&j.config_json())?)?;
+        dirs.push(dir.display().to_string());
+    }
+    let script = array_script(opts, sweep, &dirs);
+    let n = std::fs::read_dir(&opts.slurm_dir).map(|d| d.count()).unwrap_or(0);
+    let path = opts.slurm_dir.join(format!("{sweep}-{n:04}.sh"));
+    std::fs::write(&path, &script).with_context(|| format!("writing {}", path.display()))?;
+    let out = run_cmd(Command::new("sbatch").arg("--parsable").arg(&path))?;
+    let id = out.trim().split(';').next().unwrap_or("").to_string();
+    if id.is_empty() || !id.chars().all(|c| c.is_ascii_digit()) {
+        bail!("sbatch returned '{}' instead of a job id", out.trim());
+    }
+    for (i, j) in jobs.iter().enumerate() {
+        let task = format!("{id}_{i}");
+        db.start_attempt(&NewAttempt {
+            job_id: j.id.clone(),
+            backend: "slurm".into(),
+            backend_id: Some(task.clone()),
+            log_path: Some(opts.slurm_dir.join(format!("{task}.out")).display().to_string()),
+            seed: j.config_json()["train"]["seed"].as_i64(),
+            ..Default::default()
+        })
+        .await?;
+    }
+    Ok(Some(id))
+}
+
+/// Parses `squeue -r -h -O JobArrayID,State,exit_code` lines (exit_code = raw wait status).
+pub fn parse_squeue(text: &str) -> HashMap<String, TaskState> {
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (id, state) = (f.next()?, f.next()?);
+            let exit = f.next().and_then(|e| e.parse::<i64>().ok()).map(|w| if w > 255 { w >> 8 } else { w });
+            Some((id.to_string(), TaskState { state: state.trim_end_matches('+').to_string(), exit }))
+        })
+        .collect()
+}
+
+/// Parses `sacct -X -n -P -o JobID,State,ExitCode` lines (`123_4|COMPLETED|0:0`).
+pub fn parse_sacct(text: &str) -> HashMap<String, TaskState> {
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split('|');
+            let (id, state, exit) = (f.next()?, f.next()?, f.next()?);
+            let state = state.split_whitespace().next()?.trim_end_matches('+').to_string();
+            Some((id.to_string(), TaskState { state, exit: exit.split(':').next().and_then(|e| e.parse().ok()) }))
+        })
+        .collect()
+}
+
+/// The state of every task of `arrays`, in one call: sacct when accounting works, else squeue.
+pub fn query(arrays: &[String]) -> anyhow::Result<HashMap<String, TaskState>> {
+    if arrays.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let ids = arrays.join(",");
+    let sacct = Command::new("sacct").args(["-X", "-n", "-P", "-o", "JobID,State,ExitCode", "-j", &ids]).output();
+    if let Ok(o) = sacct {
+        if o.status.success() {
+            return Ok(parse_sacct(&String::from_utf8_lossy(&o.stdout)));
+        }
+    }
+    let out = Command::new("squeue").args(["-r", "--states=all", "-h", "-O", "JobArrayID:30,State:20,exit_code:8", "-j", &ids]).output().context("running squeue")?;
+    // squeue exits non-zero when every id is unknown (aged out): no states then.
+    Ok(parse_squeue(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// The `done` event of the latest run of an attempt started at `started_at` (RFC 3339): the
+/// newest `done` at or after that time, unless a newer run has begun since (a task Slurm
+/// requeued is running again).
+fn attempt_done(events: &[Value], started_at: &str) -> Option<Value> {
+    for e in events.iter().rev() {
+        if e["time"].as_str().is_none_or(|t| t < started_at) {
+            return None;
+        }
+        match e["kind"].as_str() {
+            Some("done") => return Some(e.clone()),
+            Some("start" | "resume") => return None,
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Open Slurm attempts of a sweep's jobs.
+async fn open_attempts(db: &Db, jobs: &[JobRow]) -> anyhow::Result<Vec<(JobRow, AttemptRow)>> {
+    let mut out = Vec::new();
+    for j in jobs {
+        if let Some(a) = db.open_attempt(&j.id).await? {
+            if a.backend == "slurm" {
+                out.push((j.clone(), a));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// One round: ingest events, settle ended tasks (resubmitting what is worth it), submit the
+/// pending jobs.
+pub async fn sync_once(db: &Db, sweep: &str, opts: &SlurmOptions) -> anyhow::Result<SyncSummary> {
+    let mut sum = SyncSummary::default();
+    let jobs = db.sweep_jobs(sweep).await?;
+    let open = open_attempts(db, &jobs).await?;
+    let mut arrays: Vec<String> = open.iter().filter_map(|(_, a)| a.backend_id.as_ref()?.split('_').next().map(String::from)).collect();
+    arrays.sort();
+    arrays.dedup();
+    let states = query(&arrays)?;
+    for (job, att) in &open {
+        let (events, _) = read_events(&Path::new(&job.run_dir).join(EVENTS_FILE), 0).unwrap_or_default();
+        db.ingest(&job.id, &events).await?;
+        let done = attempt_done(&events, &att.started_at);
+        let task = att.backend_id.clone().unwrap_or_default();
+        let state = states.get(&task);
+        let active = state.is_some_and(TaskState::active);
+        // A worker's own final word is final, except "interrupted": Slurm may have requeued
+        // the task (it runs again and resumes), or the run was stopped from outside.
+        let final_done = done.filter(|d| d["status"].as_str() != Some("interrupted"));
+        let (class, err) = match (final_done, state) {
+            (Some(d), _) => classify(Some(&d)),
+            _ if active => {
+                sum.running += 1;
+                continue;
+            }
+            (None, Some(s)) => match s.state.as_str() {
+                "TIMEOUT" | "DEADLINE" => (EndClass::Timeout, Some(format!("Slurm task {task} ran out of time"))),
+                "PREEMPTED" | "NODE_FAIL" | "BOOT_FAIL" => (EndClass::Killed, Some(format!("Slurm task {task} ended {}", s.state))),
+                "OUT_OF_MEMORY" => (EndClass::Failed, Some(format!("Slurm task {task} ran out of host memory (OUT_OF_MEMORY)"))),
+                "CANCELLED" => (EndClass::Interrupted, Some(format!("Slurm task {task} was cancelled outside stuffed"))),
+                other => (EndClass::Killed, Some(format!("Slurm task {task} ended {other} (exit {:?}) without finishing", s.exit))),
+            },
+            (None, None) => (EndClass::Killed, Some(format!("Slurm task {task} is gone without a final event"))),
+        };
+        let error_class = if state.is_some_and(|s| s.state == "OUT_OF_MEMORY") { "out_of_memory" } else { class.as_str() };
+        db.finish_attempt(att.id, class.as_str(), state.and_then(|s| s.exit), Some(error_class), err.as_deref()).await?;
+        let tries = db.attempts(&job.id).await?.iter().filter(|a| a.backend == "slurm").count() as u32;
+        if class == EndClass::Completed {
+            db.set_status(&job.id, "completed", None, None).await?;
+            sum.completed += 1;
+        } else if class.retryable() && tries <= opts.retries {
+            db.set_status(&job.id, "pending", Some(error_class), err.as_deref()).await?;
+            sum.resubmitted += 1;
+        } else {
+            db.set_status(&job.id, class.job_status(), Some(error_class), err.as_deref()).await?;
+            sum.failed += 1;
+        }
+    }
+    if !db.is_cancelled(sweep).await? {
+        let pending: Vec<JobRow> = db.sweep_jobs(sweep).await?.into_iter().filter(|j| j.status == "pending").collect();
+        let mut fresh = Vec::new();
+        for j in pending {
+            if db.open_attempt(&j.id).await?.is_none() {
+                fresh.push(j);
+            }
+        }
+        sum.submitted = fresh.len();
+        submit(db, sweep, &fresh, opts).await?;
+    }
+    sum.pending = db.sweep_jobs(sweep).await?.iter().filter(|j| j.status == "pending").count();
+    Ok(sum)
+}
+
+/// Cancels every open Slurm task of a sweep (`scancel`) and records it: Slurm keeps no record
+/// of a task cancelled before it started, so this is the record.
+pub async fn cancel(db: &Db, sweep: &str) -> anyhow::Result<usize> {
+    let jobs = db.sweep_jobs(sweep).await?;
+    let open = open_attempts(db, &jobs).await?;
+    let tasks: Vec<String> = open.iter().filter_map(|(_, a)| a.backend_id.clone()).collect();
+    if !tasks.is_empty() {
+        run_cmd(Command::new("scancel").args(&tasks))?;
+    }
+    for (job, att) in &open {
+        db.finish_attempt(att.id, "cancelled", None, Some("cancelled"), Some("cancelled with `stuffed sweep cancel`")).await?;
+        db.set_status(&job.id, "cancelled", Some("cancelled"), None).await?;
+    }
+    Ok(tasks.len())
+}
+
+/// Submits, then (unless detached) syncs until every job of the sweep has ended.
+pub async fn run(db: &Db, sweep: &str, opts: &SlurmOptions, detach: bool, stop: &std::sync::atomic::AtomicBool) -> anyhow::Result<SyncSummary> {
+    let first = sync_once(db, sweep, opts).await?;
+    eprintln!("sweep {sweep}: submitted {} job(s) to Slurm", first.submitted);
+    if detach {
+        eprintln!("detached: the jobs run on the cluster; `stuffed sweep sync {sweep}` ingests their results");
+        return Ok(first);
+    }
+    let mut last = first;
+    loop {
+        if stop.load(std::sync::atomic::Ordering::SeqCst) {
+            eprintln!("stopped watching; the Slurm jobs keep running: `stuffed sweep sync {sweep}` picks them up");
+            return Ok(last);
+        }
+        let open = open_attempts(db, &db.sweep_jobs(sweep).await?).await?.len();
+        if open == 0 && last.pending == 0 {
+            return Ok(last);
+        }
+        tokio::time::sleep(opts.poll).await;
+        last = sync_once(db, sweep, opts).await?;
+        if last.completed + last.failed + last.resubmitted > 0 {
+            eprintln!(
+                "sweep {sweep}: {} completed, {} failed, {} resubmitted, {} running, {} pending",
+                last.completed, last.failed, last.resubmitted, last.running, last.pending
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_squeue_and_sacct() {
+        let q = parse_squeue("12_0                          COMPLETED           0       \n12_1                          FAILED              256     \n12_2                          PENDING             0\n");
+        assert_eq!(q["12_1"], TaskState { state: "FAILED".into(), exit: Some(1) });
+        assert!(q["12_2"].active() && !q["12_0"].active());
+        let s = parse_sacct("12_0|COMPLETED|0:0\n12_1|CANCELLED by 0|0:15\n");
+        assert_eq!(s["12_1"].state, "CANCELLED");
+    }
+
+    #[test]
+    fn script_maps_task_ids_to_run_dirs() {
+        let opts = SlurmOptions {
+            cfg: SlurmBackend { partition: Some("gpu".into()), max_concurrent: Some(2), ..Default::default() },
+            slurm_dir: "/shared/slurm".into(),
+            retries: 1,
+            timeout_secs: Some(5400),
+            poll: Duration::from_secs(1),
+            exe: "/opt/stuffed".into(),
+        };
+        let s = array_script(&opts, "sw", &["/r/a".into(), "/r/it's".into()]);
+        assert!(s.contains("#SBATCH --array=0-1%2\n") && s.contains("#SBATCH --partition=gpu\n"));
+        assert!(s.contains("#SBATCH --time=1:30:00\n") && s.contains("#SBATCH --gres=gpu:1\n"));
+        assert!(s.contains("DIRS=('/r/a' '/r/it'\\''s')"));
+        assert!(s.contains("'/opt/stuffed' worker --run-dir \"${DIRS[$SLURM_ARRAY_TASK_ID]}\""));
+    }
+}
