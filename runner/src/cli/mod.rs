@@ -13,6 +13,7 @@ pub mod passkey;
 pub mod progress;
 pub mod report;
 pub mod results;
+pub mod serve;
 pub mod sweep;
 pub mod train;
 pub mod worker;
@@ -54,6 +55,8 @@ pub enum Command {
     Report(report::Args),
     /// Fit the paper's capacity laws (linear or exponential) to two columns of a CSV file.
     Fit(fit::Args),
+    /// A local, read-only web dashboard: sweeps, jobs, live curves, figures.
+    Serve(serve::Args),
     /// Passkey prompts as the evaluation uses them.
     #[command(subcommand)]
     Passkey(passkey::Command),
@@ -85,6 +88,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Results(c) => c.run(),
         Command::Report(a) => a.run(),
         Command::Fit(a) => a.run(),
+        Command::Serve(a) => a.run(),
         Command::Worker(a) => a.run(),
         Command::Bench(c) => c.run(),
     }
