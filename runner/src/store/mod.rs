@@ -1,6 +1,7 @@
 //! The SQLite results store (sqlx): the one `Db` type holding every SQL statement. WAL and a
 //! busy timeout are set when the pool opens; migrations are embedded. Only the controller
 //! writes; ingestion of worker events is idempotent (by sequence number and natural keys).
+mod dash;
 mod export;
 mod filter;
 mod ingest;

@@ -1,0 +1,1 @@
+//! Read-only queries behind the web dashboard (`stuffed serve`).
