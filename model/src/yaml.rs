@@ -70,9 +70,21 @@ pub fn from_file<T: DeserializeOwned>(file: &Path) -> Result<(T, String), YamlEr
     Ok((from_str(&text, file)?, text))
 }
 
-/// An error about `key` found after parsing, located in `text` when the key is there.
+/// An error about `key` found after parsing, located in `text` at the key, or at its nearest
+/// written parent (`evals[0].lengths` for `evals[0].lengths[1]` in a flow list).
 pub fn key_error(text: &str, file: &Path, key: &str, msg: impl Into<String>) -> YamlError {
-    let (line, column) = locate(text, key).map_or((None, None), |(l, c)| (Some(l), Some(c)));
+    let mut path = key;
+    let mut found = locate(text, path);
+    while found.is_none() {
+        match path.rfind(['.', '[']) {
+            Some(i) if i > 0 => {
+                path = &path[..i];
+                found = locate(text, path);
+            }
+            _ => break,
+        }
+    }
+    let (line, column) = found.map_or((None, None), |(l, c)| (Some(l), Some(c)));
     YamlError { file: file.into(), line, column, key: Some(key.into()), msg: msg.into() }
 }
 

@@ -3,6 +3,7 @@
 pub mod cli;
 pub mod job;
 pub mod sched;
+pub mod serve;
 pub mod store;
 pub mod sweep;
 pub mod version;

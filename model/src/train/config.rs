@@ -439,9 +439,15 @@ impl JobConfig {
                 if k.lengths.is_empty() {
                     p.push((key("lengths"), "must list at least one length".into()));
                 }
+                let min = Tokenizer::from_spec(&self.tokenizer)
+                    .map(|t| crate::data::passkey::PasskeyTemplate::new(&t).min_len("12345") as i64)
+                    .unwrap_or(1);
                 for (j, &l) in k.lengths.iter().enumerate() {
-                    if l <= 0 {
-                        p.push((format!("evals[{i}].lengths[{j}]"), format!("must be a positive integer, got {l}")));
+                    if l < min {
+                        p.push((
+                            format!("evals[{i}].lengths[{j}]"),
+                            format!("{l} is shorter than the passkey template itself ({min} tokens with tokenizer {})", self.tokenizer),
+                        ));
                     }
                 }
                 if k.depths.is_empty() || k.depths.iter().any(|d| !(0.0..=1.0).contains(d)) {

@@ -183,7 +183,7 @@ pub async fn list_rows(db: &Db, jobs: &[JobRow]) -> anyhow::Result<(Vec<String>,
             _ => Value::Null,
         };
         rows.push(vec![
-            json!(&j.id[..12.min(j.id.len())]),
+            json!(j.id),
             json!(j.sweep),
             json!(j.label),
             json!(j.status),
