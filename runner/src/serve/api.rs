@@ -171,13 +171,11 @@ fn varied_keys(jobs: &[JobRow]) -> Vec<String> {
     keys
 }
 
-/// The filters of a job-table request: every `where` (KEY OP VALUE) and `status`.
+/// The filters of a job-table request: every `where` (one KEY OP VALUE each) and `status`.
 fn conditions(q: &QueryPairs) -> ApiResult<Vec<Cond>> {
     let mut conds = Vec::new();
     for w in q.all("where") {
-        for part in w.split_whitespace() {
-            conds.push(part.parse::<Cond>().map_err(ApiError::bad_request)?);
-        }
+        conds.push(w.parse::<Cond>().map_err(ApiError::bad_request)?);
     }
     if let Some(s) = q.get("status").filter(|s| !s.is_empty()) {
         conds.push(Cond::eq("status", s));

@@ -222,7 +222,7 @@ impl Parser {
                 acc.checked_mul(rhs).ok_or_else(|| self.overflow())?
             } else if rhs == 0 {
                 return Err(self.invalid(format!("{acc} / 0 divides by zero")));
-            } else if acc % rhs != 0 {
+            } else if acc.checked_rem(rhs).ok_or_else(|| self.overflow())? != 0 {
                 return Err(ExprError::Inexact {
                     expr: self.expr.clone(),
                     a: acc,

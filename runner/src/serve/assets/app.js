@@ -115,7 +115,7 @@
   // ---- one sweep ----
   function sweepPage(name) {
     const params = new URLSearchParams(location.search);
-    const state = { where: params.get('where') || '', sort: params.get('sort') || '', order: params.get('order') || 'asc' };
+    const state = { where: params.getAll('where').join(' '), sort: params.get('sort') || '', order: params.get('order') || 'asc' };
     const head = el('div', { id: 'summary' });
     const input = el('input', { name: 'where', value: state.where, size: 48, placeholder: 'model.d_state=16 train.seq_len>=64 status!=completed' });
     const err = el('p', { class: 'error', id: 'filter-error' });
@@ -135,7 +135,7 @@
     }
     function query() {
       const q = new URLSearchParams();
-      if (state.where) q.set('where', state.where);
+      for (const w of state.where.split(/\s+/).filter(Boolean)) q.append('where', w);
       if (state.sort) { q.set('sort', state.sort); q.set('order', state.order); }
       return q.toString();
     }
