@@ -124,8 +124,7 @@ impl Mamba2LM {
     /// Per-token cross-entropy in nats (fp32) of `targets` given logits: [B, L] -> [B, L].
     pub fn token_losses(logits: &Tensor, targets: &Tensor) -> Tensor {
         let v = *logits.size().last().expect("logits have a vocabulary dim");
-        let flat = logits.to_kind(Kind::Float).reshape([-1, v]);
-        flat.cross_entropy_loss::<Tensor>(&targets.reshape([-1]), None, tch::Reduction::None, -100, 0.0)
-            .view_as(targets)
+        let flat = logits.reshape([-1, v]).log_softmax(-1, Kind::Float);
+        flat.g_nll_loss::<Tensor>(&targets.reshape([-1]), None, tch::Reduction::None, -100).view_as(targets)
     }
 }

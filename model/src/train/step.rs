@@ -29,10 +29,12 @@ impl Batch {
 pub fn batch_loss(lm: &Mamba2LM, batch: &Batch, state: Option<&mut State>, kind: Kind) -> Tensor {
     let logits = lm.forward(&batch.inputs, state, &mut Exec::new(kind));
     let v = *logits.size().last().expect("vocab dim");
+    // log-softmax straight from the compute kind into fp32 (no separate fp32 copy of the
+    // logits, the largest activation of a big-vocabulary model).
     let per_token = logits
-        .to_kind(Kind::Float)
         .reshape([-1, v])
-        .cross_entropy_loss::<Tensor>(&batch.targets.reshape([-1]), None, tch::Reduction::None, IGNORE, 0.0)
+        .log_softmax(-1, Kind::Float)
+        .g_nll_loss::<Tensor>(&batch.targets.reshape([-1]), None, tch::Reduction::None, IGNORE)
         .view_as(&batch.targets); // [B, L], 0 where ignored
     let counts = batch.targets.ne(IGNORE).sum_dim_intlist([1i64].as_slice(), false, Kind::Float); // [B]
     let rows = per_token.sum_dim_intlist([1i64].as_slice(), false, Kind::Float) / counts.clamp_min(1.0);
