@@ -406,6 +406,19 @@ impl JobConfig {
             }
         }
         for (i, m) in self.data.mixture.iter().enumerate() {
+            if m.source == SourceKind::Passkey {
+                if let Ok(tok) = Tokenizer::from_spec(&self.tokenizer) {
+                    let tpl = crate::data::passkey::PasskeyTemplate::new(&tok);
+                    let need = (tpl.min_len("12345") + tok.encode(" 12345").len()) as i64;
+                    let need = need.max(m.min_len.unwrap_or(0) + tok.encode(" 12345").len() as i64);
+                    if t.seq_len + 1 < need {
+                        p.push((
+                            "train.seq_len".into(),
+                            format!("{} is too short for the passkey prompts of data.mixture[{i}]: they need {} tokens with tokenizer {}", t.seq_len, need - 1, self.tokenizer),
+                        ));
+                    }
+                }
+            }
             if !(m.weight >= 0.0 && m.weight.is_finite()) {
                 p.push((format!("data.mixture[{i}].weight"), format!("must be a non-negative number, got {}", m.weight)));
             }

@@ -42,11 +42,24 @@ impl FromStr for Cond {
             .ok_or_else(|| format!("filter '{s}': expected KEY OP VALUE with OP one of = != >= <= > < ~"))?;
         let key = s[..at].trim();
         let value = s[at + sym.len()..].trim();
-        if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '[' | ']')) {
+        if !valid_key(key) {
             return Err(format!("filter '{s}': invalid key '{key}' (expected a column like status or a config path like model.d_state)"));
         }
         Ok(Cond { key: key.into(), op, value: value.trim_matches('"').trim_matches('\'').to_string() })
     }
+}
+
+/// `name(.name)*` where each name is `[A-Za-z0-9_]+` optionally followed by `[N]` indices.
+fn valid_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.split('.').all(|seg| {
+            let (name, rest) = seg.split_at(seg.find('[').unwrap_or(seg.len()));
+            !name.is_empty()
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && rest.split_inclusive(']').all(|idx| {
+                    idx.strip_prefix('[').and_then(|i| i.strip_suffix(']')).is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+                })
+        })
 }
 
 pub(super) enum Bind {
@@ -127,6 +140,11 @@ mod tests {
         assert_eq!("label~seq".parse::<Cond>().unwrap().op, Op::Contains);
         assert!("nothing".parse::<Cond>().is_err());
         assert!("a;drop table jobs=1".parse::<Cond>().is_err());
+        // Found by tests/fuzz.rs: keys that are not JSON paths.
+        for bad in [".=1", "a..b=1", "a.=1", "a[=1", "a[x]=1", "[0]=1"] {
+            assert!(bad.parse::<Cond>().is_err(), "{bad}");
+        }
+        assert!("evals[0].len>=8".parse::<Cond>().is_ok());
     }
 
     #[test]
