@@ -50,29 +50,56 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
     out
 }
 
-/// One request on a fresh connection (`Connection: close`), `host_header` overriding Host.
-fn request(addr: &str, method: &str, path: &str, body: Option<&str>, host_header: Option<&str>) -> Resp {
-    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+/// One request on a fresh connection, `host_header` overriding Host. The body is read by its
+/// Content-Length, chunk by chunk, or to the end (chromedriver keeps connections open).
+fn try_request(addr: &str, method: &str, path: &str, body: Option<&str>, host_header: Option<&str>) -> std::io::Result<Resp> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(120)))?;
     let body = body.unwrap_or("");
     let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         host_header.unwrap_or(addr),
         body.len()
     );
-    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(req.as_bytes())?;
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or_else(|| panic!("{method} {path}: no HTTP response"));
+    let mut buf = [0u8; 16384];
+    let mut read = |raw: &mut Vec<u8>| -> std::io::Result<bool> {
+        let n = s.read(&mut buf)?;
+        raw.extend_from_slice(&buf[..n]);
+        Ok(n > 0)
+    };
+    let split = loop {
+        if let Some(i) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i;
+        }
+        if !read(&mut raw)? {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "no HTTP response"));
+        }
+    };
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut lines = head.lines();
     let status = lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|c| c.parse().ok()).unwrap_or(0);
     let headers: Vec<(String, String)> = lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect();
-    let mut body = raw[split + 4..].to_vec();
-    if headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked")) {
+    let header = |name: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
+    let start = split + 4;
+    let chunked = header("transfer-encoding").is_some_and(|v| v.contains("chunked"));
+    if let Some(len) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        while raw.len() < start + len && read(&mut raw)? {}
+    } else if chunked {
+        while !raw[start..].ends_with(b"0\r\n\r\n") && read(&mut raw)? {}
+    } else {
+        while read(&mut raw)? {}
+    }
+    let mut body = raw[start..].to_vec();
+    if chunked {
         body = dechunk(&body);
     }
-    Resp { status, headers, body }
+    Ok(Resp { status, headers, body })
+}
+
+fn request(addr: &str, method: &str, path: &str, body: Option<&str>, host_header: Option<&str>) -> Resp {
+    try_request(addr, method, path, body, host_header).unwrap_or_else(|e| panic!("{method} {path} on {addr}: {e}"))
 }
 
 fn get(addr: &str, path: &str) -> Resp {
@@ -459,13 +486,7 @@ impl WebDriver {
 /// Ends the session (closing Chromium) without panicking: this also runs while a test fails.
 impl Drop for WebDriver {
     fn drop(&mut self) {
-        if let Ok(mut s) = TcpStream::connect(&self.addr) {
-            let _ = s.set_read_timeout(Some(Duration::from_secs(20)));
-            let req = format!("DELETE /session/{} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", self.session, self.addr);
-            if s.write_all(req.as_bytes()).is_ok() {
-                let _ = s.read_to_end(&mut Vec::new());
-            }
-        }
+        let _ = try_request(&self.addr, "DELETE", &format!("/session/{}", self.session), None, None);
     }
 }
 

@@ -89,18 +89,19 @@ pub fn ssd_chunked(
     // 1. Diagonal blocks: Y_diag[l] = sum_{s<=l} (C_l . B_s) exp(acs_l - acs_s) X_s.
     // The decays are computed in fp32 and applied in the compute kind (the Q x Q blocks are
     // the bulk of the activation memory).
-    let decay_in = segsum(&la_c).exp().permute([0, 2, 1, 3, 4]); // [B, C, H, Q, Q]
-    let cb = c_c.matmul(&b_c.transpose(-1, -2)); // [B, C, G, Q, Q]
-    let cb = groups_to_heads(&cb, hpg, 2); // [B, C, H, Q, Q]
-    let m = cb * decay_in.to_kind(kind);
-    let y_diag = m.matmul(&x_c).to_kind(Kind::Float); // [B, C, H, Q, P]
+    // Heads of a group share B and C: the group dim is split as [G, H/G] and B/C broadcast
+    // over the second part, so no per-head copy of them (or of C.B) is ever made.
+    let decay_in = segsum(&la_c).exp().permute([0, 2, 1, 3, 4]).reshape([bsz, nc, g, hpg, q, q]); // [B, C, G, H/G, Q, Q]
+    let cb = c_c.matmul(&b_c.transpose(-1, -2)).unsqueeze(3); // [B, C, G, 1, Q, Q]
+    let m = cb * decay_in.to_kind(kind); // [B, C, G, H/G, Q, Q]
+    let x_g = x_c.reshape([bsz, nc, g, hpg, q, p]); // [B, C, G, H/G, Q, P]
+    let y_diag = m.matmul(&x_g).to_kind(Kind::Float).reshape([bsz, nc, h, q, p]); // [B, C, H, Q, P]
 
     // 2. Per-chunk states: S_c = sum_s B_s (x) X_s exp(acs_last - acs_s).
     let last = acs.narrow(-1, q - 1, 1); // [B, H, C, 1]
     let decay_states = exp_clamped(&(&last - &acs)).permute([0, 2, 1, 3]); // [B, C, H, Q]
-    let b_h = groups_to_heads(&b_c, hpg, 2); // [B, C, H, Q, N]
-    let xs = (x_c.to_kind(Kind::Float) * decay_states.unsqueeze(-1)).to_kind(kind);
-    let states = xs.transpose(-1, -2).matmul(&b_h).to_kind(Kind::Float); // [B, C, H, P, N]
+    let xs = (x_c.to_kind(Kind::Float) * decay_states.unsqueeze(-1)).to_kind(kind).reshape([bsz, nc, g, hpg, q, p]);
+    let states = xs.transpose(-1, -2).matmul(&b_c.unsqueeze(3)).to_kind(Kind::Float).reshape([bsz, nc, h, p, n]); // [B, C, H, P, N]
 
     // 3. Between chunks: S_c <- exp(sum of la over chunk c) S_{c-1} + S_c, from h0.
     let init = match h0 {
@@ -117,8 +118,8 @@ pub fn ssd_chunked(
 
     // 4. State -> output: Y_off[l] = C_l . S_{c-1} exp(acs_l).
     let decay_out = exp_clamped(&acs).permute([0, 2, 1, 3]); // [B, C, H, Q]
-    let c_h = groups_to_heads(&c_c, hpg, 2); // [B, C, H, Q, N]
-    let y_off = c_h.matmul(&prev.transpose(-1, -2).to_kind(kind)).to_kind(Kind::Float); // [B, C, H, Q, P]
+    let prev_g = prev.transpose(-1, -2).to_kind(kind).reshape([bsz, nc, g, hpg, n, p]); // [B, C, G, H/G, N, P]
+    let y_off = c_c.unsqueeze(3).matmul(&prev_g).to_kind(Kind::Float).reshape([bsz, nc, h, q, p]); // [B, C, H, Q, P]
     let y_off = y_off * decay_out.unsqueeze(-1);
 
     let y = (y_diag + y_off).permute([0, 1, 3, 2, 4]).reshape([bsz, lp, h, p]); // [B, L', H, P]
