@@ -136,3 +136,19 @@ fn passkey_lengths_are_exact_and_needle_sits_at_depth() {
 fn tpl_block_len(tok: &Tokenizer) -> usize {
     stuffed_model::data::passkey::FILLER_SENTENCES.iter().map(|s| tok.encode(s).len()).sum()
 }
+
+#[test]
+fn buckets_accumulated_directly_equal_buckets_of_the_per_token_curve() {
+    let lm = model();
+    let ps = vec![prompt(101, 5), prompt(101, 6)];
+    let mut c = cfg(30, Mitigation::None);
+    let with = loss::run(&lm, &ps, &c).unwrap();
+    c.per_token = false;
+    let without = loss::run(&lm, &ps, &c).unwrap();
+    assert_eq!(with.buckets.len(), without.buckets.len());
+    for (a, b) in with.buckets.iter().zip(&without.buckets) {
+        assert_eq!((a.start, a.end), (b.start, b.end));
+        assert!((a.loss - b.loss).abs() < 1e-9);
+    }
+    assert!((with.mean_loss - without.mean_loss).abs() < 1e-9);
+}

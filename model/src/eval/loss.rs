@@ -116,11 +116,12 @@ pub fn run(lm: &Mamba2LM, prompts: &[Vec<u32>], cfg: &LossEval) -> Result<LossCu
     let start = Instant::now();
     let device = lm.device();
     let chunk = cfg.mitigation.max_chunk().map_or(cfg.chunk, |m| m.min(cfg.chunk)).max(1);
-    let mut sums = vec![0f64; n as usize];
+    // Sums per position only when asked for; per bucket otherwise (memory O(n / bucket)).
+    let width = if cfg.per_token { 1 } else { cfg.bucket.max(1) as usize };
+    let mut sums = vec![0f64; (n as usize).div_ceil(width)];
     for group in prompts.chunks(cfg.batch.max(1)) {
-        let flat: Vec<i64> = group.iter().flat_map(|p| p.iter().map(|&t| t as i64)).collect();
-        let tokens = Tensor::from_slice(&flat).view([group.len() as i64, n + 1]); // [B, n+1] on the CPU
-        let mut state = lm.zero_state(group.len() as i64, cfg.kind);
+        let rows = group.len() as i64;
+        let mut state = lm.zero_state(rows, cfg.kind);
         let mut ex = Exec { kind: cfg.kind, knobs: cfg.mitigation.knobs(), probe: None };
         let mut normer = match cfg.mitigation {
             Mitigation::StateNorm { tau, .. } => Some(StateNormer::new(tau, lm.cfg.n_layer as usize)),
@@ -129,13 +130,14 @@ pub fn run(lm: &Mamba2LM, prompts: &[Vec<u32>], cfg: &LossEval) -> Result<LossCu
         let mut pos = 0;
         while pos < n {
             let c = chunk.min(n - pos);
-            let inp = tokens.narrow(1, pos, c).to_device(device);
-            let tgt = tokens.narrow(1, pos + 1, c).to_device(device);
-            let logits = lm.forward(&inp, Some(&mut state), &mut ex);
-            let losses = Mamba2LM::token_losses(&logits, &tgt).sum_dim_intlist([0i64].as_slice(), false, Kind::Double); // [c]
+            // Tokens pos..=pos+c of every prompt: inputs are the first c, targets the last c.
+            let window: Vec<i64> = group.iter().flat_map(|p| p[pos as usize..=(pos + c) as usize].iter().map(|&t| t as i64)).collect();
+            let window = Tensor::from_slice(&window).view([rows, c + 1]).to_device(device); // [B, c+1]
+            let logits = lm.forward(&window.narrow(1, 0, c), Some(&mut state), &mut ex);
+            let losses = Mamba2LM::token_losses(&logits, &window.narrow(1, 1, c)).sum_dim_intlist([0i64].as_slice(), false, Kind::Double); // [c]
             let host = Vec::<f64>::try_from(losses.to_device(Device::Cpu))?;
             for (i, l) in host.into_iter().enumerate() {
-                sums[(pos as usize) + i] += l;
+                sums[(pos as usize + i) / width] += l;
             }
             pos += c;
             if let Some(nm) = normer.as_mut() {
@@ -144,9 +146,22 @@ pub fn run(lm: &Mamba2LM, prompts: &[Vec<u32>], cfg: &LossEval) -> Result<LossCu
             }
         }
     }
-    let per_pos: Vec<f64> = sums.iter().map(|s| s / prompts.len() as f64).collect();
-    let buckets = bucketize(&per_pos, cfg.bucket);
-    let mean_loss = per_pos.iter().sum::<f64>() / per_pos.len() as f64;
+    let scale = prompts.len() as f64;
+    let (buckets, per_token) = if cfg.per_token {
+        let per_pos: Vec<f64> = sums.iter().map(|s| s / scale).collect();
+        (bucketize(&per_pos, cfg.bucket), Some(per_pos))
+    } else {
+        let buckets = sums
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let (a, b) = ((i * width) as i64, (((i + 1) * width) as i64).min(n));
+                Bucket { start: a, end: b, loss: s / scale / (b - a) as f64 }
+            })
+            .collect();
+        (buckets, None)
+    };
+    let mean_loss = sums.iter().sum::<f64>() / scale / n as f64;
     let wall_s = start.elapsed().as_secs_f64();
     let tokens = n * prompts.len() as i64;
     if !mean_loss.is_finite() {
@@ -159,7 +174,7 @@ pub fn run(lm: &Mamba2LM, prompts: &[Vec<u32>], cfg: &LossEval) -> Result<LossCu
         tokens,
         wall_s,
         tokens_per_s: tokens as f64 / wall_s.max(1e-9),
-        per_token: cfg.per_token.then_some(per_pos),
+        per_token,
     })
 }
 
