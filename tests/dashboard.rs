@@ -54,7 +54,7 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
 /// Content-Length, chunk by chunk, or to the end (chromedriver keeps connections open).
 fn try_request(addr: &str, method: &str, path: &str, body: Option<&str>, host_header: Option<&str>) -> std::io::Result<Resp> {
     let mut s = TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(120)))?;
+    s.set_read_timeout(Some(Duration::from_secs(60)))?;
     let body = body.unwrap_or("");
     let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
@@ -124,8 +124,17 @@ fn assert_error(r: &Resp, status: u16, what: &str) {
 
 struct Proc(Child);
 
+/// SIGTERM (so that `stuffed serve` removes its scratch directory), SIGKILL after 5 s.
 impl Drop for Proc {
     fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            // Safety: kill(2) on the id of a child not yet reaped.
+            unsafe { libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM) };
+            let until = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < until && matches!(self.0.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -364,6 +373,11 @@ fn json_api_serves_sweeps_jobs_metrics_charts_and_files_and_refuses_anything_els
     }
     assert!(get(&a, "/sweeps/odd").text().contains("data-sweep=\"odd\""));
 
+    // A missing database is an error, not a new empty one.
+    let o = common::stuffed(d, &["serve", "--db", "missing.db", "--bind", "127.0.0.1:0"]);
+    assert!(!o.status.success() && common::text(&o).contains("no results database at missing.db"), "{}", common::text(&o));
+    assert!(!d.join("missing.db").exists());
+
     // Nothing was written.
     let after = runtime().block_on(async { Db::open(&db).await.unwrap().counts().await.unwrap() });
     assert_eq!(before, after);
@@ -528,7 +542,9 @@ fn sweep_page_in_headless_chromium_goes_live_to_completed_and_job_page_has_a_los
     let sweep = common::small_sweep(d, "live", &corpus, 24);
     let db = d.join("live.db");
     common::ok(d, &["results", "list", "--db", db.to_str().unwrap()]); // creates the database
-    let (_serve, addr) = start_serve(&db, d);
+    // Served from another directory: relative log and checkpoint paths are found next to the db.
+    std::fs::create_dir_all(d.join("elsewhere")).unwrap();
+    let (_serve, addr) = start_serve(&db, &d.join("elsewhere"));
     let base = format!("http://{addr}");
 
     let port = free_port();
@@ -592,7 +608,7 @@ fn sweep_page_in_headless_chromium_goes_live_to_completed_and_job_page_has_a_los
     assert_eq!(curve.header("content-type"), Some("image/svg+xml"));
     assert!(stuffed_reports::figures::count_series(&curve.text()).lines >= 1, "a loss curve in {}", curve.text());
     wd.wait_for("the loss-by-position chart", deadline, &loaded("eval-0"));
-    wd.wait_for("the log tail", deadline, "const l = document.getElementById('log'); return l && l.textContent.length > 0");
+    wd.wait_for("the log tail", deadline, "const l = document.getElementById('log'); return l && l.textContent.includes('step 24/24')");
     let png = wd.screenshot();
     assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
     std::fs::write(d.join("dashboard.png"), &png).unwrap();

@@ -11,22 +11,31 @@ use crate::serve;
 pub struct Args {
     #[command(flatten)]
     db: DbArgs,
-    /// Address to listen on, IP:PORT (loopback unless told otherwise; port 0 picks a free one).
+    /// Address to listen on, IP:PORT or HOST:PORT (loopback unless told otherwise; port 0 picks a
+    /// free one).
     #[arg(long, default_value = "127.0.0.1:8765")]
     bind: String,
 }
 
 impl Args {
     pub fn run(self) -> anyhow::Result<i32> {
-        let addr: SocketAddr = self.bind.parse().with_context(|| format!("--bind {}: expected IP:PORT, e.g. 127.0.0.1:8765", self.bind))?;
         if !self.db.db.exists() {
             anyhow::bail!("no results database at {} (run a sweep first, or give --db PATH)", self.db.db.display());
         }
         runtime()?.block_on(async {
+            let addr: SocketAddr = match self.bind.parse() {
+                Ok(a) => a,
+                Err(_) => tokio::net::lookup_host(&self.bind).await.ok().and_then(|mut a| a.next()).with_context(|| format!("--bind {}: expected IP:PORT or HOST:PORT, e.g. 127.0.0.1:8765", self.bind))?,
+            };
             let db = self.db.open().await?;
             let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
             let local = listener.local_addr()?;
-            let opts = serve::Options { db_label: self.db.db.display().to_string(), loopback_only: serve::is_loopback(&local), scratch: serve::default_scratch() };
+            let opts = serve::Options {
+                db_label: self.db.db.display().to_string(),
+                loopback_only: serve::is_loopback(&local),
+                scratch: serve::default_scratch(),
+                base_dirs: serve::default_base_dirs(&self.db.db),
+            };
             let app = serve::router(db, opts)?;
             println!("stuffed serve: read-only dashboard of {}", self.db.db.display());
             if serve::is_loopback(&local) {

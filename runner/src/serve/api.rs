@@ -280,7 +280,7 @@ pub async fn job(State(st): State<AppState>, Param(id): Param<String>) -> ApiRes
         .map(|(i, (kind, path, step))| json!({"index": i, "kind": kind, "path": path, "step": step, "url": format!("/files/jobs/{jid}/artifacts/{i}")}))
         .collect();
     let log = match attempts.last() {
-        Some(a) => files::tail_json(a, LOG_TAIL_LINES).await,
+        Some(a) => files::tail_json(&st.opts, a, LOG_TAIL_LINES).await,
         None => Value::Null,
     };
     let keys = db.metric_keys(&j.id).await?;

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use super::api::find_job;
 use super::error::{ApiError, ApiResult, Param, QueryPairs};
-use super::{seg, AppState};
+use super::{locate, seg, AppState, Options};
 use crate::store::AttemptRow;
 
 /// Largest file served whole (artifacts); larger ones are named, not sent.
@@ -46,11 +46,11 @@ async fn read_end_async(path: PathBuf, max: u64) -> std::io::Result<(Vec<u8>, bo
 
 /// The last `lines` lines of an attempt's log as JSON: `{attempt, path, lines, truncated}`
 /// (with `error` instead of `lines` when the log cannot be read).
-pub(crate) async fn tail_json(a: &AttemptRow, lines: usize) -> Value {
+pub(crate) async fn tail_json(opts: &Options, a: &AttemptRow, lines: usize) -> Value {
     let Some(path) = a.log_path.clone() else {
         return json!({"attempt": a.number, "path": null, "lines": [], "truncated": false});
     };
-    match read_end_async(PathBuf::from(&path), TAIL_BYTES).await {
+    match read_end_async(locate(opts, &path), TAIL_BYTES).await {
         Ok((bytes, cut)) => {
             let text = String::from_utf8_lossy(&bytes);
             let mut all: Vec<&str> = text.lines().collect();
@@ -76,7 +76,7 @@ pub async fn log_tail(State(st): State<AppState>, Param(id): Param<String>, q: Q
     };
     let a = a.ok_or_else(|| ApiError::not_found(format!("job {} has no such attempt", j.id)))?;
     let lines = q.int("lines", 200, 1, 5000)? as usize;
-    Ok(Json(json!({"job": j.id, "log": tail_json(a, lines).await})))
+    Ok(Json(json!({"job": j.id, "log": tail_json(&st.opts, a, lines).await})))
 }
 
 fn content_type(name: &str) -> &'static str {
@@ -106,7 +106,7 @@ pub async fn log_file(State(st): State<AppState>, Param((id, number)): Param<(St
     let attempts = st.db.attempts(&j.id).await?;
     let a = attempts.iter().find(|a| a.number == number).ok_or_else(|| ApiError::not_found(format!("job {} has no attempt {number}", j.id)))?;
     let path = a.log_path.clone().ok_or_else(|| ApiError::not_found(format!("attempt {number} of job {} has no log", j.id)))?;
-    let (bytes, _) = read_end_async(PathBuf::from(&path), LOG_BYTES).await.map_err(|e| ApiError::not_found(format!("log {path}: {e}")))?;
+    let (bytes, _) = read_end_async(locate(&st.opts, &path), LOG_BYTES).await.map_err(|e| ApiError::not_found(format!("log {path}: {e}")))?;
     Ok(file_response("worker.log", bytes))
 }
 
@@ -146,7 +146,7 @@ async fn serve_file(path: PathBuf, name: &str) -> ApiResult<Response> {
 
 pub async fn artifact(State(st): State<AppState>, Param((id, index)): Param<(String, usize)>) -> ApiResult<Response> {
     let (job, kind, path, step) = artifact_row(&st, &id, index).await?;
-    let p = PathBuf::from(&path);
+    let p = locate(&st.opts, &path);
     let meta = std::fs::symlink_metadata(&p).map_err(|e| ApiError::not_found(format!("artifact {path} is recorded but cannot be read: {e}")))?;
     if meta.is_dir() {
         let entries = list_dir(&p).map_err(|e| ApiError::not_found(format!("{path}: {e}")))?;
@@ -160,7 +160,7 @@ pub async fn artifact(State(st): State<AppState>, Param((id, index)): Param<(Str
 
 pub async fn artifact_entry(State(st): State<AppState>, Param((id, index, name)): Param<(String, usize, String)>) -> ApiResult<Response> {
     let (_, _, path, _) = artifact_row(&st, &id, index).await?;
-    let dir = PathBuf::from(&path);
+    let dir = locate(&st.opts, &path);
     if !std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
         return Err(ApiError::not_found(format!("artifact {path} is not a directory")));
     }

@@ -37,6 +37,9 @@ pub struct Options {
     pub loopback_only: bool,
     /// Where charts and reports are drawn (created; removed when the server stops).
     pub scratch: PathBuf,
+    /// Directories that relative paths recorded in the database (logs, artifacts, written
+    /// relative to where `sweep run` ran) are resolved against, in order.
+    pub base_dirs: Vec<PathBuf>,
 }
 
 /// Removes the scratch directory when the last handle on the state goes.
@@ -105,6 +108,28 @@ pub async fn serve(listener: tokio::net::TcpListener, app: Router, shutdown: imp
 /// A scratch directory of this process under the system temp dir.
 pub fn default_scratch() -> PathBuf {
     std::env::temp_dir().join(format!("stuffed-serve-{}", std::process::id()))
+}
+
+/// Where relative paths recorded in the database may start from: the current directory, the
+/// database's directory and the one above it (`results/stuffed.db` next to `results/runs/`).
+pub fn default_base_dirs(db: &Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::env::current_dir().into_iter().collect();
+    if let Some(dir) = std::fs::canonicalize(db).ok().and_then(|p| p.parent().map(Path::to_path_buf)) {
+        dirs.extend(dir.parent().map(Path::to_path_buf));
+        dirs.push(dir);
+    }
+    dirs.dedup();
+    dirs
+}
+
+/// A path recorded in the database, made absolute: an absolute one as is, a relative one under
+/// the first base directory where it exists (else the first).
+pub(crate) fn locate(opts: &Options, recorded: &str) -> PathBuf {
+    let p = Path::new(recorded);
+    if p.is_absolute() {
+        return p.to_path_buf();
+    }
+    opts.base_dirs.iter().map(|d| d.join(p)).find(|c| c.exists()).unwrap_or_else(|| opts.base_dirs.first().map_or_else(|| p.to_path_buf(), |d| d.join(p)))
 }
 
 /// Whether `addr` only accepts connections from this machine.

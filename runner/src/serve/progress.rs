@@ -70,9 +70,11 @@ pub struct Progress {
     pub eta_s: Option<f64>,
 }
 
-/// Progress and ETA of a sweep's jobs at time `now`. The ETA: each running job's remaining time
-/// from its own pace (elapsed / fraction), plus the jobs still waiting at the mean job duration,
-/// shared by as many slots as jobs now run.
+/// Progress and ETA of a sweep's jobs at time `now`. Each running job's total duration is its
+/// own pace (elapsed / fraction) blended, by its fraction, with the mean duration of the jobs
+/// that completed (the pace of a job that just started is mostly its start-up); the ETA is the
+/// running jobs' remaining time plus the waiting jobs at the mean duration, shared by as many
+/// slots as jobs now run, and at least the longest remaining time.
 pub fn sweep_progress(jobs: &[JobClock], cancelled: bool, now: f64) -> Progress {
     let n = jobs.len();
     let done = jobs.iter().filter(|j| FINISHED.contains(&j.status.as_str())).count();
@@ -92,32 +94,36 @@ pub fn sweep_progress(jobs: &[JobClock], cancelled: bool, now: f64) -> Progress 
         "idle"
     };
     let waiting = if cancelled { 0 } else { n - done - running.len() };
-    // Durations: completed latest attempts, and running jobs extrapolated from their pace.
-    let mut durations: Vec<f64> = jobs
+    let completed: Vec<f64> = jobs
         .iter()
         .filter(|j| j.status == "completed")
         .filter_map(|j| Some(j.ended? - j.started?).filter(|d| *d > 0.0))
         .collect();
-    let mut left = Vec::new();
+    let prior = (!completed.is_empty()).then(|| completed.iter().sum::<f64>() / completed.len() as f64);
+    let (mut totals, mut left) = (Vec::new(), Vec::new());
     for j in &running {
-        if let Some(start) = j.started {
-            let elapsed = (now - start).max(0.0);
-            if j.fraction > 0.02 {
-                let total = elapsed / j.fraction;
-                durations.push(total);
-                left.push((total - elapsed).max(0.0));
-            }
-        }
+        let Some(start) = j.started else { continue };
+        let elapsed = (now - start).max(0.0);
+        let pace = (j.fraction > 0.02).then(|| elapsed / j.fraction);
+        let total = match (pace, prior) {
+            (Some(p), Some(q)) => j.fraction * p + (1.0 - j.fraction) * q,
+            (Some(p), None) => p,
+            (None, Some(q)) => q.max(elapsed),
+            (None, None) => continue,
+        };
+        totals.push(total);
+        left.push((total - elapsed).max(0.0));
     }
-    let eta_s = if running.is_empty() || durations.is_empty() {
-        None
-    } else {
-        let mean = durations.iter().sum::<f64>() / durations.len() as f64;
-        // Running jobs without a pace yet are assumed to take the mean duration.
-        let unknown = running.len() - left.len();
-        let work = left.iter().sum::<f64>() + mean * (waiting + unknown) as f64;
-        let longest = left.iter().copied().fold(0.0, f64::max);
-        Some((work / running.len() as f64).max(longest))
+    let mean = prior.or_else(|| (!totals.is_empty()).then(|| totals.iter().sum::<f64>() / totals.len() as f64));
+    let eta_s = match mean {
+        Some(mean) if !running.is_empty() => {
+            // Running jobs without an estimate yet are assumed to take the mean duration.
+            let unknown = running.len() - left.len();
+            let work = left.iter().sum::<f64>() + mean * (waiting + unknown) as f64;
+            let longest = left.iter().copied().fold(0.0, f64::max);
+            Some((work / running.len() as f64).max(longest))
+        }
+        _ => None,
     };
     Progress { state, done, fraction, eta_s }
 }
@@ -149,6 +155,15 @@ mod tests {
         assert_eq!(p.done, 0);
         assert!((p.fraction - 0.25).abs() < 1e-9);
         assert!((p.eta_s.unwrap() - 30.0).abs() < 1e-9, "{p:?}");
+    }
+
+    #[test]
+    fn a_job_that_just_started_leans_on_completed_durations() {
+        // Completed jobs took 10 s; one runs at 5% after 2 s (its pace alone says 40 s): 0.05 x 40
+        // + 0.95 x 10 = 11.5 s in all, 9.5 s left, then the waiting job's 10 s.
+        let jobs = [clock("completed", 1.0, Some(0.0), Some(10.0)), clock("running", 0.05, Some(98.0), None), clock("pending", 0.0, None, None)];
+        let eta = sweep_progress(&jobs, false, 100.0).eta_s.unwrap();
+        assert!((eta - 19.5).abs() < 1e-9, "{eta}");
     }
 
     #[test]

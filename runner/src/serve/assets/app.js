@@ -24,6 +24,10 @@
     }
     return e;
   }
+  // Replaces a node's children (arrays flattened, null and undefined left out).
+  function fill(node, ...kids) {
+    node.replaceChildren(...kids.flat(Infinity).filter((k) => k !== null && k !== undefined));
+  }
   const enc = encodeURIComponent;
   async function getJSON(url) {
     const r = await fetch(url, { cache: 'no-store' });
@@ -50,9 +54,10 @@
     const pct = Math.round(Math.max(0, Math.min(1, fraction || 0)) * 100);
     return el('span', { class: 'bar', title: pct + '%' }, el('span', { class: 'fill', style: 'width:' + pct + '%' }));
   }
-  function table(headers, rows, attrs) {
-    return el('table', attrs || {}, el('thead', {}, el('tr', {}, headers.map((h) => el('th', { text: h })))),
-      el('tbody', {}, rows));
+  // A table with a header row; `body` is a <tbody> or the rows to put in one.
+  function table(headers, body, attrs) {
+    const tbody = body instanceof Node && body.tagName === 'TBODY' ? body : el('tbody', {}, body);
+    return el('table', attrs || {}, el('thead', {}, el('tr', {}, headers.map((h) => el('th', { text: h })))), tbody);
   }
   // An <img> chart that keeps its last picture while the next one loads and hides on errors.
   function chart(id, alt) {
@@ -94,15 +99,15 @@
   // ---- sweeps ----
   function sweepsPage() {
     const body = el('tbody');
-    app.replaceChildren(el('h1', { text: 'Sweeps' }),
+    fill(app, el('h1', { text: 'Sweeps' }),
       table(['sweep', 'state', 'progress', 'jobs', 'ETA', 'created'], body, { id: 'sweeps' }));
     poll(async () => {
       const d = await getJSON('/api/sweeps');
       if (!d.sweeps.length) {
-        body.replaceChildren(el('tr', {}, el('td', { colspan: 6, class: 'muted', text: 'no sweep in this database yet' })));
+        fill(body, el('tr', {}, el('td', { colspan: 6, class: 'muted', text: 'no sweep in this database yet' })));
         return;
       }
-      body.replaceChildren(...d.sweeps.map((s) => el('tr', { 'data-sweep': s.name },
+      fill(body, ...d.sweeps.map((s) => el('tr', { 'data-sweep': s.name },
         el('td', {}, el('a', { href: s.url, text: s.name }), el('div', { class: 'muted', text: s.description })),
         el('td', {}, badge(s.state)),
         el('td', {}, bar(s.fraction), ' ', s.done + '/' + s.total),
@@ -126,7 +131,7 @@
     const jobs = el('table', { id: 'jobs' });
     const curves = chart('sweep-chart', 'training loss of every job');
     let lastChart = 0;
-    app.replaceChildren(el('h1', { text: name }), head, form, err, jobs, el('h2', { text: 'Training curves' }), curves.box);
+    fill(app, el('h1', { text: name }), head, form, err, jobs, el('h2', { text: 'Training curves' }), curves.box);
 
     function setSort(key) {
       if (state.sort === key) state.order = state.order === 'asc' ? 'desc' : 'asc';
@@ -152,7 +157,7 @@
         d = await getJSON('/api/sweeps/' + enc(name) + '/jobs' + (state.sort ? '?sort=' + enc(state.sort) + '&order=' + state.order : ''));
       }
       const s = d.sweep;
-      head.replaceChildren(
+      fill(head,
         el('p', {}, badge(s.state), ' ', bar(s.fraction), ' ', s.done + ' of ' + s.total + ' jobs done · ',
           counts(s.counts), ' · ETA ', el('span', { id: 'eta', text: duration(s.eta_s) }), ' · ',
           el('a', { href: '/sweeps/' + enc(name) + '/report', text: 'report figures and fits' })),
@@ -172,7 +177,7 @@
         el('td', { text: gpuText(j) }),
         el('td', { class: 'num', text: j.attempts })));
       if (!rows.length) rows.push(el('tr', {}, el('td', { colspan: cols.length, class: 'muted', text: 'no job matches' })));
-      jobs.replaceChildren(el('thead', {}, el('tr', {}, th)), el('tbody', {}, rows));
+      fill(jobs, el('thead', {}, el('tr', {}, th)), el('tbody', {}, rows));
       const running = s.state === 'running';
       if (Date.now() - lastChart > (running ? 4000 : 0) || !curves.box.querySelector('img').getAttribute('src')) {
         lastChart = Date.now();
@@ -196,7 +201,7 @@
     const artifacts = el('div', { id: 'artifacts' });
     const config = el('pre', { id: 'config', class: 'config' });
     let evalVersion = null;
-    app.replaceChildren(title, facts, el('h2', { text: 'Training curves' }), training.box,
+    fill(app, title, facts, el('h2', { text: 'Training curves' }), training.box,
       el('h2', { text: 'Evaluations' }), evals, el('h2', { text: 'Attempts' }), attempts, logHead, log,
       el('h2', { text: 'Latest metrics' }), metrics, el('h2', { text: 'Artifacts' }), artifacts,
       el('h2', { text: 'Resolved config' }), config);
@@ -204,9 +209,9 @@
     poll(async () => {
       const d = await getJSON('/api/jobs/' + enc(id));
       const j = d.job;
-      title.replaceChildren(j.label || j.id, ' ', badge(j.status));
+      fill(title, j.label || j.id, ' ', badge(j.status));
       const fact = (k, v) => [el('dt', { text: k }), el('dd', {}, v)];
-      facts.replaceChildren(...[
+      fill(facts, ...[
         fact('id', j.id),
         fact('sweeps', d.sweeps.map((s, i) => [i ? ', ' : '', el('a', { href: '/sweeps/' + enc(s), text: s })])),
         fact('step', [bar(j.progress), ' ', (j.step === null ? '—' : j.step) + (j.total_steps ? ' / ' + j.total_steps : '')]),
@@ -224,7 +229,7 @@
       const ev = JSON.stringify(d.evals.map((e) => [e.index, e.step])) + ':' + j.version;
       if (ev !== evalVersion) {
         evalVersion = ev;
-        evals.replaceChildren(...(d.evals.length ? d.evals.map((e) => {
+        fill(evals, ...(d.evals.length ? d.evals.map((e) => {
           const c = chart('eval-' + e.index, e.kind + ' evaluation ' + e.index);
           c.set(e.chart ? e.chart + '?v=' + j.version : null);
           const summary = Object.entries(e.summary).map(([k, v]) => el('tr', {}, el('td', { text: k }), el('td', { class: 'num', text: num(v) })));
@@ -234,7 +239,7 @@
             e.chart ? c.box : el('p', { class: 'muted', text: 'no chart for this kind; the result is in /api/jobs/' + j.id }));
         }) : [el('p', { class: 'muted', text: 'no evaluation yet' })]));
       }
-      attempts.replaceChildren(d.attempts.length ? table(['#', 'status', 'backend', 'host', 'GPU', 'started', 'ended', 'exit', 'error', 'log'],
+      fill(attempts, d.attempts.length ? table(['#', 'status', 'backend', 'host', 'GPU', 'started', 'ended', 'exit', 'error', 'log'],
         d.attempts.map((a) => el('tr', {},
           el('td', { text: a.number }), el('td', {}, badge(a.status)), el('td', { text: a.backend }),
           el('td', { text: a.host || '—' }), el('td', { text: a.gpu_name || a.gpu || '—' }),
@@ -248,9 +253,9 @@
       } else {
         log.textContent = '(no attempt yet)';
       }
-      metrics.replaceChildren(table(['metric', 'step', 'value'], Object.entries(d.latest_metrics).map(([k, m]) =>
+      fill(metrics, table(['metric', 'step', 'value'], Object.entries(d.latest_metrics).map(([k, m]) =>
         el('tr', {}, el('td', { text: k }), el('td', { class: 'num', text: m.step }), el('td', { class: 'num', text: num(m.value) })))));
-      artifacts.replaceChildren(d.artifacts.length ? el('ul', {}, d.artifacts.map((a) =>
+      fill(artifacts, d.artifacts.length ? el('ul', {}, d.artifacts.map((a) =>
         el('li', {}, el('a', { href: a.url, text: a.kind + (a.step === null ? '' : ' @ step ' + a.step) }), ' ', el('code', { text: a.path }))))
         : el('p', { class: 'muted', text: 'none recorded' }));
       if (config.textContent !== d.config_yaml) config.textContent = d.config_yaml;
@@ -261,7 +266,7 @@
   // ---- a sweep's report ----
   function reportPage(name) {
     const box = el('div', { id: 'report' }, el('p', { class: 'muted', text: 'drawing the report…' }));
-    app.replaceChildren(el('h1', { text: name + ': report' }), box);
+    fill(app, el('h1', { text: name + ': report' }), box);
     let version = null;
     const law = (name, f) => f
       ? el('tr', {}, el('td', { text: name }), el('td', { text: f.law }), el('td', { class: 'num', text: num(f.fit.r2, 4) }), el('td', { class: 'num', text: f.fit.n }))
@@ -270,7 +275,7 @@
       const r = await getJSON('/api/sweeps/' + enc(name) + '/report');
       if (r.version === version) return 10000;
       version = r.version;
-      box.replaceChildren(
+      fill(box,
         el('p', {}, 'Drawn by the reports crate at ' + r.generated_at + ' · ', el('a', { href: r.index_url, text: 'the full static report' })),
         el('h2', { text: 'Fitted laws (S in millions of state parameters, T in thousands of tokens)' }),
         table(['quantity', 'law', 'R²', 'points'], [law('T_forget', r.fits.t_forget), law('T_recall', r.fits.t_recall)], { id: 'fits' }),
