@@ -13,7 +13,7 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}figure{margin:1.2em 0}
 border:1px solid #eee}figcaption{color:#555}p.note{color:#555;font-size:0.92em}";
 
 /// Escape text for HTML element content and attribute values.
-pub(crate) fn esc(s: &str) -> String {
+pub fn esc(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

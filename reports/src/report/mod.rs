@@ -3,6 +3,7 @@
 // input gives byte-identical files (canonical record order, fixed float formatting, no clock).
 mod figs;
 mod html;
+pub use html::esc as html_escape;
 mod markdown;
 mod summary;
 

@@ -12,21 +12,8 @@ use super::{seg, AppState};
 const APP_JS: &str = include_str!("assets/app.js");
 const STYLE_CSS: &str = include_str!("assets/style.css");
 
-/// Escapes text for HTML content and attribute values.
-pub(crate) fn esc(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            '"' => o.push_str("&quot;"),
-            '\'' => o.push_str("&#39;"),
-            _ => o.push(c),
-        }
-    }
-    o
-}
+/// Escapes text for HTML content and attribute values (the static report's escaping).
+pub(crate) use stuffed_reports::report::html_escape as esc;
 
 /// A page: `kind` and `attrs` (already escaped `name="value"` pairs) tell the script what to
 /// draw; `crumbs` are (text, link) pairs of the navigation line.
