@@ -20,7 +20,7 @@ fn fifty_jobs_with_random_worker_kills() {
     std::fs::write(
         &sweep,
         format!(
-            "name: soak\nbase:\n  model: {{d_model: 32, n_layer: 1, d_state: 4, headdim: 16, chunk_size: 16}}\n  data: {{corpus: {}}}\n  train: {{seq_len: 32, batch_size: 4, steps: 40, lr: 0.003, log_every: 2, checkpoint_every: 8, device: cpu}}\n  evals:\n    - {{kind: loss, source: corpus, len: 128, prompts: 1, chunk: 64, bucket: 16}}\ngrid:\n  train.seed: [{}]\nretries: 10\n",
+            "name: soak\nbase:\n  model: {{d_model: 32, n_layer: 1, d_state: 4, headdim: 16, chunk_size: 16}}\n  data: {{corpus: {}}}\n  train: {{seq_len: 32, batch_size: 4, steps: 150, lr: 0.003, log_every: 2, checkpoint_every: 8, device: cpu}}\n  evals:\n    - {{kind: loss, source: corpus, len: 128, prompts: 1, chunk: 64, bucket: 16}}\ngrid:\n  train.seed: [{}]\nretries: 10\n",
             corpus.display(),
             (0..50).map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
         ),
@@ -38,8 +38,9 @@ fn fifty_jobs_with_random_worker_kills() {
     let mut rng = stuffed_model::rng::Rng::new(7);
     let mut kills = 0;
     while ctl.try_wait().unwrap().is_none() {
-        std::thread::sleep(Duration::from_millis(1500 + rng.below(3000)));
-        let workers: Vec<i32> = String::from_utf8_lossy(&Command::new("pgrep").args(["-f", &format!("worker --run-dir {}", d.display())]).output().unwrap().stdout)
+        std::thread::sleep(Duration::from_millis(1000 + rng.below(2000)));
+        // The controller's children are its workers.
+        let workers: Vec<i32> = String::from_utf8_lossy(&Command::new("pgrep").args(["-P", &ctl.id().to_string()]).output().unwrap().stdout)
             .lines()
             .filter_map(|l| l.trim().parse().ok())
             .collect();
@@ -63,6 +64,7 @@ fn fifty_jobs_with_random_worker_kills() {
         )
     });
     println!("soak: 50 jobs, {kills} kills sent, {killed} attempts killed, {:.0}s", start.elapsed().as_secs_f64());
+    assert!(kills >= 5 && killed >= 1, "the chaos loop must actually kill workers");
     assert_eq!(jobs.len(), 50);
     assert!(jobs.iter().all(|j| j["status"] == "completed"), "{jobs:?}");
     assert_eq!(completed_attempts, 50);
