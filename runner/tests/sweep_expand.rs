@@ -147,7 +147,7 @@ fn zip_lists_of_unequal_length_are_an_error_naming_group_and_keys() {
 #[test]
 fn derived_values_and_eval_templates() {
     let j = jobs(&inline(
-        "grid:\n  train.seq_len: [64, 256]\nderived:\n  train.batch_size: \"2048 / {train.seq_len}\"\n  train.steps: \"{train.batch_size} + 2 * (3 - 1)\"\nevals:\n  - kind: loss\n    len: \"16 * {train.seq_len}\"\n    bucket: \"{train.batch_size} * 8\"\n  - kind: passkey\n    lengths: [\"{train.seq_len}\", \"2 * {train.seq_len}\"]\n",
+        "grid:\n  train.seq_len: [64, 256]\nderived:\n  train.batch_size: \"2048 / {train.seq_len}\"\n  train.steps: \"{train.batch_size} + 2 * (3 - 1)\"\nevals:\n  - kind: loss\n    len: \"16 * {train.seq_len}\"\n    bucket: \"{train.batch_size} * 8\"\n  - kind: passkey\n    lengths: [\"4 * {train.seq_len}\", \"8 * {train.seq_len}\"]\n",
     ));
     assert_eq!(j[0].config.train.batch_size, Some(32));
     assert_eq!(j[0].config.train.steps, Some(36));
@@ -155,7 +155,7 @@ fn derived_values_and_eval_templates() {
     match (&j[1].config.evals[0], &j[1].config.evals[1]) {
         (EvalSpec::Loss(l), EvalSpec::Passkey(p)) => {
             assert_eq!((l.len, l.bucket), (4096, 64));
-            assert_eq!(p.lengths, vec![256, 512]);
+            assert_eq!(p.lengths, vec![1024, 2048]);
         }
         other => panic!("unexpected evals {other:?}"),
     }
