@@ -25,7 +25,7 @@ test-deps: venv
 	@scripts/bootstrap-venv.sh "transformers==5.24.0"
 
 test: corpus test-deps
-	cargo test --release --workspace
+	cargo test --release --workspace --no-fail-fast
 
 demo: corpus
 	$(BIN) doctor
