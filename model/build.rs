@@ -1,11 +1,12 @@
 // Build script of stuffed-model: compiles the small C++ shim (caching-allocator statistics,
-// memory info, current stream) against the same libtorch that torch-sys found, and
-// links libtorch_cuda explicitly so CUDA is never silently dropped by --as-needed.
+// memory info, current stream) and the fused SSD's autograd node and kernel launcher
+// (csrc/ssd.cpp) against the same libtorch that torch-sys found, and links libtorch_cuda explicitly so CUDA is never silently dropped by --as-needed.
 use std::env;
 use std::path::PathBuf;
 
 fn main() {
     println!("cargo:rerun-if-changed=csrc/shim.cpp");
+    println!("cargo:rerun-if-changed=csrc/ssd.cpp");
     println!("cargo:rerun-if-changed=build.rs");
     let lib = PathBuf::from(
         env::var("DEP_TCH_LIBTORCH_LIB").expect("torch-sys did not report its libtorch lib dir"),
@@ -20,6 +21,7 @@ fn main() {
         .pic(true)
         .warnings(false)
         .file("csrc/shim.cpp")
+        .file("csrc/ssd.cpp")
         .include(&include)
         .include(include.join("torch/csrc/api/include"))
         .flag("-std=c++17")
@@ -30,6 +32,7 @@ fn main() {
     println!("cargo:rustc-link-search=native={}", lib.display());
     println!("cargo:rustc-link-lib=dylib=c10");
     println!("cargo:rustc-link-lib=dylib=torch_cpu");
+    println!("cargo:rustc-link-lib=dylib=dl");
     if has_cuda {
         println!("cargo:rustc-link-lib=dylib=torch_cuda");
     }

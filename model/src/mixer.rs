@@ -10,7 +10,7 @@ use tch::{Device, Kind, Tensor};
 use crate::config::MambaConfig;
 use crate::params::{init, Params};
 use crate::probe::{Knobs, MixerObservation, Probe};
-use crate::ssd;
+use crate::ssd::{self, SsdBackend};
 use crate::state::{LayerState, WindowBuf};
 
 #[derive(Debug)]
@@ -39,11 +39,17 @@ pub struct Exec<'a> {
     pub kind: Kind,
     pub knobs: Knobs,
     pub probe: Option<&'a mut dyn Probe>,
+    /// The SSD implementation (`ssd::default_backend()` unless set).
+    pub ssd: SsdBackend,
 }
 
-impl Exec<'_> {
-    pub fn new(kind: Kind) -> Exec<'static> {
-        Exec { kind, knobs: Knobs::default(), probe: None }
+impl<'a> Exec<'a> {
+    pub fn new(kind: Kind) -> Exec<'a> {
+        Exec::with_knobs(kind, Knobs::default())
+    }
+
+    pub fn with_knobs(kind: Kind, knobs: Knobs) -> Exec<'a> {
+        Exec { kind, knobs, probe: None, ssd: ssd::default_backend() }
     }
 }
 
@@ -152,10 +158,10 @@ impl Mixer {
         let xdt = (x.to_kind(Kind::Float) * dt.unsqueeze(-1)).to_kind(kind); // [B, L, H, P]
 
         let h0 = state.as_ref().map(|st| st.ssm.shallow_clone());
-        let (mut y, mut h_last) = ssd::ssd_chunked(&xdt, &la, &b, &c, self.chunk, h0.as_ref());
+        let (mut y, mut h_last) = ssd::ssd(ex.ssd, &xdt, &la, &b, &c, self.chunk, h0.as_ref());
         if let Some(r) = ex.knobs.window {
             let window = state.as_ref().and_then(|st| st.window.as_ref());
-            let (y2, h2, buf) = self.window_correction(r, &xdt, &la, &b, &c, window);
+            let (y2, h2, buf) = self.window_correction(r, &xdt, &la, &b, &c, window, ex.ssd);
             y = y + y2;
             h_last = h_last + h2;
             if let Some(st) = state.as_deref_mut() {
@@ -194,6 +200,7 @@ impl Mixer {
         b: &Tensor,
         c: &Tensor,
         prev: Option<&WindowBuf>,
+        backend: SsdBackend,
     ) -> (Tensor, Tensor, WindowBuf) {
         let (bsz, l, h, p) = xdt.size4().expect("xdt is [B, L, H, P]");
         let (g, n) = (self.groups, self.d_state);
@@ -214,7 +221,7 @@ impl Mixer {
         let w = (cs.narrow(1, r, l) - cs.narrow(1, 0, l)).clamp_max(0.0).exp(); // [B, L, H]
         let leaving_x = (all_x.narrow(1, 0, l) * w.unsqueeze(-1)).neg().to_kind(xdt.kind());
         let leaving_b = all_b.narrow(1, 0, l).to_kind(b.kind());
-        let (y2, h2) = ssd::ssd_chunked(&leaving_x, la, &leaving_b, c, self.chunk, None);
+        let (y2, h2) = ssd::ssd(backend, &leaving_x, la, &leaving_b, c, self.chunk, None);
         let buf = WindowBuf { xdt: all_x.narrow(1, l, r), b: all_b.narrow(1, l, r), la: all_la.narrow(1, l, r) };
         (y2, h2, buf)
     }
@@ -290,7 +297,7 @@ mod tests {
         let c = Tensor::randn([bsz, l, g, n], o);
         for r in [1, 5, 8, 30] {
             let (y1, _) = ssd::ssd_chunked(&xdt, &la, &b, &c, 8, None);
-            let (y2, _, _) = mixer.window_correction(r, &xdt, &la, &b, &c, None);
+            let (y2, _, _) = mixer.window_correction(r, &xdt, &la, &b, &c, None, SsdBackend::Tensor);
             let want = brute_force(&xdt, &la, &b, &c, r);
             let diff = (y1 + y2 - want).abs().max().double_value(&[]);
             assert!(diff < 1e-4, "r={r}: {diff}");

@@ -122,7 +122,7 @@ pub fn run(lm: &Mamba2LM, prompts: &[Vec<u32>], cfg: &LossEval) -> Result<LossCu
     for group in prompts.chunks(cfg.batch.max(1)) {
         let rows = group.len() as i64;
         let mut state = lm.zero_state(rows, cfg.kind);
-        let mut ex = Exec { kind: cfg.kind, knobs: cfg.mitigation.knobs(), probe: None };
+        let mut ex = Exec::with_knobs(cfg.kind, cfg.mitigation.knobs());
         let mut normer = match cfg.mitigation {
             Mitigation::StateNorm { tau, .. } => Some(StateNormer::new(tau, lm.cfg.n_layer as usize)),
             _ => None,

@@ -79,7 +79,7 @@ fn complete(lm: &Mamba2LM, tok: &Tokenizer, prompts: &Tensor, cfg: &PasskeyEval)
     let (b, l) = prompts.size2()?;
     let device = lm.device();
     let mut state = lm.zero_state(b, cfg.kind);
-    let mut ex = Exec { kind: cfg.kind, knobs: cfg.mitigation.knobs(), probe: None };
+    let mut ex = Exec::with_knobs(cfg.kind, cfg.mitigation.knobs());
     let mut normer = match cfg.mitigation {
         Mitigation::StateNorm { tau, .. } => Some(StateNormer::new(tau, lm.cfg.n_layer as usize)),
         _ => None,

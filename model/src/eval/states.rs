@@ -143,7 +143,8 @@ pub fn run(lm: &Mamba2LM, prompts: &[Vec<u32>], cfg: &StatesEval) -> Result<Stat
     while pos < n {
         let c = bucket.min(n - pos);
         {
-            let mut ex = Exec { kind: cfg.kind, knobs: cfg.mitigation.knobs(), probe: Some(&mut rec) };
+            let mut ex = Exec::with_knobs(cfg.kind, cfg.mitigation.knobs());
+            ex.probe = Some(&mut rec);
             let _ = lm.forward_hidden(&tokens.narrow(1, pos, c).to_device(lm.device()), Some(&mut state), &mut ex);
         }
         pos += c;

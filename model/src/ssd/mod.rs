@@ -10,7 +10,103 @@
 //! agnostic of the discretisation lets mitigations act on dt, alpha and B without touching
 //! this file. dt, A, cumulative sums, exponentials and states are fp32; the large matmuls run
 //! in the input kind (bf16 or fp32).
-use tch::{Kind, Tensor};
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use serde::{Deserialize, Serialize};
+use tch::{Device, Kind, Tensor};
+
+pub mod fused;
+
+/// Which implementation runs the chunked SSD. `auto` is `fused` on a CUDA device whose kernels
+/// compile and load, `tensor` elsewhere (the CPU, or a GPU without libnvrtc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SsdBackend {
+    #[default]
+    Auto,
+    /// Tensor ops under autograd (`ssd_chunked`): the reference.
+    Tensor,
+    /// One autograd node with a hand-written backward and CUDA kernels (`fused`).
+    Fused,
+}
+
+impl SsdBackend {
+    pub fn name(self) -> &'static str {
+        match self {
+            SsdBackend::Auto => "auto",
+            SsdBackend::Tensor => "tensor",
+            SsdBackend::Fused => "fused",
+        }
+    }
+
+    /// The backend that will run on `device`: `auto` decided; `fused` on a CUDA device whose
+    /// kernels do not load is an error naming why.
+    pub fn resolve(self, device: Device) -> Result<SsdBackend, String> {
+        match (self, device) {
+            (SsdBackend::Auto, Device::Cuda(_)) => {
+                Ok(if fused::kernels_ready(device).is_ok() { SsdBackend::Fused } else { SsdBackend::Tensor })
+            }
+            (SsdBackend::Auto, _) => Ok(SsdBackend::Tensor),
+            (SsdBackend::Fused, Device::Cuda(_)) => {
+                fused::kernels_ready(device).map(|_| SsdBackend::Fused).map_err(|e| format!("ssd: fused: {e}"))
+            }
+            (b, _) => Ok(b),
+        }
+    }
+
+    fn code(self) -> u8 {
+        self as u8
+    }
+
+    fn from_code(c: u8) -> SsdBackend {
+        match c {
+            2 => SsdBackend::Fused,
+            1 => SsdBackend::Tensor,
+            _ => SsdBackend::Auto,
+        }
+    }
+}
+
+impl std::str::FromStr for SsdBackend {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(SsdBackend::Auto),
+            "tensor" => Ok(SsdBackend::Tensor),
+            "fused" => Ok(SsdBackend::Fused),
+            other => Err(format!("unknown SSD backend `{other}` (expected auto, tensor or fused)")),
+        }
+    }
+}
+
+/// The process-wide backend that `Exec::new` starts from: a worker runs one job, and sets it
+/// once from the job's resolved `train.ssd`. Until set: `tensor`.
+static DEFAULT_BACKEND: AtomicU8 = AtomicU8::new(1);
+
+pub fn set_default_backend(b: SsdBackend) {
+    DEFAULT_BACKEND.store(b.code(), Ordering::Relaxed);
+}
+
+pub fn default_backend() -> SsdBackend {
+    SsdBackend::from_code(DEFAULT_BACKEND.load(Ordering::Relaxed))
+}
+
+/// The chunked SSD through `backend` (`auto` counts as `tensor`): same contract as
+/// `ssd_chunked`.
+pub fn ssd(
+    backend: SsdBackend,
+    xdt: &Tensor,
+    la: &Tensor,
+    b: &Tensor,
+    c: &Tensor,
+    chunk: i64,
+    h0: Option<&Tensor>,
+) -> (Tensor, Tensor) {
+    match backend {
+        SsdBackend::Fused => fused::ssd_fused(xdt, la, b, c, chunk, h0),
+        _ => ssd_chunked(xdt, la, b, c, chunk, h0),
+    }
+}
 
 /// Exponential with the exponent clamped at 0: decays never exceed 1, and masked (-inf)
 /// entries give exactly 0 without inf * 0 = NaN in the forward or backward pass.

@@ -1,0 +1,509 @@
+//! The fused SSD: the chunked algorithm as ONE autograd node with a hand-written backward.
+//!
+//! The tensor-op SSD (`ssd_chunked`) lets autograd keep every intermediate of the graph: the
+//! Q x Q segment sums, their exponentials and the masked products, in fp32, per head and chunk,
+//! which is most of a step's activation memory and memory traffic. Here the forward runs
+//! outside autograd and keeps only the inputs; the backward recomputes the chunk products and
+//! applies the chain rule by hand. On CUDA the Q x Q decay blocks (forward: the masked
+//! C.B * exp(cumsum_l - cumsum_s); backward: their gradient and the d(cumsum) terms) are CUDA
+//! kernels (`csrc/ssd.cpp`, compiled at first use with NVRTC, launched on libtorch's current
+//! stream); elsewhere the same blocks are tensor ops, which is how the CPU tests check every
+//! formula of the backward against autograd.
+//!
+//! Shapes as in `ssd_chunked`; chunked layouts are [B, C, H, Q, ...] with the heads of a group
+//! contiguous (h = g * H/G + j), so a group's B and C broadcast over its heads without copies.
+use std::collections::HashMap;
+use std::ffi::{c_char, c_int, CStr, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Mutex, Once, OnceLock};
+
+use tch::{Device, Kind, Tensor};
+use torch_sys::C_tensor;
+
+type Callback = extern "C" fn(*const *mut C_tensor, i64, *mut *mut C_tensor) -> c_int;
+
+extern "C" {
+    fn stuffed_ssd_last_error() -> *const c_char;
+    fn stuffed_ssd_set_error(msg: *const c_char);
+    fn stuffed_ssd_register(fwd: Callback, bwd: Callback);
+    #[allow(clippy::too_many_arguments)]
+    fn stuffed_ssd_apply(
+        xdt: *mut C_tensor,
+        la: *mut C_tensor,
+        b: *mut C_tensor,
+        c: *mut C_tensor,
+        h0: *mut C_tensor,
+        chunk: i64,
+        y: *mut *mut C_tensor,
+        final_state: *mut *mut C_tensor,
+    ) -> c_int;
+    fn stuffed_ssd_kernels_ready(dev: c_int) -> c_int;
+    fn stuffed_ssd_decay_fwd(cb: *mut C_tensor, acs: *mut C_tensor, m: *mut C_tensor) -> c_int;
+    fn stuffed_ssd_decay_bwd(
+        dm: *mut C_tensor,
+        cb: *mut C_tensor,
+        acs: *mut C_tensor,
+        dcb: *mut C_tensor,
+        t: *mut C_tensor,
+    ) -> c_int;
+}
+
+fn last_error() -> String {
+    unsafe { CStr::from_ptr(stuffed_ssd_last_error()).to_string_lossy().into_owned() }
+}
+
+fn ptr(t: &Tensor) -> *mut C_tensor {
+    t.as_ptr() as *mut C_tensor
+}
+
+/// Whether the CUDA kernels compile and load on `device` (cached per device); the error says
+/// why not (no libnvrtc, compilation log, ...).
+pub fn kernels_ready(device: Device) -> Result<(), String> {
+    let Device::Cuda(index) = device else {
+        return Err(format!("the fused SSD kernels run on CUDA devices, not {device:?}"));
+    };
+    static READY: OnceLock<Mutex<HashMap<usize, Result<(), String>>>> = OnceLock::new();
+    let mut ready = READY.get_or_init(Default::default).lock().unwrap_or_else(|e| e.into_inner());
+    ready
+        .entry(index)
+        .or_insert_with(|| match unsafe { stuffed_ssd_kernels_ready(index as c_int) } {
+            0 => Ok(()),
+            _ => Err(last_error()),
+        })
+        .clone()
+}
+
+/// The fused SSD, same contract as `ssd_chunked`: y [B, L, H, P] (fp32) and the final state
+/// [B, H, P, N] (fp32). Under autograd it is one graph node saving only its inputs.
+pub fn ssd_fused(xdt: &Tensor, la: &Tensor, b: &Tensor, c: &Tensor, chunk: i64, h0: Option<&Tensor>) -> (Tensor, Tensor) {
+    let needs_grad = [xdt, la, b, c].iter().any(|t| t.requires_grad()) || h0.is_some_and(|t| t.requires_grad());
+    if !needs_grad {
+        return forward(xdt, la, b, c, h0, chunk);
+    }
+    static REGISTER: Once = Once::new();
+    REGISTER.call_once(|| unsafe { stuffed_ssd_register(forward_callback, backward_callback) });
+    let (mut y, mut s) = (std::ptr::null_mut(), std::ptr::null_mut());
+    let h0p = h0.map_or(std::ptr::null_mut(), ptr);
+    let rc = unsafe { stuffed_ssd_apply(ptr(xdt), ptr(la), ptr(b), ptr(c), h0p, chunk, &mut y, &mut s) };
+    if rc != 0 {
+        panic!("{}", last_error());
+    }
+    unsafe { (Tensor::from_ptr(y), Tensor::from_ptr(s)) }
+}
+
+/// Runs a callback body, turning a panic (tch reports libtorch errors, OOM included, as
+/// panics) into an error code and message for the C++ side, which raises it in libtorch.
+fn guarded(f: impl FnOnce()) -> c_int {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(()) => 0,
+        Err(e) => {
+            let msg = e
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| e.downcast_ref::<&str>().copied())
+                .unwrap_or("panic in the fused SSD");
+            let msg = CString::new(msg.replace('\0', " ")).unwrap_or_default();
+            unsafe { stuffed_ssd_set_error(msg.as_ptr()) };
+            1
+        }
+    }
+}
+
+/// Borrowed input `i` (None for a null pointer) as a new tch handle on the same tensor.
+unsafe fn arg(inputs: *const *mut C_tensor, i: usize) -> Option<Tensor> {
+    let p = *inputs.add(i);
+    (!p.is_null()).then(|| Tensor::clone_from_ptr(p))
+}
+
+/// Hands `t` to C++ (which takes ownership) as output `i`.
+unsafe fn give(outputs: *mut *mut C_tensor, i: usize, t: Option<Tensor>) {
+    *outputs.add(i) = match t {
+        Some(mut t) => {
+            let p = t.as_mut_ptr();
+            std::mem::forget(t);
+            p
+        }
+        None => std::ptr::null_mut(),
+    };
+}
+
+extern "C" fn forward_callback(inputs: *const *mut C_tensor, chunk: i64, outputs: *mut *mut C_tensor) -> c_int {
+    guarded(|| unsafe {
+        let [xdt, la, b, c] = [0, 1, 2, 3].map(|i| arg(inputs, i).expect("fused SSD input missing"));
+        let h0 = arg(inputs, 4);
+        let (y, s) = forward(&xdt, &la, &b, &c, h0.as_ref(), chunk);
+        give(outputs, 0, Some(y));
+        give(outputs, 1, Some(s));
+    })
+}
+
+extern "C" fn backward_callback(inputs: *const *mut C_tensor, chunk: i64, outputs: *mut *mut C_tensor) -> c_int {
+    guarded(|| unsafe {
+        let [xdt, la, b, c] = [0, 1, 2, 3].map(|i| arg(inputs, i).expect("fused SSD input missing"));
+        let (h0, dy, dfinal) = (arg(inputs, 4), arg(inputs, 5), arg(inputs, 6));
+        let g = backward(&xdt, &la, &b, &c, h0.as_ref(), dy.as_ref(), dfinal.as_ref(), chunk);
+        for (i, t) in [Some(g.dxdt), Some(g.dla), Some(g.db), Some(g.dc), g.dh0].into_iter().enumerate() {
+            give(outputs, i, t);
+        }
+    })
+}
+
+/// Sizes of one call.
+#[derive(Clone, Copy)]
+struct Dims {
+    bsz: i64,
+    l: i64,
+    h: i64,
+    p: i64,
+    g: i64,
+    n: i64,
+    /// Heads per group.
+    hpg: i64,
+    q: i64,
+    /// Chunks.
+    nc: i64,
+    /// Zero tail padding up to a multiple of q.
+    pad: i64,
+    kind: Kind,
+}
+
+impl Dims {
+    fn new(xdt: &Tensor, b: &Tensor, chunk: i64) -> Dims {
+        let (bsz, l, h, p) = xdt.size4().expect("xdt is [B, L, H, P]");
+        let (_, _, g, n) = b.size4().expect("b is [B, L, G, N]");
+        let q = chunk.min(l).max(1);
+        let pad = (q - l % q) % q;
+        Dims { bsz, l, h, p, g, n, hpg: h / g, q, nc: (l + pad) / q, pad, kind: xdt.kind() }
+    }
+
+    /// [B, L, X, Y] -> [B, C, X, Q, Y] (zero-padded tail).
+    fn chunked(&self, t: &Tensor) -> Tensor {
+        let (_, _, x, y) = t.size4().expect("a [B, L, X, Y] tensor");
+        let t = if self.pad > 0 { t.constant_pad_nd([0, 0, 0, 0, 0, self.pad]) } else { t.shallow_clone() };
+        t.reshape([self.bsz, self.nc, self.q, x, y]).permute([0, 1, 3, 2, 4])
+    }
+
+    /// [B, C, X, Q, Y] -> [B, L, X, Y] (tail cut).
+    fn unchunked(&self, t: &Tensor) -> Tensor {
+        let x = t.size()[2];
+        let y = t.size()[4];
+        t.permute([0, 1, 3, 2, 4]).reshape([self.bsz, self.nc * self.q, x, y]).narrow(1, 0, self.l)
+    }
+
+    /// Per-head [B, C, H, ...] viewed per group [B, C, G, H/G, ...].
+    fn by_group(&self, t: &Tensor) -> Tensor {
+        let mut shape = vec![self.bsz, self.nc, self.g, self.hpg];
+        shape.extend_from_slice(&t.size()[3..]);
+        t.reshape(shape.as_slice())
+    }
+
+    /// Per-group [B, C, G, H/G, ...] back to per head [B, C, H, ...].
+    fn by_head(&self, t: &Tensor) -> Tensor {
+        let mut shape = vec![self.bsz, self.nc, self.h];
+        shape.extend_from_slice(&t.size()[4..]);
+        t.reshape(shape.as_slice())
+    }
+
+    /// Per-head [B, C, H, Q, X] -> per group with the heads folded into the columns:
+    /// [B, C, G, Q, H/G * X] (for contractions over the heads of a group).
+    fn heads_into_columns(&self, t: &Tensor) -> Tensor {
+        let x = t.size()[4];
+        self.by_group(t).permute([0, 1, 2, 4, 3, 5]).reshape([self.bsz, self.nc, self.g, self.q, self.hpg * x])
+    }
+}
+
+/// Everything the forward computes that the backward needs again.
+struct Recomputed {
+    /// [B, C, H, Q, P] (compute kind)
+    x: Tensor,
+    /// [B, C, G, Q, N] (compute kind)
+    b: Tensor,
+    c: Tensor,
+    /// Within-chunk cumulative log-decay [B, C, H, Q] (fp32, contiguous).
+    acs: Tensor,
+    /// C.B per group [B, C, G, Q, Q] (compute kind, contiguous).
+    cb: Tensor,
+    /// Decay from each position to the chunk end, exp(acs_last - acs_s) [B, C, H, Q] (fp32).
+    w: Tensor,
+    /// Per-chunk decay exp(acs_last) [B, C, H] (fp32).
+    chunk_decay: Tensor,
+    /// State entering each chunk [B, C, H, P, N] (fp32) and the final state [B, H, P, N].
+    prev: Tensor,
+    final_state: Tensor,
+}
+
+fn recompute(d: &Dims, xdt: &Tensor, la: &Tensor, b: &Tensor, c: &Tensor, h0: Option<&Tensor>) -> Recomputed {
+    let kind = d.kind;
+    let x = d.chunked(xdt); // [B, C, H, Q, P]
+    let la_c = d.chunked(&la.clamp_max(0.0).to_kind(Kind::Float).unsqueeze(-1)).squeeze_dim(-1); // [B, C, H, Q]
+    let b = d.chunked(&b.to_kind(kind)); // [B, C, G, Q, N]
+    let c = d.chunked(&c.to_kind(kind));
+    let acs = la_c.cumsum(-1, Kind::Float).contiguous();
+    let cb = c.matmul(&b.transpose(-1, -2)).contiguous(); // [B, C, G, Q, Q]
+    let last = acs.narrow(-1, d.q - 1, 1); // [B, C, H, 1]
+    let w = (&last - &acs).clamp_max(0.0).exp();
+    let chunk_decay = last.squeeze_dim(-1).clamp_max(0.0).exp();
+    // Chunk states S_c[p, n] = sum_s x_s[p] w_s B_s[n], then passed along the chunks.
+    let xw = (x.to_kind(Kind::Float) * w.unsqueeze(-1)).to_kind(kind);
+    let states = d.by_head(&d.by_group(&xw).transpose(-1, -2).matmul(&b.unsqueeze(3))).to_kind(Kind::Float); // [B, C, H, P, N]
+    let mut cur = match h0 {
+        Some(s) => s.to_kind(Kind::Float),
+        None => Tensor::zeros([d.bsz, d.h, d.p, d.n], (Kind::Float, xdt.device())),
+    };
+    let mut prevs = Vec::with_capacity(d.nc as usize);
+    for ci in 0..d.nc {
+        let a = chunk_decay.select(1, ci).unsqueeze(-1).unsqueeze(-1); // [B, H, 1, 1]
+        let next = &cur * a + states.select(1, ci);
+        prevs.push(cur);
+        cur = next;
+    }
+    Recomputed { x, b, c, acs, cb, w, chunk_decay, prev: Tensor::stack(&prevs, 1), final_state: cur }
+}
+
+/// Forward without autograd: (y [B, L, H, P] fp32, final state [B, H, P, N] fp32).
+fn forward(xdt: &Tensor, la: &Tensor, b: &Tensor, c: &Tensor, h0: Option<&Tensor>, chunk: i64) -> (Tensor, Tensor) {
+    let _guard = tch::no_grad_guard();
+    let d = Dims::new(xdt, b, chunk);
+    let r = recompute(&d, xdt, la, b, c, h0);
+    let m = decay_fwd(&r.cb, &r.acs, d.hpg); // [B, C, H, Q, Q]
+    let y_diag = d.by_head(&d.by_group(&m).matmul(&d.by_group(&r.x))).to_kind(Kind::Float); // [B, C, H, Q, P]
+    drop(m);
+    let y_off = state_output(&d, &r);
+    (d.unchunked(&(y_diag + y_off)), r.final_state)
+}
+
+/// Y_off[l] = exp(acs_l) C_l . S_prev  [B, C, H, Q, P] (fp32).
+fn state_output(d: &Dims, r: &Recomputed) -> Tensor {
+    let raw = raw_state_output(d, r);
+    raw * r.acs.clamp_max(0.0).exp().unsqueeze(-1)
+}
+
+/// C_l . S_prev without the decay [B, C, H, Q, P] (fp32).
+fn raw_state_output(d: &Dims, r: &Recomputed) -> Tensor {
+    let prev = d.by_group(&r.prev.to_kind(d.kind)).transpose(-1, -2); // [B, C, G, H/G, N, P]
+    d.by_head(&r.c.unsqueeze(3).matmul(&prev)).to_kind(Kind::Float)
+}
+
+struct Grads {
+    dxdt: Tensor,
+    dla: Tensor,
+    db: Tensor,
+    dc: Tensor,
+    dh0: Option<Tensor>,
+}
+
+/// The hand-written backward of `forward`, recomputing the chunk products.
+#[allow(clippy::too_many_arguments)]
+fn backward(
+    xdt: &Tensor,
+    la: &Tensor,
+    b: &Tensor,
+    c: &Tensor,
+    h0: Option<&Tensor>,
+    dy: Option<&Tensor>,
+    dfinal: Option<&Tensor>,
+    chunk: i64,
+) -> Grads {
+    let _guard = tch::no_grad_guard();
+    let d = Dims::new(xdt, b, chunk);
+    let (kind, f32) = (d.kind, Kind::Float);
+    let dev = xdt.device();
+    let r = recompute(&d, xdt, la, b, c, h0);
+    let dy = match dy {
+        Some(t) => d.chunked(&t.to_kind(f32)),
+        None => Tensor::zeros([d.bsz, d.nc, d.h, d.q, d.p], (f32, dev)),
+    }; // [B, C, H, Q, P]
+
+    // Y_off = exp(acs) * (C . S_prev).
+    let decay_out = r.acs.clamp_max(0.0).exp(); // [B, C, H, Q]
+    let dyo = &dy * decay_out.unsqueeze(-1); // [B, C, H, Q, P]
+    let mut dacs = (&dyo * raw_state_output(&d, &r)).sum_dim_intlist(-1, false, f32); // [B, C, H, Q]
+    let dyo_k = dyo.to_kind(kind);
+    let prev_cols = r.prev.to_kind(kind).reshape([d.bsz, d.nc, d.g, d.hpg * d.p, d.n]);
+    let mut dc = d.heads_into_columns(&dyo_k).matmul(&prev_cols).to_kind(f32); // [B, C, G, Q, N]
+    let dprev = d.by_head(&d.by_group(&dyo_k).transpose(-1, -2).matmul(&r.c.unsqueeze(3))).to_kind(f32); // [B, C, H, P, N]
+    drop((dyo, dyo_k, prev_cols));
+
+    // Between chunks, backwards: S_{c+1} = a_c S_c + states_c.
+    let mut g = match dfinal {
+        Some(t) => t.to_kind(f32),
+        None => Tensor::zeros([d.bsz, d.h, d.p, d.n], (f32, dev)),
+    };
+    let mut dstates = Vec::with_capacity(d.nc as usize);
+    let mut dlast = Vec::with_capacity(d.nc as usize);
+    for ci in (0..d.nc).rev() {
+        let a = r.chunk_decay.select(1, ci); // [B, H]
+        dlast.push((&g * r.prev.select(1, ci)).sum_dim_intlist([-1i64, -2].as_slice(), false, f32) * &a);
+        let next = dprev.select(1, ci) + &g * a.unsqueeze(-1).unsqueeze(-1);
+        dstates.push(g);
+        g = next;
+    }
+    dstates.reverse();
+    dlast.reverse();
+    let dh0 = h0.map(|_| g);
+    let dstates = Tensor::stack(&dstates, 1).to_kind(kind); // [B, C, H, P, N]
+    let mut dlast = Tensor::stack(&dlast, 1); // [B, C, H]
+
+    // Chunk states: S = sum_s (x_s w_s) (x) B_s.
+    let xf = r.x.to_kind(f32);
+    let dxw = d.by_head(&r.b.unsqueeze(3).matmul(&d.by_group(&dstates).transpose(-1, -2))).to_kind(f32); // [B, C, H, Q, P]
+    let mut dx = &dxw * r.w.unsqueeze(-1);
+    let dw = (&dxw * &xf).sum_dim_intlist(-1, false, f32) * &r.w; // d/d(acs_last - acs_s)
+    dacs -= &dw;
+    dlast += dw.sum_dim_intlist(-1, false, f32);
+    drop(dxw);
+    let xw = (&xf * r.w.unsqueeze(-1)).to_kind(kind);
+    let ds_cols = dstates.reshape([d.bsz, d.nc, d.g, d.hpg * d.p, d.n]);
+    let mut db = d.heads_into_columns(&xw).matmul(&ds_cols).to_kind(f32); // [B, C, G, Q, N]
+    drop((xw, ds_cols, xf));
+
+    // Diagonal blocks: Y_diag = M X with M = C.B * decay (masked).
+    let dy_k = d.by_group(&dy.to_kind(kind)); // [B, C, G, H/G, Q, P]
+    let m = decay_fwd(&r.cb, &r.acs, d.hpg);
+    dx += d.by_head(&d.by_group(&m).transpose(-1, -2).matmul(&dy_k)).to_kind(f32);
+    drop(m);
+    let dm = d.by_head(&dy_k.matmul(&d.by_group(&r.x).transpose(-1, -2))).contiguous(); // [B, C, H, Q, Q]
+    drop(dy_k);
+    let (dcb, t) = decay_bwd(&dm, &r.cb, &r.acs, d.hpg);
+    drop(dm);
+    dacs += t.sum_dim_intlist(-1, false, f32) - t.sum_dim_intlist(-2, false, f32);
+    drop(t);
+    let dcb = dcb.to_kind(kind);
+    dc += dcb.matmul(&r.b).to_kind(f32);
+    db += dcb.transpose(-1, -2).matmul(&r.c).to_kind(f32);
+
+    // acs = within-chunk cumsum of la: dla_s = sum_{l >= s} dacs_l.
+    let mut dacs_last = dacs.narrow(-1, d.q - 1, 1);
+    dacs_last += dlast.unsqueeze(-1);
+    let dla = dacs.flip([-1]).cumsum(-1, f32).flip([-1]); // [B, C, H, Q]
+    let dla = d.unchunked(&dla.unsqueeze(-1)).squeeze_dim(-1) * la.le(0.0).to_kind(f32); // clamp_max(0)'s gradient
+    Grads {
+        dxdt: d.unchunked(&dx).to_kind(xdt.kind()),
+        dla: dla.to_kind(la.kind()),
+        db: d.unchunked(&db).to_kind(b.kind()),
+        dc: d.unchunked(&dc).to_kind(c.kind()),
+        dh0: dh0.map(|t| t.to_kind(h0.map_or(f32, |s| s.kind()))),
+    }
+}
+
+/// Lower-triangular decays exp(min(acs_l - acs_s, 0)) [.., Q(l), Q(s)] (fp32), 0 above the
+/// diagonal: the tensor-op twin of the kernels.
+fn decay_matrix(acs: &Tensor) -> Tensor {
+    let q = *acs.size().last().expect("acs has a chunk dim");
+    let diff = acs.unsqueeze(-1) - acs.unsqueeze(-2);
+    let upper = Tensor::ones([q, q], (Kind::Bool, acs.device())).triu(1);
+    diff.clamp_max(0.0).exp().masked_fill(&upper, 0.0)
+}
+
+fn check(rc: c_int) {
+    if rc != 0 {
+        panic!("{}", last_error());
+    }
+}
+
+/// M [B, C, H, Q, Q] (compute kind) = C.B of the head's group times the masked decays.
+fn decay_fwd(cb: &Tensor, acs: &Tensor, hpg: i64) -> Tensor {
+    let (bsz, nc, g, q, _) = cb.size5().expect("cb is [B, C, G, Q, Q]");
+    let h = g * hpg;
+    if cb.device().is_cuda() {
+        let m = Tensor::empty([bsz, nc, h, q, q], (cb.kind(), cb.device()));
+        check(unsafe { stuffed_ssd_decay_fwd(ptr(cb), ptr(acs), ptr(&m)) });
+        return m;
+    }
+    let dec = decay_matrix(acs).reshape([bsz, nc, g, hpg, q, q]).to_kind(cb.kind());
+    (cb.unsqueeze(3) * dec).reshape([bsz, nc, h, q, q])
+}
+
+/// From dM [B, C, H, Q, Q]: dCB [B, C, G, Q, Q] = sum over the group's heads of dM * decay,
+/// and T = dM * M [B, C, H, Q, Q] (both fp32), whose row sums minus column sums are d(acs).
+fn decay_bwd(dm: &Tensor, cb: &Tensor, acs: &Tensor, hpg: i64) -> (Tensor, Tensor) {
+    let (bsz, nc, g, q, _) = cb.size5().expect("cb is [B, C, G, Q, Q]");
+    let h = g * hpg;
+    let o = (Kind::Float, cb.device());
+    if cb.device().is_cuda() {
+        let (dcb, t) = (Tensor::empty([bsz, nc, g, q, q], o), Tensor::empty([bsz, nc, h, q, q], o));
+        check(unsafe { stuffed_ssd_decay_bwd(ptr(dm), ptr(cb), ptr(acs), ptr(&dcb), ptr(&t)) });
+        return (dcb, t);
+    }
+    let dm_dec = dm.to_kind(Kind::Float).reshape([bsz, nc, g, hpg, q, q]) * decay_matrix(acs).reshape([bsz, nc, g, hpg, q, q]);
+    let t = (&dm_dec * cb.to_kind(Kind::Float).unsqueeze(3)).reshape([bsz, nc, h, q, q]);
+    (dm_dec.sum_dim_intlist(3, false, Kind::Float), t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ssd::ssd_chunked;
+
+    fn max_rel(a: &Tensor, b: &Tensor) -> f64 {
+        let scale = b.abs().max().double_value(&[]).max(1e-6);
+        (a - b).abs().max().double_value(&[]) / scale
+    }
+
+    /// Forward outputs and every input gradient of the fused node equal autograd through the
+    /// tensor-op SSD (CPU, fp32, the tensor twins of the kernels).
+    #[test]
+    fn fused_matches_tensor_forward_and_backward() {
+        tch::manual_seed(1);
+        let o = (Kind::Float, Device::Cpu);
+        for &(l, q, h, g, with_h0, use_final) in &[
+            (37, 8, 4, 1, false, true),
+            (37, 16, 4, 2, true, true),
+            (64, 64, 2, 1, true, false),
+            (100, 32, 4, 2, false, false),
+            (5, 64, 2, 1, true, true),
+        ] {
+            let (bsz, p, n) = (2, 8, 6);
+            let leaf = |t: Tensor| t.set_requires_grad(true);
+            let xdt = leaf(Tensor::randn([bsz, l, h, p], o) * 0.5);
+            let la = leaf(-(Tensor::rand([bsz, l, h], o) * 0.3));
+            let b = leaf(Tensor::randn([bsz, l, g, n], o) * 0.5);
+            let c = leaf(Tensor::randn([bsz, l, g, n], o) * 0.5);
+            let h0 = with_h0.then(|| leaf(Tensor::randn([bsz, h, p, n], o)));
+            let wy = Tensor::randn([bsz, l, h, p], o);
+            let ws = Tensor::randn([bsz, h, p, n], o);
+            let run = |fused: bool| {
+                let inputs: Vec<&Tensor> = [&xdt, &la, &b, &c].into_iter().chain(h0.as_ref()).collect();
+                for t in &inputs {
+                    let _ = t.grad().f_zero_();
+                }
+                let (y, s) = if fused {
+                    ssd_fused(&xdt, &la, &b, &c, q, h0.as_ref())
+                } else {
+                    ssd_chunked(&xdt, &la, &b, &c, q, h0.as_ref())
+                };
+                let mut loss = (&y * &wy).sum(Kind::Float);
+                if use_final {
+                    loss = loss + (&s * &ws).sum(Kind::Float);
+                }
+                loss.backward();
+                let grads: Vec<Tensor> = inputs.iter().map(|t| t.grad().copy()).collect();
+                (y.detach(), s.detach(), grads)
+            };
+            let (y1, s1, g1) = run(true);
+            let (y2, s2, g2) = run(false);
+            let case = format!("l={l} q={q} h={h} g={g} h0={with_h0} final={use_final}");
+            assert!(max_rel(&y1, &y2) < 1e-5, "y {case}: {}", max_rel(&y1, &y2));
+            assert!(max_rel(&s1, &s2) < 1e-5, "state {case}");
+            for (i, (a, e)) in g1.iter().zip(&g2).enumerate() {
+                assert!(max_rel(a, e) < 1e-4, "grad {i} {case}: {}", max_rel(a, e));
+            }
+        }
+    }
+
+    /// Without autograd (evaluation) the fused path is a plain function of its inputs.
+    #[test]
+    fn fused_forward_without_grad() {
+        tch::manual_seed(2);
+        let o = (Kind::Float, Device::Cpu);
+        let xdt = Tensor::randn([1, 50, 4, 8], o);
+        let la = -(Tensor::rand([1, 50, 4], o) * 0.5);
+        let b = Tensor::randn([1, 50, 2, 6], o);
+        let c = Tensor::randn([1, 50, 2, 6], o);
+        let h0 = Tensor::randn([1, 4, 8, 6], o);
+        let (y1, s1) = ssd_fused(&xdt, &la, &b, &c, 16, Some(&h0));
+        let (y2, s2) = ssd_chunked(&xdt, &la, &b, &c, 16, Some(&h0));
+        assert!(!y1.requires_grad());
+        assert!(max_rel(&y1, &y2) < 1e-5 && max_rel(&s1, &s2) < 1e-5);
+    }
+}
