@@ -8,11 +8,14 @@ use tch::{Device, Kind, Tensor};
 use crate::config::MambaConfig;
 use crate::cuda;
 use crate::lm::Mamba2LM;
+use crate::ssd::SsdBackend;
 use crate::train::{train_step, AdamW, AdamWConfig, Batch};
 use crate::Result;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TrainBench {
+    /// SSD implementation: tensor or fused.
+    pub ssd: String,
     pub batch: i64,
     pub seq: i64,
     pub steps: i64,
@@ -45,8 +48,26 @@ pub fn synchronize(device: Device) {
     }
 }
 
-/// Times `steps` training steps after `warmup` steps on random tokens.
-pub fn train(cfg: &MambaConfig, batch: i64, seq: i64, steps: i64, warmup: i64, device: Device, kind: Kind) -> Result<TrainBench> {
+/// Makes `ssd` the backend of the models run from here on (resolving `auto` on `device`).
+fn use_backend(ssd: SsdBackend, device: Device) -> Result<SsdBackend> {
+    let b = ssd.resolve(device).map_err(crate::Error::Config)?;
+    crate::ssd::set_default_backend(b);
+    Ok(b)
+}
+
+/// Times `steps` training steps after `warmup` steps on random tokens, with SSD backend `ssd`.
+#[allow(clippy::too_many_arguments)]
+pub fn train(
+    cfg: &MambaConfig,
+    batch: i64,
+    seq: i64,
+    steps: i64,
+    warmup: i64,
+    device: Device,
+    kind: Kind,
+    ssd: SsdBackend,
+) -> Result<TrainBench> {
+    let ssd = use_backend(ssd, device)?;
     tch::manual_seed(0);
     let lm = Mamba2LM::new(cfg, device)?;
     let mut opt = AdamW::new(lm.params(), AdamWConfig::default());
@@ -77,6 +98,7 @@ pub fn train(cfg: &MambaConfig, batch: i64, seq: i64, steps: i64, warmup: i64, d
         _ => None,
     };
     Ok(TrainBench {
+        ssd: ssd.name().into(),
         batch,
         seq,
         steps,
@@ -95,6 +117,8 @@ pub fn train(cfg: &MambaConfig, batch: i64, seq: i64, steps: i64, warmup: i64, d
 
 #[derive(Debug, Clone, Serialize)]
 pub struct EvalBench {
+    /// SSD implementation: tensor or fused.
+    pub ssd: String,
     pub len: i64,
     pub batch: i64,
     pub chunk: i64,
@@ -108,8 +132,9 @@ pub struct EvalBench {
 }
 
 /// Streaming loss-by-position over `len` random tokens per sequence (memory bounded by the
-/// chunk), timed end to end.
-pub fn eval(cfg: &MambaConfig, len: i64, batch: i64, chunk: i64, device: Device, kind: Kind) -> Result<EvalBench> {
+/// chunk), timed end to end, with SSD backend `ssd`.
+pub fn eval(cfg: &MambaConfig, len: i64, batch: i64, chunk: i64, device: Device, kind: Kind, ssd: SsdBackend) -> Result<EvalBench> {
+    let ssd = use_backend(ssd, device)?;
     tch::manual_seed(0);
     let lm = Mamba2LM::new(cfg, device)?;
     let mut rng = crate::rng::Rng::new(1);
@@ -135,6 +160,7 @@ pub fn eval(cfg: &MambaConfig, len: i64, batch: i64, chunk: i64, device: Device,
         _ => None,
     };
     Ok(EvalBench {
+        ssd: ssd.name().into(),
         len,
         batch,
         chunk,

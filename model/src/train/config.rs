@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{MambaConfig, ModelSpec};
 use crate::data::{MixtureItem, SourceKind};
+use crate::ssd::SsdBackend;
 use crate::tokenizer::Tokenizer;
 use crate::train::{AdamWConfig, Schedule};
 use crate::yaml::{self, YamlError};
@@ -172,6 +173,14 @@ pub struct TrainConfig {
     pub val_batches: i64,
     #[serde(default = "d_log_every")]
     pub log_every: i64,
+    /// SSD implementation: auto (fused on a GPU whose kernels load, else tensor), tensor or
+    /// fused. The one that ran is recorded with each attempt.
+    #[serde(default, skip_serializing_if = "is_auto")]
+    pub ssd: SsdBackend,
+}
+
+fn is_auto(b: &SsdBackend) -> bool {
+    *b == SsdBackend::Auto
 }
 
 impl TrainConfig {

@@ -75,6 +75,7 @@ fn identity(job: &JobConfig) -> serde_json::Value {
     t.keep_checkpoints = 0;
     t.val_every = 0;
     t.log_every = 0;
+    t.ssd = Default::default();
     json!({"model": job.model, "tokenizer": job.tokenizer, "data": job.data, "train": t, "init_from": job.init_from})
 }
 
@@ -152,6 +153,8 @@ pub fn train(
     let t = &job.train;
     let device = cuda::parse_device(&t.device)?;
     let kind = t.precision.kind(device);
+    let ssd = t.ssd.resolve(device).map_err(Error::Config)?;
+    crate::ssd::set_default_backend(ssd);
     let tok = Tokenizer::from_spec(&job.tokenizer)?;
     let cfg = job.model_config()?;
     let corpus = Corpus::open(&job.data.corpus)?;
@@ -210,9 +213,9 @@ pub fn train(
     let mut ctx = Ctx { job, run_dir, lm, opt, tok: &tok };
     if resumed_from.is_none() {
         log.emit("start", json!({"total_steps": total, "batch": batch, "seq_len": seq_len, "params": ctx.lm.params().numel(),
-            "state_size": cfg.state_size(), "device": cuda::device_name(device), "precision": format!("{kind:?}")}))?;
+            "state_size": cfg.state_size(), "device": cuda::device_name(device), "precision": format!("{kind:?}"), "ssd": ssd.name()}))?;
     } else {
-        log.emit("resume", json!({"step": step, "tokens": tokens, "total_steps": total}))?;
+        log.emit("resume", json!({"step": step, "tokens": tokens, "total_steps": total, "ssd": ssd.name()}))?;
     }
 
     let schedule = t.schedule();

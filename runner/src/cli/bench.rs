@@ -1,5 +1,6 @@
 //! `stuffed bench ...`: speed and memory benchmarks (targets live here, not in timed tests).
 use stuffed_model::bench;
+use stuffed_model::ssd::SsdBackend;
 
 use super::common::{device, print_json, ModelSource, Precision};
 use super::Format;
@@ -30,6 +31,9 @@ pub struct EvalArgs {
     /// Compute precision (default: bf16 on a GPU, fp32 on the CPU).
     #[arg(long, value_enum)]
     precision: Option<Precision>,
+    /// SSD backends to run, side by side (comma-separated: tensor, fused).
+    #[arg(long, value_delimiter = ',', default_value = "tensor,fused")]
+    compare: Vec<SsdBackend>,
     #[arg(long, value_enum, default_value_t)]
     format: Format,
 }
@@ -39,24 +43,62 @@ impl EvalArgs {
         let dev = device(&self.device)?;
         let prec = self.precision.unwrap_or(Precision::default_for(dev));
         let cfg = self.source.config()?;
-        let r = bench::eval(&cfg, self.len, self.batch, self.chunk, dev, prec.kind())?;
-        match self.format {
-            Format::Json => print_json(&r)?,
-            Format::Text => println!(
-                "eval {} x {} (chunk {}) on {}{} ({}): {:.0} tokens/s, {:.1}s, peak memory {:.2} GB",
-                r.batch,
-                r.len,
-                r.chunk,
-                r.device,
-                r.gpu.as_ref().map(|g| format!(" [{g}]")).unwrap_or_default(),
-                r.precision,
-                r.tokens_per_s,
-                r.wall_s,
-                r.peak_memory_gb
-            ),
+        let mut runs = Vec::new();
+        for b in backends(&self.compare, dev) {
+            let r = bench::eval(&cfg, self.len, self.batch, self.chunk, dev, prec.kind(), b)?;
+            if self.format == Format::Text {
+                println!(
+                    "eval [{:>6}] {} x {} (chunk {}) on {}{} ({}): {:.0} tokens/s, {:.1}s, peak memory {:.2} GB",
+                    r.ssd,
+                    r.batch,
+                    r.len,
+                    r.chunk,
+                    r.device,
+                    r.gpu.as_ref().map(|g| format!(" [{g}]")).unwrap_or_default(),
+                    r.precision,
+                    r.tokens_per_s,
+                    r.wall_s,
+                    r.peak_memory_gb
+                );
+            }
+            runs.push(r);
         }
-        Ok(0)
+        let ratio = ratio(runs.iter().map(|r| (r.ssd.as_str(), r.tokens_per_s)));
+        finish(self.format, &runs, ratio)
     }
+}
+
+/// The backends to compare on `dev`: as asked, except `fused` where its kernels cannot load
+/// (said on stderr).
+fn backends(asked: &[SsdBackend], dev: tch::Device) -> Vec<SsdBackend> {
+    let mut out = Vec::new();
+    for &b in asked {
+        match b.resolve(dev) {
+            Ok(r) if !out.contains(&r) => out.push(r),
+            Ok(_) => {}
+            Err(e) => eprintln!("skipping {}: {e}", b.name()),
+        }
+    }
+    out
+}
+
+/// Throughput of `fused` over `tensor`, when both ran.
+fn ratio<'a>(runs: impl Iterator<Item = (&'a str, f64)> + Clone) -> Option<f64> {
+    let of = |name: &str| runs.clone().find(|(n, _)| *n == name).map(|(_, v)| v);
+    Some(of("fused")? / of("tensor")?)
+}
+
+/// JSON: {"runs": [...], "fused_over_tensor": ratio}; text: the ratio line.
+fn finish<T: serde::Serialize>(format: Format, runs: &[T], ratio: Option<f64>) -> anyhow::Result<i32> {
+    match format {
+        Format::Json => print_json(&serde_json::json!({"runs": runs, "fused_over_tensor": ratio}))?,
+        Format::Text => {
+            if let Some(r) = ratio {
+                println!("fused / tensor: {r:.2}x tokens/s");
+            }
+        }
+    }
+    Ok(0)
 }
 
 #[derive(Debug, clap::Args)]
@@ -81,6 +123,9 @@ pub struct TrainArgs {
     /// Compute precision (default: bf16 on a GPU, fp32 on the CPU).
     #[arg(long, value_enum)]
     precision: Option<Precision>,
+    /// SSD backends to run, side by side (comma-separated: tensor, fused).
+    #[arg(long, value_delimiter = ',', default_value = "tensor,fused")]
+    compare: Vec<SsdBackend>,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     format: Format,
@@ -100,12 +145,13 @@ impl TrainArgs {
         let dev = device(&self.device)?;
         let prec = self.precision.unwrap_or(Precision::default_for(dev));
         let cfg = self.source.config()?;
-        let r = bench::train(&cfg, self.batch, self.seq, self.steps, self.warmup, dev, prec.kind())?;
-        match self.format {
-            Format::Json => print_json(&r)?,
-            Format::Text => {
+        let mut runs = Vec::new();
+        for b in backends(&self.compare, dev) {
+            let r = bench::train(&cfg, self.batch, self.seq, self.steps, self.warmup, dev, prec.kind(), b)?;
+            if self.format == Format::Text {
                 println!(
-                    "train {} x {} on {}{} ({}): {:.0} tokens/s, {:.1} ms/step, {:.1} model TFLOP/s{}, peak memory {:.2} GB",
+                    "train [{:>6}] {} x {} on {}{} ({}): {:.0} tokens/s, {:.1} ms/step, {:.1} model TFLOP/s{}, peak memory {:.2} GB",
+                    r.ssd,
                     r.batch,
                     r.seq,
                     r.device,
@@ -118,7 +164,9 @@ impl TrainArgs {
                     r.peak_memory_gb
                 );
             }
+            runs.push(r);
         }
-        Ok(0)
+        let ratio = ratio(runs.iter().map(|r| (r.ssd.as_str(), r.tokens_per_s)));
+        finish(self.format, &runs, ratio)
     }
 }

@@ -3,6 +3,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::ValueEnum;
+use stuffed_model::ssd::{self, SsdBackend};
 use stuffed_model::{checkpoint, cuda, Mamba2LM, MambaConfig};
 use tch::{Device, Kind};
 
@@ -31,8 +32,19 @@ impl Precision {
     }
 }
 
+static REQUESTED_SSD: std::sync::Mutex<SsdBackend> = std::sync::Mutex::new(SsdBackend::Auto);
+
+/// The `--ssd` of the command line, applied by `device`.
+pub fn request_ssd(b: SsdBackend) {
+    *REQUESTED_SSD.lock().unwrap_or_else(|e| e.into_inner()) = b;
+}
+
+/// The device of `spec`; also settles the SSD backend that models on it run.
 pub fn device(spec: &str) -> anyhow::Result<Device> {
-    Ok(cuda::parse_device(spec)?)
+    let dev = cuda::parse_device(spec)?;
+    let requested = *REQUESTED_SSD.lock().unwrap_or_else(|e| e.into_inner());
+    ssd::set_default_backend(requested.resolve(dev).map_err(anyhow::Error::msg)?);
+    Ok(dev)
 }
 
 /// `--preset NAME` or `--checkpoint DIR`: where a model comes from.

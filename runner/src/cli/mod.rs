@@ -26,6 +26,10 @@ pub mod worker;
     propagate_version = true
 )]
 pub struct Cli {
+    /// SSD implementation of the commands that run a model here (eval, model): auto (fused
+    /// on a GPU whose kernels load, else tensor), tensor or fused. Jobs take `train.ssd`.
+    #[arg(long, global = true, default_value = "auto", env = "STUFFED_SSD")]
+    pub ssd: stuffed_model::ssd::SsdBackend,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -77,6 +81,7 @@ pub enum Format {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    common::request_ssd(cli.ssd);
     match cli.command {
         Command::Doctor(a) => a.run(),
         Command::Model(c) => c.run(),

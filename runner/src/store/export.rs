@@ -183,11 +183,11 @@ impl Db {
         for a in &d.attempts {
             sqlx::query(
                 "INSERT OR REPLACE INTO attempts (job_id, number, backend, backend_id, host, gpu, gpu_name, pid, started_at, ended_at, status, exit_code,
-                   error_class, error, log_path, git_commit, git_dirty, version, libtorch, seed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   error_class, error, log_path, git_commit, git_dirty, version, libtorch, seed, ssd) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(&a.job_id).bind(a.number).bind(&a.backend).bind(&a.backend_id).bind(&a.host).bind(&a.gpu).bind(&a.gpu_name).bind(a.pid)
             .bind(&a.started_at).bind(&a.ended_at).bind(&a.status).bind(a.exit_code).bind(&a.error_class).bind(&a.error).bind(&a.log_path)
-            .bind(&a.git_commit).bind(a.git_dirty).bind(&a.version).bind(&a.libtorch).bind(a.seed)
+            .bind(&a.git_commit).bind(a.git_dirty).bind(&a.version).bind(&a.libtorch).bind(a.seed).bind(&a.ssd)
             .execute(&mut *tx).await?;
         }
         for (job, key, step, value) in &d.metrics {

@@ -36,6 +36,13 @@ impl Db {
                         .bind(job_id)
                         .execute(&mut *tx)
                         .await?;
+                    if let Some(ssd) = ev["ssd"].as_str() {
+                        sqlx::query("UPDATE attempts SET ssd = ? WHERE id = (SELECT MAX(id) FROM attempts WHERE job_id = ?)")
+                            .bind(ssd)
+                            .bind(job_id)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
                 }
                 "train" => {
                     let step = step.unwrap_or(0);

@@ -104,6 +104,9 @@ pub struct AttemptRow {
     pub version: Option<String>,
     pub libtorch: Option<String>,
     pub seed: Option<i64>,
+    /// The SSD backend the worker ran (`tensor` or `fused`), once its trainer started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssd: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
