@@ -8,6 +8,7 @@
 //     nothing here needs CUDA headers, and a CPU-only machine never touches them.
 // Every extern "C" entry point catches C++ exceptions and returns non-zero on failure, with
 // the message available from stuffed_ssd_last_error() on the same thread.
+#include <dirent.h>
 #include <dlfcn.h>
 
 #include <cstdint>
@@ -114,7 +115,20 @@ void sym(void* lib, const char* name, F& f) {
 }
 
 // libnvrtc: by soname (LD_LIBRARY_PATH), else beside the torch wheel (site-packages/nvidia/cu13/lib
-// or cu12), found from where libtorch_cpu itself was loaded.
+// or cu12), found from where libtorch_cpu itself was loaded. NVRTC opens its builtins library by
+// soname at compile time, which only the library path finds: when loading by path, the builtins
+// beside it are loaded first (RTLD_GLOBAL), so that lookup finds them already loaded.
+void* open_by_path(const std::string& dir, const std::string& name) {
+  if (DIR* d = opendir(dir.c_str())) {
+    while (dirent* e = readdir(d)) {
+      std::string f = e->d_name;
+      if (f.rfind("libnvrtc-builtins.so.", 0) == 0) dlopen((dir + "/" + f).c_str(), RTLD_NOW | RTLD_GLOBAL);
+    }
+    closedir(d);
+  }
+  return dlopen((dir + "/" + name).c_str(), RTLD_NOW | RTLD_GLOBAL);
+}
+
 void* open_nvrtc() {
   const char* names[] = {"libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so"};
   for (const char* n : names) {
@@ -125,10 +139,11 @@ void* open_nvrtc() {
     std::string torch_lib(info.dli_fname);
     torch_lib = torch_lib.substr(0, torch_lib.rfind('/'));  // .../site-packages/torch/lib
     std::string site = torch_lib + "/../..";
-    const char* rel[] = {"/nvidia/cu13/lib/libnvrtc.so.13", "/nvidia/cuda_nvrtc/lib/libnvrtc.so.12",
-                         "/nvidia/cu12/lib/libnvrtc.so.12"};
-    for (const char* r : rel) {
-      if (void* h = dlopen((site + r).c_str(), RTLD_NOW | RTLD_GLOBAL)) return h;
+    const std::pair<const char*, const char*> rel[] = {{"/nvidia/cu13/lib", "libnvrtc.so.13"},
+                                                       {"/nvidia/cuda_nvrtc/lib", "libnvrtc.so.12"},
+                                                       {"/nvidia/cu12/lib", "libnvrtc.so.12"}};
+    for (const auto& [dir, name] : rel) {
+      if (void* h = open_by_path(site + dir, name)) return h;
     }
   }
   throw std::runtime_error("libnvrtc not found (looked for libnvrtc.so.13/.12 on the library path and beside torch)");
