@@ -31,6 +31,55 @@ pub struct TrainBench {
     pub mfu: Option<f64>,
     pub peak_memory_gb: f64,
     pub final_loss: f64,
+    /// Where a step's time goes (ms, each phase timed on its own with device syncs): forward
+    /// with the loss, backward, optimizer (clip + AdamW); and the SSD's share of forward +
+    /// backward (all layers, the layer shapes on random inputs).
+    pub phases_ms: Phases,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Phases {
+    pub forward: f64,
+    pub backward: f64,
+    pub optimizer: f64,
+    pub ssd: f64,
+}
+
+/// Mean ms of `f` over `n` runs, after one untimed run.
+fn time_ms(device: Device, n: i64, mut f: impl FnMut()) -> f64 {
+    f();
+    synchronize(device);
+    let start = Instant::now();
+    for _ in 0..n {
+        f();
+    }
+    synchronize(device);
+    start.elapsed().as_secs_f64() * 1000.0 / n as f64
+}
+
+/// The step's phases (see `Phases`).
+fn phases(lm: &Mamba2LM, cfg: &MambaConfig, b: &Batch, step_ms: f64, device: Device, kind: Kind) -> Phases {
+    let n = 3;
+    let forward = time_ms(device, n, || {
+        let _ = crate::train::step::batch_loss(lm, b, None, kind);
+    });
+    let fwd_bwd = time_ms(device, n, || {
+        crate::train::step::batch_loss(lm, b, None, kind).backward();
+    });
+    let (bsz, l) = (b.inputs.size()[0], b.inputs.size()[1]);
+    let (h, p, g, nst) = (cfg.nheads(), cfg.headdim(), cfg.ngroups(), cfg.d_state());
+    let o = (Kind::Float, device);
+    let leaf = |t: Tensor| t.to_kind(kind).set_requires_grad(true);
+    let xdt = leaf(Tensor::randn([bsz, l, h, p], o) * 0.1);
+    let la = (-(Tensor::rand([bsz, l, h], o) * 0.1)).set_requires_grad(true);
+    let bb = leaf(Tensor::randn([bsz, l, g, nst], o));
+    let cc = leaf(Tensor::randn([bsz, l, g, nst], o));
+    let backend = crate::ssd::default_backend();
+    let ssd = time_ms(device, n, || {
+        let (y, _) = crate::ssd::ssd(backend, &xdt, &la, &bb, &cc, cfg.ssm_cfg.chunk_size, None);
+        y.sum(Kind::Float).backward();
+    }) * cfg.n_layer as f64;
+    Phases { forward, backward: (fwd_bwd - forward).max(0.0), optimizer: (step_ms - fwd_bwd).max(0.0), ssd }
 }
 
 /// Dense bf16 tensor-core peak of known GPUs (datasheet, FLOP/s).
@@ -90,6 +139,8 @@ pub fn train(
     }
     synchronize(device);
     let secs = start.elapsed().as_secs_f64();
+    let peak_memory_gb = cuda::peak_memory_bytes(device) as f64 / 1e9;
+    let phases_ms = phases(&lm, cfg, &b, secs * 1000.0 / steps as f64, device, kind);
     let tokens = (batch * seq * steps) as f64;
     let tokens_per_s = tokens / secs;
     let flops = 3.0 * cfg.flops_per_token() * tokens_per_s;
@@ -110,8 +161,9 @@ pub fn train(
         tokens_per_s,
         step_ms: secs * 1000.0 / steps as f64,
         model_tflops: flops / 1e12,
-        peak_memory_gb: cuda::peak_memory_bytes(device) as f64 / 1e9,
+        peak_memory_gb,
         final_loss: loss,
+        phases_ms,
     })
 }
 

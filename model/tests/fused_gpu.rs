@@ -123,7 +123,8 @@ fn fused_equals_tensor_ops_bf16() {
     }
 }
 
-/// A whole model: logits and every parameter gradient, fused vs tensor, bf16 compute.
+/// A whole model: logits and every parameter gradient, fused vs tensor (fp32 compute: in bf16
+/// the two roundings of a whole model differ by ~2% on the small dt_bias gradients).
 #[test]
 fn model_logits_and_gradients_agree() {
     let _one = serial();
@@ -139,16 +140,16 @@ fn model_logits_and_gradients_agree() {
         for (_, p) in lm.params().iter() {
             let _ = p.grad().f_zero_();
         }
-        let mut ex = Exec::new(Kind::BFloat16);
+        let mut ex = Exec::new(Kind::Float);
         ex.ssd = backend;
         let out = lm.forward(&tokens, None, &mut ex);
         out.to_kind(Kind::Float).square().mean(Kind::Float).backward();
         logits.push(out.detach().to_kind(Kind::Float));
         grads.push(lm.params().iter().map(|(n, p)| (n.to_string(), p.grad().copy())).collect::<Vec<_>>());
     }
-    assert!(rel(&logits[0], &logits[1]) < 1e-2, "logits {}", rel(&logits[0], &logits[1]));
+    assert!(rel(&logits[0], &logits[1]) < 1e-4, "logits {}", rel(&logits[0], &logits[1]));
     for ((name, a), (_, b)) in grads[0].iter().zip(&grads[1]) {
-        assert!(rel(a, b) < 2e-2, "grad of {name}: {}", rel(a, b));
+        assert!(rel(a, b) < 1e-3, "grad of {name}: {}", rel(a, b));
     }
     eprintln!("model: logits {:.2e}", rel(&logits[0], &logits[1]));
 }

@@ -163,6 +163,11 @@ impl TrainArgs {
                     r.mfu.map(|m| format!(", MFU {:.1}%", m * 100.0)).unwrap_or_default(),
                     r.peak_memory_gb
                 );
+                let ph = &r.phases_ms;
+                println!(
+                    "  phases: forward {:.1} ms, backward {:.1} ms, optimizer {:.1} ms; SSD forward+backward {:.1} ms",
+                    ph.forward, ph.backward, ph.optimizer, ph.ssd
+                );
             }
             runs.push(r);
         }
