@@ -22,6 +22,10 @@ struct DeviceCheck {
     compute_capability: Option<String>,
     bf16: bool,
     tensor_op: String,
+    /// Whether the fused SSD's CUDA kernels compile and load (GPUs only): "ok" or why not
+    /// (`--ssd auto` then runs the tensor-op SSD).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fused_ssd: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -106,6 +110,10 @@ fn check_device(device: Device, name: String, info: Option<cuda::GpuInfo>) -> De
             Ok(()) => "ok".into(),
             Err(e) => format!("failed: {e}"),
         },
+        fused_ssd: device.is_cuda().then(|| match stuffed_model::ssd::fused::kernels_ready(device) {
+            Ok(()) => "ok".into(),
+            Err(e) => format!("unavailable: {e}"),
+        }),
     }
 }
 
@@ -143,5 +151,8 @@ fn print_text(r: &Report) {
             if d.bf16 { "yes" } else { "no" },
             d.tensor_op
         );
+        if let Some(f) = &d.fused_ssd {
+            println!("          fused SSD kernels {f}");
+        }
     }
 }
