@@ -177,18 +177,19 @@ fn database_write_lock_held_elsewhere_is_waited_for() {
     let other = d.join("other.db");
     ok(d, &["results", "import", "--db", other.to_str().unwrap(), "dump.json"]);
     // Another process holds the write lock of `other` for 3 s while we import into it again.
-    let holder = Command::new("python3")
+    let mut holder = Command::new("python3")
         .args(["-c", &format!("import sqlite3,time; c=sqlite3.connect({:?}, isolation_level=None); c.execute('BEGIN IMMEDIATE'); print('locked', flush=True); time.sleep(3); c.execute('COMMIT')", other.to_str().unwrap())])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut out = holder.stdout.unwrap();
+    let mut out = holder.stdout.take().unwrap();
     let mut buf = [0u8; 6];
     std::io::Read::read_exact(&mut out, &mut buf).unwrap();
     let start = Instant::now();
     ok(d, &["results", "import", "--db", other.to_str().unwrap(), "dump.json"]);
     assert!(start.elapsed() >= Duration::from_millis(1500), "the import waited for the lock");
     assert_eq!(scalar(&other, "SELECT COUNT(*) FROM jobs"), 1);
+    holder.wait().unwrap();
 }
 
 #[test]

@@ -192,6 +192,7 @@ impl Mixer {
     /// The window sum of log-decays is recomputed per call from the kept inputs (exp(sum) keeps
     /// the product stable). Returns the output correction, the state correction and the new
     /// buffer of the last r inputs.
+    #[allow(clippy::too_many_arguments)]
     fn window_correction(
         &self,
         r: i64,

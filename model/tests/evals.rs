@@ -41,7 +41,7 @@ fn streaming_loss_equals_whole_sequence_loss() {
         Vec::<f64>::try_from(Mamba2LM::token_losses(&logits, &toks.narrow(1, 1, 130)).reshape([-1]).to_kind(Kind::Double)).unwrap()
     });
     for chunk in [1, 7, 16, 50, 130, 1000] {
-        let c = loss::run(&lm, &[p.clone()], &cfg(chunk, Mitigation::None)).unwrap();
+        let c = loss::run(&lm, std::slice::from_ref(&p), &cfg(chunk, Mitigation::None)).unwrap();
         let per = c.per_token.unwrap();
         assert_eq!(per.len(), 130);
         let diff = per.iter().zip(&whole).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);

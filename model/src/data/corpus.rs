@@ -197,6 +197,7 @@ fn is_val(tokens: &[u32], val_fraction: f64) -> bool {
 pub type Progress<'a> = &'a (dyn Fn(u64, u64, u64) + Sync);
 
 /// Builds a corpus into `out` (created; an existing corpus there is replaced).
+#[allow(clippy::type_complexity)]
 pub fn build(tok: &Tokenizer, opts: &BuildOptions, out: &Path, progress: Progress) -> Result<Manifest> {
     if !(0.0..1.0).contains(&opts.val_fraction) {
         return Err(Error::Data(format!("val_fraction must be in [0, 1), got {}", opts.val_fraction)));

@@ -68,6 +68,7 @@ pub struct Sampler<'a> {
 }
 
 impl<'a> Sampler<'a> {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         corpus: &'a Corpus,
         tok: &'a Tokenizer,

@@ -61,6 +61,7 @@ impl StepResult {
 /// micro-batch (gradient accumulation), the batch is processed in slices whose losses are
 /// weighted by their share of the rows: the same update as the whole batch at once, with the
 /// activation memory of one slice.
+#[allow(clippy::too_many_arguments)]
 pub fn train_step(
     lm: &Mamba2LM,
     opt: &mut AdamW,

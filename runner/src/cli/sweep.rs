@@ -121,8 +121,11 @@ fn select_gpus(spec: &str) -> anyhow::Result<Vec<GpuSlot>> {
         .collect()
 }
 
+/// A planned job with its varied keys and values.
+type Planned = (PlannedJob, Vec<(String, Value)>);
+
 /// Expands and sizes the jobs of a sweep.
-fn plan(loaded: &LoadedSweep, max_jobs: usize, runs_dir: &Path, on_gpu: bool, parallel: usize) -> anyhow::Result<Vec<(PlannedJob, Vec<(String, Value)>)>> {
+fn plan(loaded: &LoadedSweep, max_jobs: usize, runs_dir: &Path, on_gpu: bool, parallel: usize) -> anyhow::Result<Vec<Planned>> {
     let jobs = expand(loaded, max_jobs)?;
     let mem_override = loaded.spec.resources.memory_gb();
     jobs.into_iter()

@@ -310,7 +310,7 @@ impl<'a> Controller<'a> {
         let exe = std::env::current_exe().context("locating the stuffed binary")?;
         let mut cmd = Command::new(exe);
         cmd.arg("worker").arg("--run-dir").arg(&job.run_dir).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
-        cmd.env("CUDA_VISIBLE_DEVICES", gpu.map_or(String::new(), |g| visible_device(g)));
+        cmd.env("CUDA_VISIBLE_DEVICES", gpu.map_or(String::new(), visible_device));
         cmd.env("STUFFED_THREADS", self.opts.cpu_threads.to_string());
         let gpu_name = gpu.and_then(|g| self.opts.gpus.iter().find(|s| s.index == g)).map(|s| s.name.clone());
         let attempt = self
@@ -418,7 +418,7 @@ impl<'a> Controller<'a> {
         }
         let exit_code = status.map(|st| {
             use std::os::unix::process::ExitStatusExt;
-            st.code().map_or_else(|| 128 + st.signal().unwrap_or(0), |c| c) as i64
+            st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0)) as i64
         });
         let (mut class, mut err) = classify(r.done.as_ref());
         match r.term.map(|t| t.0) {

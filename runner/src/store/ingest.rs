@@ -128,7 +128,7 @@ pub fn read_events(path: &std::path::Path, offset: u64) -> std::io::Result<(Vec<
     if len < offset {
         // The file was truncated (a torn last line dropped on reopen): start over; the sequence
         // numbers make the replay harmless.
-        return read_events(path, 0).map(|(e, o)| (e, o));
+        return read_events(path, 0);
     }
     f.seek(SeekFrom::Start(offset))?;
     let mut buf = Vec::new();
