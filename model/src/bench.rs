@@ -104,7 +104,32 @@ fn use_backend(ssd: SsdBackend, device: Device) -> Result<SsdBackend> {
     Ok(b)
 }
 
-/// Times `steps` training steps after `warmup` steps on random tokens, with SSD backend `ssd`.
+extern "C" {
+    fn stuffed_profile_start(cuda: std::ffi::c_int) -> std::ffi::c_int;
+    fn stuffed_profile_stop(path: *const std::ffi::c_char) -> std::ffi::c_int;
+    fn stuffed_profile_last_error() -> *const std::ffi::c_char;
+}
+
+/// Runs `f` under libtorch's profiler (device time of every op via CUDA events on a GPU) and
+/// writes the per-operator summary to `path` as TSV: name, calls, device_ms, self_device_ms,
+/// host_ms, sorted by self device time.
+pub fn profile(device: Device, path: &std::path::Path, f: impl FnOnce()) -> Result<()> {
+    let err = || unsafe { std::ffi::CStr::from_ptr(stuffed_profile_last_error()).to_string_lossy().into_owned() };
+    synchronize(device);
+    if unsafe { stuffed_profile_start(device.is_cuda() as std::ffi::c_int) } != 0 {
+        return Err(crate::Error::Device(format!("profiler: {}", err())));
+    }
+    f();
+    synchronize(device);
+    let c = std::ffi::CString::new(path.to_string_lossy().as_bytes()).map_err(|e| crate::Error::at(path, e.to_string()))?;
+    if unsafe { stuffed_profile_stop(c.as_ptr()) } != 0 {
+        return Err(crate::Error::at(path, format!("profiler: {}", err())));
+    }
+    Ok(())
+}
+
+/// Times `steps` training steps after `warmup` steps on random tokens, with SSD backend `ssd`;
+/// with `profile`, also writes the per-operator profile of two more steps there.
 #[allow(clippy::too_many_arguments)]
 pub fn train(
     cfg: &MambaConfig,
@@ -115,6 +140,7 @@ pub fn train(
     device: Device,
     kind: Kind,
     ssd: SsdBackend,
+    profile_to: Option<&std::path::Path>,
 ) -> Result<TrainBench> {
     let ssd = use_backend(ssd, device)?;
     tch::manual_seed(0);
@@ -141,6 +167,13 @@ pub fn train(
     let secs = start.elapsed().as_secs_f64();
     let peak_memory_gb = cuda::peak_memory_bytes(device) as f64 / 1e9;
     let phases_ms = phases(&lm, cfg, &b, secs * 1000.0 / steps as f64, device, kind);
+    if let Some(path) = profile_to {
+        profile(device, path, || {
+            for _ in 0..2 {
+                train_step(&lm, &mut opt, &b, None, kind, 1e-4, 1.0, None);
+            }
+        })?;
+    }
     let tokens = (batch * seq * steps) as f64;
     let tokens_per_s = tokens / secs;
     let flops = 3.0 * cfg.flops_per_token() * tokens_per_s;

@@ -1,4 +1,5 @@
 //! `stuffed bench ...`: speed and memory benchmarks (targets live here, not in timed tests).
+use anyhow::Context;
 use stuffed_model::bench;
 use stuffed_model::ssd::SsdBackend;
 
@@ -126,6 +127,10 @@ pub struct TrainArgs {
     /// SSD backends to run, side by side (comma-separated: tensor, fused).
     #[arg(long, value_delimiter = ',', default_value = "tensor,fused")]
     compare: Vec<SsdBackend>,
+    /// Also profile two steps per backend: per-operator device time, written to
+    /// DIR/train-<backend>.tsv (the top operators are printed).
+    #[arg(long, value_name = "DIR")]
+    profile: Option<std::path::PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     format: Format,
@@ -147,7 +152,14 @@ impl TrainArgs {
         let cfg = self.source.config()?;
         let mut runs = Vec::new();
         for b in backends(&self.compare, dev) {
-            let r = bench::train(&cfg, self.batch, self.seq, self.steps, self.warmup, dev, prec.kind(), b)?;
+            let prof = match &self.profile {
+                Some(dir) => {
+                    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+                    Some(dir.join(format!("train-{}.tsv", b.name())))
+                }
+                None => None,
+            };
+            let r = bench::train(&cfg, self.batch, self.seq, self.steps, self.warmup, dev, prec.kind(), b, prof.as_deref())?;
             if self.format == Format::Text {
                 println!(
                     "train [{:>6}] {} x {} on {}{} ({}): {:.0} tokens/s, {:.1} ms/step, {:.1} model TFLOP/s{}, peak memory {:.2} GB",
@@ -168,6 +180,13 @@ impl TrainArgs {
                     "  phases: forward {:.1} ms, backward {:.1} ms, optimizer {:.1} ms; SSD forward+backward {:.1} ms",
                     ph.forward, ph.backward, ph.optimizer, ph.ssd
                 );
+            }
+            if let (Some(p), Format::Text) = (&prof, self.format) {
+                let text = std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+                println!("  profile of 2 steps ({}), top operators by self device time:", p.display());
+                for line in text.lines().take(16) {
+                    println!("    {line}");
+                }
             }
             runs.push(r);
         }

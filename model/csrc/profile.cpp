@@ -1,0 +1,88 @@
+// Per-operator time profile through libtorch's legacy profiler (CUDA events around every op,
+// on every thread autograd uses), summarised per operator name: calls, inclusive and self
+// device time, inclusive host time. Behind `stuffed bench train --profile`.
+#include <algorithm>
+#include <cstdint>
+#include <fstream>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <torch/csrc/autograd/profiler_legacy.h>
+
+namespace {
+thread_local std::string g_profile_err;
+
+struct Totals {
+  int64_t calls = 0;
+  double device_us = 0, self_device_us = 0, host_us = 0;
+};
+}  // namespace
+
+extern "C" {
+
+const char* stuffed_profile_last_error() { return g_profile_err.c_str(); }
+
+int stuffed_profile_start(int cuda) {
+  try {
+    using torch::profiler::impl::ProfilerConfig;
+    using torch::profiler::impl::ProfilerState;
+    torch::autograd::profiler::enableProfilerLegacy(ProfilerConfig(cuda ? ProfilerState::CUDA : ProfilerState::CPU));
+    return 0;
+  } catch (const std::exception& e) {
+    g_profile_err = e.what();
+    return 1;
+  }
+}
+
+// Stops the profiler and writes a TSV (name, calls, device_ms, self_device_ms, host_ms), sorted
+// by self device time, then host time. Times are totals over the profiled region.
+int stuffed_profile_stop(const char* path) {
+  try {
+    using torch::autograd::profiler::EventKind;
+    using torch::autograd::profiler::LegacyEvent;
+    auto lists = torch::autograd::profiler::disableProfilerLegacy();
+    std::map<std::string, Totals> totals;
+    for (auto& thread : lists) {
+      struct Open {
+        const LegacyEvent* push;
+        double child_device_us;
+      };
+      std::vector<Open> stack;
+      for (auto& ev : thread) {
+        if (ev.kind() == EventKind::PushRange) {
+          stack.push_back({&ev, 0.0});
+        } else if (ev.kind() == EventKind::PopRange && !stack.empty()) {
+          Open open = stack.back();
+          stack.pop_back();
+          const LegacyEvent& push = *open.push;
+          double dev = (push.hasCuda() && ev.hasCuda()) ? push.cudaElapsedUs(ev) : 0.0;
+          Totals& t = totals[push.name()];
+          t.calls += 1;
+          t.device_us += dev;
+          t.self_device_us += std::max(0.0, dev - open.child_device_us);
+          t.host_us += push.cpuElapsedUs(ev);
+          if (!stack.empty()) stack.back().child_device_us += dev;
+        }
+      }
+    }
+    std::vector<std::pair<std::string, Totals>> rows(totals.begin(), totals.end());
+    std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) {
+      if (a.second.self_device_us != b.second.self_device_us) return a.second.self_device_us > b.second.self_device_us;
+      return a.second.host_us > b.second.host_us;
+    });
+    std::ofstream out(path);
+    out << "name\tcalls\tdevice_ms\tself_device_ms\thost_ms\n";
+    for (auto& [name, t] : rows) {
+      out << name << '\t' << t.calls << '\t' << t.device_us / 1000.0 << '\t' << t.self_device_us / 1000.0 << '\t'
+          << t.host_us / 1000.0 << '\n';
+    }
+    if (!out) throw std::runtime_error(std::string("cannot write ") + path);
+    return 0;
+  } catch (const std::exception& e) {
+    g_profile_err = e.what();
+    return 1;
+  }
+}
+
+}  // extern "C"
