@@ -115,11 +115,15 @@ impl Mixer {
     fn gate_norm_out(&self, y: &Tensor, z: &Tensor, kind: Kind) -> Tensor {
         let shape = y.size();
         let gated = y * z.to_kind(Kind::Float).silu();
-        let mut gshape = shape[..shape.len() - 1].to_vec();
-        gshape.extend([self.groups, self.d_inner / self.groups]);
-        let g = gated.reshape(gshape.as_slice());
-        let rms = (g.square().mean_dim(-1, true, Kind::Float) + self.eps).rsqrt();
-        let normed = (g * rms).reshape(shape.as_slice()) * &self.norm_w;
+        // libtorch's rms_norm: one fused kernel each way on CUDA.
+        let normed = if self.groups == 1 {
+            gated.rms_norm([self.d_inner], Some(&self.norm_w), self.eps)
+        } else {
+            let mut gshape = shape[..shape.len() - 1].to_vec();
+            gshape.extend([self.groups, self.d_inner / self.groups]);
+            gated.reshape(gshape.as_slice()).rms_norm([self.d_inner / self.groups], None::<Tensor>, self.eps).reshape(shape.as_slice())
+                * &self.norm_w
+        };
         normed.to_kind(kind).matmul(&self.out_proj.to_kind(kind).tr())
     }
 
@@ -131,9 +135,12 @@ impl Mixer {
         let (di, gn, h, p, g, n, k) =
             (self.d_inner, self.gn(), self.heads, self.headdim, self.groups, self.d_state, self.d_conv);
         let zxbcdt = u.to_kind(kind).matmul(&self.in_proj.to_kind(kind).tr()); // [B, L, 2Di+2GN+H]
-        let z = zxbcdt.narrow(-1, 0, di);
-        let xbc = zxbcdt.narrow(-1, di, di + 2 * gn).transpose(1, 2); // [B, Cv, L]
-        let dt_raw = zxbcdt.narrow(-1, 2 * di + 2 * gn, h); // [B, L, H]
+        // One split rather than three narrows: its backward is one concatenation, not three
+        // zero-filled full-size gradients.
+        let parts = zxbcdt.split_with_sizes([di, di + 2 * gn, h], -1);
+        let z = &parts[0];
+        let xbc = parts[1].transpose(1, 2); // [B, Cv, L]
+        let dt_raw = &parts[2]; // [B, L, H]
         let (w, bias) = (self.conv_w.to_kind(kind), self.conv_b.to_kind(kind));
         let cv = di + 2 * gn;
 
@@ -147,15 +154,16 @@ impl Mixer {
             }
             None => (xbc.conv1d(&w, Some(&bias), [1], [k - 1], [1], cv).narrow(-1, 0, l), None),
         };
-        let xbc = conv.silu().transpose(1, 2); // [B, L, Cv]
-        let x = xbc.narrow(-1, 0, di).reshape([bsz, l, h, p]);
-        let mut b = xbc.narrow(-1, di, gn).reshape([bsz, l, g, n]);
-        let c = xbc.narrow(-1, di + gn, gn).reshape([bsz, l, g, n]);
+        let xbc = conv.silu().transpose(1, 2).split_with_sizes([di, gn, gn], -1); // [B, L, Di | GN | GN]
+        let x = xbc[0].reshape([bsz, l, h, p]);
+        let mut b = xbc[1].reshape([bsz, l, g, n]);
+        let c = xbc[2].reshape([bsz, l, g, n]);
         if ex.knobs.b_mult != 1.0 {
             b = b * ex.knobs.b_mult;
         }
-        let (dt, la) = self.discretise(&dt_raw, &ex.knobs);
-        let xdt = (x.to_kind(Kind::Float) * dt.unsqueeze(-1)).to_kind(kind); // [B, L, H, P]
+        let (dt, la) = self.discretise(dt_raw, &ex.knobs);
+        let xf = x.to_kind(Kind::Float);
+        let xdt = (&xf * dt.unsqueeze(-1)).to_kind(kind); // [B, L, H, P]
 
         let h0 = state.as_ref().map(|st| st.ssm.shallow_clone());
         let (mut y, mut h_last) = ssd::ssd(ex.ssd, &xdt, &la, &b, &c, self.chunk, h0.as_ref());
@@ -168,12 +176,12 @@ impl Mixer {
                 st.window = Some(buf);
             }
         }
-        let y = y + x.to_kind(Kind::Float) * self.d.reshape([h, 1]); // D skip: [B, L, H, P]
+        let y = y + &xf * self.d.reshape([h, 1]); // D skip: [B, L, H, P]
         if let Some(probe) = ex.probe.as_deref_mut() {
             let (dt, la, xf, bf, cf) = (
                 dt.detach(),
                 la.detach(),
-                x.to_kind(Kind::Float).detach(),
+                xf.detach(),
                 b.to_kind(Kind::Float).detach(),
                 c.to_kind(Kind::Float).detach(),
             );
@@ -184,7 +192,7 @@ impl Mixer {
             st.ssm = h_last;
             st.conv = new_conv.expect("conv state computed with a state");
         }
-        self.gate_norm_out(&y.reshape([bsz, l, di]), &z, kind)
+        self.gate_norm_out(&y.reshape([bsz, l, di]), z, kind)
     }
 
     /// Sliding window by state difference: the tokens that left the window act as negative
