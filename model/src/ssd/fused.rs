@@ -204,17 +204,59 @@ impl Dims {
         t.reshape(shape.as_slice())
     }
 
-    /// Per-head [B, C, H, Q, X] -> per group with the heads folded into the columns:
-    /// [B, C, G, Q, H/G * X] (for contractions over the heads of a group).
-    fn heads_into_columns(&self, t: &Tensor) -> Tensor {
-        let x = t.size()[4];
-        self.by_group(t).permute([0, 1, 2, 4, 3, 5]).reshape([self.bsz, self.nc, self.g, self.q, self.hpg * x])
+    /// The columns layout [B, C, G, Q, H/G * P]: a group's heads side by side in the columns,
+    /// so the contractions with the group's B and C are plain matmuls (no per-head copies of
+    /// B or C). For G = 1 it is the input's own memory layout.
+    fn cols_shape(&self) -> [i64; 5] {
+        [self.bsz, self.nc, self.g, self.q, self.hpg * self.p]
+    }
+
+    /// [B, L, H, P] -> columns layout (zero-padded tail).
+    fn cols(&self, t: &Tensor) -> Tensor {
+        let t = if self.pad > 0 { t.constant_pad_nd([0, 0, 0, 0, 0, self.pad]) } else { t.shallow_clone() };
+        t.reshape([self.bsz, self.nc, self.q, self.g, self.hpg * self.p]).permute([0, 1, 3, 2, 4])
+    }
+
+    /// Columns layout -> [B, L, H, P] (tail cut).
+    fn uncols(&self, t: &Tensor) -> Tensor {
+        t.permute([0, 1, 3, 2, 4]).reshape([self.bsz, self.nc * self.q, self.h, self.p]).narrow(1, 0, self.l)
+    }
+
+    /// Columns layout split per head: [B, C, G, Q, H/G, P].
+    fn split_cols(&self, t: &Tensor) -> Tensor {
+        t.reshape([self.bsz, self.nc, self.g, self.q, self.hpg, self.p])
+    }
+
+    /// Columns layout -> per-head blocks [B, C, G, H/G, Q, P] (a view).
+    fn cols_to_heads(&self, t: &Tensor) -> Tensor {
+        self.split_cols(t).permute([0, 1, 2, 4, 3, 5])
+    }
+
+    /// Per-head blocks [B, C, G, H/G, Q, P] -> columns layout.
+    fn heads_to_cols(&self, t: &Tensor) -> Tensor {
+        t.permute([0, 1, 2, 4, 3, 5]).reshape(self.cols_shape())
+    }
+
+    /// A per-head, per-position value [B, C, H, Q] as a factor of the columns layout
+    /// [B, C, G, Q, H/G, 1].
+    fn head_factor(&self, t: &Tensor) -> Tensor {
+        t.reshape([self.bsz, self.nc, self.g, self.hpg, self.q]).permute([0, 1, 2, 4, 3]).unsqueeze(-1)
+    }
+
+    /// Per-head sums over P of a split columns tensor [B, C, G, Q, H/G, P] -> [B, C, H, Q].
+    fn head_sums(&self, t: &Tensor) -> Tensor {
+        t.sum_dim_intlist(-1, false, Kind::Float).permute([0, 1, 2, 4, 3]).reshape([self.bsz, self.nc, self.h, self.q])
+    }
+
+    /// States [B, C, H, P, N] as [B, C, G, H/G * P, N] (a view).
+    fn state_rows(&self, t: &Tensor) -> Tensor {
+        t.reshape([self.bsz, self.nc, self.g, self.hpg * self.p, self.n])
     }
 }
 
 /// Everything the forward computes that the backward needs again.
 struct Recomputed {
-    /// [B, C, H, Q, P] (compute kind)
+    /// Inputs in the columns layout [B, C, G, Q, H/G * P] (compute kind).
     x: Tensor,
     /// [B, C, G, Q, N] (compute kind)
     b: Tensor,
@@ -234,7 +276,7 @@ struct Recomputed {
 
 fn recompute(d: &Dims, xdt: &Tensor, la: &Tensor, b: &Tensor, c: &Tensor, h0: Option<&Tensor>) -> Recomputed {
     let kind = d.kind;
-    let x = d.chunked(xdt); // [B, C, H, Q, P]
+    let x = d.cols(xdt);
     let la_c = d.chunked(&la.clamp_max(0.0).to_kind(Kind::Float).unsqueeze(-1)).squeeze_dim(-1); // [B, C, H, Q]
     let b = d.chunked(&b.to_kind(kind)); // [B, C, G, Q, N]
     let c = d.chunked(&c.to_kind(kind));
@@ -244,8 +286,8 @@ fn recompute(d: &Dims, xdt: &Tensor, la: &Tensor, b: &Tensor, c: &Tensor, h0: Op
     let w = (&last - &acs).clamp_max(0.0).exp();
     let chunk_decay = last.squeeze_dim(-1).clamp_max(0.0).exp();
     // Chunk states S_c[p, n] = sum_s x_s[p] w_s B_s[n], then passed along the chunks.
-    let xw = (x.to_kind(Kind::Float) * w.unsqueeze(-1)).to_kind(kind);
-    let states = d.by_head(&d.by_group(&xw).transpose(-1, -2).matmul(&b.unsqueeze(3))).to_kind(Kind::Float); // [B, C, H, P, N]
+    let xw = (d.split_cols(&x.to_kind(Kind::Float)) * d.head_factor(&w)).to_kind(kind).reshape(d.cols_shape());
+    let states = xw.transpose(-1, -2).matmul(&b).to_kind(Kind::Float).reshape([d.bsz, d.nc, d.h, d.p, d.n]);
     let mut cur = match h0 {
         Some(s) => s.to_kind(Kind::Float),
         None => Tensor::zeros([d.bsz, d.h, d.p, d.n], (Kind::Float, xdt.device())),
@@ -266,22 +308,18 @@ fn forward(xdt: &Tensor, la: &Tensor, b: &Tensor, c: &Tensor, h0: Option<&Tensor
     let d = Dims::new(xdt, b, chunk);
     let r = recompute(&d, xdt, la, b, c, h0);
     let m = decay_fwd(&r.cb, &r.acs, d.hpg); // [B, C, H, Q, Q]
-    let y_diag = d.by_head(&d.by_group(&m).matmul(&d.by_group(&r.x))).to_kind(Kind::Float); // [B, C, H, Q, P]
+    let y_diag = d.by_group(&m).matmul(&d.cols_to_heads(&r.x)); // [B, C, G, H/G, Q, P]
     drop(m);
-    let y_off = state_output(&d, &r);
-    (d.unchunked(&(y_diag + y_off)), r.final_state)
+    let decay_out = d.head_factor(&r.acs.clamp_max(0.0).exp());
+    let y_off = d.split_cols(&raw_state_output(&d, &r)) * decay_out;
+    let y = y_off.reshape(d.cols_shape()) + d.heads_to_cols(&y_diag); // fp32
+    (d.uncols(&y), r.final_state)
 }
 
-/// Y_off[l] = exp(acs_l) C_l . S_prev  [B, C, H, Q, P] (fp32).
-fn state_output(d: &Dims, r: &Recomputed) -> Tensor {
-    let raw = raw_state_output(d, r);
-    raw * r.acs.clamp_max(0.0).exp().unsqueeze(-1)
-}
-
-/// C_l . S_prev without the decay [B, C, H, Q, P] (fp32).
+/// C_l . S_prev without the decay, columns layout (fp32).
 fn raw_state_output(d: &Dims, r: &Recomputed) -> Tensor {
-    let prev = d.by_group(&r.prev.to_kind(d.kind)).transpose(-1, -2); // [B, C, G, H/G, N, P]
-    d.by_head(&r.c.unsqueeze(3).matmul(&prev)).to_kind(Kind::Float)
+    let prev = d.state_rows(&r.prev.to_kind(d.kind)); // [B, C, G, H/G * P, N]
+    r.c.matmul(&prev.transpose(-1, -2)).to_kind(Kind::Float)
 }
 
 struct Grads {
@@ -310,19 +348,19 @@ fn backward(
     let dev = xdt.device();
     let r = recompute(&d, xdt, la, b, c, h0);
     let dy = match dy {
-        Some(t) => d.chunked(&t.to_kind(f32)),
-        None => Tensor::zeros([d.bsz, d.nc, d.h, d.q, d.p], (f32, dev)),
-    }; // [B, C, H, Q, P]
+        Some(t) => d.cols(&t.to_kind(f32)),
+        None => Tensor::zeros(d.cols_shape(), (f32, dev)),
+    }; // columns layout
 
     // Y_off = exp(acs) * (C . S_prev).
-    let decay_out = r.acs.clamp_max(0.0).exp(); // [B, C, H, Q]
-    let dyo = &dy * decay_out.unsqueeze(-1); // [B, C, H, Q, P]
-    let mut dacs = (&dyo * raw_state_output(&d, &r)).sum_dim_intlist(-1, false, f32); // [B, C, H, Q]
-    let dyo_k = dyo.to_kind(kind);
-    let prev_cols = r.prev.to_kind(kind).reshape([d.bsz, d.nc, d.g, d.hpg * d.p, d.n]);
-    let mut dc = d.heads_into_columns(&dyo_k).matmul(&prev_cols).to_kind(f32); // [B, C, G, Q, N]
-    let dprev = d.by_head(&d.by_group(&dyo_k).transpose(-1, -2).matmul(&r.c.unsqueeze(3))).to_kind(f32); // [B, C, H, P, N]
-    drop((dyo, dyo_k, prev_cols));
+    let dyo = d.split_cols(&dy) * d.head_factor(&r.acs.clamp_max(0.0).exp()); // [B, C, G, Q, H/G, P]
+    let mut dacs = d.head_sums(&(&dyo * d.split_cols(&raw_state_output(&d, &r)))); // [B, C, H, Q]
+    let dyo_k = dyo.to_kind(kind).reshape(d.cols_shape());
+    drop(dyo);
+    let prev_rows = d.state_rows(&r.prev.to_kind(kind)); // [B, C, G, H/G * P, N]
+    let mut dc = dyo_k.matmul(&prev_rows).to_kind(f32); // [B, C, G, Q, N]
+    let dprev = dyo_k.transpose(-1, -2).matmul(&r.c).to_kind(f32).reshape([d.bsz, d.nc, d.h, d.p, d.n]);
+    drop((dyo_k, prev_rows));
 
     // Between chunks, backwards: S_{c+1} = a_c S_c + states_c.
     let mut g = match dfinal {
@@ -341,29 +379,31 @@ fn backward(
     dstates.reverse();
     dlast.reverse();
     let dh0 = h0.map(|_| g);
-    let dstates = Tensor::stack(&dstates, 1).to_kind(kind); // [B, C, H, P, N]
+    let ds_rows = d.state_rows(&Tensor::stack(&dstates, 1).to_kind(kind)); // [B, C, G, H/G * P, N]
+    drop(dstates);
     let mut dlast = Tensor::stack(&dlast, 1); // [B, C, H]
 
     // Chunk states: S = sum_s (x_s w_s) (x) B_s.
-    let xf = r.x.to_kind(f32);
-    let dxw = d.by_head(&r.b.unsqueeze(3).matmul(&d.by_group(&dstates).transpose(-1, -2))).to_kind(f32); // [B, C, H, Q, P]
-    let mut dx = &dxw * r.w.unsqueeze(-1);
-    let dw = (&dxw * &xf).sum_dim_intlist(-1, false, f32) * &r.w; // d/d(acs_last - acs_s)
+    let xf = d.split_cols(&r.x.to_kind(f32)); // [B, C, G, Q, H/G, P]
+    let wf = d.head_factor(&r.w);
+    let dxw = d.split_cols(&r.b.matmul(&ds_rows.transpose(-1, -2)).to_kind(f32)); // [B, C, G, Q, H/G, P]
+    let mut dx = (&dxw * &wf).reshape(d.cols_shape()); // columns layout, fp32
+    let dw = d.head_sums(&(&dxw * &xf)) * &r.w; // d/d(acs_last - acs_s)
     dacs -= &dw;
     dlast += dw.sum_dim_intlist(-1, false, f32);
     drop(dxw);
-    let xw = (&xf * r.w.unsqueeze(-1)).to_kind(kind);
-    let ds_cols = dstates.reshape([d.bsz, d.nc, d.g, d.hpg * d.p, d.n]);
-    let mut db = d.heads_into_columns(&xw).matmul(&ds_cols).to_kind(f32); // [B, C, G, Q, N]
-    drop((xw, ds_cols, xf));
+    let xw = (&xf * &wf).to_kind(kind).reshape(d.cols_shape());
+    let mut db = xw.matmul(&ds_rows).to_kind(f32); // [B, C, G, Q, N]
+    drop((xw, ds_rows, xf));
 
-    // Diagonal blocks: Y_diag = M X with M = C.B * decay (masked).
-    let dy_k = d.by_group(&dy.to_kind(kind)); // [B, C, G, H/G, Q, P]
+    // Diagonal blocks: Y_diag = M X with M = C.B * decay (masked), per head.
+    let dy_h = d.cols_to_heads(&dy.to_kind(kind)); // [B, C, G, H/G, Q, P]
+    drop(dy);
     let m = decay_fwd(&r.cb, &r.acs, d.hpg);
-    dx += d.by_head(&d.by_group(&m).transpose(-1, -2).matmul(&dy_k)).to_kind(f32);
+    dx += d.heads_to_cols(&d.by_group(&m).transpose(-1, -2).matmul(&dy_h));
     drop(m);
-    let dm = d.by_head(&dy_k.matmul(&d.by_group(&r.x).transpose(-1, -2))).contiguous(); // [B, C, H, Q, Q]
-    drop(dy_k);
+    let dm = d.by_head(&dy_h.matmul(&d.cols_to_heads(&r.x).transpose(-1, -2))).contiguous(); // [B, C, H, Q, Q]
+    drop(dy_h);
     let (dcb, t) = decay_bwd(&dm, &r.cb, &r.acs, d.hpg);
     drop(dm);
     dacs += t.sum_dim_intlist(-1, false, f32) - t.sum_dim_intlist(-2, false, f32);
@@ -378,7 +418,7 @@ fn backward(
     let dla = dacs.flip([-1]).cumsum(-1, f32).flip([-1]); // [B, C, H, Q]
     let dla = d.unchunked(&dla.unsqueeze(-1)).squeeze_dim(-1) * la.le(0.0).to_kind(f32); // clamp_max(0)'s gradient
     Grads {
-        dxdt: d.unchunked(&dx).to_kind(xdt.kind()),
+        dxdt: d.uncols(&dx).to_kind(xdt.kind()),
         dla: dla.to_kind(la.kind()),
         db: d.unchunked(&db).to_kind(b.kind()),
         dc: d.unchunked(&dc).to_kind(c.kind()),
