@@ -267,11 +267,61 @@ struct Recomputed {
     cb: Tensor,
     /// Decay from each position to the chunk end, exp(acs_last - acs_s) [B, C, H, Q] (fp32).
     w: Tensor,
-    /// Per-chunk decay exp(acs_last) [B, C, H] (fp32).
-    chunk_decay: Tensor,
+    /// The states passed between chunks in one matmul (see `pass_states`).
+    passing: Passing,
     /// State entering each chunk [B, C, H, P, N] (fp32) and the final state [B, H, P, N].
     prev: Tensor,
     final_state: Tensor,
+}
+
+/// Between chunks: with X = [h0, S_0, .., S_{C-1}] and per-chunk log-decays
+/// Lc = [0, L_0, .., L_{C-1}], the state entering chunk i (i = C: the final state) is
+/// prev_all[i] = sum_{j <= i} exp(Lc[j+1] + .. + Lc[i]) X[j] = (T X)[i]: one matmul per head
+/// whatever the number of chunks, instead of a loop of C steps.
+struct Passing {
+    /// X: [B, H, C+1, P*N] (fp32)
+    x_all: Tensor,
+    /// T = exp(segsum(Lc)): [B, H, C+1, C+1] (fp32, 0 above the diagonal)
+    t: Tensor,
+}
+
+fn pass_states(d: &Dims, states: &Tensor, last: &Tensor, h0: Option<&Tensor>) -> (Passing, Tensor, Tensor) {
+    let init = match h0 {
+        Some(s) => s.to_kind(Kind::Float),
+        None => Tensor::zeros([d.bsz, d.h, d.p, d.n], (Kind::Float, states.device())),
+    };
+    let x_all = Tensor::cat(&[init.unsqueeze(1), states.shallow_clone()], 1)
+        .permute([0, 2, 1, 3, 4])
+        .reshape([d.bsz, d.h, d.nc + 1, d.p * d.n]);
+    let lc = last.clamp_max(0.0).permute([0, 2, 1]).constant_pad_nd([1, 0]); // [B, H, C+1]
+    let t = super::segsum(&lc).exp();
+    let prev_all = t.matmul(&x_all); // [B, H, C+1, P*N]
+    let prev = prev_all.narrow(2, 0, d.nc).reshape([d.bsz, d.h, d.nc, d.p, d.n]).permute([0, 2, 1, 3, 4]).contiguous();
+    let final_state = prev_all.select(2, d.nc).reshape([d.bsz, d.h, d.p, d.n]);
+    (Passing { x_all, t }, prev, final_state)
+}
+
+/// Backward of `pass_states`: from the gradients of the states entering the chunks
+/// (dprev [B, C, H, P, N]) and of the final state, the gradients of the chunk states
+/// [B, C, H, P, N], of h0 [B, H, P, N] and of the chunk log-decays L [B, C, H].
+fn pass_states_backward(d: &Dims, p: &Passing, dprev: &Tensor, dfinal: Option<&Tensor>) -> (Tensor, Tensor, Tensor) {
+    let f32 = Kind::Float;
+    let dfinal = match dfinal {
+        Some(t) => t.to_kind(f32).reshape([d.bsz, d.h, 1, d.p * d.n]),
+        None => Tensor::zeros([d.bsz, d.h, 1, d.p * d.n], (f32, dprev.device())),
+    };
+    let dprev_all = Tensor::cat(&[dprev.permute([0, 2, 1, 3, 4]).reshape([d.bsz, d.h, d.nc, d.p * d.n]), dfinal], 2); // [B, H, C+1, P*N]
+    let dx_all = p.t.transpose(-1, -2).matmul(&dprev_all); // [B, H, C+1, P*N]
+    let dh0 = dx_all.select(2, 0).reshape([d.bsz, d.h, d.p, d.n]);
+    let dstates = dx_all.narrow(2, 1, d.nc).reshape([d.bsz, d.h, d.nc, d.p, d.n]).permute([0, 2, 1, 3, 4]);
+    // dT[i][j] = <dprev_all[i], X[j]>; T = exp(seg) with seg[i][j] = Lc[j+1] + .. + Lc[i], so
+    // dLc[k] = sum over i >= k, j < k of (dT * T)[i][j].
+    let e = dprev_all.matmul(&p.x_all.transpose(-1, -2)) * &p.t; // [B, H, C+1, C+1]
+    let below = e.cumsum(-1, f32).narrow(-1, 0, d.nc).constant_pad_nd([1, 0]); // [i][k] = sum_{j<k} e[i][j]
+    let lower = Tensor::ones([d.nc + 1, d.nc + 1], (Kind::Bool, e.device())).tril(0); // i >= k
+    let dlc = below.masked_fill(&lower.logical_not(), 0.0).sum_dim_intlist(-2, false, f32); // [B, H, C+1]
+    let dlast = dlc.narrow(-1, 1, d.nc).permute([0, 2, 1]); // [B, C, H]
+    (dstates, dh0, dlast)
 }
 
 fn recompute(d: &Dims, xdt: &Tensor, la: &Tensor, b: &Tensor, c: &Tensor, h0: Option<&Tensor>) -> Recomputed {
@@ -284,22 +334,11 @@ fn recompute(d: &Dims, xdt: &Tensor, la: &Tensor, b: &Tensor, c: &Tensor, h0: Op
     let cb = c.matmul(&b.transpose(-1, -2)).contiguous(); // [B, C, G, Q, Q]
     let last = acs.narrow(-1, d.q - 1, 1); // [B, C, H, 1]
     let w = (&last - &acs).clamp_max(0.0).exp();
-    let chunk_decay = last.squeeze_dim(-1).clamp_max(0.0).exp();
     // Chunk states S_c[p, n] = sum_s x_s[p] w_s B_s[n], then passed along the chunks.
     let xw = (d.split_cols(&x.to_kind(Kind::Float)) * d.head_factor(&w)).to_kind(kind).reshape(d.cols_shape());
     let states = xw.transpose(-1, -2).matmul(&b).to_kind(Kind::Float).reshape([d.bsz, d.nc, d.h, d.p, d.n]);
-    let mut cur = match h0 {
-        Some(s) => s.to_kind(Kind::Float),
-        None => Tensor::zeros([d.bsz, d.h, d.p, d.n], (Kind::Float, xdt.device())),
-    };
-    let mut prevs = Vec::with_capacity(d.nc as usize);
-    for ci in 0..d.nc {
-        let a = chunk_decay.select(1, ci).unsqueeze(-1).unsqueeze(-1); // [B, H, 1, 1]
-        let next = &cur * a + states.select(1, ci);
-        prevs.push(cur);
-        cur = next;
-    }
-    Recomputed { x, b, c, acs, cb, w, chunk_decay, prev: Tensor::stack(&prevs, 1), final_state: cur }
+    let (passing, prev, final_state) = pass_states(d, &states, &last.squeeze_dim(-1), h0);
+    Recomputed { x, b, c, acs, cb, w, passing, prev, final_state }
 }
 
 /// Forward without autograd: (y [B, L, H, P] fp32, final state [B, H, P, N] fp32).
@@ -362,26 +401,11 @@ fn backward(
     let dprev = dyo_k.transpose(-1, -2).matmul(&r.c).to_kind(f32).reshape([d.bsz, d.nc, d.h, d.p, d.n]);
     drop((dyo_k, prev_rows));
 
-    // Between chunks, backwards: S_{c+1} = a_c S_c + states_c.
-    let mut g = match dfinal {
-        Some(t) => t.to_kind(f32),
-        None => Tensor::zeros([d.bsz, d.h, d.p, d.n], (f32, dev)),
-    };
-    let mut dstates = Vec::with_capacity(d.nc as usize);
-    let mut dlast = Vec::with_capacity(d.nc as usize);
-    for ci in (0..d.nc).rev() {
-        let a = r.chunk_decay.select(1, ci); // [B, H]
-        dlast.push((&g * r.prev.select(1, ci)).sum_dim_intlist([-1i64, -2].as_slice(), false, f32) * &a);
-        let next = dprev.select(1, ci) + &g * a.unsqueeze(-1).unsqueeze(-1);
-        dstates.push(g);
-        g = next;
-    }
-    dstates.reverse();
-    dlast.reverse();
-    let dh0 = h0.map(|_| g);
-    let ds_rows = d.state_rows(&Tensor::stack(&dstates, 1).to_kind(kind)); // [B, C, G, H/G * P, N]
-    drop(dstates);
-    let mut dlast = Tensor::stack(&dlast, 1); // [B, C, H]
+    // Between chunks.
+    let (dstates, dh0, mut dlast) = pass_states_backward(&d, &r.passing, &dprev, dfinal);
+    let dh0 = h0.map(|_| dh0);
+    let ds_rows = d.state_rows(&dstates.to_kind(kind)); // [B, C, G, H/G * P, N]
+    drop((dstates, dprev));
 
     // Chunk states: S = sum_s (x_s w_s) (x) B_s.
     let xf = d.split_cols(&r.x.to_kind(f32)); // [B, C, G, Q, H/G, P]
@@ -492,6 +516,7 @@ mod tests {
             (64, 64, 2, 1, true, false),
             (100, 32, 4, 2, false, false),
             (5, 64, 2, 1, true, true),
+            (300, 8, 2, 2, true, true), // 38 chunks
         ] {
             let (bsz, p, n) = (2, 8, 6);
             let leaf = |t: Tensor| t.set_requires_grad(true);
