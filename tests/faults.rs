@@ -50,9 +50,19 @@ fn open_attempt_pid(d: &Path, db: &Path, job: &str) -> Option<i32> {
     v["attempts"].as_array()?.iter().find(|a| a["ended_at"].is_null())?["pid"].as_i64().map(|p| p as i32)
 }
 
-fn final_weights(run_dir: &Path) -> Vec<(String, tch::Tensor)> {
+/// The checkpoint directory `ckpt/latest` of a run names.
+fn latest_checkpoint_dir(run_dir: &Path) -> PathBuf {
     let latest = std::fs::read_to_string(run_dir.join("ckpt/latest")).unwrap();
-    checkpoint::read_tensors(&run_dir.join("ckpt").join(latest.trim()).join(checkpoint::WEIGHTS_FILE)).unwrap().into_iter().collect()
+    run_dir.join("ckpt").join(latest.trim())
+}
+
+/// The run directory of the only job in `db`.
+fn only_run_dir(d: &Path, db: &Path) -> PathBuf {
+    d.join("results/runs").join(jobs_json(d, db, &[])[0]["id"].as_str().unwrap())
+}
+
+fn final_weights(run_dir: &Path) -> Vec<(String, tch::Tensor)> {
+    checkpoint::read_tensors(&latest_checkpoint_dir(run_dir).join(checkpoint::WEIGHTS_FILE)).unwrap().into_iter().collect()
 }
 
 #[test]
@@ -132,18 +142,16 @@ fn interrupted_checkpoint_write_leaves_the_previous_one_loadable() {
     let sweep = one_job_sweep(d, &corpus, "ckpt", 10, "");
     let db = d.join("c.db");
     ok(d, &["sweep", "run", sweep.to_str().unwrap(), "--db", db.to_str().unwrap(), "--gpus", "none"]);
-    let job = jobs_json(d, &db, &[])[0]["id"].as_str().unwrap().to_string();
-    let run = d.join("results/runs").join(&job);
+    let run = only_run_dir(d, &db);
     // A crash in the middle of writing step 15: a half-written directory and temp file.
     let torn = run.join("ckpt/.tmp-step-00000015");
     std::fs::create_dir_all(&torn).unwrap();
     std::fs::write(torn.join("model.safetensors"), b"\x10\x00\x00").unwrap();
-    let latest = std::fs::read_to_string(run.join("ckpt/latest")).unwrap();
-    let ck = run.join("ckpt").join(latest.trim());
+    let ck = latest_checkpoint_dir(&run);
     std::fs::write(ck.join("model.safetensors.tmp999"), b"partial").unwrap();
     let o = ok(d, &["eval", "loss", "--checkpoint", ck.to_str().unwrap(), "--newlines", "--len", "64", "--format", "json"]);
     assert!(o.contains("mean_loss"));
-    assert!(stuffed_model::train::latest_checkpoint(&run).unwrap().ends_with(latest.trim()));
+    assert!(stuffed_model::train::latest_checkpoint(&run).unwrap().ends_with(ck.file_name().unwrap()));
 }
 
 #[test]
@@ -154,9 +162,7 @@ fn corrupt_checkpoint_is_named() {
     let sweep = one_job_sweep(d, &corpus, "corrupt", 5, "");
     let db = d.join("x.db");
     ok(d, &["sweep", "run", sweep.to_str().unwrap(), "--db", db.to_str().unwrap(), "--gpus", "none"]);
-    let job = jobs_json(d, &db, &[])[0]["id"].as_str().unwrap().to_string();
-    let run = d.join("results/runs").join(&job);
-    let ck = run.join("ckpt").join(std::fs::read_to_string(run.join("ckpt/latest")).unwrap().trim());
+    let ck = latest_checkpoint_dir(&only_run_dir(d, &db));
     let w = ck.join("model.safetensors");
     let bytes = std::fs::read(&w).unwrap();
     std::fs::write(&w, &bytes[..bytes.len() / 2]).unwrap();

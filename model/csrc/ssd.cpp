@@ -205,6 +205,9 @@ __device__ __forceinline__ void st(bf16_t* p, long long i, float v) {
   p[i] = (bf16_t)(u >> 16);
 }
 
+// The decay from position s to position l of one head's chunk (s <= l).
+__device__ __forceinline__ float decay(const float* a, int l, int s) { return expf(fminf(a[l] - a[s], 0.f)); }
+
 // cb: [BC, G, Q, Q]  acs: [BC, H, Q] (fp32)  m: [BC, H, Q, Q];  H = G * hpg.
 // m[bc, h, l, s] = cb[bc, h / hpg, l, s] * exp(min(acs[l] - acs[s], 0)) for s <= l, else 0.
 template <typename T>
@@ -221,7 +224,7 @@ __device__ void decay_fwd(const T* cb, const float* acs, T* m, long long total, 
     if (s <= l) {
       const float* a = acs + bh * Q;
       int g = h / hpg;
-      v = ld(cb, ((bc * (H / hpg) + g) * Q + l) * (long long)Q + s) * expf(fminf(a[l] - a[s], 0.f));
+      v = ld(cb, ((bc * (H / hpg) + g) * Q + l) * (long long)Q + s) * decay(a, l, s);
     }
     st(m, i, v);
   }
@@ -250,7 +253,7 @@ __device__ void decay_bwd(const T* dm, const T* cb, const float* acs, float* dcb
       float tv = 0.f;
       if (s <= l) {
         const float* a = acs + bh * Q;
-        float d = expf(fminf(a[l] - a[s], 0.f));
+        float d = decay(a, l, s);
         float dmv = ld(dm, o);
         acc += dmv * d;
         tv = dmv * cbv * d;
@@ -351,6 +354,18 @@ void launch(const at::Tensor& like, const std::string& kernel, long long total, 
         kernel.c_str());
 }
 
+// Runs the body of an extern "C" entry point: 0 on success, 1 with the message in g_err.
+template <typename F>
+int guarded(F&& body) {
+  try {
+    body();
+    return 0;
+  } catch (const std::exception& e) {
+    g_err = e.what();
+    return 1;
+  }
+}
+
 void require(bool ok, const char* what) {
   if (!ok) throw std::runtime_error(what);
 }
@@ -376,33 +391,25 @@ void stuffed_ssd_register(Callback fwd, Callback bwd) {
 
 int stuffed_ssd_apply(at::Tensor* xdt, at::Tensor* la, at::Tensor* b, at::Tensor* c, at::Tensor* h0, int64_t chunk,
                       at::Tensor** y, at::Tensor** final_state) {
-  try {
+  return guarded([&] {
     auto none = at::empty({0}, xdt->options().dtype(at::kFloat));
     auto r = SsdFunction::apply(*xdt, *la, *b, *c, h0 ? *h0 : none, chunk);
     *y = new at::Tensor(r[0]);
     *final_state = new at::Tensor(r[1]);
-    return 0;
-  } catch (const std::exception& e) {
-    g_err = e.what();
-    return 1;
-  }
+  });
 }
 
 // Whether the kernels compile and load on device `dev` (0 = yes); the reason is in last_error.
 int stuffed_ssd_kernels_ready(int dev) {
-  try {
+  return guarded([&] {
     module_for(dev);
-    return 0;
-  } catch (const std::exception& e) {
-    g_err = e.what();
-    return 1;
-  }
+  });
 }
 
 // m = decay-masked cb, per head. cb [B, C, G, Q, Q] (T), acs [B, C, H, Q] (fp32),
 // m [B, C, H, Q, Q] (T); all contiguous on one CUDA device.
 int stuffed_ssd_decay_fwd(at::Tensor* cb, at::Tensor* acs, at::Tensor* m) {
-  try {
+  return guarded([&] {
     require(cb->dim() == 5 && acs->dim() == 4 && m->dim() == 5, "decay_fwd: wrong ranks");
     require(cb->is_contiguous() && acs->is_contiguous() && m->is_contiguous(), "decay_fwd: not contiguous");
     require(acs->scalar_type() == at::kFloat && cb->scalar_type() == m->scalar_type(), "decay_fwd: wrong kinds");
@@ -415,17 +422,13 @@ int stuffed_ssd_decay_fwd(at::Tensor* cb, at::Tensor* acs, at::Tensor* m) {
     void* pacs = acs->data_ptr();
     void* pm = m->data_ptr();
     launch(*cb, std::string("decay_fwd") + suffix(*cb), total, {&pcb, &pacs, &pm, &total, &hh, &hpg, &qq});
-    return 0;
-  } catch (const std::exception& e) {
-    g_err = e.what();
-    return 1;
-  }
+  });
 }
 
 // dcb [B, C, G, Q, Q] (fp32) and t [B, C, H, Q, Q] (fp32) from dm [B, C, H, Q, Q] (T),
 // cb [B, C, G, Q, Q] (T), acs [B, C, H, Q] (fp32).
 int stuffed_ssd_decay_bwd(at::Tensor* dm, at::Tensor* cb, at::Tensor* acs, at::Tensor* dcb, at::Tensor* t) {
-  try {
+  return guarded([&] {
     require(dm->dim() == 5 && cb->dim() == 5 && acs->dim() == 4 && dcb->dim() == 5 && t->dim() == 5,
             "decay_bwd: wrong ranks");
     require(dm->is_contiguous() && cb->is_contiguous() && acs->is_contiguous() && dcb->is_contiguous() &&
@@ -444,11 +447,7 @@ int stuffed_ssd_decay_bwd(at::Tensor* dm, at::Tensor* cb, at::Tensor* acs, at::T
     void* pdcb = dcb->data_ptr();
     void* pt = t->data_ptr();
     launch(*cb, std::string("decay_bwd") + suffix(*cb), total, {&pdm, &pcb, &pacs, &pdcb, &pt, &total, &gg, &hpg, &qq});
-    return 0;
-  } catch (const std::exception& e) {
-    g_err = e.what();
-    return 1;
-  }
+  });
 }
 
 }  // extern "C"

@@ -87,41 +87,34 @@ fn cases() -> Vec<Case> {
     ]
 }
 
-#[test]
-fn fused_equals_tensor_ops_fp32() {
+/// Every case, fused vs tensor ops in `kind`: outputs, final states and all input gradients
+/// within `tol` of `metric`.
+fn compare_backends(kind: Kind, name: &str, metric: fn(&Tensor, &Tensor) -> f64, tol: f64) {
     let _one = serial();
     let Some(dev) = gpu() else { return };
     for c in cases() {
-        let (y1, s1, g1) = run(&c, Kind::Float, dev, true);
-        let (y2, s2, g2) = run(&c, Kind::Float, dev, false);
-        let tag = format!("fp32 L={} Q={} G={} h0={}", c.l, c.q, c.g, c.h0);
-        assert!(max_rel(&y1, &y2) < 1e-4, "y {tag}: {}", max_rel(&y1, &y2));
-        assert!(max_rel(&s1, &s2) < 1e-4, "state {tag}: {}", max_rel(&s1, &s2));
+        let (y1, s1, g1) = run(&c, kind, dev, true);
+        let (y2, s2, g2) = run(&c, kind, dev, false);
+        let tag = format!("{name} L={} Q={} G={} h0={}", c.l, c.q, c.g, c.h0);
+        assert!(metric(&y1, &y2) < tol, "y {tag}: {}", metric(&y1, &y2));
+        assert!(metric(&s1, &s2) < tol, "state {tag}: {}", metric(&s1, &s2));
         assert!(s2.abs().max().double_value(&[]) > 1e-3, "state {tag} is not trivially zero");
         for (i, (a, b)) in g1.iter().zip(&g2).enumerate() {
-            assert!(max_rel(a, b) < 1e-4, "grad {i} {tag}: {}", max_rel(a, b));
+            assert!(metric(a, b) < tol, "grad {i} {tag}: {}", metric(a, b));
         }
-        eprintln!("{tag}: y {:.2e} state {:.2e} grads {:?}", max_rel(&y1, &y2), max_rel(&s1, &s2),
-            g1.iter().zip(&g2).map(|(a, b)| format!("{:.1e}", max_rel(a, b))).collect::<Vec<_>>());
+        eprintln!("{tag}: y {:.2e} state {:.2e} grads {:?}", metric(&y1, &y2), metric(&s1, &s2),
+            g1.iter().zip(&g2).map(|(a, b)| format!("{:.1e}", metric(a, b))).collect::<Vec<_>>());
     }
 }
 
 #[test]
+fn fused_equals_tensor_ops_fp32() {
+    compare_backends(Kind::Float, "fp32", max_rel, 1e-4);
+}
+
+#[test]
 fn fused_equals_tensor_ops_bf16() {
-    let _one = serial();
-    let Some(dev) = gpu() else { return };
-    for c in cases() {
-        let (y1, s1, g1) = run(&c, Kind::BFloat16, dev, true);
-        let (y2, s2, g2) = run(&c, Kind::BFloat16, dev, false);
-        let tag = format!("bf16 L={} Q={} G={} h0={}", c.l, c.q, c.g, c.h0);
-        assert!(rel(&y1, &y2) < 1e-2, "y {tag}: {}", rel(&y1, &y2));
-        assert!(rel(&s1, &s2) < 1e-2, "state {tag}: {}", rel(&s1, &s2));
-        for (i, (a, b)) in g1.iter().zip(&g2).enumerate() {
-            assert!(rel(a, b) < 1e-2, "grad {i} {tag}: {}", rel(a, b));
-        }
-        eprintln!("{tag}: y {:.2e} state {:.2e} grads {:?}", rel(&y1, &y2), rel(&s1, &s2),
-            g1.iter().zip(&g2).map(|(a, b)| format!("{:.1e}", rel(a, b))).collect::<Vec<_>>());
-    }
+    compare_backends(Kind::BFloat16, "bf16", rel, 1e-2);
 }
 
 /// A whole model: logits and every parameter gradient, fused vs tensor (fp32 compute: in bf16

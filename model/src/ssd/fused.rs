@@ -293,7 +293,7 @@ fn pass_states(d: &Dims, states: &Tensor, last: &Tensor, h0: Option<&Tensor>) ->
     let x_all = Tensor::cat(&[init.unsqueeze(1), states.shallow_clone()], 1)
         .permute([0, 2, 1, 3, 4])
         .reshape([d.bsz, d.h, d.nc + 1, d.p * d.n]);
-    let lc = last.clamp_max(0.0).permute([0, 2, 1]).constant_pad_nd([1, 0]); // [B, H, C+1]
+    let lc = last.permute([0, 2, 1]).constant_pad_nd([1, 0]); // [B, H, C+1]
     let t = super::segsum(&lc).exp();
     let prev_all = t.matmul(&x_all); // [B, H, C+1, P*N]
     let prev = prev_all.narrow(2, 0, d.nc).reshape([d.bsz, d.h, d.nc, d.p, d.n]).permute([0, 2, 1, 3, 4]).contiguous();
@@ -330,10 +330,12 @@ fn recompute(d: &Dims, xdt: &Tensor, la: &Tensor, b: &Tensor, c: &Tensor, h0: Op
     let la_c = d.chunked(&la.clamp_max(0.0).to_kind(Kind::Float).unsqueeze(-1)).squeeze_dim(-1); // [B, C, H, Q]
     let b = d.chunked(&b.to_kind(kind)); // [B, C, G, Q, N]
     let c = d.chunked(&c.to_kind(kind));
+    // la <= 0 here, so every cumulative sum (a sum of non-positive floats) is <= 0 too: the
+    // decays exp(acs) and exp(acs_last) need no clamp of their own.
     let acs = la_c.cumsum(-1, Kind::Float).contiguous();
     let cb = c.matmul(&b.transpose(-1, -2)).contiguous(); // [B, C, G, Q, Q]
     let last = acs.narrow(-1, d.q - 1, 1); // [B, C, H, 1]
-    let w = (&last - &acs).clamp_max(0.0).exp();
+    let w = super::exp_clamped(&(&last - &acs));
     // Chunk states S_c[p, n] = sum_s x_s[p] w_s B_s[n], then passed along the chunks.
     let xw = (d.split_cols(&x.to_kind(Kind::Float)) * d.head_factor(&w)).to_kind(kind).reshape(d.cols_shape());
     let states = xw.transpose(-1, -2).matmul(&b).to_kind(Kind::Float).reshape([d.bsz, d.nc, d.h, d.p, d.n]);
@@ -349,7 +351,7 @@ fn forward(xdt: &Tensor, la: &Tensor, b: &Tensor, c: &Tensor, h0: Option<&Tensor
     let m = decay_fwd(&r.cb, &r.acs, d.hpg); // [B, C, H, Q, Q]
     let y_diag = d.by_group(&m).matmul(&d.cols_to_heads(&r.x)); // [B, C, G, H/G, Q, P]
     drop(m);
-    let decay_out = d.head_factor(&r.acs.clamp_max(0.0).exp());
+    let decay_out = d.head_factor(&r.acs.exp());
     let y_off = d.split_cols(&raw_state_output(&d, &r)) * decay_out;
     let y = y_off.reshape(d.cols_shape()) + d.heads_to_cols(&y_diag); // fp32
     (d.uncols(&y), r.final_state)
@@ -392,7 +394,7 @@ fn backward(
     }; // columns layout
 
     // Y_off = exp(acs) * (C . S_prev).
-    let dyo = d.split_cols(&dy) * d.head_factor(&r.acs.clamp_max(0.0).exp()); // [B, C, G, Q, H/G, P]
+    let dyo = d.split_cols(&dy) * d.head_factor(&r.acs.exp()); // [B, C, G, Q, H/G, P]
     let mut dacs = d.head_sums(&(&dyo * d.split_cols(&raw_state_output(&d, &r)))); // [B, C, H, Q]
     let dyo_k = dyo.to_kind(kind).reshape(d.cols_shape());
     drop(dyo);
@@ -456,7 +458,7 @@ fn decay_matrix(acs: &Tensor) -> Tensor {
     let q = *acs.size().last().expect("acs has a chunk dim");
     let diff = acs.unsqueeze(-1) - acs.unsqueeze(-2);
     let upper = Tensor::ones([q, q], (Kind::Bool, acs.device())).triu(1);
-    diff.clamp_max(0.0).exp().masked_fill(&upper, 0.0)
+    super::exp_clamped(&diff).masked_fill(&upper, 0.0)
 }
 
 fn check(rc: c_int) {
