@@ -143,8 +143,7 @@ pub fn train(
     profile_to: Option<&std::path::Path>,
 ) -> Result<TrainBench> {
     let ssd = use_backend(ssd, device)?;
-    tch::manual_seed(0);
-    let lm = Mamba2LM::new(cfg, device)?;
+    let lm = Mamba2LM::seeded(cfg, device, 0)?;
     let mut opt = AdamW::new(lm.params(), AdamWConfig::default());
     let vocab = cfg.vocab_size;
     let data = Tensor::randint(vocab, [batch, seq + 1], (Kind::Int64, device));
@@ -220,8 +219,7 @@ pub struct EvalBench {
 /// chunk), timed end to end, with SSD backend `ssd`.
 pub fn eval(cfg: &MambaConfig, len: i64, batch: i64, chunk: i64, device: Device, kind: Kind, ssd: SsdBackend) -> Result<EvalBench> {
     let ssd = use_backend(ssd, device)?;
-    tch::manual_seed(0);
-    let lm = Mamba2LM::new(cfg, device)?;
+    let lm = Mamba2LM::seeded(cfg, device, 0)?;
     let mut rng = crate::rng::Rng::new(1);
     let prompts: Vec<Vec<u32>> = (0..batch).map(|_| (0..=len).map(|_| rng.below(cfg.vocab_size as u64) as u32).collect()).collect();
     let ev = crate::eval::LossEval {

@@ -38,9 +38,16 @@ pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Tensor {
 }
 
 impl Mamba2LM {
-    /// A model with the reference initialisation (seed with `tch::manual_seed` first).
+    /// A model with the reference initialisation drawn from torch's global generator as it
+    /// stands (use `seeded` for weights that depend on a seed only).
     pub fn new(cfg: &MambaConfig, device: Device) -> Result<Self> {
         Self::build(cfg, device, false)
+    }
+
+    /// A model with the reference initialisation for `seed`: the same weights for the same seed
+    /// on every device and whatever other threads draw meanwhile.
+    pub fn seeded(cfg: &MambaConfig, device: Device, seed: i64) -> Result<Self> {
+        crate::rng::with_torch_seed(seed, || Self::new(cfg, device))
     }
 
     /// A model of zeros, for weights about to be loaded (no time spent drawing an init).

@@ -61,7 +61,7 @@ impl Params {
 }
 
 /// The initialisations of the reference (`shared/spec/mamba2.md`), drawn on the CPU from the
-/// global torch generator (seed it with `tch::manual_seed`) so a seed gives the same weights
+/// global torch generator (seeded through `Mamba2LM::seeded`) so a seed gives the same weights
 /// on every device.
 pub mod init {
     use super::*;

@@ -49,9 +49,8 @@ fn logits_match_transformers_mamba2() {
     // ngroups 2 with a length that is a multiple of nothing; ngroups 1 with a length not a
     // multiple of the chunk.
     for &(groups, chunk, len) in &[(2, 16, 45), (1, 32, 77)] {
-        tch::manual_seed(11);
         let cfg = config(groups, chunk);
-        let lm = Mamba2LM::new(&cfg, Device::Cpu).unwrap();
+        let lm = Mamba2LM::seeded(&cfg, Device::Cpu, 11).unwrap();
         let dir = tempfile::tempdir().unwrap();
         checkpoint::save(&lm, dir.path(), &CheckpointMeta::default()).unwrap();
         let tokens = Tensor::randint(257, [2, len], (Kind::Int64, Device::Cpu));
@@ -67,8 +66,7 @@ fn logits_match_transformers_mamba2() {
 
 #[test]
 fn round_trip_preserves_weights_and_outputs() {
-    tch::manual_seed(3);
-    let lm = Mamba2LM::new(&config(1, 16), Device::Cpu).unwrap();
+    let lm = Mamba2LM::seeded(&config(1, 16), Device::Cpu, 3).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let meta = CheckpointMeta { tokenizer: Some("bytes".into()), step: Some(5), tokens: Some(10) };
     checkpoint::save(&lm, dir.path(), &meta).unwrap();
@@ -83,8 +81,7 @@ fn round_trip_preserves_weights_and_outputs() {
 
 #[test]
 fn wrong_shape_and_missing_tensor_are_named() {
-    tch::manual_seed(3);
-    let lm = Mamba2LM::new(&config(1, 16), Device::Cpu).unwrap();
+    let lm = Mamba2LM::seeded(&config(1, 16), Device::Cpu, 3).unwrap();
     let dir = tempfile::tempdir().unwrap();
     checkpoint::save(&lm, dir.path(), &CheckpointMeta::default()).unwrap();
     let weights = dir.path().join(checkpoint::WEIGHTS_FILE);
@@ -107,8 +104,7 @@ fn wrong_shape_and_missing_tensor_are_named() {
 
 #[test]
 fn hugging_face_names_load() {
-    tch::manual_seed(5);
-    let lm = Mamba2LM::new(&config(1, 16), Device::Cpu).unwrap();
+    let lm = Mamba2LM::seeded(&config(1, 16), Device::Cpu, 5).unwrap();
     let dir = tempfile::tempdir().unwrap();
     checkpoint::save(&lm, dir.path(), &CheckpointMeta::default()).unwrap();
     let weights = dir.path().join(checkpoint::WEIGHTS_FILE);

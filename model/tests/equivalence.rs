@@ -5,7 +5,6 @@ use stuffed_model::{Exec, Mamba2LM, MambaConfig, ModelSpec, State};
 use tch::{Device, Kind, Tensor};
 
 fn model(chunk: i64, ngroups: i64) -> Mamba2LM {
-    tch::manual_seed(7);
     let cfg: MambaConfig = ModelSpec {
         d_model: Some(64),
         n_layer: Some(2),
@@ -18,7 +17,7 @@ fn model(chunk: i64, ngroups: i64) -> Mamba2LM {
     }
     .resolve(None)
     .unwrap();
-    Mamba2LM::new(&cfg, Device::Cpu).unwrap()
+    Mamba2LM::seeded(&cfg, Device::Cpu, 7).unwrap()
 }
 
 fn tokens(b: i64, l: i64) -> Tensor {
@@ -100,4 +99,23 @@ fn gradients_reach_every_parameter_and_are_finite() {
         assert!(stuffed_model::all_finite(&g), "{name} has a non-finite gradient");
         assert!(g.abs().sum(Kind::Float).double_value(&[]) > 0.0, "{name} has an all-zero gradient");
     }
+}
+
+#[test]
+fn same_seed_same_weights_while_other_threads_initialise() {
+    // Torch's generator is process-wide: eight threads building models with two seeds at once
+    // must still get one set of weights per seed.
+    let build = |seed: i64| {
+        let lm = Mamba2LM::seeded(&model(16, 1).cfg, Device::Cpu, seed).unwrap();
+        lm.params().iter().map(|(_, t)| t.reshape([-1])).collect::<Vec<_>>()
+    };
+    let weights: Vec<(i64, Vec<Tensor>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8).map(|i| s.spawn(move || (i % 2, build(i % 2)))).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (seed, w) in &weights {
+        let first = &weights.iter().find(|(s, _)| s == seed).unwrap().1;
+        assert!(w.iter().zip(first).all(|(a, b)| a.equal(b)), "seed {seed}: weights differ between threads");
+    }
+    assert!(!weights[0].1[0].equal(&weights[1].1[0]), "two seeds, two inits");
 }

@@ -125,8 +125,7 @@ fn model_logits_and_gradients_agree() {
     let Some(dev) = gpu() else { return };
     let mut cfg = MambaConfig::preset("small").unwrap();
     cfg.ssm_cfg.chunk_size = 128;
-    tch::manual_seed(3);
-    let lm = Mamba2LM::new(&cfg, dev).unwrap();
+    let lm = Mamba2LM::seeded(&cfg, dev, 3).unwrap();
     let tokens = Tensor::randint(cfg.vocab_size, [4, 1000], (Kind::Int64, dev));
     let mut grads = Vec::new();
     let mut logits = Vec::new();
@@ -154,8 +153,7 @@ fn streaming_state_agrees() {
     let _one = serial();
     let Some(dev) = gpu() else { return };
     let cfg = MambaConfig::preset("tiny").unwrap();
-    tch::manual_seed(4);
-    let lm = Mamba2LM::new(&cfg, dev).unwrap();
+    let lm = Mamba2LM::seeded(&cfg, dev, 4).unwrap();
     let tokens = Tensor::randint(cfg.vocab_size, [2, 3000], (Kind::Int64, dev));
     let mut outs = Vec::new();
     for backend in [SsdBackend::Fused, SsdBackend::Tensor] {

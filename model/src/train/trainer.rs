@@ -178,8 +178,7 @@ pub fn train(
             (lm, Some(st))
         }
         None => {
-            tch::manual_seed(t.seed as i64);
-            let lm = Mamba2LM::new(&cfg, device)?;
+            let lm = Mamba2LM::seeded(&cfg, device, t.seed as i64)?;
             if let Some(init) = &job.init_from {
                 let meta = checkpoint::read_meta(init)?;
                 if let Some(tk) = &meta.tokenizer {

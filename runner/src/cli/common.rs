@@ -73,8 +73,7 @@ impl ModelSource {
         match &self.checkpoint {
             Some(dir) => checkpoint::load(dir, device).with_context(|| format!("loading checkpoint {}", dir.display())),
             None => {
-                tch::manual_seed(0);
-                Ok((Mamba2LM::new(&self.config()?, device)?, Default::default()))
+                Ok((Mamba2LM::seeded(&self.config()?, device, 0)?, Default::default()))
             }
         }
     }
