@@ -55,6 +55,17 @@ impl Rng {
     }
 }
 
+/// Runs `f` with torch's global generator seeded with `seed`, holding a process-wide lock.
+/// That generator is shared by every thread: a draw made while another thread reseeds it (two
+/// models initialised at once, tests running in parallel) would otherwise take values from the
+/// other thread's stream, and the same seed would no longer give the same weights.
+pub fn with_torch_seed<T>(seed: i64, f: impl FnOnce() -> T) -> T {
+    static TORCH_SEED: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _held = TORCH_SEED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    tch::manual_seed(seed);
+    f()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -69,15 +80,4 @@ mod tests {
         }
         assert_ne!(Rng::derive(1, &[2]).next_u64(), Rng::derive(1, &[3]).next_u64());
     }
-}
-
-/// Runs `f` with torch's global generator seeded with `seed`, holding a process-wide lock.
-/// That generator is shared by every thread: a draw made while another thread reseeds it (two
-/// models initialised at once, tests running in parallel) would otherwise take values from the
-/// other thread's stream, and the same seed would no longer give the same weights.
-pub fn with_torch_seed<T>(seed: i64, f: impl FnOnce() -> T) -> T {
-    static TORCH_SEED: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _held = TORCH_SEED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    tch::manual_seed(seed);
-    f()
 }
