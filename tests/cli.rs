@@ -110,3 +110,28 @@ fn missing_corpus_and_tokenizer_mismatch_are_clear() {
     let o = stuffed(dir.path(), &["train", "--config", "b.yaml", "--out", "rb"]);
     assert!(!o.status.success() && text(&o).contains("tokenizer mismatch"), "{}", text(&o));
 }
+
+#[test]
+fn bench_suite_writes_a_record_and_names_unknown_cases() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = dir.path().join("bench/record.json");
+    let args = ["bench", "suite", "--only", "train-tiny", "--batch", "1", "--len", "128", "--steps", "1", "--warmup", "0"];
+    let more = ["--device", "cpu", "--compare", "tensor,fused", "--out", rec.to_str().unwrap()];
+    let out = ok(dir.path(), &[&args[..], &more[..]].concat());
+    assert!(out.contains("== train-tiny (tiny 1 x 128)"), "{out}");
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&rec).unwrap()).unwrap();
+    assert!(v["stuffed"]["git_commit"].is_string() && v["date"].is_string(), "{v}");
+    assert_eq!(v["device"], "cpu");
+    let case = &v["cases"][0];
+    assert_eq!(case["case"], "train-tiny");
+    assert_eq!((case["batch"].as_i64(), case["len"].as_i64()), (Some(1), Some(128)));
+    let ssd: Vec<&str> = case["runs"].as_array().unwrap().iter().map(|r| r["ssd"].as_str().unwrap()).collect();
+    assert_eq!(ssd, ["tensor", "fused"]);
+    assert!(case["fused_over_tensor"].as_f64().unwrap() > 0.0);
+    assert_eq!(case["anchor"]["tokens_per_s"], 4_570_852.0);
+    assert!(case["best_over_anchor"].is_null(), "another shape than the anchor's is not compared: {case}");
+
+    let o = stuffed(dir.path(), &["bench", "suite", "--only", "train-tiny,train-huge", "--device", "cpu"]);
+    let msg = text(&o);
+    assert!(!o.status.success() && msg.contains("unknown case 'train-huge'") && msg.contains("eval-130m"), "{msg}");
+}
