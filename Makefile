@@ -7,7 +7,7 @@ export PATH := $(CURDIR)/.venv/bin:$(PATH)
 BIN := target/release/stuffed
 DB ?= results/stuffed.db
 
-.PHONY: all build venv corpus test test-deps demo fmt lint clean-results
+.PHONY: all build venv corpus test test-deps demo lint clean-results
 
 all: build
 
@@ -32,9 +32,6 @@ demo: corpus
 	$(BIN) sweep run sweeps/demo.yaml --db $(DB)
 	$(BIN) report --db $(DB) --sweep demo --out results/demo-report
 	@echo "demo report: $(CURDIR)/results/demo-report/index.html"
-
-fmt:
-	cargo fmt --all
 
 lint: venv
 	cargo clippy --release --workspace --all-targets -- -D warnings
