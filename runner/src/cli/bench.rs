@@ -369,7 +369,8 @@ struct CaseRecord {
     chunk: Option<i64>,
     runs: Vec<serde_json::Value>,
     fused_over_tensor: Option<f64>,
-    /// The reference figure; `best_over_anchor` only when the case ran at the anchor's shape.
+    /// The reference figure; `best_over_anchor` only when the case ran at its standard shape
+    /// (not with --batch or --len).
     anchor: Option<Anchor>,
     best_over_anchor: Option<f64>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
