@@ -105,8 +105,9 @@ fn gradients_reach_every_parameter_and_are_finite() {
 fn same_seed_same_weights_while_other_threads_initialise() {
     // Torch's generator is process-wide: eight threads building models with two seeds at once
     // must still get one set of weights per seed.
+    let cfg = model(16, 1).cfg;
     let build = |seed: i64| {
-        let lm = Mamba2LM::seeded(&model(16, 1).cfg, Device::Cpu, seed).unwrap();
+        let lm = Mamba2LM::seeded(&cfg, Device::Cpu, seed).unwrap();
         lm.params().iter().map(|(_, t)| t.reshape([-1])).collect::<Vec<_>>()
     };
     let weights: Vec<(i64, Vec<Tensor>)> = std::thread::scope(|s| {

@@ -1,5 +1,6 @@
 //! `stuffed bench ...`: speed and memory benchmarks (targets live here, not in timed tests).
 use anyhow::Context;
+use clap::ValueEnum;
 use stuffed_model::bench;
 use stuffed_model::ssd::SsdBackend;
 
@@ -179,7 +180,8 @@ impl TrainArgs {
         let cfg = self.source.config()?;
         let shape = TrainShape { batch: self.batch, seq: self.seq, steps: self.steps, warmup: self.warmup };
         let profile = self.profile.as_ref().map(|dir| (dir.as_path(), "train"));
-        let runs = train_runs(&cfg, shape, dev, prec, &self.target.compare, profile, self.format == Format::Text)?;
+        let runs: Vec<_> =
+            train_runs(&cfg, shape, dev, prec, &self.target.compare, profile, self.format == Format::Text)?.into_iter().map(|(r, _)| r).collect();
         let ratio = ratio(runs.iter().map(|r| (r.ssd.as_str(), r.tokens_per_s)));
         finish(self.format, &runs, ratio)
     }
@@ -194,7 +196,8 @@ struct TrainShape {
 }
 
 /// One timed training benchmark per backend, each printed as it ends when `print`; with
-/// `profile` = (DIR, stem), two more steps per backend are profiled into DIR/stem-<backend>.tsv.
+/// `profile` = (DIR, stem), two more steps per backend are profiled into DIR/stem-<backend>.tsv
+/// (the path returned beside the run).
 fn train_runs(
     cfg: &stuffed_model::MambaConfig,
     shape: TrainShape,
@@ -203,7 +206,7 @@ fn train_runs(
     compare: &[SsdBackend],
     profile: Option<(&std::path::Path, &str)>,
     print: bool,
-) -> anyhow::Result<Vec<bench::TrainBench>> {
+) -> anyhow::Result<Vec<(bench::TrainBench, Option<std::path::PathBuf>)>> {
     let mut runs = Vec::new();
     for b in backends(compare, dev) {
         let prof = match profile {
@@ -243,7 +246,7 @@ fn train_runs(
                 }
             }
         }
-        runs.push(r);
+        runs.push((r, prof));
     }
     Ok(runs)
 }
@@ -416,25 +419,28 @@ impl SuiteArgs {
             let (batch, len) = (self.batch.unwrap_or(case.batch), self.len.unwrap_or(case.len));
             let at_anchor_shape = batch == case.batch && len == case.len;
             println!("== {} ({} {} x {})", case.name, case.preset, batch, len);
-            let (runs, tps, profiles) = match case.chunk {
+            let (runs, profiles) = match case.chunk {
                 None => {
                     let shape = TrainShape { batch, seq: len, steps: self.steps, warmup: self.warmup };
                     let profile = self.profile.as_ref().map(|d| (d.as_path(), case.name));
-                    let runs = train_runs(&cfg, shape, dev, prec, &self.target.compare, profile, true)?;
-                    let profiles = match &self.profile {
-                        Some(d) => runs.iter().map(|r| d.join(format!("{}-{}.tsv", case.name, r.ssd)).display().to_string()).collect(),
-                        None => Vec::new(),
-                    };
-                    let tps: Vec<(String, f64)> = runs.iter().map(|r| (r.ssd.clone(), r.tokens_per_s)).collect();
-                    (runs.iter().map(serde_json::to_value).collect::<Result<Vec<_>, _>>()?, tps, profiles)
+                    let mut runs = Vec::new();
+                    let mut profiles = Vec::new();
+                    for (r, prof) in train_runs(&cfg, shape, dev, prec, &self.target.compare, profile, true)? {
+                        runs.push(serde_json::to_value(r)?);
+                        profiles.extend(prof.map(|p| p.display().to_string()));
+                    }
+                    (runs, profiles)
                 }
                 Some(chunk) => {
                     let runs = eval_runs(&cfg, len, batch, chunk, dev, prec, &self.target.compare, true)?;
-                    let tps: Vec<(String, f64)> = runs.iter().map(|r| (r.ssd.clone(), r.tokens_per_s)).collect();
-                    (runs.iter().map(serde_json::to_value).collect::<Result<Vec<_>, _>>()?, tps, Vec::new())
+                    (runs.into_iter().map(serde_json::to_value).collect::<Result<Vec<_>, _>>()?, Vec::new())
                 }
             };
-            let best = tps.iter().map(|(_, t)| *t).fold(None, |m: Option<f64>, t| Some(m.map_or(t, |m| m.max(t))));
+            // Both kinds of run carry "ssd" and "tokens_per_s".
+            let tps: Vec<(&str, f64)> =
+                runs.iter().filter_map(|r| Some((r["ssd"].as_str()?, r["tokens_per_s"].as_f64()?))).collect();
+            let best = tps.iter().map(|&(_, t)| t).reduce(f64::max);
+            let fused_over_tensor = ratio(tps.iter().copied());
             let best_over_anchor = match (case.anchor, best) {
                 (Some(a), Some(b)) if at_anchor_shape => Some(b / a.tokens_per_s),
                 _ => None,
@@ -449,7 +455,7 @@ impl SuiteArgs {
                 len,
                 chunk: case.chunk,
                 runs,
-                fused_over_tensor: ratio(tps.iter().map(|(n, t)| (n.as_str(), *t))),
+                fused_over_tensor,
                 anchor: case.anchor,
                 best_over_anchor,
                 profiles,
@@ -464,7 +470,7 @@ impl SuiteArgs {
             "date": crate::store::now(),
             "device": stuffed_model::cuda::device_name(dev),
             "gpu": gpu,
-            "precision": prec.name(),
+            "precision": prec.to_possible_value().map(|v| v.get_name().to_owned()),
             "steps": self.steps,
             "warmup": self.warmup,
             "cases": records,

@@ -22,13 +22,6 @@ impl Precision {
         }
     }
 
-    pub fn name(self) -> &'static str {
-        match self {
-            Precision::Bf16 => "bf16",
-            Precision::Fp32 => "fp32",
-        }
-    }
-
     /// bf16 on a GPU, fp32 on the CPU.
     pub fn default_for(device: Device) -> Precision {
         if device.is_cuda() {
