@@ -1,5 +1,5 @@
 // Per-operator time profile through libtorch's legacy profiler (CUDA events around every op,
-// on every thread autograd uses), summarised per operator name: calls, inclusive and self
+// on every thread autograd uses), summarised per operator name and input shapes: calls, inclusive and self
 // device time, inclusive host time. Behind `stuffed bench train --profile`.
 #include <algorithm>
 #include <cstdint>
@@ -17,6 +17,17 @@ struct Totals {
   int64_t calls = 0;
   double device_us = 0, self_device_us = 0, host_us = 0;
 };
+// The input shapes of an op as "[8, 2048, 768] [768]" ("-" for none).
+std::string shapes_of(const torch::autograd::profiler::LegacyEvent& ev) {
+  std::string s;
+  for (const auto& shape : ev.shapes()) {
+    if (!s.empty()) s += ' ';
+    s += '[';
+    for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+    s += ']';
+  }
+  return s.empty() ? "-" : s;
+}
 }  // namespace
 
 extern "C" {
@@ -27,7 +38,7 @@ int stuffed_profile_start(int cuda) {
   try {
     using torch::profiler::impl::ProfilerConfig;
     using torch::profiler::impl::ProfilerState;
-    torch::autograd::profiler::enableProfilerLegacy(ProfilerConfig(cuda ? ProfilerState::CUDA : ProfilerState::CPU));
+    torch::autograd::profiler::enableProfilerLegacy(ProfilerConfig(cuda ? ProfilerState::CUDA : ProfilerState::CPU, /*report_input_shapes=*/true));
     return 0;
   } catch (const std::exception& e) {
     g_profile_err = e.what();
@@ -35,14 +46,14 @@ int stuffed_profile_start(int cuda) {
   }
 }
 
-// Stops the profiler and writes a TSV (name, calls, device_ms, self_device_ms, host_ms), sorted
+// Stops the profiler and writes a TSV (name, input shapes, calls, device_ms, self_device_ms, host_ms), sorted
 // by self device time, then host time. Times are totals over the profiled region.
 int stuffed_profile_stop(const char* path) {
   try {
     using torch::autograd::profiler::EventKind;
     using torch::autograd::profiler::LegacyEvent;
     auto lists = torch::autograd::profiler::disableProfilerLegacy();
-    std::map<std::string, Totals> totals;
+    std::map<std::pair<std::string, std::string>, Totals> totals;
     for (auto& thread : lists) {
       struct Open {
         const LegacyEvent* push;
@@ -57,7 +68,7 @@ int stuffed_profile_stop(const char* path) {
           stack.pop_back();
           const LegacyEvent& push = *open.push;
           double dev = (push.hasCuda() && ev.hasCuda()) ? push.cudaElapsedUs(ev) : 0.0;
-          Totals& t = totals[push.name()];
+          Totals& t = totals[{push.name(), shapes_of(push)}];
           t.calls += 1;
           t.device_us += dev;
           t.self_device_us += std::max(0.0, dev - open.child_device_us);
@@ -66,15 +77,15 @@ int stuffed_profile_stop(const char* path) {
         }
       }
     }
-    std::vector<std::pair<std::string, Totals>> rows(totals.begin(), totals.end());
+    std::vector<std::pair<std::pair<std::string, std::string>, Totals>> rows(totals.begin(), totals.end());
     std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) {
       if (a.second.self_device_us != b.second.self_device_us) return a.second.self_device_us > b.second.self_device_us;
       return a.second.host_us > b.second.host_us;
     });
     std::ofstream out(path);
-    out << "name\tcalls\tdevice_ms\tself_device_ms\thost_ms\n";
-    for (auto& [name, t] : rows) {
-      out << name << '\t' << t.calls << '\t' << t.device_us / 1000.0 << '\t' << t.self_device_us / 1000.0 << '\t'
+    out << "name\tinput_shapes\tcalls\tdevice_ms\tself_device_ms\thost_ms\n";
+    for (auto& [key, t] : rows) {
+      out << key.first << '\t' << key.second << '\t' << t.calls << '\t' << t.device_us / 1000.0 << '\t' << t.self_device_us / 1000.0 << '\t'
           << t.host_us / 1000.0 << '\n';
     }
     if (!out) throw std::runtime_error(std::string("cannot write ") + path);

@@ -11,6 +11,7 @@
 #include <dirent.h>
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <mutex>
@@ -230,12 +231,50 @@ __device__ void decay_fwd(const T* cb, const float* acs, T* m, long long total, 
   }
 }
 
-// dm: [BC, H, Q, Q]  cb: [BC, G, Q, Q]  acs: [BC, H, Q] (fp32)
-// dcb[bc, g, l, s] = sum over the heads h of group g of dm * decay   (fp32)
-// t[bc, h, l, s]   = dm * cb * decay = dM * M, whose row and column sums are d(acs)   (fp32)
+// dm: [BC, H, Q, Q]  cb: [BC, G, Q, Q]  acs: [BC, H, Q] (fp32), one block per (bc, h).
+// dacs[bc, h, k] = sum_s T[k, s] - sum_l T[l, k] with T = dm * cb * decay (the gradient of acs
+// through the decays), reduced in the kernel: T itself never reaches memory. Thread x owns
+// columns x, x + blockDim, ..; a row's sum is a warp reduction plus a shared-memory add.
 template <typename T>
-__device__ void decay_bwd(const T* dm, const T* cb, const float* acs, float* dcb, float* t, long long total,
-                          int G, int hpg, int Q) {
+__device__ void decay_dacs(const T* dm, const T* cb, const float* acs, float* dacs, int G, int hpg, int Q) {
+  extern __shared__ float sh[];  // acs [Q] | row sums [Q]
+  float* a = sh;
+  float* rows = sh + Q;
+  long long bh = blockIdx.x;
+  int H = G * hpg;
+  long long bc = bh / H;
+  int g = (int)(bh % H) / hpg;
+  for (int k = threadIdx.x; k < Q; k += blockDim.x) {
+    a[k] = acs[bh * Q + k];
+    rows[k] = 0.f;
+  }
+  __syncthreads();
+  const T* dmh = dm + bh * Q * (long long)Q;
+  const T* cbg = cb + (bc * G + g) * Q * (long long)Q;
+  int lane = threadIdx.x & 31;
+  for (int s0 = threadIdx.x - lane; s0 < Q; s0 += blockDim.x) {
+    int s = s0 + lane;
+    float col = 0.f;
+    float as = s < Q ? a[s] : 0.f;
+    for (int l = s0; l < Q; ++l) {
+      float tv = 0.f;
+      if (s < Q && s <= l) {
+        long long o = (long long)l * Q + s;
+        tv = ld(dmh, o) * ld(cbg, o) * expf(fminf(a[l] - as, 0.f));
+      }
+      col += tv;
+      for (int off = 16; off > 0; off >>= 1) tv += __shfl_down_sync(0xffffffffu, tv, off);
+      if (lane == 0) atomicAdd(&rows[l], tv);
+    }
+    if (s < Q) dacs[bh * Q + s] = -col;
+  }
+  __syncthreads();
+  for (int k = threadIdx.x; k < Q; k += blockDim.x) dacs[bh * Q + k] += rows[k];
+}
+
+// dcb[bc, g, l, s] = sum over the heads h of group g of dm * decay (fp32), s <= l (0 above).
+template <typename T>
+__device__ void decay_dcb(const T* dm, const float* acs, float* dcb, long long total, int G, int hpg, int Q) {
   int H = G * hpg;
   for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
        i += (long long)gridDim.x * blockDim.x) {
@@ -245,23 +284,231 @@ __device__ void decay_bwd(const T* dm, const T* cb, const float* acs, float* dcb
     long long bg = r / Q;
     int g = (int)(bg % G);
     long long bc = bg / G;
-    float cbv = ld(cb, i);
     float acc = 0.f;
-    for (int j = 0; j < hpg; ++j) {
-      long long bh = bc * H + g * hpg + j;
-      long long o = (bh * Q + l) * (long long)Q + s;
-      float tv = 0.f;
-      if (s <= l) {
-        const float* a = acs + bh * Q;
-        float d = decay(a, l, s);
-        float dmv = ld(dm, o);
-        acc += dmv * d;
-        tv = dmv * cbv * d;
+    if (s <= l) {
+      for (int j = 0; j < hpg; ++j) {
+        long long bh = bc * H + g * hpg + j;
+        acc += ld(dm, (bh * Q + l) * (long long)Q + s) * decay(acs + bh * Q, l, s);
       }
-      t[o] = tv;
     }
     dcb[i] = acc;
   }
+}
+
+__device__ __forceinline__ float sigmoid_f(float v) { return 1.f / (1.f + expf(-v)); }
+
+// Block-wide sum of two values (every thread gets both); `red` holds 64 floats.
+__device__ __forceinline__ void block_sum2(float& u, float& v, float* red) {
+  for (int off = 16; off > 0; off >>= 1) {
+    u += __shfl_down_sync(0xffffffffu, u, off);
+    v += __shfl_down_sync(0xffffffffu, v, off);
+  }
+  int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = (blockDim.x + 31) >> 5;
+  if (lane == 0) {
+    red[warp] = u;
+    red[32 + warp] = v;
+  }
+  __syncthreads();
+  u = 0.f;
+  v = 0.f;
+  for (int w = 0; w < nw; ++w) {
+    u += red[w];
+    v += red[32 + w];
+  }
+  __syncthreads();
+}
+
+// The mixer's tail before out_proj, per row (token) and norm group:
+//   u = y + x * D[head],  g = u * silu(z),  out = g / sqrt(mean over the group of g^2 + eps) * w.
+// y [M, Di] fp32 contiguous; x, z rows of stride sx, sz (columns contiguous); out [M, Di].
+// Grid (row blocks, groups), each thread owns the columns x, x + blockDim, .. (at most NC) of the
+// group. NC is the register budget per thread: blockDim >= group size / NC.
+#define NC 8
+template <typename T>
+__device__ void gnorm_fwd(const float* y, const T* x, long long sx, const float* dsk, const T* z, long long sz,
+                          const float* w, T* out, int M, int Di, int gs, int P, float eps) {
+  __shared__ float red[64];
+  int g = blockIdx.y;
+  for (int row = blockIdx.x; row < M; row += gridDim.x) {
+    float gv[NC];
+    float ss = 0.f, unused = 0.f;
+#pragma unroll
+    for (int k = 0; k < NC; ++k) {
+      int c = threadIdx.x + k * blockDim.x;
+      gv[k] = 0.f;
+      if (c < gs) {
+        int col = g * gs + c;
+        float zv = ld(z, row * sz + col);
+        float u = y[(long long)row * Di + col] + ld(x, row * sx + col) * dsk[col / P];
+        gv[k] = u * zv * sigmoid_f(zv);
+        ss += gv[k] * gv[k];
+      }
+    }
+    block_sum2(ss, unused, red);
+    float r = rsqrtf(ss / gs + eps);
+#pragma unroll
+    for (int k = 0; k < NC; ++k) {
+      int c = threadIdx.x + k * blockDim.x;
+      if (c < gs) {
+        int col = g * gs + c;
+        st(out, (long long)row * Di + col, gv[k] * r * w[col]);
+      }
+    }
+  }
+}
+
+// Backward of gnorm_fwd from dout [M, Di] (contiguous): dy (fp32), dx, dz (T, contiguous
+// [M, Di]), and per row block the partial sums over its rows of dw and of dD per column
+// (wpart, dpart: [gridDim.x, Di], fp32; summed over the blocks by the caller).
+template <typename T>
+__device__ void gnorm_bwd(const T* dout, const float* y, const T* x, long long sx, const float* dsk, const T* z,
+                          long long sz, const float* w, float* dy, T* dx, T* dz, float* wpart, float* dpart, int M,
+                          int Di, int gs, int P, float eps) {
+  __shared__ float red[64];
+  int g = blockIdx.y;
+  float wacc[NC], dacc[NC];
+#pragma unroll
+  for (int k = 0; k < NC; ++k) wacc[k] = dacc[k] = 0.f;
+  for (int row = blockIdx.x; row < M; row += gridDim.x) {
+    float gv[NC], dn[NC], zv[NC], uv[NC], xv[NC];
+    float ss = 0.f, sd = 0.f;
+#pragma unroll
+    for (int k = 0; k < NC; ++k) {
+      int c = threadIdx.x + k * blockDim.x;
+      gv[k] = dn[k] = zv[k] = uv[k] = xv[k] = 0.f;
+      if (c < gs) {
+        int col = g * gs + c;
+        long long o = (long long)row * Di + col;
+        zv[k] = ld(z, row * sz + col);
+        xv[k] = ld(x, row * sx + col);
+        uv[k] = y[o] + xv[k] * dsk[col / P];
+        gv[k] = uv[k] * zv[k] * sigmoid_f(zv[k]);
+        dn[k] = ld(dout, o) * w[col];
+        ss += gv[k] * gv[k];
+        sd += dn[k] * gv[k];
+      }
+    }
+    block_sum2(ss, sd, red);
+    float r = rsqrtf(ss / gs + eps);
+    float coef = r * r * r * sd / gs;
+#pragma unroll
+    for (int k = 0; k < NC; ++k) {
+      int c = threadIdx.x + k * blockDim.x;
+      if (c < gs) {
+        int col = g * gs + c;
+        long long o = (long long)row * Di + col;
+        float dg = r * dn[k] - gv[k] * coef;
+        float sg = sigmoid_f(zv[k]);
+        float du = dg * zv[k] * sg;
+        wacc[k] += ld(dout, o) * gv[k] * r;
+        dacc[k] += du * xv[k];
+        dy[o] = du;
+        st(dx, o, du * dsk[col / P]);
+        st(dz, o, dg * uv[k] * sg * (1.f + zv[k] * (1.f - sg)));
+      }
+    }
+  }
+#pragma unroll
+  for (int k = 0; k < NC; ++k) {
+    int c = threadIdx.x + k * blockDim.x;
+    if (c < gs) {
+      long long o = (long long)blockIdx.x * Di + g * gs + c;
+      wpart[o] = wacc[k];
+      dpart[o] = dacc[k];
+    }
+  }
+}
+
+// Causal depthwise conv + SiLU on the [B, L, C] layout (the in_proj output's own): out[b, t, c] =
+// silu(bias[c] + sum_k w[c, k] xin[b, t - (K-1) + k, c]), where xin is x for t >= 0 and the
+// previous K-1 inputs pre [B, C, K-1] (or zeros when pre is null) before. x: batch stride sb,
+// row stride sr, channels contiguous. Each thread runs TT consecutive positions of one channel
+// with a sliding window in registers. Grid (channel blocks, position tiles, B).
+template <typename T, int K>
+__device__ __forceinline__ float conv_in(const T* x, long long sb, long long sr, const T* pre, int C, int b, int t,
+                                         int c) {
+  if (t >= 0) return ld(x, b * sb + t * sr + c);
+  if (pre == nullptr) return 0.f;
+  return ld(pre, ((long long)b * C + c) * (K - 1) + (K - 1) + t);
+}
+
+template <typename T, int K>
+__device__ void conv_fwd(const T* x, long long sb, long long sr, const T* pre, const T* w, const T* bias, T* out,
+                         int L, int C, int TT) {
+  int c = blockIdx.x * blockDim.x + threadIdx.x;
+  if (c >= C) return;
+  int b = blockIdx.z, t0 = blockIdx.y * TT, t1 = min(t0 + TT, L);
+  float wk[K], win[K];
+#pragma unroll
+  for (int k = 0; k < K; ++k) wk[k] = ld(w, (long long)c * K + k);
+  float bv = ld(bias, c);
+#pragma unroll
+  for (int k = 0; k < K - 1; ++k) win[k + 1] = conv_in<T, K>(x, sb, sr, pre, C, b, t0 - (K - 1) + k, c);
+  for (int t = t0; t < t1; ++t) {
+#pragma unroll
+    for (int k = 0; k < K - 1; ++k) win[k] = win[k + 1];
+    win[K - 1] = ld(x, b * sb + t * (long long)sr + c);
+    float acc = bv;
+#pragma unroll
+    for (int k = 0; k < K; ++k) acc += wk[k] * win[k];
+    st(out, ((long long)b * L + t) * C + c, acc * sigmoid_f(acc));
+  }
+}
+
+// Backward of conv_fwd without a prefix (training segments start from zeros): from dout
+// [B, L, C] (contiguous), dx [B, L, C] (contiguous) and per (b, tile) partial sums of dw
+// [.., C, K] and dbias [.., C] (fp32, summed by the caller).
+template <typename T, int K>
+__device__ void conv_bwd(const T* x, long long sb, long long sr, const T* w, const T* bias, const T* dout, T* dx,
+                         float* wpart, float* bpart, int L, int C, int TT) {
+  int c = blockIdx.x * blockDim.x + threadIdx.x;
+  if (c >= C) return;
+  int b = blockIdx.z, t0 = blockIdx.y * TT, t1 = min(t0 + TT, L);
+  float wk[K], win[K], dp[K], dw[K];
+#pragma unroll
+  for (int k = 0; k < K; ++k) {
+    wk[k] = ld(w, (long long)c * K + k);
+    dp[k] = 0.f;
+    dw[k] = 0.f;
+  }
+  float bv = ld(bias, c), db = 0.f;
+#pragma unroll
+  for (int k = 0; k < K - 1; ++k) win[k + 1] = conv_in<T, K>(x, sb, sr, nullptr, C, b, t0 - (K - 1) + k, c);
+  // dpre at t (kept for the last K positions in dp, dp[K-1] newest); dx at s = t - (K-1) once
+  // dpre is known up to s + K - 1.
+  for (int t = t0; t < t1 + K - 1; ++t) {
+#pragma unroll
+    for (int k = 0; k < K - 1; ++k) {
+      win[k] = win[k + 1];
+      dp[k] = dp[k + 1];
+    }
+    float d = 0.f;
+    if (t < L) {
+      win[K - 1] = ld(x, b * sb + t * (long long)sr + c);
+      float acc = bv;
+#pragma unroll
+      for (int k = 0; k < K; ++k) acc += wk[k] * win[k];
+      float sg = sigmoid_f(acc);
+      d = ld(dout, ((long long)b * L + t) * C + c) * sg * (1.f + acc * (1.f - sg));
+      if (t < t1) {
+        db += d;
+#pragma unroll
+        for (int k = 0; k < K; ++k) dw[k] += d * win[k];
+      }
+    }
+    dp[K - 1] = d;
+    int s = t - (K - 1);
+    if (s >= t0 && s < L) {
+      float acc = 0.f;
+#pragma unroll
+      for (int k = 0; k < K; ++k) acc += wk[k] * dp[K - 1 - k];
+      st(dx, ((long long)b * L + s) * C + c, acc);
+    }
+  }
+  long long part = (long long)b * gridDim.y + blockIdx.y;
+#pragma unroll
+  for (int k = 0; k < K; ++k) wpart[(part * C + c) * K + k] = dw[k];
+  bpart[part * C + c] = db;
 }
 
 extern "C" __global__ void decay_fwd_f32(const float* cb, const float* acs, float* m, long long total, int H, int hpg, int Q) {
@@ -270,20 +517,62 @@ extern "C" __global__ void decay_fwd_f32(const float* cb, const float* acs, floa
 extern "C" __global__ void decay_fwd_bf16(const bf16_t* cb, const float* acs, bf16_t* m, long long total, int H, int hpg, int Q) {
   decay_fwd<bf16_t>(cb, acs, m, total, H, hpg, Q);
 }
-extern "C" __global__ void decay_bwd_f32(const float* dm, const float* cb, const float* acs, float* dcb, float* t,
-                                         long long total, int G, int hpg, int Q) {
-  decay_bwd<float>(dm, cb, acs, dcb, t, total, G, hpg, Q);
-}
-extern "C" __global__ void decay_bwd_bf16(const bf16_t* dm, const bf16_t* cb, const float* acs, float* dcb, float* t,
-                                          long long total, int G, int hpg, int Q) {
-  decay_bwd<bf16_t>(dm, cb, acs, dcb, t, total, G, hpg, Q);
-}
+#define BOTH_KINDS(M) M(f32, float) M(bf16, bf16_t)
+#define DECAY_BWD(S, T)                                                                                   \
+  extern "C" __global__ void decay_dacs_##S(const T* dm, const T* cb, const float* acs, float* dacs, int G,  \
+                                            int hpg, int Q) {                                             \
+    decay_dacs<T>(dm, cb, acs, dacs, G, hpg, Q);                                                          \
+  }                                                                                                       \
+  extern "C" __global__ void decay_dcb_##S(const T* dm, const float* acs, float* dcb, long long total, int G, \
+                                           int hpg, int Q) {                                              \
+    decay_dcb<T>(dm, acs, dcb, total, G, hpg, Q);                                                         \
+  }
+BOTH_KINDS(DECAY_BWD)
+#define GNORM(S, T)                                                                                        \
+  extern "C" __global__ void gnorm_fwd_##S(const float* y, const T* x, long long sx, const float* dsk,      \
+                                           const T* z, long long sz, const float* w, T* out, int M, int Di, \
+                                           int gs, int P, float eps) {                                     \
+    gnorm_fwd<T>(y, x, sx, dsk, z, sz, w, out, M, Di, gs, P, eps);                                          \
+  }                                                                                                        \
+  extern "C" __global__ void gnorm_bwd_##S(const T* dout, const float* y, const T* x, long long sx,        \
+                                           const float* dsk, const T* z, long long sz, const float* w,     \
+                                           float* dy, T* dx, T* dz, float* wpart, float* dpart, int M,     \
+                                           int Di, int gs, int P, float eps) {                             \
+    gnorm_bwd<T>(dout, y, x, sx, dsk, z, sz, w, dy, dx, dz, wpart, dpart, M, Di, gs, P, eps);              \
+  }
+BOTH_KINDS(GNORM)
+#define CONV(S, T, K)                                                                                       \
+  extern "C" __global__ void conv_fwd_k##K##_##S(const T* x, long long sb, long long sr, const T* pre,       \
+                                                 const T* w, const T* bias, T* out, int L, int C, int TT) { \
+    conv_fwd<T, K>(x, sb, sr, pre, w, bias, out, L, C, TT);                                                 \
+  }                                                                                                         \
+  extern "C" __global__ void conv_bwd_k##K##_##S(const T* x, long long sb, long long sr, const T* w,         \
+                                                 const T* bias, const T* dout, T* dx, float* wpart,         \
+                                                 float* bpart, int L, int C, int TT) {                      \
+    conv_bwd<T, K>(x, sb, sr, w, bias, dout, dx, wpart, bpart, L, C, TT);                                   \
+  }
+#define CONV_KS(S, T) CONV(S, T, 2) CONV(S, T, 3) CONV(S, T, 4)
+BOTH_KINDS(CONV_KS)
 )CUDA";
 
-const char* kKernels[] = {"decay_fwd_f32", "decay_fwd_bf16", "decay_bwd_f32", "decay_bwd_bf16"};
+// The causal conv kernels exist for these widths (d_conv); others take the tensor path.
+constexpr int kConvWidths[] = {2, 3, 4};
+
+std::vector<std::string> kernel_names() {
+  std::vector<std::string> names;
+  for (const char* s : {"_f32", "_bf16"}) {
+    for (const char* k : {"decay_fwd", "decay_dacs", "decay_dcb", "gnorm_fwd", "gnorm_bwd"}) names.push_back(k + std::string(s));
+    for (int w : kConvWidths) {
+      names.push_back("conv_fwd_k" + std::to_string(w) + s);
+      names.push_back("conv_bwd_k" + std::to_string(w) + s);
+    }
+  }
+  return names;
+}
 
 struct Module {
   std::map<std::string, CUfunction> fns;
+  int sms = 1;  // multiprocessors
 };
 
 std::mutex g_mods_mu;
@@ -333,26 +622,41 @@ Module& module_for(int dev) {
   CUmodule mod = nullptr;
   check(a.cuModuleLoadData(&mod, ptx.data()), "cuModuleLoadData");
   Module m;
-  for (const char* k : kKernels) {
+  check(a.cuDeviceGetAttribute(&m.sms, 16, d), "multiprocessor count");
+  for (const std::string& k : kernel_names()) {
     CUfunction f = nullptr;
-    check(a.cuModuleGetFunction(&f, mod, k), k);
+    check(a.cuModuleGetFunction(&f, mod, k.c_str()), k.c_str());
     m.fns[k] = f;
   }
   return g_mods.emplace(dev, std::move(m)).first->second;
 }
 
-void launch(const at::Tensor& like, const std::string& kernel, long long total, std::vector<void*> args) {
+struct Grid {
+  unsigned x, y = 1, z = 1;
+};
+
+// Launches `kernel` on the current stream of `like`'s device.
+void launch_grid(const at::Tensor& like, const std::string& kernel, Grid grid, unsigned threads, unsigned shared,
+                 std::vector<void*> args) {
   int dev = like.device().index();
   Module& m = module_for(dev);
   auto stream = at::accelerator::getCurrentStream(static_cast<c10::DeviceIndex>(dev));
   CUstream s = reinterpret_cast<CUstream>(stream.native_handle());
-  const unsigned threads = 256;
-  long long blocks = (total + threads - 1) / threads;
-  if (blocks > 1048576) blocks = 1048576;  // grid-stride loops cover the rest
-  if (blocks < 1) blocks = 1;
-  check(api().cuLaunchKernel(m.fns.at(kernel), (unsigned)blocks, 1, 1, threads, 1, 1, 0, s, args.data(), nullptr),
+  check(api().cuLaunchKernel(m.fns.at(kernel), grid.x, grid.y, grid.z, threads, 1, 1, shared, s, args.data(),
+                             nullptr),
         kernel.c_str());
 }
+
+// One thread per element of `total` (grid-stride loops past 2^20 blocks).
+void launch(const at::Tensor& like, const std::string& kernel, long long total, std::vector<void*> args) {
+  const unsigned threads = 256;
+  long long blocks = (total + threads - 1) / threads;
+  if (blocks > 1048576) blocks = 1048576;
+  if (blocks < 1) blocks = 1;
+  launch_grid(like, kernel, {(unsigned)blocks}, threads, 0, std::move(args));
+}
+
+int sms(const at::Tensor& like) { return module_for(like.device().index()).sms; }
 
 // Runs the body of an extern "C" entry point: 0 on success, 1 with the message in g_err.
 template <typename F>
@@ -375,6 +679,134 @@ const char* suffix(const at::Tensor& t) {
   if (t.scalar_type() == at::kBFloat16) return "_bf16";
   throw std::runtime_error("fused SSD kernels take float32 or bfloat16");
 }
+
+// [B, L, X] with contiguous columns and rows of one stride (a column slice of a [B, L, Y]
+// tensor qualifies), as is; anything else, made contiguous.
+at::Tensor rows_view(const at::Tensor& t) {
+  bool ok = t.dim() == 3 && t.stride(2) == 1 && t.stride(0) == t.size(1) * t.stride(1);
+  return ok ? t : t.contiguous();
+}
+
+// ---------------------------------------------------------------------------------------------
+// 3. The mixer's tail, u = y + x D; g = u silu(z); out = rmsnorm_groups(g) w, as one node that
+//    saves only its inputs (the tensor ops would keep u, silu(z), g and the normed rows in fp32).
+struct GatedNorm {
+  int64_t groups, headdim;
+  double eps;
+
+  unsigned threads(int64_t gs) const {
+    int64_t t = (gs + 7) / 8;  // NC = 8 columns per thread
+    t = (t + 31) / 32 * 32;
+    require(t <= 1024, "gated norm: group wider than 8192");
+    return (unsigned)t;
+  }
+
+  at::Tensor forward(const at::Tensor& y, const at::Tensor& x, const at::Tensor& dsk, const at::Tensor& z,
+                     const at::Tensor& w) const {
+    int64_t bsz = y.size(0), l = y.size(1), di = y.size(2), m = bsz * l, gs = di / groups;
+    auto out = at::empty({bsz, l, di}, x.options().memory_format(at::MemoryFormat::Contiguous));
+    long long sx = x.stride(1), sz = z.stride(1);
+    int mm = (int)m, dd = (int)di, g = (int)gs, p = (int)headdim;
+    float e = (float)eps;
+    void *py = y.data_ptr(), *px = x.data_ptr(), *pd = dsk.data_ptr(), *pz = z.data_ptr(), *pw = w.data_ptr(),
+         *po = out.data_ptr();
+    unsigned rows = (unsigned)std::min<int64_t>(m, 8 * sms(y));
+    launch_grid(y, std::string("gnorm_fwd") + suffix(x), {rows, (unsigned)groups}, threads(gs), 0,
+                {&py, &px, &sx, &pd, &pz, &sz, &pw, &po, &mm, &dd, &g, &p, &e});
+    return out;
+  }
+
+  // dy, dx, dD, dz, dw
+  std::vector<at::Tensor> backward(const at::Tensor& dout, const at::Tensor& y, const at::Tensor& x,
+                                   const at::Tensor& dsk, const at::Tensor& z, const at::Tensor& w) const {
+    int64_t bsz = y.size(0), l = y.size(1), di = y.size(2), m = bsz * l, gs = di / groups;
+    unsigned rows = (unsigned)std::min<int64_t>(m, 8 * sms(y));
+    auto f32 = y.options();
+    auto dy = at::empty({bsz, l, di}, f32);
+    auto dx = at::empty({bsz, l, di}, x.options().memory_format(at::MemoryFormat::Contiguous));
+    auto dz = at::empty({bsz, l, di}, z.options().memory_format(at::MemoryFormat::Contiguous));
+    auto wpart = at::empty({(int64_t)rows, di}, f32), dpart = at::empty({(int64_t)rows, di}, f32);
+    long long sx = x.stride(1), sz = z.stride(1);
+    int mm = (int)m, dd = (int)di, g = (int)gs, p = (int)headdim;
+    float e = (float)eps;
+    void *pg = dout.data_ptr(), *py = y.data_ptr(), *px = x.data_ptr(), *pd = dsk.data_ptr(), *pz = z.data_ptr(),
+         *pw = w.data_ptr(), *pdy = dy.data_ptr(), *pdx = dx.data_ptr(), *pdz = dz.data_ptr(),
+         *pwp = wpart.data_ptr(), *pdp = dpart.data_ptr();
+    launch_grid(y, std::string("gnorm_bwd") + suffix(x), {rows, (unsigned)groups}, threads(gs), 0,
+                {&pg, &py, &px, &sx, &pd, &pz, &sz, &pw, &pdy, &pdx, &pdz, &pwp, &pdp, &mm, &dd, &g, &p, &e});
+    auto dd_head = dpart.sum(0).view({di / headdim, headdim}).sum(1);
+    return {dy, dx, dd_head.to(dsk.scalar_type()), dz, wpart.sum(0).to(w.scalar_type())};
+  }
+};
+
+struct GatedNormFunction : public torch::autograd::Function<GatedNormFunction> {
+  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, at::Tensor y, at::Tensor x,
+                                                at::Tensor dsk, at::Tensor z, at::Tensor w, int64_t groups,
+                                                int64_t headdim, double eps) {
+    ctx->save_for_backward({y, x, dsk, z, w});
+    ctx->saved_data["groups"] = groups;
+    ctx->saved_data["headdim"] = headdim;
+    ctx->saved_data["eps"] = eps;
+    return {GatedNorm{groups, headdim, eps}.forward(y, x, dsk, z, w)};
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto v = ctx->get_saved_variables();
+    GatedNorm op{ctx->saved_data["groups"].toInt(), ctx->saved_data["headdim"].toInt(),
+                 ctx->saved_data["eps"].toDouble()};
+    auto r = op.backward(grads[0].contiguous(), v[0], v[1], v[2], v[3], v[4]);
+    return {r[0], r[1], r[2], r[3], r[4], at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+// 4. Causal depthwise conv + SiLU on the [B, L, C] layout: one node, saving its inputs.
+constexpr int kConvTile = 64;  // positions per thread
+
+std::string conv_kernel(const char* dir, const at::Tensor& w, const at::Tensor& x) {
+  return std::string("conv_") + dir + "_k" + std::to_string(w.size(-1)) + suffix(x);
+}
+
+at::Tensor conv_forward(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias, const at::Tensor* pre) {
+  int64_t bsz = x.size(0), l = x.size(1), c = x.size(2);
+  auto out = at::empty({bsz, l, c}, x.options().memory_format(at::MemoryFormat::Contiguous));
+  long long sb = x.stride(0), sr = x.stride(1);
+  int ll = (int)l, cc = (int)c, tt = kConvTile;
+  void *px = x.data_ptr(), *pp = pre ? pre->data_ptr() : nullptr, *pw = w.data_ptr(), *pb = bias.data_ptr(),
+       *po = out.data_ptr();
+  Grid grid{(unsigned)((c + 127) / 128), (unsigned)((l + tt - 1) / tt), (unsigned)bsz};
+  launch_grid(x, conv_kernel("fwd", w, x), grid, 128, 0, {&px, &sb, &sr, &pp, &pw, &pb, &po, &ll, &cc, &tt});
+  return out;
+}
+
+struct ConvSiluFunction : public torch::autograd::Function<ConvSiluFunction> {
+  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, at::Tensor x, at::Tensor w,
+                                                at::Tensor bias) {
+    ctx->save_for_backward({x, w, bias});
+    return {conv_forward(x, w, bias, nullptr)};
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto v = ctx->get_saved_variables();
+    const at::Tensor &x = v[0], &w = v[1], &bias = v[2];
+    at::Tensor dout = grads[0].contiguous();
+    int64_t bsz = x.size(0), l = x.size(1), c = x.size(2), k = w.size(-1);
+    int tt = kConvTile;
+    int64_t tiles = (l + tt - 1) / tt;
+    auto f32 = x.options().dtype(at::kFloat);
+    auto dx = at::empty({bsz, l, c}, x.options().memory_format(at::MemoryFormat::Contiguous));
+    auto wpart = at::empty({bsz * tiles, c, k}, f32), bpart = at::empty({bsz * tiles, c}, f32);
+    long long sb = x.stride(0), sr = x.stride(1);
+    int ll = (int)l, cc = (int)c;
+    void *px = x.data_ptr(), *pw = w.data_ptr(), *pb = bias.data_ptr(), *pg = dout.data_ptr(),
+         *pdx = dx.data_ptr(), *pwp = wpart.data_ptr(), *pbp = bpart.data_ptr();
+    Grid grid{(unsigned)((c + 127) / 128), (unsigned)tiles, (unsigned)bsz};
+    launch_grid(x, conv_kernel("bwd", w, x), grid, 128, 0, {&px, &sb, &sr, &pw, &pb, &pg, &pdx, &pwp, &pbp, &ll, &cc, &tt});
+    return {dx, wpart.sum(0).view(w.sizes()).to(w.scalar_type()), bpart.sum(0).to(bias.scalar_type())};
+  }
+};
 
 }  // namespace
 
@@ -425,28 +857,75 @@ int stuffed_ssd_decay_fwd(at::Tensor* cb, at::Tensor* acs, at::Tensor* m) {
   });
 }
 
-// dcb [B, C, G, Q, Q] (fp32) and t [B, C, H, Q, Q] (fp32) from dm [B, C, H, Q, Q] (T),
-// cb [B, C, G, Q, Q] (T), acs [B, C, H, Q] (fp32).
-int stuffed_ssd_decay_bwd(at::Tensor* dm, at::Tensor* cb, at::Tensor* acs, at::Tensor* dcb, at::Tensor* t) {
+// dcb [B, C, G, Q, Q] (fp32) and dacs [B, C, H, Q] (fp32: the row sums minus the column sums of
+// dm * cb * decay) from dm [B, C, H, Q, Q] (T), cb [B, C, G, Q, Q] (T), acs [B, C, H, Q] (fp32).
+int stuffed_ssd_decay_bwd(at::Tensor* dm, at::Tensor* cb, at::Tensor* acs, at::Tensor* dcb, at::Tensor* dacs) {
   return guarded([&] {
-    require(dm->dim() == 5 && cb->dim() == 5 && acs->dim() == 4 && dcb->dim() == 5 && t->dim() == 5,
+    require(dm->dim() == 5 && cb->dim() == 5 && acs->dim() == 4 && dcb->dim() == 5 && dacs->dim() == 4,
             "decay_bwd: wrong ranks");
     require(dm->is_contiguous() && cb->is_contiguous() && acs->is_contiguous() && dcb->is_contiguous() &&
-                t->is_contiguous(),
+                dacs->is_contiguous(),
             "decay_bwd: not contiguous");
     require(dm->scalar_type() == cb->scalar_type() && acs->scalar_type() == at::kFloat &&
-                dcb->scalar_type() == at::kFloat && t->scalar_type() == at::kFloat,
+                dcb->scalar_type() == at::kFloat && dacs->scalar_type() == at::kFloat,
             "decay_bwd: wrong kinds");
     long long q = cb->size(4), g = cb->size(2), h = dm->size(2);
-    require(h % g == 0 && acs->size(2) == h && t->size(2) == h && dcb->size(2) == g, "decay_bwd: shapes disagree");
+    require(h % g == 0 && acs->size(2) == h && dacs->size(2) == h && dcb->size(2) == g, "decay_bwd: shapes disagree");
     long long total = cb->numel();
     int gg = (int)g, hpg = (int)(h / g), qq = (int)q;
-    void* pdm = dm->data_ptr();
-    void* pcb = cb->data_ptr();
-    void* pacs = acs->data_ptr();
-    void* pdcb = dcb->data_ptr();
-    void* pt = t->data_ptr();
-    launch(*cb, std::string("decay_bwd") + suffix(*cb), total, {&pdm, &pcb, &pacs, &pdcb, &pt, &total, &gg, &hpg, &qq});
+    void *pdm = dm->data_ptr(), *pcb = cb->data_ptr(), *pacs = acs->data_ptr(), *pdcb = dcb->data_ptr(),
+         *pdacs = dacs->data_ptr();
+    launch(*cb, std::string("decay_dcb") + suffix(*cb), total, {&pdm, &pacs, &pdcb, &total, &gg, &hpg, &qq});
+    unsigned threads = (unsigned)std::min<long long>(256, (q + 31) / 32 * 32);
+    launch_grid(*cb, std::string("decay_dacs") + suffix(*cb), {(unsigned)acs->numel() / (unsigned)q}, threads,
+                (unsigned)(2 * q * sizeof(float)), {&pdm, &pcb, &pacs, &pdacs, &gg, &hpg, &qq});
+  });
+}
+
+// out [B, L, Di] (x's kind) = rmsnorm over groups of ((y + x D[head]) silu(z)) times w, an autograd
+// node. y [B, L, Di] fp32; x, z [B, L, Di] of the compute kind (column slices are fine);
+// dsk [H], w [Di] fp32.
+int stuffed_gated_norm(at::Tensor* y, at::Tensor* x, at::Tensor* dsk, at::Tensor* z, at::Tensor* w, int64_t groups,
+                       int64_t headdim, double eps, at::Tensor** out) {
+  return guarded([&] {
+    require(y->dim() == 3 && y->is_contiguous() && y->scalar_type() == at::kFloat, "gated norm: y is [B, L, Di] fp32");
+    require(x->sizes() == y->sizes() && z->sizes() == y->sizes() && x->scalar_type() == z->scalar_type(),
+            "gated norm: x and z are [B, L, Di] of one kind");
+    require(dsk->is_contiguous() && w->is_contiguous() && dsk->scalar_type() == at::kFloat &&
+                w->scalar_type() == at::kFloat,
+            "gated norm: D and w are contiguous fp32");
+    int64_t di = y->size(2);
+    require(di % groups == 0 && di % headdim == 0 && dsk->numel() == di / headdim && w->numel() == di,
+            "gated norm: shapes disagree");
+    auto r = GatedNormFunction::apply(*y, rows_view(*x), *dsk, rows_view(*z), *w, groups, headdim, eps);
+    *out = new at::Tensor(r[0]);
+  });
+}
+
+// out [B, L, C] = silu(causal depthwise conv of x [B, L, C] with w [C, 1, K], bias [C]), all of one
+// kind; pre [B, C, K-1] (null: zeros) are the inputs before x, only without autograd.
+int stuffed_conv_silu(at::Tensor* x, at::Tensor* w, at::Tensor* bias, at::Tensor* pre, at::Tensor** out) {
+  return guarded([&] {
+    require(x->dim() == 3 && w->dim() == 3 && w->size(0) == x->size(2) && w->size(1) == 1 &&
+                bias->numel() == x->size(2),
+            "conv: x [B, L, C], w [C, 1, K], bias [C]");
+    int64_t k = w->size(2);
+    require(std::find(std::begin(kConvWidths), std::end(kConvWidths), k) != std::end(kConvWidths),
+            "conv: no kernel for this width");
+    require(w->scalar_type() == x->scalar_type() && bias->scalar_type() == x->scalar_type(), "conv: one kind");
+    at::Tensor xv = rows_view(*x), wc = w->contiguous(), bc = bias->contiguous();
+    if (pre != nullptr) {
+      require(!at::GradMode::is_enabled() ||
+                  !(x->requires_grad() || w->requires_grad() || bias->requires_grad() || pre->requires_grad()),
+              "conv: a prefix only without autograd");
+      at::Tensor pc = pre->contiguous();
+      require(pc.dim() == 3 && pc.size(0) == x->size(0) && pc.size(1) == x->size(2) && pc.size(2) == k - 1 &&
+                  pc.scalar_type() == x->scalar_type(),
+              "conv: pre is [B, C, K-1] of x's kind");
+      *out = new at::Tensor(conv_forward(xv, wc, bc, &pc));
+    } else {
+      *out = new at::Tensor(ConvSiluFunction::apply(xv, wc, bc)[0]);
+    }
   });
 }
 

@@ -143,18 +143,30 @@ impl Mixer {
         let dt_raw = &parts[2]; // [B, L, H]
         let (w, bias) = (self.conv_w.to_kind(kind), self.conv_b.to_kind(kind));
         let cv = di + 2 * gn;
+        // The fused backend's CUDA kernels for the conv and the gated norm (tensor ops elsewhere).
+        let fused = ex.ssd == SsdBackend::Fused && u.device().is_cuda();
 
         // Causal depthwise conv over [previous K-1 inputs | segment]; the new conv state is the
         // last K raw inputs.
-        let (conv, new_conv) = match &state {
-            Some(st) => {
-                let full = Tensor::cat(&[st.conv.narrow(-1, 1, k - 1).to_kind(kind), xbc], -1); // [B, Cv, L+K-1]
-                let conv = full.conv1d(&w, Some(&bias), [1], [0], [1], cv);
-                (conv, Some(full.narrow(-1, l - 1, k))) // [B, Cv, K]
-            }
-            None => (xbc.conv1d(&w, Some(&bias), [1], [k - 1], [1], cv).narrow(-1, 0, l), None),
+        let pre = state.as_ref().map(|st| st.conv.narrow(-1, 1, k - 1).to_kind(kind)); // [B, Cv, K-1]
+        let new_conv = pre.as_ref().map(|pre| {
+            let tail = xbc.narrow(-1, (l - k).max(0), l.min(k));
+            let full = Tensor::cat(&[pre, &tail], -1);
+            let len = full.size()[2];
+            full.narrow(-1, len - k, k) // [B, Cv, K]
+        });
+        let grad = parts[1].requires_grad() || w.requires_grad();
+        let xbc = if fused && ssd::fused::conv_fits(k) && (pre.is_none() || !grad) {
+            // On the [B, L, Cv] layout of in_proj's output, read in place.
+            ssd::fused::conv_silu(&parts[1], &w, &bias, pre.as_ref())
+        } else {
+            let conv = match &pre {
+                Some(pre) => Tensor::cat(&[pre, &xbc], -1).conv1d(&w, Some(&bias), [1], [0], [1], cv), // [B, Cv, L]
+                None => xbc.conv1d(&w, Some(&bias), [1], [k - 1], [1], cv).narrow(-1, 0, l),
+            };
+            conv.silu().transpose(1, 2)
         };
-        let xbc = conv.silu().transpose(1, 2).split_with_sizes([di, gn, gn], -1); // [B, L, Di | GN | GN]
+        let xbc = xbc.split_with_sizes([di, gn, gn], -1); // [B, L, Di | GN | GN]
         let x = xbc[0].reshape([bsz, l, h, p]);
         let mut b = xbc[1].reshape([bsz, l, g, n]);
         let c = xbc[2].reshape([bsz, l, g, n]);
@@ -176,7 +188,6 @@ impl Mixer {
                 st.window = Some(buf);
             }
         }
-        let y = y + &xf * self.d.reshape([h, 1]); // D skip: [B, L, H, P]
         if let Some(probe) = ex.probe.as_deref_mut() {
             let (dt, la, xf, bf, cf) = (
                 dt.detach(),
@@ -192,6 +203,12 @@ impl Mixer {
             st.ssm = h_last;
             st.conv = new_conv.expect("conv state computed with a state");
         }
+        if fused && ssd::fused::gated_norm_fits(di / g) && y.kind() == Kind::Float {
+            // D skip, gate, norm: one kernel each way, reading x and z in place.
+            let normed = ssd::fused::gated_norm(&y.reshape([bsz, l, di]), &xbc[0], &self.d, z, &self.norm_w, g, p, self.eps);
+            return normed.matmul(&self.out_proj.to_kind(kind).tr());
+        }
+        let y = y + &xf * self.d.reshape([h, 1]); // D skip: [B, L, H, P]
         self.gate_norm_out(&y.reshape([bsz, l, di]), z, kind)
     }
 

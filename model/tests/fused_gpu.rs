@@ -167,3 +167,108 @@ fn streaming_state_agrees() {
     }
     assert!(max_rel(&outs[0], &outs[1]) < 1e-4, "streamed logits {}", max_rel(&outs[0], &outs[1]));
 }
+
+/// The mixer's fused tail (D skip, gate, grouped RMSNorm) against its tensor ops: output and
+/// the gradients of y, x, D, z and w, with x and z column slices of wider tensors (as in the
+/// mixer), ngroups 1 and 2, fp32 and bf16.
+#[test]
+fn gated_norm_equals_tensor_ops() {
+    let _one = serial();
+    let Some(dev) = gpu() else { return };
+    if !dev.is_cuda() {
+        return; // no tensor twin: the mixer takes the tensor ops on the CPU
+    }
+    for (kind, tol) in [(Kind::Float, 1e-5), (Kind::BFloat16, 1e-2)] {
+        for groups in [1, 2] {
+            tch::manual_seed(11);
+            let (bsz, l, h, p) = (2, 333, 8, 32);
+            let di = h * p;
+            let o = (Kind::Float, dev);
+            let leaf = |t: Tensor| t.detach().set_requires_grad(true);
+            let y = leaf(Tensor::randn([bsz, l, di], o));
+            let wide = leaf(Tensor::randn([bsz, l, 3 * di], o).to_kind(kind)); // [.. | x | z]
+            let d = leaf(Tensor::randn([h], o));
+            let w = leaf(Tensor::rand([di], o) + 0.5);
+            let wout = Tensor::randn([bsz, l, di], o);
+            let run = |fused_path: bool| {
+                for t in [&y, &wide, &d, &w] {
+                    let _ = t.grad().f_zero_();
+                }
+                let (x, z) = (wide.narrow(2, di, di), wide.narrow(2, 2 * di, di));
+                let out = if fused_path {
+                    fused::gated_norm(&y, &x, &d, &z, &w, groups, p, 1e-5)
+                } else {
+                    let xd = (x.to_kind(Kind::Float).reshape([bsz, l, h, p]) * d.reshape([h, 1])).reshape([bsz, l, di]);
+                    let g = (&y + xd) * z.to_kind(Kind::Float).silu();
+                    let n = g.reshape([bsz, l, groups, di / groups]).rms_norm([di / groups], None::<Tensor>, 1e-5);
+                    (n.reshape([bsz, l, di]) * &w).to_kind(kind)
+                };
+                (&out.to_kind(Kind::Float) * &wout).sum(Kind::Float).backward();
+                (out.detach(), [&y, &wide, &d, &w].map(|t| t.grad().copy()))
+            };
+            let (o1, g1) = run(true);
+            let (o2, g2) = run(false);
+            let tag = format!("{kind:?} G={groups}");
+            assert!(rel(&o1, &o2) < tol, "out {tag}: {}", rel(&o1, &o2));
+            for (i, (a, b)) in g1.iter().zip(&g2).enumerate() {
+                assert!(rel(a, b) < tol, "grad {i} {tag}: {}", rel(a, b));
+            }
+            eprintln!("gated norm {tag}: out {:.1e} grads {:?}", rel(&o1, &o2),
+                g1.iter().zip(&g2).map(|(a, b)| format!("{:.1e}", rel(a, b))).collect::<Vec<_>>());
+        }
+    }
+}
+
+/// The fused causal conv + SiLU against conv1d: output and the gradients of x, w and bias (x a
+/// column slice of a wider tensor), widths 3 and 4, fp32 and bf16, lengths shorter and longer
+/// than the kernel's tile; and with a prefix (a state's conv buffer) outside autograd.
+#[test]
+fn conv_silu_equals_conv1d() {
+    let _one = serial();
+    let Some(dev) = gpu() else { return };
+    if !dev.is_cuda() {
+        return;
+    }
+    for (kind, tol) in [(Kind::Float, 1e-5), (Kind::BFloat16, 1e-2)] {
+        for (k, l) in [(4, 1000), (3, 37), (4, 2)] {
+            tch::manual_seed(12);
+            let (bsz, c) = (2, 300);
+            let o = (Kind::Float, dev);
+            let wide = Tensor::randn([bsz, l, c + 20], o).to_kind(kind).set_requires_grad(true);
+            let w = (Tensor::randn([c, 1, k], o) * 0.5).to_kind(kind).set_requires_grad(true);
+            let bias = (Tensor::randn([c], o) * 0.1).to_kind(kind).set_requires_grad(true);
+            let wout = Tensor::randn([bsz, l, c], o);
+            let reference = |x: &Tensor, pre: Option<&Tensor>| {
+                let xt = x.transpose(1, 2);
+                let conv = match pre {
+                    Some(pre) => Tensor::cat(&[pre, &xt], -1).conv1d(&w, Some(&bias), [1], [0], [1], c),
+                    None => xt.conv1d(&w, Some(&bias), [1], [k - 1], [1], c).narrow(-1, 0, l),
+                };
+                conv.silu().transpose(1, 2)
+            };
+            let run = |fused_path: bool| {
+                for t in [&wide, &w, &bias] {
+                    let _ = t.grad().f_zero_();
+                }
+                let x = wide.narrow(2, 10, c);
+                let out = if fused_path { fused::conv_silu(&x, &w, &bias, None) } else { reference(&x, None) };
+                (&out.to_kind(Kind::Float) * &wout).sum(Kind::Float).backward();
+                (out.detach(), [&wide, &w, &bias].map(|t| t.grad().copy()))
+            };
+            let (o1, g1) = run(true);
+            let (o2, g2) = run(false);
+            let tag = format!("{kind:?} K={k} L={l}");
+            assert!(rel(&o1, &o2) < tol, "out {tag}: {}", rel(&o1, &o2));
+            for (i, (a, b)) in g1.iter().zip(&g2).enumerate() {
+                assert!(rel(a, b) < tol, "grad {i} {tag}: {}", rel(a, b));
+            }
+            let _g = tch::no_grad_guard();
+            let pre = Tensor::randn([bsz, c, k - 1], o).to_kind(kind);
+            let x = wide.narrow(2, 10, c);
+            let (p1, p2) = (fused::conv_silu(&x, &w, &bias, Some(&pre)), reference(&x, Some(&pre)));
+            assert!(rel(&p1, &p2) < tol, "with a prefix {tag}: {}", rel(&p1, &p2));
+            eprintln!("conv {tag}: out {:.1e} prefix {:.1e} grads {:?}", rel(&o1, &o2), rel(&p1, &p2),
+                g1.iter().zip(&g2).map(|(a, b)| format!("{:.1e}", rel(a, b))).collect::<Vec<_>>());
+        }
+    }
+}

@@ -44,7 +44,26 @@ extern "C" {
         cb: *mut C_tensor,
         acs: *mut C_tensor,
         dcb: *mut C_tensor,
-        t: *mut C_tensor,
+        dacs: *mut C_tensor,
+    ) -> c_int;
+    #[allow(clippy::too_many_arguments)]
+    fn stuffed_gated_norm(
+        y: *mut C_tensor,
+        x: *mut C_tensor,
+        d: *mut C_tensor,
+        z: *mut C_tensor,
+        w: *mut C_tensor,
+        groups: i64,
+        headdim: i64,
+        eps: f64,
+        out: *mut *mut C_tensor,
+    ) -> c_int;
+    fn stuffed_conv_silu(
+        x: *mut C_tensor,
+        w: *mut C_tensor,
+        bias: *mut C_tensor,
+        pre: *mut C_tensor,
+        out: *mut *mut C_tensor,
     ) -> c_int;
 }
 
@@ -430,10 +449,9 @@ fn backward(
     drop(m);
     let dm = d.by_head(&dy_h.matmul(&d.cols_to_heads(&r.x).transpose(-1, -2))).contiguous(); // [B, C, H, Q, Q]
     drop(dy_h);
-    let (dcb, t) = decay_bwd(&dm, &r.cb, &r.acs, d.hpg);
+    let (dcb, dacs_decay) = decay_bwd(&dm, &r.cb, &r.acs, d.hpg);
     drop(dm);
-    dacs += t.sum_dim_intlist(-1, false, f32) - t.sum_dim_intlist(-2, false, f32);
-    drop(t);
+    dacs += dacs_decay;
     let dcb = dcb.to_kind(kind);
     dc += dcb.matmul(&r.b).to_kind(f32);
     db += dcb.transpose(-1, -2).matmul(&r.c).to_kind(f32);
@@ -480,20 +498,54 @@ fn decay_fwd(cb: &Tensor, acs: &Tensor, hpg: i64) -> Tensor {
     (cb.unsqueeze(3) * dec).reshape([bsz, nc, h, q, q])
 }
 
-/// From dM [B, C, H, Q, Q]: dCB [B, C, G, Q, Q] = sum over the group's heads of dM * decay,
-/// and T = dM * M [B, C, H, Q, Q] (both fp32), whose row sums minus column sums are d(acs).
+/// From dM [B, C, H, Q, Q]: dCB [B, C, G, Q, Q] = sum over the group's heads of dM * decay, and
+/// the gradient of acs through the decays [B, C, H, Q]: with T = dM * M, its row sums minus its
+/// column sums (both fp32; the kernels reduce T without writing it).
 fn decay_bwd(dm: &Tensor, cb: &Tensor, acs: &Tensor, hpg: i64) -> (Tensor, Tensor) {
     let (bsz, nc, g, q, _) = cb.size5().expect("cb is [B, C, G, Q, Q]");
     let h = g * hpg;
     let o = (Kind::Float, cb.device());
     if cb.device().is_cuda() {
-        let (dcb, t) = (Tensor::empty([bsz, nc, g, q, q], o), Tensor::empty([bsz, nc, h, q, q], o));
-        check(unsafe { stuffed_ssd_decay_bwd(ptr(dm), ptr(cb), ptr(acs), ptr(&dcb), ptr(&t)) });
-        return (dcb, t);
+        let (dcb, dacs) = (Tensor::empty([bsz, nc, g, q, q], o), Tensor::empty([bsz, nc, h, q], o));
+        check(unsafe { stuffed_ssd_decay_bwd(ptr(dm), ptr(cb), ptr(acs), ptr(&dcb), ptr(&dacs)) });
+        return (dcb, dacs);
     }
     let dm_dec = dm.to_kind(Kind::Float).reshape([bsz, nc, g, hpg, q, q]) * decay_matrix(acs).reshape([bsz, nc, g, hpg, q, q]);
     let t = (&dm_dec * cb.to_kind(Kind::Float).unsqueeze(3)).reshape([bsz, nc, h, q, q]);
-    (dm_dec.sum_dim_intlist(3, false, Kind::Float), t)
+    let dacs = t.sum_dim_intlist(-1, false, Kind::Float) - t.sum_dim_intlist(-2, false, Kind::Float);
+    (dm_dec.sum_dim_intlist(3, false, Kind::Float), dacs)
+}
+
+/// The mixer's tail on CUDA as one autograd node: rmsnorm over `groups` groups of
+/// ((y + x * D[head]) * silu(z)), times w. y [B, L, Di] fp32; x, z [B, L, Di] of the compute
+/// kind (column slices of wider tensors are read in place); d [H], w [Di] fp32. Returns
+/// [B, L, Di] of the compute kind. Groups wider than 8192 are not supported (`gated_norm_fits`).
+#[allow(clippy::too_many_arguments)]
+pub fn gated_norm(y: &Tensor, x: &Tensor, d: &Tensor, z: &Tensor, w: &Tensor, groups: i64, headdim: i64, eps: f64) -> Tensor {
+    let mut out = std::ptr::null_mut();
+    check(unsafe { stuffed_gated_norm(ptr(y), ptr(x), ptr(d), ptr(z), ptr(w), groups, headdim, eps, &mut out) });
+    unsafe { Tensor::from_ptr(out) }
+}
+
+/// Whether `gated_norm` takes groups of this width.
+pub fn gated_norm_fits(group_width: i64) -> bool {
+    group_width <= 8192
+}
+
+/// Causal depthwise conv + SiLU on CUDA over the [B, L, C] layout: x [B, L, C] (a column slice
+/// is read in place), w [C, 1, K], bias [C], all of one kind; `pre` [B, C, K-1] are the inputs
+/// before x (a state's conv buffer; zeros when None), accepted only outside autograd. Without
+/// `pre` it is one autograd node. Widths K with a kernel: `conv_fits`.
+pub fn conv_silu(x: &Tensor, w: &Tensor, bias: &Tensor, pre: Option<&Tensor>) -> Tensor {
+    let mut out = std::ptr::null_mut();
+    let pre = pre.map_or(std::ptr::null_mut(), ptr);
+    check(unsafe { stuffed_conv_silu(ptr(x), ptr(w), ptr(bias), pre, &mut out) });
+    unsafe { Tensor::from_ptr(out) }
+}
+
+/// Whether `conv_silu` has a kernel for conv width `k`.
+pub fn conv_fits(k: i64) -> bool {
+    (2..=4).contains(&k)
 }
 
 #[cfg(test)]
