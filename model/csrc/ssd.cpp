@@ -517,7 +517,131 @@ extern "C" __global__ void decay_fwd_f32(const float* cb, const float* acs, floa
 extern "C" __global__ void decay_fwd_bf16(const bf16_t* cb, const float* acs, bf16_t* m, long long total, int H, int hpg, int Q) {
   decay_fwd<bf16_t>(cb, acs, m, total, H, hpg, Q);
 }
+// ---- Elementwise stages of the chunked SSD around its matmuls, one warp per (b, t, h) row of
+// P values, over the padded length Lp = C * Q. Layouts of a [B, Lp, H, P] quantity:
+//   natural [B, L, H, P] (the node's inputs and outputs, unpadded: rows t >= L read as 0),
+//   cols    [B, C, G, Q, H/G * P] (a group's heads side by side: the B/C matmuls' operand),
+//   heads   [B, C, H, Q, P] (per head: the diagonal blocks' operand);
+// per-position factors [B, C, H, Q] (fp32).
+struct Rows {
+  int B, L, H, P, G, Q, C;
+  __device__ long long count() const { return (long long)B * C * Q * H; }
+  __device__ void at(long long r, int& b, int& t, int& h) const {
+    h = (int)(r % H);
+    long long bt = r / H;
+    t = (int)(bt % ((long long)C * Q));
+    b = (int)(bt / ((long long)C * Q));
+  }
+  __device__ long long natural(int b, int t, int h) const { return (((long long)b * L + t) * H + h) * P; }
+  __device__ long long factor(int b, int t, int h) const {
+    return (((long long)b * C + t / Q) * H + h) * Q + t % Q;
+  }
+  __device__ long long heads(int b, int t, int h) const { return factor(b, t, h) * P; }
+  __device__ long long cols(int b, int t, int h) const {
+    int hpg = H / G;
+    return ((((long long)b * C + t / Q) * G + h / hpg) * Q + t % Q) * (long long)H / G * P + (long long)(h % hpg) * P;
+  }
+};
+
+#define ROWS_LOOP(R)                                                                                      \
+  int lane = threadIdx.x & 31;                                                                            \
+  long long warps = (long long)gridDim.x * (blockDim.x >> 5);                                            \
+  for (long long r = blockIdx.x * (long long)(blockDim.x >> 5) + (threadIdx.x >> 5); r < (R).count(); r += warps)
+
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+  return v;
+}
+
+// y (natural, fp32) = raw (cols) * exp(acs) + ydiag (heads): the output from the states
+// entering the chunks plus the diagonal blocks'.
+template <typename T>
+__device__ void ssd_out(const T* raw, const T* ydiag, const float* acs, float* y, Rows R) {
+  ROWS_LOOP(R) {
+    int b, t, h;
+    R.at(r, b, t, h);
+    if (t >= R.L) continue;
+    float e = expf(acs[R.factor(b, t, h)]);
+    long long oc = R.cols(b, t, h), oh = R.heads(b, t, h), on = R.natural(b, t, h);
+    for (int p = lane; p < R.P; p += 32) y[on + p] = ld(raw, oc + p) * e + ld(ydiag, oh + p);
+  }
+}
+
+// xw (cols) = x (natural) * w: the inputs weighted by their decay to the chunk end.
+template <typename T>
+__device__ void ssd_xw(const T* x, const float* w, T* xw, Rows R) {
+  ROWS_LOOP(R) {
+    int b, t, h;
+    R.at(r, b, t, h);
+    long long oc = R.cols(b, t, h);
+    float wv = t < R.L ? w[R.factor(b, t, h)] : 0.f;
+    long long on = t < R.L ? R.natural(b, t, h) : 0;
+    for (int p = lane; p < R.P; p += 32) st(xw, oc + p, t < R.L ? ld(x, on + p) * wv : 0.f);
+  }
+}
+
+// From dy (natural, fp32): dyo (cols) = dy * exp(acs), dyh (heads) = dy, and
+// dacs[row] = sum over p of dy * exp(acs) * raw (the gradient of acs through exp(acs)).
+template <typename T>
+__device__ void ssd_dy(const float* dy, const T* raw, const float* acs, T* dyo, T* dyh, float* dacs, Rows R) {
+  ROWS_LOOP(R) {
+    int b, t, h;
+    R.at(r, b, t, h);
+    long long of = R.factor(b, t, h), oc = R.cols(b, t, h), oh = R.heads(b, t, h);
+    bool in = t < R.L;
+    long long on = in ? R.natural(b, t, h) : 0;
+    float e = expf(acs[of]), acc = 0.f;
+    for (int p = lane; p < R.P; p += 32) {
+      float g = in ? dy[on + p] : 0.f;
+      float go = g * e;
+      acc += go * ld(raw, oc + p);
+      st(dyo, oc + p, go);
+      st(dyh, oh + p, g);
+    }
+    acc = warp_sum(acc);
+    if (lane == 0) dacs[of] = acc;
+  }
+}
+
+// dxdt (natural) = dxw (cols) * w + dxdiag (heads), and dws[row] = w * sum over p of dxw * x
+// (the gradient of the decay to the chunk end).
+template <typename T>
+__device__ void ssd_dx(const T* dxw, const T* x, const float* w, const T* dxdiag, T* dxdt, float* dws, Rows R) {
+  ROWS_LOOP(R) {
+    int b, t, h;
+    R.at(r, b, t, h);
+    long long of = R.factor(b, t, h), oc = R.cols(b, t, h), oh = R.heads(b, t, h);
+    if (t >= R.L) {
+      if (lane == 0) dws[of] = 0.f;
+      continue;
+    }
+    long long on = R.natural(b, t, h);
+    float wv = w[of], acc = 0.f;
+    for (int p = lane; p < R.P; p += 32) {
+      float g = ld(dxw, oc + p);
+      acc += g * ld(x, on + p);
+      st(dxdt, on + p, g * wv + ld(dxdiag, oh + p));
+    }
+    acc = warp_sum(acc);
+    if (lane == 0) dws[of] = acc * wv;
+  }
+}
+
 #define BOTH_KINDS(M) M(f32, float) M(bf16, bf16_t)
+#define SSD_ROWS(S, T)                                                                                         \
+  extern "C" __global__ void ssd_out_##S(const T* raw, const T* ydiag, const float* acs, float* y, Rows R) {   \
+    ssd_out<T>(raw, ydiag, acs, y, R);                                                                         \
+  }                                                                                                            \
+  extern "C" __global__ void ssd_xw_##S(const T* x, const float* w, T* xw, Rows R) { ssd_xw<T>(x, w, xw, R); } \
+  extern "C" __global__ void ssd_dy_##S(const float* dy, const T* raw, const float* acs, T* dyo, T* dyh,       \
+                                        float* dacs, Rows R) {                                                 \
+    ssd_dy<T>(dy, raw, acs, dyo, dyh, dacs, R);                                                                \
+  }                                                                                                            \
+  extern "C" __global__ void ssd_dx_##S(const T* dxw, const T* x, const float* w, const T* dxdiag, T* dxdt,    \
+                                        float* dws, Rows R) {                                                  \
+    ssd_dx<T>(dxw, x, w, dxdiag, dxdt, dws, R);                                                                \
+  }
+BOTH_KINDS(SSD_ROWS)
 #define DECAY_BWD(S, T)                                                                                   \
   extern "C" __global__ void decay_dacs_##S(const T* dm, const T* cb, const float* acs, float* dacs, int G,  \
                                             int hpg, int Q) {                                             \
@@ -561,7 +685,10 @@ constexpr int kConvWidths[] = {2, 3, 4};
 std::vector<std::string> kernel_names() {
   std::vector<std::string> names;
   for (const char* s : {"_f32", "_bf16"}) {
-    for (const char* k : {"decay_fwd", "decay_dacs", "decay_dcb", "gnorm_fwd", "gnorm_bwd"}) names.push_back(k + std::string(s));
+    for (const char* k : {"decay_fwd", "decay_dacs", "decay_dcb", "gnorm_fwd", "gnorm_bwd", "ssd_out", "ssd_xw",
+                          "ssd_dy", "ssd_dx"}) {
+      names.push_back(k + std::string(s));
+    }
     for (int w : kConvWidths) {
       names.push_back("conv_fwd_k" + std::to_string(w) + s);
       names.push_back("conv_bwd_k" + std::to_string(w) + s);
@@ -882,13 +1009,34 @@ int stuffed_ssd_decay_bwd(at::Tensor* dm, at::Tensor* cb, at::Tensor* acs, at::T
   });
 }
 
+// One of the SSD's row kernels (ssd_out, ssd_xw, ssd_dy, ssd_dx) on `n` contiguous CUDA tensors in
+// its argument order; tensor `kind_of` picks the kernel's kind; dims = B, L, H, P, G, Q, C.
+int stuffed_ssd_rows(const char* stem, at::Tensor** ts, int n, int kind_of, const int* dims) {
+  return guarded([&] {
+    struct {
+      int B, L, H, P, G, Q, C;
+    } rows{dims[0], dims[1], dims[2], dims[3], dims[4], dims[5], dims[6]};
+    std::vector<void*> ptrs(n);
+    std::vector<void*> args;
+    for (int i = 0; i < n; ++i) {
+      require(ts[i]->is_contiguous() && ts[i]->is_cuda(), "SSD row kernel: an operand is not a contiguous CUDA tensor");
+      ptrs[i] = ts[i]->data_ptr();
+      args.push_back(&ptrs[i]);
+    }
+    args.push_back(&rows);
+    long long count = (long long)rows.B * rows.C * rows.Q * rows.H;  // one warp each
+    long long blocks = std::min<long long>((count + 7) / 8, 64LL * sms(*ts[0]));
+    launch_grid(*ts[0], std::string(stem) + suffix(*ts[kind_of]), {(unsigned)std::max(1LL, blocks)}, 256, 0, args);
+  });
+}
+
 // out [B, L, Di] (x's kind) = rmsnorm over groups of ((y + x D[head]) silu(z)) times w, an autograd
-// node. y [B, L, Di] fp32; x, z [B, L, Di] of the compute kind (column slices are fine);
+// node. y [B, L, Di] fp32; x, z [B, L, Di] of the compute kind (column slices are read in place);
 // dsk [H], w [Di] fp32.
 int stuffed_gated_norm(at::Tensor* y, at::Tensor* x, at::Tensor* dsk, at::Tensor* z, at::Tensor* w, int64_t groups,
                        int64_t headdim, double eps, at::Tensor** out) {
   return guarded([&] {
-    require(y->dim() == 3 && y->is_contiguous() && y->scalar_type() == at::kFloat, "gated norm: y is [B, L, Di] fp32");
+    require(y->dim() == 3 && y->scalar_type() == at::kFloat, "gated norm: y is [B, L, Di] fp32");
     require(x->sizes() == y->sizes() && z->sizes() == y->sizes() && x->scalar_type() == z->scalar_type(),
             "gated norm: x and z are [B, L, Di] of one kind");
     require(dsk->is_contiguous() && w->is_contiguous() && dsk->scalar_type() == at::kFloat &&
@@ -897,7 +1045,7 @@ int stuffed_gated_norm(at::Tensor* y, at::Tensor* x, at::Tensor* dsk, at::Tensor
     int64_t di = y->size(2);
     require(di % groups == 0 && di % headdim == 0 && dsk->numel() == di / headdim && w->numel() == di,
             "gated norm: shapes disagree");
-    auto r = GatedNormFunction::apply(*y, rows_view(*x), *dsk, rows_view(*z), *w, groups, headdim, eps);
+    auto r = GatedNormFunction::apply(y->contiguous(), rows_view(*x), *dsk, rows_view(*z), *w, groups, headdim, eps);
     *out = new at::Tensor(r[0]);
   });
 }

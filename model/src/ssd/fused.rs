@@ -58,6 +58,7 @@ extern "C" {
         eps: f64,
         out: *mut *mut C_tensor,
     ) -> c_int;
+    fn stuffed_ssd_rows(stem: *const c_char, ts: *const *mut C_tensor, n: c_int, kind_of: c_int, dims: *const c_int) -> c_int;
     fn stuffed_conv_silu(
         x: *mut C_tensor,
         w: *mut C_tensor,
@@ -184,6 +185,7 @@ struct Dims {
     /// Zero tail padding up to a multiple of q.
     pad: i64,
     kind: Kind,
+    device: Device,
 }
 
 impl Dims {
@@ -192,7 +194,7 @@ impl Dims {
         let (_, _, g, n) = b.size4().expect("b is [B, L, G, N]");
         let q = chunk.min(l).max(1);
         let pad = (q - l % q) % q;
-        Dims { bsz, l, h, p, g, n, hpg: h / g, q, nc: (l + pad) / q, pad, kind: xdt.kind() }
+        Dims { bsz, l, h, p, g, n, hpg: h / g, q, nc: (l + pad) / q, pad, kind: xdt.kind(), device: xdt.device() }
     }
 
     /// [B, L, X, Y] -> [B, C, X, Q, Y] (zero-padded tail).
@@ -207,6 +209,11 @@ impl Dims {
         let x = t.size()[2];
         let y = t.size()[4];
         t.permute([0, 1, 3, 2, 4]).reshape([self.bsz, self.nc * self.q, x, y]).narrow(1, 0, self.l)
+    }
+
+    /// Whether the row kernels run (else their tensor twins).
+    fn on_gpu(&self) -> bool {
+        self.device.is_cuda()
     }
 
     /// Per-head [B, C, H, ...] viewed per group [B, C, G, H/G, ...].
@@ -277,6 +284,8 @@ impl Dims {
 struct Recomputed {
     /// Inputs in the columns layout [B, C, G, Q, H/G * P] (compute kind).
     x: Tensor,
+    /// x * w, columns layout (compute kind).
+    xw: Tensor,
     /// [B, C, G, Q, N] (compute kind)
     b: Tensor,
     c: Tensor,
@@ -354,32 +363,56 @@ fn recompute(d: &Dims, xdt: &Tensor, la: &Tensor, b: &Tensor, c: &Tensor, h0: Op
     let acs = la_c.cumsum(-1, Kind::Float).contiguous();
     let cb = c.matmul(&b.transpose(-1, -2)).contiguous(); // [B, C, G, Q, Q]
     let last = acs.narrow(-1, d.q - 1, 1); // [B, C, H, 1]
-    let w = super::exp_clamped(&(&last - &acs));
+    let w = super::exp_clamped(&(&last - &acs)).contiguous();
     // Chunk states S_c[p, n] = sum_s x_s[p] w_s B_s[n], then passed along the chunks.
-    let xw = (d.split_cols(&x.to_kind(Kind::Float)) * d.head_factor(&w)).to_kind(kind).reshape(d.cols_shape());
+    let xw = if d.on_gpu() {
+        let xw = Tensor::empty(d.cols_shape(), (kind, xdt.device()));
+        rows_kernel("ssd_xw", &[xdt, &w, &xw], 0, d);
+        xw
+    } else {
+        (d.split_cols(&x.to_kind(Kind::Float)) * d.head_factor(&w)).to_kind(kind).reshape(d.cols_shape())
+    };
     let states = xw.transpose(-1, -2).matmul(&b).to_kind(Kind::Float).reshape([d.bsz, d.nc, d.h, d.p, d.n]);
     let (passing, prev, final_state) = pass_states(d, &states, &last.squeeze_dim(-1), h0);
-    Recomputed { x, b, c, acs, cb, w, passing, prev, final_state }
+    Recomputed { x, xw, b, c, acs, cb, w, passing, prev, final_state }
+}
+
+/// Runs one of the row kernels (`ssd_out`, `ssd_xw`, `ssd_dy`, `ssd_dx` of csrc/ssd.cpp) on
+/// contiguous tensors in the kernel's argument order; `kind_of` names the tensor whose kind
+/// picks the kernel.
+fn rows_kernel(stem: &str, ts: &[&Tensor], kind_of: usize, d: &Dims) {
+    debug_assert!(ts.iter().all(|t| t.is_contiguous()));
+    let stem = CString::new(stem).expect("kernel name");
+    let ptrs: Vec<*mut C_tensor> = ts.iter().map(|t| ptr(t)).collect();
+    let dims = [d.bsz, d.l, d.h, d.p, d.g, d.q, d.nc].map(|v| v as c_int);
+    check(unsafe { stuffed_ssd_rows(stem.as_ptr(), ptrs.as_ptr(), ptrs.len() as c_int, kind_of as c_int, dims.as_ptr()) });
 }
 
 /// Forward without autograd: (y [B, L, H, P] fp32, final state [B, H, P, N] fp32).
 fn forward(xdt: &Tensor, la: &Tensor, b: &Tensor, c: &Tensor, h0: Option<&Tensor>, chunk: i64) -> (Tensor, Tensor) {
     let _guard = tch::no_grad_guard();
     let d = Dims::new(xdt, b, chunk);
+    let xdt = &xdt.contiguous();
     let r = recompute(&d, xdt, la, b, c, h0);
     let m = decay_fwd(&r.cb, &r.acs, d.hpg); // [B, C, H, Q, Q]
     let y_diag = d.by_group(&m).matmul(&d.cols_to_heads(&r.x)); // [B, C, G, H/G, Q, P]
     drop(m);
+    let raw = raw_state_output(&d, &r);
+    if d.on_gpu() {
+        let y = Tensor::empty([d.bsz, d.l, d.h, d.p], (Kind::Float, xdt.device()));
+        rows_kernel("ssd_out", &[&raw, &y_diag, &r.acs, &y], 0, &d);
+        return (y, r.final_state);
+    }
     let decay_out = d.head_factor(&r.acs.exp());
-    let y_off = d.split_cols(&raw_state_output(&d, &r)) * decay_out;
+    let y_off = d.split_cols(&raw.to_kind(Kind::Float)) * decay_out;
     let y = y_off.reshape(d.cols_shape()) + d.heads_to_cols(&y_diag); // fp32
     (d.uncols(&y), r.final_state)
 }
 
-/// C_l . S_prev without the decay, columns layout (fp32).
+/// C_l . S_prev without the decay, columns layout (compute kind).
 fn raw_state_output(d: &Dims, r: &Recomputed) -> Tensor {
     let prev = d.state_rows(&r.prev.to_kind(d.kind)); // [B, C, G, H/G * P, N]
-    r.c.matmul(&prev.transpose(-1, -2)).to_kind(Kind::Float)
+    r.c.matmul(&prev.transpose(-1, -2))
 }
 
 struct Grads {
@@ -406,17 +439,30 @@ fn backward(
     let d = Dims::new(xdt, b, chunk);
     let (kind, f32) = (d.kind, Kind::Float);
     let dev = xdt.device();
+    let xdt = &xdt.contiguous();
     let r = recompute(&d, xdt, la, b, c, h0);
     let dy = match dy {
-        Some(t) => d.cols(&t.to_kind(f32)),
-        None => Tensor::zeros(d.cols_shape(), (f32, dev)),
-    }; // columns layout
+        Some(t) => t.to_kind(f32).contiguous(),
+        None => Tensor::zeros([d.bsz, d.l, d.h, d.p], (f32, dev)),
+    }; // [B, L, H, P]
 
-    // Y_off = exp(acs) * (C . S_prev).
-    let dyo = d.split_cols(&dy) * d.head_factor(&r.acs.exp()); // [B, C, G, Q, H/G, P]
-    let mut dacs = d.head_sums(&(&dyo * d.split_cols(&raw_state_output(&d, &r)))); // [B, C, H, Q]
-    let dyo_k = dyo.to_kind(kind).reshape(d.cols_shape());
-    drop(dyo);
+    // Y_off = exp(acs) * (C . S_prev): dyo = dy * exp(acs) (columns layout), dy per head for the
+    // diagonal blocks, and the gradient of acs through exp(acs).
+    let raw = raw_state_output(&d, &r);
+    let (dyo_k, dy_h, mut dacs) = if d.on_gpu() {
+        let dyo_k = Tensor::empty(d.cols_shape(), (kind, dev));
+        let dy_h = Tensor::empty([d.bsz, d.nc, d.g, d.hpg, d.q, d.p], (kind, dev));
+        let dacs = Tensor::empty([d.bsz, d.nc, d.h, d.q], (f32, dev));
+        rows_kernel("ssd_dy", &[&dy, &raw, &r.acs, &dyo_k, &dy_h, &dacs], 1, &d);
+        (dyo_k, dy_h, dacs)
+    } else {
+        let dy = d.cols(&dy);
+        let dyo = d.split_cols(&dy) * d.head_factor(&r.acs.exp()); // [B, C, G, Q, H/G, P]
+        let dacs = d.head_sums(&(&dyo * d.split_cols(&raw.to_kind(f32)))); // [B, C, H, Q]
+        let dy_h = d.cols_to_heads(&dy.to_kind(kind)); // [B, C, G, H/G, Q, P]
+        (dyo.to_kind(kind).reshape(d.cols_shape()), dy_h, dacs)
+    };
+    drop(raw);
     let prev_rows = d.state_rows(&r.prev.to_kind(kind)); // [B, C, G, H/G * P, N]
     let mut dc = dyo_k.matmul(&prev_rows).to_kind(f32); // [B, C, G, Q, N]
     let dprev = dyo_k.transpose(-1, -2).matmul(&r.c).to_kind(f32).reshape([d.bsz, d.nc, d.h, d.p, d.n]);
@@ -428,25 +474,30 @@ fn backward(
     let ds_rows = d.state_rows(&dstates.to_kind(kind)); // [B, C, G, H/G * P, N]
     drop((dstates, dprev));
 
-    // Chunk states: S = sum_s (x_s w_s) (x) B_s.
-    let xf = d.split_cols(&r.x.to_kind(f32)); // [B, C, G, Q, H/G, P]
-    let wf = d.head_factor(&r.w);
-    let dxw = d.split_cols(&r.b.matmul(&ds_rows.transpose(-1, -2)).to_kind(f32)); // [B, C, G, Q, H/G, P]
-    let mut dx = (&dxw * &wf).reshape(d.cols_shape()); // columns layout, fp32
-    let dw = d.head_sums(&(&dxw * &xf)) * &r.w; // d/d(acs_last - acs_s)
-    dacs -= &dw;
-    dlast += dw.sum_dim_intlist(-1, false, f32);
-    drop(dxw);
-    let xw = (&xf * &wf).to_kind(kind).reshape(d.cols_shape());
-    let mut db = xw.matmul(&ds_rows).to_kind(f32); // [B, C, G, Q, N]
-    drop((xw, ds_rows, xf));
-
     // Diagonal blocks: Y_diag = M X with M = C.B * decay (masked), per head.
-    let dy_h = d.cols_to_heads(&dy.to_kind(kind)); // [B, C, G, H/G, Q, P]
-    drop(dy);
     let m = decay_fwd(&r.cb, &r.acs, d.hpg);
-    dx += d.heads_to_cols(&d.by_group(&m).transpose(-1, -2).matmul(&dy_h));
+    let dx_diag = d.by_group(&m).transpose(-1, -2).matmul(&dy_h); // [B, C, G, H/G, Q, P]
     drop(m);
+
+    // Chunk states: S = sum_s (x_s w_s) (x) B_s.
+    let dxw = r.b.matmul(&ds_rows.transpose(-1, -2)); // columns layout
+    let mut db = r.xw.matmul(&ds_rows).to_kind(f32); // [B, C, G, Q, N]
+    drop(ds_rows);
+    let (dxdt, dw) = if d.on_gpu() {
+        let dxdt = Tensor::empty([d.bsz, d.l, d.h, d.p], (kind, dev));
+        let dw = Tensor::empty([d.bsz, d.nc, d.h, d.q], (f32, dev));
+        rows_kernel("ssd_dx", &[&dxw, xdt, &r.w, &dx_diag, &dxdt, &dw], 0, &d);
+        (dxdt, dw)
+    } else {
+        let (xf, dxw) = (d.split_cols(&r.x.to_kind(f32)), d.split_cols(&dxw.to_kind(f32))); // [B, C, G, Q, H/G, P]
+        let wf = d.head_factor(&r.w);
+        let dx = (&dxw * &wf).reshape(d.cols_shape()) + d.heads_to_cols(&dx_diag); // fp32
+        let dw = d.head_sums(&(&dxw * &xf)) * &r.w;
+        (d.uncols(&dx).to_kind(kind), dw)
+    };
+    drop((dxw, dx_diag));
+    dacs -= &dw; // dw = d/d(acs_last - acs_s)
+    dlast += dw.sum_dim_intlist(-1, false, f32);
     let dm = d.by_head(&dy_h.matmul(&d.cols_to_heads(&r.x).transpose(-1, -2))).contiguous(); // [B, C, H, Q, Q]
     drop(dy_h);
     let (dcb, dacs_decay) = decay_bwd(&dm, &r.cb, &r.acs, d.hpg);
@@ -462,7 +513,7 @@ fn backward(
     let dla = dacs.flip([-1]).cumsum(-1, f32).flip([-1]); // [B, C, H, Q]
     let dla = d.unchunked(&dla.unsqueeze(-1)).squeeze_dim(-1) * la.le(0.0).to_kind(f32); // clamp_max(0)'s gradient
     Grads {
-        dxdt: d.uncols(&dx).to_kind(xdt.kind()),
+        dxdt,
         dla: dla.to_kind(la.kind()),
         db: d.unchunked(&db).to_kind(b.kind()),
         dc: d.unchunked(&dc).to_kind(c.kind()),
