@@ -13,6 +13,8 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <stdexcept>
@@ -99,6 +101,11 @@ struct Api {
   CUresult (*cuLaunchKernel)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned,
                              CUstream, void**, void**) = nullptr;
   CUresult (*cuGetErrorString)(CUresult, const char**) = nullptr;
+  // Kernel timing (STUFFED_KERNEL_TIMES): optional, looked up without failing.
+  CUresult (*cuEventCreate)(void**, unsigned) = nullptr;
+  CUresult (*cuEventRecord)(void*, CUstream) = nullptr;
+  CUresult (*cuEventSynchronize)(void*) = nullptr;
+  CUresult (*cuEventElapsedTime)(float*, void*, void*) = nullptr;
   nvrtcResult (*nvrtcCreateProgram)(nvrtcProgram*, const char*, const char*, int, const char* const*,
                                     const char* const*) = nullptr;
   nvrtcResult (*nvrtcCompileProgram)(nvrtcProgram, int, const char* const*) = nullptr;
@@ -167,6 +174,12 @@ Api& api() {
       sym(cu, "cuModuleGetFunction", a.cuModuleGetFunction);
       sym(cu, "cuLaunchKernel", a.cuLaunchKernel);
       sym(cu, "cuGetErrorString", a.cuGetErrorString);
+      a.cuEventCreate = reinterpret_cast<decltype(a.cuEventCreate)>(dlsym(cu, "cuEventCreate"));
+      a.cuEventRecord = reinterpret_cast<decltype(a.cuEventRecord)>(dlsym(cu, "cuEventRecord"));
+      a.cuEventSynchronize = reinterpret_cast<decltype(a.cuEventSynchronize)>(dlsym(cu, "cuEventSynchronize"));
+      void* elapsed = dlsym(cu, "cuEventElapsedTime_v2");
+      if (elapsed == nullptr) elapsed = dlsym(cu, "cuEventElapsedTime");
+      a.cuEventElapsedTime = reinterpret_cast<decltype(a.cuEventElapsedTime)>(elapsed);
       void* rt = open_nvrtc();
       sym(rt, "nvrtcCreateProgram", a.nvrtcCreateProgram);
       sym(rt, "nvrtcCompileProgram", a.nvrtcCompileProgram);
@@ -627,7 +640,67 @@ __device__ void ssd_dx(const T* dxw, const T* x, const float* w, const T* dxdiag
   }
 }
 
+// ---- Between chunks, per (b, h) and state element e (of P * N): s_0 = h0, s_{c+1} = exp(last_c) s_c
+// + states_c; prev_c = s_c is the state entering chunk c, s_C the final state. states, prev:
+// [B, C, H, PN] (T); last: [B, C, H] (fp32, <= 0); h0, final: [B, H, PN] (fp32, h0 may be null).
+template <typename T>
+__device__ void pass_fwd(const T* states, const float* last, const float* h0, T* prev, float* fin, int B, int C,
+                         int H, int PN) {
+  long long total = (long long)B * H * PN;
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
+       i += (long long)gridDim.x * blockDim.x) {
+    int e = (int)(i % PN);
+    long long bh = i / PN;
+    int h = (int)(bh % H), b = (int)(bh / H);
+    float v = h0 ? h0[i] : 0.f;
+    for (int c = 0; c < C; ++c) {
+      long long r = ((long long)b * C + c) * H + h;
+      st(prev, r * PN + e, v);
+      v = v * expf(last[r]) + ld(states, r * PN + e);
+    }
+    fin[i] = v;
+  }
+}
+
+// Its backward, from dprev [B, C, H, PN] (T) and dfinal [B, H, PN] (fp32, may be null): with
+// G_C = dfinal and G_c = dprev_c + exp(last_c) G_{c+1}: dstates_c = G_{c+1} (T), dh0 = G_0, and
+// dlast_c = exp(last_c) <G_{c+1}, prev_c>, summed here per block of e: dlpart [B, C, H, gridDim.x].
+// Grid (blocks of e, B * H).
+template <typename T>
+__device__ void pass_bwd(const T* dprev, const float* dfin, const T* prev, const float* last, T* dstates, float* dh0,
+                         float* dlpart, int B, int C, int H, int PN) {
+  __shared__ float red[64];
+  int e = blockIdx.x * blockDim.x + threadIdx.x;
+  int bh = blockIdx.y, h = bh % H, b = bh / H;
+  bool in = e < PN;
+  long long i = (long long)bh * PN + e;
+  float g = (in && dfin) ? dfin[i] : 0.f;
+  for (int c = C - 1; c >= 0; --c) {
+    long long r = ((long long)b * C + c) * H + h;
+    float el = expf(last[r]);
+    float part = 0.f, unused = 0.f;
+    if (in) {
+      st(dstates, r * PN + e, g);
+      part = el * g * ld(prev, r * PN + e);
+      g = ld(dprev, r * PN + e) + el * g;
+    }
+    block_sum2(part, unused, red);
+    if (threadIdx.x == 0) dlpart[r * gridDim.x + blockIdx.x] = part;
+  }
+  if (in) dh0[i] = g;
+}
+
 #define BOTH_KINDS(M) M(f32, float) M(bf16, bf16_t)
+#define PASS(S, T)                                                                                             \
+  extern "C" __global__ void pass_fwd_##S(const T* states, const float* last, const float* h0, T* prev,       \
+                                          float* fin, int B, int C, int H, int PN) {                           \
+    pass_fwd<T>(states, last, h0, prev, fin, B, C, H, PN);                                                     \
+  }                                                                                                            \
+  extern "C" __global__ void pass_bwd_##S(const T* dprev, const float* dfin, const T* prev, const float* last, \
+                                          T* dstates, float* dh0, float* dlpart, int B, int C, int H, int PN) { \
+    pass_bwd<T>(dprev, dfin, prev, last, dstates, dh0, dlpart, B, C, H, PN);                                   \
+  }
+BOTH_KINDS(PASS)
 #define SSD_ROWS(S, T)                                                                                         \
   extern "C" __global__ void ssd_out_##S(const T* raw, const T* ydiag, const float* acs, float* y, Rows R) {   \
     ssd_out<T>(raw, ydiag, acs, y, R);                                                                         \
@@ -686,7 +759,7 @@ std::vector<std::string> kernel_names() {
   std::vector<std::string> names;
   for (const char* s : {"_f32", "_bf16"}) {
     for (const char* k : {"decay_fwd", "decay_dacs", "decay_dcb", "gnorm_fwd", "gnorm_bwd", "ssd_out", "ssd_xw",
-                          "ssd_dy", "ssd_dx"}) {
+                          "ssd_dy", "ssd_dx", "pass_fwd", "pass_bwd"}) {
       names.push_back(k + std::string(s));
     }
     for (int w : kConvWidths) {
@@ -763,15 +836,49 @@ struct Grid {
 };
 
 // Launches `kernel` on the current stream of `like`'s device.
+// With STUFFED_KERNEL_TIMES set, every launch is timed with events (serialising the stream) and
+// the totals per kernel are printed to stderr at exit: a measuring aid, not for production runs.
+struct KernelTimes {
+  bool on = std::getenv("STUFFED_KERNEL_TIMES") != nullptr;
+  std::mutex mu;
+  std::map<std::string, std::pair<long, double>> totals;  // calls, ms
+  void* ev[2] = {nullptr, nullptr};
+  ~KernelTimes() {
+    if (!on || totals.empty()) return;
+    std::fprintf(stderr, "kernel\tcalls\tms\n");
+    for (auto& [k, v] : totals) std::fprintf(stderr, "%s\t%ld\t%.3f\n", k.c_str(), v.first, v.second);
+  }
+};
+KernelTimes g_times;
+
 void launch_grid(const at::Tensor& like, const std::string& kernel, Grid grid, unsigned threads, unsigned shared,
                  std::vector<void*> args) {
   int dev = like.device().index();
   Module& m = module_for(dev);
   auto stream = at::accelerator::getCurrentStream(static_cast<c10::DeviceIndex>(dev));
   CUstream s = reinterpret_cast<CUstream>(stream.native_handle());
-  check(api().cuLaunchKernel(m.fns.at(kernel), grid.x, grid.y, grid.z, threads, 1, 1, shared, s, args.data(),
-                             nullptr),
+  Api& a = api();
+  bool timed = g_times.on && a.cuEventCreate && a.cuEventRecord && a.cuEventSynchronize && a.cuEventElapsedTime;
+  std::unique_lock<std::mutex> lock(g_times.mu, std::defer_lock);
+  if (timed) {
+    lock.lock();
+    if (g_times.ev[0] == nullptr) {
+      check(a.cuEventCreate(&g_times.ev[0], 0), "cuEventCreate");
+      check(a.cuEventCreate(&g_times.ev[1], 0), "cuEventCreate");
+    }
+    check(a.cuEventRecord(g_times.ev[0], s), "cuEventRecord");
+  }
+  check(a.cuLaunchKernel(m.fns.at(kernel), grid.x, grid.y, grid.z, threads, 1, 1, shared, s, args.data(), nullptr),
         kernel.c_str());
+  if (timed) {
+    float ms = 0.f;
+    check(a.cuEventRecord(g_times.ev[1], s), "cuEventRecord");
+    check(a.cuEventSynchronize(g_times.ev[1]), "cuEventSynchronize");
+    check(a.cuEventElapsedTime(&ms, g_times.ev[0], g_times.ev[1]), "cuEventElapsedTime");
+    auto& t = g_times.totals[kernel];
+    t.first += 1;
+    t.second += ms;
+  }
 }
 
 // One thread per element of `total` (grid-stride loops past 2^20 blocks).
@@ -1027,6 +1134,34 @@ int stuffed_ssd_rows(const char* stem, at::Tensor** ts, int n, int kind_of, cons
     long long count = (long long)rows.B * rows.C * rows.Q * rows.H;  // one warp each
     long long blocks = std::min<long long>((count + 7) / 8, 64LL * sms(*ts[0]));
     launch_grid(*ts[0], std::string(stem) + suffix(*ts[kind_of]), {(unsigned)std::max(1LL, blocks)}, 256, 0, args);
+  });
+}
+
+// The states entering each chunk, prev [B, C, H, PN] (states' kind), and the final state fin
+// [B, H, PN] (fp32) from the chunk states [B, C, H, PN], the chunk log-decays last [B, C, H] and h0
+// [B, H, PN] (fp32, null for zeros); all contiguous.
+int stuffed_ssd_pass_fwd(at::Tensor* states, at::Tensor* last, at::Tensor* h0, at::Tensor* prev, at::Tensor* fin) {
+  return guarded([&] {
+    int b = (int)states->size(0), c = (int)states->size(1), h = (int)states->size(2), pn = (int)states->size(3);
+    void *ps = states->data_ptr(), *pl = last->data_ptr(), *ph = h0 ? h0->data_ptr() : nullptr,
+         *pp = prev->data_ptr(), *pf = fin->data_ptr();
+    launch(*states, std::string("pass_fwd") + suffix(*states), fin->numel(), {&ps, &pl, &ph, &pp, &pf, &b, &c, &h, &pn});
+  });
+}
+
+// Backward of stuffed_ssd_pass_fwd: dstates [B, C, H, PN] (dprev's kind), dh0 [B, H, PN] and
+// dlpart [B, C, H, blocks] (fp32; the caller sums the last dim: the gradient of last).
+int stuffed_ssd_pass_bwd(at::Tensor* dprev, at::Tensor* dfin, at::Tensor* prev, at::Tensor* last, at::Tensor* dstates,
+                         at::Tensor* dh0, at::Tensor** dlpart) {
+  return guarded([&] {
+    int b = (int)dprev->size(0), c = (int)dprev->size(1), h = (int)dprev->size(2), pn = (int)dprev->size(3);
+    unsigned blocks = (unsigned)((pn + 255) / 256);
+    auto part = at::empty({b, c, h, (int64_t)blocks}, last->options());
+    void *pg = dprev->data_ptr(), *pf = dfin ? dfin->data_ptr() : nullptr, *pp = prev->data_ptr(),
+         *pl = last->data_ptr(), *pd = dstates->data_ptr(), *ph = dh0->data_ptr(), *pq = part.data_ptr();
+    launch_grid(*dprev, std::string("pass_bwd") + suffix(*dprev), {blocks, (unsigned)(b * h)}, 256, 0,
+                {&pg, &pf, &pp, &pl, &pd, &ph, &pq, &b, &c, &h, &pn});
+    *dlpart = new at::Tensor(part);
   });
 }
 

@@ -59,6 +59,16 @@ extern "C" {
         out: *mut *mut C_tensor,
     ) -> c_int;
     fn stuffed_ssd_rows(stem: *const c_char, ts: *const *mut C_tensor, n: c_int, kind_of: c_int, dims: *const c_int) -> c_int;
+    fn stuffed_ssd_pass_fwd(states: *mut C_tensor, last: *mut C_tensor, h0: *mut C_tensor, prev: *mut C_tensor, fin: *mut C_tensor) -> c_int;
+    fn stuffed_ssd_pass_bwd(
+        dprev: *mut C_tensor,
+        dfin: *mut C_tensor,
+        prev: *mut C_tensor,
+        last: *mut C_tensor,
+        dstates: *mut C_tensor,
+        dh0: *mut C_tensor,
+        dlpart: *mut *mut C_tensor,
+    ) -> c_int;
     fn stuffed_conv_silu(
         x: *mut C_tensor,
         w: *mut C_tensor,
@@ -295,9 +305,13 @@ struct Recomputed {
     cb: Tensor,
     /// Decay from each position to the chunk end, exp(acs_last - acs_s) [B, C, H, Q] (fp32).
     w: Tensor,
-    /// The states passed between chunks in one matmul (see `pass_states`).
-    passing: Passing,
-    /// State entering each chunk [B, C, H, P, N] (fp32) and the final state [B, H, P, N].
+    /// The states passed between chunks in one matmul (see `pass_states`; None where the
+    /// scan kernels did it).
+    passing: Option<Passing>,
+    /// Chunk log-decays [B, C, H] (fp32, contiguous).
+    last: Tensor,
+    /// State entering each chunk [B, C, H, P, N] (fp32; compute kind from the kernels) and the
+    /// final state [B, H, P, N] (fp32).
     prev: Tensor,
     final_state: Tensor,
 }
@@ -372,9 +386,20 @@ fn recompute(d: &Dims, xdt: &Tensor, la: &Tensor, b: &Tensor, c: &Tensor, h0: Op
     } else {
         (d.split_cols(&x.to_kind(Kind::Float)) * d.head_factor(&w)).to_kind(kind).reshape(d.cols_shape())
     };
-    let states = xw.transpose(-1, -2).matmul(&b).to_kind(Kind::Float).reshape([d.bsz, d.nc, d.h, d.p, d.n]);
-    let (passing, prev, final_state) = pass_states(d, &states, &last.squeeze_dim(-1), h0);
-    Recomputed { x, xw, b, c, acs, cb, w, passing, prev, final_state }
+    let states = xw.transpose(-1, -2).matmul(&b).reshape([d.bsz, d.nc, d.h, d.p, d.n]); // compute kind
+    let last = last.squeeze_dim(-1).contiguous(); // [B, C, H]
+    let (passing, prev, final_state) = if d.on_gpu() {
+        let h0 = h0.map(|t| t.to_kind(Kind::Float).contiguous());
+        let prev = Tensor::empty([d.bsz, d.nc, d.h, d.p, d.n], (kind, xdt.device()));
+        let fin = Tensor::empty([d.bsz, d.h, d.p, d.n], (Kind::Float, xdt.device()));
+        let h0p = h0.as_ref().map_or(std::ptr::null_mut(), ptr);
+        check(unsafe { stuffed_ssd_pass_fwd(ptr(&states), ptr(&last), h0p, ptr(&prev), ptr(&fin)) });
+        (None, prev, fin)
+    } else {
+        let (passing, prev, fin) = pass_states(d, &states.to_kind(Kind::Float), &last, h0);
+        (Some(passing), prev, fin)
+    };
+    Recomputed { x, xw, b, c, acs, cb, w, passing, last, prev, final_state }
 }
 
 /// Runs one of the row kernels (`ssd_out`, `ssd_xw`, `ssd_dy`, `ssd_dx` of csrc/ssd.cpp) on
@@ -465,11 +490,25 @@ fn backward(
     drop(raw);
     let prev_rows = d.state_rows(&r.prev.to_kind(kind)); // [B, C, G, H/G * P, N]
     let mut dc = dyo_k.matmul(&prev_rows).to_kind(f32); // [B, C, G, Q, N]
-    let dprev = dyo_k.transpose(-1, -2).matmul(&r.c).to_kind(f32).reshape([d.bsz, d.nc, d.h, d.p, d.n]);
+    let dprev = dyo_k.transpose(-1, -2).matmul(&r.c).reshape([d.bsz, d.nc, d.h, d.p, d.n]); // compute kind
     drop((dyo_k, prev_rows));
 
     // Between chunks.
-    let (dstates, dh0, mut dlast) = pass_states_backward(&d, &r.passing, &dprev, dfinal);
+    let (dstates, dh0, mut dlast) = match &r.passing {
+        Some(passing) => pass_states_backward(&d, passing, &dprev.to_kind(f32), dfinal),
+        None => {
+            let dfinal = dfinal.map(|t| t.to_kind(f32).contiguous());
+            let dstates = Tensor::empty([d.bsz, d.nc, d.h, d.p, d.n], (kind, dev));
+            let dh0 = Tensor::empty([d.bsz, d.h, d.p, d.n], (f32, dev));
+            let mut part = std::ptr::null_mut();
+            let dfp = dfinal.as_ref().map_or(std::ptr::null_mut(), ptr);
+            check(unsafe {
+                stuffed_ssd_pass_bwd(ptr(&dprev), dfp, ptr(&r.prev), ptr(&r.last), ptr(&dstates), ptr(&dh0), &mut part)
+            });
+            let dlast = unsafe { Tensor::from_ptr(part) }.sum_dim_intlist(-1, false, f32); // [B, C, H]
+            (dstates, dh0, dlast)
+        }
+    };
     let dh0 = h0.map(|_| dh0);
     let ds_rows = d.state_rows(&dstates.to_kind(kind)); // [B, C, G, H/G * P, N]
     drop((dstates, dprev));
