@@ -219,28 +219,22 @@ __device__ __forceinline__ void st(bf16_t* p, long long i, float v) {
   p[i] = (bf16_t)(u >> 16);
 }
 
-// The decay from position s to position l of one head's chunk (s <= l).
-__device__ __forceinline__ float decay(const float* a, int l, int s) { return expf(fminf(a[l] - a[s], 0.f)); }
-
 // cb: [BC, G, Q, Q]  acs: [BC, H, Q] (fp32)  m: [BC, H, Q, Q];  H = G * hpg.
 // m[bc, h, l, s] = cb[bc, h / hpg, l, s] * exp(min(acs[l] - acs[s], 0)) for s <= l, else 0.
+// One block per row (bc, h, l), its threads along s: no per-element index arithmetic.
 template <typename T>
-__device__ void decay_fwd(const T* cb, const float* acs, T* m, long long total, int H, int hpg, int Q) {
-  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
-       i += (long long)gridDim.x * blockDim.x) {
-    int s = (int)(i % Q);
-    long long r = i / Q;
-    int l = (int)(r % Q);
-    long long bh = r / Q;
-    int h = (int)(bh % H);
-    long long bc = bh / H;
-    float v = 0.f;
-    if (s <= l) {
-      const float* a = acs + bh * Q;
-      int g = h / hpg;
-      v = ld(cb, ((bc * (H / hpg) + g) * Q + l) * (long long)Q + s) * decay(a, l, s);
-    }
-    st(m, i, v);
+__device__ void decay_fwd(const T* cb, const float* acs, T* m, int H, int hpg, int Q) {
+  unsigned row = blockIdx.x;
+  int l = (int)(row % Q);
+  unsigned bh = row / Q;
+  int h = (int)(bh % H);
+  unsigned bc = bh / H;
+  const float* a = acs + (long long)bh * Q;
+  const T* cbrow = cb + (((long long)bc * (H / hpg) + h / hpg) * Q + l) * Q;
+  T* out = m + (long long)row * Q;
+  float al = a[l];
+  for (int s = threadIdx.x; s < Q; s += blockDim.x) {
+    st(out, s, s <= l ? ld(cbrow, s) * expf(fminf(al - a[s], 0.f)) : 0.f);
   }
 }
 
@@ -286,25 +280,26 @@ __device__ void decay_dacs(const T* dm, const T* cb, const float* acs, float* da
 }
 
 // dcb[bc, g, l, s] = sum over the heads h of group g of dm * decay (fp32), s <= l (0 above).
+// One block per row (bc, g, l), its threads along s.
 template <typename T>
-__device__ void decay_dcb(const T* dm, const float* acs, float* dcb, long long total, int G, int hpg, int Q) {
+__device__ void decay_dcb(const T* dm, const float* acs, float* dcb, int G, int hpg, int Q) {
+  unsigned row = blockIdx.x;
+  int l = (int)(row % Q);
+  unsigned bg = row / Q;
+  int g = (int)(bg % G);
+  unsigned bc = bg / G;
   int H = G * hpg;
-  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
-       i += (long long)gridDim.x * blockDim.x) {
-    int s = (int)(i % Q);
-    long long r = i / Q;
-    int l = (int)(r % Q);
-    long long bg = r / Q;
-    int g = (int)(bg % G);
-    long long bc = bg / G;
+  float* out = dcb + (long long)row * Q;
+  for (int s = threadIdx.x; s < Q; s += blockDim.x) {
     float acc = 0.f;
     if (s <= l) {
       for (int j = 0; j < hpg; ++j) {
-        long long bh = bc * H + g * hpg + j;
-        acc += ld(dm, (bh * Q + l) * (long long)Q + s) * decay(acs + bh * Q, l, s);
+        long long bh = (long long)bc * H + g * hpg + j;
+        const float* a = acs + bh * Q;
+        acc += ld(dm, (bh * Q + l) * Q + s) * expf(fminf(a[l] - a[s], 0.f));
       }
     }
-    dcb[i] = acc;
+    out[s] = acc;
   }
 }
 
@@ -342,6 +337,12 @@ __device__ void gnorm_fwd(const float* y, const T* x, long long sx, const float*
                           const float* w, T* out, int M, int Di, int gs, int P, float eps) {
   __shared__ float red[64];
   int g = blockIdx.y;
+  float dk[NC];  // D of each owned column's head
+#pragma unroll
+  for (int k = 0; k < NC; ++k) {
+    int c = threadIdx.x + k * blockDim.x;
+    dk[k] = c < gs ? dsk[(g * gs + c) / P] : 0.f;
+  }
   for (int row = blockIdx.x; row < M; row += gridDim.x) {
     float gv[NC];
     float ss = 0.f, unused = 0.f;
@@ -352,7 +353,7 @@ __device__ void gnorm_fwd(const float* y, const T* x, long long sx, const float*
       if (c < gs) {
         int col = g * gs + c;
         float zv = ld(z, row * sz + col);
-        float u = y[(long long)row * Di + col] + ld(x, row * sx + col) * dsk[col / P];
+        float u = y[(long long)row * Di + col] + ld(x, row * sx + col) * dk[k];
         gv[k] = u * zv * sigmoid_f(zv);
         ss += gv[k] * gv[k];
       }
@@ -379,9 +380,13 @@ __device__ void gnorm_bwd(const T* dout, const float* y, const T* x, long long s
                           int Di, int gs, int P, float eps) {
   __shared__ float red[64];
   int g = blockIdx.y;
-  float wacc[NC], dacc[NC];
+  float wacc[NC], dacc[NC], dk[NC];
 #pragma unroll
-  for (int k = 0; k < NC; ++k) wacc[k] = dacc[k] = 0.f;
+  for (int k = 0; k < NC; ++k) {
+    int c = threadIdx.x + k * blockDim.x;
+    wacc[k] = dacc[k] = 0.f;
+    dk[k] = c < gs ? dsk[(g * gs + c) / P] : 0.f;
+  }
   for (int row = blockIdx.x; row < M; row += gridDim.x) {
     float gv[NC], dn[NC], zv[NC], uv[NC], xv[NC];
     float ss = 0.f, sd = 0.f;
@@ -394,7 +399,7 @@ __device__ void gnorm_bwd(const T* dout, const float* y, const T* x, long long s
         long long o = (long long)row * Di + col;
         zv[k] = ld(z, row * sz + col);
         xv[k] = ld(x, row * sx + col);
-        uv[k] = y[o] + xv[k] * dsk[col / P];
+        uv[k] = y[o] + xv[k] * dk[k];
         gv[k] = uv[k] * zv[k] * sigmoid_f(zv[k]);
         dn[k] = ld(dout, o) * w[col];
         ss += gv[k] * gv[k];
@@ -416,7 +421,7 @@ __device__ void gnorm_bwd(const T* dout, const float* y, const T* x, long long s
         wacc[k] += ld(dout, o) * gv[k] * r;
         dacc[k] += du * xv[k];
         dy[o] = du;
-        st(dx, o, du * dsk[col / P]);
+        st(dx, o, du * dk[k]);
         st(dz, o, dg * uv[k] * sg * (1.f + zv[k] * (1.f - sg)));
       }
     }
@@ -524,11 +529,11 @@ __device__ void conv_bwd(const T* x, long long sb, long long sr, const T* w, con
   bpart[part * C + c] = db;
 }
 
-extern "C" __global__ void decay_fwd_f32(const float* cb, const float* acs, float* m, long long total, int H, int hpg, int Q) {
-  decay_fwd<float>(cb, acs, m, total, H, hpg, Q);
+extern "C" __global__ void decay_fwd_f32(const float* cb, const float* acs, float* m, int H, int hpg, int Q) {
+  decay_fwd<float>(cb, acs, m, H, hpg, Q);
 }
-extern "C" __global__ void decay_fwd_bf16(const bf16_t* cb, const float* acs, bf16_t* m, long long total, int H, int hpg, int Q) {
-  decay_fwd<bf16_t>(cb, acs, m, total, H, hpg, Q);
+extern "C" __global__ void decay_fwd_bf16(const bf16_t* cb, const float* acs, bf16_t* m, int H, int hpg, int Q) {
+  decay_fwd<bf16_t>(cb, acs, m, H, hpg, Q);
 }
 // ---- Elementwise stages of the chunked SSD around its matmuls, one warp per (b, t, h) row of
 // P values, over the padded length Lp = C * Q. Layouts of a [B, Lp, H, P] quantity:
@@ -536,14 +541,15 @@ extern "C" __global__ void decay_fwd_bf16(const bf16_t* cb, const float* acs, bf
 //   cols    [B, C, G, Q, H/G * P] (a group's heads side by side: the B/C matmuls' operand),
 //   heads   [B, C, H, Q, P] (per head: the diagonal blocks' operand);
 // per-position factors [B, C, H, Q] (fp32).
+// Row indices are 32-bit (B * C * Q * H < 2^31, checked by the caller): 64-bit division is slow.
 struct Rows {
   int B, L, H, P, G, Q, C;
-  __device__ long long count() const { return (long long)B * C * Q * H; }
-  __device__ void at(long long r, int& b, int& t, int& h) const {
+  __device__ unsigned count() const { return (unsigned)B * C * Q * H; }
+  __device__ void at(unsigned r, int& b, int& t, int& h) const {
     h = (int)(r % H);
-    long long bt = r / H;
-    t = (int)(bt % ((long long)C * Q));
-    b = (int)(bt / ((long long)C * Q));
+    unsigned bt = r / H;
+    t = (int)(bt % (unsigned)(C * Q));
+    b = (int)(bt / (unsigned)(C * Q));
   }
   __device__ long long natural(int b, int t, int h) const { return (((long long)b * L + t) * H + h) * P; }
   __device__ long long factor(int b, int t, int h) const {
@@ -558,8 +564,8 @@ struct Rows {
 
 #define ROWS_LOOP(R)                                                                                      \
   int lane = threadIdx.x & 31;                                                                            \
-  long long warps = (long long)gridDim.x * (blockDim.x >> 5);                                            \
-  for (long long r = blockIdx.x * (long long)(blockDim.x >> 5) + (threadIdx.x >> 5); r < (R).count(); r += warps)
+  unsigned warps = gridDim.x * (blockDim.x >> 5);                                                         \
+  for (unsigned r = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5); r < (R).count(); r += warps)
 
 __device__ __forceinline__ float warp_sum(float v) {
   for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
@@ -690,7 +696,49 @@ __device__ void pass_bwd(const T* dprev, const float* dfin, const T* prev, const
   if (in) dh0[i] = g;
 }
 
+// xdt = x * dt per head: x [B*L rows of stride sx, H * P], dt [B*L*H] (fp32), out [B*L*H, P]; one warp
+// per (token, head).
+template <typename T>
+__device__ void scale_fwd(const T* x, long long sx, const float* dt, T* out, unsigned rows, int H, int P) {
+  int lane = threadIdx.x & 31;
+  unsigned warps = gridDim.x * (blockDim.x >> 5);
+  for (unsigned r = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5); r < rows; r += warps) {
+    long long xo = (long long)(r / H) * sx + (long long)(r % H) * P, oo = (long long)r * P;
+    float d = dt[r];
+    for (int p = lane; p < P; p += 32) st(out, oo + p, ld(x, xo + p) * d);
+  }
+}
+
+// Its backward from g [B*L*H, P]: dx = g * dt ([B*L*H, P]) and ddt = sum over p of g * x.
+template <typename T>
+__device__ void scale_bwd(const T* g, const T* x, long long sx, const float* dt, T* dx, float* ddt, unsigned rows,
+                          int H, int P) {
+  int lane = threadIdx.x & 31;
+  unsigned warps = gridDim.x * (blockDim.x >> 5);
+  for (unsigned r = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5); r < rows; r += warps) {
+    long long xo = (long long)(r / H) * sx + (long long)(r % H) * P, oo = (long long)r * P;
+    float d = dt[r], acc = 0.f;
+    for (int p = lane; p < P; p += 32) {
+      float gv = ld(g, oo + p);
+      acc += gv * ld(x, xo + p);
+      st(dx, oo + p, gv * d);
+    }
+    acc = warp_sum(acc);
+    if (lane == 0) ddt[r] = acc;
+  }
+}
+
 #define BOTH_KINDS(M) M(f32, float) M(bf16, bf16_t)
+#define SCALE(S, T)                                                                                            \
+  extern "C" __global__ void scale_fwd_##S(const T* x, long long sx, const float* dt, T* out, unsigned rows,   \
+                                           int H, int P) {                                                     \
+    scale_fwd<T>(x, sx, dt, out, rows, H, P);                                                                  \
+  }                                                                                                            \
+  extern "C" __global__ void scale_bwd_##S(const T* g, const T* x, long long sx, const float* dt, T* dx,       \
+                                           float* ddt, unsigned rows, int H, int P) {                          \
+    scale_bwd<T>(g, x, sx, dt, dx, ddt, rows, H, P);                                                           \
+  }
+BOTH_KINDS(SCALE)
 #define PASS(S, T)                                                                                             \
   extern "C" __global__ void pass_fwd_##S(const T* states, const float* last, const float* h0, T* prev,       \
                                           float* fin, int B, int C, int H, int PN) {                           \
@@ -720,9 +768,9 @@ BOTH_KINDS(SSD_ROWS)
                                             int hpg, int Q) {                                             \
     decay_dacs<T>(dm, cb, acs, dacs, G, hpg, Q);                                                          \
   }                                                                                                       \
-  extern "C" __global__ void decay_dcb_##S(const T* dm, const float* acs, float* dcb, long long total, int G, \
-                                           int hpg, int Q) {                                              \
-    decay_dcb<T>(dm, acs, dcb, total, G, hpg, Q);                                                         \
+  extern "C" __global__ void decay_dcb_##S(const T* dm, const float* acs, float* dcb, int G, int hpg,     \
+                                           int Q) {                                                       \
+    decay_dcb<T>(dm, acs, dcb, G, hpg, Q);                                                                \
   }
 BOTH_KINDS(DECAY_BWD)
 #define GNORM(S, T)                                                                                        \
@@ -759,7 +807,7 @@ std::vector<std::string> kernel_names() {
   std::vector<std::string> names;
   for (const char* s : {"_f32", "_bf16"}) {
     for (const char* k : {"decay_fwd", "decay_dacs", "decay_dcb", "gnorm_fwd", "gnorm_bwd", "ssd_out", "ssd_xw",
-                          "ssd_dy", "ssd_dx", "pass_fwd", "pass_bwd"}) {
+                          "ssd_dy", "ssd_dx", "pass_fwd", "pass_bwd", "scale_fwd", "scale_bwd"}) {
       names.push_back(k + std::string(s));
     }
     for (int w : kConvWidths) {
@@ -890,6 +938,9 @@ void launch(const at::Tensor& like, const std::string& kernel, long long total, 
   launch_grid(like, kernel, {(unsigned)blocks}, threads, 0, std::move(args));
 }
 
+// Threads for a block working along one row of Q.
+unsigned row_threads(long long q) { return (unsigned)std::min<long long>(256, (q + 31) / 32 * 32); }
+
 int sms(const at::Tensor& like) { return module_for(like.device().index()).sms; }
 
 // Runs the body of an extern "C" entry point: 0 on success, 1 with the message in g_err.
@@ -995,7 +1046,45 @@ struct GatedNormFunction : public torch::autograd::Function<GatedNormFunction> {
 };
 
 // ---------------------------------------------------------------------------------------------
-// 4. Causal depthwise conv + SiLU on the [B, L, C] layout: one node, saving its inputs.
+// 4. xdt = x * dt per head (x read in place from the conv output, no fp32 copy kept for backward).
+unsigned warp_blocks(long long rows, const at::Tensor& like) {
+  return (unsigned)std::max(1LL, std::min<long long>((rows + 7) / 8, 64LL * sms(like)));
+}
+
+struct ScaleHeadsFunction : public torch::autograd::Function<ScaleHeadsFunction> {
+  // x [B, L, H * P] (rows of one stride), dt [B, L, H] fp32 contiguous -> [B, L, H, P] (x's kind).
+  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, at::Tensor x, at::Tensor dt) {
+    ctx->save_for_backward({x, dt});
+    int64_t bsz = x.size(0), l = x.size(1), h = dt.size(2), p = x.size(2) / h;
+    auto out = at::empty({bsz, l, h, p}, x.options().memory_format(at::MemoryFormat::Contiguous));
+    long long sx = x.stride(1);
+    unsigned rows = (unsigned)(bsz * l * h);
+    int hh = (int)h, pp = (int)p;
+    void *px = x.data_ptr(), *pd = dt.data_ptr(), *po = out.data_ptr();
+    launch_grid(x, std::string("scale_fwd") + suffix(x), {warp_blocks(rows, x)}, 256, 0, {&px, &sx, &pd, &po, &rows, &hh, &pp});
+    return {out};
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto v = ctx->get_saved_variables();
+    const at::Tensor &x = v[0], &dt = v[1];
+    at::Tensor g = grads[0].to(x.scalar_type()).contiguous();
+    int64_t bsz = x.size(0), l = x.size(1), h = dt.size(2), p = x.size(2) / h;
+    auto dx = at::empty({bsz, l, h * p}, x.options().memory_format(at::MemoryFormat::Contiguous));
+    auto ddt = at::empty({bsz, l, h}, dt.options());
+    long long sx = x.stride(1);
+    unsigned rows = (unsigned)(bsz * l * h);
+    int hh = (int)h, pp = (int)p;
+    void *pg = g.data_ptr(), *px = x.data_ptr(), *pd = dt.data_ptr(), *pdx = dx.data_ptr(), *pdd = ddt.data_ptr();
+    launch_grid(x, std::string("scale_bwd") + suffix(x), {warp_blocks(rows, x)}, 256, 0,
+                {&pg, &px, &sx, &pd, &pdx, &pdd, &rows, &hh, &pp});
+    return {dx, ddt};
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+// 5. Causal depthwise conv + SiLU on the [B, L, C] layout: one node, saving its inputs.
 constexpr int kConvTile = 64;  // positions per thread
 
 std::string conv_kernel(const char* dir, const at::Tensor& w, const at::Tensor& x) {
@@ -1082,12 +1171,12 @@ int stuffed_ssd_decay_fwd(at::Tensor* cb, at::Tensor* acs, at::Tensor* m) {
     long long q = cb->size(4);
     long long g = cb->size(2), h = acs->size(2);
     require(h % g == 0 && m->size(2) == h && acs->size(3) == q, "decay_fwd: shapes disagree");
-    long long total = m->numel();
     int hh = (int)h, hpg = (int)(h / g), qq = (int)q;
     void* pcb = cb->data_ptr();
     void* pacs = acs->data_ptr();
     void* pm = m->data_ptr();
-    launch(*cb, std::string("decay_fwd") + suffix(*cb), total, {&pcb, &pacs, &pm, &total, &hh, &hpg, &qq});
+    launch_grid(*cb, std::string("decay_fwd") + suffix(*cb), {(unsigned)(m->numel() / q)}, row_threads(q), 0,
+                {&pcb, &pacs, &pm, &hh, &hpg, &qq});
   });
 }
 
@@ -1109,7 +1198,8 @@ int stuffed_ssd_decay_bwd(at::Tensor* dm, at::Tensor* cb, at::Tensor* acs, at::T
     int gg = (int)g, hpg = (int)(h / g), qq = (int)q;
     void *pdm = dm->data_ptr(), *pcb = cb->data_ptr(), *pacs = acs->data_ptr(), *pdcb = dcb->data_ptr(),
          *pdacs = dacs->data_ptr();
-    launch(*cb, std::string("decay_dcb") + suffix(*cb), total, {&pdm, &pacs, &pdcb, &total, &gg, &hpg, &qq});
+    launch_grid(*cb, std::string("decay_dcb") + suffix(*cb), {(unsigned)(total / q)}, row_threads(q), 0,
+                {&pdm, &pacs, &pdcb, &gg, &hpg, &qq});
     unsigned threads = (unsigned)std::min<long long>(256, (q + 31) / 32 * 32);
     launch_grid(*cb, std::string("decay_dacs") + suffix(*cb), {(unsigned)acs->numel() / (unsigned)q}, threads,
                 (unsigned)(2 * q * sizeof(float)), {&pdm, &pcb, &pacs, &pdacs, &gg, &hpg, &qq});
@@ -1132,17 +1222,19 @@ int stuffed_ssd_rows(const char* stem, at::Tensor** ts, int n, int kind_of, cons
     }
     args.push_back(&rows);
     long long count = (long long)rows.B * rows.C * rows.Q * rows.H;  // one warp each
+    require(count < (1LL << 31), "SSD row kernel: more than 2^31 rows");
     long long blocks = std::min<long long>((count + 7) / 8, 64LL * sms(*ts[0]));
     launch_grid(*ts[0], std::string(stem) + suffix(*ts[kind_of]), {(unsigned)std::max(1LL, blocks)}, 256, 0, args);
   });
 }
 
-// The states entering each chunk, prev [B, C, H, PN] (states' kind), and the final state fin
-// [B, H, PN] (fp32) from the chunk states [B, C, H, PN], the chunk log-decays last [B, C, H] and h0
+// The states entering each chunk, prev [B, C, H, ..] (states' kind), and the final state fin
+// [B, H, ..] (fp32) from the chunk states [B, C, H, ..] (PN values per head), the chunk log-decays last [B, C, H] and h0
 // [B, H, PN] (fp32, null for zeros); all contiguous.
 int stuffed_ssd_pass_fwd(at::Tensor* states, at::Tensor* last, at::Tensor* h0, at::Tensor* prev, at::Tensor* fin) {
   return guarded([&] {
-    int b = (int)states->size(0), c = (int)states->size(1), h = (int)states->size(2), pn = (int)states->size(3);
+    int b = (int)states->size(0), c = (int)states->size(1), h = (int)states->size(2);
+    int pn = (int)(states->numel() / ((int64_t)b * c * h));
     void *ps = states->data_ptr(), *pl = last->data_ptr(), *ph = h0 ? h0->data_ptr() : nullptr,
          *pp = prev->data_ptr(), *pf = fin->data_ptr();
     launch(*states, std::string("pass_fwd") + suffix(*states), fin->numel(), {&ps, &pl, &ph, &pp, &pf, &b, &c, &h, &pn});
@@ -1154,7 +1246,8 @@ int stuffed_ssd_pass_fwd(at::Tensor* states, at::Tensor* last, at::Tensor* h0, a
 int stuffed_ssd_pass_bwd(at::Tensor* dprev, at::Tensor* dfin, at::Tensor* prev, at::Tensor* last, at::Tensor* dstates,
                          at::Tensor* dh0, at::Tensor** dlpart) {
   return guarded([&] {
-    int b = (int)dprev->size(0), c = (int)dprev->size(1), h = (int)dprev->size(2), pn = (int)dprev->size(3);
+    int b = (int)dprev->size(0), c = (int)dprev->size(1), h = (int)dprev->size(2);
+    int pn = (int)(dprev->numel() / ((int64_t)b * c * h));
     unsigned blocks = (unsigned)((pn + 255) / 256);
     auto part = at::empty({b, c, h, (int64_t)blocks}, last->options());
     void *pg = dprev->data_ptr(), *pf = dfin ? dfin->data_ptr() : nullptr, *pp = prev->data_ptr(),
@@ -1162,6 +1255,17 @@ int stuffed_ssd_pass_bwd(at::Tensor* dprev, at::Tensor* dfin, at::Tensor* prev, 
     launch_grid(*dprev, std::string("pass_bwd") + suffix(*dprev), {blocks, (unsigned)(b * h)}, 256, 0,
                 {&pg, &pf, &pp, &pl, &pd, &ph, &pq, &b, &c, &h, &pn});
     *dlpart = new at::Tensor(part);
+  });
+}
+
+// xdt [B, L, H, P] (x's kind) = x [B, L, H * P] * dt [B, L, H] (fp32) per head, an autograd node.
+int stuffed_scale_heads(at::Tensor* x, at::Tensor* dt, at::Tensor** out) {
+  return guarded([&] {
+    require(x->dim() == 3 && dt->dim() == 3 && dt->scalar_type() == at::kFloat && x->size(0) == dt->size(0) &&
+                x->size(1) == dt->size(1) && x->size(2) % dt->size(2) == 0,
+            "scale_heads: x [B, L, H * P], dt [B, L, H] fp32");
+    require(x->numel() / x->size(2) * dt->size(2) < (1LL << 31), "scale_heads: too many rows");
+    *out = new at::Tensor(ScaleHeadsFunction::apply(rows_view(*x), dt->contiguous())[0]);
   });
 }
 

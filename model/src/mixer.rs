@@ -174,8 +174,12 @@ impl Mixer {
             b = b * ex.knobs.b_mult;
         }
         let (dt, la) = self.discretise(dt_raw, &ex.knobs);
-        let xf = x.to_kind(Kind::Float);
-        let xdt = (&xf * dt.unsqueeze(-1)).to_kind(kind); // [B, L, H, P]
+        let xf = || x.to_kind(Kind::Float);
+        let xdt = if fused {
+            ssd::fused::scale_heads(&xbc[0], &dt)
+        } else {
+            (xf() * dt.unsqueeze(-1)).to_kind(kind)
+        }; // [B, L, H, P]
 
         let h0 = state.as_ref().map(|st| st.ssm.shallow_clone());
         let (mut y, mut h_last) = ssd::ssd(ex.ssd, &xdt, &la, &b, &c, self.chunk, h0.as_ref());
@@ -192,7 +196,7 @@ impl Mixer {
             let (dt, la, xf, bf, cf) = (
                 dt.detach(),
                 la.detach(),
-                xf.detach(),
+                xf().detach(),
                 b.to_kind(Kind::Float).detach(),
                 c.to_kind(Kind::Float).detach(),
             );
@@ -208,7 +212,7 @@ impl Mixer {
             let normed = ssd::fused::gated_norm(&y.reshape([bsz, l, di]), &xbc[0], &self.d, z, &self.norm_w, g, p, self.eps);
             return normed.matmul(&self.out_proj.to_kind(kind).tr());
         }
-        let y = y + &xf * self.d.reshape([h, 1]); // D skip: [B, L, H, P]
+        let y = y + xf() * self.d.reshape([h, 1]); // D skip: [B, L, H, P]
         self.gate_norm_out(&y.reshape([bsz, l, di]), z, kind)
     }
 

@@ -272,3 +272,41 @@ fn conv_silu_equals_conv1d() {
         }
     }
 }
+
+/// xdt = x * dt per head against the tensor ops (x a column slice of a wider tensor): output
+/// and the gradients of x and dt, fp32 and bf16.
+#[test]
+fn scale_heads_equals_tensor_ops() {
+    let _one = serial();
+    let Some(dev) = gpu() else { return };
+    if !dev.is_cuda() {
+        return;
+    }
+    for (kind, tol) in [(Kind::Float, 1e-6), (Kind::BFloat16, 1e-2)] {
+        tch::manual_seed(13);
+        let (bsz, l, h, p) = (2, 301, 6, 48);
+        let o = (Kind::Float, dev);
+        let wide = Tensor::randn([bsz, l, h * p + 16], o).to_kind(kind).set_requires_grad(true);
+        let dt = (Tensor::rand([bsz, l, h], o) + 0.1).set_requires_grad(true);
+        let wout = Tensor::randn([bsz, l, h, p], o);
+        let run = |fused_path: bool| {
+            for t in [&wide, &dt] {
+                let _ = t.grad().f_zero_();
+            }
+            let x = wide.narrow(2, 8, h * p);
+            let out = if fused_path {
+                fused::scale_heads(&x, &dt)
+            } else {
+                (x.to_kind(Kind::Float).reshape([bsz, l, h, p]) * dt.unsqueeze(-1)).to_kind(kind)
+            };
+            (&out.to_kind(Kind::Float) * &wout).sum(Kind::Float).backward();
+            (out.detach(), [&wide, &dt].map(|t| t.grad().copy()))
+        };
+        let (o1, g1) = run(true);
+        let (o2, g2) = run(false);
+        assert!(rel(&o1, &o2) < tol, "out {kind:?}: {}", rel(&o1, &o2));
+        for (i, (a, b)) in g1.iter().zip(&g2).enumerate() {
+            assert!(rel(a, b) < tol, "grad {i} {kind:?}: {}", rel(a, b));
+        }
+    }
+}

@@ -69,6 +69,7 @@ extern "C" {
         dh0: *mut C_tensor,
         dlpart: *mut *mut C_tensor,
     ) -> c_int;
+    fn stuffed_scale_heads(x: *mut C_tensor, dt: *mut C_tensor, out: *mut *mut C_tensor) -> c_int;
     fn stuffed_conv_silu(
         x: *mut C_tensor,
         w: *mut C_tensor,
@@ -630,6 +631,14 @@ pub fn conv_silu(x: &Tensor, w: &Tensor, bias: &Tensor, pre: Option<&Tensor>) ->
     let mut out = std::ptr::null_mut();
     let pre = pre.map_or(std::ptr::null_mut(), ptr);
     check(unsafe { stuffed_conv_silu(ptr(x), ptr(w), ptr(bias), pre, &mut out) });
+    unsafe { Tensor::from_ptr(out) }
+}
+
+/// xdt = x * dt per head on CUDA, one autograd node: x [B, L, H * P] of the compute kind (a
+/// column slice is read in place), dt [B, L, H] fp32 -> [B, L, H, P] of x's kind.
+pub fn scale_heads(x: &Tensor, dt: &Tensor) -> Tensor {
+    let mut out = std::ptr::null_mut();
+    check(unsafe { stuffed_scale_heads(ptr(x), ptr(dt), &mut out) });
     unsafe { Tensor::from_ptr(out) }
 }
 
