@@ -219,64 +219,73 @@ __device__ __forceinline__ void st(bf16_t* p, long long i, float v) {
   p[i] = (bf16_t)(u >> 16);
 }
 
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+  return v;
+}
+
 // cb: [BC, G, Q, Q]  acs: [BC, H, Q] (fp32)  m: [BC, H, Q, Q];  H = G * hpg.
 // m[bc, h, l, s] = cb[bc, h / hpg, l, s] * exp(min(acs[l] - acs[s], 0)) for s <= l, else 0.
-// One block per row (bc, h, l), its threads along s: no per-element index arithmetic.
+// One block per (bc, h); each thread owns columns s and walks down the rows l (coalesced rows).
 template <typename T>
 __device__ void decay_fwd(const T* cb, const float* acs, T* m, int H, int hpg, int Q) {
-  unsigned row = blockIdx.x;
-  int l = (int)(row % Q);
-  unsigned bh = row / Q;
+  extern __shared__ float a[];  // acs of the head [Q]
+  unsigned bh = blockIdx.x;
   int h = (int)(bh % H);
   unsigned bc = bh / H;
-  const float* a = acs + (long long)bh * Q;
-  const T* cbrow = cb + (((long long)bc * (H / hpg) + h / hpg) * Q + l) * Q;
-  T* out = m + (long long)row * Q;
-  float al = a[l];
+  for (int k = threadIdx.x; k < Q; k += blockDim.x) a[k] = acs[(long long)bh * Q + k];
+  __syncthreads();
+  const T* cbg = cb + ((long long)bc * (H / hpg) + h / hpg) * Q * Q;
+  T* out = m + (long long)bh * Q * Q;
   for (int s = threadIdx.x; s < Q; s += blockDim.x) {
-    st(out, s, s <= l ? ld(cbrow, s) * expf(fminf(al - a[s], 0.f)) : 0.f);
+    float as = a[s];
+#pragma unroll 4
+    for (int l = 0; l < Q; ++l) {
+      long long o = (long long)l * Q + s;
+      st(out, o, s <= l ? ld(cbg, o) * expf(fminf(a[l] - as, 0.f)) : 0.f);
+    }
   }
 }
 
 // dm: [BC, H, Q, Q]  cb: [BC, G, Q, Q]  acs: [BC, H, Q] (fp32), one block per (bc, h).
 // dacs[bc, h, k] = sum_s T[k, s] - sum_l T[l, k] with T = dm * cb * decay (the gradient of acs
-// through the decays), reduced in the kernel: T itself never reaches memory. Thread x owns
-// columns x, x + blockDim, ..; a row's sum is a warp reduction plus a shared-memory add.
+// through the decays), reduced in the kernel: T itself never reaches memory. Warp w takes the
+// rows w, w + warps, ..: a row's sum is one warp reduction, and each warp keeps its own column
+// sums in shared memory (no atomics), added up at the end.
 template <typename T>
 __device__ void decay_dacs(const T* dm, const T* cb, const float* acs, float* dacs, int G, int hpg, int Q) {
-  extern __shared__ float sh[];  // acs [Q] | row sums [Q]
+  extern __shared__ float sh[];  // acs [Q] | row sums [Q] | column sums per warp [warps][Q]
+  int nw = blockDim.x >> 5, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   float* a = sh;
   float* rows = sh + Q;
-  long long bh = blockIdx.x;
+  float* cols = sh + 2 * Q;
+  unsigned bh = blockIdx.x;
   int H = G * hpg;
-  long long bc = bh / H;
+  unsigned bc = bh / H;
   int g = (int)(bh % H) / hpg;
-  for (int k = threadIdx.x; k < Q; k += blockDim.x) {
-    a[k] = acs[bh * Q + k];
-    rows[k] = 0.f;
-  }
+  for (int k = threadIdx.x; k < Q; k += blockDim.x) a[k] = acs[(long long)bh * Q + k];
+  for (int k = threadIdx.x; k < nw * Q; k += blockDim.x) cols[k] = 0.f;
   __syncthreads();
-  const T* dmh = dm + bh * Q * (long long)Q;
-  const T* cbg = cb + (bc * G + g) * Q * (long long)Q;
-  int lane = threadIdx.x & 31;
-  for (int s0 = threadIdx.x - lane; s0 < Q; s0 += blockDim.x) {
-    int s = s0 + lane;
-    float col = 0.f;
-    float as = s < Q ? a[s] : 0.f;
-    for (int l = s0; l < Q; ++l) {
-      float tv = 0.f;
-      if (s < Q && s <= l) {
-        long long o = (long long)l * Q + s;
-        tv = ld(dmh, o) * ld(cbg, o) * expf(fminf(a[l] - as, 0.f));
-      }
-      col += tv;
-      for (int off = 16; off > 0; off >>= 1) tv += __shfl_down_sync(0xffffffffu, tv, off);
-      if (lane == 0) atomicAdd(&rows[l], tv);
+  const T* dmh = dm + (long long)bh * Q * Q;
+  const T* cbg = cb + ((long long)bc * G + g) * Q * Q;
+  float* mycols = cols + warp * Q;
+  for (int l = warp; l < Q; l += nw) {
+    float al = a[l], acc = 0.f;
+    for (int s = lane; s <= l; s += 32) {
+      long long o = (long long)l * Q + s;
+      float tv = ld(dmh, o) * ld(cbg, o) * expf(fminf(al - a[s], 0.f));
+      acc += tv;
+      mycols[s] += tv;
     }
-    if (s < Q) dacs[bh * Q + s] = -col;
+    acc = warp_sum(acc);
+    if (lane == 0) rows[l] = acc;
   }
   __syncthreads();
-  for (int k = threadIdx.x; k < Q; k += blockDim.x) dacs[bh * Q + k] += rows[k];
+  for (int k = threadIdx.x; k < Q; k += blockDim.x) {
+    float col = 0.f;
+    for (int w = 0; w < nw; ++w) col += cols[w * Q + k];
+    dacs[(long long)bh * Q + k] = rows[k] - col;
+  }
 }
 
 // dcb[bc, g, l, s] = sum over the heads h of group g of dm * decay (fp32), s <= l (0 above).
@@ -373,7 +382,8 @@ __device__ void gnorm_fwd(const float* y, const T* x, long long sx, const float*
 
 // Backward of gnorm_fwd from dout [M, Di] (contiguous): dy (fp32), dx, dz (T, contiguous
 // [M, Di]), and per row block the partial sums over its rows of dw and of dD per column
-// (wpart, dpart: [gridDim.x, Di], fp32; summed over the blocks by the caller).
+// (wpart, dpart: [gridDim.x, Di], fp32; summed over the blocks by the caller). Two passes over a
+// row (the second reads it again from cache) keep the registers, and so the occupancy, low.
 template <typename T>
 __device__ void gnorm_bwd(const T* dout, const float* y, const T* x, long long sx, const float* dsk, const T* z,
                           long long sz, const float* w, float* dy, T* dx, T* dz, float* wpart, float* dpart, int M,
@@ -388,22 +398,17 @@ __device__ void gnorm_bwd(const T* dout, const float* y, const T* x, long long s
     dk[k] = c < gs ? dsk[(g * gs + c) / P] : 0.f;
   }
   for (int row = blockIdx.x; row < M; row += gridDim.x) {
-    float gv[NC], dn[NC], zv[NC], uv[NC], xv[NC];
     float ss = 0.f, sd = 0.f;
 #pragma unroll
     for (int k = 0; k < NC; ++k) {
       int c = threadIdx.x + k * blockDim.x;
-      gv[k] = dn[k] = zv[k] = uv[k] = xv[k] = 0.f;
       if (c < gs) {
         int col = g * gs + c;
         long long o = (long long)row * Di + col;
-        zv[k] = ld(z, row * sz + col);
-        xv[k] = ld(x, row * sx + col);
-        uv[k] = y[o] + xv[k] * dk[k];
-        gv[k] = uv[k] * zv[k] * sigmoid_f(zv[k]);
-        dn[k] = ld(dout, o) * w[col];
-        ss += gv[k] * gv[k];
-        sd += dn[k] * gv[k];
+        float zv = ld(z, row * sz + col);
+        float gv = (y[o] + ld(x, row * sx + col) * dk[k]) * zv * sigmoid_f(zv);
+        ss += gv * gv;
+        sd += ld(dout, o) * w[col] * gv;
       }
     }
     block_sum2(ss, sd, red);
@@ -415,14 +420,17 @@ __device__ void gnorm_bwd(const T* dout, const float* y, const T* x, long long s
       if (c < gs) {
         int col = g * gs + c;
         long long o = (long long)row * Di + col;
-        float dg = r * dn[k] - gv[k] * coef;
-        float sg = sigmoid_f(zv[k]);
-        float du = dg * zv[k] * sg;
-        wacc[k] += ld(dout, o) * gv[k] * r;
-        dacc[k] += du * xv[k];
+        float zv = ld(z, row * sz + col), xv = ld(x, row * sx + col), go = ld(dout, o);
+        float uv = y[o] + xv * dk[k];
+        float sg = sigmoid_f(zv);
+        float gv = uv * zv * sg;
+        float dg = r * go * w[col] - gv * coef;
+        float du = dg * zv * sg;
+        wacc[k] += go * gv * r;
+        dacc[k] += du * xv;
         dy[o] = du;
         st(dx, o, du * dk[k]);
-        st(dz, o, dg * uv[k] * sg * (1.f + zv[k] * (1.f - sg)));
+        st(dz, o, dg * uv * sg * (1.f + zv * (1.f - sg)));
       }
     }
   }
@@ -567,10 +575,6 @@ struct Rows {
   unsigned warps = gridDim.x * (blockDim.x >> 5);                                                         \
   for (unsigned r = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5); r < (R).count(); r += warps)
 
-__device__ __forceinline__ float warp_sum(float v) {
-  for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
-  return v;
-}
 
 // y (natural, fp32) = raw (cols) * exp(acs) + ydiag (heads): the output from the states
 // entering the chunks plus the diagonal blocks'.
@@ -1085,7 +1089,7 @@ struct ScaleHeadsFunction : public torch::autograd::Function<ScaleHeadsFunction>
 
 // ---------------------------------------------------------------------------------------------
 // 5. Causal depthwise conv + SiLU on the [B, L, C] layout: one node, saving its inputs.
-constexpr int kConvTile = 64;  // positions per thread
+constexpr int kConvTile = 32;  // positions per thread
 
 std::string conv_kernel(const char* dir, const at::Tensor& w, const at::Tensor& x) {
   return std::string("conv_") + dir + "_k" + std::to_string(w.size(-1)) + suffix(x);
@@ -1175,8 +1179,8 @@ int stuffed_ssd_decay_fwd(at::Tensor* cb, at::Tensor* acs, at::Tensor* m) {
     void* pcb = cb->data_ptr();
     void* pacs = acs->data_ptr();
     void* pm = m->data_ptr();
-    launch_grid(*cb, std::string("decay_fwd") + suffix(*cb), {(unsigned)(m->numel() / q)}, row_threads(q), 0,
-                {&pcb, &pacs, &pm, &hh, &hpg, &qq});
+    launch_grid(*cb, std::string("decay_fwd") + suffix(*cb), {(unsigned)(m->numel() / (q * q))}, row_threads(q),
+                (unsigned)(q * sizeof(float)), {&pcb, &pacs, &pm, &hh, &hpg, &qq});
   });
 }
 
@@ -1200,9 +1204,10 @@ int stuffed_ssd_decay_bwd(at::Tensor* dm, at::Tensor* cb, at::Tensor* acs, at::T
          *pdacs = dacs->data_ptr();
     launch_grid(*cb, std::string("decay_dcb") + suffix(*cb), {(unsigned)(total / q)}, row_threads(q), 0,
                 {&pdm, &pacs, &pdcb, &gg, &hpg, &qq});
-    unsigned threads = (unsigned)std::min<long long>(256, (q + 31) / 32 * 32);
+    unsigned threads = row_threads(q);
+    require(q <= 1024, "decay_bwd: chunks of at most 1024");  // (2 + warps) * Q floats of shared memory
     launch_grid(*cb, std::string("decay_dacs") + suffix(*cb), {(unsigned)acs->numel() / (unsigned)q}, threads,
-                (unsigned)(2 * q * sizeof(float)), {&pdm, &pcb, &pacs, &pdacs, &gg, &hpg, &qq});
+                (unsigned)((2 + threads / 32) * q * sizeof(float)), {&pdm, &pcb, &pacs, &pdacs, &gg, &hpg, &qq});
   });
 }
 
