@@ -339,9 +339,9 @@ __device__ __forceinline__ void block_sum2(float& u, float& v, float* red) {
 //   u = y + x * D[head],  g = u * silu(z),  out = g / sqrt(mean over the group of g^2 + eps) * w.
 // y [M, Di] fp32 contiguous; x, z rows of stride sx, sz (columns contiguous); out [M, Di].
 // Grid (row blocks, groups), each thread owns the columns x, x + blockDim, .. (at most NC) of the
-// group. NC is the register budget per thread: blockDim >= group size / NC.
-#define NC 8
-template <typename T>
+// group. NC is the register budget per thread: blockDim >= group size / NC (4 up to groups of
+// 4096, else 8: fewer registers, more threads per row).
+template <typename T, int NC>
 __device__ void gnorm_fwd(const float* y, const T* x, long long sx, const float* dsk, const T* z, long long sz,
                           const float* w, T* out, int M, int Di, int gs, int P, float eps) {
   __shared__ float red[64];
@@ -384,7 +384,7 @@ __device__ void gnorm_fwd(const float* y, const T* x, long long sx, const float*
 // [M, Di]), and per row block the partial sums over its rows of dw and of dD per column
 // (wpart, dpart: [gridDim.x, Di], fp32; summed over the blocks by the caller). Two passes over a
 // row (the second reads it again from cache) keep the registers, and so the occupancy, low.
-template <typename T>
+template <typename T, int NC>
 __device__ void gnorm_bwd(const T* dout, const float* y, const T* x, long long sx, const float* dsk, const T* z,
                           long long sz, const float* w, float* dy, T* dx, T* dz, float* wpart, float* dpart, int M,
                           int Di, int gs, int P, float eps) {
@@ -549,16 +549,9 @@ extern "C" __global__ void decay_fwd_bf16(const bf16_t* cb, const float* acs, bf
 //   cols    [B, C, G, Q, H/G * P] (a group's heads side by side: the B/C matmuls' operand),
 //   heads   [B, C, H, Q, P] (per head: the diagonal blocks' operand);
 // per-position factors [B, C, H, Q] (fp32).
-// Row indices are 32-bit (B * C * Q * H < 2^31, checked by the caller): 64-bit division is slow.
+// Token indices are 32-bit (B * C * Q * H < 2^31, checked by the caller): 64-bit division is slow.
 struct Rows {
   int B, L, H, P, G, Q, C;
-  __device__ unsigned count() const { return (unsigned)B * C * Q * H; }
-  __device__ void at(unsigned r, int& b, int& t, int& h) const {
-    h = (int)(r % H);
-    unsigned bt = r / H;
-    t = (int)(bt % (unsigned)(C * Q));
-    b = (int)(bt / (unsigned)(C * Q));
-  }
   __device__ long long natural(int b, int t, int h) const { return (((long long)b * L + t) * H + h) * P; }
   __device__ long long factor(int b, int t, int h) const {
     return (((long long)b * C + t / Q) * H + h) * Q + t % Q;
@@ -570,36 +563,66 @@ struct Rows {
   }
 };
 
+// One block per token (b, t) of the padded length (grid-stride), its warps over the heads, each
+// lane over pairs of P (P even): index arithmetic once per (token, head), 2 values per access.
 #define ROWS_LOOP(R)                                                                                      \
-  int lane = threadIdx.x & 31;                                                                            \
-  unsigned warps = gridDim.x * (blockDim.x >> 5);                                                         \
-  for (unsigned r = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5); r < (R).count(); r += warps)
+  int lane = threadIdx.x & 31, nw = blockDim.x >> 5;                                                      \
+  unsigned ntok = (unsigned)(R).B * (R).C * (R).Q, per_b = (unsigned)(R).C * (R).Q;                       \
+  for (unsigned bt = blockIdx.x; bt < ntok; bt += gridDim.x)                                               \
+    for (int h = threadIdx.x >> 5, b = (int)(bt / per_b), t = (int)(bt % per_b); h < (R).H; h += nw)
 
+__device__ __forceinline__ void ld2(const float* p, long long i, float& a, float& b) {
+  float2 v = *reinterpret_cast<const float2*>(p + i);
+  a = v.x;
+  b = v.y;
+}
+__device__ __forceinline__ void ld2(const bf16_t* p, long long i, float& a, float& b) {
+  unsigned v = *reinterpret_cast<const unsigned*>(p + i);
+  a = __uint_as_float(v << 16);
+  b = __uint_as_float(v & 0xffff0000u);
+}
+__device__ __forceinline__ void st2(float* p, long long i, float a, float b) {
+  *reinterpret_cast<float2*>(p + i) = make_float2(a, b);
+}
+__device__ __forceinline__ void st2(bf16_t* p, long long i, float a, float b) {
+  bf16_t lo, hi;
+  st(&lo, 0, a);
+  st(&hi, 0, b);
+  *reinterpret_cast<unsigned*>(p + i) = (unsigned)lo | ((unsigned)hi << 16);
+}
 
 // y (natural, fp32) = raw (cols) * exp(acs) + ydiag (heads): the output from the states
 // entering the chunks plus the diagonal blocks'.
 template <typename T>
 __device__ void ssd_out(const T* raw, const T* ydiag, const float* acs, float* y, Rows R) {
   ROWS_LOOP(R) {
-    int b, t, h;
-    R.at(r, b, t, h);
     if (t >= R.L) continue;
     float e = expf(acs[R.factor(b, t, h)]);
     long long oc = R.cols(b, t, h), oh = R.heads(b, t, h), on = R.natural(b, t, h);
-    for (int p = lane; p < R.P; p += 32) y[on + p] = ld(raw, oc + p) * e + ld(ydiag, oh + p);
+    for (int p = 2 * lane; p < R.P; p += 64) {
+      float r0, r1, d0, d1;
+      ld2(raw, oc + p, r0, r1);
+      ld2(ydiag, oh + p, d0, d1);
+      st2(y, on + p, r0 * e + d0, r1 * e + d1);
+    }
   }
 }
 
-// xw (cols) = x (natural) * w: the inputs weighted by their decay to the chunk end.
+// xw (cols) = x (natural) * w: the inputs weighted by their decay to the chunk end; xh (heads) =
+// x, the diagonal blocks' operand.
 template <typename T>
-__device__ void ssd_xw(const T* x, const float* w, T* xw, Rows R) {
+__device__ void ssd_xw(const T* x, const float* w, T* xw, T* xh, Rows R) {
   ROWS_LOOP(R) {
-    int b, t, h;
-    R.at(r, b, t, h);
-    long long oc = R.cols(b, t, h);
-    float wv = t < R.L ? w[R.factor(b, t, h)] : 0.f;
-    long long on = t < R.L ? R.natural(b, t, h) : 0;
-    for (int p = lane; p < R.P; p += 32) st(xw, oc + p, t < R.L ? ld(x, on + p) * wv : 0.f);
+    bool in = t < R.L;
+    long long oc = R.cols(b, t, h), oh = R.heads(b, t, h);
+    float wv = in ? w[R.factor(b, t, h)] : 0.f;
+    long long on = in ? R.natural(b, t, h) : 0;
+    for (int p = 2 * lane; p < R.P; p += 64) {
+      float v0 = 0.f, v1 = 0.f;
+      if (in) ld2(x, on + p, v0, v1);
+      st2(xw, oc + p, v0 * wv, v1 * wv);
+      st2(xh, oh + p, v0, v1);
+    }
   }
 }
 
@@ -608,18 +631,17 @@ __device__ void ssd_xw(const T* x, const float* w, T* xw, Rows R) {
 template <typename T>
 __device__ void ssd_dy(const float* dy, const T* raw, const float* acs, T* dyo, T* dyh, float* dacs, Rows R) {
   ROWS_LOOP(R) {
-    int b, t, h;
-    R.at(r, b, t, h);
     long long of = R.factor(b, t, h), oc = R.cols(b, t, h), oh = R.heads(b, t, h);
     bool in = t < R.L;
     long long on = in ? R.natural(b, t, h) : 0;
     float e = expf(acs[of]), acc = 0.f;
-    for (int p = lane; p < R.P; p += 32) {
-      float g = in ? dy[on + p] : 0.f;
-      float go = g * e;
-      acc += go * ld(raw, oc + p);
-      st(dyo, oc + p, go);
-      st(dyh, oh + p, g);
+    for (int p = 2 * lane; p < R.P; p += 64) {
+      float g0 = 0.f, g1 = 0.f, r0, r1;
+      if (in) ld2(dy, on + p, g0, g1);
+      ld2(raw, oc + p, r0, r1);
+      acc += g0 * e * r0 + g1 * e * r1;
+      st2(dyo, oc + p, g0 * e, g1 * e);
+      st2(dyh, oh + p, g0, g1);
     }
     acc = warp_sum(acc);
     if (lane == 0) dacs[of] = acc;
@@ -631,8 +653,6 @@ __device__ void ssd_dy(const float* dy, const T* raw, const float* acs, T* dyo, 
 template <typename T>
 __device__ void ssd_dx(const T* dxw, const T* x, const float* w, const T* dxdiag, T* dxdt, float* dws, Rows R) {
   ROWS_LOOP(R) {
-    int b, t, h;
-    R.at(r, b, t, h);
     long long of = R.factor(b, t, h), oc = R.cols(b, t, h), oh = R.heads(b, t, h);
     if (t >= R.L) {
       if (lane == 0) dws[of] = 0.f;
@@ -640,10 +660,13 @@ __device__ void ssd_dx(const T* dxw, const T* x, const float* w, const T* dxdiag
     }
     long long on = R.natural(b, t, h);
     float wv = w[of], acc = 0.f;
-    for (int p = lane; p < R.P; p += 32) {
-      float g = ld(dxw, oc + p);
-      acc += g * ld(x, on + p);
-      st(dxdt, on + p, g * wv + ld(dxdiag, oh + p));
+    for (int p = 2 * lane; p < R.P; p += 64) {
+      float g0, g1, x0, x1, d0, d1;
+      ld2(dxw, oc + p, g0, g1);
+      ld2(x, on + p, x0, x1);
+      ld2(dxdiag, oh + p, d0, d1);
+      acc += g0 * x0 + g1 * x1;
+      st2(dxdt, on + p, g0 * wv + d0, g1 * wv + d1);
     }
     acc = warp_sum(acc);
     if (lane == 0) dws[of] = acc * wv;
@@ -757,7 +780,9 @@ BOTH_KINDS(PASS)
   extern "C" __global__ void ssd_out_##S(const T* raw, const T* ydiag, const float* acs, float* y, Rows R) {   \
     ssd_out<T>(raw, ydiag, acs, y, R);                                                                         \
   }                                                                                                            \
-  extern "C" __global__ void ssd_xw_##S(const T* x, const float* w, T* xw, Rows R) { ssd_xw<T>(x, w, xw, R); } \
+  extern "C" __global__ void ssd_xw_##S(const T* x, const float* w, T* xw, T* xh, Rows R) {                  \
+    ssd_xw<T>(x, w, xw, xh, R);                                                                                \
+  }                                                                                                            \
   extern "C" __global__ void ssd_dy_##S(const float* dy, const T* raw, const float* acs, T* dyo, T* dyh,       \
                                         float* dacs, Rows R) {                                                 \
     ssd_dy<T>(dy, raw, acs, dyo, dyh, dacs, R);                                                                \
@@ -777,18 +802,19 @@ BOTH_KINDS(SSD_ROWS)
     decay_dcb<T>(dm, acs, dcb, G, hpg, Q);                                                                \
   }
 BOTH_KINDS(DECAY_BWD)
-#define GNORM(S, T)                                                                                        \
-  extern "C" __global__ void gnorm_fwd_##S(const float* y, const T* x, long long sx, const float* dsk,      \
-                                           const T* z, long long sz, const float* w, T* out, int M, int Di, \
-                                           int gs, int P, float eps) {                                     \
-    gnorm_fwd<T>(y, x, sx, dsk, z, sz, w, out, M, Di, gs, P, eps);                                          \
-  }                                                                                                        \
-  extern "C" __global__ void gnorm_bwd_##S(const T* dout, const float* y, const T* x, long long sx,        \
-                                           const float* dsk, const T* z, long long sz, const float* w,     \
-                                           float* dy, T* dx, T* dz, float* wpart, float* dpart, int M,     \
-                                           int Di, int gs, int P, float eps) {                             \
-    gnorm_bwd<T>(dout, y, x, sx, dsk, z, sz, w, dy, dx, dz, wpart, dpart, M, Di, gs, P, eps);              \
+#define GNORM_NC(S, T, NC)                                                                                  \
+  extern "C" __global__ void gnorm_fwd##NC##_##S(const float* y, const T* x, long long sx, const float* dsk,   \
+                                                 const T* z, long long sz, const float* w, T* out, int M,      \
+                                                 int Di, int gs, int P, float eps) {                           \
+    gnorm_fwd<T, NC>(y, x, sx, dsk, z, sz, w, out, M, Di, gs, P, eps);                                        \
+  }                                                                                                          \
+  extern "C" __global__ void gnorm_bwd##NC##_##S(const T* dout, const float* y, const T* x, long long sx,      \
+                                                 const float* dsk, const T* z, long long sz, const float* w,   \
+                                                 float* dy, T* dx, T* dz, float* wpart, float* dpart, int M,   \
+                                                 int Di, int gs, int P, float eps) {                           \
+    gnorm_bwd<T, NC>(dout, y, x, sx, dsk, z, sz, w, dy, dx, dz, wpart, dpart, M, Di, gs, P, eps);             \
   }
+#define GNORM(S, T) GNORM_NC(S, T, 4) GNORM_NC(S, T, 8)
 BOTH_KINDS(GNORM)
 #define CONV(S, T, K)                                                                                       \
   extern "C" __global__ void conv_fwd_k##K##_##S(const T* x, long long sb, long long sr, const T* pre,       \
@@ -810,7 +836,8 @@ constexpr int kConvWidths[] = {2, 3, 4};
 std::vector<std::string> kernel_names() {
   std::vector<std::string> names;
   for (const char* s : {"_f32", "_bf16"}) {
-    for (const char* k : {"decay_fwd", "decay_dacs", "decay_dcb", "gnorm_fwd", "gnorm_bwd", "ssd_out", "ssd_xw",
+    for (const char* k : {"decay_fwd", "decay_dacs", "decay_dcb", "gnorm_fwd4", "gnorm_bwd4", "gnorm_fwd8",
+                          "gnorm_bwd8", "ssd_out", "ssd_xw",
                           "ssd_dy", "ssd_dx", "pass_fwd", "pass_bwd", "scale_fwd", "scale_bwd"}) {
       names.push_back(k + std::string(s));
     }
@@ -983,11 +1010,16 @@ struct GatedNorm {
   int64_t groups, headdim;
   double eps;
 
+  // Columns per thread (the kernels' NC) and threads per block for groups of gs.
+  static int columns(int64_t gs) { return gs <= 4096 ? 4 : 8; }
   unsigned threads(int64_t gs) const {
-    int64_t t = (gs + 7) / 8;  // NC = 8 columns per thread
+    int64_t t = (gs + columns(gs) - 1) / columns(gs);
     t = (t + 31) / 32 * 32;
     require(t <= 1024, "gated norm: group wider than 8192");
     return (unsigned)t;
+  }
+  std::string kernel(const char* dir, int64_t gs, const at::Tensor& x) const {
+    return std::string("gnorm_") + dir + std::to_string(columns(gs)) + suffix(x);
   }
 
   at::Tensor forward(const at::Tensor& y, const at::Tensor& x, const at::Tensor& dsk, const at::Tensor& z,
@@ -1000,7 +1032,7 @@ struct GatedNorm {
     void *py = y.data_ptr(), *px = x.data_ptr(), *pd = dsk.data_ptr(), *pz = z.data_ptr(), *pw = w.data_ptr(),
          *po = out.data_ptr();
     unsigned rows = (unsigned)std::min<int64_t>(m, 8 * sms(y));
-    launch_grid(y, std::string("gnorm_fwd") + suffix(x), {rows, (unsigned)groups}, threads(gs), 0,
+    launch_grid(y, kernel("fwd", gs, x), {rows, (unsigned)groups}, threads(gs), 0,
                 {&py, &px, &sx, &pd, &pz, &sz, &pw, &po, &mm, &dd, &g, &p, &e});
     return out;
   }
@@ -1021,7 +1053,7 @@ struct GatedNorm {
     void *pg = dout.data_ptr(), *py = y.data_ptr(), *px = x.data_ptr(), *pd = dsk.data_ptr(), *pz = z.data_ptr(),
          *pw = w.data_ptr(), *pdy = dy.data_ptr(), *pdx = dx.data_ptr(), *pdz = dz.data_ptr(),
          *pwp = wpart.data_ptr(), *pdp = dpart.data_ptr();
-    launch_grid(y, std::string("gnorm_bwd") + suffix(x), {rows, (unsigned)groups}, threads(gs), 0,
+    launch_grid(y, kernel("bwd", gs, x), {rows, (unsigned)groups}, threads(gs), 0,
                 {&pg, &py, &px, &sx, &pd, &pz, &sz, &pw, &pdy, &pdx, &pdz, &pwp, &pdp, &mm, &dd, &g, &p, &e});
     auto dd_head = dpart.sum(0).view({di / headdim, headdim}).sum(1);
     return {dy, dx, dd_head.to(dsk.scalar_type()), dz, wpart.sum(0).to(w.scalar_type())};
@@ -1226,10 +1258,12 @@ int stuffed_ssd_rows(const char* stem, at::Tensor** ts, int n, int kind_of, cons
       args.push_back(&ptrs[i]);
     }
     args.push_back(&rows);
-    long long count = (long long)rows.B * rows.C * rows.Q * rows.H;  // one warp each
-    require(count < (1LL << 31), "SSD row kernel: more than 2^31 rows");
-    long long blocks = std::min<long long>((count + 7) / 8, 64LL * sms(*ts[0]));
-    launch_grid(*ts[0], std::string(stem) + suffix(*ts[kind_of]), {(unsigned)std::max(1LL, blocks)}, 256, 0, args);
+    long long tokens = (long long)rows.B * rows.C * rows.Q;  // one block each, its warps over the heads
+    require(tokens * rows.H < (1LL << 31), "SSD row kernel: more than 2^31 rows");
+    require(rows.P % 2 == 0, "SSD row kernel: odd head dim");
+    unsigned threads = (unsigned)std::min(256, std::max(32, (rows.H + 1) / 2 * 32));  // about 2 heads a warp
+    long long blocks = std::min<long long>(tokens, 32LL * sms(*ts[0]));
+    launch_grid(*ts[0], std::string(stem) + suffix(*ts[kind_of]), {(unsigned)std::max(1LL, blocks)}, threads, 0, args);
   });
 }
 

@@ -222,9 +222,10 @@ impl Dims {
         t.permute([0, 1, 3, 2, 4]).reshape([self.bsz, self.nc * self.q, x, y]).narrow(1, 0, self.l)
     }
 
-    /// Whether the row kernels run (else their tensor twins).
+    /// Whether the row and scan kernels run (else their tensor twins); the row kernels move
+    /// pairs of values, so the head dim must be even.
     fn on_gpu(&self) -> bool {
-        self.device.is_cuda()
+        self.device.is_cuda() && self.p % 2 == 0
     }
 
     /// Per-head [B, C, H, ...] viewed per group [B, C, G, H/G, ...].
@@ -297,6 +298,8 @@ struct Recomputed {
     x: Tensor,
     /// x * w, columns layout (compute kind).
     xw: Tensor,
+    /// x per head [B, C, G, H/G, Q, P] (compute kind; contiguous from the kernels).
+    xh: Tensor,
     /// [B, C, G, Q, N] (compute kind)
     b: Tensor,
     c: Tensor,
@@ -380,12 +383,14 @@ fn recompute(d: &Dims, xdt: &Tensor, la: &Tensor, b: &Tensor, c: &Tensor, h0: Op
     let last = acs.narrow(-1, d.q - 1, 1); // [B, C, H, 1]
     let w = super::exp_clamped(&(&last - &acs)).contiguous();
     // Chunk states S_c[p, n] = sum_s x_s[p] w_s B_s[n], then passed along the chunks.
-    let xw = if d.on_gpu() {
+    let (xw, xh) = if d.on_gpu() {
         let xw = Tensor::empty(d.cols_shape(), (kind, xdt.device()));
-        rows_kernel("ssd_xw", &[xdt, &w, &xw], 0, d);
-        xw
+        let xh = Tensor::empty([d.bsz, d.nc, d.g, d.hpg, d.q, d.p], (kind, xdt.device()));
+        rows_kernel("ssd_xw", &[xdt, &w, &xw, &xh], 0, d);
+        (xw, xh)
     } else {
-        (d.split_cols(&x.to_kind(Kind::Float)) * d.head_factor(&w)).to_kind(kind).reshape(d.cols_shape())
+        let xw = (d.split_cols(&x.to_kind(Kind::Float)) * d.head_factor(&w)).to_kind(kind).reshape(d.cols_shape());
+        (xw, d.cols_to_heads(&x))
     };
     let states = xw.transpose(-1, -2).matmul(&b).reshape([d.bsz, d.nc, d.h, d.p, d.n]); // compute kind
     let last = last.squeeze_dim(-1).contiguous(); // [B, C, H]
@@ -400,7 +405,7 @@ fn recompute(d: &Dims, xdt: &Tensor, la: &Tensor, b: &Tensor, c: &Tensor, h0: Op
         let (passing, prev, fin) = pass_states(d, &states.to_kind(Kind::Float), &last, h0);
         (Some(passing), prev, fin)
     };
-    Recomputed { x, xw, b, c, acs, cb, w, passing, last, prev, final_state }
+    Recomputed { x, xw, xh, b, c, acs, cb, w, passing, last, prev, final_state }
 }
 
 /// Runs one of the row kernels (`ssd_out`, `ssd_xw`, `ssd_dy`, `ssd_dx` of csrc/ssd.cpp) on
@@ -421,7 +426,7 @@ fn forward(xdt: &Tensor, la: &Tensor, b: &Tensor, c: &Tensor, h0: Option<&Tensor
     let xdt = &xdt.contiguous();
     let r = recompute(&d, xdt, la, b, c, h0);
     let m = decay_fwd(&r.cb, &r.acs, d.hpg); // [B, C, H, Q, Q]
-    let y_diag = d.by_group(&m).matmul(&d.cols_to_heads(&r.x)); // [B, C, G, H/G, Q, P]
+    let y_diag = d.by_group(&m).matmul(&r.xh); // [B, C, G, H/G, Q, P]
     drop(m);
     let raw = raw_state_output(&d, &r);
     if d.on_gpu() {
@@ -538,7 +543,7 @@ fn backward(
     drop((dxw, dx_diag));
     dacs -= &dw; // dw = d/d(acs_last - acs_s)
     dlast += dw.sum_dim_intlist(-1, false, f32);
-    let dm = d.by_head(&dy_h.matmul(&d.cols_to_heads(&r.x).transpose(-1, -2))).contiguous(); // [B, C, H, Q, Q]
+    let dm = d.by_head(&dy_h.matmul(&r.xh.transpose(-1, -2))).contiguous(); // [B, C, H, Q, Q]
     drop(dy_h);
     let (dcb, dacs_decay) = decay_bwd(&dm, &r.cb, &r.acs, d.hpg);
     drop(dm);
