@@ -219,6 +219,26 @@ __device__ __forceinline__ void st(bf16_t* p, long long i, float v) {
   p[i] = (bf16_t)(u >> 16);
 }
 
+__device__ __forceinline__ void ld2(const float* p, long long i, float& a, float& b) {
+  float2 v = *reinterpret_cast<const float2*>(p + i);
+  a = v.x;
+  b = v.y;
+}
+__device__ __forceinline__ void ld2(const bf16_t* p, long long i, float& a, float& b) {
+  unsigned v = *reinterpret_cast<const unsigned*>(p + i);
+  a = __uint_as_float(v << 16);
+  b = __uint_as_float(v & 0xffff0000u);
+}
+__device__ __forceinline__ void st2(float* p, long long i, float a, float b) {
+  *reinterpret_cast<float2*>(p + i) = make_float2(a, b);
+}
+__device__ __forceinline__ void st2(bf16_t* p, long long i, float a, float b) {
+  bf16_t lo, hi;
+  st(&lo, 0, a);
+  st(&hi, 0, b);
+  *reinterpret_cast<unsigned*>(p + i) = (unsigned)lo | ((unsigned)hi << 16);
+}
+
 __device__ __forceinline__ float warp_sum(float v) {
   for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
   return v;
@@ -237,6 +257,21 @@ __device__ void decay_fwd(const T* cb, const float* acs, T* m, int H, int hpg, i
   __syncthreads();
   const T* cbg = cb + ((long long)bc * (H / hpg) + h / hpg) * Q * Q;
   T* out = m + (long long)bh * Q * Q;
+  if (Q % 2 == 0) {  // two columns a thread, paired accesses
+    for (int s = 2 * threadIdx.x; s < Q; s += 2 * blockDim.x) {
+      float a0 = a[s], a1 = a[s + 1];
+      for (int l = 0; l < s; ++l) st2(out, (long long)l * Q + s, 0.f, 0.f);
+#pragma unroll 4
+      for (int l = s; l < Q; ++l) {
+        long long o = (long long)l * Q + s;
+        float c0, c1;
+        ld2(cbg, o, c0, c1);
+        float al = a[l];
+        st2(out, o, c0 * expf(fminf(al - a0, 0.f)), s + 1 <= l ? c1 * expf(fminf(al - a1, 0.f)) : 0.f);
+      }
+    }
+    return;
+  }
   for (int s = threadIdx.x; s < Q; s += blockDim.x) {
     float as = a[s];
 #pragma unroll 4
@@ -552,14 +587,28 @@ extern "C" __global__ void decay_fwd_bf16(const bf16_t* cb, const float* acs, bf
 // Token indices are 32-bit (B * C * Q * H < 2^31, checked by the caller): 64-bit division is slow.
 struct Rows {
   int B, L, H, P, G, Q, C;
-  __device__ long long natural(int b, int t, int h) const { return (((long long)b * L + t) * H + h) * P; }
-  __device__ long long factor(int b, int t, int h) const {
-    return (((long long)b * C + t / Q) * H + h) * Q + t % Q;
+};
+
+// The offsets of one (token, head) row in each layout.
+struct At {
+  long long natural, factor, heads, cols;
+};
+
+// Offsets of token (b, t)'s head 0, per layout; a head adds H-linear steps except in the columns
+// layout, where its group and place in the group count.
+struct Token {
+  long long natural, factor, cols;
+  __device__ Token(const Rows& R, int b, int t) {
+    int c = t / R.Q, q = t - c * R.Q;
+    long long bc = (long long)b * R.C + c;
+    natural = ((long long)b * R.L + t) * R.H * R.P;
+    factor = bc * R.H * R.Q + q;
+    cols = (bc * R.G * R.Q + q) * (long long)(R.H / R.G) * R.P;
   }
-  __device__ long long heads(int b, int t, int h) const { return factor(b, t, h) * P; }
-  __device__ long long cols(int b, int t, int h) const {
-    int hpg = H / G;
-    return ((((long long)b * C + t / Q) * G + h / hpg) * Q + t % Q) * (long long)H / G * P + (long long)(h % hpg) * P;
+  __device__ At at(const Rows& R, int h) const {
+    int hpg = R.H / R.G, g = h / hpg, j = h - g * hpg;
+    long long f = factor + (long long)h * R.Q;
+    return {natural + (long long)h * R.P, f, f * R.P, cols + ((long long)g * R.Q * hpg + j) * R.P};
   }
 };
 
@@ -569,27 +618,8 @@ struct Rows {
   int lane = threadIdx.x & 31, nw = blockDim.x >> 5;                                                      \
   unsigned ntok = (unsigned)(R).B * (R).C * (R).Q, per_b = (unsigned)(R).C * (R).Q;                       \
   for (unsigned bt = blockIdx.x; bt < ntok; bt += gridDim.x)                                               \
-    for (int h = threadIdx.x >> 5, b = (int)(bt / per_b), t = (int)(bt % per_b); h < (R).H; h += nw)
-
-__device__ __forceinline__ void ld2(const float* p, long long i, float& a, float& b) {
-  float2 v = *reinterpret_cast<const float2*>(p + i);
-  a = v.x;
-  b = v.y;
-}
-__device__ __forceinline__ void ld2(const bf16_t* p, long long i, float& a, float& b) {
-  unsigned v = *reinterpret_cast<const unsigned*>(p + i);
-  a = __uint_as_float(v << 16);
-  b = __uint_as_float(v & 0xffff0000u);
-}
-__device__ __forceinline__ void st2(float* p, long long i, float a, float b) {
-  *reinterpret_cast<float2*>(p + i) = make_float2(a, b);
-}
-__device__ __forceinline__ void st2(bf16_t* p, long long i, float a, float b) {
-  bf16_t lo, hi;
-  st(&lo, 0, a);
-  st(&hi, 0, b);
-  *reinterpret_cast<unsigned*>(p + i) = (unsigned)lo | ((unsigned)hi << 16);
-}
+    for (int h = threadIdx.x >> 5, b = (int)(bt / per_b), t = (int)(bt % per_b); h < (R).H; h += nw)      \
+      if (const At o = Token(R, b, t).at(R, h); true)
 
 // y (natural, fp32) = raw (cols) * exp(acs) + ydiag (heads): the output from the states
 // entering the chunks plus the diagonal blocks'.
@@ -597,8 +627,8 @@ template <typename T>
 __device__ void ssd_out(const T* raw, const T* ydiag, const float* acs, float* y, Rows R) {
   ROWS_LOOP(R) {
     if (t >= R.L) continue;
-    float e = expf(acs[R.factor(b, t, h)]);
-    long long oc = R.cols(b, t, h), oh = R.heads(b, t, h), on = R.natural(b, t, h);
+    float e = expf(acs[o.factor]);
+    long long oc = o.cols, oh = o.heads, on = o.natural;
     for (int p = 2 * lane; p < R.P; p += 64) {
       float r0, r1, d0, d1;
       ld2(raw, oc + p, r0, r1);
@@ -614,9 +644,9 @@ template <typename T>
 __device__ void ssd_xw(const T* x, const float* w, T* xw, T* xh, Rows R) {
   ROWS_LOOP(R) {
     bool in = t < R.L;
-    long long oc = R.cols(b, t, h), oh = R.heads(b, t, h);
-    float wv = in ? w[R.factor(b, t, h)] : 0.f;
-    long long on = in ? R.natural(b, t, h) : 0;
+    long long oc = o.cols, oh = o.heads;
+    float wv = in ? w[o.factor] : 0.f;
+    long long on = in ? o.natural : 0;
     for (int p = 2 * lane; p < R.P; p += 64) {
       float v0 = 0.f, v1 = 0.f;
       if (in) ld2(x, on + p, v0, v1);
@@ -631,9 +661,9 @@ __device__ void ssd_xw(const T* x, const float* w, T* xw, T* xh, Rows R) {
 template <typename T>
 __device__ void ssd_dy(const float* dy, const T* raw, const float* acs, T* dyo, T* dyh, float* dacs, Rows R) {
   ROWS_LOOP(R) {
-    long long of = R.factor(b, t, h), oc = R.cols(b, t, h), oh = R.heads(b, t, h);
+    long long of = o.factor, oc = o.cols, oh = o.heads;
     bool in = t < R.L;
-    long long on = in ? R.natural(b, t, h) : 0;
+    long long on = in ? o.natural : 0;
     float e = expf(acs[of]), acc = 0.f;
     for (int p = 2 * lane; p < R.P; p += 64) {
       float g0 = 0.f, g1 = 0.f, r0, r1;
@@ -653,12 +683,12 @@ __device__ void ssd_dy(const float* dy, const T* raw, const float* acs, T* dyo, 
 template <typename T>
 __device__ void ssd_dx(const T* dxw, const T* x, const float* w, const T* dxdiag, T* dxdt, float* dws, Rows R) {
   ROWS_LOOP(R) {
-    long long of = R.factor(b, t, h), oc = R.cols(b, t, h), oh = R.heads(b, t, h);
+    long long of = o.factor, oc = o.cols, oh = o.heads;
     if (t >= R.L) {
       if (lane == 0) dws[of] = 0.f;
       continue;
     }
-    long long on = R.natural(b, t, h);
+    long long on = o.natural;
     float wv = w[of], acc = 0.f;
     for (int p = 2 * lane; p < R.P; p += 64) {
       float g0, g1, x0, x1, d0, d1;
