@@ -260,14 +260,14 @@ __device__ void decay_fwd(const T* cb, const float* acs, T* m, int H, int hpg, i
   if (Q % 2 == 0) {  // two columns a thread, paired accesses
     for (int s = 2 * threadIdx.x; s < Q; s += 2 * blockDim.x) {
       float a0 = a[s], a1 = a[s + 1];
-      for (int l = 0; l < s; ++l) st2(out, (long long)l * Q + s, 0.f, 0.f);
+      // Every lane walks all rows (no divergence); the upper triangle reads cb and writes 0.
 #pragma unroll 4
-      for (int l = s; l < Q; ++l) {
+      for (int l = 0; l < Q; ++l) {
         long long o = (long long)l * Q + s;
         float c0, c1;
         ld2(cbg, o, c0, c1);
         float al = a[l];
-        st2(out, o, c0 * expf(fminf(al - a0, 0.f)), s + 1 <= l ? c1 * expf(fminf(al - a1, 0.f)) : 0.f);
+        st2(out, o, s <= l ? c0 * expf(fminf(al - a0, 0.f)) : 0.f, s + 1 <= l ? c1 * expf(fminf(al - a1, 0.f)) : 0.f);
       }
     }
     return;
@@ -1241,7 +1241,8 @@ int stuffed_ssd_decay_fwd(at::Tensor* cb, at::Tensor* acs, at::Tensor* m) {
     void* pcb = cb->data_ptr();
     void* pacs = acs->data_ptr();
     void* pm = m->data_ptr();
-    launch_grid(*cb, std::string("decay_fwd") + suffix(*cb), {(unsigned)(m->numel() / (q * q))}, row_threads(q),
+    unsigned threads = row_threads(q % 2 == 0 ? q / 2 : q);  // two columns a thread when Q is even
+    launch_grid(*cb, std::string("decay_fwd") + suffix(*cb), {(unsigned)(m->numel() / (q * q))}, threads,
                 (unsigned)(q * sizeof(float)), {&pcb, &pacs, &pm, &hh, &hpg, &qq});
   });
 }
