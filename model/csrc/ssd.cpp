@@ -347,7 +347,7 @@ __device__ void decay_dcb(const T* dm, const float* acs, float* dcb, int G, int 
   }
 }
 
-__device__ __forceinline__ float sigmoid_f(float v) { return 1.f / (1.f + expf(-v)); }
+__device__ __forceinline__ float sigmoid_f(float v) { return 1.f / (1.f + __expf(-v)); }
 
 // Block-wide sum of two values (every thread gets both); `red` holds 64 floats.
 __device__ __forceinline__ void block_sum2(float& u, float& v, float* red) {
@@ -807,17 +807,17 @@ BOTH_KINDS(SCALE)
   }
 BOTH_KINDS(PASS)
 #define SSD_ROWS(S, T)                                                                                         \
-  extern "C" __global__ void ssd_out_##S(const T* raw, const T* ydiag, const float* acs, float* y, Rows R) {   \
+  extern "C" __global__ void __maxnreg__(40) ssd_out_##S(const T* raw, const T* ydiag, const float* acs, float* y, Rows R) {   \
     ssd_out<T>(raw, ydiag, acs, y, R);                                                                         \
   }                                                                                                            \
-  extern "C" __global__ void ssd_xw_##S(const T* x, const float* w, T* xw, T* xh, Rows R) {                  \
+  extern "C" __global__ void __maxnreg__(40) ssd_xw_##S(const T* x, const float* w, T* xw, T* xh, Rows R) {                  \
     ssd_xw<T>(x, w, xw, xh, R);                                                                                \
   }                                                                                                            \
-  extern "C" __global__ void ssd_dy_##S(const float* dy, const T* raw, const float* acs, T* dyo, T* dyh,       \
+  extern "C" __global__ void __maxnreg__(40) ssd_dy_##S(const float* dy, const T* raw, const float* acs, T* dyo, T* dyh,       \
                                         float* dacs, Rows R) {                                                 \
     ssd_dy<T>(dy, raw, acs, dyo, dyh, dacs, R);                                                                \
   }                                                                                                            \
-  extern "C" __global__ void ssd_dx_##S(const T* dxw, const T* x, const float* w, const T* dxdiag, T* dxdt,    \
+  extern "C" __global__ void __maxnreg__(40) ssd_dx_##S(const T* dxw, const T* x, const float* w, const T* dxdiag, T* dxdt,    \
                                         float* dws, Rows R) {                                                  \
     ssd_dx<T>(dxw, x, w, dxdiag, dxdt, dws, R);                                                                \
   }
@@ -838,7 +838,7 @@ BOTH_KINDS(DECAY_BWD)
                                                  int Di, int gs, int P, float eps) {                           \
     gnorm_fwd<T, NC>(y, x, sx, dsk, z, sz, w, out, M, Di, gs, P, eps);                                        \
   }                                                                                                          \
-  extern "C" __global__ void gnorm_bwd##NC##_##S(const T* dout, const float* y, const T* x, long long sx,      \
+  extern "C" __global__ void __maxnreg__(40) gnorm_bwd##NC##_##S(const T* dout, const float* y, const T* x, long long sx,      \
                                                  const float* dsk, const T* z, long long sz, const float* w,   \
                                                  float* dy, T* dx, T* dz, float* wpart, float* dpart, int M,   \
                                                  int Di, int gs, int P, float eps) {                           \
