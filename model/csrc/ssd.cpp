@@ -493,26 +493,19 @@ __device__ __forceinline__ float conv_in(const T* x, long long sb, long long sr,
   return ld(pre, ((long long)b * C + c) * (K - 1) + (K - 1) + t);
 }
 
-// TT (positions a thread, CONV_TILE: defined by the compiler options from kConvTile) is a
-// compile-time constant so that the loops unroll and, with the pointers declared unaliased, the
-// loads of a tile are issued together.
 template <typename T, int K>
-__device__ void conv_fwd(const T* __restrict__ x, long long sb, long long sr, const T* __restrict__ pre,
-                         const T* __restrict__ w, const T* __restrict__ bias, T* __restrict__ out, int L, int C) {
-  constexpr int TT = CONV_TILE;
+__device__ void conv_fwd(const T* x, long long sb, long long sr, const T* pre, const T* w, const T* bias, T* out,
+                         int L, int C, int TT) {
   int c = blockIdx.x * blockDim.x + threadIdx.x;
   if (c >= C) return;
-  int b = blockIdx.z, t0 = blockIdx.y * TT;
+  int b = blockIdx.z, t0 = blockIdx.y * TT, t1 = min(t0 + TT, L);
   float wk[K], win[K];
 #pragma unroll
   for (int k = 0; k < K; ++k) wk[k] = ld(w, (long long)c * K + k);
   float bv = ld(bias, c);
 #pragma unroll
   for (int k = 0; k < K - 1; ++k) win[k + 1] = conv_in<T, K>(x, sb, sr, pre, C, b, t0 - (K - 1) + k, c);
-#pragma unroll
-  for (int i = 0; i < TT; ++i) {
-    int t = t0 + i;
-    if (t >= L) break;
+  for (int t = t0; t < t1; ++t) {
 #pragma unroll
     for (int k = 0; k < K - 1; ++k) win[k] = win[k + 1];
     win[K - 1] = ld(x, b * sb + t * (long long)sr + c);
@@ -527,10 +520,8 @@ __device__ void conv_fwd(const T* __restrict__ x, long long sb, long long sr, co
 // [B, L, C] (contiguous), dx [B, L, C] (contiguous) and per (b, tile) partial sums of dw
 // [.., C, K] and dbias [.., C] (fp32, summed by the caller).
 template <typename T, int K>
-__device__ void conv_bwd(const T* __restrict__ x, long long sb, long long sr, const T* __restrict__ w,
-                         const T* __restrict__ bias, const T* __restrict__ dout, T* __restrict__ dx,
-                         float* __restrict__ wpart, float* __restrict__ bpart, int L, int C) {
-  constexpr int TT = CONV_TILE;
+__device__ void conv_bwd(const T* x, long long sb, long long sr, const T* w, const T* bias, const T* dout, T* dx,
+                         float* wpart, float* bpart, int L, int C, int TT) {
   int c = blockIdx.x * blockDim.x + threadIdx.x;
   if (c >= C) return;
   int b = blockIdx.z, t0 = blockIdx.y * TT, t1 = min(t0 + TT, L);
@@ -546,9 +537,7 @@ __device__ void conv_bwd(const T* __restrict__ x, long long sb, long long sr, co
   for (int k = 0; k < K - 1; ++k) win[k + 1] = conv_in<T, K>(x, sb, sr, nullptr, C, b, t0 - (K - 1) + k, c);
   // dpre at t (kept for the last K positions in dp, dp[K-1] newest); dx at s = t - (K-1) once
   // dpre is known up to s + K - 1.
-#pragma unroll
-  for (int i = 0; i < TT + K - 1; ++i) {
-    int t = t0 + i;
+  for (int t = t0; t < t1 + K - 1; ++t) {
 #pragma unroll
     for (int k = 0; k < K - 1; ++k) {
       win[k] = win[k + 1];
@@ -859,13 +848,13 @@ BOTH_KINDS(DECAY_BWD)
 BOTH_KINDS(GNORM)
 #define CONV(S, T, K)                                                                                       \
   extern "C" __global__ void conv_fwd_k##K##_##S(const T* x, long long sb, long long sr, const T* pre,       \
-                                                 const T* w, const T* bias, T* out, int L, int C) {         \
-    conv_fwd<T, K>(x, sb, sr, pre, w, bias, out, L, C);                                                 \
+                                                 const T* w, const T* bias, T* out, int L, int C, int TT) { \
+    conv_fwd<T, K>(x, sb, sr, pre, w, bias, out, L, C, TT);                                                 \
   }                                                                                                         \
   extern "C" __global__ void conv_bwd_k##K##_##S(const T* x, long long sb, long long sr, const T* w,         \
                                                  const T* bias, const T* dout, T* dx, float* wpart,         \
-                                                 float* bpart, int L, int C) {                              \
-    conv_bwd<T, K>(x, sb, sr, w, bias, dout, dx, wpart, bpart, L, C);                                   \
+                                                 float* bpart, int L, int C, int TT) {                      \
+    conv_bwd<T, K>(x, sb, sr, w, bias, dout, dx, wpart, bpart, L, C, TT);                                   \
   }
 #define CONV_KS(S, T) CONV(S, T, 2) CONV(S, T, 3) CONV(S, T, 4)
 BOTH_KINDS(CONV_KS)
@@ -873,7 +862,6 @@ BOTH_KINDS(CONV_KS)
 
 // The causal conv kernels exist for these widths (d_conv); others take the tensor path.
 constexpr int kConvWidths[] = {2, 3, 4};
-constexpr int kConvTile = 32;  // positions per thread (the kernels' CONV_TILE)
 
 std::vector<std::string> kernel_names() {
   std::vector<std::string> names;
@@ -906,9 +894,8 @@ std::string compile_ptx(int major, int minor) {
     throw std::runtime_error("nvrtcCreateProgram failed");
   }
   std::string arch = "--gpu-architecture=compute_" + std::to_string(major) + std::to_string(minor);
-  std::string tile = "-DCONV_TILE=" + std::to_string(kConvTile);
-  const char* opts[] = {arch.c_str(), "--std=c++17", "-default-device", tile.c_str()};
-  nvrtcResult r = a.nvrtcCompileProgram(prog, 4, opts);
+  const char* opts[] = {arch.c_str(), "--std=c++17", "-default-device"};
+  nvrtcResult r = a.nvrtcCompileProgram(prog, 3, opts);
   size_t log_size = 0;
   a.nvrtcGetProgramLogSize(prog, &log_size);
   std::string log(log_size, '\0');
@@ -1164,6 +1151,7 @@ struct ScaleHeadsFunction : public torch::autograd::Function<ScaleHeadsFunction>
 
 // ---------------------------------------------------------------------------------------------
 // 5. Causal depthwise conv + SiLU on the [B, L, C] layout: one node, saving its inputs.
+constexpr int kConvTile = 32;  // positions per thread
 
 std::string conv_kernel(const char* dir, const at::Tensor& w, const at::Tensor& x) {
   return std::string("conv_") + dir + "_k" + std::to_string(w.size(-1)) + suffix(x);
@@ -1177,7 +1165,7 @@ at::Tensor conv_forward(const at::Tensor& x, const at::Tensor& w, const at::Tens
   void *px = x.data_ptr(), *pp = pre ? pre->data_ptr() : nullptr, *pw = w.data_ptr(), *pb = bias.data_ptr(),
        *po = out.data_ptr();
   Grid grid{(unsigned)((c + 127) / 128), (unsigned)((l + tt - 1) / tt), (unsigned)bsz};
-  launch_grid(x, conv_kernel("fwd", w, x), grid, 128, 0, {&px, &sb, &sr, &pp, &pw, &pb, &po, &ll, &cc});
+  launch_grid(x, conv_kernel("fwd", w, x), grid, 128, 0, {&px, &sb, &sr, &pp, &pw, &pb, &po, &ll, &cc, &tt});
   return out;
 }
 
@@ -1204,7 +1192,7 @@ struct ConvSiluFunction : public torch::autograd::Function<ConvSiluFunction> {
     void *px = x.data_ptr(), *pw = w.data_ptr(), *pb = bias.data_ptr(), *pg = dout.data_ptr(),
          *pdx = dx.data_ptr(), *pwp = wpart.data_ptr(), *pbp = bpart.data_ptr();
     Grid grid{(unsigned)((c + 127) / 128), (unsigned)tiles, (unsigned)bsz};
-    launch_grid(x, conv_kernel("bwd", w, x), grid, 128, 0, {&px, &sb, &sr, &pw, &pb, &pg, &pdx, &pwp, &pbp, &ll, &cc});
+    launch_grid(x, conv_kernel("bwd", w, x), grid, 128, 0, {&px, &sb, &sr, &pw, &pb, &pg, &pdx, &pwp, &pbp, &ll, &cc, &tt});
     return {dx, wpart.sum(0).view(w.sizes()).to(w.scalar_type()), bpart.sum(0).to(bias.scalar_type())};
   }
 };
