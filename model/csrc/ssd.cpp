@@ -2,10 +2,12 @@
 //  1. A libtorch autograd Function whose forward and backward are supplied by Rust
 //     (stuffed-model's `ssd::fused`), so the SSD is one node of the graph: nothing of its
 //     inside is saved for backward except its inputs, and backward recomputes what it needs.
-//  2. CUDA kernels for the Q x Q decay blocks (the masked exp(cumsum_l - cumsum_s) products that
-//     dominate the tensor-op SSD's memory traffic), compiled at first use with NVRTC and
-//     launched on libtorch's current stream. libcuda and libnvrtc are loaded with dlopen:
-//     nothing here needs CUDA headers, and a CPU-only machine never touches them.
+//  2. CUDA kernels, compiled at first use with NVRTC and launched on libtorch's current stream:
+//     the SSD's Q x Q decay blocks (the masked exp(cumsum_l - cumsum_s) products), its
+//     elementwise stages around the chunk matmuls and its state passing; and the mixer's conv +
+//     SiLU, x * dt and gated RMSNorm, each with its own autograd Function (3.-5. below).
+//     libcuda and libnvrtc are loaded with dlopen: nothing here needs CUDA headers, and a
+//     CPU-only machine never touches them.
 // Every extern "C" entry point catches C++ exceptions and returns non-zero on failure, with
 // the message available from stuffed_ssd_last_error() on the same thread.
 #include <dirent.h>
@@ -1299,12 +1301,21 @@ int stuffed_ssd_rows(const char* stem, at::Tensor** ts, int n, int kind_of, cons
 }
 
 // The states entering each chunk, prev [B, C, H, ..] (states' kind), and the final state fin
-// [B, H, ..] (fp32) from the chunk states [B, C, H, ..] (PN values per head), the chunk log-decays last [B, C, H] and h0
-// [B, H, PN] (fp32, null for zeros); all contiguous.
+// [B, H, ..] (fp32) from the chunk states [B, C, H, ..] (PN values a head), the chunk log-decays
+// last [B, C, H] (fp32) and h0 [B, H, ..] (fp32, null for zeros); all contiguous.
 int stuffed_ssd_pass_fwd(at::Tensor* states, at::Tensor* last, at::Tensor* h0, at::Tensor* prev, at::Tensor* fin) {
   return guarded([&] {
+    bool contiguous = states->is_contiguous() && last->is_contiguous() && prev->is_contiguous() &&
+                      fin->is_contiguous() && (h0 == nullptr || h0->is_contiguous());
+    require(contiguous, "pass_fwd: not contiguous");
+    require(last->scalar_type() == at::kFloat && fin->scalar_type() == at::kFloat &&
+                prev->scalar_type() == states->scalar_type() && (h0 == nullptr || h0->scalar_type() == at::kFloat),
+            "pass_fwd: wrong kinds");
     int b = (int)states->size(0), c = (int)states->size(1), h = (int)states->size(2);
     int pn = (int)(states->numel() / ((int64_t)b * c * h));
+    require(prev->numel() == states->numel() && last->numel() == (int64_t)b * c * h &&
+                fin->numel() == (int64_t)b * h * pn && (h0 == nullptr || h0->numel() == fin->numel()),
+            "pass_fwd: shapes disagree");
     void *ps = states->data_ptr(), *pl = last->data_ptr(), *ph = h0 ? h0->data_ptr() : nullptr,
          *pp = prev->data_ptr(), *pf = fin->data_ptr();
     launch(*states, std::string("pass_fwd") + suffix(*states), fin->numel(), {&ps, &pl, &ph, &pp, &pf, &b, &c, &h, &pn});
@@ -1318,6 +1329,16 @@ int stuffed_ssd_pass_bwd(at::Tensor* dprev, at::Tensor* dfin, at::Tensor* prev, 
   return guarded([&] {
     int b = (int)dprev->size(0), c = (int)dprev->size(1), h = (int)dprev->size(2);
     int pn = (int)(dprev->numel() / ((int64_t)b * c * h));
+    bool contiguous = dprev->is_contiguous() && prev->is_contiguous() && last->is_contiguous() &&
+                      dstates->is_contiguous() && dh0->is_contiguous() && (dfin == nullptr || dfin->is_contiguous());
+    require(contiguous, "pass_bwd: not contiguous");
+    require(prev->scalar_type() == dprev->scalar_type() && dstates->scalar_type() == dprev->scalar_type() &&
+                last->scalar_type() == at::kFloat && dh0->scalar_type() == at::kFloat &&
+                (dfin == nullptr || dfin->scalar_type() == at::kFloat),
+            "pass_bwd: wrong kinds");
+    require(prev->numel() == dprev->numel() && dstates->numel() == dprev->numel() && last->numel() == (int64_t)b * c * h &&
+                dh0->numel() == (int64_t)b * h * pn && (dfin == nullptr || dfin->numel() == dh0->numel()),
+            "pass_bwd: shapes disagree");
     unsigned blocks = (unsigned)((pn + 255) / 256);
     auto part = at::empty({b, c, h, (int64_t)blocks}, last->options());
     void *pg = dprev->data_ptr(), *pf = dfin ? dfin->data_ptr() : nullptr, *pp = prev->data_ptr(),

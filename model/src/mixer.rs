@@ -174,7 +174,9 @@ impl Mixer {
             b = b * ex.knobs.b_mult;
         }
         let (dt, la) = self.discretise(dt_raw, &ex.knobs);
-        let xf = || x.to_kind(Kind::Float);
+        // fp32 x for the tensor ops (xdt, D skip, probes); the fused kernels read x as it is.
+        let xf_kept = (!fused).then(|| x.to_kind(Kind::Float));
+        let xf = || xf_kept.as_ref().map_or_else(|| x.to_kind(Kind::Float), Tensor::shallow_clone);
         let xdt = if fused {
             ssd::fused::scale_heads(&xbc[0], &dt)
         } else {

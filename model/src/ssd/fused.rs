@@ -5,10 +5,15 @@
 //! which is most of a step's activation memory and memory traffic. Here the forward runs
 //! outside autograd and keeps only the inputs; the backward recomputes the chunk products and
 //! applies the chain rule by hand. On CUDA the Q x Q decay blocks (forward: the masked
-//! C.B * exp(cumsum_l - cumsum_s); backward: their gradient and the d(cumsum) terms) are CUDA
+//! C.B * exp(cumsum_l - cumsum_s); backward: their gradient and the d(cumsum) terms), the
+//! elementwise stages around the chunk matmuls and the state passing between chunks are CUDA
 //! kernels (`csrc/ssd.cpp`, compiled at first use with NVRTC, launched on libtorch's current
-//! stream); elsewhere the same blocks are tensor ops, which is how the CPU tests check every
-//! formula of the backward against autograd.
+//! stream); elsewhere each has a tensor-op twin, which is how the CPU tests check every formula
+//! of the backward against autograd.
+//!
+//! The mixer's other memory-bound stages on CUDA live here too, each one autograd node over the
+//! same kernels module: the causal conv + SiLU (`conv_silu`), xdt = x * dt (`scale_heads`) and
+//! the D skip + gate + grouped RMSNorm (`gated_norm`).
 //!
 //! Shapes as in `ssd_chunked`; chunked layouts are [B, C, H, Q, ...] with the heads of a group
 //! contiguous (h = g * H/G + j), so a group's B and C broadcast over its heads without copies.
