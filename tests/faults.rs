@@ -70,7 +70,9 @@ fn worker_killed_mid_training_resumes_to_the_same_weights() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let corpus = common::fixture_corpus(d);
-    let sweep = one_job_sweep(d, &corpus, "wkill", 60, "retries: 2\n");
+    // Long enough that the kill, sent after the first checkpoint (step 5) and two CLI calls,
+    // lands mid-training even on a loaded 2-core machine (60 steps once finished first).
+    let sweep = one_job_sweep(d, &corpus, "wkill", 400, "retries: 2\n");
     let db = d.join("w.db");
     let mut ctl = Command::new(common::bin())
         .args(["sweep", "run", sweep.to_str().unwrap(), "--db", db.to_str().unwrap(), "--gpus", "none", "--max-parallel", "1"])
