@@ -372,6 +372,20 @@ __device__ __forceinline__ void block_sum2(float& u, float& v, float* red) {
   __syncthreads();
 }
 
+// One column of one row of the gated norm's input: z, x, u = y + x D, sigmoid(z), g = u silu(z).
+template <typename T>
+struct GnormCol {
+  float z, x, u, sg, g;
+  __device__ GnormCol(const float* y, const T* xs, long long sx, const T* zs, long long sz, int row, int Di, int col,
+                      float d) {
+    z = ld(zs, row * sz + col);
+    x = ld(xs, row * sx + col);
+    u = y[(long long)row * Di + col] + x * d;
+    sg = sigmoid_f(z);
+    g = u * z * sg;
+  }
+};
+
 // The mixer's tail before out_proj, per row (token) and norm group:
 //   u = y + x * D[head],  g = u * silu(z),  out = g / sqrt(mean over the group of g^2 + eps) * w.
 // y [M, Di] fp32 contiguous; x, z rows of stride sx, sz (columns contiguous); out [M, Di].
@@ -397,10 +411,7 @@ __device__ void gnorm_fwd(const float* y, const T* x, long long sx, const float*
       int c = threadIdx.x + k * blockDim.x;
       gv[k] = 0.f;
       if (c < gs) {
-        int col = g * gs + c;
-        float zv = ld(z, row * sz + col);
-        float u = y[(long long)row * Di + col] + ld(x, row * sx + col) * dk[k];
-        gv[k] = u * zv * sigmoid_f(zv);
+        gv[k] = GnormCol<T>(y, x, sx, z, sz, row, Di, g * gs + c, dk[k]).g;
         ss += gv[k] * gv[k];
       }
     }
@@ -441,11 +452,9 @@ __device__ void gnorm_bwd(const T* dout, const float* y, const T* x, long long s
       int c = threadIdx.x + k * blockDim.x;
       if (c < gs) {
         int col = g * gs + c;
-        long long o = (long long)row * Di + col;
-        float zv = ld(z, row * sz + col);
-        float gv = (y[o] + ld(x, row * sx + col) * dk[k]) * zv * sigmoid_f(zv);
+        float gv = GnormCol<T>(y, x, sx, z, sz, row, Di, col, dk[k]).g;
         ss += gv * gv;
-        sd += ld(dout, o) * w[col] * gv;
+        sd += ld(dout, (long long)row * Di + col) * w[col] * gv;
       }
     }
     block_sum2(ss, sd, red);
@@ -457,17 +466,15 @@ __device__ void gnorm_bwd(const T* dout, const float* y, const T* x, long long s
       if (c < gs) {
         int col = g * gs + c;
         long long o = (long long)row * Di + col;
-        float zv = ld(z, row * sz + col), xv = ld(x, row * sx + col), go = ld(dout, o);
-        float uv = y[o] + xv * dk[k];
-        float sg = sigmoid_f(zv);
-        float gv = uv * zv * sg;
-        float dg = r * go * w[col] - gv * coef;
-        float du = dg * zv * sg;
-        wacc[k] += go * gv * r;
-        dacc[k] += du * xv;
+        const GnormCol<T> v(y, x, sx, z, sz, row, Di, col, dk[k]);
+        float go = ld(dout, o);
+        float dg = r * go * w[col] - v.g * coef;
+        float du = dg * v.z * v.sg;
+        wacc[k] += go * v.g * r;
+        dacc[k] += du * v.x;
         dy[o] = du;
         st(dx, o, du * dk[k]);
-        st(dz, o, dg * uv * sg * (1.f + zv * (1.f - sg)));
+        st(dz, o, dg * v.u * v.sg * (1.f + v.z * (1.f - v.sg)));
       }
     }
   }
@@ -1054,40 +1061,45 @@ struct GatedNorm {
     return std::string("gnorm_") + dir + std::to_string(columns(gs)) + suffix(x);
   }
 
+  // The sizes of one call, as the kernels take them (their addresses are the launch arguments).
+  struct Call {
+    int64_t bsz, l, di, gs;
+    unsigned rows, groups;
+    long long sx, sz;
+    int m, d, g, p;
+    float eps;
+    Call(const GatedNorm& op, const at::Tensor& y, const at::Tensor& x, const at::Tensor& z)
+        : bsz(y.size(0)), l(y.size(1)), di(y.size(2)), gs(di / op.groups),
+          rows((unsigned)std::min<int64_t>(bsz * l, 8 * sms(y))), groups((unsigned)op.groups), sx(x.stride(1)),
+          sz(z.stride(1)), m((int)(bsz * l)), d((int)di), g((int)gs), p((int)op.headdim), eps((float)op.eps) {}
+  };
+
   at::Tensor forward(const at::Tensor& y, const at::Tensor& x, const at::Tensor& dsk, const at::Tensor& z,
                      const at::Tensor& w) const {
-    int64_t bsz = y.size(0), l = y.size(1), di = y.size(2), m = bsz * l, gs = di / groups;
-    auto out = at::empty({bsz, l, di}, x.options().memory_format(at::MemoryFormat::Contiguous));
-    long long sx = x.stride(1), sz = z.stride(1);
-    int mm = (int)m, dd = (int)di, g = (int)gs, p = (int)headdim;
-    float e = (float)eps;
+    Call c(*this, y, x, z);
+    auto out = at::empty({c.bsz, c.l, c.di}, x.options().memory_format(at::MemoryFormat::Contiguous));
     void *py = y.data_ptr(), *px = x.data_ptr(), *pd = dsk.data_ptr(), *pz = z.data_ptr(), *pw = w.data_ptr(),
          *po = out.data_ptr();
-    unsigned rows = (unsigned)std::min<int64_t>(m, 8 * sms(y));
-    launch_grid(y, kernel("fwd", gs, x), {rows, (unsigned)groups}, threads(gs), 0,
-                {&py, &px, &sx, &pd, &pz, &sz, &pw, &po, &mm, &dd, &g, &p, &e});
+    launch_grid(y, kernel("fwd", c.gs, x), {c.rows, c.groups}, threads(c.gs), 0,
+                {&py, &px, &c.sx, &pd, &pz, &c.sz, &pw, &po, &c.m, &c.d, &c.g, &c.p, &c.eps});
     return out;
   }
 
   // dy, dx, dD, dz, dw
   std::vector<at::Tensor> backward(const at::Tensor& dout, const at::Tensor& y, const at::Tensor& x,
                                    const at::Tensor& dsk, const at::Tensor& z, const at::Tensor& w) const {
-    int64_t bsz = y.size(0), l = y.size(1), di = y.size(2), m = bsz * l, gs = di / groups;
-    unsigned rows = (unsigned)std::min<int64_t>(m, 8 * sms(y));
+    Call c(*this, y, x, z);
     auto f32 = y.options();
-    auto dy = at::empty({bsz, l, di}, f32);
-    auto dx = at::empty({bsz, l, di}, x.options().memory_format(at::MemoryFormat::Contiguous));
-    auto dz = at::empty({bsz, l, di}, z.options().memory_format(at::MemoryFormat::Contiguous));
-    auto wpart = at::empty({(int64_t)rows, di}, f32), dpart = at::empty({(int64_t)rows, di}, f32);
-    long long sx = x.stride(1), sz = z.stride(1);
-    int mm = (int)m, dd = (int)di, g = (int)gs, p = (int)headdim;
-    float e = (float)eps;
+    auto dy = at::empty({c.bsz, c.l, c.di}, f32);
+    auto dx = at::empty({c.bsz, c.l, c.di}, x.options().memory_format(at::MemoryFormat::Contiguous));
+    auto dz = at::empty({c.bsz, c.l, c.di}, z.options().memory_format(at::MemoryFormat::Contiguous));
+    auto wpart = at::empty({(int64_t)c.rows, c.di}, f32), dpart = at::empty({(int64_t)c.rows, c.di}, f32);
     void *pg = dout.data_ptr(), *py = y.data_ptr(), *px = x.data_ptr(), *pd = dsk.data_ptr(), *pz = z.data_ptr(),
          *pw = w.data_ptr(), *pdy = dy.data_ptr(), *pdx = dx.data_ptr(), *pdz = dz.data_ptr(),
          *pwp = wpart.data_ptr(), *pdp = dpart.data_ptr();
-    launch_grid(y, kernel("bwd", gs, x), {rows, (unsigned)groups}, threads(gs), 0,
-                {&pg, &py, &px, &sx, &pd, &pz, &sz, &pw, &pdy, &pdx, &pdz, &pwp, &pdp, &mm, &dd, &g, &p, &e});
-    auto dd_head = dpart.sum(0).view({di / headdim, headdim}).sum(1);
+    launch_grid(y, kernel("bwd", c.gs, x), {c.rows, c.groups}, threads(c.gs), 0,
+                {&pg, &py, &px, &c.sx, &pd, &pz, &c.sz, &pw, &pdy, &pdx, &pdz, &pwp, &pdp, &c.m, &c.d, &c.g, &c.p, &c.eps});
+    auto dd_head = dpart.sum(0).view({c.di / headdim, headdim}).sum(1);
     return {dy, dx, dd_head.to(dsk.scalar_type()), dz, wpart.sum(0).to(w.scalar_type())};
   }
 };

@@ -168,6 +168,18 @@ fn streaming_state_agrees() {
     assert!(max_rel(&outs[0], &outs[1]) < 1e-4, "streamed logits {}", max_rel(&outs[0], &outs[1]));
 }
 
+/// A fused op's (output, input gradients) against its reference's: each within `tol` of `rel`.
+/// Returns the figures for the log.
+fn assert_close<const N: usize>(tag: &str, fused: (Tensor, [Tensor; N]), reference: (Tensor, [Tensor; N]), tol: f64) -> String {
+    let ((o1, g1), (o2, g2)) = (fused, reference);
+    assert!(rel(&o1, &o2) < tol, "out {tag}: {}", rel(&o1, &o2));
+    for (i, (a, b)) in g1.iter().zip(&g2).enumerate() {
+        assert!(rel(a, b) < tol, "grad {i} {tag}: {}", rel(a, b));
+    }
+    let grads: Vec<String> = g1.iter().zip(&g2).map(|(a, b)| format!("{:.1e}", rel(a, b))).collect();
+    format!("out {:.1e} grads {grads:?}", rel(&o1, &o2))
+}
+
 /// The mixer's fused tail (D skip, gate, grouped RMSNorm) against its tensor ops: output and
 /// the gradients of y, x, D, z and w, with x and z column slices of wider tensors (as in the
 /// mixer), ngroups 1 and 2, fp32 and bf16.
@@ -206,15 +218,9 @@ fn gated_norm_equals_tensor_ops() {
                 (&out.to_kind(Kind::Float) * &wout).sum(Kind::Float).backward();
                 (out.detach(), [&y, &wide, &d, &w].map(|t| t.grad().copy()))
             };
-            let (o1, g1) = run(true);
-            let (o2, g2) = run(false);
             let tag = format!("{kind:?} G={groups}");
-            assert!(rel(&o1, &o2) < tol, "out {tag}: {}", rel(&o1, &o2));
-            for (i, (a, b)) in g1.iter().zip(&g2).enumerate() {
-                assert!(rel(a, b) < tol, "grad {i} {tag}: {}", rel(a, b));
-            }
-            eprintln!("gated norm {tag}: out {:.1e} grads {:?}", rel(&o1, &o2),
-                g1.iter().zip(&g2).map(|(a, b)| format!("{:.1e}", rel(a, b))).collect::<Vec<_>>());
+            let figures = assert_close(&tag, run(true), run(false), tol);
+            eprintln!("gated norm {tag}: {figures}");
         }
     }
 }
@@ -255,20 +261,14 @@ fn conv_silu_equals_conv1d() {
                 (&out.to_kind(Kind::Float) * &wout).sum(Kind::Float).backward();
                 (out.detach(), [&wide, &w, &bias].map(|t| t.grad().copy()))
             };
-            let (o1, g1) = run(true);
-            let (o2, g2) = run(false);
             let tag = format!("{kind:?} K={k} L={l}");
-            assert!(rel(&o1, &o2) < tol, "out {tag}: {}", rel(&o1, &o2));
-            for (i, (a, b)) in g1.iter().zip(&g2).enumerate() {
-                assert!(rel(a, b) < tol, "grad {i} {tag}: {}", rel(a, b));
-            }
+            let figures = assert_close(&tag, run(true), run(false), tol);
             let _g = tch::no_grad_guard();
             let pre = Tensor::randn([bsz, c, k - 1], o).to_kind(kind);
             let x = wide.narrow(2, 10, c);
             let (p1, p2) = (fused::conv_silu(&x, &w, &bias, Some(&pre)), reference(&x, Some(&pre)));
             assert!(rel(&p1, &p2) < tol, "with a prefix {tag}: {}", rel(&p1, &p2));
-            eprintln!("conv {tag}: out {:.1e} prefix {:.1e} grads {:?}", rel(&o1, &o2), rel(&p1, &p2),
-                g1.iter().zip(&g2).map(|(a, b)| format!("{:.1e}", rel(a, b))).collect::<Vec<_>>());
+            eprintln!("conv {tag}: {figures}, prefix {:.1e}", rel(&p1, &p2));
         }
     }
 }
@@ -302,11 +302,6 @@ fn scale_heads_equals_tensor_ops() {
             (&out.to_kind(Kind::Float) * &wout).sum(Kind::Float).backward();
             (out.detach(), [&wide, &dt].map(|t| t.grad().copy()))
         };
-        let (o1, g1) = run(true);
-        let (o2, g2) = run(false);
-        assert!(rel(&o1, &o2) < tol, "out {kind:?}: {}", rel(&o1, &o2));
-        for (i, (a, b)) in g1.iter().zip(&g2).enumerate() {
-            assert!(rel(a, b) < tol, "grad {i} {kind:?}: {}", rel(a, b));
-        }
+        assert_close(&format!("{kind:?}"), run(true), run(false), tol);
     }
 }

@@ -299,8 +299,6 @@ impl Dims {
 
 /// Everything the forward computes that the backward needs again.
 struct Recomputed {
-    /// Inputs in the columns layout [B, C, G, Q, H/G * P] (compute kind).
-    x: Tensor,
     /// x * w, columns layout (compute kind).
     xw: Tensor,
     /// x per head [B, C, G, H/G, Q, P] (compute kind; contiguous from the kernels).
@@ -377,7 +375,6 @@ fn pass_states_backward(d: &Dims, p: &Passing, dprev: &Tensor, dfinal: Option<&T
 
 fn recompute(d: &Dims, xdt: &Tensor, la: &Tensor, b: &Tensor, c: &Tensor, h0: Option<&Tensor>) -> Recomputed {
     let kind = d.kind;
-    let x = d.cols(xdt);
     let la_c = d.chunked(&la.clamp_max(0.0).to_kind(Kind::Float).unsqueeze(-1)).squeeze_dim(-1); // [B, C, H, Q]
     let b = d.chunked(&b.to_kind(kind)); // [B, C, G, Q, N]
     let c = d.chunked(&c.to_kind(kind));
@@ -394,6 +391,7 @@ fn recompute(d: &Dims, xdt: &Tensor, la: &Tensor, b: &Tensor, c: &Tensor, h0: Op
         rows_kernel("ssd_xw", &[xdt, &w, &xw, &xh], 0, d);
         (xw, xh)
     } else {
+        let x = d.cols(xdt); // [B, C, G, Q, H/G * P]
         let xw = (d.split_cols(&x.to_kind(Kind::Float)) * d.head_factor(&w)).to_kind(kind).reshape(d.cols_shape());
         (xw, d.cols_to_heads(&x))
     };
@@ -410,14 +408,13 @@ fn recompute(d: &Dims, xdt: &Tensor, la: &Tensor, b: &Tensor, c: &Tensor, h0: Op
         let (passing, prev, fin) = pass_states(d, &states.to_kind(Kind::Float), &last, h0);
         (Some(passing), prev, fin)
     };
-    Recomputed { x, xw, xh, b, c, acs, cb, w, passing, last, prev, final_state }
+    Recomputed { xw, xh, b, c, acs, cb, w, passing, last, prev, final_state }
 }
 
 /// Runs one of the row kernels (`ssd_out`, `ssd_xw`, `ssd_dy`, `ssd_dx` of csrc/ssd.cpp) on
 /// contiguous tensors in the kernel's argument order; `kind_of` names the tensor whose kind
 /// picks the kernel.
 fn rows_kernel(stem: &str, ts: &[&Tensor], kind_of: usize, d: &Dims) {
-    debug_assert!(ts.iter().all(|t| t.is_contiguous()));
     let stem = CString::new(stem).expect("kernel name");
     let ptrs: Vec<*mut C_tensor> = ts.iter().map(|t| ptr(t)).collect();
     let dims = [d.bsz, d.l, d.h, d.p, d.g, d.q, d.nc].map(|v| v as c_int);
@@ -539,7 +536,7 @@ fn backward(
         rows_kernel("ssd_dx", &[&dxw, xdt, &r.w, &dx_diag, &dxdt, &dw], 0, &d);
         (dxdt, dw)
     } else {
-        let (xf, dxw) = (d.split_cols(&r.x.to_kind(f32)), d.split_cols(&dxw.to_kind(f32))); // [B, C, G, Q, H/G, P]
+        let (xf, dxw) = (d.split_cols(&d.cols(xdt).to_kind(f32)), d.split_cols(&dxw.to_kind(f32))); // [B, C, G, Q, H/G, P]
         let wf = d.head_factor(&r.w);
         let dx = (&dxw * &wf).reshape(d.cols_shape()) + d.heads_to_cols(&dx_diag); // fp32
         let dw = d.head_sums(&(&dxw * &xf)) * &r.w;
