@@ -240,6 +240,23 @@ impl MambaConfig {
         let head = if self.tie_embeddings { 0 } else { self.padded_vocab() * d };
         self.padded_vocab() * d + self.n_layer * per_layer + d + head
     }
+    /// `num_params` with checked arithmetic: None when a product overflows i64.
+    pub fn checked_num_params(&self) -> Option<i64> {
+        let c = &self.ssm_cfg;
+        let mul = |a: i64, b: i64| a.checked_mul(b);
+        let sum = |xs: &[i64]| xs.iter().try_fold(0i64, |a, x| a.checked_add(*x));
+        let d = self.d_model;
+        let di = mul(c.expand, d)?;
+        let h = di.checked_div(c.headdim)?;
+        let gn = mul(2, mul(c.ngroups, c.d_state)?)?;
+        let conv_dim = di.checked_add(gn)?;
+        let in_proj = sum(&[mul(2, di)?, gn, h])?;
+        let per_layer = sum(&[d, mul(in_proj, d)?, mul(conv_dim, c.d_conv)?, conv_dim, mul(3, h)?, di, mul(d, di)?])?;
+        let m = self.pad_vocab_size_multiple.max(1);
+        let emb = mul(mul(self.vocab_size.checked_add(m - 1)? / m, m)?, d)?;
+        let head = if self.tie_embeddings { 0 } else { emb };
+        sum(&[emb, mul(self.n_layer, per_layer)?, d, head])
+    }
     /// Forward FLOPs per token (multiply-add = 2), lm_head included; training is ~3x this.
     pub fn flops_per_token(&self) -> f64 {
         let (d, di, n, g, q) = (
@@ -273,6 +290,21 @@ impl MambaConfig {
         for (k, v) in positive {
             if v <= 0 {
                 errs.push(format!("{k} must be positive, got {v}"));
+            } else if let Some((_, max)) = crate::limits::MODEL_BOUNDS.iter().find(|(b, _)| *b == k) {
+                if let Err(e) = crate::limits::check_bound(k, v, *max) {
+                    errs.push(e);
+                }
+            }
+        }
+        if errs.is_empty() {
+            // Within the bounds nothing below overflows; the totals are bounded too.
+            let params = self.checked_num_params();
+            if params.is_none_or(|p| p > crate::limits::MAX_PARAMS) {
+                errs.push(format!(
+                    "the model has {} parameters, more than the limit {}",
+                    params.map_or("too many".into(), |p| p.to_string()),
+                    crate::limits::MAX_PARAMS
+                ));
             }
         }
         if errs.is_empty() {
@@ -325,7 +357,7 @@ impl MambaConfig {
     }
 
     pub fn from_json_file(path: &std::path::Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = crate::limits::read_text_bounded(path, crate::limits::MAX_CONFIG_BYTES)?;
         let cfg: MambaConfig =
             serde_json::from_str(&text).map_err(|e| Error::at(path, e.to_string()))?;
         cfg.validate().map_err(|e| Error::at(path, e.to_string()))?;
@@ -445,6 +477,30 @@ mod tests {
         let mut c = MambaConfig::preset("tiny").unwrap();
         c.d_model = 0;
         assert!(c.validate().unwrap_err().to_string().contains("d_model must be positive"));
+    }
+
+    #[test]
+    fn sizes_that_overflow_are_refused_not_wrapped() {
+        // model.d_state: [9223372036854775807] once gave a state size of -256.
+        for (k, v) in [("d_state", i64::MAX), ("d_model", 1_000_000_000), ("n_layer", 100_000_000), ("headdim", i64::MAX), ("chunk_size", 1 << 40)] {
+            let mut spec = ModelSpec { d_model: Some(64), n_layer: Some(2), headdim: Some(32), ..Default::default() };
+            match k {
+                "d_state" => spec.d_state = Some(v),
+                "d_model" => spec.d_model = Some(v),
+                "n_layer" => spec.n_layer = Some(v),
+                "headdim" => spec.headdim = Some(v),
+                _ => spec.chunk_size = Some(v),
+            }
+            let e = spec.resolve(Some(256)).unwrap_err();
+            assert!(matches!(e, Error::Config(_)), "{k}: {e}");
+            assert!(e.to_string().contains("larger than the limit"), "{k}: {e}");
+        }
+        // Each size within its bound, the product above the parameter limit.
+        let huge = ModelSpec { d_model: Some(1 << 16), n_layer: Some(1 << 10), expand: Some(1 << 6), headdim: Some(64), ..Default::default() };
+        let e = huge.resolve(Some(1 << 24)).unwrap_err().to_string();
+        assert!(e.contains("parameters, more than the limit"), "{e}");
+        let c = MambaConfig::preset("2.7b").unwrap();
+        assert_eq!(c.checked_num_params(), Some(c.num_params()));
     }
 
     #[test]

@@ -46,6 +46,15 @@ pub fn from_str<T: DeserializeOwned>(text: &str, file: &Path) -> Result<T, YamlE
         let loc = inner.location();
         let msg = strip_location(&inner.to_string());
         let key = (path != "." && !path.is_empty()).then_some(path);
+        // A file that is not a config at all (`base: /etc/shadow`): say so without echoing
+        // its content, which the parser's message would quote.
+        let msg = match (&key, msg.strip_prefix("invalid type: ")) {
+            (None, Some(rest)) => {
+                let found = rest.split([' ', ',']).next().unwrap_or("value");
+                format!("not a config: expected a YAML mapping of keys, found a {found} (is this the right file?)")
+            }
+            _ => msg,
+        };
         let (line, column) = match loc {
             Some(l) => (Some(l.line()), Some(l.column())),
             None => key.as_deref().and_then(|k| locate(text, k)).map_or((None, None), |(l, c)| (Some(l), Some(c))),
@@ -60,12 +69,12 @@ pub fn from_str<T: DeserializeOwned>(text: &str, file: &Path) -> Result<T, YamlE
 
 /// Reads and parses a YAML file.
 pub fn from_file<T: DeserializeOwned>(file: &Path) -> Result<(T, String), YamlError> {
-    let text = std::fs::read_to_string(file).map_err(|e| YamlError {
+    let text = crate::limits::read_text_bounded(file, crate::limits::MAX_CONFIG_BYTES).map_err(|e| YamlError {
         file: file.into(),
         line: None,
         column: None,
         key: None,
-        msg: format!("cannot read: {e}"),
+        msg: format!("cannot read: {}", without_path(&e.to_string(), file)),
     })?;
     Ok((from_str(&text, file)?, text))
 }
@@ -86,6 +95,11 @@ pub fn key_error(text: &str, file: &Path, key: &str, msg: impl Into<String>) -> 
     }
     let (line, column) = found.map_or((None, None), |(l, c)| (Some(l), Some(c)));
     YamlError { file: file.into(), line, column, key: Some(key.into()), msg: msg.into() }
+}
+
+/// An error message of `file` without its leading `file: `.
+fn without_path(msg: &str, file: &Path) -> String {
+    msg.strip_prefix(&format!("{}: ", file.display())).unwrap_or(msg).to_string()
 }
 
 fn strip_location(msg: &str) -> String {

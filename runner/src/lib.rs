@@ -2,6 +2,7 @@
 //! and its backends, the worker entry point and the SQLite store.
 pub mod cli;
 pub mod job;
+pub mod safety;
 pub mod sched;
 pub mod serve;
 pub mod store;

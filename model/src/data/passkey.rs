@@ -83,6 +83,9 @@ impl<'a> PasskeyTemplate<'a> {
         if !(0.0..=1.0).contains(&depth) {
             return Err(Error::Data(format!("passkey depth must be within [0, 1], got {depth}")));
         }
+        if len as u64 > crate::limits::MAX_SEQ_LEN as u64 {
+            return Err(Error::Data(format!("passkey length {len} is larger than the limit {}", crate::limits::MAX_SEQ_LEN)));
+        }
         let needle_ids = self.tok.encode(&needle(passkey));
         let min = self.min_len(passkey);
         if len < min {

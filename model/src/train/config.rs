@@ -353,6 +353,7 @@ impl JobConfig {
             }
         };
         let t = &self.train;
+        let too_large = crate::limits::job_problems(self);
         need_pos("train.seq_len", Some(t.seq_len));
         need_pos("train.batch_size", t.batch_size);
         need_pos("train.tokens_per_step", t.tokens_per_step);
@@ -438,7 +439,8 @@ impl JobConfig {
         for (i, e) in self.evals.iter().enumerate() {
             self.eval_problems(i, e, &mut p);
         }
-        p
+        // Values above their limits first: later checks may compute with them.
+        too_large.into_iter().chain(p).collect()
     }
 
     fn eval_problems(&self, i: usize, e: &EvalSpec, p: &mut Vec<(String, String)>) {

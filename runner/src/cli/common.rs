@@ -96,6 +96,11 @@ impl DbArgs {
     pub async fn open(&self) -> anyhow::Result<crate::store::Db> {
         crate::store::Db::open(&self.db).await
     }
+
+    /// The database for a command that only reads (nothing created or written).
+    pub async fn open_read_only(&self) -> anyhow::Result<crate::store::Db> {
+        crate::store::Db::open_read_only(&self.db).await
+    }
 }
 
 /// A tokio runtime for the database and the controller loop.

@@ -29,7 +29,7 @@ pub struct Args {
 impl Args {
     pub fn run(self) -> anyhow::Result<i32> {
         let data = runtime()?.block_on(async {
-            let db = self.db.open().await?;
+            let db = self.db.open_read_only().await?;
             db.report_data(&self.sweep).await
         })?;
         std::fs::create_dir_all(&self.out).with_context(|| format!("creating {}", self.out.display()))?;

@@ -263,7 +263,7 @@ pub async fn wide_rows(db: &Db, jobs: &[JobRow]) -> anyhow::Result<(Vec<String>,
 
 impl ListArgs {
     async fn run(self) -> anyhow::Result<i32> {
-        let db = self.db.open().await?;
+        let db = self.db.open_read_only().await?;
         let jobs = self.filters.jobs(&db).await?;
         let (h, rows) = list_rows(&db, &jobs).await?;
         print_rows(self.format, &h, &rows)?;
@@ -273,7 +273,7 @@ impl ListArgs {
 
 impl ShowArgs {
     async fn run(self) -> anyhow::Result<i32> {
-        let db = self.db.open().await?;
+        let db = self.db.open_read_only().await?;
         let j = db.job(&self.job).await?;
         let attempts = db.attempts(&j.id).await?;
         let metrics = db.latest_metrics(&j.id).await?;
@@ -339,7 +339,7 @@ impl ShowArgs {
 
 impl ExportArgs {
     async fn run(self) -> anyhow::Result<i32> {
-        let db = self.db.open().await?;
+        let db = self.db.open_read_only().await?;
         let text = if self.format == "dump" {
             if !self.filters.conds.is_empty() || self.filters.status.is_some() {
                 anyhow::bail!("--format dump exports whole sweeps: use --sweep, not --where/--status");

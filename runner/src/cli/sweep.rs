@@ -81,6 +81,10 @@ pub struct SyncArgs {
     #[command(flatten)]
     db: DbArgs,
     name: String,
+    /// The runs directory the sweep was run with (`sweep run --runs-dir`): job directories
+    /// are created and read only inside it, whatever the database records.
+    #[arg(long, default_value = "results/runs")]
+    runs_dir: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]
@@ -236,6 +240,7 @@ async fn register(db: &Db, loaded: &LoadedSweep, file: &Path, backend: &str, pla
 fn slurm_options(cfg: crate::sweep::SlurmBackend, loaded: &LoadedSweep, runs_dir: &Path, poll: u64) -> anyhow::Result<SlurmOptions> {
     Ok(SlurmOptions {
         cfg,
+        runs_dir: runs_dir.to_path_buf(),
         slurm_dir: runs_dir.join("slurm"),
         retries: loaded.spec.retries,
         timeout_secs: loaded.spec.resources.timeout_secs(),
@@ -280,14 +285,17 @@ impl SyncArgs {
         let db = self.db.open().await?;
         let Some(row) = db.sweep(&self.name).await? else { bail!("no sweep named '{}' in {}", self.name, self.db.db.display()) };
         let source = PathBuf::from(row.source_path.clone().unwrap_or_default());
+        // The stored spec (perhaps imported) passes the same checks as a sweep file.
         let loaded = SweepSpec::parse(&row.spec, &source)?;
+        if loaded.spec.name != self.name {
+            bail!("the stored spec of sweep '{}' names '{}': refusing to run it", self.name, crate::safety::short(&loaded.spec.name));
+        }
         let cfg = match loaded.spec.backend.clone() {
             Backend::Slurm(c) => c,
             Backend::Local if row.backend == "slurm" => Default::default(),
             Backend::Local => bail!("sweep {} runs on the local backend: `sweep run` resumes it", self.name),
         };
-        let jobs = db.sweep_jobs(&self.name).await?;
-        let runs_dir = jobs.first().and_then(|j| Path::new(&j.run_dir).parent().map(Path::to_path_buf)).unwrap_or_else(|| PathBuf::from("results/runs"));
+        let runs_dir = std::fs::canonicalize(&self.runs_dir).with_context(|| format!("--runs-dir {}", self.runs_dir.display()))?;
         let opts = slurm_options(cfg, &loaded, &runs_dir, 10)?;
         let s = slurm::sync_once(&db, &self.name, &opts).await?;
         println!(
@@ -342,7 +350,7 @@ fn print_plan(loaded: &LoadedSweep, planned: &[(PlannedJob, Vec<(String, Value)>
 
 impl StatusArgs {
     async fn run(self) -> anyhow::Result<i32> {
-        let db = self.db.open().await?;
+        let db = self.db.open_read_only().await?;
         let sweeps = db.sweeps().await?;
         let chosen: Vec<_> = sweeps.iter().filter(|s| self.name.as_deref().is_none_or(|n| n == s.name)).collect();
         if let Some(n) = &self.name {
@@ -394,10 +402,10 @@ impl CancelArgs {
         // alive, does the same on its next poll).
         let mut signalled = 0;
         for j in db.sweep_jobs(&self.name).await?.iter().filter(|j| j.status == "running") {
-            if let Some(pid) = db.open_attempt(&j.id).await?.and_then(|a| a.pid) {
-                if crate::sched::local::lock_held(Path::new(&j.run_dir)) {
-                    // Safety: signalling the recorded worker pid of a job whose lock is held.
-                    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+            if let Some(a) = db.open_attempt(&j.id).await? {
+                // The stored pid is a hint: only a process of this host holding the job's
+                // run-directory lock is signalled.
+                if crate::sched::owner::signal_worker(Path::new(&j.run_dir), a.pid, a.host.as_deref(), libc::SIGTERM) {
                     signalled += 1;
                 }
             }

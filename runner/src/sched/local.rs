@@ -94,10 +94,17 @@ pub fn lock_held(run_dir: &Path) -> bool {
     rc != 0
 }
 
-fn signal(pid: Option<i64>, sig: i32) {
-    if let Some(p) = pid.filter(|p| *p > 0) {
-        // Safety: sending a signal to a process id.
-        unsafe { libc::kill(p as i32, sig) };
+/// Signals the worker of `r`: our own child directly (its pid cannot be reused before we reap
+/// it), an adopted worker only when it is proven ours (`owner::signal_worker`).
+fn signal(r: &Running, run_dir: &Path, sig: i32) {
+    match (&r.child, r.pid.filter(|p| *p > 0)) {
+        // Safety: kill(2) on the pid of a child process not reaped yet.
+        (Some(c), _) => unsafe {
+            libc::kill(c.id() as i32, sig);
+        },
+        (None, pid) => {
+            super::owner::signal_worker(run_dir, pid, None, sig);
+        }
     }
 }
 
@@ -179,7 +186,7 @@ impl<'a> Controller<'a> {
         self.stopping = Some(reason);
         for r in &mut self.running {
             if r.term.is_none() {
-                signal(r.pid, libc::SIGTERM);
+                signal(r, &self.jobs[r.job].run_dir, libc::SIGTERM);
                 r.term = Some((reason, Instant::now()));
             }
         }
@@ -386,13 +393,13 @@ impl<'a> Controller<'a> {
             }
             if let Some(t) = self.opts.timeout {
                 if r.term.is_none() && r.started.elapsed() > t {
-                    signal(r.pid, libc::SIGTERM);
+                    signal(r, &job.run_dir, libc::SIGTERM);
                     r.term = Some((StopReason::Timeout, Instant::now()));
                 }
             }
             if let Some((_, at)) = r.term {
                 if at.elapsed() > Duration::from_secs(60) {
-                    signal(r.pid, libc::SIGKILL);
+                    signal(r, &job.run_dir, libc::SIGKILL);
                 }
             }
         }

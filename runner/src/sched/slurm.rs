@@ -8,7 +8,7 @@
 //! attempt, so nothing is counted twice. The database stays on the controller's disk; `--detach`
 //! submits and exits, `sweep sync` (cron-friendly) ingests and advances later.
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -23,6 +23,8 @@ use crate::sweep::SlurmBackend;
 #[derive(Debug, Clone)]
 pub struct SlurmOptions {
     pub cfg: SlurmBackend,
+    /// The runs directory (canonical): every job's run directory must be `runs_dir/<id>`.
+    pub runs_dir: PathBuf,
     /// Where scripts and Slurm output files go (shared file system).
     pub slurm_dir: PathBuf,
     pub retries: u32,
@@ -70,15 +72,29 @@ fn slurm_time(secs: u64) -> String {
     format!("{}:{:02}:00", m / 60, m % 60)
 }
 
-/// The sbatch script of one array over `dirs`.
-pub fn array_script(opts: &SlurmOptions, sweep: &str, dirs: &[String]) -> String {
+/// The sbatch script of one array over `dirs`. Every value is checked again here (whatever
+/// its source: a sweep file, a spec stored in the database, an import): no control character
+/// reaches a `#SBATCH` line, options come from a known set, paths are quoted.
+pub fn array_script(opts: &SlurmOptions, sweep: &str, dirs: &[String]) -> anyhow::Result<String> {
     let c = &opts.cfg;
+    crate::safety::check_slurm_backend(c).map_err(|e| anyhow::anyhow!("backend.{e}"))?;
+    crate::safety::check_sweep_name(sweep).map_err(anyhow::Error::msg)?;
+    let slurm_dir = opts.slurm_dir.display().to_string();
+    crate::safety::check_text("the Slurm output directory", &slurm_dir).map_err(anyhow::Error::msg)?;
+    if slurm_dir.contains(char::is_whitespace) {
+        bail!("the Slurm output directory {slurm_dir:?} contains white space: sbatch would split it (choose a --runs-dir without spaces)");
+    }
+    for d in dirs {
+        if d.contains(|c: char| c.is_control()) {
+            bail!("run directory {d:?} contains a control character");
+        }
+    }
     let mut s = String::from("#!/bin/bash\n");
     let mut sb = |line: String| s.push_str(&format!("#SBATCH {line}\n"));
     sb(format!("--job-name=stuffed:{sweep}"));
     let throttle = c.max_concurrent.map(|k| format!("%{k}")).unwrap_or_default();
     sb(format!("--array=0-{}{throttle}", dirs.len().saturating_sub(1)));
-    sb(format!("--output={}/%A_%a.out", opts.slurm_dir.display()));
+    sb(format!("--output={slurm_dir}/%A_%a.out"));
     for (flag, v) in [("partition", &c.partition), ("account", &c.account), ("qos", &c.qos), ("mem", &c.mem)] {
         if let Some(v) = v {
             sb(format!("--{flag}={v}"));
@@ -101,7 +117,7 @@ pub fn array_script(opts: &SlurmOptions, sweep: &str, dirs: &[String]) -> String
     s.push_str("set -u\n");
     s.push_str(&format!("DIRS=({})\n", dirs.iter().map(|d| quote(d)).collect::<Vec<_>>().join(" ")));
     s.push_str(&format!("exec {} worker --run-dir \"${{DIRS[$SLURM_ARRAY_TASK_ID]}}\"\n", quote(&opts.exe.display().to_string())));
-    s
+    Ok(s)
 }
 
 fn run_cmd(cmd: &mut Command) -> anyhow::Result<String> {
@@ -120,13 +136,14 @@ pub async fn submit(db: &Db, sweep: &str, jobs: &[JobRow], opts: &SlurmOptions) 
     std::fs::create_dir_all(&opts.slurm_dir).with_context(|| format!("creating {}", opts.slurm_dir.display()))?;
     let mut dirs = Vec::new();
     for j in jobs {
-        let dir = PathBuf::from(&j.run_dir);
+        // The run directory the database records is checked, never trusted: a dump from
+        // another machine may name any directory.
+        let dir = crate::safety::run_dir_inside(&opts.runs_dir, &j.run_dir, &j.id).map_err(anyhow::Error::msg)?;
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
         std::fs::write(dir.join(JOB_FILE), serde_norway::to_string(&j.config_json())?)?;
         dirs.push(dir.display().to_string());
     }
-    let script = array_script(opts, sweep, &dirs);
+    let script = array_script(opts, sweep, &dirs)?;
     let n = std::fs::read_dir(&opts.slurm_dir).map(|d| d.count()).unwrap_or(0);
     let path = opts.slurm_dir.join(format!("{sweep}-{n:04}.sh"));
     std::fs::write(&path, &script).with_context(|| format!("writing {}", path.display()))?;
@@ -232,7 +249,9 @@ pub async fn sync_once(db: &Db, sweep: &str, opts: &SlurmOptions) -> anyhow::Res
     arrays.dedup();
     let states = query(&arrays)?;
     for (job, att) in &open {
-        let (events, _) = read_events(&Path::new(&job.run_dir).join(EVENTS_FILE), 0).unwrap_or_default();
+        // Events are read only from a run directory inside the runs directory.
+        let dir = crate::safety::run_dir_inside(&opts.runs_dir, &job.run_dir, &job.id).ok();
+        let (events, _) = dir.and_then(|d| read_events(&d.join(EVENTS_FILE), 0).ok()).unwrap_or_default();
         db.ingest(&job.id, &events).await?;
         let done = attempt_done(&events, &att.started_at);
         let task = att.backend_id.clone().unwrap_or_default();
@@ -343,17 +362,47 @@ mod tests {
         assert_eq!(s["12_1"].state, "CANCELLED");
     }
 
+    fn options(cfg: SlurmBackend) -> SlurmOptions {
+        SlurmOptions { cfg, runs_dir: "/shared".into(), slurm_dir: "/shared/slurm".into(), retries: 1, timeout_secs: None, poll: Duration::from_secs(1), exe: "/opt/stuffed".into() }
+    }
+
+    #[test]
+    fn script_injection_through_backend_values_is_refused() {
+        let bad = [
+            SlurmBackend { partition: Some("gpu\necho pwned".into()), ..Default::default() },
+            SlurmBackend { time: Some("1:00:00\nrm -rf ~".into()), ..Default::default() },
+            SlurmBackend { account: Some("a b".into()), ..Default::default() },
+            SlurmBackend { mem: Some("32G\n#SBATCH --wrap=id".into()), ..Default::default() },
+            SlurmBackend { gres: "gpu:1\nid".into(), ..Default::default() },
+            SlurmBackend { extra_sbatch: vec!["--constraint=a100\nid".into()], ..Default::default() },
+            SlurmBackend { extra_sbatch: vec!["--wrap=id".into()], ..Default::default() },
+            SlurmBackend { extra_sbatch: vec!["--output=/etc/cron.d/x".into()], ..Default::default() },
+        ];
+        for cfg in bad {
+            let r = array_script(&options(cfg.clone()), "sw", &["/shared/a".into()]);
+            assert!(r.is_err(), "{cfg:?} gave a script: {r:?}");
+        }
+        assert!(array_script(&options(SlurmBackend::default()), "..", &["/shared/a".into()]).is_err(), "a sweep name that is a path");
+        assert!(array_script(&options(SlurmBackend::default()), "sw", &["/shared/a\nid".into()]).is_err());
+        let ok = SlurmBackend { extra_sbatch: vec!["--constraint=a100".into(), "--exclusive".into()], partition: Some("gpu".into()), ..Default::default() };
+        let s = array_script(&options(ok), "sw", &["/shared/a".into()]).unwrap();
+        assert!(s.contains("#SBATCH --constraint=a100\n#SBATCH --exclusive\n"), "{s}");
+        // Every line is a comment, `set -u`, the array or the exec: nothing else became a line.
+        assert!(s.lines().all(|l| l.starts_with("#") || l == "set -u" || l.starts_with("DIRS=(") || l.starts_with("exec ")), "{s}");
+    }
+
     #[test]
     fn script_maps_task_ids_to_run_dirs() {
         let opts = SlurmOptions {
             cfg: SlurmBackend { partition: Some("gpu".into()), max_concurrent: Some(2), ..Default::default() },
+            runs_dir: "/shared".into(),
             slurm_dir: "/shared/slurm".into(),
             retries: 1,
             timeout_secs: Some(5400),
             poll: Duration::from_secs(1),
             exe: "/opt/stuffed".into(),
         };
-        let s = array_script(&opts, "sw", &["/r/a".into(), "/r/it's".into()]);
+        let s = array_script(&opts, "sw", &["/r/a".into(), "/r/it's".into()]).unwrap();
         assert!(s.contains("#SBATCH --array=0-1%2\n") && s.contains("#SBATCH --partition=gpu\n"));
         assert!(s.contains("#SBATCH --time=1:30:00\n") && s.contains("#SBATCH --gres=gpu:1\n"));
         assert!(s.contains("DIRS=('/r/a' '/r/it'\\''s')"));

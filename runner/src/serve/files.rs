@@ -2,7 +2,10 @@
 //! (`attempts.log_path`) and a job's artifacts (`artifacts` rows, addressed by their index in the
 //! job's list, never by a path taken from the request). An artifact that is a directory (a
 //! checkpoint) is listed, and each regular file directly in it is served by its exact name as
-//! the listing gives it. Symlinks are never followed; large files are refused, not streamed.
+//! the listing gives it. Only files that resolve inside the runs directory are served
+//! (`super::resolve`): a recorded path is provenance, never an order; every file that cannot be
+//! served, whatever the reason, gets the same 404 (`NO_FILE`), so the answer says nothing
+//! about what exists outside. Large files are refused, not streamed.
 use std::path::{Path, PathBuf};
 
 use axum::extract::State;
@@ -13,7 +16,7 @@ use serde_json::{json, Value};
 
 use super::api::find_job;
 use super::error::{ApiError, ApiResult, Param, QueryPairs};
-use super::{locate, seg, AppState, Options};
+use super::{resolve, seg, AppState, Options};
 use crate::store::AttemptRow;
 
 /// Largest file served whole (artifacts); larger ones are named, not sent.
@@ -21,6 +24,13 @@ const MAX_FILE: u64 = 64 << 20;
 /// How much of a log's end is read for a tail (and served as the "full" log at most).
 const TAIL_BYTES: u64 = 256 << 10;
 const LOG_BYTES: u64 = 16 << 20;
+/// The one answer for a file that is not served: missing, outside the runs directory,
+/// recorded on another machine, not a regular file.
+pub(crate) const NO_FILE: &str = "no such file in the runs directory";
+
+fn no_file() -> ApiError {
+    ApiError::not_found(NO_FILE)
+}
 
 /// The last `max` bytes of a regular file (never through a symlink), and whether it was cut.
 fn read_end(path: &Path, max: u64) -> std::io::Result<(Vec<u8>, bool)> {
@@ -50,7 +60,11 @@ pub(crate) async fn tail_json(opts: &Options, a: &AttemptRow, lines: usize) -> V
     let Some(path) = a.log_path.clone() else {
         return json!({"attempt": a.number, "path": null, "lines": [], "truncated": false});
     };
-    match read_end_async(locate(opts, &path), TAIL_BYTES).await {
+    let read = match resolve(opts, &path) {
+        Some(p) => read_end_async(p, TAIL_BYTES).await.map_err(|_| ()),
+        None => Err(()),
+    };
+    match read {
         Ok((bytes, cut)) => {
             let text = String::from_utf8_lossy(&bytes);
             let mut all: Vec<&str> = text.lines().collect();
@@ -60,7 +74,7 @@ pub(crate) async fn tail_json(opts: &Options, a: &AttemptRow, lines: usize) -> V
             let skip = all.len().saturating_sub(lines);
             json!({"attempt": a.number, "path": path, "lines": &all[skip..], "truncated": cut || skip > 0})
         }
-        Err(e) => json!({"attempt": a.number, "path": path, "lines": [], "truncated": false, "error": format!("cannot read the log: {e}")}),
+        Err(()) => json!({"attempt": a.number, "path": path, "lines": [], "truncated": false, "error": NO_FILE}),
     }
 }
 
@@ -105,8 +119,8 @@ pub async fn log_file(State(st): State<AppState>, Param((id, number)): Param<(St
     let j = find_job(&st.db, &id).await?;
     let attempts = st.db.attempts(&j.id).await?;
     let a = attempts.iter().find(|a| a.number == number).ok_or_else(|| ApiError::not_found(format!("job {} has no attempt {number}", j.id)))?;
-    let path = a.log_path.clone().ok_or_else(|| ApiError::not_found(format!("attempt {number} of job {} has no log", j.id)))?;
-    let (bytes, _) = read_end_async(locate(&st.opts, &path), LOG_BYTES).await.map_err(|e| ApiError::not_found(format!("log {path}: {e}")))?;
+    let path = a.log_path.clone().ok_or_else(no_file)?;
+    let (bytes, _) = read_end_async(resolve(&st.opts, &path).ok_or_else(no_file)?, LOG_BYTES).await.map_err(|_| no_file())?;
     Ok(file_response("worker.log", bytes))
 }
 
@@ -133,23 +147,26 @@ fn list_dir(dir: &Path) -> std::io::Result<Vec<(String, u64)>> {
 }
 
 async fn serve_file(path: PathBuf, name: &str) -> ApiResult<Response> {
-    let meta = std::fs::symlink_metadata(&path).map_err(|e| ApiError::not_found(format!("{}: {e}", path.display())))?;
+    let meta = std::fs::symlink_metadata(&path).map_err(|_| no_file())?;
+    if !meta.is_file() {
+        return Err(no_file());
+    }
     if meta.len() > MAX_FILE {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            format!("{} is {} MiB: too large to serve (limit {} MiB); copy it from disk", path.display(), meta.len() >> 20, MAX_FILE >> 20),
+            format!("{name} is {} MiB: too large to serve (limit {} MiB); copy it from disk", meta.len() >> 20, MAX_FILE >> 20),
         ));
     }
-    let (bytes, _) = read_end_async(path.clone(), MAX_FILE).await.map_err(|e| ApiError::not_found(format!("{}: {e}", path.display())))?;
+    let (bytes, _) = read_end_async(path.clone(), MAX_FILE).await.map_err(|_| no_file())?;
     Ok(file_response(name, bytes))
 }
 
 pub async fn artifact(State(st): State<AppState>, Param((id, index)): Param<(String, usize)>) -> ApiResult<Response> {
     let (job, kind, path, step) = artifact_row(&st, &id, index).await?;
-    let p = locate(&st.opts, &path);
-    let meta = std::fs::symlink_metadata(&p).map_err(|e| ApiError::not_found(format!("artifact {path} is recorded but cannot be read: {e}")))?;
+    let p = resolve(&st.opts, &path).ok_or_else(no_file)?;
+    let meta = std::fs::symlink_metadata(&p).map_err(|_| no_file())?;
     if meta.is_dir() {
-        let entries = list_dir(&p).map_err(|e| ApiError::not_found(format!("{path}: {e}")))?;
+        let entries = list_dir(&p).map_err(|_| no_file())?;
         let base = format!("/files/jobs/{}/artifacts/{index}", seg(&job));
         let entries: Vec<Value> = entries.into_iter().map(|(name, bytes)| json!({"name": name, "bytes": bytes, "url": format!("{base}/{}", seg(&name))})).collect();
         return Ok(Json(json!({"job": job, "index": index, "kind": kind, "path": path, "step": step, "entries": entries})).into_response());
@@ -160,13 +177,13 @@ pub async fn artifact(State(st): State<AppState>, Param((id, index)): Param<(Str
 
 pub async fn artifact_entry(State(st): State<AppState>, Param((id, index, name)): Param<(String, usize, String)>) -> ApiResult<Response> {
     let (_, _, path, _) = artifact_row(&st, &id, index).await?;
-    let dir = locate(&st.opts, &path);
+    let dir = resolve(&st.opts, &path).ok_or_else(no_file)?;
     if !std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
-        return Err(ApiError::not_found(format!("artifact {path} is not a directory")));
+        return Err(no_file());
     }
-    let entries = list_dir(&dir).map_err(|e| ApiError::not_found(format!("{path}: {e}")))?;
+    let entries = list_dir(&dir).map_err(|_| no_file())?;
     // Only a name the listing gave, compared exactly: no separators, no `..`.
-    let (found, _) = entries.into_iter().find(|(n, _)| *n == name).ok_or_else(|| ApiError::not_found(format!("no file '{name}' in artifact {path}")))?;
+    let (found, _) = entries.into_iter().find(|(n, _)| *n == name).ok_or_else(no_file)?;
     serve_file(dir.join(&found), &found).await
 }
 

@@ -5,6 +5,7 @@
 //! file routes serve only what the database records (artifacts, attempt logs) or what this
 //! server generated itself (report figures).
 mod api;
+mod auth;
 mod charts;
 mod error;
 mod files;
@@ -23,6 +24,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
+pub use auth::{generate as generate_token, validate as validate_token};
 pub use error::ApiError;
 
 use crate::store::Db;
@@ -40,6 +42,12 @@ pub struct Options {
     /// Directories that relative paths recorded in the database (logs, artifacts, written
     /// relative to where `sweep run` ran) are resolved against, in order.
     pub base_dirs: Vec<PathBuf>,
+    /// The runs directories (canonical): the only places files are served from. A recorded
+    /// path that resolves anywhere else (an imported dump's `/etc/passwd`, a `..`, a symlink
+    /// out) is answered like a missing file.
+    pub runs_dirs: Vec<PathBuf>,
+    /// When set, every request must carry it (`Authorization: Bearer TOKEN` or `?token=`).
+    pub token: Option<String>,
 }
 
 /// Removes the scratch directory when the last handle on the state goes.
@@ -122,14 +130,29 @@ pub fn default_base_dirs(db: &Path) -> Vec<PathBuf> {
     dirs
 }
 
-/// A path recorded in the database, made absolute: an absolute one as is, a relative one under
-/// the first base directory where it exists (else the first).
-pub(crate) fn locate(opts: &Options, recorded: &str) -> PathBuf {
-    let p = Path::new(recorded);
-    if p.is_absolute() {
-        return p.to_path_buf();
-    }
-    opts.base_dirs.iter().map(|d| d.join(p)).find(|c| c.exists()).unwrap_or_else(|| opts.base_dirs.first().map_or_else(|| p.to_path_buf(), |d| d.join(p)))
+/// The runs directories a database's files may be served from: `results/runs` under the
+/// current directory and `runs` beside the database (`results/stuffed.db` next to
+/// `results/runs/`), those that exist, canonical.
+pub fn default_runs_dirs(db: &Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = vec![PathBuf::from("results/runs")];
+    dirs.extend(db.parent().map(|d| d.join("runs")));
+    canonical_dirs(&dirs)
+}
+
+/// The existing directories of `dirs`, canonical, without repeats.
+pub fn canonical_dirs(dirs: &[PathBuf]) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = dirs.iter().filter_map(|d| std::fs::canonicalize(d).ok()).filter(|d| d.is_dir()).collect();
+    out.dedup();
+    out
+}
+
+/// A path recorded in the database, if it names a file inside a runs directory: a relative
+/// path (without `..`) under a base directory, or an absolute one, canonicalized (symlinks
+/// resolved) and kept only when it lies strictly inside one of `opts.runs_dirs`. Everything
+/// else (paths of another machine in an imported dump, `..`, symlinks leading out, missing
+/// files) is None: the caller answers all of them with the same 404.
+pub(crate) fn resolve(opts: &Options, recorded: &str) -> Option<PathBuf> {
+    crate::safety::resolve_inside(&opts.runs_dirs, &opts.base_dirs, recorded)
 }
 
 /// Whether `addr` only accepts connections from this machine.
@@ -141,13 +164,29 @@ async fn not_found(req: Request) -> ApiError {
     ApiError::not_found(format!("no page or endpoint at {}", req.uri().path()))
 }
 
-/// Whether a Host header names this machine (`localhost`, `127.x.y.z`, `[::1]`, with any port).
+/// Whether a Host header names this machine (`localhost`, `127.x.y.z`, `[::1]`, with an
+/// optional numeric port and nothing else: `127.0.0.1:evil.com` is not this machine).
 fn loopback_host(host: &str) -> bool {
-    let name = if let Some(rest) = host.strip_prefix('[') {
-        rest.split(']').next().unwrap_or("")
+    let (name, port) = if let Some(rest) = host.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((name, after)) => match after {
+                "" => (name, None),
+                a => match a.strip_prefix(':') {
+                    Some(p) => (name, Some(p)),
+                    None => return false,
+                },
+            },
+            None => return false,
+        }
     } else {
-        host.rsplit_once(':').map_or(host, |(h, _)| h)
+        match host.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (host, None),
+        }
     };
+    if port.is_some_and(|p| p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit())) {
+        return false;
+    }
     let name = name.to_ascii_lowercase();
     name == "localhost" || name.ends_with(".localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
@@ -160,13 +199,30 @@ async fn guard(State(st): State<AppState>, req: Request, next: Next) -> Response
         return r;
     }
     if st.opts.loopback_only {
-        let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
-        if !loopback_host(host) {
-            return ApiError::new(StatusCode::FORBIDDEN, format!("host '{host}' is not this machine: the dashboard listens on loopback only")).into_response();
+        // Every Host header must name this machine (a second one is not a way around the first).
+        let hosts: Vec<&str> = req.headers().get_all(header::HOST).iter().map(|h| h.to_str().unwrap_or("")).collect();
+        let host = hosts.first().copied().unwrap_or("");
+        if hosts.len() != 1 || !loopback_host(host) {
+            let shown: String = host.chars().take(80).collect();
+            return ApiError::new(StatusCode::FORBIDDEN, format!("host '{}' is not this machine: the dashboard listens on loopback only", shown.escape_debug())).into_response();
+        }
+    }
+    let mut set_cookie = None;
+    if let Some(token) = &st.opts.token {
+        match auth::check(&req, token) {
+            None => {
+                let mut r = ApiError::new(StatusCode::UNAUTHORIZED, "this dashboard needs its access token: open it with ?token=TOKEN once, or send Authorization: Bearer TOKEN").into_response();
+                r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                return r;
+            }
+            Some(from_query) => set_cookie = from_query.then(|| auth::cookie(token)).flatten(),
         }
     }
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
+    if let Some(c) = set_cookie {
+        h.insert(header::SET_COOKIE, c);
+    }
     h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
     h.insert("x-frame-options", HeaderValue::from_static("DENY"));
     h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
@@ -209,7 +265,7 @@ mod tests {
         for h in ["localhost", "localhost:8765", "127.0.0.1:80", "127.1.2.3", "[::1]:8765", "app.localhost:1"] {
             assert!(loopback_host(h), "{h}");
         }
-        for h in ["", "evil.example", "evil.example:8765", "10.0.0.1:8765", "localhost.evil.example", "[::2]:1"] {
+        for h in ["", "evil.example", "evil.example:8765", "10.0.0.1:8765", "localhost.evil.example", "[::2]:1", "127.0.0.1:evil.com", "localhost:80:evil.com", "[::1]evil", "[::1]:x", "localhost:", "127.0.0.1:123456"] {
             assert!(!loopback_host(h), "{h}");
         }
     }

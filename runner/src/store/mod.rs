@@ -5,6 +5,7 @@ mod dash;
 mod export;
 mod filter;
 mod ingest;
+mod schema;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -185,6 +186,7 @@ impl Db {
 
     async fn connect(opts: SqliteConnectOptions, max: u32) -> anyhow::Result<Db> {
         let pool = SqlitePoolOptions::new().max_connections(max).connect_with(opts).await?;
+        schema::check_not_newer(&pool).await?;
         MIGRATOR.run(&pool).await.context("applying database migrations")?;
         Ok(Db { pool })
     }

@@ -245,7 +245,10 @@ impl TryFrom<Value> for Backend {
             },
             Value::Object(_) => match serde_json::from_value(v).map_err(|e| e.to_string())? {
                 BackendTable::Local(NoFields {}) => Ok(Backend::Local),
-                BackendTable::Slurm(s) => Ok(Backend::Slurm(s)),
+                BackendTable::Slurm(s) => {
+                    crate::safety::check_slurm_backend(&s)?;
+                    Ok(Backend::Slurm(s))
+                }
             },
             other => Err(format!(
                 "expected `local` or a mapping with `kind: local` or `kind: slurm`, got {other}"

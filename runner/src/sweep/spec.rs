@@ -122,16 +122,7 @@ impl SweepSpec {
     pub fn parse(text: &str, path: &Path) -> Result<LoadedSweep, SweepError> {
         let spec: SweepSpec = yaml::from_str(text, path).map_err(|e| tidy(e, text))?;
         let loc = |key: &str| yaml::locate(text, key);
-        if spec.name.is_empty()
-            || !spec
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        {
-            let msg = format!(
-                "`{}` is not a valid sweep name (use letters, digits, `-`, `_` and `.`)",
-                spec.name
-            );
+        if let Err(msg) = crate::safety::check_sweep_name(&spec.name) {
             return Err(at(path, loc("name"), Some("name"), msg));
         }
         let base = resolve_base(&spec.base, path, text)?;

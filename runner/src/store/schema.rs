@@ -1,0 +1,92 @@
+//! Opening a database the safe way round: a database written by a newer stuffed is refused
+//! with both schema versions (never "migration N was previously applied but is missing"), and
+//! the commands that only read open it read-only, so they work on a read-only file or share.
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+use sqlx::SqlitePool;
+
+use super::{Db, MIGRATOR};
+
+/// The newest schema version this binary knows (its last embedded migration).
+pub fn known_version() -> i64 {
+    MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
+}
+
+/// The newest schema version applied to the database behind `pool` (0 for a new one).
+async fn applied_version(pool: &SqlitePool) -> anyhow::Result<i64> {
+    let has: Option<String> = sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'").fetch_optional(pool).await?;
+    if has.is_none() {
+        return Ok(0);
+    }
+    Ok(sqlx::query_scalar::<_, Option<i64>>("SELECT MAX(version) FROM _sqlx_migrations WHERE success").fetch_one(pool).await?.unwrap_or(0))
+}
+
+/// Refuses a database whose schema is newer than this binary's.
+pub(super) async fn check_not_newer(pool: &SqlitePool) -> anyhow::Result<i64> {
+    let (applied, known) = (applied_version(pool).await?, known_version());
+    if applied > known {
+        anyhow::bail!(
+            "this database was written by a newer stuffed: its schema is version {applied}, this binary ({}) reads up to version {known}; use the stuffed that wrote it (or a newer one)",
+            env!("CARGO_PKG_VERSION")
+        );
+    }
+    Ok(applied)
+}
+
+impl Db {
+    /// Opens an existing database for reading only: nothing is migrated or written. A missing
+    /// database (created empty, as every command does) or one that still needs migrations is
+    /// opened as `open` does.
+    pub async fn open_read_only(path: &Path) -> anyhow::Result<Db> {
+        if !path.exists() {
+            return Db::open(path).await;
+        }
+        let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?.read_only(true).busy_timeout(Duration::from_secs(60));
+        let connect = |o: SqliteConnectOptions| async move { SqlitePoolOptions::new().max_connections(4).connect_with(o).await };
+        let pool = match connect(opts.clone()).await {
+            Ok(p) => p,
+            // A write-ahead-log database in a directory we may not write: read it as a snapshot.
+            Err(_) => connect(opts.immutable(true)).await.with_context(|| format!("opening database {} read-only", path.display()))?,
+        };
+        let applied = check_not_newer(&pool).await.with_context(|| format!("opening database {}", path.display()))?;
+        if applied < known_version() {
+            pool.close().await;
+            return Db::open(path).await;
+        }
+        Ok(Db { pool })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn read_commands_never_write_and_newer_schemas_are_named() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("r.db");
+        let db = Db::open(&path).await.unwrap();
+        db.upsert_sweep("s", "d", "name: s\n", None, "local").await.unwrap();
+        db.pool.close().await;
+        let ro = Db::open_read_only(&path).await.unwrap();
+        assert_eq!(ro.sweep_names().await.unwrap(), ["s"]);
+        let e = ro.upsert_sweep("t", "d", "name: t\n", None, "local").await.unwrap_err();
+        assert!(format!("{e:#}").contains("readonly"), "{e:#}");
+        ro.pool.close().await;
+        // A schema from the future: refused by both opens, with the versions.
+        let db = Db::open(&path).await.unwrap();
+        sqlx::query("INSERT INTO _sqlx_migrations (version, description, installed_on, success, checksum, execution_time) VALUES (99, 'future', CURRENT_TIMESTAMP, 1, x'00', 0)")
+            .execute(&db.pool)
+            .await
+            .unwrap();
+        db.pool.close().await;
+        for e in [Db::open(&path).await.err().unwrap(), Db::open_read_only(&path).await.err().unwrap()] {
+            let e = format!("{e:#}");
+            assert!(e.contains("newer stuffed") && e.contains("version 99") && e.contains(&format!("up to version {}", known_version())), "{e}");
+        }
+    }
+}
