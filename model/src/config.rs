@@ -367,32 +367,41 @@ impl MambaConfig {
 
 pub const PRESETS: &[&str] = &["130m", "370m", "780m", "1.3b", "2.7b", "small", "tiny"];
 
+/// An optional key that, when written, must hold a value: `d_state: null` is an error, never
+/// the default in disguise.
+fn not_null<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> std::result::Result<Option<T>, D::Error> {
+    match Option::<T>::deserialize(d)? {
+        Some(v) => Ok(Some(v)),
+        None => Err(serde::de::Error::custom("null is not a value: give one or leave the key out")),
+    }
+}
+
 /// The model section of a job config: a preset (or the reference defaults) with flat overrides,
 /// so sweeps can vary `model.d_state` directly.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSpec {
     /// One of PRESETS; without it every size below must be given.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "not_null", skip_serializing_if = "Option::is_none")]
     pub preset: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "not_null", skip_serializing_if = "Option::is_none")]
     pub d_model: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "not_null", skip_serializing_if = "Option::is_none")]
     pub n_layer: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "not_null", skip_serializing_if = "Option::is_none")]
     pub d_state: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "not_null", skip_serializing_if = "Option::is_none")]
     pub headdim: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "not_null", skip_serializing_if = "Option::is_none")]
     pub expand: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "not_null", skip_serializing_if = "Option::is_none")]
     pub ngroups: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "not_null", skip_serializing_if = "Option::is_none")]
     pub d_conv: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "not_null", skip_serializing_if = "Option::is_none")]
     pub chunk_size: Option<i64>,
     /// Defaults to the tokenizer's vocabulary.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, deserialize_with = "not_null", skip_serializing_if = "Option::is_none")]
     pub vocab_size: Option<i64>,
 }
 
@@ -501,6 +510,14 @@ mod tests {
         assert!(e.contains("parameters, more than the limit"), "{e}");
         let c = MambaConfig::preset("2.7b").unwrap();
         assert_eq!(c.checked_num_params(), Some(c.num_params()));
+    }
+
+    #[test]
+    fn a_null_size_is_an_error_not_the_default() {
+        let e = serde_json::from_str::<ModelSpec>(r#"{"d_model": 64, "n_layer": 2, "d_state": null}"#).unwrap_err().to_string();
+        assert!(e.contains("null is not a value"), "{e}");
+        let ok: ModelSpec = serde_json::from_str(r#"{"d_model": 64, "n_layer": 2}"#).unwrap();
+        assert_eq!(ok.d_state, None);
     }
 
     #[test]

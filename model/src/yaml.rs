@@ -39,6 +39,10 @@ pub fn from_str<T: DeserializeOwned>(text: &str, file: &Path) -> Result<T, YamlE
     if text.trim().is_empty() {
         return Err(YamlError { file: file.into(), line: None, column: None, key: None, msg: "the file is empty".into() });
     }
+    if let Some(key) = non_finite_key(text) {
+        let msg = "not a finite number (.nan and .inf are not values here)";
+        return Err(key_error(text, file, &key, msg));
+    }
     let de = serde_norway::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -65,6 +69,29 @@ pub fn from_str<T: DeserializeOwned>(text: &str, file: &Path) -> Result<T, YamlE
         };
         YamlError { file: file.into(), line, column, key, msg }
     })
+}
+
+/// The key path of the first `.nan`/`.inf` in `text`, if any: a JSON value cannot hold them
+/// (they would turn into null and be reported as "invalid type: null").
+fn non_finite_key(text: &str) -> Option<String> {
+    let lower = text.to_ascii_lowercase();
+    if !lower.contains("nan") && !lower.contains("inf") {
+        return None;
+    }
+    fn walk(v: &serde_norway::Value, path: &str) -> Option<String> {
+        use serde_norway::Value as V;
+        match v {
+            V::Number(n) if n.as_f64().is_some_and(|f| !f.is_finite()) => Some(path.to_string()),
+            V::Sequence(items) => items.iter().enumerate().find_map(|(i, x)| walk(x, &format!("{path}[{i}]"))),
+            V::Mapping(m) => m.iter().find_map(|(k, x)| {
+                let name = k.as_str().map(str::to_string).unwrap_or_else(|| format!("{k:?}"));
+                walk(x, &if path.is_empty() { name } else { format!("{path}.{name}") })
+            }),
+            V::Tagged(t) => walk(&t.value, path),
+            _ => None,
+        }
+    }
+    walk(&serde_norway::from_str::<serde_norway::Value>(text).ok()?, "")
 }
 
 /// Reads and parses a YAML file.
@@ -232,6 +259,27 @@ mod tests {
     use super::*;
 
     const DOC: &str = "name: x\nmodel:\n  preset: tiny\ntrain:\n  seq_len: 0\n  lr: 1e-3\nevals:\n  - kind: loss\n    len: 10\n  - kind: passkey\n    n: 4\n";
+
+    #[test]
+    fn nan_and_inf_are_named_not_turned_into_null() {
+        let e = from_str::<serde_json::Value>("train:\n  lr: .nan\n", Path::new("j.yaml")).unwrap_err();
+        assert_eq!((e.key.as_deref(), e.line), (Some("train.lr"), Some(2)), "{e}");
+        assert!(e.msg.contains("not a finite number"), "{e}");
+        let e = from_str::<serde_json::Value>("grid:\n  train.lr: [0.1, -.inf]\n", Path::new("s.yaml")).unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("grid.train.lr[1]"), "{e}");
+        assert!(from_str::<serde_json::Value>("name: inference\nx: 1.5\n", Path::new("ok.yaml")).is_ok());
+    }
+
+    #[test]
+    fn files_that_are_not_configs_are_not_echoed() {
+        let d = std::env::temp_dir().join(format!("stuffed-yaml-secret-{}", std::process::id()));
+        std::fs::write(&d, "root:$6$secrethash:19000:0:99999:7:::\n").unwrap();
+        let e = from_file::<crate::train::JobConfig>(&d).unwrap_err().to_string();
+        assert!(!e.contains("secrethash") && e.contains("not a config"), "{e}");
+        std::fs::remove_file(&d).unwrap();
+        let e = from_file::<serde_json::Value>(Path::new("/dev/zero")).unwrap_err().to_string();
+        assert!(e.contains("not a regular file"), "{e}");
+    }
 
     #[test]
     fn locates_nested_keys_and_list_items() {

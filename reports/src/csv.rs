@@ -84,10 +84,33 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<Record>, Error> {
     Ok(records)
 }
 
+/// The largest CSV read (256 MiB: a sweep's wide table is a few MB).
+pub const MAX_CSV_BYTES: u64 = 256 << 20;
+
+/// A regular file of at most `limit` bytes as text ("file too large: N bytes, limit M"; a
+/// device such as /dev/zero or a pipe is refused, never read without end).
+fn read_bounded(path: &Path, limit: u64) -> Result<String, Error> {
+    use std::io::Read;
+    let csv_err = |msg: String| Error::Csv { path: path.to_path_buf(), line: 0, msg };
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if !meta.is_file() {
+        return Err(csv_err("not a regular file (a device, a pipe or a directory): refusing to read it".into()));
+    }
+    if meta.len() > limit {
+        return Err(csv_err(format!("file too large: {} bytes, limit {limit}", meta.len())));
+    }
+    let mut buf = String::new();
+    std::fs::File::open(path).and_then(|f| f.take(limit + 1).read_to_string(&mut buf)).map_err(|e| Error::io(path, e))?;
+    if buf.len() as u64 > limit {
+        return Err(csv_err(format!("file too large: more than {limit} bytes, limit {limit}")));
+    }
+    Ok(buf)
+}
+
 /// Read the named numeric columns of a CSV file with a header row; returns one vector per
 /// requested column, in the order asked.
 pub fn read_columns(path: &Path, columns: &[&str]) -> Result<Vec<Vec<f64>>, Error> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let text = read_bounded(path, MAX_CSV_BYTES)?;
     let records = parse(&text, path)?;
     let csv_err = |line: usize, msg: String| Error::Csv {
         path: path.to_path_buf(),
@@ -165,5 +188,16 @@ mod tests {
     fn unterminated_quote_is_an_error() {
         let e = parse("a\n\"b\n", Path::new("t.csv")).unwrap_err();
         assert!(matches!(e, Error::Csv { line: 2, .. }), "{e}");
+    }
+
+    #[test]
+    fn devices_and_oversized_files_are_refused() {
+        let e = read_columns(Path::new("/dev/zero"), &["x"]).unwrap_err().to_string();
+        assert!(e.contains("not a regular file"), "{e}");
+        let d = std::env::temp_dir().join(format!("stuffed-csv-bound-{}", std::process::id()));
+        std::fs::write(&d, "x\n1\n").unwrap();
+        assert!(read_bounded(&d, 3).unwrap_err().to_string().contains("file too large: 4 bytes, limit 3"));
+        assert_eq!(read_columns(&d, &["x"]).unwrap(), vec![vec![1.0]]);
+        std::fs::remove_file(&d).unwrap();
     }
 }

@@ -80,8 +80,14 @@ impl ModelSource {
 }
 
 pub fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
-    Ok(())
+    write_stdout(format!("{}\n", serde_json::to_string_pretty(v)?).as_bytes())
+}
+
+/// Writes to standard output; a full disk or a closed pipe is an error, not a panic.
+pub fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes).and_then(|()| out.flush()).context("writing to standard output")
 }
 
 /// `--db PATH` (or $STUFFED_DB; default results/stuffed.db).
@@ -110,8 +116,9 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// Prints rows as an aligned table, CSV or JSON (an array of objects).
 pub fn print_rows(format: TableFormat, header: &[String], rows: &[Vec<serde_json::Value>]) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    render_rows(format, header, rows, &mut out)
+    let mut buf = Vec::new();
+    render_rows(format, header, rows, &mut buf)?;
+    write_stdout(&buf)
 }
 
 /// Writes rows as an aligned table, CSV or JSON (an array of objects).

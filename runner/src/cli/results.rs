@@ -117,6 +117,13 @@ pub struct ImportArgs {
     db: DbArgs,
     /// A dump written by `results export --format dump` (plain or .gz).
     file: PathBuf,
+    /// Overwrite jobs and sweeps already in the database with different data (otherwise the
+    /// import is refused, listing them).
+    #[arg(long)]
+    replace: bool,
+    /// Refuse dumps larger than this many bytes once decompressed.
+    #[arg(long, default_value_t = crate::store::MAX_DUMP_BYTES)]
+    max_bytes: u64,
 }
 
 /// The headline numbers of one evaluation result.
@@ -375,7 +382,7 @@ impl ExportArgs {
                 write_maybe_gz(p, text.as_bytes()).with_context(|| format!("writing {}", p.display()))?;
                 eprintln!("wrote {}", p.display());
             }
-            None => print!("{text}"),
+            None => super::common::write_stdout(text.as_bytes())?,
         }
         Ok(0)
     }
@@ -395,24 +402,12 @@ fn write_maybe_gz(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     }
 }
 
-/// Reads a file, gunzipping it when its name ends with `.gz`.
-fn read_maybe_gz(path: &std::path::Path) -> std::io::Result<String> {
-    use std::io::Read;
-    let mut text = String::new();
-    if path.extension().is_some_and(|e| e == "gz") {
-        flate2::read::GzDecoder::new(std::fs::File::open(path)?).read_to_string(&mut text)?;
-    } else {
-        text = std::fs::read_to_string(path)?;
-    }
-    Ok(text)
-}
-
 impl ImportArgs {
     async fn run(self) -> anyhow::Result<i32> {
-        let text = read_maybe_gz(&self.file).with_context(|| format!("reading {}", self.file.display()))?;
-        let dump: Dump = serde_json::from_str(&text).with_context(|| format!("{}: not a stuffed results export", self.file.display()))?;
+        let dump: Dump = crate::store::read_dump(&self.file, self.max_bytes)?;
+        crate::store::check_dump(&dump).with_context(|| format!("{}: refused", self.file.display()))?;
         let db = self.db.open().await?;
-        let s = db.import(&dump).await?;
+        let s = db.import_checked(&dump, self.replace).await.with_context(|| format!("importing {}", self.file.display()))?;
         println!("imported {} sweep(s), {} job(s), {} metric rows, {} evaluations into {}", s.sweeps, s.jobs, s.metrics, s.evals, self.db.db.display());
         Ok(0)
     }

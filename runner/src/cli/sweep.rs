@@ -128,6 +128,41 @@ fn select_gpus(spec: &str) -> anyhow::Result<Vec<GpuSlot>> {
 /// A planned job with its varied keys and values.
 type Planned = (PlannedJob, Vec<(String, Value)>);
 
+/// This machine's memory, GB (MemTotal of /proc/meminfo).
+fn host_memory_gb() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kb: f64 = text.lines().find_map(|l| l.strip_prefix("MemTotal:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kb * 1024.0 / 1e9)
+}
+
+/// Where the jobs of a plan run, for the memory check before launch: the largest GPU, this
+/// machine's memory for CPU workers, nothing known for Slurm (the cluster decides).
+fn device_memory_gb(gpus: &[GpuSlot], slurm: bool) -> Option<(f64, String)> {
+    if slurm {
+        return None;
+    }
+    match gpus.iter().map(|g| g.capacity_gb).fold(None, |m: Option<f64>, c| Some(m.map_or(c, |m| m.max(c)))) {
+        Some(c) => Some((c, "the largest GPU selected".into())),
+        None => host_memory_gb().map(|m| (m, "this machine's memory".into())),
+    }
+}
+
+/// Jobs whose estimated memory exceeds the device they would run on: a configuration error
+/// before anything starts (`--dry-run` shows them as warnings, for planning elsewhere).
+fn memory_problems(planned: &[Planned], device: Option<(f64, String)>) -> Vec<String> {
+    let Some((cap, what)) = device else { return vec![] };
+    planned
+        .iter()
+        .filter(|(j, _)| !(j.est_mem_gb <= cap))
+        .map(|(j, _)| {
+            format!(
+                "job {} needs an estimated {:.1} GB, more than {what} ({cap:.1} GB): reduce the model, batch or length (or set resources.memory if the estimate is wrong)",
+                j.label, j.est_mem_gb
+            )
+        })
+        .collect()
+}
+
 /// Expands and sizes the jobs of a sweep.
 fn plan(loaded: &LoadedSweep, max_jobs: usize, runs_dir: &Path, on_gpu: bool, parallel: usize) -> anyhow::Result<Vec<Planned>> {
     let jobs = expand(loaded, max_jobs)?;
@@ -175,9 +210,16 @@ impl RunArgs {
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         let max_parallel = self.max_parallel.unwrap_or(if gpus.is_empty() { cores.min(4) } else { self.per_gpu * gpus.len() }).max(1);
         let planned = plan(&loaded, self.max_jobs, &self.runs_dir, !gpus.is_empty(), max_parallel)?;
+        let too_big = memory_problems(&planned, device_memory_gb(&gpus, false));
         if self.dry_run {
             print_plan(&loaded, &planned, &gpus, max_parallel)?;
+            for p in &too_big {
+                println!("warning: {p}");
+            }
             return Ok(0);
+        }
+        if let Some(p) = too_big.first() {
+            bail!("{p}{}", if too_big.len() > 1 { format!(" (and {} more job(s))", too_big.len() - 1) } else { String::new() });
         }
         let opts = Options {
             max_parallel,

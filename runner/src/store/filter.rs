@@ -45,7 +45,24 @@ impl FromStr for Cond {
         if !valid_key(key) {
             return Err(format!("filter '{s}': invalid key '{key}' (expected a column like status or a config path like model.d_state)"));
         }
-        Ok(Cond { key: key.into(), op, value: value.trim_matches('"').trim_matches('\'').to_string() })
+        if let Some(c) = value.chars().next().filter(|c| "=<>!~".contains(*c)) {
+            let hint = if sym == "=" && c == '=' { " (did you mean `=`?)" } else { "" };
+            return Err(format!("filter '{s}': `{sym}{c}` is not an operator{hint}; operators are = != >= <= > < ~"));
+        }
+        if !key.contains(['.', '[']) && column(key).is_none() && !CONFIG_KEYS.contains(&key) {
+            let known: Vec<&str> = COLUMNS.iter().chain(CONFIG_KEYS).copied().collect();
+            let near = known.iter().map(|k| (stuffed_model::yaml::edit_distance(key, k), *k)).min().filter(|(d, _)| *d <= 3).map(|(_, k)| k);
+            return Err(format!(
+                "filter '{s}': unknown column '{key}'{} (columns: {}; or a config path like model.d_state)",
+                near.map_or(String::new(), |k| format!(", did you mean '{k}'?")),
+                COLUMNS.join(", ")
+            ));
+        }
+        let value = value.trim_matches('"').trim_matches('\'');
+        if matches!(op, Op::Ge | Op::Le | Op::Gt | Op::Lt) && !value.parse::<f64>().is_ok_and(f64::is_finite) {
+            return Err(format!("filter '{s}': `{sym}` compares numbers, and '{value}' is not a number"));
+        }
+        Ok(Cond { key: key.into(), op, value: value.to_string() })
     }
 }
 
@@ -66,6 +83,14 @@ pub(super) enum Bind {
     Text(String),
     Num(f64),
 }
+
+/// The most conditions one query takes (SQLite refuses deeper expression trees).
+pub const MAX_CONDS: usize = 64;
+
+/// Columns a filter may name directly (see `column`).
+const COLUMNS: &[&str] = &["id", "sweep", "label", "status", "state_size", "n_params", "train_len", "attempts", "error_class", "last_loss"];
+/// Top-level job-config keys that are values themselves (the others are sections: model.x).
+const CONFIG_KEYS: &[&str] = &["name", "tokenizer", "init_from"];
 
 /// Job columns a filter may name directly.
 fn column(key: &str) -> Option<&'static str> {
@@ -145,6 +170,19 @@ mod tests {
             assert!(bad.parse::<Cond>().is_err(), "{bad}");
         }
         assert!("evals[0].len>=8".parse::<Cond>().is_ok());
+    }
+
+    #[test]
+    fn filters_that_would_match_nothing_silently_are_errors() {
+        let e = "statsu=completed".parse::<Cond>().unwrap_err();
+        assert!(e.contains("unknown column 'statsu'") && e.contains("did you mean 'status'"), "{e}");
+        let e = "status==completed".parse::<Cond>().unwrap_err();
+        assert!(e.contains("`==` is not an operator") && e.contains("did you mean `=`"), "{e}");
+        let e = "train.seq_len>=big".parse::<Cond>().unwrap_err();
+        assert!(e.contains("compares numbers"), "{e}");
+        for ok in ["tokenizer=gpt2", "model.d_state<=64", "status=completed", "label~x", "train.lr>1e-3"] {
+            assert!(ok.parse::<Cond>().is_ok(), "{ok}");
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@
 mod dash;
 mod export;
 mod filter;
+mod import_guard;
 mod ingest;
 mod schema;
 
@@ -19,6 +20,7 @@ use sqlx::{Row, SqlitePool};
 
 pub use export::{Dump, ImportSummary};
 pub use filter::{Cond, Op};
+pub use import_guard::{check_dump, read_dump, MAX_DUMP_BYTES};
 pub use ingest::{read_events, IngestSummary};
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -307,6 +309,9 @@ impl Db {
 
     /// Jobs matching every condition (sweep membership, status, config keys), in sweep order.
     pub async fn jobs(&self, conds: &[Cond]) -> anyhow::Result<Vec<JobRow>> {
+        if conds.len() > filter::MAX_CONDS {
+            anyhow::bail!("{} filter conditions: at most {} are taken", conds.len(), filter::MAX_CONDS);
+        }
         let (clause, binds) = filter::sql(conds);
         let q = format!(
             "SELECT {JOB_COLUMNS} FROM sweep_jobs sj JOIN jobs j ON j.id = sj.job_id {clause} ORDER BY sj.sweep, sj.position"
@@ -323,6 +328,9 @@ impl Db {
 
     /// One job by id or unique id prefix.
     pub async fn job(&self, id: &str) -> anyhow::Result<JobRow> {
+        if crate::safety::check_id(id).is_err() {
+            anyhow::bail!("no job with id '{}'", crate::safety::short(id));
+        }
         let q = format!("SELECT {JOB_COLUMNS} FROM sweep_jobs sj JOIN jobs j ON j.id = sj.job_id WHERE j.id LIKE ? || '%' ESCAPE '\\' ORDER BY sj.position");
         let pattern = id.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
         let rows = sqlx::query_as::<_, JobRow>(&q).bind(pattern).fetch_all(&self.pool).await?;

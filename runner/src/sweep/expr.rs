@@ -36,8 +36,20 @@ pub fn is_template(s: &str) -> bool {
     s.find('{').is_some_and(|open| s[open..].contains('}'))
 }
 
+/// The longest template evaluated, in bytes.
+pub const MAX_TEMPLATE_LEN: usize = 4096;
+/// The deepest nesting of parentheses and unary minuses (the parser recurses on each).
+pub const MAX_DEPTH: usize = 64;
+
 /// Evaluates `template` against `ctx`.
 pub fn evaluate(template: &str, ctx: &Value) -> Result<Value, ExprError> {
+    if template.len() > MAX_TEMPLATE_LEN {
+        let head: String = template.chars().take(40).collect();
+        return Err(ExprError::Invalid {
+            template: format!("{head}..."),
+            msg: format!("the template is {} bytes long, more than the limit {MAX_TEMPLATE_LEN}", template.len()),
+        });
+    }
     let invalid = |msg: String| ExprError::Invalid {
         template: template.to_string(),
         msg,
@@ -56,6 +68,7 @@ pub fn evaluate(template: &str, ctx: &Value) -> Result<Value, ExprError> {
         tokens,
         pos: 0,
         expr,
+        depth: 0,
     };
     let value = parser.sum()?;
     match parser.tokens.get(parser.pos) {
@@ -175,6 +188,8 @@ struct Parser {
     pos: usize,
     /// The substituted template, for messages.
     expr: String,
+    /// Nesting of the factor being parsed (bounded by MAX_DEPTH: no stack overflow).
+    depth: usize,
 }
 
 impl Parser {
@@ -237,6 +252,16 @@ impl Parser {
 
     /// factor := '-' factor | '(' sum ')' | integer
     fn factor(&mut self) -> Result<i64, ExprError> {
+        if self.depth >= MAX_DEPTH {
+            return Err(self.invalid(format!("parentheses and minus signs nested more than {MAX_DEPTH} deep")));
+        }
+        self.depth += 1;
+        let v = self.factor_inner();
+        self.depth -= 1;
+        v
+    }
+
+    fn factor_inner(&mut self) -> Result<i64, ExprError> {
         let token = self.tokens.get(self.pos).copied();
         self.pos += 1;
         match token {
@@ -276,6 +301,20 @@ mod tests {
         assert_eq!(evaluate("-(2 + 3) * 4 - -1", &c), Ok(json!(-19)));
         assert_eq!(evaluate("{n} * 2", &c), Ok(json!(6)));
         assert_eq!(evaluate("7", &c), Ok(json!(7)));
+    }
+
+    #[test]
+    fn deep_nesting_and_long_templates_are_errors_not_stack_overflows() {
+        let c = ctx();
+        for t in ["(".repeat(20_000) + "1" + &")".repeat(20_000), "-".repeat(100_000) + "1", "(-".repeat(3000) + "1" + &")".repeat(3000)] {
+            let e = evaluate(&t, &c).unwrap_err().to_string();
+            assert!(e.contains("limit") || e.contains("nested more than"), "{e}");
+        }
+        let deep = "(".repeat(65) + "1" + &")".repeat(65);
+        assert!(evaluate(&deep, &c).unwrap_err().to_string().contains("nested more than 64 deep"));
+        let ok = "(".repeat(60) + "1" + &")".repeat(60);
+        assert_eq!(evaluate(&ok, &c), Ok(json!(1)));
+        assert_eq!(evaluate(&("-".repeat(63) + "1"), &c), Ok(json!(-1)));
     }
 
     #[test]

@@ -112,8 +112,12 @@ impl BaseConfig {
 impl SweepSpec {
     /// Reads, parses and checks a sweep file, and reads its base job config.
     pub fn load(path: &Path) -> Result<LoadedSweep, SweepError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| at(path, None, None, format!("cannot read: {e}")))?;
+        let text = stuffed_model::limits::read_text_bounded(path, stuffed_model::limits::MAX_CONFIG_BYTES)
+            .map_err(|e| {
+                let e = e.to_string();
+                let msg = e.strip_prefix(&format!("{}: ", path.display())).unwrap_or(&e).to_string();
+                at(path, None, None, format!("cannot read: {msg}"))
+            })?;
         SweepSpec::parse(&text, path)
     }
 

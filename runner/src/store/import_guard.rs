@@ -1,0 +1,228 @@
+//! What `results import` checks before it loads a dump (a file from another machine, trusted
+//! for nothing): it is read as a stream with a bounded decompressed size (a small gzip may
+//! expand to gigabytes), its names are safe, its rows are consistent (no duplicate keys, no
+//! reference to a job it does not hold: no raw "FOREIGN KEY constraint failed"), and it does not
+//! silently overwrite different data already in the database. Paths inside it (run
+//! directories, logs, artifacts) are provenance: stored as they are, never acted on.
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::{bail, Context};
+
+use super::export::{JobDump, DUMP_FORMAT};
+use super::{Db, Dump, ImportSummary};
+use crate::safety::{check_id, check_sweep_name, short};
+
+/// The largest dump read, decompressed (1 GiB; the study's whole export is 3.5 MB).
+pub const MAX_DUMP_BYTES: u64 = 1 << 30;
+
+/// A reader that fails once more than `left` bytes came through it.
+struct Bounded<R> {
+    inner: R,
+    left: u64,
+    limit: u64,
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n as u64 > self.left {
+            return Err(std::io::Error::other(format!("file too large: more than {} bytes decompressed, limit {}", self.limit, self.limit)));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+/// Parses a dump from `path` (gunzipped when it ends with `.gz`), streaming, refusing a file that
+/// is not regular or that expands past `limit` bytes.
+pub fn read_dump(path: &Path, limit: u64) -> anyhow::Result<Dump> {
+    let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
+    if !meta.is_file() {
+        bail!("{}: not a regular file (a device, a pipe or a directory): refusing to read it", path.display());
+    }
+    if meta.len() > limit {
+        bail!("{}: file too large: {} bytes, limit {limit}", path.display(), meta.len());
+    }
+    let f = std::io::BufReader::new(std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?);
+    let inner: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") { Box::new(flate2::read::GzDecoder::new(f)) } else { Box::new(f) };
+    let reader = std::io::BufReader::new(Bounded { inner, left: limit, limit });
+    serde_json::from_reader(reader).map_err(|e| {
+        let io = e.io_error_kind().is_some();
+        let what = if io { "cannot read it" } else { "not a stuffed results export" };
+        anyhow::anyhow!("{}: {what}: {e}", path.display())
+    })
+}
+
+/// Duplicates among `keys`, shown.
+fn duplicates<T: Ord + std::fmt::Debug>(what: &str, keys: impl Iterator<Item = T>) -> anyhow::Result<()> {
+    let mut seen = BTreeSet::new();
+    for k in keys {
+        if let Some(k) = seen.replace(k) {
+            bail!("the dump holds {what} {k:?} twice: refusing to merge them silently");
+        }
+    }
+    Ok(())
+}
+
+/// The dump's own consistency: format, safe names and ids, no duplicate keys, every row about
+/// a job or sweep the dump holds.
+pub fn check_dump(d: &Dump) -> anyhow::Result<()> {
+    if d.format != DUMP_FORMAT {
+        bail!("not a stuffed results export (format '{}', expected '{DUMP_FORMAT}')", short(&d.format));
+    }
+    if d.version != 1 {
+        bail!("results export version {} is not supported (expected 1)", d.version);
+    }
+    for s in &d.sweeps {
+        check_sweep_name(&s.name).map_err(|e| anyhow::anyhow!("the dump's sweep {e}"))?;
+    }
+    for j in &d.jobs {
+        check_id(&j.id).map_err(|e| anyhow::anyhow!("the dump's job {e}"))?;
+    }
+    duplicates("the sweep", d.sweeps.iter().map(|s| s.name.as_str()))?;
+    duplicates("the job", d.jobs.iter().map(|j| j.id.as_str()))?;
+    duplicates("the sweep/job pair", d.sweep_jobs.iter().map(|s| (s.sweep.as_str(), s.job_id.as_str())))?;
+    duplicates("the attempt (job, number)", d.attempts.iter().map(|a| (a.job_id.as_str(), a.number)))?;
+    duplicates("the evaluation (job, index)", d.evals.iter().map(|e| (e.job_id.as_str(), e.eval_index)))?;
+    let sweeps: BTreeSet<&str> = d.sweeps.iter().map(|s| s.name.as_str()).collect();
+    let jobs: BTreeSet<&str> = d.jobs.iter().map(|j| j.id.as_str()).collect();
+    let unknown_job = |what: &str, id: &str| -> anyhow::Result<()> {
+        if jobs.contains(id) {
+            Ok(())
+        } else {
+            bail!("the dump's {what} refers to job {:?}, which it does not hold", short(id))
+        }
+    };
+    for sj in &d.sweep_jobs {
+        if !sweeps.contains(sj.sweep.as_str()) {
+            bail!("the dump lists job {:?} in sweep {:?}, which it does not hold", short(&sj.job_id), short(&sj.sweep));
+        }
+        unknown_job("sweep list", &sj.job_id)?;
+    }
+    for a in &d.attempts {
+        unknown_job("attempt", &a.job_id)?;
+    }
+    for (job, ..) in &d.metrics {
+        unknown_job("metric", job)?;
+    }
+    for e in &d.evals {
+        unknown_job("evaluation", &e.job_id)?;
+    }
+    for (job, ..) in &d.artifacts {
+        unknown_job("artifact", job)?;
+    }
+    Ok(())
+}
+
+impl Db {
+    /// Jobs and sweeps of `d` already in this database with different data.
+    pub async fn import_conflicts(&self, d: &Dump) -> anyhow::Result<Vec<String>> {
+        let mut out = Vec::new();
+        for s in &d.sweeps {
+            if let Some(have) = self.sweep(&s.name).await? {
+                if serde_json::to_value(&have)? != serde_json::to_value(s)? {
+                    out.push(format!("sweep {}", s.name));
+                }
+            }
+        }
+        for j in &d.jobs {
+            let have: Option<JobDump> = sqlx::query_as("SELECT * FROM jobs WHERE id = ?").bind(&j.id).fetch_optional(&self.pool).await?;
+            if have.is_some_and(|h| h != *j) {
+                out.push(format!("job {}", j.id));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Checks a dump and loads it. Rows equal to the database's are no-ops (importing twice
+    /// changes nothing); different data for an existing job or sweep is refused, listing the
+    /// conflicts, unless `replace`.
+    pub async fn import_checked(&self, d: &Dump, replace: bool) -> anyhow::Result<ImportSummary> {
+        check_dump(d)?;
+        let conflicts = self.import_conflicts(d).await?;
+        if !conflicts.is_empty() && !replace {
+            let n = conflicts.len();
+            let shown: Vec<&str> = conflicts.iter().take(10).map(String::as_str).collect();
+            bail!(
+                "{n} job(s) or sweep(s) of the dump are already in this database with different data ({}{}): nothing imported; --replace overwrites them",
+                shown.join(", "),
+                if n > 10 { ", ..." } else { "" }
+            );
+        }
+        self.import(d).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn dump() -> Dump {
+        serde_json::from_value(json!({
+            "format": DUMP_FORMAT, "version": 1,
+            "sweeps": [{"name": "s", "description": "", "spec": "name: s\n", "source_path": null, "backend": "local", "created_at": "t", "updated_at": "t", "cancelled_at": null}],
+            "jobs": [{"id": "abc1", "config": {}, "state_size": 1, "n_params": 1, "train_len": 1, "run_dir": "/elsewhere/abc1", "status": "completed", "attempts": 1,
+                      "error": null, "error_class": null, "step": 1, "total_steps": 1, "last_loss": 1.0, "tokens_per_s": null, "peak_mem_gb": null, "created_at": "t", "finished_at": null}],
+            "sweep_jobs": [{"sweep": "s", "job_id": "abc1", "label": "l", "varied": {}, "position": 0}],
+            "attempts": [], "metrics": [["abc1", "loss", 1, 2.0]], "evals": [],
+            "artifacts": [["abc1", "checkpoint", "../../../../etc/passwd", 1]]
+        }))
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn hostile_dumps_are_refused_before_anything_is_written() {
+        let db = Db::open_memory().await.unwrap();
+        let mut bad = Vec::new();
+        let mut d = dump();
+        d.jobs.push(d.jobs[0].clone());
+        bad.push((d, "job \"abc1\" twice"));
+        let mut d = dump();
+        d.sweeps[0].name = "..".into();
+        bad.push((d, "not a valid sweep name"));
+        let mut d = dump();
+        d.jobs[0].id = "../x".into();
+        bad.push((d, "is not a job id"));
+        let mut d = dump();
+        d.metrics.push(("nope".into(), "loss".into(), 1, 1.0));
+        bad.push((d, "refers to job \"nope\""));
+        let mut d = dump();
+        d.sweep_jobs[0].sweep = "other".into();
+        bad.push((d, "which it does not hold"));
+        for (d, want) in bad {
+            let e = db.import_checked(&d, false).await.unwrap_err().to_string();
+            assert!(e.contains(want), "{want}: {e}");
+        }
+        assert!(db.sweep_names().await.unwrap().is_empty(), "nothing was written");
+        // A clean dump imports, twice without conflict; different data needs --replace.
+        db.import_checked(&dump(), false).await.unwrap();
+        db.import_checked(&dump(), false).await.unwrap();
+        let mut d = dump();
+        d.jobs[0].status = "failed".into();
+        let e = db.import_checked(&d, false).await.unwrap_err().to_string();
+        assert!(e.contains("job abc1") && e.contains("--replace"), "{e}");
+        db.import_checked(&d, true).await.unwrap();
+    }
+
+    #[test]
+    fn a_gzip_bomb_stops_at_the_limit() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("bomb.json.gz");
+        let mut gz = flate2::write::GzEncoder::new(std::fs::File::create(&p).unwrap(), flate2::Compression::best());
+        gz.write_all(b"{\"format\": \"").unwrap();
+        let zeros = vec![b'0'; 1 << 20];
+        for _ in 0..64 {
+            gz.write_all(&zeros).unwrap();
+        }
+        gz.finish().unwrap();
+        assert!(std::fs::metadata(&p).unwrap().len() < 1 << 20, "64 MiB compress to little");
+        let e = read_dump(&p, 8 << 20).unwrap_err().to_string();
+        assert!(e.contains("file too large") && e.contains("limit 8388608"), "{e}");
+        let e = read_dump(Path::new("/dev/zero"), MAX_DUMP_BYTES).unwrap_err().to_string();
+        assert!(e.contains("not a regular file"), "{e}");
+    }
+}
