@@ -97,10 +97,11 @@ fn an_imported_dump_never_makes_the_dashboard_serve_files_outside_the_runs_direc
     std::os::unix::fs::symlink(d.join("secret.txt"), d.join("results/runs/mine/escape.log")).unwrap();
     let db = d.join("results/stuffed.db");
     let dbs = db.to_str().unwrap();
+    let (secret, escape) = (d.join("secret.txt").display().to_string(), d.join("results/runs/mine/escape.log").display().to_string());
     let hostile = [
         ("../../../../etc/passwd", "/etc/shadow"),
         ("/etc", "../secret.txt"),
-        (d.join("secret.txt").to_str().unwrap(), d.join("results/runs/mine/escape.log").to_str().unwrap()),
+        (secret.as_str(), escape.as_str()),
         ("results/runs/../../secret.txt", "results/runs/mine/../../../secret.txt"),
     ];
     let mut bodies = Vec::new();
@@ -182,8 +183,9 @@ fn sweep_values_never_become_shell_lines_and_imported_specs_are_checked_again() 
     let o = stuffed(d, &["sweep", "sync", "--db", dbs, "inj"]);
     assert!(!o.status.success() && text(&o).contains("control character"), "{}", text(&o));
     // A clean spec whose job's run directory lies elsewhere: nothing is created there.
-    let outside = d.join("outside").join(ID);
-    let mut far = dump("far", outside.to_str().unwrap(), "/x.log", &[], json!({"kind": "slurm"}));
+    let outside = d.join("outside").join("feedf00d");
+    let far = dump("far", outside.to_str().unwrap(), "/x.log", &[], json!({"kind": "slurm"}));
+    let mut far: Value = serde_json::from_str(&far.to_string().replace(ID, "feedf00d")).unwrap();
     far["attempts"] = json!([]);
     write_json(&d.join("far.json"), &far);
     ok(d, &["results", "import", "--db", dbs, "far.json"]);

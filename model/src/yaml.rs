@@ -59,6 +59,12 @@ pub fn from_str<T: DeserializeOwned>(text: &str, file: &Path) -> Result<T, YamlE
             }
             _ => msg,
         };
+        // An unknown "key" that no config could have (`root:$6$...` of /etc/shadow) is file
+        // content: not shown.
+        let (key, msg) = match msg.split("unknown field `").nth(1).and_then(|r| r.split('`').next()) {
+            Some(field) if !looks_like_key(field) => (None, "not a config: it has a key no config has (not shown; is this the right file?)".to_string()),
+            _ => (key, msg),
+        };
         let (line, column) = match loc {
             Some(l) => (Some(l.line()), Some(l.column())),
             None => key.as_deref().and_then(|k| locate(text, k)).map_or((None, None), |(l, c)| (Some(l), Some(c))),
@@ -69,6 +75,12 @@ pub fn from_str<T: DeserializeOwned>(text: &str, file: &Path) -> Result<T, YamlE
         };
         YamlError { file: file.into(), line, column, key, msg }
     })
+}
+
+/// Whether `k` could be a config key (so an error may show it): short, letters, digits and
+/// `_ . - [ ]`. Anything else is file content (`root:$6$...` of /etc/shadow read as YAML).
+pub fn looks_like_key(k: &str) -> bool {
+    k.len() <= 64 && k.chars().all(|c| c.is_ascii_alphanumeric() || "_.-[]".contains(c))
 }
 
 /// The key path of the first `.nan`/`.inf` in `text`, if any: a JSON value cannot hold them

@@ -217,6 +217,10 @@ fn resolve_base(
     if !value.is_object() {
         return Err(at(&file, None, None, "a job config must be a mapping"));
     }
+    // Never echo a file that is not a config (`base: /etc/shadow`) through its "keys".
+    if value.as_object().is_some_and(|m| m.keys().any(|k| !yaml::looks_like_key(k))) {
+        return Err(at(&file, None, None, "not a job config: it has a key no config has (not shown; is this the right file?)"));
+    }
     Ok(BaseConfig {
         value,
         file,
