@@ -206,18 +206,23 @@ proptest! {
     }
 
     #[test]
-    fn slurm_scripts_never_gain_a_line(partition in hostile_text(), time in hostile_text(), mem in hostile_text(), extra in prop::collection::vec(hostile_text(), 0..3), dir in hostile_text()) {
-        let cfg = stuffed::sweep::SlurmBackend { partition: Some(partition), time: Some(time), mem: Some(mem), extra_sbatch: extra.clone(), ..Default::default() };
+    fn slurm_scripts_never_gain_a_line(
+        partition in prop::option::of(hostile_text()), time in prop::option::of(hostile_text()), mem in prop::option::of(hostile_text()),
+        extra in prop::collection::vec(hostile_text(), 0..3), dir in hostile_text(),
+    ) {
+        let set = [&partition, &time, &mem].iter().filter(|v| v.is_some()).count();
+        let cfg = stuffed::sweep::SlurmBackend { partition, time, mem, extra_sbatch: extra.clone(), ..Default::default() };
         let opts = stuffed::sched::slurm::SlurmOptions {
             cfg, runs_dir: "/shared/runs".into(), slurm_dir: "/shared/runs/slurm".into(), retries: 0, timeout_secs: None,
             poll: std::time::Duration::from_secs(1), exe: "/opt/stuffed".into(),
         };
         if let Ok(script) = stuffed::sched::slurm::array_script(&opts, "sweep", &[format!("/shared/runs/{dir}")]) {
-            let sbatch = script.lines().filter(|l| l.starts_with("#SBATCH ")).count();
-            // shebang, job name, array, output, partition, time, mem, gres, the extras; set -u, DIRS, exec.
-            prop_assert_eq!(script.lines().count(), 1 + 3 + 4 + extra.len() + 3, "{}", script);
-            prop_assert_eq!(sbatch, 3 + 4 + extra.len());
-            prop_assert!(!script.contains("--wrap") && !script.chars().any(|c| c.is_control() && c != '\n'));
+            // job name, array, output, gres, the values set, the extras.
+            let sbatch = 4 + set + extra.len();
+            prop_assert_eq!(script.lines().filter(|l| l.starts_with("#SBATCH ")).count(), sbatch, "{}", script);
+            // and the shebang, `set -u`, DIRS, exec: nothing else.
+            prop_assert_eq!(script.lines().count(), sbatch + 4, "{}", script);
+            prop_assert!(!script.lines().any(|l| l.starts_with("#SBATCH --wrap")) && !script.chars().any(|c| c.is_control() && c != '\n'));
         }
     }
 
