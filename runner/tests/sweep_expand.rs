@@ -497,7 +497,12 @@ fn resources_retries_and_defaults() {
 #[test]
 fn sweep_name_must_be_simple() {
     let e = error(&inline("").replace("name: s", "name: my sweep"));
-    assert_eq!(e, "x.yaml:1:1: key `name`: `my sweep` is not a valid sweep name (use letters, digits, `-`, `_` and `.`)");
+    assert_eq!(e, "x.yaml:1:1: key `name`: `my sweep` is not a valid sweep name (use letters, digits, `-`, `_` and `.`, not starting with `.`; at most 128 characters)");
+    // Names become file and Slurm job names: never `.`, `..` or hidden.
+    for bad in [".", "..", ".x"] {
+        let e = error(&inline("").replace("name: s", &format!("name: \"{bad}\"")));
+        assert!(e.contains("not a valid sweep name"), "{bad}: {e}");
+    }
 }
 
 #[test]
