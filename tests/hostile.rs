@@ -54,8 +54,15 @@ fn http_get(addr: &str, path: &str, headers: &[&str]) -> (u16, String) {
 
 struct Serve(std::process::Child);
 
+/// SIGTERM (so that `stuffed serve` removes its scratch directory), SIGKILL after 5 s.
 impl Drop for Serve {
     fn drop(&mut self) {
+        // Safety: kill(2) on the id of a child not yet reaped.
+        unsafe { libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM) };
+        let until = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < until && matches!(self.0.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }

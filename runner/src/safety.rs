@@ -158,7 +158,7 @@ pub fn check_extra_sbatch(key: &str, v: &str) -> Result<(), String> {
             EXTRA_SBATCH.join(", ")
         ));
     }
-    if let Some(c) = value.chars().find(|c| !(c.is_ascii_graphic() && !"'\"`$\\;<>".contains(*c))) {
+    if let Some(c) = value.chars().find(|c| !c.is_ascii_graphic() || "'\"`$\\;<>".contains(*c)) {
         return Err(format!("{key}: the value of --{name} contains {c:?} (no spaces, quotes or shell characters)"));
     }
     Ok(())

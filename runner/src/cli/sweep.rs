@@ -153,7 +153,7 @@ fn memory_problems(planned: &[Planned], device: Option<(f64, String)>) -> Vec<St
     let Some((cap, what)) = device else { return vec![] };
     planned
         .iter()
-        .filter(|(j, _)| !(j.est_mem_gb <= cap))
+        .filter(|(j, _)| j.est_mem_gb.is_nan() || j.est_mem_gb > cap)
         .map(|(j, _)| {
             format!(
                 "job {} needs an estimated {:.1} GB, more than {what} ({cap:.1} GB): reduce the model, batch or length (or set resources.memory if the estimate is wrong)",
