@@ -230,6 +230,7 @@ pub fn eval(cfg: &MambaConfig, len: i64, batch: i64, chunk: i64, device: Device,
         kind,
         mitigation: crate::eval::Mitigation::None,
         per_token: false,
+        probe: false,
     };
     // Warm-up on a short input (kernel selection, allocator).
     let short: Vec<Vec<u32>> = prompts.iter().map(|p| p[..(chunk as usize + 1).min(p.len())].to_vec()).collect();

@@ -28,6 +28,22 @@ pub struct Collapse {
     pub first_position: Option<f64>,
     #[serde(default)]
     pub worst_ratio: Option<f64>,
+    /// `collapsed`, `not_collapsed` or `inconclusive` (absent in older results).
+    #[serde(default)]
+    pub verdict: Option<String>,
+    /// Why inconclusive (`too_few_prompts`, `interval_contains_threshold`, `degenerate`, ...).
+    #[serde(default)]
+    pub inconclusive: Option<String>,
+    /// 95% bootstrap interval of the ratio.
+    #[serde(default)]
+    pub ratio_ci: Option<[f64; 2]>,
+    /// Max loss after T_train minus the in-T maximum, nats.
+    #[serde(default)]
+    pub rise: Option<f64>,
+    #[serde(default)]
+    pub uniform_loss: Option<f64>,
+    #[serde(default)]
+    pub prompts: Option<i64>,
 }
 
 /// A `loss` result.
@@ -39,6 +55,9 @@ pub struct LossResult {
     pub collapse: Option<Collapse>,
     #[serde(default)]
     pub mean_loss: Option<f64>,
+    /// Mean loss per prompt and bucket (absent in older results).
+    #[serde(default)]
+    pub prompt_buckets: Option<Vec<Vec<f64>>>,
 }
 
 /// One cell of a passkey heat map.
@@ -59,6 +78,12 @@ pub struct PasskeyResult {
     pub cells: Vec<PasskeyCell>,
     #[serde(default)]
     pub t_recall: Option<i64>,
+    /// Depth-averaged T_recall (absent in older results: recomputed from the cells).
+    #[serde(default)]
+    pub t_recall_mean: Option<i64>,
+    /// Strict T_recall (every depth > 0.95).
+    #[serde(default)]
+    pub t_recall_strict: Option<i64>,
 }
 
 /// Per-head series of a `states` result, one value per entry of `positions`.
@@ -167,6 +192,37 @@ impl LossResult {
 impl PasskeyResult {
     pub fn from_value(v: &Value) -> Result<Self, Error> {
         parse("passkey", v)
+    }
+
+    /// Lengths evaluated, ascending.
+    pub fn lengths(&self) -> Vec<i64> {
+        let mut l: Vec<i64> = self.cells.iter().map(|c| c.len).collect();
+        l.sort_unstable();
+        l.dedup();
+        l
+    }
+
+    /// Accuracy at `len` averaged over its depths.
+    pub fn mean_accuracy(&self, len: i64) -> Option<f64> {
+        let a: Vec<f64> = self.cells.iter().filter(|c| c.len == len && c.accuracy.is_finite()).map(|c| c.accuracy).collect();
+        (!a.is_empty()).then(|| a.iter().sum::<f64>() / a.len() as f64)
+    }
+
+    /// The authors' T_recall: the largest length whose depth-averaged accuracy is > 0.95 (the
+    /// stored value, else recomputed from the cells).
+    pub fn recall_mean(&self) -> Option<i64> {
+        if self.t_recall_mean.is_some() {
+            return self.t_recall_mean;
+        }
+        self.lengths().into_iter().filter(|&l| self.mean_accuracy(l).is_some_and(|a| a > 0.95)).max()
+    }
+
+    /// The strict T_recall: the largest length with accuracy > 0.95 at every depth.
+    pub fn recall_strict(&self) -> Option<i64> {
+        if self.t_recall_strict.is_some() {
+            return self.t_recall_strict;
+        }
+        self.lengths().into_iter().filter(|&l| self.cells.iter().filter(|c| c.len == l).all(|c| c.accuracy > 0.95)).max()
     }
 }
 

@@ -169,6 +169,7 @@ fn capacity_figures_show_points_and_fit_curve() {
             t_forget: Some(((5.172 * k as f64 - 4.469) * 1000.0) as i64),
             lengths_tried: vec![],
             collapsed_lengths: vec![],
+            inconclusive_lengths: vec![],
         })
         .collect();
     let (xs, ys) = derive::forget_points(&rows);
@@ -194,8 +195,11 @@ fn capacity_figures_show_points_and_fit_curve() {
             t_recall: Some(
                 ((4.756 * (1.365f64.powf(2.0 * k as f64) - 1.0) - 0.742) * 1000.0) as i64,
             ),
+            t_recall_strict: None,
             job_id: Some(format!("j{k}")),
             jobs: 1,
+            next_len: None,
+            shortest_len: None,
         })
         .collect();
     let (xs, ys) = derive::recall_points(&rows);
@@ -420,6 +424,8 @@ fn recall_figure_shows_one_series_per_training_length() {
         state_size: s,
         train_len: Some(len),
         t_recall: t,
+        t_recall_strict: t,
+        lengths: vec![],
     };
     let jobs = vec![
         job("a", 1_000_000, 256, Some(512)),

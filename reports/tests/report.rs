@@ -174,7 +174,7 @@ fn t_forget_rule_on_a_hand_made_case() {
     // S=1000: collapses at 128 and 512, forgets at 256, 1024, 2048 -> T_forget = 1024
     //   (two jobs at 512: both collapse; one at 2048 has two sources, both fine)
     // S=2000: forgets at 256 (one of two runs), collapses at 512 -> not reached
-    // S=3000: only a null verdict (training length shorter than a bucket) -> no lengths tried
+    // S=3000: only an inconclusive verdict -> no lengths tried, 64 inconclusive
     let mut data = ReportData::default();
     let mut add = |id: &str, s: i64, len: i64, verdicts: &[Option<bool>]| {
         let mut j = common::job(8, len);
@@ -187,7 +187,11 @@ fn t_forget_rule_on_a_hand_made_case() {
                 job_id: id.into(),
                 kind: "loss".into(),
                 params: json!({"source": source, "mitigation": "none"}),
-                result: json!({"buckets": [], "collapse": {"collapsed": v}}),
+                result: json!({"buckets": [], "collapse": {"collapsed": v, "verdict": match v {
+                    Some(true) => "collapsed",
+                    Some(false) => "not_collapsed",
+                    None => "inconclusive",
+                }}}),
             });
         }
     };
@@ -216,19 +220,22 @@ fn t_forget_rule_on_a_hand_made_case() {
                 state_size: 1000,
                 t_forget: Some(1024),
                 lengths_tried: vec![128, 256, 512, 1024, 2048],
-                collapsed_lengths: vec![128, 512]
+                collapsed_lengths: vec![128, 512],
+                inconclusive_lengths: vec![],
             },
             ForgetRow {
                 state_size: 2000,
                 t_forget: None,
                 lengths_tried: vec![256, 512],
-                collapsed_lengths: vec![512]
+                collapsed_lengths: vec![512],
+                inconclusive_lengths: vec![],
             },
             ForgetRow {
                 state_size: 3000,
                 t_forget: None,
                 lengths_tried: vec![],
-                collapsed_lengths: vec![]
+                collapsed_lengths: vec![],
+                inconclusive_lengths: vec![64],
             },
         ]
     );
@@ -236,6 +243,9 @@ fn t_forget_rule_on_a_hand_made_case() {
     assert_eq!(derive::job_collapse(&data, "c64"), None);
     let (xs, ys) = derive::forget_points(&rows);
     assert_eq!((xs, ys), (vec![0.001], vec![1.024]));
+    // Censored: S=1000 in (512, 1024], S=2000 above 512.
+    let c = derive::forget_censored(&rows);
+    assert_eq!(c.iter().map(|c| (c.lo, c.hi)).collect::<Vec<_>>(), vec![(Some(0.512), Some(1.024)), (Some(0.512), None)]);
 }
 
 #[test]
@@ -257,14 +267,15 @@ fn recall_per_state_size_is_the_max_over_jobs() {
 
 #[test]
 fn laws_are_fitted_when_enough_state_sizes() {
-    // 5 state sizes, each with one job at the law's T_forget (forgets) and one just below it
-    // (collapses), and a passkey eval at the law's T_recall.
+    // 5 state sizes, each with one job at the law's T_forget (forgets) and one 2 tokens below
+    // it (collapses), and a passkey eval recalling at the law's T_recall and not 2 tokens
+    // later: every threshold is an interval 2 tokens wide.
     let mut data = ReportData::default();
     for k in 1..=5i64 {
         let s = k * 1_000_000;
         let tf = ((5.172 * k as f64 - 4.469) * 1000.0).round() as i64;
         let tr = ((0.5 * (1.8f64.powf(k as f64) - 1.0) + 0.3) * 1000.0).round() as i64;
-        for (len, collapsed) in [(tf / 2, true), (tf, false)] {
+        for (len, collapsed) in [(tf - 2, true), (tf, false)] {
             let mut j = common::job(8, len);
             j.id = format!("s{k}-l{len}");
             j.state_size = s;
@@ -278,7 +289,7 @@ fn laws_are_fitted_when_enough_state_sizes() {
                 job_id: j.id.clone(),
                 kind: "passkey".into(),
                 params: json!({"mitigation": "none"}),
-                result: json!({"cells": [{"len": tr, "depth": 0.5, "accuracy": 1.0}], "t_recall": tr}),
+                result: json!({"cells": [{"len": tr, "depth": 0.5, "accuracy": 1.0}, {"len": tr + 2, "depth": 0.5, "accuracy": 0.0}], "t_recall": tr}),
             });
             data.jobs.push(j);
         }
@@ -309,10 +320,14 @@ fn laws_are_fitted_when_enough_state_sizes() {
     let svg = std::fs::read_to_string(dir.path().join("figures/t_recall.svg")).expect("svg");
     assert_eq!(count_series(&svg).lines, 1);
     assert_eq!(count_series(&svg).points, 5);
+    assert_eq!(fits["t_forget"]["points"]["interval"], json!(5));
     let csv = dir.path().join("t_forget_points.csv");
-    let refit = stuffed_reports::fit_csv(&csv, stuffed_reports::FitModel::Linear, "S_M", "T_K")
-        .expect("refit");
-    assert!((refit.param("a") - ff.param("a")).abs() < 1e-9);
+    let cols = stuffed_reports::csv::read_columns_opt(&csv, &["S_M", "t_forget_lo_K", "t_forget_hi_K"]).expect("csv");
+    let pts: Vec<stuffed_reports::Censored> = (0..cols[0].len())
+        .map(|i| stuffed_reports::Censored { x: cols[0][i].unwrap(), lo: cols[1][i], hi: cols[2][i] })
+        .collect();
+    let refit = stuffed_reports::fit_censored(stuffed_reports::FitModel::Linear, &pts, 0, 0).expect("refit");
+    assert!((refit.param("a") - ff.param("a")).abs() < 1e-6);
 }
 
 /// The fixture with every loss eval replaced by one without collapse.
@@ -375,7 +390,7 @@ fn unusable_exponential_fit_is_explained_in_plain_words() {
             job_id: j.id.clone(),
             kind: "passkey".into(),
             params: json!({"mitigation": "none"}),
-            result: json!({"cells": [{"len": t, "depth": 0.5, "accuracy": 1.0}], "t_recall": t}),
+            result: json!({"cells": [{"len": t, "depth": 0.5, "accuracy": 1.0}, {"len": t + 1, "depth": 0.5, "accuracy": 0.0}], "t_recall": t}),
         });
         data.jobs.push(j);
     }
@@ -389,7 +404,7 @@ fn unusable_exponential_fit_is_explained_in_plain_words() {
         .expect("T_recall fit skipped");
     assert!(
         why.starts_with(
-            "the 4 points (state sizes with a measured T_recall) do not follow an \
+            "the 4 points (state sizes with a T_recall interval or bound) do not follow an \
              exponential law"
         ) && !why.contains("unusable"),
         "{why}"

@@ -82,10 +82,15 @@ fn train_and_evaluate(
     Ok(outcome)
 }
 
-fn prompts(job: &JobConfig, tok: &Tokenizer, source: EvalSource, len: usize, n: usize) -> anyhow::Result<Vec<Vec<u32>>> {
+/// Prompts and the number of distinct documents behind them (None for the probe).
+fn prompts(job: &JobConfig, tok: &Tokenizer, source: EvalSource, len: usize, n: usize, min_doc: Option<i64>) -> anyhow::Result<(Vec<Vec<u32>>, Option<usize>)> {
     Ok(match source {
-        EvalSource::Newlines => vec![probes::newlines(tok, len); n],
-        EvalSource::Corpus => Corpus::open(&job.data.corpus)?.val_prompts(len, n)?,
+        EvalSource::Newlines => (vec![probes::newlines(tok, len); n], None),
+        EvalSource::Corpus => {
+            let min = min_doc.unwrap_or(job.data.min_doc_tokens).max(0) as usize;
+            let p = Corpus::open(&job.data.corpus)?.val_prompts(len, n, min)?;
+            (p.prompts, Some(p.documents))
+        }
     })
 }
 
@@ -103,7 +108,8 @@ pub fn run_eval(spec: &EvalSpec, lm: &Mamba2LM, tok: &Tokenizer, job: &JobConfig
     Ok(match spec {
         EvalSpec::Loss(s) => {
             let mitigation: Mitigation = s.mitigation.parse()?;
-            let ps = prompts(job, tok, s.source, s.len as usize + 1, s.prompts as usize)?;
+            let min_doc = s.min_doc_tokens.unwrap_or(job.data.min_doc_tokens);
+            let (ps, documents) = prompts(job, tok, s.source, s.len as usize + 1, s.prompts as usize, Some(min_doc))?;
             let cfg = LossEval {
                 chunk: s.chunk,
                 bucket: s.bucket,
@@ -112,14 +118,16 @@ pub fn run_eval(spec: &EvalSpec, lm: &Mamba2LM, tok: &Tokenizer, job: &JobConfig
                 kind: s.precision.kind(device),
                 mitigation: mitigation.clone(),
                 per_token: false,
+                probe: s.source == EvalSource::Newlines,
             };
             let c = eval::loss::run(lm, &ps, &cfg)?;
             json!({
                 "kind": "loss",
                 "params": {"source": source_name(s.source), "len": s.len, "prompts": s.prompts, "chunk": s.chunk,
                            "bucket": s.bucket, "train_len": train_len, "mitigation": mitigation.to_string(),
-                           "precision": format!("{:?}", s.precision).to_lowercase(), "device": cuda::device_name(device)},
-                "buckets": c.buckets, "collapse": c.collapse, "mean_loss": c.mean_loss, "tokens": c.tokens,
+                           "precision": format!("{:?}", s.precision).to_lowercase(), "device": cuda::device_name(device),
+                           "min_doc_tokens": min_doc, "documents": documents},
+                "buckets": c.buckets, "collapse": c.collapse, "prompt_buckets": c.prompt_buckets, "mean_loss": c.mean_loss, "tokens": c.tokens,
                 "wall_s": c.wall_s, "tokens_per_s": c.tokens_per_s,
             })
         }
@@ -137,20 +145,23 @@ pub fn run_eval(spec: &EvalSpec, lm: &Mamba2LM, tok: &Tokenizer, job: &JobConfig
                 batch: 16,
                 chunk: 4096,
                 train_len: Some(train_len),
+                template: s.template,
+                recall_rule: s.recall_rule,
             };
             let r = eval::passkey::run(lm, tok, &cfg)?;
             json!({
                 "kind": "passkey",
                 "params": {"lengths": s.lengths, "depths": s.depths, "n": s.n, "seed": s.seed,
                            "mitigation": mitigation.to_string(), "precision": format!("{:?}", s.precision).to_lowercase(),
-                           "answer_tokens": answer_tokens},
+                           "answer_tokens": answer_tokens, "template": r.template, "recall_rule": r.recall_rule},
                 "cells": r.cells, "accuracy_by_len": r.accuracy_by_len, "t_recall": r.t_recall,
+                "t_recall_mean": r.t_recall_mean, "t_recall_strict": r.t_recall_strict,
                 "t_recall_per_depth": r.t_recall_per_depth, "wall_s": r.wall_s, "tokens_per_s": r.tokens_per_s,
             })
         }
         EvalSpec::States(s) => {
             let mitigation: Mitigation = s.mitigation.parse()?;
-            let ps = prompts(job, tok, s.source, s.len as usize, s.prompts as usize)?;
+            let (ps, _) = prompts(job, tok, s.source, s.len as usize, s.prompts as usize, None)?;
             let hist_positions = if s.hist_positions.is_empty() { vec![train_len.min(s.len), s.len] } else { s.hist_positions.clone() };
             let cfg = StatesEval {
                 bucket: s.bucket,

@@ -111,10 +111,28 @@ fn forget(a: &Analysis, out: &mut Vec<String>) {
     let measured: Vec<String> = rows
         .iter()
         .filter(|r| !r.is_upper_bound())
-        .filter_map(|r| Some(format!("{} at S = {}", r.t_forget?, r.state_size)))
+        .filter_map(|r| {
+            let t = r.t_forget?;
+            Some(match r.lower() {
+                Some(l) => format!("({l}, {t}] at S = {}", r.state_size),
+                None => format!("{t} at S = {}", r.state_size),
+            })
+        })
         .collect();
     if !measured.is_empty() {
-        out.push(format!("T_forget was measured as {}.", join_and(&measured)));
+        out.push(format!("T_forget lies in {} (between the largest collapsed and the smallest non-collapsed training length).", join_and(&measured)));
+    }
+    let unclear: Vec<String> = a
+        .forget
+        .iter()
+        .filter(|r| !r.inconclusive_lengths.is_empty())
+        .map(|r| format!("S = {} at {}", r.state_size, join_and(&ints(r.inconclusive_lengths.iter().copied()))))
+        .collect();
+    if !unclear.is_empty() {
+        out.push(format!(
+            "Inconclusive verdicts (too few prompts for a decisive bootstrap interval, an interval containing 2, or a degenerate curve), left out of T_forget: {}.",
+            join_and(&unclear)
+        ));
     }
     let never: Vec<i64> = rows
         .iter()
@@ -151,8 +169,8 @@ fn recall(a: &Analysis, out: &mut Vec<String>) {
     }
     if a.recalls.iter().all(|r| r.t_recall.is_none()) {
         out.push(
-            "No model retrieved the passkey with > 95% accuracy at every depth at any prompt \
-             length tried, so T_recall could not be measured."
+            "No model retrieved the passkey with > 95% accuracy averaged over depths at any \
+             prompt length tried, so T_recall could not be measured."
                 .into(),
         );
         return;
@@ -163,8 +181,8 @@ fn recall(a: &Analysis, out: &mut Vec<String>) {
         .map(|r| format!("{} at S = {}", recall_text(r.t_recall), r.state_size))
         .collect();
     out.push(format!(
-        "T_recall (the longest prompt with > 95% passkey accuracy at every depth), best job per \
-         state size: {}.",
+        "T_recall (the authors' definition: the longest prompt length tried with > 95% passkey \
+         accuracy averaged over depths), best job per state size: {}.",
         join_and(&per_size)
     ));
     let none: Vec<i64> = a
@@ -232,11 +250,22 @@ fn recall(a: &Analysis, out: &mut Vec<String>) {
 
 fn law_sentence(a: &Analysis, name: &str, fit: Option<&Fit>, paper: &str, out: &mut Vec<String>) {
     match fit {
-        Some(f) => out.push(format!(
-            "The {name} law fitted over {} state sizes is {} (paper: {paper}).",
-            f.n,
-            f.equation()
-        )),
+        Some(f) => {
+            let how = f.censoring.map_or(String::new(), |c| {
+                format!(
+                    " ({} with a two-sided interval or value, {} with a one-sided bound; interval-censored maximum likelihood)",
+                    c.measured(),
+                    c.bounded()
+                )
+            });
+            let ci = f
+                .ci
+                .iter()
+                .map(|(k, (lo, hi))| format!("{k} in [{}, {}]", crate::fit::fmt_coef(*lo), crate::fit::fmt_coef(*hi)))
+                .collect::<Vec<_>>();
+            let ci = if ci.is_empty() { String::new() } else { format!("; bootstrap 95% intervals: {}", ci.join(", ")) };
+            out.push(format!("The {name} law fitted over {} state sizes{how} is {}{ci} (paper: {paper}).", f.n, f.equation()))
+        }
         None => {
             let key = format!("{name} fit");
             if let Some((_, why)) = a.skipped.iter().find(|(w, _)| *w == key) {

@@ -59,6 +59,7 @@ pub fn loss_result(
         "buckets": buckets,
         "collapse": {"train_len": train_len, "max_within_train": max_within,
                      "threshold": 2.0 * max_within, "collapsed": collapsed,
+                     "verdict": if collapsed { "collapsed" } else { "not_collapsed" },
                      "first_position": if collapsed { json!(4096) } else { Value::Null },
                      "worst_ratio": 1.5},
         "mean_loss": 2.5, "tokens": 65536, "wall_s": 1.0, "tokens_per_s": 1000.0

@@ -57,7 +57,7 @@ impl Source {
             (None, false, Some(dir)) => {
                 let c = stuffed_model::data::Corpus::open(dir)?;
                 tok.check_same(&c.manifest.tokenizer, &format!("corpus {}", dir.display()))?;
-                (c.val_prompts(len.context("--corpus needs --len")?, prompts)?, "corpus")
+                (c.val_prompts(len.context("--corpus needs --len")?, prompts, c.manifest.min_doc_tokens)?.prompts, "corpus")
             }
             _ => anyhow::bail!("give --text FILE, --newlines or --corpus DIR"),
         })
@@ -140,6 +140,7 @@ impl LossArgs {
             kind: self.precision.kind(),
             mitigation: mitigation.clone(),
             per_token: self.per_token,
+            probe: source != "corpus",
         };
         let curve = loss::run(&lm, &prompts, &cfg)?;
         let result = if self.per_token {
@@ -151,7 +152,7 @@ impl LossArgs {
                            "chunk": self.chunk, "bucket": self.bucket, "train_len": self.train_len,
                            "mitigation": mitigation.to_string(), "precision": format!("{:?}", self.precision).to_lowercase(),
                            "device": stuffed_model::cuda::device_name(dev)},
-                "buckets": curve.buckets, "collapse": curve.collapse, "mean_loss": curve.mean_loss,
+                "buckets": curve.buckets, "collapse": curve.collapse, "prompt_buckets": curve.prompt_buckets, "mean_loss": curve.mean_loss,
                 "tokens": curve.tokens, "wall_s": curve.wall_s, "tokens_per_s": curve.tokens_per_s,
             })
         };
@@ -179,15 +180,24 @@ fn print_loss_text(c: &loss::LossCurve) {
     }
     println!("mean loss {:.4} over {} tokens ({:.0} tokens/s)", c.mean_loss, c.tokens, c.tokens_per_s);
     if let Some(v) = &c.collapse {
+        let ci = v.ratio_ci.map_or("-".into(), |[lo, hi]| format!("[{lo:.2}, {hi:.2}]"));
         match v.collapsed {
             Some(true) => println!(
-                "state collapse: YES, first at position {} (loss > 2 x {:.3} seen within {} tokens)",
+                "state collapse: YES, first at position {} (loss > 2 x {:.3} seen within {} tokens; ratio {:.2}, 95% interval {ci}, {} prompts)",
                 v.first_position.unwrap_or(-1),
                 v.max_within_train.unwrap_or(f64::NAN),
-                v.train_len
+                v.train_len,
+                v.worst_ratio.unwrap_or(f64::NAN),
+                v.prompts
             ),
-            Some(false) => println!("state collapse: no (worst ratio {:.2} of the in-training maximum)", v.worst_ratio.unwrap_or(f64::NAN)),
-            None => println!("state collapse: undetermined (no bucket fits within train_len {})", v.train_len),
+            Some(false) => println!("state collapse: no (ratio {:.2} of the in-training maximum, 95% interval {ci}, {} prompts)", v.worst_ratio.unwrap_or(f64::NAN), v.prompts),
+            None => println!(
+                "state collapse: inconclusive ({:?}; ratio {}, 95% interval {ci}, rise after train_len {} nats, {} prompts)",
+                v.inconclusive,
+                v.worst_ratio.map_or("-".into(), |r| format!("{r:.2}")),
+                v.rise.map_or("-".into(), |r| format!("{r:.2}")),
+                v.prompts
+            ),
         }
     }
 }
@@ -249,14 +259,17 @@ impl PasskeyArgs {
             batch: self.batch,
             chunk: 4096,
             train_len: self.train_len,
+            template: Default::default(),
+            recall_rule: Default::default(),
         };
         let r = stuffed_model::eval::passkey::run(&lm, &tok, &cfg)?;
         let result = json!({
             "kind": "passkey",
             "params": {"lengths": self.lengths, "depths": depths, "n": self.n, "seed": self.seed,
                        "mitigation": mitigation.to_string(), "precision": format!("{:?}", self.precision).to_lowercase(),
-                       "answer_tokens": answer_tokens},
+                       "answer_tokens": answer_tokens, "template": r.template, "recall_rule": r.recall_rule},
             "cells": r.cells, "accuracy_by_len": r.accuracy_by_len, "t_recall": r.t_recall,
+            "t_recall_mean": r.t_recall_mean, "t_recall_strict": r.t_recall_strict,
             "t_recall_per_depth": r.t_recall_per_depth, "wall_s": r.wall_s, "tokens_per_s": r.tokens_per_s,
         });
         if let Some(out) = &self.out {
@@ -277,9 +290,13 @@ impl PasskeyArgs {
                     }
                     println!();
                 }
-                match r.t_recall {
-                    Some(t) => println!("T_recall = {t} tokens (accuracy > 0.95 at every depth)"),
-                    None => println!("T_recall: no length reaches accuracy > 0.95 at every depth"),
+                match r.t_recall_mean {
+                    Some(t) => println!("T_recall = {t} tokens (accuracy averaged over depths > 0.95)"),
+                    None => println!("T_recall: no length reaches accuracy averaged over depths > 0.95"),
+                }
+                match r.t_recall_strict {
+                    Some(t) => println!("T_recall (strict) = {t} tokens (accuracy > 0.95 at every depth)"),
+                    None => println!("T_recall (strict): no length reaches accuracy > 0.95 at every depth"),
                 }
                 for d in &r.t_recall_per_depth {
                     println!("  depth {:.2}: T_recall {}", d.depth, d.t_recall.map_or("-".into(), |t| t.to_string()));
