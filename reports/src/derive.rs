@@ -7,8 +7,10 @@
 //   `loss` evals without mitigation count. A job collapsed if any of its evals collapsed, shows
 //   no collapse if at least one says so and none collapsed, and is inconclusive otherwise.
 // * Several jobs at one (state size, length) (learning rates, seeds) count as the paper's "best
-//   run": the point shows no collapse when any of them does, collapses when none does and at
-//   least one collapsed, and is inconclusive otherwise. Inconclusive points are left out.
+//   run": the run with the best passkey validation (mean accuracy of its passkey evals) decides
+//   when it is decisive; without validation (or among equals) the point shows no collapse when
+//   any run does, collapses when none does and at least one collapsed, and is inconclusive
+//   otherwise. Inconclusive points are left out.
 // * T_forget(S) = the smallest decisive length without collapse such that every longer decisive
 //   length tried for S also shows no collapse. It is censored: the interval (largest collapsed
 //   length, T_forget]; an upper bound (0, T_forget] when no length collapsed; a lower bound
@@ -155,16 +157,19 @@ pub fn job_collapse(data: &ReportData, job_id: &str) -> Option<bool> {
 
 /// T_forget for every state size that has at least one job (rows ascending by state size).
 pub fn t_forget(data: &ReportData) -> Vec<ForgetRow> {
-    // state size -> length -> best-run verdict at this point
-    let mut grid: BTreeMap<i64, BTreeMap<i64, Verdict>> = BTreeMap::new();
+    // state size -> length -> (verdict, passkey validation accuracy) of each run at this point
+    let mut runs: BTreeMap<i64, BTreeMap<i64, Vec<(Verdict, Option<f64>)>>> = BTreeMap::new();
     for job in &data.jobs {
-        let per_len = grid.entry(job.state_size).or_default();
+        let per_len = runs.entry(job.state_size).or_default();
         let (Some(len), Some(v)) = (job.train_len(), job_verdict(data, &job.id)) else {
             continue;
         };
-        let e = per_len.entry(len).or_insert(v);
-        *e = best_run(*e, v);
+        per_len.entry(len).or_default().push((v, validation_accuracy(data, job)));
     }
+    let grid: BTreeMap<i64, BTreeMap<i64, Verdict>> = runs
+        .into_iter()
+        .map(|(s, per_len)| (s, per_len.into_iter().map(|(l, rs)| (l, point_verdict(&rs))).collect()))
+        .collect();
     grid.into_iter()
         .map(|(state_size, per_len)| {
             let decisive: BTreeMap<i64, bool> = per_len
@@ -177,6 +182,30 @@ pub fn t_forget(data: &ReportData) -> Vec<ForgetRow> {
             row
         })
         .collect()
+}
+
+/// Passkey validation of a job: its mean accuracy over every cell of its passkey evals without
+/// mitigation; `None` without any.
+pub fn validation_accuracy(data: &ReportData, job: &JobRecord) -> Option<f64> {
+    let accs: Vec<f64> = plain_passkeys(data, job)
+        .filter_map(|e| PasskeyResult::from_value(&e.result).ok())
+        .flat_map(|r| r.cells.into_iter().map(|c| c.accuracy))
+        .filter(|a| a.is_finite())
+        .collect();
+    (!accs.is_empty()).then(|| accs.iter().sum::<f64>() / accs.len() as f64)
+}
+
+/// The verdict of one (state size, length) point from its runs (learning rates, seeds): the
+/// paper's best run, the one with the best passkey validation when runs have one (its verdict
+/// when decisive); otherwise, and among equally good runs, no collapse wins, then collapse.
+fn point_verdict(runs: &[(Verdict, Option<f64>)]) -> Verdict {
+    let best = runs.iter().filter_map(|r| r.1).fold(None, |m: Option<f64>, a| Some(m.map_or(a, |m| m.max(a))));
+    let chosen: Vec<Verdict> = match best {
+        Some(b) => runs.iter().filter(|r| r.1 == Some(b) && r.0 != Verdict::Inconclusive).map(|r| r.0).collect(),
+        None => Vec::new(),
+    };
+    let pool: Vec<Verdict> = if chosen.is_empty() { runs.iter().map(|r| r.0).collect() } else { chosen };
+    pool.into_iter().reduce(best_run).unwrap_or(Verdict::Inconclusive)
 }
 
 /// Two runs at one point: no collapse wins, then collapsed, then inconclusive.
@@ -361,6 +390,17 @@ mod tests {
         let c = always.censored().unwrap();
         assert_eq!((c.lo, c.hi), (Some(0.512), None));
         assert_eq!(row(&[]).censored(), None);
+    }
+
+    #[test]
+    fn point_verdict_follows_the_best_passkey_validation() {
+        use Verdict::*;
+        // The run validating best collapsed: the point collapsed, though another run did not.
+        assert_eq!(point_verdict(&[(NotCollapsed, Some(0.4)), (Collapsed, Some(0.9))]), Collapsed);
+        // The best run is inconclusive: the others decide, no collapse first.
+        assert_eq!(point_verdict(&[(NotCollapsed, Some(0.4)), (Collapsed, Some(0.3)), (Inconclusive, Some(0.9))]), NotCollapsed);
+        // No validation: the best-run rule.
+        assert_eq!(point_verdict(&[(Collapsed, None), (NotCollapsed, None)]), NotCollapsed);
     }
 
     #[test]

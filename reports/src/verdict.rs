@@ -103,7 +103,7 @@ pub fn mean_curve_verdict(buckets: &[(f64, f64, f64)], train_len: f64, probe: bo
     let within = max(&mut kept.iter().filter(|b| b.1 <= train_len).map(|b| b.2));
     let beyond = max(&mut kept.iter().filter(|b| b.0 >= train_len).map(|b| b.2));
     let ratio = within.zip(beyond).map(|(w, b)| b / w);
-    let degenerate = within.zip(uniform).is_some_and(|(w, u)| w > u);
+    let degenerate = within.zip(uniform).is_some_and(|(w, u)| FACTOR * w > u);
     let (verdict, reason) = match ratio {
         None if within.is_none() => (Verdict::Inconclusive, Some("no_reference")),
         None => (Verdict::Inconclusive, Some("no_beyond")),
@@ -154,9 +154,13 @@ mod tests {
         // Sampled prompts without per-prompt losses: the same curve is inconclusive.
         let v = mean_curve_verdict(&curve(&[9.0, 2.0, 2.5, 4.0, 6.5, 100.0]), 30.0, false, None);
         assert_eq!((v.verdict, v.reason.as_deref()), (Verdict::Inconclusive, Some("no_per_prompt_losses")));
-        // In-T loss above ln V: no decisive "no collapse", the rise is kept.
+        // 2x the in-T loss above ln V: no decisive "no collapse", the rise is kept.
         let v = mean_curve_verdict(&curve(&[1.0, 6.0, 6.0, 9.0, 9.0, 1.0]), 30.0, true, Some(256f64.ln()));
         assert_eq!((v.verdict, v.reason.as_deref(), v.rise), (Verdict::Inconclusive, Some("degenerate"), Some(3.0)));
+        let v = mean_curve_verdict(&curve(&[1.0, 3.0, 3.0, 5.4, 5.0, 1.0]), 30.0, true, Some(256f64.ln()));
+        assert_eq!(v.reason.as_deref(), Some("degenerate"));
+        let v = mean_curve_verdict(&curve(&[1.0, 2.5, 2.5, 4.0, 4.0, 1.0]), 30.0, true, Some(256f64.ln()));
+        assert_eq!(v.verdict, Verdict::NotCollapsed);
     }
 
     #[test]

@@ -13,10 +13,11 @@
 //!    has no sampling uncertainty over prompts: its interval is the point.
 //! 4. Sampled inputs with fewer than `MIN_PROMPTS` prompts are `inconclusive` (too few prompts),
 //!    the ratio and its interval are still reported.
-//! 5. Degenerate curves: when the reference maximum is above the uniform-distribution loss ln V,
-//!    "2x the reference" is out of reach of a model that merely stops predicting, so a verdict
-//!    other than a decisive collapse is `inconclusive` (degenerate); the rise after T_train
-//!    (max beyond - max reference, nats) is always reported.
+//! 5. Degenerate curves: when the threshold 2x the reference is above the uniform-distribution
+//!    loss ln V (always so when the reference itself is above ln V), a model that falls to
+//!    chance level after T_train (loss about ln V) would not trigger it, so a verdict other than
+//!    a decisive collapse is `inconclusive` (degenerate); the rise after T_train (max beyond -
+//!    max reference, nats) is always reported.
 use serde::{Deserialize, Serialize};
 
 use crate::eval::loss::Bucket;
@@ -51,7 +52,7 @@ pub enum Inconclusive {
     TooFewPrompts,
     /// The 95% interval of the ratio contains 2.
     IntervalContainsThreshold,
-    /// The reference loss is above ln V.
+    /// The threshold (2x the reference loss) is above ln V.
     Degenerate,
 }
 
@@ -163,7 +164,7 @@ pub fn verdict(inp: &VerdictInput) -> Collapse {
             Err(Inconclusive::IntervalContainsThreshold)
         }
     };
-    let degenerate = within.zip(inp.uniform_loss).is_some_and(|(w, u)| w > u);
+    let degenerate = within.zip(inp.uniform_loss).is_some_and(|(w, u)| FACTOR * w > u);
     let outcome = if within.is_none() {
         Err(Inconclusive::NoReference)
     } else if beyond.is_none() {
@@ -285,7 +286,9 @@ mod tests {
     }
 
     /// In-T loss 6.0 above ln 256 = 5.55: 2x can hardly trigger; the rise 6.0 -> 9.0 is reported
-    /// and the verdict is inconclusive; a decisive collapse (13 > 12) still stands.
+    /// and the verdict is inconclusive; a decisive collapse (13 > 12) still stands. In-T 3.0:
+    /// the threshold 6.0 is above ln 256 too (the reproduction's 3.2 -> 5.4 nats, ratio 1.7);
+    /// in-T 2.5 (threshold 5.0) is not degenerate.
     #[test]
     fn degenerate_probe_is_inconclusive_with_its_rise() {
         let ln_v = 256f64.ln();
@@ -296,5 +299,11 @@ mod tests {
         let b = curve(&[1.0, 6.0, 6.0, 13.0, 9.0, 1.0]);
         let c = verdict(&VerdictInput { buckets: &b, per_prompt: &[], train_len: 30, uniform_loss: Some(ln_v), probe: true });
         assert_eq!(c.verdict, Verdict::Collapsed);
+        let b = curve(&[1.0, 3.0, 3.0, 5.4, 5.0, 1.0]);
+        let c = verdict(&VerdictInput { buckets: &b, per_prompt: &[], train_len: 30, uniform_loss: Some(ln_v), probe: true });
+        assert_eq!((c.inconclusive, c.worst_ratio), (Some(Inconclusive::Degenerate), Some(1.8)));
+        let b = curve(&[1.0, 2.5, 2.5, 4.0, 4.0, 1.0]);
+        let c = verdict(&VerdictInput { buckets: &b, per_prompt: &[], train_len: 30, uniform_loss: Some(ln_v), probe: true });
+        assert_eq!(c.verdict, Verdict::NotCollapsed);
     }
 }

@@ -309,7 +309,7 @@ fn print_plan(loaded: &LoadedSweep, planned: &[(PlannedJob, Vec<(String, Value)>
     let keys: Vec<String> = planned.first().map(|(_, v)| v.iter().map(|(k, _)| k.clone()).collect()).unwrap_or_default();
     let mut header = vec!["id".to_string()];
     header.extend(keys.iter().cloned());
-    header.extend(["state_size", "params", "steps", "est_mem_gb", "est_time"].map(String::from));
+    header.extend(["state_size", "loss_buckets", "params", "steps", "est_mem_gb", "est_time"].map(String::from));
     let rows: Vec<Vec<Value>> = planned
         .iter()
         .map(|(j, varied)| {
@@ -317,8 +317,19 @@ fn print_plan(loaded: &LoadedSweep, planned: &[(PlannedJob, Vec<(String, Value)>
             for k in &keys {
                 r.push(varied.iter().find(|(vk, _)| vk == k).map(|(_, v)| v.clone()).unwrap_or(Value::Null));
             }
+            // Bucket widths of the loss evals (the collapse verdict needs them <= train_len / 4).
+            let buckets: Vec<String> = j
+                .config
+                .evals
+                .iter()
+                .filter_map(|e| match e {
+                    stuffed_model::train::config::EvalSpec::Loss(l) => Some(l.bucket.to_string()),
+                    _ => None,
+                })
+                .collect();
             r.extend([
                 json!(j.model.state_size()),
+                json!(buckets.join("/")),
                 json!(j.model.num_params()),
                 json!(j.config.train.total_steps()),
                 json!((j.est_mem_gb * 100.0).round() / 100.0),
