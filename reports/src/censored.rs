@@ -143,9 +143,9 @@ fn nelder_mead(f: &dyn Fn(&[f64]) -> f64, x0: &[f64], step: &[f64], iters: usize
     let n = x0.len();
     let mut simplex: Vec<(Vec<f64>, f64)> = Vec::with_capacity(n + 1);
     simplex.push((x0.to_vec(), f(x0)));
-    for i in 0..n {
+    for (i, s) in step.iter().enumerate() {
         let mut x = x0.to_vec();
-        x[i] += step[i];
+        x[i] += s;
         let v = f(&x);
         simplex.push((x, v));
     }

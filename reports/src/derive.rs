@@ -79,6 +79,7 @@ impl ForgetRow {
                 None => t.to_string(),
             },
             (None, Some(l)) => format!("not reached (> {l})"),
+            (None, None) if !self.inconclusive_lengths.is_empty() => "no decisive verdict".into(),
             (None, None) => "not reached (no verdicts)".into(),
         }
     }

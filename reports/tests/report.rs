@@ -361,16 +361,17 @@ fn summary_states_plainly_when_nothing_collapsed() {
     for text in [&readme, &html] {
         assert!(
             text.contains(
-                "No state collapse was observed at any state size and training length: none of \
+                "No decisive state collapse at any state size and training length: none of \
                  the 3 state sizes (S = 2048, 4096 and 8192) collapsed at any of the training \
-                 lengths tried (256 and 1024), with the loss evaluated up to position 8192."
+                 lengths with a decisive verdict (256 and 1024), with the loss evaluated up to \
+                 position 8192."
             ),
             "{text}"
         );
         assert!(text.contains("at or below 256 tokens, the shortest training length tried"));
     }
-    assert!(readme.contains("## Summary\n\n- No state collapse"));
-    assert!(html.contains("<h2>Summary</h2>\n<ul>\n<li>No state collapse"));
+    assert!(readme.contains("## Summary\n\n- Of 7 loss verdicts, 0 collapsed, 7 showed no collapse and 0 were inconclusive.\n- No decisive state collapse"), "{readme}");
+    assert!(html.contains("<h2>Summary</h2>\n<ul>\n<li>Of 7 loss verdicts"));
     // the law sentence is not repeated when the collapse sentence explains the missing fit
     assert!(!readme.contains("The T_forget law was not fitted"));
 }

@@ -438,15 +438,25 @@ verdicts, T_forget and the tables use the raw buckets.";
 
 /// How to read the passkey figures, for the pages.
 pub(crate) const PASSKEY_NOTE: &str = "Accuracy vs length shows, per job, the passkey accuracy \
-averaged over needle depths at each prompt length; T_recall needs more than 95% accuracy at every \
-depth, which the heat maps show depth by depth.";
+averaged over needle depths at each prompt length; T_recall needs more than 95% of it (the \
+authors' definition), the strict reading more than 95% at every depth, which the heat maps show \
+depth by depth.";
 
-/// How T_forget is derived, for the pages.
-pub(crate) const FORGET_RULE: &str = "A job collapses when any of its loss evaluations without \
-mitigation collapsed (some bucket past the training length has loss > 2x the largest bucket loss \
-within it). A training length of a state size collapses when every job at that length collapsed. \
-T_forget(S) is the smallest training length without collapse such that every longer length tried \
-also shows no collapse; when the longest length tried still collapses, T_forget is not reached. \
-T_recall of a job is the largest passkey length with > 95% accuracy at every depth; T_recall(S) \
-is the maximum over the jobs of that state size. Fits use S in millions of state parameters and \
-T in thousands of tokens (K), with 95% intervals from 1000 bootstrap resamples (seed 0).";
+/// How T_forget is derived, for the pages (docs/methodology.md has the full rule).
+pub(crate) const FORGET_RULE: &str = "A loss evaluation's verdict drops the first and the last \
+bucket (as the authors do) and compares the largest loss past the training length with 2x the \
+largest within it: collapsed when the 95% bootstrap interval of that ratio over prompts lies above \
+2, no collapse when it lies at or below 2, inconclusive otherwise, with fewer than 8 prompts, or \
+when 2x the in-training loss is above the uniform loss ln V (degenerate; the rise after the \
+training length is reported). Results stored without per-prompt losses are judged from their \
+mean curve: the newline probe by its ratio, held-out text as inconclusive. A job collapses when \
+any of its loss evaluations without mitigation collapsed and shows no collapse when one does and \
+none collapsed. Several jobs at one (state size, length): the one with the best passkey \
+validation decides, else no collapse wins. T_forget(S) is the smallest decisive length without \
+collapse such that every longer decisive length also shows no collapse: an interval from the \
+largest collapsed length, an upper bound when nothing collapsed, a lower bound (not reached) when \
+the longest length still collapses. T_recall of a job is the largest passkey length with > 95% \
+accuracy averaged over depths, up to the next length of its grid; T_recall(S) is the best job's. \
+Both laws are fitted to these intervals and bounds by maximum likelihood (S in millions of state \
+parameters, T in thousands of tokens), with 95% intervals from 1000 bootstrap resamples (seed \
+0).";

@@ -48,7 +48,57 @@ fn loss_reach(a: &Analysis) -> Option<i64> {
         .map(|p| p.round() as i64)
 }
 
+/// How the loss verdicts came out: counts by verdict and reason, and the largest rises of the
+/// degenerate curves (whose threshold the loss could not pass).
+fn verdict_counts(a: &Analysis, out: &mut Vec<String>) {
+    use crate::verdict::{eval_verdict, Verdict};
+    let jobs: BTreeSet<&str> = a.data.jobs.iter().map(|j| j.id.as_str()).collect();
+    let vs: Vec<_> = a
+        .data
+        .evals
+        .iter()
+        .filter(|e| e.kind == "loss" && e.mitigation() == "none" && jobs.contains(e.job_id.as_str()))
+        .filter_map(|e| Some((e, eval_verdict(e, a.data.job(&e.job_id))?)))
+        .collect();
+    if vs.is_empty() {
+        return;
+    }
+    let count = |v: Verdict| vs.iter().filter(|(_, x)| x.verdict == v).count();
+    let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+    for (_, v) in &vs {
+        if let Some(r) = &v.reason {
+            *reasons.entry(r.replace('_', " ")).or_default() += 1;
+        }
+    }
+    let reasons: Vec<String> = reasons.iter().map(|(r, n)| format!("{n} {r}")).collect();
+    let from_mean = vs.iter().filter(|(_, v)| v.basis == crate::verdict::Basis::MeanCurve).count();
+    let basis = if from_mean > 0 { format!("; {from_mean} judged from the stored mean curve (no per-prompt losses)") } else { String::new() };
+    out.push(format!(
+        "Of {} loss verdicts, {} collapsed, {} showed no collapse and {} were inconclusive{}{basis}.",
+        vs.len(),
+        count(Verdict::Collapsed),
+        count(Verdict::NotCollapsed),
+        count(Verdict::Inconclusive),
+        if reasons.is_empty() { String::new() } else { format!(" ({})", join_and(&reasons)) }
+    ));
+    let mut rises: Vec<(f64, String)> = vs
+        .iter()
+        .filter(|(_, v)| v.reason.as_deref() == Some("degenerate"))
+        .filter_map(|(e, v)| {
+            let j = a.data.job(&e.job_id)?;
+            Some((v.rise?, format!("{:.1} nats (S = {}, T = {}, {})", v.rise?, j.state_size, j.train_len()?, e.source())))
+        })
+        .filter(|(r, _)| *r > 0.5)
+        .collect();
+    rises.sort_by(|x, y| y.0.total_cmp(&x.0));
+    if !rises.is_empty() {
+        let top: Vec<String> = rises.iter().take(3).map(|r| r.1.clone()).collect();
+        out.push(format!("Degenerate curves whose loss still rose after the training length: {}.", join_and(&top)));
+    }
+}
+
 fn forget(a: &Analysis, out: &mut Vec<String>) {
+    verdict_counts(a, out);
     let rows: Vec<&ForgetRow> = a
         .forget
         .iter()
@@ -63,6 +113,18 @@ fn forget(a: &Analysis, out: &mut Vec<String>) {
             );
         }
         return;
+    }
+    let unclear: Vec<String> = a
+        .forget
+        .iter()
+        .filter(|r| !r.inconclusive_lengths.is_empty())
+        .map(|r| format!("S = {} at {}", r.state_size, join_and(&ints(r.inconclusive_lengths.iter().copied()))))
+        .collect();
+    if !unclear.is_empty() {
+        out.push(format!(
+            "Inconclusive verdicts (too few prompts for a decisive bootstrap interval, an interval containing 2, or a degenerate curve), left out of T_forget: {}.",
+            join_and(&unclear)
+        ));
     }
     let sizes = join_and(&ints(rows.iter().map(|r| r.state_size)));
     let lengths: BTreeSet<i64> = rows
@@ -83,8 +145,8 @@ fn forget(a: &Analysis, out: &mut Vec<String>) {
             _ => "at or below the shortest training length tried".to_string(),
         };
         out.push(format!(
-            "No state collapse was observed at any state size and training length: none of the \
-             {} (S = {sizes}) collapsed at any of the training lengths tried ({}){reach}. \
+            "No decisive state collapse at any state size and training length: none of the \
+             {} (S = {sizes}) collapsed at any of the training lengths with a decisive verdict ({}){reach}. \
              T_forget is therefore {bound} for every state size; it is an upper bound, not a \
              measurement, so the linear T_forget law cannot be fitted.",
             plural(rows.len(), "state size", "state sizes"),
@@ -121,18 +183,6 @@ fn forget(a: &Analysis, out: &mut Vec<String>) {
         .collect();
     if !measured.is_empty() {
         out.push(format!("T_forget lies in {} (between the largest collapsed and the smallest non-collapsed training length).", join_and(&measured)));
-    }
-    let unclear: Vec<String> = a
-        .forget
-        .iter()
-        .filter(|r| !r.inconclusive_lengths.is_empty())
-        .map(|r| format!("S = {} at {}", r.state_size, join_and(&ints(r.inconclusive_lengths.iter().copied()))))
-        .collect();
-    if !unclear.is_empty() {
-        out.push(format!(
-            "Inconclusive verdicts (too few prompts for a decisive bootstrap interval, an interval containing 2, or a degenerate curve), left out of T_forget: {}.",
-            join_and(&unclear)
-        ));
     }
     let never: Vec<i64> = rows
         .iter()

@@ -1,8 +1,9 @@
-//! The paper and reproduction sweeps can produce their laws (issue 17): each expands and
+//! Both laws can be produced (issue 17). The paper and reproduction sweeps: each expands and
 //! validates; at least 4 state sizes above 0.86M (where the T_forget law is positive); every
 //! loss bucket at most T / 4 (the verdict drops the first and last bucket and needs buckets
 //! within T); training lengths that bracket the predicted T_forget, passkey grids that bracket
-//! the predicted T_recall; a learning-rate grid and seeds.
+//! the predicted T_recall; a learning-rate grid and seeds. And `stuffed fit` on censored
+//! thresholds generated from the paper's laws gives back their constants within 5%.
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -93,4 +94,47 @@ fn recall_sweeps_bracket_the_exponential_law() {
             assert!(j.passkey_lengths.len() >= 32, "{file}: a fine length grid");
         }
     }
+}
+
+/// Thresholds from the paper's law at S = 1, 1.5, ..., 8 (and one bound on each side), censored
+/// on a 64-token grid, as the CSV `stuffed fit --lo --hi` reads (empty: unbounded).
+fn censored_csv(law: impl Fn(f64) -> f64, shortest: f64, longest: f64, extra: [f64; 2]) -> String {
+    let mut s = String::from("S_M,lo_K,hi_K\n");
+    let step = 0.0625;
+    for x in (2..=16).map(|i| i as f64 * 0.5).chain(extra) {
+        let t = law(x);
+        if t <= shortest {
+            s += &format!("{x},,{shortest}\n");
+        } else if t > longest {
+            s += &format!("{x},{longest},\n");
+        } else {
+            let hi = (t / step).ceil() * step;
+            s += &format!("{x},{},{hi}\n", hi - step);
+        }
+    }
+    s
+}
+
+fn stuffed_fit(model: &str, csv: &str) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.csv");
+    std::fs::write(&path, csv).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_stuffed"))
+        .args(["fit", "--model", model, "--csv"])
+        .arg(&path)
+        .args(["--x", "S_M", "--lo", "lo_K", "--hi", "hi_K", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn stuffed_fit_recovers_the_paper_laws_from_censored_thresholds() {
+    let close = |v: &serde_json::Value, want: f64| ((v.as_f64().unwrap() - want) / want).abs() < 0.05;
+    let f = stuffed_fit("linear", &censored_csv(|s| 5.172 * s - 4.469, 0.25, 40.0, [0.9, 10.0]));
+    assert!(close(&f["a"], 5.172) && close(&f["b"], -4.469), "{f}");
+    assert_eq!((f["points"]["interval"].as_u64(), f["points"]["bounded"].as_u64()), (Some(15), Some(2)), "{f}");
+    let f = stuffed_fit("exp", &censored_csv(|s| 4.756 * (1.365f64.powf(s) - 1.0) - 0.742, 0.125, 64.0, [0.5, 9.0]));
+    assert!(close(&f["a"], 1.365) && close(&f["b"], 4.756) && close(&f["c"], -0.742), "{f}");
 }
