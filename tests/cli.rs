@@ -58,12 +58,25 @@ fn model_info_of_the_130m_preset() {
 fn passkey_sample_is_exact() {
     let dir = tempfile::tempdir().unwrap();
     for tok in ["bytes", "gpt2"] {
-        let v: serde_json::Value =
-            serde_json::from_str(&ok(dir.path(), &["passkey", "sample", "--tokenizer", tok, "--len", "500", "--depth", "0.3", "--seed", "7", "--format", "json"])).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&ok(
+            dir.path(),
+            &["passkey", "sample", "--tokenizer", tok, "--len", "500", "--depth", "0.3", "--seed", "7", "--template", "exact", "--format", "json"],
+        ))
+        .unwrap();
         assert_eq!(v["len"], 500);
         let prompt = v["prompt"].as_str().unwrap();
         assert!(prompt.contains(&format!("The passkey is {}.", v["passkey"].as_str().unwrap())));
         assert!(prompt.ends_with("What is the passkey? The passkey is"));
+    }
+    // The default is the authors' generator: at most --len tokens, their question.
+    for tok in ["bytes", "gpt2"] {
+        let v: serde_json::Value =
+            serde_json::from_str(&ok(dir.path(), &["passkey", "sample", "--tokenizer", tok, "--len", "500", "--depth", "0.3", "--seed", "7", "--format", "json"])).unwrap();
+        assert!(v["len"].as_u64().unwrap() <= 500, "{v}");
+        assert_eq!(v["template"], "authors");
+        let prompt = v["prompt"].as_str().unwrap();
+        assert!(prompt.starts_with("There is an important info hidden inside a lot of irrelevant text. Find it and memorize it.\n\n"));
+        assert!(prompt.ends_with(".\n\nWhat is the pass key? The passkey is"));
     }
     let o = stuffed(dir.path(), &["passkey", "sample", "--len", "20"]);
     assert!(!o.status.success() && text(&o).contains("shorter than the template"), "{}", text(&o));
