@@ -159,7 +159,7 @@ pub fn job_collapse(data: &ReportData, job_id: &str) -> Option<bool> {
 /// T_forget for every state size that has at least one job (rows ascending by state size).
 pub fn t_forget(data: &ReportData) -> Vec<ForgetRow> {
     // state size -> length -> (verdict, passkey validation accuracy) of each run at this point
-    let mut runs: BTreeMap<i64, BTreeMap<i64, Vec<(Verdict, Option<f64>)>>> = BTreeMap::new();
+    let mut runs: BTreeMap<i64, BTreeMap<i64, Vec<Run>>> = BTreeMap::new();
     for job in &data.jobs {
         let per_len = runs.entry(job.state_size).or_default();
         let (Some(len), Some(v)) = (job.train_len(), job_verdict(data, &job.id)) else {
@@ -185,6 +185,9 @@ pub fn t_forget(data: &ReportData) -> Vec<ForgetRow> {
         .collect()
 }
 
+/// One run at a (state size, length) point: its verdict and passkey validation accuracy.
+type Run = (Verdict, Option<f64>);
+
 /// Passkey validation of a job: its mean accuracy over every cell of its passkey evals without
 /// mitigation; `None` without any.
 pub fn validation_accuracy(data: &ReportData, job: &JobRecord) -> Option<f64> {
@@ -199,7 +202,7 @@ pub fn validation_accuracy(data: &ReportData, job: &JobRecord) -> Option<f64> {
 /// The verdict of one (state size, length) point from its runs (learning rates, seeds): the
 /// paper's best run, the one with the best passkey validation when runs have one (its verdict
 /// when decisive); otherwise, and among equally good runs, no collapse wins, then collapse.
-fn point_verdict(runs: &[(Verdict, Option<f64>)]) -> Verdict {
+fn point_verdict(runs: &[Run]) -> Verdict {
     let best = runs.iter().filter_map(|r| r.1).fold(None, |m: Option<f64>, a| Some(m.map_or(a, |m| m.max(a))));
     let chosen: Vec<Verdict> = match best {
         Some(b) => runs.iter().filter(|r| r.1 == Some(b) && r.0 != Verdict::Inconclusive).map(|r| r.0).collect(),
