@@ -66,7 +66,7 @@ fn train_and_evaluate(
         return Ok(outcome);
     }
     let device = cuda::parse_device(&job.train.device)?;
-    let (lm, _) = checkpoint::load(&outcome.checkpoint, device)?;
+    let lm = checkpoint::load(&outcome.checkpoint, device)?.0.with_ssd(job.train.ssd)?;
     let tok = Tokenizer::from_spec(&job.tokenizer)?;
     let done = done_evals(log.path(), outcome.steps);
     for (i, spec) in job.evals.iter().enumerate() {

@@ -154,7 +154,6 @@ pub fn train(
     let device = cuda::parse_device(&t.device)?;
     let kind = t.precision.kind(device);
     let ssd = t.ssd.resolve(device).map_err(Error::Config)?;
-    crate::ssd::set_default_backend(ssd);
     let tok = Tokenizer::from_spec(&job.tokenizer)?;
     let cfg = job.model_config()?;
     let corpus = Corpus::open(&job.data.corpus)?;
@@ -164,7 +163,7 @@ pub fn train(
 
     // Model, optimizer and data position: from the latest checkpoint, or fresh.
     let resume = latest_checkpoint(run_dir);
-    let (lm, trainer_state) = match &resume {
+    let (mut lm, trainer_state) = match &resume {
         Some(dir) => {
             let text = std::fs::read_to_string(dir.join(TRAINER_FILE)).map_err(|e| Error::io(dir, e))?;
             let st: TrainerState = serde_json::from_str(&text).map_err(|e| Error::at(dir.join(TRAINER_FILE), e.to_string()))?;
@@ -193,6 +192,7 @@ pub fn train(
             (lm, None)
         }
     };
+    lm.set_ssd(ssd)?;
     let mut opt = AdamW::new(lm.params(), t.adamw());
     if let Some(dir) = &resume {
         opt.load(dir)?;

@@ -5,6 +5,7 @@ use anyhow::Context;
 use serde_json::json;
 use stuffed_model::data::probes;
 use stuffed_model::eval::{loss, LossEval, Mitigation};
+use stuffed_model::ssd::SsdBackend;
 use stuffed_model::Tokenizer;
 
 use super::common::{device, print_json, ModelSource, Precision};
@@ -23,11 +24,12 @@ pub enum Command {
 }
 
 impl Command {
-    pub fn run(self) -> anyhow::Result<i32> {
+    /// Runs the evaluation with models whose SSD is `ssd` (the command line's `--ssd`).
+    pub fn run(self, ssd: SsdBackend) -> anyhow::Result<i32> {
         match self {
-            Command::Loss(a) => a.run(),
-            Command::Passkey(a) => a.run(),
-            Command::States(a) => a.run(),
+            Command::Loss(a) => a.run(ssd),
+            Command::Passkey(a) => a.run(ssd),
+            Command::States(a) => a.run(ssd),
         }
     }
 }
@@ -126,10 +128,10 @@ pub fn resolve_tokenizer(flag: Option<&str>, meta: &stuffed_model::checkpoint::C
 }
 
 impl LossArgs {
-    fn run(self) -> anyhow::Result<i32> {
+    fn run(self, ssd: SsdBackend) -> anyhow::Result<i32> {
         let dev = device(&self.device)?;
         let mitigation: Mitigation = self.mitigation.parse()?;
-        let (lm, meta) = self.model.load(dev)?;
+        let (lm, meta) = self.model.load(dev, ssd)?;
         let tok = resolve_tokenizer(self.tokenizer.as_deref(), &meta)?;
         let (prompts, source) = self.source.prompts(&tok, self.len.map(|n| n + 1), self.prompts)?;
         let cfg = LossEval {
@@ -231,10 +233,10 @@ pub struct PasskeyArgs {
 }
 
 impl PasskeyArgs {
-    fn run(self) -> anyhow::Result<i32> {
+    fn run(self, ssd: SsdBackend) -> anyhow::Result<i32> {
         let dev = device(&self.device)?;
         let mitigation: Mitigation = self.mitigation.parse()?;
-        let (lm, meta) = self.model.load(dev)?;
+        let (lm, meta) = self.model.load(dev, ssd)?;
         let tok = resolve_tokenizer(self.tokenizer.as_deref(), &meta)?;
         let depths: Vec<f64> = (0..self.depths).map(|i| (i as f64 + 0.5) / self.depths as f64).collect();
         let answer_tokens = tok.encode(" 12345").len() + 2;
@@ -328,10 +330,10 @@ pub struct StatesArgs {
 }
 
 impl StatesArgs {
-    fn run(self) -> anyhow::Result<i32> {
+    fn run(self, ssd: SsdBackend) -> anyhow::Result<i32> {
         let dev = device(&self.device)?;
         let mitigation: Mitigation = self.mitigation.parse()?;
-        let (lm, meta) = self.model.load(dev)?;
+        let (lm, meta) = self.model.load(dev, ssd)?;
         let tok = resolve_tokenizer(self.tokenizer.as_deref(), &meta)?;
         let (prompts, source) = self.source.prompts(&tok, self.len, self.prompts)?;
         let n = prompts[0].len() as i64;
