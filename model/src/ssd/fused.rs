@@ -834,6 +834,37 @@ mod tests {
         literal.iter().for_each(|s| has(s.to_string()));
     }
 
+    /// The entry points of csrc/ssd.cpp's `extern "C"` block and this file's extern block
+    /// agree: the same functions, each with the same number of arguments (a name missing on the
+    /// C++ side fails to link; a count that differs would not).
+    #[test]
+    fn extern_block_matches_the_cpp_entry_points() {
+        /// (name, argument count) of every `stuffed_*` function declared in `block`.
+        fn signatures(block: &str, lead: &[&str]) -> Vec<(String, usize)> {
+            let mut out = Vec::new();
+            for line in block.lines() {
+                let Some(rest) = lead.iter().find_map(|l| line.trim_start().strip_prefix(l)) else { continue };
+                let Some(open) = rest.find('(') else { continue };
+                let name = rest[..open].trim().to_string();
+                let start = block.find(line).expect("line of the block") + line.find('(').expect("a parenthesis") + 1;
+                let args = &block[start..start + block[start..].find(')').expect("closing parenthesis")];
+                let n = args.split(',').filter(|a| !a.trim().is_empty()).count();
+                out.push((name, n));
+            }
+            out.sort();
+            out
+        }
+        let cpp = include_str!("../../csrc/ssd.cpp");
+        let cpp_block = &cpp[cpp.rfind("\nextern \"C\" {").expect("an extern \"C\" block")..];
+        let cpp_sigs = signatures(cpp_block, &["int stuffed_", "void stuffed_", "const char* stuffed_"]);
+        let rs = include_str!("fused.rs");
+        let rs_block = &rs[rs.find("\nextern \"C\" {").expect("an extern block")..];
+        let rs_block = &rs_block[..rs_block.find("\n}\n").expect("the block's end")];
+        let rs_sigs = signatures(rs_block, &["fn stuffed_"]);
+        assert!(cpp_sigs.len() >= 14, "found only {cpp_sigs:?}");
+        assert_eq!(rs_sigs, cpp_sigs);
+    }
+
     /// Without autograd (evaluation) the fused path is a plain function of its inputs.
     #[test]
     fn fused_forward_without_grad() {
