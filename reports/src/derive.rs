@@ -17,7 +17,6 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::data::{EvalRecord, JobRecord, ReportData};
-use crate::results::{LossResult, PasskeyResult};
 
 /// The forget threshold of one state size.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -82,7 +81,7 @@ pub fn job_collapse(data: &ReportData, job_id: &str) -> Option<bool> {
         .evals_of(job_id, "loss")
         .filter(|e| e.mitigation() == "none")
     {
-        match LossResult::from_value(&e.result)
+        match e.loss()
             .ok()
             .and_then(|r| r.collapsed())
         {
@@ -150,7 +149,7 @@ pub fn job_recalls(data: &ReportData) -> Vec<JobRecall> {
         let mut any = false;
         let mut best: Option<i64> = None;
         for e in plain_passkeys(data, job) {
-            let Ok(r) = PasskeyResult::from_value(&e.result) else {
+            let Ok(r) = e.passkey() else {
                 continue;
             };
             any = true;

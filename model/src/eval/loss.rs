@@ -3,7 +3,7 @@
 //! criterion (v4 §4.2).
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tch::{Device, Kind, Tensor};
 
 use crate::eval::mitigation::{Mitigation, StateNormer};
@@ -28,23 +28,7 @@ pub struct LossEval {
     pub per_token: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Bucket {
-    pub start: i64,
-    pub end: i64,
-    pub loss: f64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Collapse {
-    pub train_len: i64,
-    pub max_within_train: Option<f64>,
-    pub threshold: Option<f64>,
-    /// None when no bucket fits within train_len (no reference level).
-    pub collapsed: Option<bool>,
-    pub first_position: Option<i64>,
-    pub worst_ratio: Option<f64>,
-}
+pub use stuffed_protocol::eval::{Bucket, Collapse};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct LossCurve {

@@ -4,7 +4,7 @@
 //! T_recall = the largest length with accuracy > 0.95 at every depth.
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tch::{Device, Kind, Tensor};
 
 use crate::data::passkey::{is_retrieved, PasskeyTemplate};
@@ -36,25 +36,7 @@ pub struct PasskeyEval {
     pub train_len: Option<i64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Cell {
-    pub len: i64,
-    pub depth: f64,
-    pub accuracy: f64,
-    pub n: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LenAccuracy {
-    pub len: i64,
-    pub accuracy: f64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DepthRecall {
-    pub depth: f64,
-    pub t_recall: Option<i64>,
-}
+pub use stuffed_protocol::eval::{DepthRecall, LenAccuracy, PasskeyCell as Cell};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PasskeyResult {

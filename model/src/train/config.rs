@@ -65,23 +65,28 @@ impl Default for DataConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Precision {
-    /// bf16 on a GPU, fp32 on the CPU.
-    #[default]
-    Auto,
-    Bf16,
-    Fp32,
+pub use stuffed_protocol::Precision;
+
+/// What a [`Precision`] means on a device: the tensor kind of matmuls and convolutions.
+pub trait PrecisionExt {
+    /// `Auto` resolved for `device`: bf16 on a GPU, fp32 on the CPU.
+    fn resolve(self, device: tch::Device) -> Precision;
+    fn kind(self, device: tch::Device) -> tch::Kind;
 }
 
-impl Precision {
-    pub fn kind(self, device: tch::Device) -> tch::Kind {
+impl PrecisionExt for Precision {
+    fn resolve(self, device: tch::Device) -> Precision {
         match self {
+            Precision::Auto if device.is_cuda() => Precision::Bf16,
+            Precision::Auto => Precision::Fp32,
+            p => p,
+        }
+    }
+
+    fn kind(self, device: tch::Device) -> tch::Kind {
+        match self.resolve(device) {
             Precision::Bf16 => tch::Kind::BFloat16,
-            Precision::Fp32 => tch::Kind::Float,
-            Precision::Auto if device.is_cuda() => tch::Kind::BFloat16,
-            Precision::Auto => tch::Kind::Float,
+            _ => tch::Kind::Float,
         }
     }
 }

@@ -2,35 +2,9 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::ValueEnum;
 use stuffed_model::ssd::SsdBackend;
 use stuffed_model::{checkpoint, cuda, Mamba2LM, MambaConfig};
-use tch::{Device, Kind};
-
-/// Compute precision of matmuls and convolutions (parameters stay fp32).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Precision {
-    Bf16,
-    Fp32,
-}
-
-impl Precision {
-    pub fn kind(self) -> Kind {
-        match self {
-            Precision::Bf16 => Kind::BFloat16,
-            Precision::Fp32 => Kind::Float,
-        }
-    }
-
-    /// bf16 on a GPU, fp32 on the CPU.
-    pub fn default_for(device: Device) -> Precision {
-        if device.is_cuda() {
-            Precision::Bf16
-        } else {
-            Precision::Fp32
-        }
-    }
-}
+use tch::Device;
 
 /// The device of `spec`.
 pub fn device(spec: &str) -> anyhow::Result<Device> {
