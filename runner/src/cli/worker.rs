@@ -35,6 +35,9 @@ pub fn lock_run_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
 
 impl Args {
     pub fn run(self) -> anyhow::Result<i32> {
+        // The stop flag first: a SIGTERM that arrives while the job is still loading then ends
+        // in a clean checkpoint and a final event, not in a killed worker.
+        let stop = super::train::stop_flag()?;
         let _lock = lock_run_dir(&self.run_dir)?;
         if let Some(n) = std::env::var("STUFFED_THREADS").ok().and_then(|s| s.parse::<i32>().ok()).filter(|n| *n > 0) {
             tch::set_num_threads(n);
@@ -50,7 +53,6 @@ impl Args {
                 return Err(e);
             }
         };
-        let stop = super::train::stop_flag()?;
         let mut printer = super::train::step_printer(job.train.log_every);
         run_job(&job, &self.run_dir, self.seq_floor, &stop, &mut printer)?;
         Ok(0)
