@@ -25,7 +25,6 @@ use serde::Serialize;
 
 use crate::censored::Censored;
 use crate::data::{EvalRecord, JobRecord, ReportData};
-use crate::results::PasskeyResult;
 use crate::verdict::{combine, eval_verdict, Verdict};
 
 /// The forget threshold of one state size.
@@ -192,8 +191,8 @@ type Run = (Verdict, Option<f64>);
 /// mitigation; `None` without any.
 pub fn validation_accuracy(data: &ReportData, job: &JobRecord) -> Option<f64> {
     let accs: Vec<f64> = plain_passkeys(data, job)
-        .filter_map(|e| PasskeyResult::from_value(&e.result).ok())
-        .flat_map(|r| r.cells.into_iter().map(|c| c.accuracy))
+        .filter_map(|e| e.passkey().ok())
+        .flat_map(|r| r.cells.iter().map(|c| c.accuracy))
         .filter(|a| a.is_finite())
         .collect();
     (!accs.is_empty()).then(|| accs.iter().sum::<f64>() / accs.len() as f64)
@@ -262,7 +261,7 @@ pub fn job_recalls(data: &ReportData) -> Vec<JobRecall> {
         let mut any = false;
         let (mut best, mut strict, mut lengths) = (None, None, Vec::new());
         for e in plain_passkeys(data, job) {
-            let Ok(r) = PasskeyResult::from_value(&e.result) else {
+            let Ok(r) = e.passkey() else {
                 continue;
             };
             any = true;

@@ -8,7 +8,6 @@
 use serde::Serialize;
 
 use crate::data::{EvalRecord, JobRecord};
-use crate::results::LossResult;
 
 /// The paper's factor: collapse when the loss exceeds 2x the in-training maximum.
 pub const FACTOR: f64 = 2.0;
@@ -65,7 +64,7 @@ pub struct EvalVerdict {
 /// ln V of the job's model: `model.vocab_size` when set, else the tokenizer's (bytes: 257,
 /// gpt2: 50257); `None` when unknown.
 pub fn uniform_loss(job: &JobRecord) -> Option<f64> {
-    let v = job.model_int("vocab_size").or_else(|| match job.config.get("tokenizer")?.as_str()? {
+    let v = (job.model.vocab_size > 0).then_some(job.model.vocab_size).or_else(|| match job.config.get("tokenizer")?.as_str()? {
         "bytes" => Some(257),
         "gpt2" => Some(50257),
         _ => None,
@@ -75,24 +74,30 @@ pub fn uniform_loss(job: &JobRecord) -> Option<f64> {
 
 /// The verdict of a loss eval; `None` when the result has no training length to judge against.
 pub fn eval_verdict(e: &EvalRecord, job: Option<&JobRecord>) -> Option<EvalVerdict> {
-    let r = LossResult::from_value(&e.result).ok()?;
+    let r = e.loss().ok()?;
     let c = r.collapse.as_ref();
-    if let Some(v) = c.and_then(|c| c.verdict.as_deref()).and_then(Verdict::parse) {
-        let c = c.expect("verdict implies collapse");
+    if let Some((c, v)) = c.and_then(|c| Some((c, c.verdict?))) {
+        let verdict = match v {
+            stuffed_protocol::eval::Verdict::Collapsed => Verdict::Collapsed,
+            stuffed_protocol::eval::Verdict::NotCollapsed => Verdict::NotCollapsed,
+            stuffed_protocol::eval::Verdict::Inconclusive => Verdict::Inconclusive,
+        };
+        let reason = c.inconclusive.and_then(|i| serde_json::to_value(i).ok()?.as_str().map(String::from));
         return Some(EvalVerdict {
-            verdict: v,
+            verdict,
             basis: Basis::Evaluation,
-            reason: c.inconclusive.clone(),
+            reason,
             ratio: c.worst_ratio,
             ratio_ci: c.ratio_ci,
             rise: c.rise,
         });
     }
     let train_len = c
-        .and_then(|c| c.train_len)
-        .or_else(|| e.result.get("params")?.get("train_len")?.as_f64())
-        .or_else(|| job?.train_len().map(|t| t as f64))?;
-    let losses: Vec<(f64, f64, f64)> = r.buckets.iter().map(|b| (b.start, b.end, b.loss)).collect();
+        .map(|c| c.train_len)
+        .filter(|t| *t > 0)
+        .or(r.params.train_len)
+        .or_else(|| job?.train_len())? as f64;
+    let losses: Vec<(f64, f64, f64)> = r.buckets.iter().map(|b| (b.start as f64, b.end as f64, b.loss)).collect();
     Some(mean_curve_verdict(&losses, train_len, e.source() == "newlines", job.and_then(uniform_loss)))
 }
 

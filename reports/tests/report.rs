@@ -183,16 +183,12 @@ fn t_forget_rule_on_a_hand_made_case() {
         data.jobs.push(j);
         for (k, v) in verdicts.iter().enumerate() {
             let source = if k == 0 { "corpus" } else { "newlines" };
-            data.evals.push(EvalRecord {
-                job_id: id.into(),
-                kind: "loss".into(),
-                params: json!({"source": source, "mitigation": "none"}),
-                result: json!({"buckets": [], "collapse": {"collapsed": v, "verdict": match v {
-                    Some(true) => "collapsed",
-                    Some(false) => "not_collapsed",
-                    None => "inconclusive",
-                }}}),
-            });
+            let verdict = match v {
+                Some(true) => "collapsed",
+                Some(false) => "not_collapsed",
+                None => "inconclusive",
+            };
+            data.evals.push(common::record(id, "loss", json!({"source": source, "mitigation": "none"}), json!({"buckets": [], "collapse": {"collapsed": v, "verdict": verdict}})));
         }
     };
     add("a128", 1000, 128, &[Some(true)]);
@@ -206,12 +202,7 @@ fn t_forget_rule_on_a_hand_made_case() {
     add("b512", 2000, 512, &[Some(true), None]);
     add("c64", 3000, 64, &[None]);
     // a mitigated eval never counts
-    data.evals.push(EvalRecord {
-        job_id: "b512".into(),
-        kind: "loss".into(),
-        params: json!({"mitigation": "rri:decay=0.9999,b=0.75"}),
-        result: json!({"collapse": {"collapsed": false}}),
-    });
+    data.evals.push(common::record("b512", "loss", json!({"mitigation": "rri:decay=0.9999,b=0.75"}), json!({"collapse": {"collapsed": false}})));
     let rows = derive::t_forget(&data);
     assert_eq!(
         rows,
@@ -279,18 +270,8 @@ fn laws_are_fitted_when_enough_state_sizes() {
             let mut j = common::job(8, len);
             j.id = format!("s{k}-l{len}");
             j.state_size = s;
-            data.evals.push(EvalRecord {
-                job_id: j.id.clone(),
-                kind: "loss".into(),
-                params: json!({"mitigation": "none", "source": "corpus"}),
-                result: common::loss_result(len.max(256), collapsed, "none", "corpus", 4.0),
-            });
-            data.evals.push(EvalRecord {
-                job_id: j.id.clone(),
-                kind: "passkey".into(),
-                params: json!({"mitigation": "none"}),
-                result: json!({"cells": [{"len": tr, "depth": 0.5, "accuracy": 1.0}, {"len": tr + 2, "depth": 0.5, "accuracy": 0.0}], "t_recall": tr}),
-            });
+            data.evals.push(common::eval(&j.id, common::loss_result(len.max(256), collapsed, "none", "corpus", 4.0)));
+            data.evals.push(common::record(&j.id, "passkey", json!({"mitigation": "none"}), json!({"cells": [{"len": tr, "depth": 0.5, "accuracy": 1.0}, {"len": tr + 2, "depth": 0.5, "accuracy": 0.0}], "t_recall": tr})));
             data.jobs.push(j);
         }
     }
@@ -333,11 +314,11 @@ fn laws_are_fitted_when_enough_state_sizes() {
 /// The fixture with every loss eval replaced by one without collapse.
 fn fixture_without_collapse() -> ReportData {
     let mut data = common::fixture();
-    for e in data.evals.iter_mut().filter(|e| e.kind == "loss") {
-        let len = e.result["params"]["train_len"].as_i64().unwrap_or(256);
+    for e in data.evals.iter_mut().filter(|e| e.kind() == "loss") {
+        let len = e.loss().expect("loss").params.train_len.unwrap_or(256);
         let source = e.source().to_string();
         let mitigation = e.mitigation().to_string();
-        e.result = common::loss_result(len, false, &mitigation, &source, 0.0);
+        e.result = serde_json::from_value(common::loss_result(len, false, &mitigation, &source, 0.0)).expect("loss");
     }
     data
 }
@@ -387,12 +368,7 @@ fn unusable_exponential_fit_is_explained_in_plain_words() {
         let mut j = common::job(8, 256);
         j.id = format!("r{k}");
         j.state_size = s;
-        data.evals.push(EvalRecord {
-            job_id: j.id.clone(),
-            kind: "passkey".into(),
-            params: json!({"mitigation": "none"}),
-            result: json!({"cells": [{"len": t, "depth": 0.5, "accuracy": 1.0}, {"len": t + 1, "depth": 0.5, "accuracy": 0.0}], "t_recall": t}),
-        });
+        data.evals.push(common::record(&j.id, "passkey", json!({"mitigation": "none"}), json!({"cells": [{"len": t, "depth": 0.5, "accuracy": 1.0}, {"len": t + 1, "depth": 0.5, "accuracy": 0.0}], "t_recall": t})));
         data.jobs.push(j);
     }
     let dir = tempfile::tempdir().expect("tempdir");

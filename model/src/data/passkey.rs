@@ -20,29 +20,14 @@
 //!   exactly T: whole blocks, then whole filler sentences, then single spaces; the needle
 //!   replaces block round(d * (blocks - 1)); keys 10000-99999. The format of the earlier
 //!   reproduction, kept as an option.
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::rng::Rng;
 use crate::tokenizer::Tokenizer;
 use crate::{Error, Result};
 
 /// Which passkey generator (see the module comment).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PasskeyFormat {
-    #[default]
-    Authors,
-    Exact,
-}
-
-impl std::fmt::Display for PasskeyFormat {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            PasskeyFormat::Authors => "authors",
-            PasskeyFormat::Exact => "exact",
-        })
-    }
-}
+pub use stuffed_protocol::eval::PasskeyFormat;
 
 /// The authors' pieces (passkey-retrieval/passkey.py defaults).
 pub mod authors {

@@ -18,7 +18,6 @@
 //!    chance level after T_train (loss about ln V) would not trigger it, so a verdict other than
 //!    a decisive collapse is `inconclusive` (degenerate); the rise after T_train (max beyond -
 //!    max reference, nats) is always reported.
-use serde::{Deserialize, Serialize};
 
 use crate::eval::loss::Bucket;
 use crate::rng::Rng;
@@ -32,56 +31,7 @@ pub const SEED: u64 = 0x5C_0117;
 /// Fewest sampled prompts for a decisive verdict.
 pub const MIN_PROMPTS: usize = 8;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    Collapsed,
-    NotCollapsed,
-    Inconclusive,
-}
-
-/// Why a verdict is inconclusive.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Inconclusive {
-    /// No bucket (after dropping the first and last) within T_train.
-    NoReference,
-    /// No bucket (after dropping the first and last) at or after T_train.
-    NoBeyond,
-    /// Fewer than MIN_PROMPTS sampled prompts.
-    TooFewPrompts,
-    /// The 95% interval of the ratio contains 2.
-    IntervalContainsThreshold,
-    /// The threshold (2x the reference loss) is above ln V.
-    Degenerate,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Collapse {
-    pub train_len: i64,
-    pub max_within_train: Option<f64>,
-    pub threshold: Option<f64>,
-    /// `Some` only for a decisive verdict (`None` when inconclusive).
-    pub collapsed: Option<bool>,
-    pub first_position: Option<i64>,
-    /// Point ratio max beyond / max reference.
-    pub worst_ratio: Option<f64>,
-    pub verdict: Verdict,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub inconclusive: Option<Inconclusive>,
-    /// 95% bootstrap interval of the ratio (the point for a probe).
-    pub ratio_ci: Option<[f64; 2]>,
-    /// Max beyond - max reference loss, nats.
-    pub rise: Option<f64>,
-    /// ln V of the model's output distribution.
-    pub uniform_loss: Option<f64>,
-    /// Prompts behind the curve.
-    pub prompts: usize,
-    /// The same text for every prompt (no sampling over prompts).
-    pub probe: bool,
-    /// Buckets dropped at each end (the authors drop the first and the last).
-    pub dropped_buckets: usize,
-}
+pub use stuffed_protocol::eval::{Collapse, Inconclusive, Verdict};
 
 /// What a verdict is computed from.
 pub struct VerdictInput<'a> {
@@ -191,7 +141,7 @@ pub fn verdict(inp: &VerdictInput) -> Collapse {
         },
         first_position: first,
         worst_ratio: ratio,
-        verdict,
+        verdict: Some(verdict),
         inconclusive: outcome.err(),
         ratio_ci: ci,
         rise: within.zip(beyond).map(|(w, b)| b - w),
@@ -223,7 +173,7 @@ mod tests {
         assert_eq!(c.max_within_train, Some(2.5));
         assert_eq!(c.worst_ratio, Some(2.6));
         assert_eq!(c.first_position, Some(40));
-        assert_eq!(c.verdict, Verdict::Collapsed);
+        assert_eq!(c.verdict, Some(Verdict::Collapsed));
         assert_eq!(c.collapsed, Some(true));
         assert_eq!(c.ratio_ci, Some([2.6, 2.6]));
         assert!((c.rise.unwrap() - 4.0).abs() < 1e-12);
@@ -232,23 +182,23 @@ mod tests {
     #[test]
     fn exactly_twice_is_not_collapse() {
         let c = collapse_verdict(&curve(&[3.0, 2.0, 2.5, 5.0, 1.0]), 30, true);
-        assert_eq!(c.verdict, Verdict::NotCollapsed);
+        assert_eq!(c.verdict, Some(Verdict::NotCollapsed));
         let c = collapse_verdict(&curve(&[3.0, 2.0, 2.5, 5.000001, 1.0]), 30, true);
-        assert_eq!(c.verdict, Verdict::Collapsed);
+        assert_eq!(c.verdict, Some(Verdict::Collapsed));
     }
 
     #[test]
     fn no_reference_bucket_after_dropping_the_first() {
         // Bucket 0 ends at 10 <= 15 but is dropped; bucket 1 ends at 20 > 15.
         let c = collapse_verdict(&curve(&[3.0, 9.0, 9.0, 9.0]), 15, true);
-        assert_eq!((c.verdict, c.inconclusive), (Verdict::Inconclusive, Some(Inconclusive::NoReference)));
+        assert_eq!((c.verdict, c.inconclusive), (Some(Verdict::Inconclusive), Some(Inconclusive::NoReference)));
         assert_eq!(c.collapsed, None);
     }
 
     #[test]
     fn sampled_inputs_without_per_prompt_losses_are_too_few() {
         let c = collapse_verdict(&curve(&[3.0, 2.0, 2.5, 9.0, 9.0, 9.0]), 30, false);
-        assert_eq!((c.verdict, c.inconclusive), (Verdict::Inconclusive, Some(Inconclusive::TooFewPrompts)));
+        assert_eq!((c.verdict, c.inconclusive), (Some(Verdict::Inconclusive), Some(Inconclusive::TooFewPrompts)));
         assert_eq!(c.worst_ratio, Some(3.6));
     }
 
@@ -268,13 +218,13 @@ mod tests {
         };
         let all = vec![rising.clone(); 8];
         let c = verdict(&VerdictInput { buckets: &mean(&all), per_prompt: &all, train_len: 30, uniform_loss: Some(5.5), probe: false });
-        assert_eq!(c.verdict, Verdict::Collapsed);
+        assert_eq!(c.verdict, Some(Verdict::Collapsed));
         assert_eq!(c.ratio_ci, Some([3.0, 3.0]));
         assert_eq!(c.prompts, 8);
         let half: Vec<Vec<f64>> = (0..8).map(|i| if i % 2 == 0 { rising.clone() } else { flat.clone() }).collect();
         let c = verdict(&VerdictInput { buckets: &mean(&half), per_prompt: &half, train_len: 30, uniform_loss: Some(5.5), probe: false });
         assert_eq!(c.worst_ratio, Some(2.0));
-        assert_eq!((c.verdict, c.inconclusive), (Verdict::Inconclusive, Some(Inconclusive::IntervalContainsThreshold)));
+        assert_eq!((c.verdict, c.inconclusive), (Some(Verdict::Inconclusive), Some(Inconclusive::IntervalContainsThreshold)));
         let [lo, hi] = c.ratio_ci.unwrap();
         assert!(lo < 2.0 && hi > 2.0 && lo >= 1.0 && hi <= 3.0, "{lo} {hi}");
         // Deterministic: the same input gives the same interval.
@@ -294,16 +244,16 @@ mod tests {
         let ln_v = 256f64.ln();
         let b = curve(&[1.0, 6.0, 6.0, 9.0, 9.0, 1.0]);
         let c = verdict(&VerdictInput { buckets: &b, per_prompt: &[], train_len: 30, uniform_loss: Some(ln_v), probe: true });
-        assert_eq!((c.verdict, c.inconclusive), (Verdict::Inconclusive, Some(Inconclusive::Degenerate)));
+        assert_eq!((c.verdict, c.inconclusive), (Some(Verdict::Inconclusive), Some(Inconclusive::Degenerate)));
         assert_eq!(c.rise, Some(3.0));
         let b = curve(&[1.0, 6.0, 6.0, 13.0, 9.0, 1.0]);
         let c = verdict(&VerdictInput { buckets: &b, per_prompt: &[], train_len: 30, uniform_loss: Some(ln_v), probe: true });
-        assert_eq!(c.verdict, Verdict::Collapsed);
+        assert_eq!(c.verdict, Some(Verdict::Collapsed));
         let b = curve(&[1.0, 3.0, 3.0, 5.4, 5.0, 1.0]);
         let c = verdict(&VerdictInput { buckets: &b, per_prompt: &[], train_len: 30, uniform_loss: Some(ln_v), probe: true });
         assert_eq!((c.inconclusive, c.worst_ratio), (Some(Inconclusive::Degenerate), Some(1.8)));
         let b = curve(&[1.0, 2.5, 2.5, 4.0, 4.0, 1.0]);
         let c = verdict(&VerdictInput { buckets: &b, per_prompt: &[], train_len: 30, uniform_loss: Some(ln_v), probe: true });
-        assert_eq!(c.verdict, Verdict::NotCollapsed);
+        assert_eq!(c.verdict, Some(Verdict::NotCollapsed));
     }
 }

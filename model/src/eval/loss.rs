@@ -3,7 +3,7 @@
 //! and the paper's state-collapse verdict (v4 §4.2, see `eval::collapse`).
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tch::{Device, Kind, Tensor};
 
 pub use crate::eval::collapse::{collapse_verdict, Collapse};
@@ -33,12 +33,7 @@ pub struct LossEval {
     pub probe: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Bucket {
-    pub start: i64,
-    pub end: i64,
-    pub loss: f64,
-}
+pub use stuffed_protocol::eval::Bucket;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct LossCurve {

@@ -8,7 +8,7 @@
 //! token length.
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tch::{Device, Kind, Tensor};
 
 use crate::data::passkey::{is_retrieved, PasskeyFormat, PasskeyTemplate};
@@ -44,25 +44,7 @@ pub struct PasskeyEval {
     pub recall_rule: RecallRule,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Cell {
-    pub len: i64,
-    pub depth: f64,
-    pub accuracy: f64,
-    pub n: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LenAccuracy {
-    pub len: i64,
-    pub accuracy: f64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DepthRecall {
-    pub depth: f64,
-    pub t_recall: Option<i64>,
-}
+pub use stuffed_protocol::eval::{DepthRecall, LenAccuracy, PasskeyCell as Cell};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PasskeyResult {

@@ -65,23 +65,28 @@ impl Default for DataConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Precision {
-    /// bf16 on a GPU, fp32 on the CPU.
-    #[default]
-    Auto,
-    Bf16,
-    Fp32,
+pub use stuffed_protocol::Precision;
+
+/// What a [`Precision`] means on a device: the tensor kind of matmuls and convolutions.
+pub trait PrecisionExt {
+    /// `Auto` resolved for `device`: bf16 on a GPU, fp32 on the CPU.
+    fn resolve(self, device: tch::Device) -> Precision;
+    fn kind(self, device: tch::Device) -> tch::Kind;
 }
 
-impl Precision {
-    pub fn kind(self, device: tch::Device) -> tch::Kind {
+impl PrecisionExt for Precision {
+    fn resolve(self, device: tch::Device) -> Precision {
         match self {
+            Precision::Auto if device.is_cuda() => Precision::Bf16,
+            Precision::Auto => Precision::Fp32,
+            p => p,
+        }
+    }
+
+    fn kind(self, device: tch::Device) -> tch::Kind {
+        match self.resolve(device) {
             Precision::Bf16 => tch::Kind::BFloat16,
-            Precision::Fp32 => tch::Kind::Float,
-            Precision::Auto if device.is_cuda() => tch::Kind::BFloat16,
-            Precision::Auto => tch::Kind::Float,
+            _ => tch::Kind::Float,
         }
     }
 }
@@ -336,15 +341,7 @@ pub struct LossSpec {
 }
 
 /// How T_recall is read off the passkey grid (both are always reported; this picks `t_recall`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RecallRule {
-    /// The authors': the largest length whose accuracy averaged over depths is > 0.95.
-    #[default]
-    DepthMean,
-    /// The largest length with accuracy > 0.95 at every depth.
-    Strict,
-}
+pub use stuffed_protocol::eval::RecallRule;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -5,7 +5,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::{Analysis, PAPER_FORGET_LAW, PAPER_RECALL_LAW};
 use crate::derive::ForgetRow;
 use crate::fit::Fit;
-use crate::results::LossResult;
 
 /// "a", "a and b", "a, b and c".
 pub(crate) fn join_and(items: &[String]) -> String {
@@ -42,8 +41,8 @@ fn loss_reach(a: &Analysis) -> Option<i64> {
     a.data
         .evals
         .iter()
-        .filter(|e| e.kind == "loss" && e.mitigation() == "none")
-        .filter_map(|e| LossResult::from_value(&e.result).ok()?.max_position())
+        .filter(|e| e.kind() == "loss" && e.mitigation() == "none")
+        .filter_map(|e| e.loss().ok()?.max_position())
         .reduce(f64::max)
         .map(|p| p.round() as i64)
 }
@@ -57,7 +56,7 @@ fn verdict_counts(a: &Analysis, out: &mut Vec<String>) {
         .data
         .evals
         .iter()
-        .filter(|e| e.kind == "loss" && e.mitigation() == "none" && jobs.contains(e.job_id.as_str()))
+        .filter(|e| e.kind() == "loss" && e.mitigation() == "none" && jobs.contains(e.job_id.as_str()))
         .filter_map(|e| Some((e, eval_verdict(e, a.data.job(&e.job_id))?)))
         .collect();
     if vs.is_empty() {
@@ -105,7 +104,7 @@ fn forget(a: &Analysis, out: &mut Vec<String>) {
         .filter(|r| !r.lengths_tried.is_empty())
         .collect();
     if rows.is_empty() {
-        if a.data.evals.iter().any(|e| e.kind == "loss") {
+        if a.data.evals.iter().any(|e| e.kind() == "loss") {
             out.push(
                 "No loss evaluation gave a collapse verdict (no bucket ends within the training \
                  length), so state collapse and T_forget could not be assessed."
