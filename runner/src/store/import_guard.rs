@@ -10,7 +10,9 @@ use std::path::Path;
 
 use anyhow::{bail, Context};
 
-use super::export::{JobDump, DUMP_FORMAT};
+use super::export::DUMP_FORMAT;
+use super::{job_from_row, JOB_COLUMNS};
+use stuffed_model::protocol::JobRecord;
 use super::{Db, Dump, ImportSummary};
 use crate::safety::{check_id, check_sweep_name, short};
 
@@ -128,8 +130,11 @@ impl Db {
             }
         }
         for j in &d.jobs {
-            let have: Option<JobDump> = sqlx::query_as("SELECT * FROM jobs WHERE id = ?").bind(&j.id).fetch_optional(&self.pool).await?;
-            if have.is_some_and(|h| h != *j) {
+            let q = format!(
+                "SELECT {JOB_COLUMNS} FROM jobs j JOIN sweep_jobs sj ON sj.rowid = (SELECT MIN(rowid) FROM sweep_jobs WHERE job_id = j.id) WHERE j.id = ?"
+            );
+            let have = sqlx::query(&q).bind(&j.id).try_map(job_from_row).fetch_optional(&self.pool).await?;
+            if have.is_some_and(|h| !same_stored_job(&h, j)) {
                 out.push(format!("job {}", j.id));
             }
         }
@@ -153,6 +158,15 @@ impl Db {
         }
         self.import(d).await
     }
+}
+
+/// Whether two job rows hold the same stored data (the columns of the `jobs` table a dump
+/// carries; sweep membership, resolved sizes and bookkeeping are not compared).
+fn same_stored_job(a: &JobRecord, b: &JobRecord) -> bool {
+    (&a.id, &a.config, a.state_size, a.n_params, a.train_len, &a.run_dir, a.status, a.attempts) == (&b.id, &b.config, b.state_size, b.n_params, b.train_len, &b.run_dir, b.status, b.attempts)
+        && (&a.error, &a.error_class, a.step, a.total_steps, a.last_loss, a.tokens_per_s, a.peak_mem_gb)
+            == (&b.error, &b.error_class, b.step, b.total_steps, b.last_loss, b.tokens_per_s, b.peak_mem_gb)
+        && (&a.created_at, &a.finished_at) == (&b.created_at, &b.finished_at)
 }
 
 #[cfg(test)]
@@ -201,7 +215,7 @@ mod tests {
         db.import_checked(&dump(), false).await.unwrap();
         db.import_checked(&dump(), false).await.unwrap();
         let mut d = dump();
-        d.jobs[0].status = "failed".into();
+        d.jobs[0].status = stuffed_model::protocol::JobStatus::Failed;
         let e = db.import_checked(&d, false).await.unwrap_err().to_string();
         assert!(e.contains("job abc1") && e.contains("--replace"), "{e}");
         db.import_checked(&d, true).await.unwrap();
