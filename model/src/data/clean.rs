@@ -273,10 +273,9 @@ fn strip_man_escapes(s: &str) -> String {
         }
         match it.next() {
             Some('f') => {
-                if it.next() == Some('(') {
-                    it.next();
-                    it.next();
-                }
+                // \fB, \fI, \fR, \fP, or a two-letter font \f(CW
+                let name_len = if it.next() == Some('(') { 2 } else { 0 };
+                it.by_ref().take(name_len).for_each(drop);
             }
             Some('(') => {
                 let a: String = it.by_ref().take(2).collect();

@@ -258,10 +258,10 @@ mod tests {
         let mut bad = saved.clone();
         bad[100] ^= 0xFF;
         std::fs::write(&second, &bad).expect("corrupt");
-        let e = unpack(&prefix, &dir.path().join("o1")).err().expect("corrupt refused").to_string();
+        let e = unpack(&prefix, &dir.path().join("o1")).expect_err("corrupt refused").to_string();
         assert!(e.contains(&idx.chunks[1].name) && e.contains("corrupt"), "{e}");
         std::fs::remove_file(&second).expect("rm");
-        let e = unpack(&prefix, &dir.path().join("o2")).err().expect("missing refused").to_string();
+        let e = unpack(&prefix, &dir.path().join("o2")).expect_err("missing refused").to_string();
         assert!(e.contains(&idx.chunks[1].name) && e.contains("missing"), "{e}");
         assert!(!dir.path().join("o2").join(MANIFEST_FILE).exists());
     }

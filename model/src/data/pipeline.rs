@@ -328,7 +328,7 @@ fn clean_shard(work: &Path, i: usize, files: &[(u32, PathBuf, u64)], opts: &Pipe
         .map(|(t, _, _)| {
             let exact = dedup::exact_hash(t);
             let g = match gpt2 {
-                Some(tok) if opts.gpt2_sample > 0 && exact % opts.gpt2_sample == 0 => tok.encode(t).len() as u64,
+                Some(tok) if opts.gpt2_sample > 0 && exact.is_multiple_of(opts.gpt2_sample) => tok.encode(t).len() as u64,
                 _ => NO_GPT2,
             };
             (exact, dedup::bands(t), g)

@@ -17,7 +17,7 @@ use super::Format;
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// Tokenize inputs into a memory-mapped corpus with a document-level train/validation split.
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
     /// Print a corpus manifest (counts, tokenizer, split, bad records).
     Info(InfoArgs),
     /// Write a corpus as zstd chunks plus a checksummed index (for hosts without network).
@@ -29,7 +29,7 @@ pub enum Command {
 impl Command {
     pub fn run(self) -> anyhow::Result<i32> {
         match self {
-            Command::Build(a) => a.run(),
+            Command::Build(a) => (*a).run(),
             Command::Info(a) => a.run(),
             Command::Pack(a) => a.run(),
             Command::Unpack(a) => a.run(),
