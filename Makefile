@@ -7,7 +7,7 @@ export PATH := $(CURDIR)/.venv/bin:$(PATH)
 BIN := target/release/stuffed
 DB ?= results/stuffed.db
 
-.PHONY: all build venv corpus test test-deps demo lint clean-results
+.PHONY: all build venv corpus test test-deps demo lint fmt clean-results
 
 all: build
 
@@ -24,7 +24,10 @@ corpus: build
 test-deps: venv
 	@scripts/bootstrap-venv.sh "transformers==5.24.0"
 
+# Formatting (rustfmt.toml) and clippy are part of the suite: CI enforces them.
 test: corpus test-deps
+	cargo fmt --all --check
+	cargo clippy --release --workspace --all-targets -- -D warnings
 	cargo test --release --workspace --no-fail-fast
 
 demo: corpus
@@ -35,6 +38,9 @@ demo: corpus
 
 lint: venv
 	cargo clippy --release --workspace --all-targets -- -D warnings
+
+fmt:
+	cargo fmt --all
 
 clean-results:
 	rm -rf results/runs results/stuffed.db results/stuffed.db-wal results/stuffed.db-shm results/demo-report

@@ -58,12 +58,25 @@ fn model_info_of_the_130m_preset() {
 fn passkey_sample_is_exact() {
     let dir = tempfile::tempdir().unwrap();
     for tok in ["bytes", "gpt2"] {
-        let v: serde_json::Value =
-            serde_json::from_str(&ok(dir.path(), &["passkey", "sample", "--tokenizer", tok, "--len", "500", "--depth", "0.3", "--seed", "7", "--format", "json"])).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&ok(
+            dir.path(),
+            &["passkey", "sample", "--tokenizer", tok, "--len", "500", "--depth", "0.3", "--seed", "7", "--template", "exact", "--format", "json"],
+        ))
+        .unwrap();
         assert_eq!(v["len"], 500);
         let prompt = v["prompt"].as_str().unwrap();
         assert!(prompt.contains(&format!("The passkey is {}.", v["passkey"].as_str().unwrap())));
         assert!(prompt.ends_with("What is the passkey? The passkey is"));
+    }
+    // The default is the authors' generator: at most --len tokens, their question.
+    for tok in ["bytes", "gpt2"] {
+        let v: serde_json::Value =
+            serde_json::from_str(&ok(dir.path(), &["passkey", "sample", "--tokenizer", tok, "--len", "500", "--depth", "0.3", "--seed", "7", "--format", "json"])).unwrap();
+        assert!(v["len"].as_u64().unwrap() <= 500, "{v}");
+        assert_eq!(v["template"], "authors");
+        let prompt = v["prompt"].as_str().unwrap();
+        assert!(prompt.starts_with("There is an important info hidden inside a lot of irrelevant text. Find it and memorize it.\n\n"));
+        assert!(prompt.ends_with(".\n\nWhat is the pass key? The passkey is"));
     }
     let o = stuffed(dir.path(), &["passkey", "sample", "--len", "20"]);
     assert!(!o.status.success() && text(&o).contains("shorter than the template"), "{}", text(&o));
@@ -174,4 +187,40 @@ fn corpus_clean_build_then_pack_and_unpack_refusing_a_missing_chunk() {
     std::fs::rename(dir.path().join("aside.zst"), dir.path().join("packed/c.0000.zst")).unwrap();
     ok(dir.path(), &["corpus", "unpack", p, "--out", "u"]);
     assert_eq!(std::fs::read(out.join("tokens.bin")).unwrap(), std::fs::read(dir.path().join("u/tokens.bin")).unwrap());
+}
+
+/// The committed reproduction report regenerates byte for byte from its committed export (an
+/// export written before the protocol crate: old dumps keep loading).
+#[test]
+fn committed_reproduction_report_regenerates_from_its_export() {
+    let root = repo();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("h200.db");
+    let (db, out) = (db.to_str().unwrap(), dir.path().join("report"));
+    ok(&root, &["results", "import", "--db", db, "results/h200-repro/export.json.gz"]);
+    let title = "Stuffed Mamba at small scale on one H200";
+    ok(&root, &["report", "--db", db, "--sweep", "repro-forget", "--sweep", "repro-recall", "--title", title, "--out", out.to_str().unwrap()]);
+    let committed = root.join("results/h200-repro/report");
+    let files = |d: &std::path::Path| -> Vec<String> {
+        let mut v: Vec<String> = walk(d).into_iter().map(|p| p.strip_prefix(d).unwrap().display().to_string()).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(files(&out), files(&committed), "the regenerated report has other files");
+    for f in files(&committed) {
+        assert!(std::fs::read(out.join(&f)).unwrap() == std::fs::read(committed.join(&f)).unwrap(), "{f} differs from the committed report");
+    }
+}
+
+fn walk(d: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(d).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use stuffed::store::{Db, NewAttempt, NewJob};
+use stuffed_protocol::{Envelope, Event, JobStatus};
 
 // ---- plain HTTP/1.1 over TCP (everything here is on localhost) ----
 
@@ -184,12 +185,19 @@ const ID_RUNNING: &str = "aaaa0002c0ffee00112233445566778899aabbccddeeff00112233
 const ID_PENDING: &str = "bbbb0003c0ffee00112233445566778899aabbccddeeff00112233445566";
 const ID_ODD: &str = "cccc0004c0ffee00112233445566778899aabbccddeeff00112233445566";
 
-fn train_events(from_seq: i64, steps: &[i64]) -> Vec<Value> {
-    let mut ev = vec![json!({"seq": from_seq, "kind": "start", "total_steps": 10})];
-    for (i, s) in steps.iter().enumerate() {
-        ev.push(json!({"seq": from_seq + 1 + i as i64, "kind": "train", "step": s, "loss": 5.0 - 0.3 * *s as f64, "tokens_per_s": 1000.0, "lr": 0.003}));
+/// A typed event numbered `seq`.
+fn ev(seq: u64, event: Event) -> Envelope {
+    Envelope::new(seq, event, "2026-11-28T10:00:00Z".into())
+}
+
+fn train_events(from_seq: u64, steps: &[i64]) -> Vec<Envelope> {
+    let start = Event::Start { total_steps: 10, batch: 4, seq_len: 32, params: 12345, state_size: 512, device: "cpu".into(), precision: "Float".into(), ssd: None };
+    let mut out = vec![ev(from_seq, start)];
+    for (i, &step) in steps.iter().enumerate() {
+        let train = Event::Train { step, tokens: step * 128, loss: 5.0 - 0.3 * step as f64, lr: 0.003, grad_norm: 1.0, tokens_per_s: 1000.0, mem_gb: 0.0 };
+        out.push(ev(from_seq + 1 + i as u64, train));
     }
-    ev
+    out
 }
 
 /// A sweep `grid` with a completed, a running and a pending job, and a sweep `odd` whose job
@@ -213,20 +221,21 @@ async fn populate(db_path: &Path, dir: &Path) -> std::collections::BTreeMap<Stri
     std::fs::write(run.join("ckpt/step-000010/config.json"), "{\"d_model\": 32}").unwrap();
     std::fs::write(run.join("worker.log"), "starting\nstep 10 loss 2.0\nall done\n").unwrap();
     let attempt = db.start_attempt(&NewAttempt { job_id: ID_DONE.into(), backend: "local".into(), host: Some("here".into()), log_path: Some(run.join("worker.log").display().to_string()), ..Default::default() }).await.unwrap();
-    let mut ev = train_events(1, &[2, 4, 6, 8, 10]);
-    ev.push(json!({"seq": 7, "kind": "val", "step": 6, "loss": 3.1}));
-    ev.push(json!({"seq": 8, "kind": "val", "step": 10, "loss": 2.2}));
-    ev.push(json!({"seq": 9, "kind": "checkpoint", "step": 10, "path": "ckpt/step-000010"}));
+    let mut events = train_events(1, &[2, 4, 6, 8, 10]);
+    events.push(ev(7, Event::Val { step: 6, loss: 3.1, tokens: 768 }));
+    events.push(ev(8, Event::Val { step: 10, loss: 2.2, tokens: 1280 }));
+    events.push(ev(9, Event::Checkpoint { step: 10, tokens: 1280, path: "ckpt/step-000010".into() }));
     let buckets: Vec<Value> = (0..16).map(|i| json!({"start": i * 16, "end": (i + 1) * 16, "loss": if i < 2 { 2.0 } else { 2.0 + 0.5 * i as f64 }})).collect();
     let loss = json!({"kind": "loss", "params": {"source": "corpus", "len": 256, "bucket": 16, "train_len": 32, "mitigation": "none"}, "buckets": buckets,
         "collapse": {"train_len": 32, "max_within_train": 2.0, "threshold": 4.0, "collapsed": true, "first_position": 64, "worst_ratio": 4.75}, "mean_loss": 4.0});
     let cells: Vec<Value> = [64, 128].iter().flat_map(|l| [0.1, 0.5, 0.9].map(|d| json!({"len": l, "depth": d, "accuracy": if *l == 64 { 1.0 } else { 0.5 }, "n": 4}))).collect();
     let passkey = json!({"kind": "passkey", "params": {"lengths": [64, 128], "depths": [0.1, 0.5, 0.9], "n": 4, "mitigation": "none"}, "cells": cells, "t_recall": 64});
-    ev.push(json!({"seq": 10, "kind": "eval", "step": 10, "eval_index": 0, "result": loss}));
-    ev.push(json!({"seq": 11, "kind": "eval", "step": 10, "eval_index": 1, "result": passkey}));
-    db.ingest(ID_DONE, &ev).await.unwrap();
+    let result = |v: Value| serde_json::from_value(v).expect("a valid result");
+    events.push(ev(10, Event::Eval { eval_index: 0, step: 10, tokens: None, result: result(loss) }));
+    events.push(ev(11, Event::Eval { eval_index: 1, step: 10, tokens: None, result: result(passkey) }));
+    db.ingest(ID_DONE, &events).await.unwrap();
     db.finish_attempt(attempt, "completed", Some(0), None, None).await.unwrap();
-    db.set_status(ID_DONE, "completed", None, None).await.unwrap();
+    db.set_status(ID_DONE, JobStatus::Completed, None, None).await.unwrap();
     // The running job: half way.
     db.start_attempt(&NewAttempt { job_id: ID_RUNNING.into(), backend: "local".into(), gpu: Some("0".into()), gpu_name: Some("Test GPU".into()), ..Default::default() }).await.unwrap();
     db.ingest(ID_RUNNING, &train_events(1, &[2, 4])).await.unwrap();

@@ -205,7 +205,7 @@ fn job_past_its_timeout_is_stopped_retried_and_recorded() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let corpus = common::fixture_corpus(d);
-    let sweep = one_job_sweep(d, &corpus, "slow", 100000, "resources: {timeout: 3s}\nretries: 1\n");
+    let sweep = one_job_sweep(d, &corpus, "slow", 100000, "resources: {timeout: 4s}\nretries: 1\n");
     let db = d.join("t.db");
     let o = stuffed(d, &["sweep", "run", sweep.to_str().unwrap(), "--db", db.to_str().unwrap(), "--gpus", "none"]);
     assert!(!o.status.success());

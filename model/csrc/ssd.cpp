@@ -2,7 +2,8 @@
 //  1. A libtorch autograd Function whose forward and backward are supplied by Rust
 //     (stuffed-model's `ssd::fused`), so the SSD is one node of the graph: nothing of its
 //     inside is saved for backward except its inputs, and backward recomputes what it needs.
-//  2. CUDA kernels, compiled at first use with NVRTC and launched on libtorch's current stream:
+//  2. CUDA kernels (csrc/kernels/*.cu, embedded by build.rs in ssd_kernels.h), compiled at
+//     first use with NVRTC and launched on libtorch's current stream:
 //     the SSD's Q x Q decay blocks (the masked exp(cumsum_l - cumsum_s) products), its
 //     elementwise stages around the chunk matmuls and its state passing; and the mixer's conv +
 //     SiLU, x * dt and gated RMSNorm, each with its own autograd Function (3.-5. below).
@@ -24,7 +25,10 @@
 #include <vector>
 
 #include <ATen/DeviceAccelerator.h>
+#include <c10/core/CPUAllocator.h>
 #include <torch/csrc/autograd/custom_function.h>
+
+#include "ssd_kernels.h"
 
 namespace {
 
@@ -108,6 +112,9 @@ struct Api {
   CUresult (*cuEventRecord)(void*, CUstream) = nullptr;
   CUresult (*cuEventSynchronize)(void*) = nullptr;
   CUresult (*cuEventElapsedTime)(float*, void*, void*) = nullptr;
+};
+
+struct Nvrtc {
   nvrtcResult (*nvrtcCreateProgram)(nvrtcProgram*, const char*, const char*, int, const char* const*,
                                     const char* const*) = nullptr;
   nvrtcResult (*nvrtcCompileProgram)(nvrtcProgram, int, const char* const*) = nullptr;
@@ -125,7 +132,8 @@ void sym(void* lib, const char* name, F& f) {
 }
 
 // libnvrtc: by soname (LD_LIBRARY_PATH), else beside the torch wheel (site-packages/nvidia/cu13/lib
-// or cu12), found from where libtorch_cpu itself was loaded. NVRTC opens its builtins library by
+// or cu12), found from where libc10 itself was loaded (a function defined in libc10, not an inline
+// one of the headers: dladdr of that would name this binary). NVRTC opens its builtins library by
 // soname at compile time, which only the library path finds: when loading by path, the builtins
 // beside it are loaded first (RTLD_GLOBAL), so that lookup finds them already loaded.
 void* open_by_path(const std::string& dir, const std::string& name) {
@@ -145,7 +153,7 @@ void* open_nvrtc() {
     if (void* h = dlopen(n, RTLD_NOW | RTLD_GLOBAL)) return h;
   }
   Dl_info info;
-  if (dladdr(reinterpret_cast<void*>(&at::accelerator::getDeviceStats), &info) != 0 && info.dli_fname) {
+  if (dladdr(reinterpret_cast<void*>(&c10::GetCPUAllocator), &info) != 0 && info.dli_fname) {
     std::string torch_lib(info.dli_fname);
     torch_lib = torch_lib.substr(0, torch_lib.rfind('/'));  // .../site-packages/torch/lib
     std::string site = torch_lib + "/../..";
@@ -182,6 +190,22 @@ Api& api() {
       void* elapsed = dlsym(cu, "cuEventElapsedTime_v2");
       if (elapsed == nullptr) elapsed = dlsym(cu, "cuEventElapsedTime");
       a.cuEventElapsedTime = reinterpret_cast<decltype(a.cuEventElapsedTime)>(elapsed);
+      if (a.cuInit(0) != 0) throw std::runtime_error("cuInit failed");
+    } catch (const std::exception& e) {
+      failure = e.what();
+    }
+  });
+  if (!failure.empty()) throw std::runtime_error(failure);
+  return a;
+}
+
+// NVRTC alone (no driver, no GPU): enough to compile the kernels to PTX.
+Nvrtc& nvrtc() {
+  static Nvrtc a;
+  static std::once_flag once;
+  static std::string failure;
+  std::call_once(once, [] {
+    try {
       void* rt = open_nvrtc();
       sym(rt, "nvrtcCreateProgram", a.nvrtcCreateProgram);
       sym(rt, "nvrtcCompileProgram", a.nvrtcCompileProgram);
@@ -190,7 +214,6 @@ Api& api() {
       sym(rt, "nvrtcGetProgramLogSize", a.nvrtcGetProgramLogSize);
       sym(rt, "nvrtcGetProgramLog", a.nvrtcGetProgramLog);
       sym(rt, "nvrtcDestroyProgram", a.nvrtcDestroyProgram);
-      if (a.cuInit(0) != 0) throw std::runtime_error("cuInit failed");
     } catch (const std::exception& e) {
       failure = e.what();
     }
@@ -206,687 +229,8 @@ void check(CUresult r, const char* what) {
   throw std::runtime_error(std::string(what) + ": " + s);
 }
 
-// Masked decays between positions l (row) and s (column) of one chunk, for one head:
-// exp(min(acs[l] - acs[s], 0)) for s <= l, else 0. bf16 is handled as raw 16-bit words
-// (no cuda_bf16.h needed): widening is a shift, narrowing rounds to nearest even.
-const char* kSource = R"CUDA(
-typedef unsigned short bf16_t;
-__device__ __forceinline__ float ld(const float* p, long long i) { return p[i]; }
-__device__ __forceinline__ float ld(const bf16_t* p, long long i) { return __uint_as_float(((unsigned)p[i]) << 16); }
-__device__ __forceinline__ void st(float* p, long long i, float v) { p[i] = v; }
-__device__ __forceinline__ void st(bf16_t* p, long long i, float v) {
-  unsigned u = __float_as_uint(v);
-  if ((u & 0x7fffffffu) > 0x7f800000u) { p[i] = (bf16_t)((u >> 16) | 0x40u); return; }
-  u += 0x7fffu + ((u >> 16) & 1u);
-  p[i] = (bf16_t)(u >> 16);
-}
-
-__device__ __forceinline__ void ld2(const float* p, long long i, float& a, float& b) {
-  float2 v = *reinterpret_cast<const float2*>(p + i);
-  a = v.x;
-  b = v.y;
-}
-__device__ __forceinline__ void ld2(const bf16_t* p, long long i, float& a, float& b) {
-  unsigned v = *reinterpret_cast<const unsigned*>(p + i);
-  a = __uint_as_float(v << 16);
-  b = __uint_as_float(v & 0xffff0000u);
-}
-__device__ __forceinline__ void st2(float* p, long long i, float a, float b) {
-  *reinterpret_cast<float2*>(p + i) = make_float2(a, b);
-}
-__device__ __forceinline__ void st2(bf16_t* p, long long i, float a, float b) {
-  bf16_t lo, hi;
-  st(&lo, 0, a);
-  st(&hi, 0, b);
-  *reinterpret_cast<unsigned*>(p + i) = (unsigned)lo | ((unsigned)hi << 16);
-}
-
-__device__ __forceinline__ float warp_sum(float v) {
-  for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
-  return v;
-}
-
-// cb: [BC, G, Q, Q]  acs: [BC, H, Q] (fp32)  m: [BC, H, Q, Q];  H = G * hpg.
-// m[bc, h, l, s] = cb[bc, h / hpg, l, s] * exp(min(acs[l] - acs[s], 0)) for s <= l, else 0.
-// One block per (bc, h); each thread owns columns s and walks down the rows l (coalesced rows).
-template <typename T>
-__device__ void decay_fwd(const T* cb, const float* acs, T* m, int H, int hpg, int Q) {
-  extern __shared__ float a[];  // acs of the head [Q]
-  unsigned bh = blockIdx.x;
-  int h = (int)(bh % H);
-  unsigned bc = bh / H;
-  for (int k = threadIdx.x; k < Q; k += blockDim.x) a[k] = acs[(long long)bh * Q + k];
-  __syncthreads();
-  const T* cbg = cb + ((long long)bc * (H / hpg) + h / hpg) * Q * Q;
-  T* out = m + (long long)bh * Q * Q;
-  if (Q % 2 == 0) {  // two columns a thread, paired accesses
-    for (int s = 2 * threadIdx.x; s < Q; s += 2 * blockDim.x) {
-      float a0 = a[s], a1 = a[s + 1];
-      // Every lane walks all rows (no divergence); the upper triangle reads cb and writes 0.
-#pragma unroll 4
-      for (int l = 0; l < Q; ++l) {
-        long long o = (long long)l * Q + s;
-        float c0, c1;
-        ld2(cbg, o, c0, c1);
-        float al = a[l];
-        st2(out, o, s <= l ? c0 * expf(fminf(al - a0, 0.f)) : 0.f, s + 1 <= l ? c1 * expf(fminf(al - a1, 0.f)) : 0.f);
-      }
-    }
-    return;
-  }
-  for (int s = threadIdx.x; s < Q; s += blockDim.x) {
-    float as = a[s];
-#pragma unroll 4
-    for (int l = 0; l < Q; ++l) {
-      long long o = (long long)l * Q + s;
-      st(out, o, s <= l ? ld(cbg, o) * expf(fminf(a[l] - as, 0.f)) : 0.f);
-    }
-  }
-}
-
-// dm: [BC, H, Q, Q]  cb: [BC, G, Q, Q]  acs: [BC, H, Q] (fp32), one block per (bc, h).
-// dacs[bc, h, k] = sum_s T[k, s] - sum_l T[l, k] with T = dm * cb * decay (the gradient of acs
-// through the decays), reduced in the kernel: T itself never reaches memory. Warp w takes the
-// rows w, w + warps, ..: a row's sum is one warp reduction, and each warp keeps its own column
-// sums in shared memory (no atomics), added up at the end.
-template <typename T>
-__device__ void decay_dacs(const T* dm, const T* cb, const float* acs, float* dacs, int G, int hpg, int Q) {
-  extern __shared__ float sh[];  // acs [Q] | row sums [Q] | column sums per warp [warps][Q]
-  int nw = blockDim.x >> 5, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  float* a = sh;
-  float* rows = sh + Q;
-  float* cols = sh + 2 * Q;
-  unsigned bh = blockIdx.x;
-  int H = G * hpg;
-  unsigned bc = bh / H;
-  int g = (int)(bh % H) / hpg;
-  for (int k = threadIdx.x; k < Q; k += blockDim.x) a[k] = acs[(long long)bh * Q + k];
-  for (int k = threadIdx.x; k < nw * Q; k += blockDim.x) cols[k] = 0.f;
-  __syncthreads();
-  const T* dmh = dm + (long long)bh * Q * Q;
-  const T* cbg = cb + ((long long)bc * G + g) * Q * Q;
-  float* mycols = cols + warp * Q;
-  for (int l = warp; l < Q; l += nw) {
-    float al = a[l], acc = 0.f;
-    for (int s = lane; s <= l; s += 32) {
-      long long o = (long long)l * Q + s;
-      float tv = ld(dmh, o) * ld(cbg, o) * expf(fminf(al - a[s], 0.f));
-      acc += tv;
-      mycols[s] += tv;
-    }
-    acc = warp_sum(acc);
-    if (lane == 0) rows[l] = acc;
-  }
-  __syncthreads();
-  for (int k = threadIdx.x; k < Q; k += blockDim.x) {
-    float col = 0.f;
-    for (int w = 0; w < nw; ++w) col += cols[w * Q + k];
-    dacs[(long long)bh * Q + k] = rows[k] - col;
-  }
-}
-
-// dcb[bc, g, l, s] = sum over the heads h of group g of dm * decay (fp32), s <= l (0 above).
-// One block per row (bc, g, l), its threads along s.
-template <typename T>
-__device__ void decay_dcb(const T* dm, const float* acs, float* dcb, int G, int hpg, int Q) {
-  unsigned row = blockIdx.x;
-  int l = (int)(row % Q);
-  unsigned bg = row / Q;
-  int g = (int)(bg % G);
-  unsigned bc = bg / G;
-  int H = G * hpg;
-  float* out = dcb + (long long)row * Q;
-  for (int s = threadIdx.x; s < Q; s += blockDim.x) {
-    float acc = 0.f;
-    if (s <= l) {
-      for (int j = 0; j < hpg; ++j) {
-        long long bh = (long long)bc * H + g * hpg + j;
-        const float* a = acs + bh * Q;
-        acc += ld(dm, (bh * Q + l) * Q + s) * expf(fminf(a[l] - a[s], 0.f));
-      }
-    }
-    out[s] = acc;
-  }
-}
-
-__device__ __forceinline__ float sigmoid_f(float v) { return 1.f / (1.f + __expf(-v)); }
-
-// Block-wide sum of two values (every thread gets both); `red` holds 64 floats.
-__device__ __forceinline__ void block_sum2(float& u, float& v, float* red) {
-  for (int off = 16; off > 0; off >>= 1) {
-    u += __shfl_down_sync(0xffffffffu, u, off);
-    v += __shfl_down_sync(0xffffffffu, v, off);
-  }
-  int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = (blockDim.x + 31) >> 5;
-  if (lane == 0) {
-    red[warp] = u;
-    red[32 + warp] = v;
-  }
-  __syncthreads();
-  u = 0.f;
-  v = 0.f;
-  for (int w = 0; w < nw; ++w) {
-    u += red[w];
-    v += red[32 + w];
-  }
-  __syncthreads();
-}
-
-// One column of one row of the gated norm's input: z, x, u = y + x D, sigmoid(z), g = u silu(z).
-template <typename T>
-struct GnormCol {
-  float z, x, u, sg, g;
-  __device__ GnormCol(const float* y, const T* xs, long long sx, const T* zs, long long sz, int row, int Di, int col,
-                      float d) {
-    z = ld(zs, row * sz + col);
-    x = ld(xs, row * sx + col);
-    u = y[(long long)row * Di + col] + x * d;
-    sg = sigmoid_f(z);
-    g = u * z * sg;
-  }
-};
-
-// The mixer's tail before out_proj, per row (token) and norm group:
-//   u = y + x * D[head],  g = u * silu(z),  out = g / sqrt(mean over the group of g^2 + eps) * w.
-// y [M, Di] fp32 contiguous; x, z rows of stride sx, sz (columns contiguous); out [M, Di].
-// Grid (row blocks, groups), each thread owns the columns x, x + blockDim, .. (at most NC) of the
-// group. NC is the register budget per thread: blockDim >= group size / NC (4 up to groups of
-// 4096, else 8: fewer registers, more threads per row).
-template <typename T, int NC>
-__device__ void gnorm_fwd(const float* y, const T* x, long long sx, const float* dsk, const T* z, long long sz,
-                          const float* w, T* out, int M, int Di, int gs, int P, float eps) {
-  __shared__ float red[64];
-  int g = blockIdx.y;
-  float dk[NC];  // D of each owned column's head
-#pragma unroll
-  for (int k = 0; k < NC; ++k) {
-    int c = threadIdx.x + k * blockDim.x;
-    dk[k] = c < gs ? dsk[(g * gs + c) / P] : 0.f;
-  }
-  for (int row = blockIdx.x; row < M; row += gridDim.x) {
-    float gv[NC];
-    float ss = 0.f, unused = 0.f;
-#pragma unroll
-    for (int k = 0; k < NC; ++k) {
-      int c = threadIdx.x + k * blockDim.x;
-      gv[k] = 0.f;
-      if (c < gs) {
-        gv[k] = GnormCol<T>(y, x, sx, z, sz, row, Di, g * gs + c, dk[k]).g;
-        ss += gv[k] * gv[k];
-      }
-    }
-    block_sum2(ss, unused, red);
-    float r = rsqrtf(ss / gs + eps);
-#pragma unroll
-    for (int k = 0; k < NC; ++k) {
-      int c = threadIdx.x + k * blockDim.x;
-      if (c < gs) {
-        int col = g * gs + c;
-        st(out, (long long)row * Di + col, gv[k] * r * w[col]);
-      }
-    }
-  }
-}
-
-// Backward of gnorm_fwd from dout [M, Di] (contiguous): dy (fp32), dx, dz (T, contiguous
-// [M, Di]), and per row block the partial sums over its rows of dw and of dD per column
-// (wpart, dpart: [gridDim.x, Di], fp32; summed over the blocks by the caller). Two passes over a
-// row (the second reads it again from cache) keep the registers, and so the occupancy, low.
-template <typename T, int NC>
-__device__ void gnorm_bwd(const T* dout, const float* y, const T* x, long long sx, const float* dsk, const T* z,
-                          long long sz, const float* w, float* dy, T* dx, T* dz, float* wpart, float* dpart, int M,
-                          int Di, int gs, int P, float eps) {
-  __shared__ float red[64];
-  int g = blockIdx.y;
-  float wacc[NC], dacc[NC], dk[NC];
-#pragma unroll
-  for (int k = 0; k < NC; ++k) {
-    int c = threadIdx.x + k * blockDim.x;
-    wacc[k] = dacc[k] = 0.f;
-    dk[k] = c < gs ? dsk[(g * gs + c) / P] : 0.f;
-  }
-  for (int row = blockIdx.x; row < M; row += gridDim.x) {
-    float ss = 0.f, sd = 0.f;
-#pragma unroll
-    for (int k = 0; k < NC; ++k) {
-      int c = threadIdx.x + k * blockDim.x;
-      if (c < gs) {
-        int col = g * gs + c;
-        float gv = GnormCol<T>(y, x, sx, z, sz, row, Di, col, dk[k]).g;
-        ss += gv * gv;
-        sd += ld(dout, (long long)row * Di + col) * w[col] * gv;
-      }
-    }
-    block_sum2(ss, sd, red);
-    float r = rsqrtf(ss / gs + eps);
-    float coef = r * r * r * sd / gs;
-#pragma unroll
-    for (int k = 0; k < NC; ++k) {
-      int c = threadIdx.x + k * blockDim.x;
-      if (c < gs) {
-        int col = g * gs + c;
-        long long o = (long long)row * Di + col;
-        const GnormCol<T> v(y, x, sx, z, sz, row, Di, col, dk[k]);
-        float go = ld(dout, o);
-        float dg = r * go * w[col] - v.g * coef;
-        float du = dg * v.z * v.sg;
-        wacc[k] += go * v.g * r;
-        dacc[k] += du * v.x;
-        dy[o] = du;
-        st(dx, o, du * dk[k]);
-        st(dz, o, dg * v.u * v.sg * (1.f + v.z * (1.f - v.sg)));
-      }
-    }
-  }
-#pragma unroll
-  for (int k = 0; k < NC; ++k) {
-    int c = threadIdx.x + k * blockDim.x;
-    if (c < gs) {
-      long long o = (long long)blockIdx.x * Di + g * gs + c;
-      wpart[o] = wacc[k];
-      dpart[o] = dacc[k];
-    }
-  }
-}
-
-// Causal depthwise conv + SiLU on the [B, L, C] layout (the in_proj output's own): out[b, t, c] =
-// silu(bias[c] + sum_k w[c, k] xin[b, t - (K-1) + k, c]), where xin is x for t >= 0 and the
-// previous K-1 inputs pre [B, C, K-1] (or zeros when pre is null) before. x: batch stride sb,
-// row stride sr, channels contiguous. Each thread runs TT consecutive positions of one channel
-// with a sliding window in registers. Grid (channel blocks, position tiles, B).
-template <typename T, int K>
-__device__ __forceinline__ float conv_in(const T* x, long long sb, long long sr, const T* pre, int C, int b, int t,
-                                         int c) {
-  if (t >= 0) return ld(x, b * sb + t * sr + c);
-  if (pre == nullptr) return 0.f;
-  return ld(pre, ((long long)b * C + c) * (K - 1) + (K - 1) + t);
-}
-
-template <typename T, int K>
-__device__ void conv_fwd(const T* x, long long sb, long long sr, const T* pre, const T* w, const T* bias, T* out,
-                         int L, int C, int TT) {
-  int c = blockIdx.x * blockDim.x + threadIdx.x;
-  if (c >= C) return;
-  int b = blockIdx.z, t0 = blockIdx.y * TT, t1 = min(t0 + TT, L);
-  float wk[K], win[K];
-#pragma unroll
-  for (int k = 0; k < K; ++k) wk[k] = ld(w, (long long)c * K + k);
-  float bv = ld(bias, c);
-#pragma unroll
-  for (int k = 0; k < K - 1; ++k) win[k + 1] = conv_in<T, K>(x, sb, sr, pre, C, b, t0 - (K - 1) + k, c);
-  for (int t = t0; t < t1; ++t) {
-#pragma unroll
-    for (int k = 0; k < K - 1; ++k) win[k] = win[k + 1];
-    win[K - 1] = ld(x, b * sb + t * (long long)sr + c);
-    float acc = bv;
-#pragma unroll
-    for (int k = 0; k < K; ++k) acc += wk[k] * win[k];
-    st(out, ((long long)b * L + t) * C + c, acc * sigmoid_f(acc));
-  }
-}
-
-// Backward of conv_fwd without a prefix (training segments start from zeros): from dout
-// [B, L, C] (contiguous), dx [B, L, C] (contiguous) and per (b, tile) partial sums of dw
-// [.., C, K] and dbias [.., C] (fp32, summed by the caller).
-template <typename T, int K>
-__device__ void conv_bwd(const T* x, long long sb, long long sr, const T* w, const T* bias, const T* dout, T* dx,
-                         float* wpart, float* bpart, int L, int C, int TT) {
-  int c = blockIdx.x * blockDim.x + threadIdx.x;
-  if (c >= C) return;
-  int b = blockIdx.z, t0 = blockIdx.y * TT, t1 = min(t0 + TT, L);
-  float wk[K], win[K], dp[K], dw[K];
-#pragma unroll
-  for (int k = 0; k < K; ++k) {
-    wk[k] = ld(w, (long long)c * K + k);
-    dp[k] = 0.f;
-    dw[k] = 0.f;
-  }
-  float bv = ld(bias, c), db = 0.f;
-#pragma unroll
-  for (int k = 0; k < K - 1; ++k) win[k + 1] = conv_in<T, K>(x, sb, sr, nullptr, C, b, t0 - (K - 1) + k, c);
-  // dpre at t (kept for the last K positions in dp, dp[K-1] newest); dx at s = t - (K-1) once
-  // dpre is known up to s + K - 1.
-  for (int t = t0; t < t1 + K - 1; ++t) {
-#pragma unroll
-    for (int k = 0; k < K - 1; ++k) {
-      win[k] = win[k + 1];
-      dp[k] = dp[k + 1];
-    }
-    float d = 0.f;
-    if (t < L) {
-      win[K - 1] = ld(x, b * sb + t * (long long)sr + c);
-      float acc = bv;
-#pragma unroll
-      for (int k = 0; k < K; ++k) acc += wk[k] * win[k];
-      float sg = sigmoid_f(acc);
-      d = ld(dout, ((long long)b * L + t) * C + c) * sg * (1.f + acc * (1.f - sg));
-      if (t < t1) {
-        db += d;
-#pragma unroll
-        for (int k = 0; k < K; ++k) dw[k] += d * win[k];
-      }
-    }
-    dp[K - 1] = d;
-    int s = t - (K - 1);
-    if (s >= t0 && s < L) {
-      float acc = 0.f;
-#pragma unroll
-      for (int k = 0; k < K; ++k) acc += wk[k] * dp[K - 1 - k];
-      st(dx, ((long long)b * L + s) * C + c, acc);
-    }
-  }
-  long long part = (long long)b * gridDim.y + blockIdx.y;
-#pragma unroll
-  for (int k = 0; k < K; ++k) wpart[(part * C + c) * K + k] = dw[k];
-  bpart[part * C + c] = db;
-}
-
-extern "C" __global__ void decay_fwd_f32(const float* cb, const float* acs, float* m, int H, int hpg, int Q) {
-  decay_fwd<float>(cb, acs, m, H, hpg, Q);
-}
-extern "C" __global__ void decay_fwd_bf16(const bf16_t* cb, const float* acs, bf16_t* m, int H, int hpg, int Q) {
-  decay_fwd<bf16_t>(cb, acs, m, H, hpg, Q);
-}
-// ---- Elementwise stages of the chunked SSD around its matmuls, one warp per (b, t, h) row of
-// P values, over the padded length Lp = C * Q. Layouts of a [B, Lp, H, P] quantity:
-//   natural [B, L, H, P] (the node's inputs and outputs, unpadded: rows t >= L read as 0),
-//   cols    [B, C, G, Q, H/G * P] (a group's heads side by side: the B/C matmuls' operand),
-//   heads   [B, C, H, Q, P] (per head: the diagonal blocks' operand);
-// per-position factors [B, C, H, Q] (fp32).
-// Token indices are 32-bit (B * C * Q * H < 2^31, checked by the caller): 64-bit division is slow.
-struct Rows {
-  int B, L, H, P, G, Q, C;
-};
-
-// The offsets of one (token, head) row in each layout.
-struct At {
-  long long natural, factor, heads, cols;
-};
-
-// Offsets of token (b, t)'s head 0, per layout; a head adds H-linear steps except in the columns
-// layout, where its group and place in the group count.
-struct Token {
-  long long natural, factor, cols;
-  __device__ Token(const Rows& R, int b, int t) {
-    int c = t / R.Q, q = t - c * R.Q;
-    long long bc = (long long)b * R.C + c;
-    natural = ((long long)b * R.L + t) * R.H * R.P;
-    factor = bc * R.H * R.Q + q;
-    cols = (bc * R.G * R.Q + q) * (long long)(R.H / R.G) * R.P;
-  }
-  __device__ At at(const Rows& R, int h) const {
-    int hpg = R.H / R.G, g = h / hpg, j = h - g * hpg;
-    long long f = factor + (long long)h * R.Q;
-    return {natural + (long long)h * R.P, f, f * R.P, cols + ((long long)g * R.Q * hpg + j) * R.P};
-  }
-};
-
-// One block per token (b, t) of the padded length (grid-stride), its warps over the heads, each
-// lane over pairs of P (P even): index arithmetic once per (token, head), 2 values per access.
-#define ROWS_LOOP(R)                                                                                      \
-  int lane = threadIdx.x & 31, nw = blockDim.x >> 5;                                                      \
-  unsigned ntok = (unsigned)(R).B * (R).C * (R).Q, per_b = (unsigned)(R).C * (R).Q;                       \
-  for (unsigned bt = blockIdx.x; bt < ntok; bt += gridDim.x)                                               \
-    for (int h = threadIdx.x >> 5, b = (int)(bt / per_b), t = (int)(bt % per_b); h < (R).H; h += nw)      \
-      if (const At o = Token(R, b, t).at(R, h); true)
-
-// y (natural, fp32) = raw (cols) * exp(acs) + ydiag (heads): the output from the states
-// entering the chunks plus the diagonal blocks'.
-template <typename T>
-__device__ void ssd_out(const T* raw, const T* ydiag, const float* acs, float* y, Rows R) {
-  ROWS_LOOP(R) {
-    if (t >= R.L) continue;
-    float e = expf(acs[o.factor]);
-    long long oc = o.cols, oh = o.heads, on = o.natural;
-    for (int p = 2 * lane; p < R.P; p += 64) {
-      float r0, r1, d0, d1;
-      ld2(raw, oc + p, r0, r1);
-      ld2(ydiag, oh + p, d0, d1);
-      st2(y, on + p, r0 * e + d0, r1 * e + d1);
-    }
-  }
-}
-
-// xw (cols) = x (natural) * w: the inputs weighted by their decay to the chunk end; xh (heads) =
-// x, the diagonal blocks' operand.
-template <typename T>
-__device__ void ssd_xw(const T* x, const float* w, T* xw, T* xh, Rows R) {
-  ROWS_LOOP(R) {
-    bool in = t < R.L;
-    long long oc = o.cols, oh = o.heads;
-    float wv = in ? w[o.factor] : 0.f;
-    long long on = in ? o.natural : 0;
-    for (int p = 2 * lane; p < R.P; p += 64) {
-      float v0 = 0.f, v1 = 0.f;
-      if (in) ld2(x, on + p, v0, v1);
-      st2(xw, oc + p, v0 * wv, v1 * wv);
-      st2(xh, oh + p, v0, v1);
-    }
-  }
-}
-
-// From dy (natural, fp32): dyo (cols) = dy * exp(acs), dyh (heads) = dy, and
-// dacs[row] = sum over p of dy * exp(acs) * raw (the gradient of acs through exp(acs)).
-template <typename T>
-__device__ void ssd_dy(const float* dy, const T* raw, const float* acs, T* dyo, T* dyh, float* dacs, Rows R) {
-  ROWS_LOOP(R) {
-    long long of = o.factor, oc = o.cols, oh = o.heads;
-    bool in = t < R.L;
-    long long on = in ? o.natural : 0;
-    float e = expf(acs[of]), acc = 0.f;
-    for (int p = 2 * lane; p < R.P; p += 64) {
-      float g0 = 0.f, g1 = 0.f, r0, r1;
-      if (in) ld2(dy, on + p, g0, g1);
-      ld2(raw, oc + p, r0, r1);
-      acc += g0 * e * r0 + g1 * e * r1;
-      st2(dyo, oc + p, g0 * e, g1 * e);
-      st2(dyh, oh + p, g0, g1);
-    }
-    acc = warp_sum(acc);
-    if (lane == 0) dacs[of] = acc;
-  }
-}
-
-// dxdt (natural) = dxw (cols) * w + dxdiag (heads), and dws[row] = w * sum over p of dxw * x
-// (the gradient of the decay to the chunk end).
-template <typename T>
-__device__ void ssd_dx(const T* dxw, const T* x, const float* w, const T* dxdiag, T* dxdt, float* dws, Rows R) {
-  ROWS_LOOP(R) {
-    long long of = o.factor, oc = o.cols, oh = o.heads;
-    if (t >= R.L) {
-      if (lane == 0) dws[of] = 0.f;
-      continue;
-    }
-    long long on = o.natural;
-    float wv = w[of], acc = 0.f;
-    for (int p = 2 * lane; p < R.P; p += 64) {
-      float g0, g1, x0, x1, d0, d1;
-      ld2(dxw, oc + p, g0, g1);
-      ld2(x, on + p, x0, x1);
-      ld2(dxdiag, oh + p, d0, d1);
-      acc += g0 * x0 + g1 * x1;
-      st2(dxdt, on + p, g0 * wv + d0, g1 * wv + d1);
-    }
-    acc = warp_sum(acc);
-    if (lane == 0) dws[of] = acc * wv;
-  }
-}
-
-// ---- Between chunks, per (b, h) and state element e (of P * N): s_0 = h0, s_{c+1} = exp(last_c) s_c
-// + states_c; prev_c = s_c is the state entering chunk c, s_C the final state. states, prev:
-// [B, C, H, PN] (T); last: [B, C, H] (fp32, <= 0); h0, final: [B, H, PN] (fp32, h0 may be null).
-template <typename T>
-__device__ void pass_fwd(const T* states, const float* last, const float* h0, T* prev, float* fin, int B, int C,
-                         int H, int PN) {
-  long long total = (long long)B * H * PN;
-  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
-       i += (long long)gridDim.x * blockDim.x) {
-    int e = (int)(i % PN);
-    long long bh = i / PN;
-    int h = (int)(bh % H), b = (int)(bh / H);
-    float v = h0 ? h0[i] : 0.f;
-    for (int c = 0; c < C; ++c) {
-      long long r = ((long long)b * C + c) * H + h;
-      st(prev, r * PN + e, v);
-      v = v * expf(last[r]) + ld(states, r * PN + e);
-    }
-    fin[i] = v;
-  }
-}
-
-// Its backward, from dprev [B, C, H, PN] (T) and dfinal [B, H, PN] (fp32, may be null): with
-// G_C = dfinal and G_c = dprev_c + exp(last_c) G_{c+1}: dstates_c = G_{c+1} (T), dh0 = G_0, and
-// dlast_c = exp(last_c) <G_{c+1}, prev_c>, summed here per block of e: dlpart [B, C, H, gridDim.x].
-// Grid (blocks of e, B * H).
-template <typename T>
-__device__ void pass_bwd(const T* dprev, const float* dfin, const T* prev, const float* last, T* dstates, float* dh0,
-                         float* dlpart, int B, int C, int H, int PN) {
-  __shared__ float red[64];
-  int e = blockIdx.x * blockDim.x + threadIdx.x;
-  int bh = blockIdx.y, h = bh % H, b = bh / H;
-  bool in = e < PN;
-  long long i = (long long)bh * PN + e;
-  float g = (in && dfin) ? dfin[i] : 0.f;
-  for (int c = C - 1; c >= 0; --c) {
-    long long r = ((long long)b * C + c) * H + h;
-    float el = expf(last[r]);
-    float part = 0.f, unused = 0.f;
-    if (in) {
-      st(dstates, r * PN + e, g);
-      part = el * g * ld(prev, r * PN + e);
-      g = ld(dprev, r * PN + e) + el * g;
-    }
-    block_sum2(part, unused, red);
-    if (threadIdx.x == 0) dlpart[r * gridDim.x + blockIdx.x] = part;
-  }
-  if (in) dh0[i] = g;
-}
-
-// xdt = x * dt per head: x [B*L rows of stride sx, H * P], dt [B*L*H] (fp32), out [B*L*H, P]; one warp
-// per (token, head).
-template <typename T>
-__device__ void scale_fwd(const T* x, long long sx, const float* dt, T* out, unsigned rows, int H, int P) {
-  int lane = threadIdx.x & 31;
-  unsigned warps = gridDim.x * (blockDim.x >> 5);
-  for (unsigned r = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5); r < rows; r += warps) {
-    long long xo = (long long)(r / H) * sx + (long long)(r % H) * P, oo = (long long)r * P;
-    float d = dt[r];
-    for (int p = lane; p < P; p += 32) st(out, oo + p, ld(x, xo + p) * d);
-  }
-}
-
-// Its backward from g [B*L*H, P]: dx = g * dt ([B*L*H, P]) and ddt = sum over p of g * x.
-template <typename T>
-__device__ void scale_bwd(const T* g, const T* x, long long sx, const float* dt, T* dx, float* ddt, unsigned rows,
-                          int H, int P) {
-  int lane = threadIdx.x & 31;
-  unsigned warps = gridDim.x * (blockDim.x >> 5);
-  for (unsigned r = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5); r < rows; r += warps) {
-    long long xo = (long long)(r / H) * sx + (long long)(r % H) * P, oo = (long long)r * P;
-    float d = dt[r], acc = 0.f;
-    for (int p = lane; p < P; p += 32) {
-      float gv = ld(g, oo + p);
-      acc += gv * ld(x, xo + p);
-      st(dx, oo + p, gv * d);
-    }
-    acc = warp_sum(acc);
-    if (lane == 0) ddt[r] = acc;
-  }
-}
-
-#define BOTH_KINDS(M) M(f32, float) M(bf16, bf16_t)
-#define SCALE(S, T)                                                                                            \
-  extern "C" __global__ void scale_fwd_##S(const T* x, long long sx, const float* dt, T* out, unsigned rows,   \
-                                           int H, int P) {                                                     \
-    scale_fwd<T>(x, sx, dt, out, rows, H, P);                                                                  \
-  }                                                                                                            \
-  extern "C" __global__ void scale_bwd_##S(const T* g, const T* x, long long sx, const float* dt, T* dx,       \
-                                           float* ddt, unsigned rows, int H, int P) {                          \
-    scale_bwd<T>(g, x, sx, dt, dx, ddt, rows, H, P);                                                           \
-  }
-BOTH_KINDS(SCALE)
-#define PASS(S, T)                                                                                             \
-  extern "C" __global__ void pass_fwd_##S(const T* states, const float* last, const float* h0, T* prev,       \
-                                          float* fin, int B, int C, int H, int PN) {                           \
-    pass_fwd<T>(states, last, h0, prev, fin, B, C, H, PN);                                                     \
-  }                                                                                                            \
-  extern "C" __global__ void pass_bwd_##S(const T* dprev, const float* dfin, const T* prev, const float* last, \
-                                          T* dstates, float* dh0, float* dlpart, int B, int C, int H, int PN) { \
-    pass_bwd<T>(dprev, dfin, prev, last, dstates, dh0, dlpart, B, C, H, PN);                                   \
-  }
-BOTH_KINDS(PASS)
-#define SSD_ROWS(S, T)                                                                                         \
-  extern "C" __global__ void __maxnreg__(40) ssd_out_##S(const T* raw, const T* ydiag, const float* acs, float* y, Rows R) {   \
-    ssd_out<T>(raw, ydiag, acs, y, R);                                                                         \
-  }                                                                                                            \
-  extern "C" __global__ void __maxnreg__(40) ssd_xw_##S(const T* x, const float* w, T* xw, T* xh, Rows R) {                  \
-    ssd_xw<T>(x, w, xw, xh, R);                                                                                \
-  }                                                                                                            \
-  extern "C" __global__ void __maxnreg__(40) ssd_dy_##S(const float* dy, const T* raw, const float* acs, T* dyo, T* dyh,       \
-                                        float* dacs, Rows R) {                                                 \
-    ssd_dy<T>(dy, raw, acs, dyo, dyh, dacs, R);                                                                \
-  }                                                                                                            \
-  extern "C" __global__ void __maxnreg__(40) ssd_dx_##S(const T* dxw, const T* x, const float* w, const T* dxdiag, T* dxdt,    \
-                                        float* dws, Rows R) {                                                  \
-    ssd_dx<T>(dxw, x, w, dxdiag, dxdt, dws, R);                                                                \
-  }
-BOTH_KINDS(SSD_ROWS)
-#define DECAY_BWD(S, T)                                                                                   \
-  extern "C" __global__ void decay_dacs_##S(const T* dm, const T* cb, const float* acs, float* dacs, int G,  \
-                                            int hpg, int Q) {                                             \
-    decay_dacs<T>(dm, cb, acs, dacs, G, hpg, Q);                                                          \
-  }                                                                                                       \
-  extern "C" __global__ void decay_dcb_##S(const T* dm, const float* acs, float* dcb, int G, int hpg,     \
-                                           int Q) {                                                       \
-    decay_dcb<T>(dm, acs, dcb, G, hpg, Q);                                                                \
-  }
-BOTH_KINDS(DECAY_BWD)
-#define GNORM_NC(S, T, NC)                                                                                  \
-  extern "C" __global__ void gnorm_fwd##NC##_##S(const float* y, const T* x, long long sx, const float* dsk,   \
-                                                 const T* z, long long sz, const float* w, T* out, int M,      \
-                                                 int Di, int gs, int P, float eps) {                           \
-    gnorm_fwd<T, NC>(y, x, sx, dsk, z, sz, w, out, M, Di, gs, P, eps);                                        \
-  }                                                                                                          \
-  extern "C" __global__ void __maxnreg__(40) gnorm_bwd##NC##_##S(const T* dout, const float* y, const T* x, long long sx,      \
-                                                 const float* dsk, const T* z, long long sz, const float* w,   \
-                                                 float* dy, T* dx, T* dz, float* wpart, float* dpart, int M,   \
-                                                 int Di, int gs, int P, float eps) {                           \
-    gnorm_bwd<T, NC>(dout, y, x, sx, dsk, z, sz, w, dy, dx, dz, wpart, dpart, M, Di, gs, P, eps);             \
-  }
-#define GNORM(S, T) GNORM_NC(S, T, 4) GNORM_NC(S, T, 8)
-BOTH_KINDS(GNORM)
-#define CONV(S, T, K)                                                                                       \
-  extern "C" __global__ void conv_fwd_k##K##_##S(const T* x, long long sb, long long sr, const T* pre,       \
-                                                 const T* w, const T* bias, T* out, int L, int C, int TT) { \
-    conv_fwd<T, K>(x, sb, sr, pre, w, bias, out, L, C, TT);                                                 \
-  }                                                                                                         \
-  extern "C" __global__ void conv_bwd_k##K##_##S(const T* x, long long sb, long long sr, const T* w,         \
-                                                 const T* bias, const T* dout, T* dx, float* wpart,         \
-                                                 float* bpart, int L, int C, int TT) {                      \
-    conv_bwd<T, K>(x, sb, sr, w, bias, dout, dx, wpart, bpart, L, C, TT);                                   \
-  }
-#define CONV_KS(S, T) CONV(S, T, 2) CONV(S, T, 3) CONV(S, T, 4)
-BOTH_KINDS(CONV_KS)
-)CUDA";
-
 // The causal conv kernels exist for these widths (d_conv); others take the tensor path.
 constexpr int kConvWidths[] = {2, 3, 4};
-
-std::vector<std::string> kernel_names() {
-  std::vector<std::string> names;
-  for (const char* s : {"_f32", "_bf16"}) {
-    for (const char* k : {"decay_fwd", "decay_dacs", "decay_dcb", "gnorm_fwd4", "gnorm_bwd4", "gnorm_fwd8",
-                          "gnorm_bwd8", "ssd_out", "ssd_xw",
-                          "ssd_dy", "ssd_dx", "pass_fwd", "pass_bwd", "scale_fwd", "scale_bwd"}) {
-      names.push_back(k + std::string(s));
-    }
-    for (int w : kConvWidths) {
-      names.push_back("conv_fwd_k" + std::to_string(w) + s);
-      names.push_back("conv_bwd_k" + std::to_string(w) + s);
-    }
-  }
-  return names;
-}
 
 struct Module {
   std::map<std::string, CUfunction> fns;
@@ -896,10 +240,13 @@ struct Module {
 std::mutex g_mods_mu;
 std::map<int, Module> g_mods;  // per device index
 
+// The PTX of every kernel (csrc/kernels: one program, the .cu files including their headers) for
+// compute capability major.minor.
 std::string compile_ptx(int major, int minor) {
-  Api& a = api();
+  Nvrtc& a = nvrtc();
   nvrtcProgram prog = nullptr;
-  if (a.nvrtcCreateProgram(&prog, kSource, "stuffed_ssd.cu", 0, nullptr, nullptr) != 0) {
+  namespace k = stuffed_kernels;
+  if (a.nvrtcCreateProgram(&prog, k::kMain, "stuffed_ssd.cu", k::kFiles, k::kFileTexts, k::kFileNames) != 0) {
     throw std::runtime_error("nvrtcCreateProgram failed");
   }
   std::string arch = "--gpu-architecture=compute_" + std::to_string(major) + std::to_string(minor);
@@ -941,9 +288,9 @@ Module& module_for(int dev) {
   check(a.cuModuleLoadData(&mod, ptx.data()), "cuModuleLoadData");
   Module m;
   check(a.cuDeviceGetAttribute(&m.sms, 16, d), "multiprocessor count");
-  for (const std::string& k : kernel_names()) {
+  for (const char* k : stuffed_kernels::kKernels) {
     CUfunction f = nullptr;
-    check(a.cuModuleGetFunction(&f, mod, k.c_str()), k.c_str());
+    check(a.cuModuleGetFunction(&f, mod, k), k);
     m.fns[k] = f;
   }
   return g_mods.emplace(dev, std::move(m)).first->second;
@@ -986,7 +333,9 @@ void launch_grid(const at::Tensor& like, const std::string& kernel, Grid grid, u
     }
     check(a.cuEventRecord(g_times.ev[0], s), "cuEventRecord");
   }
-  check(a.cuLaunchKernel(m.fns.at(kernel), grid.x, grid.y, grid.z, threads, 1, 1, shared, s, args.data(), nullptr),
+  auto fn = m.fns.find(kernel);
+  if (fn == m.fns.end()) throw std::runtime_error("no kernel " + kernel + " in csrc/kernels");
+  check(a.cuLaunchKernel(fn->second, grid.x, grid.y, grid.z, threads, 1, 1, shared, s, args.data(), nullptr),
         kernel.c_str());
   if (timed) {
     float ms = 0.f;
@@ -1231,6 +580,16 @@ int stuffed_ssd_apply(at::Tensor* xdt, at::Tensor* la, at::Tensor* b, at::Tensor
     auto r = SsdFunction::apply(*xdt, *la, *b, *c, h0 ? *h0 : none, chunk);
     *y = new at::Tensor(r[0]);
     *final_state = new at::Tensor(r[1]);
+  });
+}
+
+// The kernels' PTX for compute capability major.minor in *ptx (valid until the next call on this
+// thread): NVRTC only, no GPU needed (0 = compiled; the reason is in last_error).
+int stuffed_ssd_ptx(int major, int minor, const char** ptx) {
+  thread_local std::string text;
+  return guarded([&] {
+    text = compile_ptx(major, minor);
+    *ptx = text.c_str();
   });
 }
 

@@ -74,7 +74,7 @@ fn phases(lm: &Mamba2LM, cfg: &MambaConfig, b: &Batch, step_ms: f64, device: Dev
     let la = (-(Tensor::rand([bsz, l, h], o) * 0.1)).set_requires_grad(true);
     let bb = leaf(Tensor::randn([bsz, l, g, nst], o));
     let cc = leaf(Tensor::randn([bsz, l, g, nst], o));
-    let backend = crate::ssd::default_backend();
+    let backend = lm.ssd();
     let ssd = time_ms(device, n, || {
         let (y, _) = crate::ssd::ssd(backend, &xdt, &la, &bb, &cc, cfg.ssm_cfg.chunk_size, None);
         y.sum(Kind::Float).backward();
@@ -95,13 +95,6 @@ pub fn synchronize(device: Device) {
     if let Device::Cuda(i) = device {
         tch::Cuda::synchronize(i as i64);
     }
-}
-
-/// Makes `ssd` the backend of the models run from here on (resolving `auto` on `device`).
-fn use_backend(ssd: SsdBackend, device: Device) -> Result<SsdBackend> {
-    let b = ssd.resolve(device).map_err(crate::Error::Config)?;
-    crate::ssd::set_default_backend(b);
-    Ok(b)
 }
 
 extern "C" {
@@ -142,8 +135,8 @@ pub fn train(
     ssd: SsdBackend,
     profile_to: Option<&std::path::Path>,
 ) -> Result<TrainBench> {
-    let ssd = use_backend(ssd, device)?;
-    let lm = Mamba2LM::seeded(cfg, device, 0)?;
+    let lm = Mamba2LM::seeded(cfg, device, 0)?.with_ssd(ssd)?;
+    let ssd = lm.ssd();
     let mut opt = AdamW::new(lm.params(), AdamWConfig::default());
     let vocab = cfg.vocab_size;
     let data = Tensor::randint(vocab, [batch, seq + 1], (Kind::Int64, device));
@@ -218,8 +211,8 @@ pub struct EvalBench {
 /// Streaming loss-by-position over `len` random tokens per sequence (memory bounded by the
 /// chunk), timed end to end, with SSD backend `ssd`.
 pub fn eval(cfg: &MambaConfig, len: i64, batch: i64, chunk: i64, device: Device, kind: Kind, ssd: SsdBackend) -> Result<EvalBench> {
-    let ssd = use_backend(ssd, device)?;
-    let lm = Mamba2LM::seeded(cfg, device, 0)?;
+    let lm = Mamba2LM::seeded(cfg, device, 0)?.with_ssd(ssd)?;
+    let ssd = lm.ssd();
     let mut rng = crate::rng::Rng::new(1);
     let prompts: Vec<Vec<u32>> = (0..batch).map(|_| (0..=len).map(|_| rng.below(cfg.vocab_size as u64) as u32).collect()).collect();
     let ev = crate::eval::LossEval {
@@ -230,6 +223,7 @@ pub fn eval(cfg: &MambaConfig, len: i64, batch: i64, chunk: i64, device: Device,
         kind,
         mitigation: crate::eval::Mitigation::None,
         per_token: false,
+        probe: false,
     };
     // Warm-up on a short input (kernel selection, allocator).
     let short: Vec<Vec<u32>> = prompts.iter().map(|p| p[..(chunk as usize + 1).min(p.len())].to_vec()).collect();

@@ -2,6 +2,8 @@
 //! (the file, the tensor, the key, the expected and found shapes).
 use std::path::PathBuf;
 
+use stuffed_protocol::FailureKind;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("invalid model config: {0}")]
@@ -33,6 +35,21 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// How a job that failed with this error is classified (and so whether it is retried).
+    /// libtorch reports CUDA out-of-memory only in its message: this is the one place that
+    /// reads one, at the boundary where the error enters the crate.
+    pub fn failure_kind(&self) -> FailureKind {
+        match self {
+            Error::Config(_) | Error::Shape { .. } | Error::Device(_) => FailureKind::Config,
+            Error::Io { .. } | Error::WithPath { .. } | Error::Tokenizer(_) | Error::Data(_) | Error::Json(_) => FailureKind::Data,
+            Error::Diverged(_) => FailureKind::Diverged,
+            Error::Interrupted => FailureKind::Interrupted,
+            Error::Eval(_) => FailureKind::Internal,
+            Error::Torch(e) if e.to_string().contains("out of memory") => FailureKind::Oom,
+            Error::Torch(_) => FailureKind::Internal,
+        }
+    }
+
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { path: path.into(), source }
     }

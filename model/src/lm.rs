@@ -2,7 +2,8 @@
 //! [residual += mixer(RMSNorm(residual))] -> RMSNorm (norm_f) -> lm_head tied to the embedding.
 //! The residual stream is fp32. Three ways to run it give the same outputs: a whole sequence
 //! (`forward` without state), streaming chunk by chunk (`forward` with a carried `State`) and
-//! token by token (`step`).
+//! token by token (`step`). The model carries the SSD implementation its mixers run (`ssd`,
+//! `set_ssd`): a value chosen where the model is made or loaded, not a process-wide setting.
 //!
 //! Dimension legend: B batch, L length, D d_model, V padded vocabulary.
 use tch::{Device, Kind, Tensor};
@@ -10,8 +11,9 @@ use tch::{Device, Kind, Tensor};
 use crate::config::MambaConfig;
 use crate::mixer::{Exec, Mixer};
 use crate::params::{init, Params};
+use crate::ssd::SsdBackend;
 use crate::state::State;
-use crate::Result;
+use crate::{Error, Result};
 
 #[derive(Debug)]
 struct Block {
@@ -28,6 +30,8 @@ pub struct Mamba2LM {
     lm_head: Option<Tensor>,   // [V, D] when untied
     params: Params,
     device: Device,
+    /// The SSD implementation of every mixer, resolved for `device` (never `auto`).
+    ssd: SsdBackend,
 }
 
 /// RMSNorm in fp32 over the last dim: x * rsqrt(mean(x^2) + eps) * w (libtorch's rms_norm:
@@ -72,7 +76,7 @@ impl Mamba2LM {
         let norm_f = params.add("backbone.norm_f.weight".into(), &[d], init::ones, device);
         let lm_head = (!cfg.tie_embeddings)
             .then(|| params.add("lm_head.weight".into(), &[v, d], |sh| init::normal(sh, 0.02), device));
-        Ok(Mamba2LM { cfg: cfg.clone(), embedding, layers, norm_f, lm_head, params, device })
+        Ok(Mamba2LM { cfg: cfg.clone(), embedding, layers, norm_f, lm_head, params, device, ssd: SsdBackend::Tensor })
     }
 
     pub fn params(&self) -> &Params {
@@ -81,6 +85,24 @@ impl Mamba2LM {
 
     pub fn device(&self) -> Device {
         self.device
+    }
+
+    /// The SSD implementation the mixers run: `tensor` (the reference) unless set.
+    pub fn ssd(&self) -> SsdBackend {
+        self.ssd
+    }
+
+    /// Runs the SSD with `ssd` from now on: `auto` is decided for the model's device, and
+    /// `fused` on a CUDA device whose kernels do not load is an error naming why.
+    pub fn set_ssd(&mut self, ssd: SsdBackend) -> Result<()> {
+        self.ssd = ssd.resolve(self.device).map_err(Error::Config)?;
+        Ok(())
+    }
+
+    /// `set_ssd` on a model taken by value.
+    pub fn with_ssd(mut self, ssd: SsdBackend) -> Result<Self> {
+        self.set_ssd(ssd)?;
+        Ok(self)
     }
 
     pub fn zero_state(&self, batch: i64, kind: Kind) -> State {
@@ -94,7 +116,7 @@ impl Mamba2LM {
         for (i, block) in self.layers.iter().enumerate() {
             let normed = rms_norm(&residual, &block.norm, eps).to_kind(ex.kind);
             let layer_state = state.as_deref_mut().map(|s| &mut s.layers[i]);
-            let out = block.mixer.forward(&normed, layer_state, ex, i);
+            let out = block.mixer.forward(&normed, layer_state, ex, self.ssd, i);
             residual = residual + out.to_kind(Kind::Float);
         }
         if let Some(s) = state {
@@ -121,7 +143,7 @@ impl Mamba2LM {
         let mut residual = Tensor::embedding(&self.embedding, tokens, -1, false, false); // [B, D]
         for (i, block) in self.layers.iter().enumerate() {
             let normed = rms_norm(&residual, &block.norm, eps).to_kind(ex.kind);
-            let out = block.mixer.step(&normed, &mut state.layers[i], ex, i);
+            let out = block.mixer.step(&normed, &mut state.layers[i], ex, self.ssd, i);
             residual = residual + out.to_kind(Kind::Float);
         }
         state.pos += 1;

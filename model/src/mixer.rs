@@ -39,8 +39,6 @@ pub struct Exec<'a> {
     pub kind: Kind,
     pub knobs: Knobs,
     pub probe: Option<&'a mut dyn Probe>,
-    /// The SSD implementation (`ssd::default_backend()` unless set).
-    pub ssd: SsdBackend,
 }
 
 impl<'a> Exec<'a> {
@@ -49,7 +47,7 @@ impl<'a> Exec<'a> {
     }
 
     pub fn with_knobs(kind: Kind, knobs: Knobs) -> Exec<'a> {
-        Exec { kind, knobs, probe: None, ssd: ssd::default_backend() }
+        Exec { kind, knobs, probe: None }
     }
 }
 
@@ -128,8 +126,16 @@ impl Mixer {
     }
 
     /// A segment: u [B, L, D] -> [B, L, D] (compute kind). With a state, starts from it and
-    /// leaves the state at the end of the segment; without, starts from zeros.
-    pub fn forward(&self, u: &Tensor, mut state: Option<&mut LayerState>, ex: &mut Exec, layer: usize) -> Tensor {
+    /// leaves the state at the end of the segment; without, starts from zeros. `backend` runs
+    /// the SSD (and, when fused on CUDA, the conv, x * dt and the gated norm).
+    pub fn forward(
+        &self,
+        u: &Tensor,
+        mut state: Option<&mut LayerState>,
+        ex: &mut Exec,
+        backend: SsdBackend,
+        layer: usize,
+    ) -> Tensor {
         let (bsz, l, _) = u.size3().expect("u is [B, L, D]");
         let kind = ex.kind;
         let (di, gn, h, p, g, n, k) =
@@ -144,7 +150,7 @@ impl Mixer {
         let (w, bias) = (self.conv_w.to_kind(kind), self.conv_b.to_kind(kind));
         let cv = di + 2 * gn;
         // The fused backend's CUDA kernels for the conv and the gated norm (tensor ops elsewhere).
-        let fused = ex.ssd == SsdBackend::Fused && u.device().is_cuda();
+        let fused = backend == SsdBackend::Fused && u.device().is_cuda();
 
         // Causal depthwise conv over [previous K-1 inputs | segment]; the new conv state is the
         // last K raw inputs.
@@ -184,10 +190,10 @@ impl Mixer {
         }; // [B, L, H, P]
 
         let h0 = state.as_ref().map(|st| st.ssm.shallow_clone());
-        let (mut y, mut h_last) = ssd::ssd(ex.ssd, &xdt, &la, &b, &c, self.chunk, h0.as_ref());
+        let (mut y, mut h_last) = ssd::ssd(backend, &xdt, &la, &b, &c, self.chunk, h0.as_ref());
         if let Some(r) = ex.knobs.window {
             let window = state.as_ref().and_then(|st| st.window.as_ref());
-            let (y2, h2, buf) = self.window_correction(r, &xdt, &la, &b, &c, window, ex.ssd);
+            let (y2, h2, buf) = self.window_correction(r, &xdt, &la, &b, &c, window, backend);
             y = y + y2;
             h_last = h_last + h2;
             if let Some(st) = state.as_deref_mut() {
@@ -259,10 +265,11 @@ impl Mixer {
     }
 
     /// One token: u [B, D] -> [B, D], updating the state (conv roll, SSM recurrence).
-    pub fn step(&self, u: &Tensor, st: &mut LayerState, ex: &mut Exec, layer: usize) -> Tensor {
+    /// `backend` as in `forward` (only used where the token goes the segment path).
+    pub fn step(&self, u: &Tensor, st: &mut LayerState, ex: &mut Exec, backend: SsdBackend, layer: usize) -> Tensor {
         if ex.knobs.window.is_some() || ex.probe.is_some() {
             // The window buffer and the probes live on the segment path; a 1-token segment.
-            return self.forward(&u.unsqueeze(1), Some(st), ex, layer).squeeze_dim(1);
+            return self.forward(&u.unsqueeze(1), Some(st), ex, backend, layer).squeeze_dim(1);
         }
         let kind = ex.kind;
         let (di, gn, h, p, g, n) = (self.d_inner, self.gn(), self.heads, self.headdim, self.groups, self.d_state);

@@ -120,3 +120,23 @@ fn same_seed_same_weights_while_other_threads_initialise() {
     }
     assert!(!weights[0].1[0].equal(&weights[1].1[0]), "two seeds, two inits");
 }
+
+/// The SSD backend is the model's own value, not a process-wide setting: a model starts on
+/// `tensor`, `auto` resolves on its device, and two models with different backends run side by
+/// side in one process (on the CPU `fused` runs the tensor twins of its kernels) with the same
+/// logits.
+#[test]
+fn ssd_backend_is_carried_by_the_model() {
+    use stuffed_model::ssd::SsdBackend;
+    let _g = tch::no_grad_guard();
+    let reference = model(16, 2);
+    assert_eq!(reference.ssd(), SsdBackend::Tensor);
+    let auto = model(16, 2).with_ssd(SsdBackend::Auto).unwrap();
+    assert_eq!(auto.ssd(), SsdBackend::Tensor, "auto on the CPU");
+    let fused = model(16, 2).with_ssd(SsdBackend::Fused).unwrap();
+    assert_eq!((fused.ssd(), reference.ssd()), (SsdBackend::Fused, SsdBackend::Tensor));
+    let toks = tokens(2, 45);
+    let a = fused.forward(&toks, None, &mut Exec::new(Kind::Float));
+    let b = reference.forward(&toks, None, &mut Exec::new(Kind::Float));
+    assert!(max_diff(&a, &b) < 1e-4, "fused (CPU twins) vs tensor: {}", max_diff(&a, &b));
+}

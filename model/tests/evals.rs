@@ -1,6 +1,6 @@
 //! Evaluations: streaming loss equals the whole-sequence loss, passkey prompts are exact,
 //! mitigations with neutral parameters change nothing.
-use stuffed_model::data::passkey::{PasskeyTemplate, INTRO, QUESTION};
+use stuffed_model::data::passkey::{PasskeyFormat, PasskeyTemplate, INTRO, QUESTION};
 use stuffed_model::eval::{loss, LossEval, Mitigation};
 use stuffed_model::rng::Rng;
 use stuffed_model::{Exec, Mamba2LM, ModelSpec, Tokenizer};
@@ -27,7 +27,7 @@ fn prompt(len: usize, seed: u64) -> Vec<u32> {
 }
 
 fn cfg(chunk: i64, mitigation: Mitigation) -> LossEval {
-    LossEval { chunk, bucket: 16, batch: 4, train_len: Some(32), kind: Kind::Float, mitigation, per_token: true }
+    LossEval { chunk, bucket: 16, batch: 4, train_len: Some(32), kind: Kind::Float, mitigation, per_token: true, probe: false }
 }
 
 #[test]
@@ -101,8 +101,8 @@ What is the passkey? The passkey is";
 #[test]
 fn passkey_prompt_matches_golden_string() {
     let tok = Tokenizer::from_spec("bytes").unwrap();
-    let tpl = PasskeyTemplate::new(&tok);
-    let key = PasskeyTemplate::draw_passkey(&mut Rng::new(0));
+    let tpl = PasskeyTemplate::new(&tok, PasskeyFormat::Exact);
+    let key = tpl.draw_passkey(&mut Rng::new(0));
     let p = tpl.prompt(420, 0.5, &key).unwrap();
     assert_eq!(tok.decode(&p.tokens), GOLDEN);
     assert_eq!(p.passkey, "75700");
@@ -112,7 +112,7 @@ fn passkey_prompt_matches_golden_string() {
 fn passkey_lengths_are_exact_and_needle_sits_at_depth() {
     for spec in ["bytes", "gpt2"] {
         let tok = Tokenizer::from_spec(spec).unwrap();
-        let tpl = PasskeyTemplate::new(&tok);
+        let tpl = PasskeyTemplate::new(&tok, PasskeyFormat::Exact);
         for (len, depth) in [(200, 0.0), (333, 0.25), (1000, 0.5), (4097, 0.9), (2500, 1.0)] {
             let p = tpl.prompt(len, depth, "12345").unwrap();
             assert_eq!(p.tokens.len(), len, "{spec} len {len}");

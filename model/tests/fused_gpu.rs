@@ -125,7 +125,7 @@ fn model_logits_and_gradients_agree() {
     let Some(dev) = gpu() else { return };
     let mut cfg = MambaConfig::preset("small").unwrap();
     cfg.ssm_cfg.chunk_size = 128;
-    let lm = Mamba2LM::seeded(&cfg, dev, 3).unwrap();
+    let mut lm = Mamba2LM::seeded(&cfg, dev, 3).unwrap();
     let tokens = Tensor::randint(cfg.vocab_size, [4, 1000], (Kind::Int64, dev));
     let mut grads = Vec::new();
     let mut logits = Vec::new();
@@ -133,8 +133,8 @@ fn model_logits_and_gradients_agree() {
         for (_, p) in lm.params().iter() {
             let _ = p.grad().f_zero_();
         }
+        lm.set_ssd(backend).unwrap();
         let mut ex = Exec::new(Kind::Float);
-        ex.ssd = backend;
         let out = lm.forward(&tokens, None, &mut ex);
         out.to_kind(Kind::Float).square().mean(Kind::Float).backward();
         logits.push(out.detach().to_kind(Kind::Float));
@@ -153,14 +153,14 @@ fn streaming_state_agrees() {
     let _one = serial();
     let Some(dev) = gpu() else { return };
     let cfg = MambaConfig::preset("tiny").unwrap();
-    let lm = Mamba2LM::seeded(&cfg, dev, 4).unwrap();
+    let mut lm = Mamba2LM::seeded(&cfg, dev, 4).unwrap();
     let tokens = Tensor::randint(cfg.vocab_size, [2, 3000], (Kind::Int64, dev));
     let mut outs = Vec::new();
     for backend in [SsdBackend::Fused, SsdBackend::Tensor] {
         let _g = tch::no_grad_guard();
         let mut st = lm.zero_state(2, Kind::Float);
+        lm.set_ssd(backend).unwrap();
         let mut ex = Exec::new(Kind::Float);
-        ex.ssd = backend;
         let parts: Vec<Tensor> =
             (0..3).map(|i| lm.forward(&tokens.narrow(1, i * 1000, 1000), Some(&mut st), &mut ex)).collect();
         outs.push(Tensor::cat(&parts, 1));

@@ -87,6 +87,18 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<Record>, Error> {
 /// Read the named numeric columns of a CSV file with a header row; returns one vector per
 /// requested column, in the order asked.
 pub fn read_columns(path: &Path, columns: &[&str]) -> Result<Vec<Vec<f64>>, Error> {
+    let cols = read_columns_opt(path, columns)?;
+    for (k, col) in cols.iter().enumerate() {
+        if let Some(i) = col.iter().position(Option::is_none) {
+            return Err(Error::Csv { path: path.to_path_buf(), line: i + 2, msg: format!("column \"{}\": empty", columns[k]) });
+        }
+    }
+    Ok(cols.into_iter().map(|c| c.into_iter().flatten().collect()).collect())
+}
+
+/// [`read_columns`] where an empty field reads as `None` (an unbounded side of a censored
+/// value).
+pub fn read_columns_opt(path: &Path, columns: &[&str]) -> Result<Vec<Vec<Option<f64>>>, Error> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let records = parse(&text, path)?;
     let csv_err = |line: usize, msg: String| Error::Csv {
@@ -123,13 +135,17 @@ pub fn read_columns(path: &Path, columns: &[&str]) -> Result<Vec<Vec<f64>>, Erro
                     format!("{col}: missing ({} fields on this line)", rec.fields.len()),
                 )
             })?;
+            if raw.is_empty() {
+                out[k].push(None);
+                continue;
+            }
             let v: f64 = raw
                 .parse()
                 .map_err(|_| csv_err(rec.line, format!("{col}: \"{raw}\" is not a number")))?;
             if !v.is_finite() {
                 return Err(csv_err(rec.line, format!("{col}: \"{raw}\" is not finite")));
             }
-            out[k].push(v);
+            out[k].push(Some(v));
         }
     }
     Ok(out)

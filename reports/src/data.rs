@@ -2,7 +2,10 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use stuffed_protocol::eval::{LossResult, PasskeyResult, StatesResult};
+use stuffed_protocol::EvalResult;
+
+use crate::Error;
 
 /// Everything a report is made from.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -23,30 +26,16 @@ pub struct SweepRecord {
     pub counts: BTreeMap<String, i64>,
 }
 
-/// One training job of a sweep.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct JobRecord {
-    pub id: String,
-    pub sweep: String,
-    pub status: String,
-    /// Short human label, e.g. "d_state=16 seq_len=256".
-    pub label: String,
-    /// Resolved job config: `config["train"]["seq_len"]` is the training length,
-    /// `config["model"]` holds the flat model keys (d_model, n_layer, d_state, headdim, ...).
-    pub config: Value,
-    /// Total SSM state size S = sum over layers of H * P * N.
-    pub state_size: i64,
-    pub n_params: i64,
-}
+pub use stuffed_protocol::JobRecord;
 
-/// One evaluation of a job; `result` has the shape of docs/results-schema.md.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// One evaluation of a job.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EvalRecord {
     pub job_id: String,
-    /// `loss`, `passkey` or `states`.
-    pub kind: String,
-    pub params: Value,
-    pub result: Value,
+    /// The checkpoint's training step.
+    #[serde(default)]
+    pub step: i64,
+    pub result: EvalResult,
 }
 
 /// One training metric row (key `loss` for the training curves).
@@ -58,46 +47,50 @@ pub struct MetricRecord {
     pub value: f64,
 }
 
-impl JobRecord {
-    /// The training length `config.train.seq_len`, if present.
-    pub fn train_len(&self) -> Option<i64> {
-        self.config.get("train")?.get("seq_len")?.as_i64()
-    }
-
-    /// A flat model key such as `d_state`, if present and an integer.
-    pub fn model_int(&self, key: &str) -> Option<i64> {
-        self.config.get("model")?.get(key)?.as_i64()
-    }
-}
-
 impl EvalRecord {
-    /// A string parameter, looked up in `params` and then in `result.params`.
-    pub fn param_str(&self, key: &str) -> Option<&str> {
-        self.params
-            .get(key)
-            .and_then(Value::as_str)
-            .or_else(|| self.result.get("params")?.get(key)?.as_str())
+    /// `loss`, `passkey` or `states`.
+    pub fn kind(&self) -> &'static str {
+        self.result.kind()
     }
 
     /// The canonical mitigation text; `none` when absent.
     pub fn mitigation(&self) -> &str {
-        self.param_str("mitigation").unwrap_or("none")
+        self.result.mitigation()
     }
 
-    /// The input source of a loss or states eval (`corpus`, `newlines`, `text`); `corpus`
-    /// when absent.
+    /// The input source of a loss or states eval (`corpus`, `newlines`, `text`).
     pub fn source(&self) -> &str {
-        self.param_str("source").unwrap_or("corpus")
+        self.result.source()
+    }
+
+    /// The result as a loss result (an error naming the job when it is another kind).
+    pub fn loss(&self) -> Result<&LossResult, Error> {
+        self.result.as_loss().ok_or_else(|| self.not("loss"))
+    }
+
+    pub fn passkey(&self) -> Result<&PasskeyResult, Error> {
+        self.result.as_passkey().ok_or_else(|| self.not("passkey"))
+    }
+
+    /// The result as a states result whose series have one value per position.
+    pub fn states(&self) -> Result<&StatesResult, Error> {
+        let s = self.result.as_states().ok_or_else(|| self.not("states"))?;
+        s.validate().map_err(|e| Error::Data(e.to_string()))?;
+        Ok(s)
+    }
+
+    fn not(&self, kind: &str) -> Error {
+        Error::Data(format!("evaluation of job {} is a {} result, not {kind}", self.job_id, self.kind()))
     }
 
     /// A key that orders evals deterministically whatever order the database returned them in.
     pub(crate) fn sort_key(&self) -> (String, String, String, String, String) {
         (
             self.job_id.clone(),
-            self.kind.clone(),
+            self.kind().to_string(),
             self.mitigation().to_string(),
             self.source().to_string(),
-            self.params.to_string(),
+            self.result.params_json().to_string(),
         )
     }
 }
@@ -132,7 +125,7 @@ impl ReportData {
     ) -> impl Iterator<Item = &'a EvalRecord> {
         self.evals
             .iter()
-            .filter(move |e| e.job_id == job_id && e.kind == kind)
+            .filter(move |e| e.job_id == job_id && e.kind() == kind)
     }
 
     /// The last training loss of a job (metric `loss` at its largest step).

@@ -1,23 +1,31 @@
 // Derived measurements: per-job collapse verdicts, T_forget per state size, T_recall per job and
-// per state size, and the (S in millions, T in K tokens) points the capacity laws are fitted to.
+// per state size, and the censored (S in millions, T in K tokens) points the capacity laws are
+// fitted to.
 //
-// T_forget rule (documented in README.md of every report):
-// * A job's verdict comes from its `loss` evals without mitigation (`mitigation = none`): the
-//   job *collapsed* if any of them (e.g. the corpus and the newlines source) collapsed, it
-//   *forgets* if at least one has `collapsed == false` and none collapsed, and it has no verdict
-//   when none has a verdict (no loss eval, or `collapsed` null because the training length is
-//   shorter than one bucket).
-// * A training length of a state size collapses when every job with a verdict at that
-//   (state size, length) collapsed: several jobs at one point (learning rates, seeds) count as
-//   the paper's "best run".
-// * T_forget(S) = the smallest length without collapse such that every longer length tried for
-//   S also shows no collapse. When the longest length tried collapses, T_forget is "not reached".
+// T_forget rule (documented in docs/methodology.md and in every report):
+// * An eval's verdict (collapsed / no collapse / inconclusive) is `verdict::eval_verdict`; only
+//   `loss` evals without mitigation count. A job collapsed if any of its evals collapsed, shows
+//   no collapse if at least one says so and none collapsed, and is inconclusive otherwise.
+// * Several jobs at one (state size, length) (learning rates, seeds) count as the paper's "best
+//   run": the run with the best passkey validation (mean accuracy of its passkey evals) decides
+//   when it is decisive; without validation (or among equals) the point shows no collapse when
+//   any run does, collapses when none does and at least one collapsed, and is inconclusive
+//   otherwise. Inconclusive points are left out.
+// * T_forget(S) = the smallest decisive length without collapse such that every longer decisive
+//   length tried for S also shows no collapse. It is censored: the interval (largest collapsed
+//   length, T_forget]; an upper bound (0, T_forget] when no length collapsed; a lower bound
+//   (largest length tried, ∞) when the longest decisive length still collapses.
+// * T_recall of a job is the authors' depth-averaged one (largest length with mean accuracy over
+//   depths > 0.95), censored between it and the next length of its grid; the strict reading
+//   (every depth > 0.95) is kept beside it. Per state size, the best job (the paper's choice of
+//   learning rate by passkey validation).
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::censored::Censored;
 use crate::data::{EvalRecord, JobRecord, ReportData};
-use crate::results::{LossResult, PasskeyResult};
+use crate::verdict::{combine, eval_verdict, Verdict};
 
 /// The forget threshold of one state size.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -29,6 +37,8 @@ pub struct ForgetRow {
     pub lengths_tried: Vec<i64>,
     /// The subset of `lengths_tried` that collapsed, ascending.
     pub collapsed_lengths: Vec<i64>,
+    /// Lengths whose verdict was inconclusive (not in `lengths_tried`), ascending.
+    pub inconclusive_lengths: Vec<i64>,
 }
 
 impl ForgetRow {
@@ -42,13 +52,33 @@ impl ForgetRow {
         self.collapsed_lengths.is_empty() && !self.lengths_tried.is_empty()
     }
 
-    /// T_forget as a table cell: a length, `≤ L` (no collapse at any length tried) or
-    /// `not reached (> L)`.
+    /// The largest collapsed length below T_forget (the open end of its interval).
+    pub fn lower(&self) -> Option<i64> {
+        let t = self.t_forget?;
+        self.collapsed_lengths.iter().copied().filter(|&l| l < t).max()
+    }
+
+    /// T_forget as censored data, in (S millions, K tokens); `None` without decisive lengths.
+    pub fn censored(&self) -> Option<Censored> {
+        let x = s_millions(self.state_size);
+        match (self.t_forget, self.largest_tried()) {
+            (Some(t), _) => Some(Censored { x, lo: self.lower().map(t_kilo), hi: Some(t_kilo(t)) }),
+            (None, Some(l)) => Some(Censored { x, lo: Some(t_kilo(l)), hi: None }),
+            (None, None) => None,
+        }
+    }
+
+    /// T_forget as a table cell: an interval `(L1, L2]`, `≤ L` (no collapse at any length
+    /// tried) or `not reached (> L)`.
     pub fn describe(&self) -> String {
         match (self.t_forget, self.largest_tried()) {
             (Some(t), _) if self.is_upper_bound() => format!("≤ {t} (no collapse at any length tried)"),
-            (Some(t), _) => t.to_string(),
+            (Some(t), _) => match self.lower() {
+                Some(l) => format!("{t} (in ({l}, {t}])"),
+                None => t.to_string(),
+            },
             (None, Some(l)) => format!("not reached (> {l})"),
+            (None, None) if !self.inconclusive_lengths.is_empty() => "no decisive verdict".into(),
             (None, None) => "not reached (no verdicts)".into(),
         }
     }
@@ -60,8 +90,20 @@ pub struct JobRecall {
     pub job_id: String,
     pub state_size: i64,
     pub train_len: Option<i64>,
-    /// `None`: no length reached > 95% accuracy at every depth.
+    /// Depth-averaged T_recall; `None`: no length reached > 95% mean accuracy.
     pub t_recall: Option<i64>,
+    /// Strict T_recall (> 95% at every depth).
+    pub t_recall_strict: Option<i64>,
+    /// Lengths of the passkey grid, ascending.
+    pub lengths: Vec<i64>,
+}
+
+impl JobRecall {
+    /// The next length of the grid above T_recall (`None` when T_recall is the longest tried).
+    pub fn next_len(&self) -> Option<i64> {
+        let t = self.t_recall?;
+        self.lengths.iter().copied().find(|&l| l > t)
+    }
 }
 
 /// T_recall of one state size: the maximum over its jobs.
@@ -69,46 +111,114 @@ pub struct JobRecall {
 pub struct StateRecall {
     pub state_size: i64,
     pub t_recall: Option<i64>,
+    /// The best job's strict T_recall.
+    pub t_recall_strict: Option<i64>,
     /// The job that reached it (the first by id on ties); `None` when no job reached any length.
     pub job_id: Option<String>,
     pub jobs: usize,
+    /// Censoring of T_recall: the best job's next grid length above it (`None`: it was the
+    /// longest tried, a lower bound), and the shortest length any job tried (the upper bound
+    /// when nothing was recalled).
+    pub next_len: Option<i64>,
+    pub shortest_len: Option<i64>,
+}
+
+impl StateRecall {
+    /// T_recall as censored data in (S millions, K tokens).
+    pub fn censored(&self) -> Option<Censored> {
+        let x = s_millions(self.state_size);
+        match self.t_recall {
+            Some(t) => Some(Censored { x, lo: Some(t_kilo(t)), hi: self.next_len.map(t_kilo) }),
+            None => Some(Censored { x, lo: None, hi: Some(t_kilo(self.shortest_len?)) }),
+        }
+    }
+}
+
+/// The verdict of one job from its `loss` evals without mitigation; `None` when it has none.
+pub fn job_verdict(data: &ReportData, job_id: &str) -> Option<Verdict> {
+    let job = data.job(job_id);
+    let vs: Vec<Verdict> = data
+        .evals_of(job_id, "loss")
+        .filter(|e| e.mitigation() == "none")
+        .filter_map(|e| Some(eval_verdict(e, job)?.verdict))
+        .collect();
+    combine(&vs)
 }
 
 /// The collapse verdict of one job: `Some(true)` collapsed, `Some(false)` forgets, `None` no
-/// verdict. Only evals with mitigation `none` count.
+/// decisive verdict.
 pub fn job_collapse(data: &ReportData, job_id: &str) -> Option<bool> {
-    let mut verdict = None;
-    for e in data
-        .evals_of(job_id, "loss")
-        .filter(|e| e.mitigation() == "none")
-    {
-        match LossResult::from_value(&e.result)
-            .ok()
-            .and_then(|r| r.collapsed())
-        {
-            Some(true) => return Some(true),
-            Some(false) => verdict = Some(false),
-            None => {}
-        }
+    match job_verdict(data, job_id)? {
+        Verdict::Collapsed => Some(true),
+        Verdict::NotCollapsed => Some(false),
+        Verdict::Inconclusive => None,
     }
-    verdict
 }
 
 /// T_forget for every state size that has at least one job (rows ascending by state size).
 pub fn t_forget(data: &ReportData) -> Vec<ForgetRow> {
-    // state size -> length -> "some job at this point forgets"
-    let mut grid: BTreeMap<i64, BTreeMap<i64, bool>> = BTreeMap::new();
+    // state size -> length -> (verdict, passkey validation accuracy) of each run at this point
+    let mut runs: BTreeMap<i64, BTreeMap<i64, Vec<Run>>> = BTreeMap::new();
     for job in &data.jobs {
-        let per_len = grid.entry(job.state_size).or_default();
-        let (Some(len), Some(collapsed)) = (job.train_len(), job_collapse(data, &job.id)) else {
+        let per_len = runs.entry(job.state_size).or_default();
+        let (Some(len), Some(v)) = (job.train_len(), job_verdict(data, &job.id)) else {
             continue;
         };
-        let forgets = per_len.entry(len).or_insert(false);
-        *forgets |= !collapsed;
+        per_len.entry(len).or_default().push((v, validation_accuracy(data, job)));
     }
+    let grid: BTreeMap<i64, BTreeMap<i64, Verdict>> = runs
+        .into_iter()
+        .map(|(s, per_len)| (s, per_len.into_iter().map(|(l, rs)| (l, point_verdict(&rs))).collect()))
+        .collect();
     grid.into_iter()
-        .map(|(state_size, per_len)| forget_row(state_size, &per_len))
+        .map(|(state_size, per_len)| {
+            let decisive: BTreeMap<i64, bool> = per_len
+                .iter()
+                .filter(|(_, v)| **v != Verdict::Inconclusive)
+                .map(|(l, v)| (*l, *v == Verdict::NotCollapsed))
+                .collect();
+            let mut row = forget_row(state_size, &decisive);
+            row.inconclusive_lengths = per_len.iter().filter(|(_, v)| **v == Verdict::Inconclusive).map(|(l, _)| *l).collect();
+            row
+        })
         .collect()
+}
+
+/// One run at a (state size, length) point: its verdict and passkey validation accuracy.
+type Run = (Verdict, Option<f64>);
+
+/// Passkey validation of a job: its mean accuracy over every cell of its passkey evals without
+/// mitigation; `None` without any.
+pub fn validation_accuracy(data: &ReportData, job: &JobRecord) -> Option<f64> {
+    let accs: Vec<f64> = plain_passkeys(data, job)
+        .filter_map(|e| e.passkey().ok())
+        .flat_map(|r| r.cells.iter().map(|c| c.accuracy))
+        .filter(|a| a.is_finite())
+        .collect();
+    (!accs.is_empty()).then(|| accs.iter().sum::<f64>() / accs.len() as f64)
+}
+
+/// The verdict of one (state size, length) point from its runs (learning rates, seeds): the
+/// paper's best run, the one with the best passkey validation when runs have one (its verdict
+/// when decisive); otherwise, and among equally good runs, no collapse wins, then collapse.
+fn point_verdict(runs: &[Run]) -> Verdict {
+    let best = runs.iter().filter_map(|r| r.1).fold(None, |m: Option<f64>, a| Some(m.map_or(a, |m| m.max(a))));
+    let chosen: Vec<Verdict> = match best {
+        Some(b) => runs.iter().filter(|r| r.1 == Some(b) && r.0 != Verdict::Inconclusive).map(|r| r.0).collect(),
+        None => Vec::new(),
+    };
+    let pool: Vec<Verdict> = if chosen.is_empty() { runs.iter().map(|r| r.0).collect() } else { chosen };
+    pool.into_iter().reduce(best_run).unwrap_or(Verdict::Inconclusive)
+}
+
+/// Two runs at one point: no collapse wins, then collapsed, then inconclusive.
+fn best_run(a: Verdict, b: Verdict) -> Verdict {
+    use Verdict::*;
+    match (a, b) {
+        (NotCollapsed, _) | (_, NotCollapsed) => NotCollapsed,
+        (Collapsed, _) | (_, Collapsed) => Collapsed,
+        _ => Inconclusive,
+    }
 }
 
 /// Apply the T_forget rule to one state size's (length -> forgets) map.
@@ -131,6 +241,7 @@ pub fn forget_row(state_size: i64, per_len: &BTreeMap<i64, bool>) -> ForgetRow {
         t_forget,
         lengths_tried,
         collapsed_lengths,
+        inconclusive_lengths: Vec::new(),
     }
 }
 
@@ -148,13 +259,17 @@ pub fn job_recalls(data: &ReportData) -> Vec<JobRecall> {
     let mut out = Vec::new();
     for job in &data.jobs {
         let mut any = false;
-        let mut best: Option<i64> = None;
+        let (mut best, mut strict, mut lengths) = (None, None, Vec::new());
         for e in plain_passkeys(data, job) {
-            let Ok(r) = PasskeyResult::from_value(&e.result) else {
+            let Ok(r) = e.passkey() else {
                 continue;
             };
             any = true;
-            best = best.max(r.t_recall);
+            if r.recall_mean() >= best {
+                best = r.recall_mean();
+                lengths = r.lengths();
+            }
+            strict = strict.max(r.recall_strict());
         }
         if any {
             out.push(JobRecall {
@@ -162,6 +277,8 @@ pub fn job_recalls(data: &ReportData) -> Vec<JobRecall> {
                 state_size: job.state_size,
                 train_len: job.train_len(),
                 t_recall: best,
+                t_recall_strict: strict,
+                lengths,
             });
         }
     }
@@ -189,11 +306,15 @@ pub fn state_recalls(jobs: &[JobRecall]) -> Vec<StateRecall> {
                     }
                 }
             }
+            let best_job = best.and_then(|b| js.iter().find(|j| j.job_id == b.1));
             StateRecall {
                 state_size,
                 t_recall: best.map(|b| b.0),
+                t_recall_strict: js.iter().filter_map(|j| j.t_recall_strict).max(),
                 job_id: best.map(|b| b.1.to_string()),
                 jobs: js.len(),
+                next_len: best_job.and_then(|j| j.next_len()),
+                shortest_len: js.iter().filter_map(|j| j.lengths.first().copied()).min(),
             }
         })
         .collect()
@@ -215,6 +336,16 @@ pub fn forget_points(rows: &[ForgetRow]) -> (Vec<f64>, Vec<f64>) {
         .filter(|r| !r.is_upper_bound())
         .filter_map(|r| r.t_forget.map(|t| (s_millions(r.state_size), t_kilo(t))))
         .unzip()
+}
+
+/// T_forget of every state size with decisive lengths, as censored points.
+pub fn forget_censored(rows: &[ForgetRow]) -> Vec<Censored> {
+    rows.iter().filter_map(ForgetRow::censored).collect()
+}
+
+/// T_recall of every state size, as censored points.
+pub fn recall_censored(rows: &[StateRecall]) -> Vec<Censored> {
+    rows.iter().filter_map(StateRecall::censored).collect()
 }
 
 /// (S in M, T_recall in K) for the state sizes where some length was recalled.
@@ -246,6 +377,41 @@ mod tests {
         assert_eq!(r.t_forget, Some(2048));
         assert_eq!(r.collapsed_lengths, vec![256, 1024]);
         assert_eq!(r.lengths_tried, vec![256, 512, 1024, 2048, 4096]);
+        // Censored: T_forget in (1024, 2048] tokens.
+        assert_eq!(r.lower(), Some(1024));
+        let c = r.censored().unwrap();
+        assert_eq!((c.lo, c.hi), (Some(1.024), Some(2.048)));
+    }
+
+    #[test]
+    fn forget_bounds_are_one_sided() {
+        let never = row(&[(256, true), (512, true)]);
+        assert!(never.is_upper_bound());
+        let c = never.censored().unwrap();
+        assert_eq!((c.lo, c.hi), (None, Some(0.256)));
+        let always = row(&[(256, false), (512, false)]);
+        let c = always.censored().unwrap();
+        assert_eq!((c.lo, c.hi), (Some(0.512), None));
+        assert_eq!(row(&[]).censored(), None);
+    }
+
+    #[test]
+    fn point_verdict_follows_the_best_passkey_validation() {
+        use Verdict::*;
+        // The run validating best collapsed: the point collapsed, though another run did not.
+        assert_eq!(point_verdict(&[(NotCollapsed, Some(0.4)), (Collapsed, Some(0.9))]), Collapsed);
+        // The best run is inconclusive: the others decide, no collapse first.
+        assert_eq!(point_verdict(&[(NotCollapsed, Some(0.4)), (Collapsed, Some(0.3)), (Inconclusive, Some(0.9))]), NotCollapsed);
+        // No validation: the best-run rule.
+        assert_eq!(point_verdict(&[(Collapsed, None), (NotCollapsed, None)]), NotCollapsed);
+    }
+
+    #[test]
+    fn best_run_prefers_no_collapse_then_collapse() {
+        use Verdict::*;
+        assert_eq!(best_run(Collapsed, NotCollapsed), NotCollapsed);
+        assert_eq!(best_run(Inconclusive, Collapsed), Collapsed);
+        assert_eq!(best_run(Inconclusive, Inconclusive), Inconclusive);
     }
 
     #[test]

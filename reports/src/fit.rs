@@ -98,6 +98,8 @@ pub struct Fit {
     pub ci: BTreeMap<String, (f64, f64)>,
     /// Number of points fitted.
     pub n: usize,
+    /// Censored fits (`censored::fit_censored`): the points by kind; `None` for least squares.
+    pub censoring: Option<crate::censored::Counts>,
 }
 
 impl Fit {
@@ -134,6 +136,14 @@ impl Fit {
         }
         m.insert("ci".into(), Value::Object(ci));
         m.insert("n".into(), json!(self.n));
+        if let Some(c) = &self.censoring {
+            m.insert("method".into(), json!("interval_censored_ml"));
+            m.insert(
+                "points".into(),
+                json!({"exact": c.exact, "interval": c.interval, "lower_bound": c.lower_bound, "upper_bound": c.upper_bound,
+                       "measured": c.measured(), "bounded": c.bounded()}),
+            );
+        }
         Value::Object(m)
     }
 
@@ -207,6 +217,7 @@ pub fn fit(
         r2,
         ci,
         n: xs.len(),
+        censoring: None,
     })
 }
 
@@ -263,7 +274,7 @@ fn distinct(xs: &[f64]) -> usize {
 }
 
 /// Least-squares parameters in `param_names` order.
-fn solve(model: FitModel, xs: &[f64], ys: &[f64]) -> Result<Vec<f64>, Error> {
+pub(crate) fn solve(model: FitModel, xs: &[f64], ys: &[f64]) -> Result<Vec<f64>, Error> {
     if xs.len() != ys.len() {
         return Err(Error::Fit(format!(
             "{} x values but {} y values",
@@ -434,7 +445,7 @@ fn solve_exp(xs: &[f64], ys: &[f64]) -> Result<Vec<f64>, Error> {
 }
 
 /// Percentile with linear interpolation between order statistics; `sorted` is ascending.
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     let pos = p * (sorted.len() - 1) as f64;
     let lo = pos.floor() as usize;
     let hi = pos.ceil() as usize;
@@ -516,6 +527,7 @@ mod tests {
             r2: 0.9991,
             ci: BTreeMap::new(),
             n: 5,
+            censoring: None,
         };
         assert_eq!(f.equation(), "T = 5.172·S − 4.469 (R² = 0.999)");
         let mut params = BTreeMap::new();
@@ -528,6 +540,7 @@ mod tests {
             r2: 0.9995,
             ci: BTreeMap::new(),
             n: 5,
+            censoring: None,
         };
         assert_eq!(f.law(), "T = 4.756·(1.365^S − 1) − 0.742");
     }

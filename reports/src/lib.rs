@@ -5,7 +5,7 @@
 //! * [`results`]: typed views of the evaluation results of `docs/results-schema.md`;
 //! * [`derive`]: collapse verdicts, T_forget per state size, T_recall per job and state size;
 //! * [`fit`]: the linear and exponential capacity laws with R² and bootstrap intervals, also
-//!   from a CSV file;
+//!   from a CSV file; [`censored`]: the same laws fitted to interval-censored thresholds;
 //! * [`figures`]: the paper's figures as SVG + PNG (plotters, embedded DejaVu Sans, Okabe–Ito
 //!   palette);
 //! * [`report`]: `write_report`, which writes every figure the data supports plus `index.html`,
@@ -13,6 +13,7 @@
 //!
 //! Units of the laws follow the paper: S in millions of state parameters, T in thousands of
 //! tokens.
+pub mod censored;
 pub mod csv;
 pub mod data;
 pub mod derive;
@@ -22,9 +23,11 @@ pub mod fit;
 pub mod report;
 pub mod results;
 pub mod rng;
+pub mod verdict;
 
 pub use data::{EvalRecord, JobRecord, MetricRecord, ReportData, SweepRecord};
 pub use derive::{ForgetRow, JobRecall, StateRecall};
 pub use error::Error;
+pub use censored::{fit_censored, Censored};
 pub use fit::{fit, fit_csv, Fit, FitModel};
 pub use report::{write_report, ReportOptions, ReportSummary};

@@ -29,7 +29,7 @@ fn check_written(paths: &[PathBuf], stem: &Path) -> String {
 }
 
 fn loss_curve(d: i64, len: i64) -> Curve {
-    let r = LossResult::from_value(&common::loss_result(
+    let r = serde_json::from_value::<LossResult>(common::loss_result(
         len,
         common::collapses(d, len),
         "none",
@@ -76,7 +76,7 @@ fn mitigation_comparison_has_one_curve_per_mitigation() {
     .iter()
     .map(|(m, c, s)| {
         let r =
-            LossResult::from_value(&common::loss_result(256, *c, m, "corpus", *s)).expect("loss");
+            serde_json::from_value::<LossResult>(common::loss_result(256, *c, m, "corpus", *s)).expect("loss");
         Curve {
             label: m.to_string(),
             points: r.midpoints(),
@@ -96,7 +96,7 @@ fn mitigation_comparison_has_one_curve_per_mitigation() {
 fn passkey_heatmap_has_one_cell_per_depth_and_length() {
     let dir = tempfile::tempdir().expect("tempdir");
     let stem = dir.path().join("passkey");
-    let r = PasskeyResult::from_value(&common::passkey_result(512)).expect("passkey");
+    let r = serde_json::from_value::<PasskeyResult>(common::passkey_result(512)).expect("passkey");
     let grid = PasskeyGrid::from_result(&r);
     assert_eq!(grid.lengths, [256, 512, 1024, 2048]);
     assert_eq!(grid.depths.len(), 3);
@@ -116,7 +116,7 @@ fn passkey_heatmap_has_one_cell_per_depth_and_length() {
 #[test]
 fn state_figures_have_one_curve_per_head_and_per_position() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let s = StatesResult::from_value(&common::states_result()).expect("states");
+    let s = serde_json::from_value::<StatesResult>(common::states_result()).expect("states");
     assert_eq!(s.loudest_layer(), Some(1));
     let stem = dir.path().join("retention");
     let svg = check_written(
@@ -169,6 +169,7 @@ fn capacity_figures_show_points_and_fit_curve() {
             t_forget: Some(((5.172 * k as f64 - 4.469) * 1000.0) as i64),
             lengths_tried: vec![],
             collapsed_lengths: vec![],
+            inconclusive_lengths: vec![],
         })
         .collect();
     let (xs, ys) = derive::forget_points(&rows);
@@ -194,8 +195,11 @@ fn capacity_figures_show_points_and_fit_curve() {
             t_recall: Some(
                 ((4.756 * (1.365f64.powf(2.0 * k as f64) - 1.0) - 0.742) * 1000.0) as i64,
             ),
+            t_recall_strict: None,
             job_id: Some(format!("j{k}")),
             jobs: 1,
+            next_len: None,
+            shortest_len: None,
         })
         .collect();
     let (xs, ys) = derive::recall_points(&rows);
@@ -274,8 +278,8 @@ fn many_heads_are_all_drawn_and_the_loudest_highlighted() {
             serde_json::json!({"head": h, "state_var": var, "log_retention": ret})
         })
         .collect();
-    let s = StatesResult::from_value(
-        &serde_json::json!({"positions": positions, "layers": [{"layer": 0, "heads": heads}]}),
+    let s = serde_json::from_value::<StatesResult>(
+        serde_json::json!({"positions": positions, "layers": [{"layer": 0, "heads": heads}]}),
     )
     .expect("states");
     let dir = tempfile::tempdir().expect("tempdir");
@@ -377,7 +381,7 @@ fn passkey_accuracy_has_one_curve_per_job_and_the_threshold() {
     let curves: Vec<AccuracyCurve> = [(256, 0usize, 0usize), (512, 0, 1), (1024, 1, 0)]
         .iter()
         .map(|&(t, c, m)| {
-            let r = PasskeyResult::from_value(&common::passkey_result(t)).expect("passkey");
+            let r = serde_json::from_value::<PasskeyResult>(common::passkey_result(t)).expect("passkey");
             AccuracyCurve {
                 label: format!("t_recall={t}"),
                 points: PasskeyGrid::from_result(&r)
@@ -420,6 +424,8 @@ fn recall_figure_shows_one_series_per_training_length() {
         state_size: s,
         train_len: Some(len),
         t_recall: t,
+        t_recall_strict: t,
+        lengths: vec![],
     };
     let jobs = vec![
         job("a", 1_000_000, 256, Some(512)),

@@ -174,7 +174,7 @@ fn t_forget_rule_on_a_hand_made_case() {
     // S=1000: collapses at 128 and 512, forgets at 256, 1024, 2048 -> T_forget = 1024
     //   (two jobs at 512: both collapse; one at 2048 has two sources, both fine)
     // S=2000: forgets at 256 (one of two runs), collapses at 512 -> not reached
-    // S=3000: only a null verdict (training length shorter than a bucket) -> no lengths tried
+    // S=3000: only an inconclusive verdict -> no lengths tried, 64 inconclusive
     let mut data = ReportData::default();
     let mut add = |id: &str, s: i64, len: i64, verdicts: &[Option<bool>]| {
         let mut j = common::job(8, len);
@@ -183,12 +183,12 @@ fn t_forget_rule_on_a_hand_made_case() {
         data.jobs.push(j);
         for (k, v) in verdicts.iter().enumerate() {
             let source = if k == 0 { "corpus" } else { "newlines" };
-            data.evals.push(EvalRecord {
-                job_id: id.into(),
-                kind: "loss".into(),
-                params: json!({"source": source, "mitigation": "none"}),
-                result: json!({"buckets": [], "collapse": {"collapsed": v}}),
-            });
+            let verdict = match v {
+                Some(true) => "collapsed",
+                Some(false) => "not_collapsed",
+                None => "inconclusive",
+            };
+            data.evals.push(common::record(id, "loss", json!({"source": source, "mitigation": "none"}), json!({"buckets": [], "collapse": {"collapsed": v, "verdict": verdict}})));
         }
     };
     add("a128", 1000, 128, &[Some(true)]);
@@ -202,12 +202,7 @@ fn t_forget_rule_on_a_hand_made_case() {
     add("b512", 2000, 512, &[Some(true), None]);
     add("c64", 3000, 64, &[None]);
     // a mitigated eval never counts
-    data.evals.push(EvalRecord {
-        job_id: "b512".into(),
-        kind: "loss".into(),
-        params: json!({"mitigation": "rri:decay=0.9999,b=0.75"}),
-        result: json!({"collapse": {"collapsed": false}}),
-    });
+    data.evals.push(common::record("b512", "loss", json!({"mitigation": "rri:decay=0.9999,b=0.75"}), json!({"collapse": {"collapsed": false}})));
     let rows = derive::t_forget(&data);
     assert_eq!(
         rows,
@@ -216,19 +211,22 @@ fn t_forget_rule_on_a_hand_made_case() {
                 state_size: 1000,
                 t_forget: Some(1024),
                 lengths_tried: vec![128, 256, 512, 1024, 2048],
-                collapsed_lengths: vec![128, 512]
+                collapsed_lengths: vec![128, 512],
+                inconclusive_lengths: vec![],
             },
             ForgetRow {
                 state_size: 2000,
                 t_forget: None,
                 lengths_tried: vec![256, 512],
-                collapsed_lengths: vec![512]
+                collapsed_lengths: vec![512],
+                inconclusive_lengths: vec![],
             },
             ForgetRow {
                 state_size: 3000,
                 t_forget: None,
                 lengths_tried: vec![],
-                collapsed_lengths: vec![]
+                collapsed_lengths: vec![],
+                inconclusive_lengths: vec![64],
             },
         ]
     );
@@ -236,6 +234,9 @@ fn t_forget_rule_on_a_hand_made_case() {
     assert_eq!(derive::job_collapse(&data, "c64"), None);
     let (xs, ys) = derive::forget_points(&rows);
     assert_eq!((xs, ys), (vec![0.001], vec![1.024]));
+    // Censored: S=1000 in (512, 1024], S=2000 above 512.
+    let c = derive::forget_censored(&rows);
+    assert_eq!(c.iter().map(|c| (c.lo, c.hi)).collect::<Vec<_>>(), vec![(Some(0.512), Some(1.024)), (Some(0.512), None)]);
 }
 
 #[test]
@@ -257,29 +258,20 @@ fn recall_per_state_size_is_the_max_over_jobs() {
 
 #[test]
 fn laws_are_fitted_when_enough_state_sizes() {
-    // 5 state sizes, each with one job at the law's T_forget (forgets) and one just below it
-    // (collapses), and a passkey eval at the law's T_recall.
+    // 5 state sizes, each with one job at the law's T_forget (forgets) and one 2 tokens below
+    // it (collapses), and a passkey eval recalling at the law's T_recall and not 2 tokens
+    // later: every threshold is an interval 2 tokens wide.
     let mut data = ReportData::default();
     for k in 1..=5i64 {
         let s = k * 1_000_000;
         let tf = ((5.172 * k as f64 - 4.469) * 1000.0).round() as i64;
         let tr = ((0.5 * (1.8f64.powf(k as f64) - 1.0) + 0.3) * 1000.0).round() as i64;
-        for (len, collapsed) in [(tf / 2, true), (tf, false)] {
+        for (len, collapsed) in [(tf - 2, true), (tf, false)] {
             let mut j = common::job(8, len);
             j.id = format!("s{k}-l{len}");
             j.state_size = s;
-            data.evals.push(EvalRecord {
-                job_id: j.id.clone(),
-                kind: "loss".into(),
-                params: json!({"mitigation": "none", "source": "corpus"}),
-                result: common::loss_result(len.max(256), collapsed, "none", "corpus", 4.0),
-            });
-            data.evals.push(EvalRecord {
-                job_id: j.id.clone(),
-                kind: "passkey".into(),
-                params: json!({"mitigation": "none"}),
-                result: json!({"cells": [{"len": tr, "depth": 0.5, "accuracy": 1.0}], "t_recall": tr}),
-            });
+            data.evals.push(common::eval(&j.id, common::loss_result(len.max(256), collapsed, "none", "corpus", 4.0)));
+            data.evals.push(common::record(&j.id, "passkey", json!({"mitigation": "none"}), json!({"cells": [{"len": tr, "depth": 0.5, "accuracy": 1.0}, {"len": tr + 2, "depth": 0.5, "accuracy": 0.0}], "t_recall": tr})));
             data.jobs.push(j);
         }
     }
@@ -309,20 +301,24 @@ fn laws_are_fitted_when_enough_state_sizes() {
     let svg = std::fs::read_to_string(dir.path().join("figures/t_recall.svg")).expect("svg");
     assert_eq!(count_series(&svg).lines, 1);
     assert_eq!(count_series(&svg).points, 5);
+    assert_eq!(fits["t_forget"]["points"]["interval"], json!(5));
     let csv = dir.path().join("t_forget_points.csv");
-    let refit = stuffed_reports::fit_csv(&csv, stuffed_reports::FitModel::Linear, "S_M", "T_K")
-        .expect("refit");
-    assert!((refit.param("a") - ff.param("a")).abs() < 1e-9);
+    let cols = stuffed_reports::csv::read_columns_opt(&csv, &["S_M", "t_forget_lo_K", "t_forget_hi_K"]).expect("csv");
+    let pts: Vec<stuffed_reports::Censored> = (0..cols[0].len())
+        .map(|i| stuffed_reports::Censored { x: cols[0][i].unwrap(), lo: cols[1][i], hi: cols[2][i] })
+        .collect();
+    let refit = stuffed_reports::fit_censored(stuffed_reports::FitModel::Linear, &pts, 0, 0).expect("refit");
+    assert!((refit.param("a") - ff.param("a")).abs() < 1e-6);
 }
 
 /// The fixture with every loss eval replaced by one without collapse.
 fn fixture_without_collapse() -> ReportData {
     let mut data = common::fixture();
-    for e in data.evals.iter_mut().filter(|e| e.kind == "loss") {
-        let len = e.result["params"]["train_len"].as_i64().unwrap_or(256);
+    for e in data.evals.iter_mut().filter(|e| e.kind() == "loss") {
+        let len = e.loss().expect("loss").params.train_len.unwrap_or(256);
         let source = e.source().to_string();
         let mitigation = e.mitigation().to_string();
-        e.result = common::loss_result(len, false, &mitigation, &source, 0.0);
+        e.result = serde_json::from_value(common::loss_result(len, false, &mitigation, &source, 0.0)).expect("loss");
     }
     data
 }
@@ -346,16 +342,17 @@ fn summary_states_plainly_when_nothing_collapsed() {
     for text in [&readme, &html] {
         assert!(
             text.contains(
-                "No state collapse was observed at any state size and training length: none of \
+                "No decisive state collapse at any state size and training length: none of \
                  the 3 state sizes (S = 2048, 4096 and 8192) collapsed at any of the training \
-                 lengths tried (256 and 1024), with the loss evaluated up to position 8192."
+                 lengths with a decisive verdict (256 and 1024), with the loss evaluated up to \
+                 position 8192."
             ),
             "{text}"
         );
         assert!(text.contains("at or below 256 tokens, the shortest training length tried"));
     }
-    assert!(readme.contains("## Summary\n\n- No state collapse"));
-    assert!(html.contains("<h2>Summary</h2>\n<ul>\n<li>No state collapse"));
+    assert!(readme.contains("## Summary\n\n- Of 7 loss verdicts, 0 collapsed, 7 showed no collapse and 0 were inconclusive.\n- No decisive state collapse"), "{readme}");
+    assert!(html.contains("<h2>Summary</h2>\n<ul>\n<li>Of 7 loss verdicts"));
     // the law sentence is not repeated when the collapse sentence explains the missing fit
     assert!(!readme.contains("The T_forget law was not fitted"));
 }
@@ -371,12 +368,7 @@ fn unusable_exponential_fit_is_explained_in_plain_words() {
         let mut j = common::job(8, 256);
         j.id = format!("r{k}");
         j.state_size = s;
-        data.evals.push(EvalRecord {
-            job_id: j.id.clone(),
-            kind: "passkey".into(),
-            params: json!({"mitigation": "none"}),
-            result: json!({"cells": [{"len": t, "depth": 0.5, "accuracy": 1.0}], "t_recall": t}),
-        });
+        data.evals.push(common::record(&j.id, "passkey", json!({"mitigation": "none"}), json!({"cells": [{"len": t, "depth": 0.5, "accuracy": 1.0}, {"len": t + 1, "depth": 0.5, "accuracy": 0.0}], "t_recall": t})));
         data.jobs.push(j);
     }
     let dir = tempfile::tempdir().expect("tempdir");
@@ -389,7 +381,7 @@ fn unusable_exponential_fit_is_explained_in_plain_words() {
         .expect("T_recall fit skipped");
     assert!(
         why.starts_with(
-            "the 4 points (state sizes with a measured T_recall) do not follow an \
+            "the 4 points (state sizes with a T_recall interval or bound) do not follow an \
              exponential law"
         ) && !why.contains("unusable"),
         "{why}"

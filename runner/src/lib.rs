@@ -1,6 +1,7 @@
 //! Library behind the `stuffed` binary: the CLI tree (`cli/`), sweep expansion, the scheduler
 //! and its backends, the worker entry point and the SQLite store.
 pub mod cli;
+pub mod evaluate;
 pub mod job;
 pub mod sched;
 pub mod serve;
@@ -34,6 +35,14 @@ pub fn report_error(err: &anyhow::Error) -> String {
         }
     }
     parts.join(": ")
+}
+
+/// How a failed job is classified: the model crate's error kind where the chain holds one
+/// (its type says what went wrong), else an internal failure. Never read from the message.
+pub fn failure_kind(err: &anyhow::Error) -> stuffed_model::protocol::FailureKind {
+    err.chain()
+        .find_map(|c| c.downcast_ref::<stuffed_model::Error>().map(stuffed_model::Error::failure_kind))
+        .unwrap_or(stuffed_model::protocol::FailureKind::Internal)
 }
 
 /// Exit code for an error, looking through the chain for the model crate's error kinds.

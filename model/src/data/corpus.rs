@@ -457,34 +457,99 @@ impl Corpus {
         self.manifest.eos
     }
 
-    /// `prompts` held-out inputs of exactly `len` tokens each: validation documents (those of at
-    /// least `min_doc_tokens`, longest first) concatenated with EOS; prompt k starts at the k-th
-    /// document of that order so prompts differ.
-    pub fn val_prompts(&self, len: usize, prompts: usize) -> Result<Vec<Vec<u32>>> {
+    /// `prompts` held-out inputs of exactly `len` tokens each, from disjoint documents:
+    /// validation documents of at least `min_doc_tokens` tokens (the training split when there
+    /// is no validation split), longest first, dealt out in order; each prompt concatenates
+    /// whole documents with EOS and cuts the last one at `len`; no document serves two prompts.
+    /// Fails when the documents run out.
+    pub fn val_prompts(&self, len: usize, prompts: usize, min_doc_tokens: usize) -> Result<EvalPrompts> {
         let mut docs: Vec<usize> = self.docs(Split::Val).collect();
+        let mut split = Split::Val;
         if docs.is_empty() {
             docs = self.docs(Split::Train).collect();
+            split = Split::Train;
         }
-        let total: usize = docs.iter().map(|&d| self.doc_len(d) + 1).sum();
-        if total == 0 {
-            return Err(Error::at(&self.dir, "corpus has no documents"));
-        }
+        docs.retain(|&d| self.doc_len(d) >= min_doc_tokens.max(1));
         docs.sort_by_key(|&d| (std::cmp::Reverse(self.doc_len(d)), d));
-        Ok((0..prompts)
-            .map(|k| {
-                let mut out = Vec::with_capacity(len);
-                let mut j = k % docs.len();
-                while out.len() < len {
-                    let d = docs[j];
-                    let take = self.doc_len(d).min(len - out.len());
-                    self.read(d, 0, take, &mut out);
-                    if out.len() < len {
-                        out.push(self.eos());
-                    }
-                    j = (j + 1) % docs.len();
+        let mut next = docs.iter();
+        let mut out = Vec::with_capacity(prompts);
+        let mut documents = 0;
+        for k in 0..prompts {
+            let mut p = Vec::with_capacity(len);
+            while p.len() < len {
+                let Some(&d) = next.next() else {
+                    return Err(Error::at(
+                        &self.dir,
+                        format!(
+                            "{} {split:?} documents of at least {min_doc_tokens} tokens fill only {k} of {prompts} disjoint prompts of {len} tokens",
+                            docs.len()
+                        ),
+                    ));
+                };
+                let take = self.doc_len(d).min(len - p.len());
+                self.read(d, 0, take, &mut p);
+                if p.len() < len {
+                    p.push(self.eos());
                 }
-                out
-            })
-            .collect())
+                documents += 1;
+            }
+            out.push(p);
+        }
+        Ok(EvalPrompts { prompts: out, documents, split })
+    }
+}
+
+/// Evaluation prompts with their provenance.
+#[derive(Debug, Clone)]
+pub struct EvalPrompts {
+    pub prompts: Vec<Vec<u32>>,
+    /// Distinct documents used (each in exactly one prompt).
+    pub documents: usize,
+    /// The split they came from (`Train` only when the corpus has no validation split).
+    pub split: Split,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Five documents "aaaaaaaaaa" (10 bytes), "b" x 20, ..., "e" x 50, all in one split.
+    fn corpus(dir: &Path) -> Corpus {
+        let src = dir.join("src");
+        std::fs::create_dir_all(&src).unwrap();
+        for (i, c) in ['a', 'b', 'c', 'd', 'e'].iter().enumerate() {
+            std::fs::write(src.join(format!("{c}.txt")), c.to_string().repeat(10 * (i + 1))).unwrap();
+        }
+        let opts = BuildOptions { inputs: vec![InputSpec { path: src, include: vec![], exclude: vec![] }], field: "text".into(), min_doc_tokens: 1, val_fraction: 0.0 };
+        let out = dir.join("corpus");
+        build(&Tokenizer::from_spec("bytes").unwrap(), &opts, &out, &|_, _, _| {}).unwrap();
+        Corpus::open(&out).unwrap()
+    }
+
+    fn text(ids: &[u32]) -> String {
+        ids.iter().map(|&t| if t == 256 { '|' } else { t as u8 as char }).collect()
+    }
+
+    #[test]
+    fn val_prompts_use_disjoint_documents_longest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = corpus(dir.path());
+        let p = c.val_prompts(25, 2, 20).unwrap();
+        assert_eq!(p.prompts.iter().map(|p| text(p)).collect::<Vec<_>>(), ["e".repeat(25), "d".repeat(25)]);
+        assert_eq!(p.documents, 2);
+        let p = c.val_prompts(60, 2, 1).unwrap();
+        assert_eq!(text(&p.prompts[0]), format!("{}|{}", "e".repeat(50), "d".repeat(9)));
+        assert_eq!(text(&p.prompts[1]), format!("{}|{}|{}", "c".repeat(30), "b".repeat(20), "a".repeat(8)));
+        assert_eq!(p.documents, 5);
+    }
+
+    #[test]
+    fn val_prompts_apply_min_doc_tokens_and_fail_when_documents_run_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = corpus(dir.path());
+        // Only "d" and "e" have >= 40 tokens: two prompts of 30, not three.
+        assert_eq!(c.val_prompts(30, 2, 40).unwrap().documents, 2);
+        let err = c.val_prompts(30, 3, 40).unwrap_err().to_string();
+        assert!(err.contains("2 Train documents of at least 40 tokens fill only 2 of 3"), "{err}");
     }
 }

@@ -13,7 +13,7 @@ use tch::Tensor;
 
 use crate::data::clean::DocKind;
 use crate::data::corpus::{Corpus, Split};
-use crate::data::passkey::PasskeyTemplate;
+use crate::data::passkey::{PasskeyFormat, PasskeyTemplate};
 use crate::data::probes;
 use crate::rng::Rng;
 use crate::tokenizer::Tokenizer;
@@ -38,6 +38,10 @@ pub struct MixtureItem {
     /// Passkey prompts: shortest prompt length (default: the template's minimum).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_len: Option<i64>,
+    /// Passkey prompts: the generator (`authors`, the default, or `exact`). Written out for
+    /// passkey sources so that job ids tell the two apart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<PasskeyFormat>,
 }
 
 /// Which documents of a cleaned corpus training draws, and how often.
@@ -114,7 +118,8 @@ impl<'a> Sampler<'a> {
         if mixture.iter().any(|m| !(m.weight >= 0.0 && m.weight.is_finite())) || (!mixture.is_empty() && mixture.iter().all(|m| m.weight == 0.0)) {
             return Err(Error::Data("data.mixture weights must be non-negative with a positive sum".into()));
         }
-        let passkey = mixture.iter().any(|m| m.source == SourceKind::Passkey).then(|| PasskeyTemplate::new(tok));
+        let format = mixture.iter().find(|m| m.source == SourceKind::Passkey).map(|m| m.template.unwrap_or_default());
+        let passkey = format.map(|f| PasskeyTemplate::new(tok, f));
         Ok(Sampler {
             corpus,
             docs,
@@ -207,7 +212,7 @@ impl<'a> Sampler<'a> {
     /// tokens are targets.
     fn passkey_window(&mut self, min_len: Option<i64>) -> Result<(Vec<u32>, Vec<bool>)> {
         let tpl = self.passkey.as_ref().expect("passkey template for a passkey mixture");
-        let passkey = PasskeyTemplate::draw_passkey(&mut self.state.rng);
+        let passkey = tpl.draw_passkey(&mut self.state.rng);
         let answer_len = tpl.prompt(tpl.min_len(&passkey), 0.5, &passkey)?.answer.len();
         let max_len = self.seq_len + 1 - answer_len;
         let lo = (min_len.unwrap_or(0).max(0) as usize).max(tpl.min_len(&passkey));
@@ -220,7 +225,8 @@ impl<'a> Sampler<'a> {
         let len = lo + self.state.rng.below((max_len - lo + 1) as u64) as usize;
         let depth = self.state.rng.unit();
         let p = tpl.prompt(len, depth, &passkey)?;
-        let pad = self.seq_len + 1 - len - p.answer.len();
+        // `authors` prompts may be a little shorter than `len`: the EOS padding takes the rest.
+        let pad = self.seq_len + 1 - p.tokens.len() - p.answer.len();
         let mut toks = vec![self.corpus.eos(); pad];
         toks.extend_from_slice(&p.tokens);
         toks.extend_from_slice(&p.answer);

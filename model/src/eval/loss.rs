@@ -1,11 +1,13 @@
 //! Loss by position on long inputs, streamed chunk by chunk with the carried recurrent state:
-//! memory does not grow with the input length. Bucketed curves and the paper's state-collapse
-//! criterion (v4 §4.2).
+//! memory does not grow with the input length. Bucketed curves (the mean and one per prompt)
+//! and the paper's state-collapse verdict (v4 §4.2, see `eval::collapse`).
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tch::{Device, Kind, Tensor};
 
+pub use crate::eval::collapse::{collapse_verdict, Collapse};
+use crate::eval::collapse::{verdict, VerdictInput};
 use crate::eval::mitigation::{Mitigation, StateNormer};
 use crate::lm::Mamba2LM;
 use crate::mixer::Exec;
@@ -26,25 +28,12 @@ pub struct LossEval {
     pub mitigation: Mitigation,
     /// Keep the per-position mean loss (one f64 per position).
     pub per_token: bool,
+    /// Every prompt is the same fixed text (the newline probe): the verdict has no sampling
+    /// uncertainty over prompts.
+    pub probe: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Bucket {
-    pub start: i64,
-    pub end: i64,
-    pub loss: f64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Collapse {
-    pub train_len: i64,
-    pub max_within_train: Option<f64>,
-    pub threshold: Option<f64>,
-    /// None when no bucket fits within train_len (no reference level).
-    pub collapsed: Option<bool>,
-    pub first_position: Option<i64>,
-    pub worst_ratio: Option<f64>,
-}
+pub use stuffed_protocol::eval::Bucket;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct LossCurve {
@@ -57,38 +46,8 @@ pub struct LossCurve {
     pub tokens_per_s: f64,
     #[serde(skip)]
     pub per_token: Option<Vec<f64>>,
-}
-
-/// The collapse criterion: collapsed when a bucket starting at or after `train_len` has a loss
-/// strictly above 2x the largest loss of the buckets ending at or before `train_len`.
-pub fn collapse_verdict(buckets: &[Bucket], train_len: i64) -> Collapse {
-    let max_within = buckets
-        .iter()
-        .filter(|b| b.end <= train_len)
-        .map(|b| b.loss)
-        .fold(None, |m: Option<f64>, l| Some(m.map_or(l, |m| m.max(l))));
-    let Some(max_within) = max_within else {
-        return Collapse {
-            train_len,
-            max_within_train: None,
-            threshold: None,
-            collapsed: None,
-            first_position: None,
-            worst_ratio: None,
-        };
-    };
-    let threshold = 2.0 * max_within;
-    let beyond: Vec<&Bucket> = buckets.iter().filter(|b| b.start >= train_len).collect();
-    let first = beyond.iter().find(|b| b.loss > threshold).map(|b| b.start);
-    let worst = beyond.iter().map(|b| b.loss / max_within).fold(None, |m: Option<f64>, r| Some(m.map_or(r, |m| m.max(r))));
-    Collapse {
-        train_len,
-        max_within_train: Some(max_within),
-        threshold: Some(threshold),
-        collapsed: Some(first.is_some()),
-        first_position: first,
-        worst_ratio: worst,
-    }
+    /// Mean loss per prompt and bucket (`[prompt][bucket]`), for resampling the verdict.
+    pub prompt_buckets: Vec<Vec<f64>>,
 }
 
 /// Averages per-position losses into buckets of `width` (the last may be shorter).
@@ -116,10 +75,14 @@ pub fn run(lm: &Mamba2LM, prompts: &[Vec<u32>], cfg: &LossEval) -> Result<LossCu
     let start = Instant::now();
     let device = lm.device();
     let chunk = cfg.mitigation.max_chunk().map_or(cfg.chunk, |m| m.min(cfg.chunk)).max(1);
-    // Sums per position only when asked for; per bucket otherwise (memory O(n / bucket)).
-    let width = if cfg.per_token { 1 } else { cfg.bucket.max(1) as usize };
-    let mut sums = vec![0f64; (n as usize).div_ceil(width)];
-    for group in prompts.chunks(cfg.batch.max(1)) {
+    // Sums per prompt and bucket (memory O(prompts x n / bucket)); per position only when asked.
+    let width = cfg.bucket.max(1) as usize;
+    let nb = (n as usize).div_ceil(width);
+    let mut psums = vec![vec![0f64; nb]; prompts.len()];
+    let mut tok_sums = vec![0f64; if cfg.per_token { n as usize } else { 0 }];
+    let mut vocab = None;
+    let batch = cfg.batch.max(1);
+    for (g, group) in prompts.chunks(batch).enumerate() {
         let rows = group.len() as i64;
         let mut state = lm.zero_state(rows, cfg.kind);
         let mut ex = Exec::with_knobs(cfg.kind, cfg.mitigation.knobs());
@@ -133,11 +96,19 @@ pub fn run(lm: &Mamba2LM, prompts: &[Vec<u32>], cfg: &LossEval) -> Result<LossCu
             // Tokens pos..=pos+c of every prompt: inputs are the first c, targets the last c.
             let window: Vec<i64> = group.iter().flat_map(|p| p[pos as usize..=(pos + c) as usize].iter().map(|&t| t as i64)).collect();
             let window = Tensor::from_slice(&window).view([rows, c + 1]).to_device(device); // [B, c+1]
-            let logits = lm.forward(&window.narrow(1, 0, c), Some(&mut state), &mut ex);
-            let losses = Mamba2LM::token_losses(&logits, &window.narrow(1, 1, c)).sum_dim_intlist([0i64].as_slice(), false, Kind::Double); // [c]
+            let logits = lm.forward(&window.narrow(1, 0, c), Some(&mut state), &mut ex); // [B, c, V]
+            vocab = logits.size().last().copied();
+            let losses = Mamba2LM::token_losses(&logits, &window.narrow(1, 1, c)).to_kind(Kind::Double).reshape([-1]); // [B * c]
             let host = Vec::<f64>::try_from(losses.to_device(Device::Cpu))?;
-            for (i, l) in host.into_iter().enumerate() {
-                sums[(pos as usize + i) / width] += l;
+            for (r, row) in host.chunks(c as usize).enumerate() {
+                let sums = &mut psums[g * batch + r];
+                for (i, l) in row.iter().enumerate() {
+                    let at = pos as usize + i;
+                    sums[at / width] += l;
+                    if cfg.per_token {
+                        tok_sums[at] += l;
+                    }
+                }
             }
             pos += c;
             if let Some(nm) = normer.as_mut() {
@@ -147,28 +118,27 @@ pub fn run(lm: &Mamba2LM, prompts: &[Vec<u32>], cfg: &LossEval) -> Result<LossCu
         }
     }
     let scale = prompts.len() as f64;
-    let (buckets, per_token) = if cfg.per_token {
-        let per_pos: Vec<f64> = sums.iter().map(|s| s / scale).collect();
-        (bucketize(&per_pos, cfg.bucket), Some(per_pos))
-    } else {
-        let buckets = sums
-            .iter()
-            .enumerate()
-            .map(|(i, s)| {
-                let (a, b) = ((i * width) as i64, (((i + 1) * width) as i64).min(n));
-                Bucket { start: a, end: b, loss: s / scale / (b - a) as f64 }
-            })
-            .collect();
-        (buckets, None)
-    };
-    let mean_loss = sums.iter().sum::<f64>() / scale / n as f64;
+    let bounds: Vec<(i64, i64)> = (0..nb).map(|i| ((i * width) as i64, (((i + 1) * width) as i64).min(n))).collect();
+    let prompt_buckets: Vec<Vec<f64>> =
+        psums.iter().map(|row| row.iter().zip(&bounds).map(|(s, (a, b))| s / (b - a) as f64).collect()).collect();
+    let buckets: Vec<Bucket> = bounds
+        .iter()
+        .enumerate()
+        .map(|(i, &(a, b))| Bucket { start: a, end: b, loss: prompt_buckets.iter().map(|r| r[i]).sum::<f64>() / scale })
+        .collect();
+    let per_token = cfg.per_token.then(|| tok_sums.iter().map(|s| s / scale).collect());
+    let mean_loss = psums.iter().flatten().sum::<f64>() / scale / n as f64;
     let wall_s = start.elapsed().as_secs_f64();
     let tokens = n * prompts.len() as i64;
     if !mean_loss.is_finite() {
         return Err(Error::Eval("the loss is not finite".into()));
     }
+    let uniform_loss = vocab.map(|v| (v as f64).ln());
     Ok(LossCurve {
-        collapse: cfg.train_len.map(|t| collapse_verdict(&buckets, t)),
+        collapse: cfg.train_len.map(|train_len| {
+            verdict(&VerdictInput { buckets: &buckets, per_prompt: &prompt_buckets, train_len, uniform_loss, probe: cfg.probe })
+        }),
+        prompt_buckets,
         buckets,
         mean_loss,
         tokens,
@@ -181,44 +151,6 @@ pub fn run(lm: &Mamba2LM, prompts: &[Vec<u32>], cfg: &LossEval) -> Result<LossCu
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn curve(losses: &[f64]) -> Vec<Bucket> {
-        losses
-            .iter()
-            .enumerate()
-            .map(|(i, &l)| Bucket { start: i as i64 * 10, end: i as i64 * 10 + 10, loss: l })
-            .collect()
-    }
-
-    #[test]
-    fn collapse_when_loss_exceeds_twice_the_in_training_max() {
-        let c = collapse_verdict(&curve(&[3.0, 2.0, 2.5, 4.0, 6.5, 9.0]), 30);
-        assert_eq!(c.collapsed, Some(true));
-        assert_eq!(c.max_within_train, Some(3.0));
-        assert_eq!(c.first_position, Some(40));
-        assert_eq!(c.worst_ratio, Some(3.0));
-    }
-
-    #[test]
-    fn no_collapse_when_loss_stays_flat() {
-        let c = collapse_verdict(&curve(&[3.0, 2.0, 2.5, 2.4, 2.6, 2.3]), 30);
-        assert_eq!(c.collapsed, Some(false));
-        assert_eq!(c.first_position, None);
-    }
-
-    #[test]
-    fn exactly_twice_is_not_collapse() {
-        let c = collapse_verdict(&curve(&[3.0, 2.0, 2.5, 6.0]), 30);
-        assert_eq!(c.collapsed, Some(false));
-        let c = collapse_verdict(&curve(&[3.0, 2.0, 2.5, 6.000001]), 30);
-        assert_eq!(c.collapsed, Some(true));
-    }
-
-    #[test]
-    fn no_reference_bucket_means_no_verdict() {
-        let c = collapse_verdict(&curve(&[3.0, 9.0]), 5);
-        assert_eq!(c.collapsed, None);
-    }
 
     #[test]
     fn buckets_average_and_keep_a_short_tail() {

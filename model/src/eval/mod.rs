@@ -1,5 +1,6 @@
 //! The study's evaluations: loss by position with the state-collapse verdict, the passkey
 //! grid, state diagnostics, and the training-free mitigations they can run under.
+pub mod collapse;
 pub mod loss;
 pub mod mitigation;
 pub mod passkey;

@@ -1,18 +1,23 @@
 //! Passkey retrieval over a grid of lengths x depths: n seeded prompts per cell, prompts of one
 //! length batched, prefilled in streamed chunks (memory bounded by the chunk, not the length),
 //! answers decoded greedily token by token and scored as the paper (passkey in the output).
-//! T_recall = the largest length with accuracy > 0.95 at every depth.
+//! Two readings of T_recall, both reported: the authors' (`depth_mean`, the default): the
+//! largest length whose accuracy averaged over the depths is > 0.95; and `strict`: the largest
+//! length with accuracy > 0.95 at every depth. The `authors` prompts of one length may differ
+//! by a token or two (the key's digits tokenize differently): prompts are batched by exact
+//! token length.
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tch::{Device, Kind, Tensor};
 
-use crate::data::passkey::{is_retrieved, PasskeyTemplate};
+use crate::data::passkey::{is_retrieved, PasskeyFormat, PasskeyTemplate};
 use crate::eval::mitigation::{Mitigation, StateNormer};
 use crate::lm::Mamba2LM;
 use crate::mixer::Exec;
 use crate::rng::Rng;
 use crate::tokenizer::Tokenizer;
+use crate::train::config::RecallRule;
 use crate::Result;
 
 /// Accuracy above which a length counts as recalled.
@@ -34,36 +39,41 @@ pub struct PasskeyEval {
     pub chunk: i64,
     /// Training length (state-norm calibration).
     pub train_len: Option<i64>,
+    pub template: PasskeyFormat,
+    /// Which reading `t_recall` reports.
+    pub recall_rule: RecallRule,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Cell {
-    pub len: i64,
-    pub depth: f64,
-    pub accuracy: f64,
-    pub n: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LenAccuracy {
-    pub len: i64,
-    pub accuracy: f64,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DepthRecall {
-    pub depth: f64,
-    pub t_recall: Option<i64>,
-}
+pub use stuffed_protocol::eval::{DepthRecall, LenAccuracy, PasskeyCell as Cell};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PasskeyResult {
     pub cells: Vec<Cell>,
     pub accuracy_by_len: Vec<LenAccuracy>,
+    /// The reading chosen by `recall_rule`.
     pub t_recall: Option<i64>,
+    /// Largest length with depth-averaged accuracy > 0.95 (the authors').
+    pub t_recall_mean: Option<i64>,
+    /// Largest length with accuracy > 0.95 at every depth.
+    pub t_recall_strict: Option<i64>,
+    pub recall_rule: RecallRule,
+    pub template: PasskeyFormat,
     pub t_recall_per_depth: Vec<DepthRecall>,
     pub wall_s: f64,
     pub tokens_per_s: f64,
+}
+
+/// The largest length whose accuracy averaged over its cells (depths) is above the threshold.
+pub fn t_recall_mean(cells: &[Cell]) -> Option<i64> {
+    let mut lens: Vec<i64> = cells.iter().map(|c| c.len).collect();
+    lens.sort_unstable();
+    lens.dedup();
+    lens.into_iter()
+        .filter(|&l| {
+            let accs: Vec<f64> = cells.iter().filter(|c| c.len == l).map(|c| c.accuracy).collect();
+            accs.iter().sum::<f64>() / accs.len() as f64 > RECALL_THRESHOLD
+        })
+        .max()
 }
 
 /// The largest length whose accuracy is above the threshold in every given cell of it.
@@ -113,31 +123,34 @@ fn complete(lm: &Mamba2LM, tok: &Tokenizer, prompts: &Tensor, cfg: &PasskeyEval)
 pub fn run(lm: &Mamba2LM, tok: &Tokenizer, cfg: &PasskeyEval) -> Result<PasskeyResult> {
     let _g = tch::no_grad_guard();
     let start = Instant::now();
-    let tpl = PasskeyTemplate::new(tok);
+    let tpl = PasskeyTemplate::new(tok, cfg.template);
     let mut cells = Vec::new();
     let mut tokens = 0i64;
     for &len in &cfg.lengths {
-        // All prompts of this length: depth-major, n per depth.
+        // All prompts of this length: depth-major, n per depth; batched by exact token length.
         let mut prompts = Vec::new();
         for (di, &depth) in cfg.depths.iter().enumerate() {
             for i in 0..cfg.n {
                 let mut rng = Rng::derive(cfg.seed, &[len as u64, di as u64, i as u64]);
-                let key = PasskeyTemplate::draw_passkey(&mut rng);
-                prompts.push(tpl.prompt(len as usize, depth, &key)?);
+                let key = tpl.draw_passkey(&mut rng);
+                prompts.push((di, tpl.prompt(len as usize, depth, &key)?));
             }
         }
+        prompts.sort_by_key(|(_, p)| p.tokens.len());
         let mut hits = vec![0i64; cfg.depths.len()];
-        for (g, group) in prompts.chunks(cfg.batch.max(1)).enumerate() {
-            let flat: Vec<i64> = group.iter().flat_map(|p| p.tokens.iter().map(|&t| t as i64)).collect();
-            let batch = Tensor::from_slice(&flat).view([group.len() as i64, len]);
-            let outs = complete(lm, tok, &batch, cfg)?;
-            for (j, (p, out)) in group.iter().zip(outs).enumerate() {
-                if is_retrieved(&out, &p.passkey) {
-                    let idx = (g * cfg.batch.max(1) + j) / cfg.n as usize;
-                    hits[idx] += 1;
+        for same in prompts.chunk_by(|a, b| a.1.tokens.len() == b.1.tokens.len()) {
+            let l = same[0].1.tokens.len() as i64;
+            for group in same.chunks(cfg.batch.max(1)) {
+                let flat: Vec<i64> = group.iter().flat_map(|(_, p)| p.tokens.iter().map(|&t| t as i64)).collect();
+                let batch = Tensor::from_slice(&flat).view([group.len() as i64, l]);
+                let outs = complete(lm, tok, &batch, cfg)?;
+                for ((di, p), out) in group.iter().zip(outs) {
+                    if is_retrieved(&out, &p.passkey) {
+                        hits[*di] += 1;
+                    }
                 }
+                tokens += l * group.len() as i64;
             }
-            tokens += len * group.len() as i64;
         }
         for (di, &depth) in cfg.depths.iter().enumerate() {
             cells.push(Cell { len, depth, accuracy: hits[di] as f64 / cfg.n as f64, n: cfg.n });
@@ -160,8 +173,16 @@ pub fn run(lm: &Mamba2LM, tok: &Tokenizer, cfg: &PasskeyEval) -> Result<PasskeyR
         })
         .collect();
     let wall_s = start.elapsed().as_secs_f64();
+    let (mean, strict) = (t_recall_mean(&cells), t_recall(&cells));
     Ok(PasskeyResult {
-        t_recall: t_recall(&cells),
+        t_recall: match cfg.recall_rule {
+            RecallRule::DepthMean => mean,
+            RecallRule::Strict => strict,
+        },
+        t_recall_mean: mean,
+        t_recall_strict: strict,
+        recall_rule: cfg.recall_rule,
+        template: cfg.template,
         cells,
         accuracy_by_len,
         t_recall_per_depth,
@@ -183,5 +204,20 @@ mod tests {
         let cells = vec![cell(100, 0.1, 1.0), cell(100, 0.9, 1.0), cell(200, 0.1, 1.0), cell(200, 0.9, 0.9), cell(400, 0.1, 0.2), cell(400, 0.9, 0.0)];
         assert_eq!(t_recall(&cells), Some(100));
         assert_eq!(t_recall(&cells[4..]), None);
+    }
+
+    /// Depth-averaged: 200 has mean 0.95 (not > 0.95), 300 has 0.975 although one depth is 0.95;
+    /// the strict reading stops at 100.
+    #[test]
+    fn t_recall_mean_averages_over_depths() {
+        let cells = vec![
+            cell(100, 0.25, 1.0), cell(100, 0.75, 1.0),
+            cell(200, 0.25, 1.0), cell(200, 0.75, 0.9),
+            cell(300, 0.25, 0.95), cell(300, 0.75, 1.0),
+            cell(400, 0.25, 0.0), cell(400, 0.75, 0.5),
+        ];
+        assert_eq!(t_recall_mean(&cells), Some(300));
+        assert_eq!(t_recall(&cells), Some(100));
+        assert_eq!(t_recall_mean(&cells[6..]), None);
     }
 }

@@ -26,33 +26,7 @@ pub struct StatesEval {
     pub train_len: Option<i64>,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct HeadSeries {
-    pub head: i64,
-    pub state_mean: Vec<f64>,
-    pub state_var: Vec<f64>,
-    pub state_rms: Vec<f64>,
-    pub log_retention: Vec<f64>,
-    pub dt_mean: Vec<f64>,
-    pub b_mean: Vec<f64>,
-    pub x_mean: Vec<f64>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct LayerSeries {
-    pub layer: i64,
-    pub heads: Vec<HeadSeries>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Histogram {
-    pub layer: i64,
-    pub head: i64,
-    pub positions: Vec<i64>,
-    /// Bin edges (bins + 1 values).
-    pub bins: Vec<f64>,
-    pub counts: Vec<Vec<i64>>,
-}
+pub use stuffed_protocol::eval::{HeadStates as HeadSeries, LayerStates as LayerSeries, StateHistogram as Histogram};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct StatesResult {

@@ -7,9 +7,9 @@
 //! applies the chain rule by hand. On CUDA the Q x Q decay blocks (forward: the masked
 //! C.B * exp(cumsum_l - cumsum_s); backward: their gradient and the d(cumsum) terms), the
 //! elementwise stages around the chunk matmuls and the state passing between chunks are CUDA
-//! kernels (`csrc/ssd.cpp`, compiled at first use with NVRTC, launched on libtorch's current
-//! stream); elsewhere each has a tensor-op twin, which is how the CPU tests check every formula
-//! of the backward against autograd.
+//! kernels (`csrc/kernels/*.cu`, embedded at build time, compiled at first use with NVRTC and
+//! launched on libtorch's current stream by `csrc/ssd.cpp`); elsewhere each has a tensor-op
+//! twin, which is how the CPU tests check every formula of the backward against autograd.
 //!
 //! The mixer's other memory-bound stages on CUDA live here too, each one autograd node over the
 //! same kernels module: the causal conv + SiLU (`conv_silu`), xdt = x * dt (`scale_heads`) and
@@ -24,6 +24,13 @@ use std::sync::{Mutex, Once, OnceLock};
 
 use tch::{Device, Kind, Tensor};
 use torch_sys::C_tensor;
+
+/// The kernels of csrc/kernels/, as build.rs read them from their `extern "C" __global__`
+/// declarations: `KERNELS`, the list the C++ side loads too.
+mod kernel_list {
+    include!(concat!(env!("OUT_DIR"), "/ssd_kernels.rs"));
+}
+pub use kernel_list::KERNELS;
 
 type Callback = extern "C" fn(*const *mut C_tensor, i64, *mut *mut C_tensor) -> c_int;
 
@@ -43,6 +50,7 @@ extern "C" {
         final_state: *mut *mut C_tensor,
     ) -> c_int;
     fn stuffed_ssd_kernels_ready(dev: c_int) -> c_int;
+    fn stuffed_ssd_ptx(major: c_int, minor: c_int, ptx: *mut *const c_char) -> c_int;
     fn stuffed_ssd_decay_fwd(cb: *mut C_tensor, acs: *mut C_tensor, m: *mut C_tensor) -> c_int;
     fn stuffed_ssd_decay_bwd(
         dm: *mut C_tensor,
@@ -107,6 +115,16 @@ pub fn kernels_ready(device: Device) -> Result<(), String> {
             _ => Err(last_error()),
         })
         .clone()
+}
+
+/// The PTX of every kernel for compute capability `major.minor`, compiled with NVRTC (no GPU
+/// needed); the error says why not (no libnvrtc, the compilation log).
+pub fn kernels_ptx(major: i32, minor: i32) -> Result<String, String> {
+    let mut text = std::ptr::null();
+    match unsafe { stuffed_ssd_ptx(major, minor, &mut text) } {
+        0 => Ok(unsafe { CStr::from_ptr(text) }.to_string_lossy().into_owned()),
+        _ => Err(last_error()),
+    }
 }
 
 /// The fused SSD, same contract as `ssd_chunked`: y [B, L, H, P] (fp32) and the final state
@@ -388,7 +406,7 @@ fn recompute(d: &Dims, xdt: &Tensor, la: &Tensor, b: &Tensor, c: &Tensor, h0: Op
     let (xw, xh) = if d.on_gpu() {
         let xw = Tensor::empty(d.cols_shape(), (kind, xdt.device()));
         let xh = Tensor::empty([d.bsz, d.nc, d.g, d.hpg, d.q, d.p], (kind, xdt.device()));
-        rows_kernel("ssd_xw", &[xdt, &w, &xw, &xh], 0, d);
+        rows_kernel(RowKernel::Xw, &[xdt, &w, &xw, &xh], 0, d);
         (xw, xh)
     } else {
         let x = d.cols(xdt); // [B, C, G, Q, H/G * P]
@@ -411,11 +429,33 @@ fn recompute(d: &Dims, xdt: &Tensor, la: &Tensor, b: &Tensor, c: &Tensor, h0: Op
     Recomputed { xw, xh, b, c, acs, cb, w, passing, last, prev, final_state }
 }
 
-/// Runs one of the row kernels (`ssd_out`, `ssd_xw`, `ssd_dy`, `ssd_dx` of csrc/ssd.cpp) on
-/// contiguous tensors in the kernel's argument order; `kind_of` names the tensor whose kind
-/// picks the kernel.
-fn rows_kernel(stem: &str, ts: &[&Tensor], kind_of: usize, d: &Dims) {
-    let stem = CString::new(stem).expect("kernel name");
+/// The row kernels of csrc/kernels/rows.cu (one per kind: `ssd_out_f32`, `ssd_out_bf16`, ..).
+#[derive(Debug, Clone, Copy)]
+enum RowKernel {
+    Out,
+    Xw,
+    Dy,
+    Dx,
+}
+
+impl RowKernel {
+    #[cfg(test)]
+    const ALL: [RowKernel; 4] = [RowKernel::Out, RowKernel::Xw, RowKernel::Dy, RowKernel::Dx];
+
+    fn stem(self) -> &'static str {
+        match self {
+            RowKernel::Out => "ssd_out",
+            RowKernel::Xw => "ssd_xw",
+            RowKernel::Dy => "ssd_dy",
+            RowKernel::Dx => "ssd_dx",
+        }
+    }
+}
+
+/// Runs one of the row kernels on contiguous tensors in the kernel's argument order; `kind_of`
+/// names the tensor whose kind picks the kernel.
+fn rows_kernel(kernel: RowKernel, ts: &[&Tensor], kind_of: usize, d: &Dims) {
+    let stem = CString::new(kernel.stem()).expect("kernel name");
     let ptrs: Vec<*mut C_tensor> = ts.iter().map(|t| ptr(t)).collect();
     let dims = [d.bsz, d.l, d.h, d.p, d.g, d.q, d.nc].map(|v| v as c_int);
     check(unsafe { stuffed_ssd_rows(stem.as_ptr(), ptrs.as_ptr(), ptrs.len() as c_int, kind_of as c_int, dims.as_ptr()) });
@@ -433,7 +473,7 @@ fn forward(xdt: &Tensor, la: &Tensor, b: &Tensor, c: &Tensor, h0: Option<&Tensor
     let raw = raw_state_output(&d, &r);
     if d.on_gpu() {
         let y = Tensor::empty([d.bsz, d.l, d.h, d.p], (Kind::Float, xdt.device()));
-        rows_kernel("ssd_out", &[&raw, &y_diag, &r.acs, &y], 0, &d);
+        rows_kernel(RowKernel::Out, &[&raw, &y_diag, &r.acs, &y], 0, &d);
         return (y, r.final_state);
     }
     let decay_out = d.head_factor(&r.acs.exp());
@@ -486,7 +526,7 @@ fn backward(
         let dyo_k = Tensor::empty(d.cols_shape(), (kind, dev));
         let dy_h = Tensor::empty([d.bsz, d.nc, d.g, d.hpg, d.q, d.p], (kind, dev));
         let dacs = Tensor::empty([d.bsz, d.nc, d.h, d.q], (f32, dev));
-        rows_kernel("ssd_dy", &[&dy, &raw, &r.acs, &dyo_k, &dy_h, &dacs], 1, &d);
+        rows_kernel(RowKernel::Dy, &[&dy, &raw, &r.acs, &dyo_k, &dy_h, &dacs], 1, &d);
         (dyo_k, dy_h, dacs)
     } else {
         let dy = d.cols(&dy);
@@ -533,7 +573,7 @@ fn backward(
     let (dxdt, dw) = if d.on_gpu() {
         let dxdt = Tensor::empty([d.bsz, d.l, d.h, d.p], (kind, dev));
         let dw = Tensor::empty([d.bsz, d.nc, d.h, d.q], (f32, dev));
-        rows_kernel("ssd_dx", &[&dxw, xdt, &r.w, &dx_diag, &dxdt, &dw], 0, &d);
+        rows_kernel(RowKernel::Dx, &[&dxw, xdt, &r.w, &dx_diag, &dxdt, &dw], 0, &d);
         (dxdt, dw)
     } else {
         let (xf, dxw) = (d.split_cols(&d.cols(xdt).to_kind(f32)), d.split_cols(&dxw.to_kind(f32))); // [B, C, G, Q, H/G, P]
@@ -714,6 +754,115 @@ mod tests {
                 assert!(max_rel(a, e) < 1e-4, "grad {i} {case}: {}", max_rel(a, e));
             }
         }
+    }
+
+    /// The kernels compiled by NVRTC (on the CPU: no GPU needed) are exactly the generated list
+    /// that the C++ side loads: build.rs read every `extern "C" __global__` declaration.
+    #[test]
+    fn kernel_list_matches_the_compiled_kernels() {
+        let ptx = match kernels_ptx(9, 0) {
+            Ok(p) => p,
+            Err(e) if e.contains("libnvrtc not found") => {
+                eprintln!("SKIPPED kernel_list_matches_the_compiled_kernels: {e}");
+                return;
+            }
+            Err(e) => panic!("{e}"),
+        };
+        let mut entries: Vec<&str> = ptx
+            .lines()
+            .filter_map(|l| l.strip_prefix(".visible .entry "))
+            .map(|l| l.split('(').next().unwrap_or(l))
+            .collect();
+        entries.sort_unstable();
+        let mut listed = KERNELS.to_vec();
+        listed.sort_unstable();
+        assert_eq!(entries, listed);
+    }
+
+    /// Regression: libnvrtc beside the torch wheel (site-packages/nvidia/cu13/lib) was never
+    /// found, because the C++ side looked for torch's directory through an inline function of
+    /// the headers (dladdr named this binary instead of libtorch).
+    #[test]
+    fn nvrtc_is_found_beside_the_torch_wheel() {
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
+        let Some(c10) = maps.lines().filter_map(|l| l.split_whitespace().nth(5)).find(|p| p.ends_with("/libc10.so")) else {
+            eprintln!("SKIPPED nvrtc_is_found_beside_the_torch_wheel: libc10.so not in /proc/self/maps");
+            return;
+        };
+        let site = std::path::Path::new(c10).parent().and_then(|p| p.parent()).and_then(|p| p.parent());
+        let beside = ["nvidia/cu13/lib/libnvrtc.so.13", "nvidia/cuda_nvrtc/lib/libnvrtc.so.12", "nvidia/cu12/lib/libnvrtc.so.12"]
+            .iter()
+            .filter_map(|rel| site.map(|s| s.join(rel)))
+            .find(|p| p.exists());
+        match beside {
+            Some(path) => {
+                if let Err(e) = kernels_ptx(9, 0) {
+                    panic!("{} is there, yet: {e}", path.display());
+                }
+            }
+            None => eprintln!("SKIPPED nvrtc_is_found_beside_the_torch_wheel: this torch has no libnvrtc beside it"),
+        }
+    }
+
+    /// Every kernel name the Rust and C++ sides launch is in the list: the row kernels, the
+    /// conv widths and gated-norm widths with a kernel, and the stems csrc/ssd.cpp names.
+    #[test]
+    fn launched_kernels_are_in_the_list() {
+        let has = |name: String| {
+            for kind in ["f32", "bf16"] {
+                assert!(KERNELS.contains(&format!("{name}_{kind}").as_str()), "no kernel {name}_{kind} in csrc/kernels");
+            }
+        };
+        RowKernel::ALL.iter().for_each(|k| has(k.stem().to_string()));
+        for k in 1..=8 {
+            let listed = KERNELS.contains(&format!("conv_fwd_k{k}_f32").as_str());
+            assert_eq!(conv_fits(k), listed, "conv width {k}: conv_fits and the kernels disagree");
+            if listed {
+                has(format!("conv_fwd_k{k}"));
+                has(format!("conv_bwd_k{k}"));
+            }
+        }
+        for nc in [4, 8] {
+            has(format!("gnorm_fwd{nc}"));
+            has(format!("gnorm_bwd{nc}"));
+        }
+        let cpp = include_str!("../../csrc/ssd.cpp");
+        let stems: Vec<&str> = cpp.split("std::string(\"").skip(1).filter_map(|s| s.split('"').next()).collect();
+        let is_name = |s: &&str| s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        let literal: Vec<&str> = stems.iter().copied().filter(is_name).filter(|s| !s.ends_with('_')).collect();
+        assert!(literal.len() >= 6, "found only {literal:?} in csrc/ssd.cpp");
+        literal.iter().for_each(|s| has(s.to_string()));
+    }
+
+    /// The entry points of csrc/ssd.cpp's `extern "C"` block and this file's extern block
+    /// agree: the same functions, each with the same number of arguments (a name missing on the
+    /// C++ side fails to link; a count that differs would not).
+    #[test]
+    fn extern_block_matches_the_cpp_entry_points() {
+        /// (name, argument count) of every `stuffed_*` function declared in `block`.
+        fn signatures(block: &str, lead: &[&str]) -> Vec<(String, usize)> {
+            let mut out = Vec::new();
+            for line in block.lines() {
+                let Some(rest) = lead.iter().find_map(|l| line.trim_start().strip_prefix(l)) else { continue };
+                let Some(open) = rest.find('(') else { continue };
+                let name = rest[..open].trim().to_string();
+                let start = block.find(line).expect("line of the block") + line.find('(').expect("a parenthesis") + 1;
+                let args = &block[start..start + block[start..].find(')').expect("closing parenthesis")];
+                let n = args.split(',').filter(|a| !a.trim().is_empty()).count();
+                out.push((name, n));
+            }
+            out.sort();
+            out
+        }
+        let cpp = include_str!("../../csrc/ssd.cpp");
+        let cpp_block = &cpp[cpp.rfind("\nextern \"C\" {").expect("an extern \"C\" block")..];
+        let cpp_sigs = signatures(cpp_block, &["int stuffed_", "void stuffed_", "const char* stuffed_"]);
+        let rs = include_str!("fused.rs");
+        let rs_block = &rs[rs.find("\nextern \"C\" {").expect("an extern block")..];
+        let rs_block = &rs_block[..rs_block.find("\n}\n").expect("the block's end")];
+        let rs_sigs = signatures(rs_block, &["fn stuffed_"]);
+        assert!(cpp_sigs.len() >= 14, "found only {cpp_sigs:?}");
+        assert_eq!(rs_sigs, cpp_sigs);
     }
 
     /// Without autograd (evaluation) the fused path is a plain function of its inputs.

@@ -10,15 +10,14 @@
 //! agnostic of the discretisation lets mitigations act on dt, alpha and B without touching
 //! this file. dt, A, cumulative sums, exponentials and states are fp32; the large matmuls run
 //! in the input kind (bf16 or fp32).
-use std::sync::atomic::{AtomicU8, Ordering};
-
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
 pub mod fused;
 
 /// Which implementation runs the chunked SSD. `auto` is `fused` on a CUDA device whose kernels
-/// compile and load, `tensor` elsewhere (the CPU, or a GPU without libnvrtc).
+/// compile and load, `tensor` elsewhere (the CPU, or a GPU without libnvrtc). A model carries
+/// its backend (`Mamba2LM::ssd`, `set_ssd`); there is no process-wide default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SsdBackend {
@@ -53,18 +52,6 @@ impl SsdBackend {
             (b, _) => Ok(b),
         }
     }
-
-    fn code(self) -> u8 {
-        self as u8
-    }
-
-    fn from_code(c: u8) -> SsdBackend {
-        match c {
-            2 => SsdBackend::Fused,
-            1 => SsdBackend::Tensor,
-            _ => SsdBackend::Auto,
-        }
-    }
 }
 
 impl std::str::FromStr for SsdBackend {
@@ -77,18 +64,6 @@ impl std::str::FromStr for SsdBackend {
             other => Err(format!("unknown SSD backend `{other}` (expected auto, tensor or fused)")),
         }
     }
-}
-
-/// The process-wide backend that `Exec::new` starts from: a worker runs one job, and sets it
-/// once from the job's resolved `train.ssd`. Until set: `tensor`.
-static DEFAULT_BACKEND: AtomicU8 = AtomicU8::new(1);
-
-pub fn set_default_backend(b: SsdBackend) {
-    DEFAULT_BACKEND.store(b.code(), Ordering::Relaxed);
-}
-
-pub fn default_backend() -> SsdBackend {
-    SsdBackend::from_code(DEFAULT_BACKEND.load(Ordering::Relaxed))
 }
 
 /// The chunked SSD through `backend` (`auto` counts as `tensor`): same contract as

@@ -68,23 +68,28 @@ impl Default for DataConfig {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Precision {
-    /// bf16 on a GPU, fp32 on the CPU.
-    #[default]
-    Auto,
-    Bf16,
-    Fp32,
+pub use stuffed_protocol::Precision;
+
+/// What a [`Precision`] means on a device: the tensor kind of matmuls and convolutions.
+pub trait PrecisionExt {
+    /// `Auto` resolved for `device`: bf16 on a GPU, fp32 on the CPU.
+    fn resolve(self, device: tch::Device) -> Precision;
+    fn kind(self, device: tch::Device) -> tch::Kind;
 }
 
-impl Precision {
-    pub fn kind(self, device: tch::Device) -> tch::Kind {
+impl PrecisionExt for Precision {
+    fn resolve(self, device: tch::Device) -> Precision {
         match self {
+            Precision::Auto if device.is_cuda() => Precision::Bf16,
+            Precision::Auto => Precision::Fp32,
+            p => p,
+        }
+    }
+
+    fn kind(self, device: tch::Device) -> tch::Kind {
+        match self.resolve(device) {
             Precision::Bf16 => tch::Kind::BFloat16,
-            Precision::Fp32 => tch::Kind::Float,
-            Precision::Auto if device.is_cuda() => tch::Kind::BFloat16,
-            Precision::Auto => tch::Kind::Float,
+            _ => tch::Kind::Float,
         }
     }
 }
@@ -249,9 +254,65 @@ fn d_fp32() -> Precision {
 fn d_n() -> i64 {
     8
 }
+
+/// The authors' depths (i + 0.5) / n for n = 5: 0.1, 0.3, 0.5, 0.7, 0.9.
 fn d_depths() -> Vec<f64> {
     vec![0.1, 0.3, 0.5, 0.7, 0.9]
 }
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
+/// The authors' depths of n samples: (i + 0.5) / n.
+pub fn centred_depths(n: usize) -> Vec<f64> {
+    (0..n).map(|i| (i as f64 + 0.5) / n as f64).collect()
+}
+
+/// Most lengths one `{from, to, step}` grid may expand to.
+pub const MAX_GRID_LENGTHS: i64 = 4096;
+
+fn lengths_grid<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<i64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Grid {
+        from: i64,
+        to: i64,
+        step: i64,
+    }
+    #[derive(Deserialize)]
+    #[serde(untagged, expecting = "a list of lengths or a grid {from, to, step}")]
+    enum Lengths {
+        List(Vec<i64>),
+        Grid(Grid),
+    }
+    match Lengths::deserialize(d)? {
+        Lengths::List(v) => Ok(v),
+        Lengths::Grid(g) => {
+            if g.step <= 0 || g.from <= 0 || g.to < g.from {
+                return Err(serde::de::Error::custom(format!("length grid needs 0 < from <= to and step > 0, got from {} to {} step {}", g.from, g.to, g.step)));
+            }
+            if (g.to - g.from) / g.step + 1 > MAX_GRID_LENGTHS {
+                return Err(serde::de::Error::custom(format!("length grid has more than {MAX_GRID_LENGTHS} lengths")));
+            }
+            Ok((g.from..=g.to).step_by(g.step as usize).collect())
+        }
+    }
+}
+
+fn depths_count<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged, expecting = "a list of depths or a count n (depths (i + 0.5) / n)")]
+    enum Depths {
+        Count(u32),
+        List(Vec<f64>),
+    }
+    Ok(match Depths::deserialize(d)? {
+        Depths::Count(n) => centred_depths(n as usize),
+        Depths::List(v) => v,
+    })
+}
+
 fn d_states_bucket() -> i64 {
     128
 }
@@ -276,14 +337,30 @@ pub struct LossSpec {
     pub mitigation: String,
     #[serde(default = "d_fp32")]
     pub precision: Precision,
+    /// Corpus prompts: shortest document used (default: `data.min_doc_tokens`; the paper
+    /// evaluates on documents of at least 16K tokens).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_doc_tokens: Option<i64>,
 }
+
+/// How T_recall is read off the passkey grid (both are always reported; this picks `t_recall`).
+pub use stuffed_protocol::eval::RecallRule;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PasskeySpec {
+    /// A list of lengths, or a grid `{from, to, step}` (both ends included when on the grid).
+    #[serde(deserialize_with = "lengths_grid")]
     pub lengths: Vec<i64>,
-    #[serde(default = "d_depths")]
+    /// A list of depths in [0, 1], or a count n for the authors' depths (i + 0.5) / n.
+    #[serde(default = "d_depths", deserialize_with = "depths_count")]
     pub depths: Vec<f64>,
+    /// Prompt generator: `authors` (default, their released code) or `exact` (exact lengths).
+    #[serde(default)]
+    pub template: crate::data::passkey::PasskeyFormat,
+    /// Which definition `t_recall` reports (both are always in the result).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub recall_rule: RecallRule,
     /// Prompts per (length, depth) cell.
     #[serde(default = "d_n")]
     pub n: i64,
@@ -420,7 +497,7 @@ impl JobConfig {
         for (i, m) in self.data.mixture.iter().enumerate() {
             if m.source == SourceKind::Passkey {
                 if let Ok(tok) = Tokenizer::from_spec(&self.tokenizer) {
-                    let tpl = crate::data::passkey::PasskeyTemplate::new(&tok);
+                    let tpl = crate::data::passkey::PasskeyTemplate::new(&tok, m.template.unwrap_or_default());
                     let need = (tpl.min_len("12345") + tok.encode(" 12345").len()) as i64;
                     let need = need.max(m.min_len.unwrap_or(0) + tok.encode(" 12345").len() as i64);
                     if t.seq_len + 1 < need {
@@ -436,6 +513,9 @@ impl JobConfig {
             }
             if m.min_len.is_some() && m.source != SourceKind::Passkey {
                 p.push((format!("data.mixture[{i}].min_len"), "only passkey sources take min_len".into()));
+            }
+            if m.template.is_some() && m.source != SourceKind::Passkey {
+                p.push((format!("data.mixture[{i}].template"), "only passkey sources take template".into()));
             }
         }
         for (i, e) in self.evals.iter().enumerate() {
@@ -465,7 +545,7 @@ impl JobConfig {
                     p.push((key("lengths"), "must list at least one length".into()));
                 }
                 let min = Tokenizer::from_spec(&self.tokenizer)
-                    .map(|t| crate::data::passkey::PasskeyTemplate::new(&t).min_len("12345") as i64)
+                    .map(|t| crate::data::passkey::PasskeyTemplate::new(&t, k.template).min_len("12345") as i64)
                     .unwrap_or(1);
                 for (j, &l) in k.lengths.iter().enumerate() {
                     if l < min {
@@ -490,5 +570,34 @@ impl JobConfig {
         if let Err(err) = mitigation.parse::<crate::eval::Mitigation>() {
             p.push((key("mitigation"), err.to_string()));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn passkey(yaml: &str) -> std::result::Result<PasskeySpec, String> {
+        match serde_norway::from_str::<EvalSpec>(yaml).map_err(|e| e.to_string())? {
+            EvalSpec::Passkey(p) => Ok(p),
+            other => Err(format!("not a passkey spec: {other:?}")),
+        }
+    }
+
+    #[test]
+    fn passkey_lengths_take_a_grid_and_depths_a_count() {
+        let p = passkey("kind: passkey\nlengths: {from: 1024, to: 4096, step: 1024}\ndepths: 4\n").unwrap();
+        assert_eq!(p.lengths, vec![1024, 2048, 3072, 4096]);
+        assert_eq!(p.depths, vec![0.125, 0.375, 0.625, 0.875]);
+        assert_eq!((p.template, p.recall_rule), (crate::data::passkey::PasskeyFormat::Authors, RecallRule::DepthMean));
+        // `to` off the grid is not included; lists still work; the defaults are (i + 0.5) / 5.
+        let p = passkey("kind: passkey\nlengths: {from: 100, to: 350, step: 100}\n").unwrap();
+        assert_eq!(p.lengths, vec![100, 200, 300]);
+        assert_eq!(p.depths, centred_depths(5));
+        let p = passkey("kind: passkey\nlengths: [64, 128]\ndepths: [0.5]\ntemplate: exact\nrecall_rule: strict\n").unwrap();
+        assert_eq!((p.lengths, p.depths), (vec![64, 128], vec![0.5]));
+        assert_eq!((p.template, p.recall_rule), (crate::data::passkey::PasskeyFormat::Exact, RecallRule::Strict));
+        assert!(passkey("kind: passkey\nlengths: {from: 1024, to: 512, step: 1}\n").unwrap_err().contains("from <= to"));
+        assert!(passkey("kind: passkey\nlengths: {from: 1, to: 100000, step: 1}\n").unwrap_err().contains("more than"));
     }
 }

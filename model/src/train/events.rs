@@ -1,10 +1,11 @@
-//! Metrics and lifecycle events as JSON lines, one object per event, flushed per line, with a
-//! sequence number that keeps increasing across resumes (the controller ingests by it).
+//! The worker's event log: typed [`Event`]s written as JSON lines (the protocol crate's
+//! [`Envelope`]), one per event, flushed per line, with a sequence number that keeps increasing
+//! across resumes and attempts (the controller ingests by it).
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Seek, Write};
 use std::path::{Path, PathBuf};
 
-use serde_json::{Map, Value};
+use stuffed_protocol::{Envelope, Event};
 
 use crate::{Error, Result};
 
@@ -18,7 +19,19 @@ impl EventLog {
     /// Opens (or creates) an event file for appending. A last line cut short by a crash is
     /// dropped so the file stays valid JSON lines.
     pub fn open(path: &Path) -> Result<EventLog> {
-        let mut seq = 0;
+        Self::open_after(path, 0)
+    }
+
+    /// Like [`EventLog::open`], numbering new events above `floor` as well as above the
+    /// file's own last sequence number: the controller passes the last number it ingested, so a
+    /// run directory that lost its event file (deleted, wiped) never restarts below it.
+    pub fn open_after(path: &Path, floor: u64) -> Result<EventLog> {
+        #[derive(serde::Deserialize)]
+        struct Seq {
+            #[serde(default)]
+            seq: u64,
+        }
+        let mut seq = floor;
         let mut valid_len = 0u64;
         if path.exists() {
             let f = File::open(path).map_err(|e| Error::io(path, e))?;
@@ -30,9 +43,9 @@ impl EventLog {
                 if n == 0 || !line.ends_with('\n') {
                     break;
                 }
-                match serde_json::from_str::<Value>(&line) {
+                match serde_json::from_str::<Seq>(&line) {
                     Ok(v) => {
-                        seq = seq.max(v.get("seq").and_then(Value::as_u64).unwrap_or(0));
+                        seq = seq.max(v.seq);
                         valid_len += n as u64;
                     }
                     Err(_) => break,
@@ -46,18 +59,11 @@ impl EventLog {
         Ok(EventLog { path: path.to_path_buf(), file, seq })
     }
 
-    /// Appends `{"seq": n, "kind": kind, ...fields, "time": now}` and flushes it.
-    pub fn emit(&mut self, kind: &str, fields: Value) -> Result<u64> {
+    /// Appends one event (`{"seq": n, "kind": ..., fields, "time": now, "format": 2}`) and
+    /// flushes it; returns its sequence number.
+    pub fn emit(&mut self, event: Event) -> Result<u64> {
         self.seq += 1;
-        let mut obj = Map::new();
-        obj.insert("seq".into(), self.seq.into());
-        obj.insert("kind".into(), kind.into());
-        if let Value::Object(m) = fields {
-            obj.extend(m);
-        }
-        obj.insert("time".into(), now_rfc3339().into());
-        let mut line = serde_json::to_string(&Value::Object(obj))?;
-        line.push('\n');
+        let line = Envelope::new(self.seq, event, now_rfc3339()).to_line();
         self.file.write_all(line.as_bytes()).map_err(|e| Error::io(&self.path, e))?;
         self.file.flush().map_err(|e| Error::io(&self.path, e))?;
         Ok(self.seq)
@@ -94,20 +100,29 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("events.jsonl");
         let mut log = EventLog::open(&p).unwrap();
-        log.emit("train", serde_json::json!({"step": 1})).unwrap();
-        log.emit("train", serde_json::json!({"step": 2})).unwrap();
+        let val = |step| Event::Val { step, loss: 1.0, tokens: 8 };
+        log.emit(val(1)).unwrap();
+        log.emit(val(2)).unwrap();
         drop(log);
         // A crash mid-write leaves half a line.
         let mut f = OpenOptions::new().append(true).open(&p).unwrap();
         f.write_all(b"{\"seq\": 3, \"ki").unwrap();
         drop(f);
         let mut log = EventLog::open(&p).unwrap();
-        assert_eq!(log.emit("val", serde_json::json!({})).unwrap(), 3);
+        assert_eq!(log.emit(val(3)).unwrap(), 3);
         let text = std::fs::read_to_string(&p).unwrap();
         assert_eq!(text.lines().count(), 3);
         for l in text.lines() {
-            serde_json::from_str::<Value>(l).unwrap();
+            Envelope::parse(l.as_bytes()).unwrap();
         }
+    }
+
+    #[test]
+    fn a_lost_event_file_continues_above_the_ingested_sequence() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("events.jsonl");
+        let mut log = EventLog::open_after(&p, 41).unwrap();
+        assert_eq!(log.emit(Event::Val { step: 1, loss: 1.0, tokens: 8 }).unwrap(), 42);
     }
 
     #[test]

@@ -8,7 +8,7 @@ pub mod step;
 pub mod trainer;
 
 pub use adamw::{AdamW, AdamWConfig};
-pub use config::{EvalSpec, JobConfig};
+pub use config::{EvalSpec, JobConfig, Precision, PrecisionExt};
 pub use schedule::Schedule;
 pub use events::EventLog;
 pub use step::{train_step, Batch, StepResult, IGNORE};

@@ -21,12 +21,12 @@ use crate::state::State;
 use crate::tokenizer::Tokenizer;
 use crate::train::events::EventLog;
 use crate::train::step::{batch_loss, Batch};
-use crate::train::{train_step, AdamW, JobConfig};
+use crate::train::{train_step, AdamW, JobConfig, PrecisionExt};
+use stuffed_protocol::rundir;
+use stuffed_protocol::Event;
 use crate::{Error, Result};
 
-pub const CKPT_DIR: &str = "ckpt";
-pub const LATEST: &str = "latest";
-pub const TRAINER_FILE: &str = "trainer.json";
+pub use rundir::{CKPT_DIR, LATEST, TRAINER_FILE};
 
 /// What a checkpoint needs besides weights and optimizer to continue exactly.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -90,7 +90,7 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     fn save(&self, step: i64, tokens: i64, sampler: &SamplerState, log: &mut EventLog) -> Result<PathBuf> {
         let ckpt = self.run_dir.join(CKPT_DIR);
-        let name = format!("step-{step:08}");
+        let name = rundir::checkpoint_name(step);
         let tmp = ckpt.join(format!(".tmp-{name}"));
         let dst = ckpt.join(&name);
         if tmp.exists() {
@@ -108,7 +108,7 @@ impl Ctx<'_> {
         std::fs::rename(&tmp, &dst).map_err(|e| Error::io(&dst, e))?;
         checkpoint::write_atomic(&ckpt.join(LATEST), |p| std::fs::write(p, &name).map_err(|e| Error::io(p, e)))?;
         self.prune(&ckpt)?;
-        log.emit("checkpoint", json!({"step": step, "tokens": tokens, "path": format!("{CKPT_DIR}/{name}")}))?;
+        log.emit(Event::Checkpoint { step, tokens, path: format!("{CKPT_DIR}/{name}") })?;
         Ok(dst)
     }
 
@@ -154,7 +154,6 @@ pub fn train(
     let device = cuda::parse_device(&t.device)?;
     let kind = t.precision.kind(device);
     let ssd = t.ssd.resolve(device).map_err(Error::Config)?;
-    crate::ssd::set_default_backend(ssd);
     let tok = Tokenizer::from_spec(&job.tokenizer)?;
     let cfg = job.model_config()?;
     let corpus = Corpus::open(&job.data.corpus)?;
@@ -164,7 +163,7 @@ pub fn train(
 
     // Model, optimizer and data position: from the latest checkpoint, or fresh.
     let resume = latest_checkpoint(run_dir);
-    let (lm, trainer_state) = match &resume {
+    let (mut lm, trainer_state) = match &resume {
         Some(dir) => {
             let text = std::fs::read_to_string(dir.join(TRAINER_FILE)).map_err(|e| Error::io(dir, e))?;
             let st: TrainerState = serde_json::from_str(&text).map_err(|e| Error::at(dir.join(TRAINER_FILE), e.to_string()))?;
@@ -193,6 +192,7 @@ pub fn train(
             (lm, None)
         }
     };
+    lm.set_ssd(ssd)?;
     let mut opt = AdamW::new(lm.params(), t.adamw());
     if let Some(dir) = &resume {
         opt.load(dir)?;
@@ -211,10 +211,18 @@ pub fn train(
     let resumed_from = trainer_state.as_ref().map(|s| s.step);
     let mut ctx = Ctx { job, run_dir, lm, opt, tok: &tok };
     if resumed_from.is_none() {
-        log.emit("start", json!({"total_steps": total, "batch": batch, "seq_len": seq_len, "params": ctx.lm.params().numel(),
-            "state_size": cfg.state_size(), "device": cuda::device_name(device), "precision": format!("{kind:?}"), "ssd": ssd.name()}))?;
+        log.emit(Event::Start {
+            total_steps: total,
+            batch,
+            seq_len,
+            params: ctx.lm.params().numel(),
+            state_size: cfg.state_size(),
+            device: cuda::device_name(device),
+            precision: format!("{kind:?}"),
+            ssd: Some(ssd.name().into()),
+        })?;
     } else {
-        log.emit("resume", json!({"step": step, "tokens": tokens, "total_steps": total, "ssd": ssd.name()}))?;
+        log.emit(Event::Resume { step, tokens, total_steps: total, ssd: Some(ssd.name().into()) })?;
     }
 
     let schedule = t.schedule();
@@ -224,7 +232,7 @@ pub fn train(
     while step < total {
         if stop.load(Ordering::SeqCst) {
             let path = ctx.save(step, tokens, &sampler.state, log)?;
-            log.emit("interrupted", json!({"step": step, "checkpoint": path.display().to_string()}))?;
+            log.emit(Event::Interrupted { step, checkpoint: path.display().to_string() })?;
             return Err(Error::Interrupted);
         }
         let lr = schedule.lr_at(step, total);
@@ -242,21 +250,21 @@ pub fn train(
         interval_tokens += b.tokens();
         if !loss.is_finite() || !grad_norm.is_finite() {
             let msg = format!("loss {loss}, gradient norm {grad_norm} at step {step}");
-            log.emit("diverged", json!({"step": step, "loss": loss, "grad_norm": grad_norm}))?;
+            log.emit(Event::Diverged { step, loss, grad_norm })?;
             return Err(Error::Diverged(msg));
         }
         last_loss = loss;
         let tps = interval_tokens as f64 / interval_start.elapsed().as_secs_f64().max(1e-9);
         on_step(&StepInfo { step, total, tokens, loss, lr, tokens_per_s: tps });
         if step % t.log_every == 0 || step == total {
-            log.emit("train", json!({"step": step, "tokens": tokens, "loss": loss, "lr": lr, "grad_norm": grad_norm,
-                "tokens_per_s": tps, "mem_gb": cuda::peak_memory_bytes(device) as f64 / 1e9}))?;
+            let mem_gb = cuda::peak_memory_bytes(device) as f64 / 1e9;
+            log.emit(Event::Train { step, tokens, loss, lr, grad_norm, tokens_per_s: tps, mem_gb })?;
             interval_tokens = 0;
             interval_start = Instant::now();
         }
         if t.val_every > 0 && step % t.val_every == 0 && step < total {
             if let Some(v) = validation(&ctx.lm, &val_batches, kind) {
-                log.emit("val", json!({"step": step, "loss": v, "tokens": tokens}))?;
+                log.emit(Event::Val { step, loss: v, tokens })?;
             }
         }
         if t.checkpoint_every > 0 && step % t.checkpoint_every == 0 && step % k == 0 && step < total {
@@ -265,7 +273,7 @@ pub fn train(
     }
     let val_loss = validation(&ctx.lm, &val_batches, kind);
     if let Some(v) = val_loss {
-        log.emit("val", json!({"step": step, "loss": v, "tokens": tokens}))?;
+        log.emit(Event::Val { step, loss: v, tokens })?;
     }
     let checkpoint = match latest_checkpoint(run_dir) {
         Some(dir) if dir.ends_with(format!("step-{step:08}")) => dir,

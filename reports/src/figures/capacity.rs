@@ -49,6 +49,8 @@ pub struct CapacityPlot<'a> {
     /// (S in millions, the shortest length tried in K tokens) where it was reached at once: the
     /// threshold is at or below that length
     pub upper_bounds: Vec<(f64, f64)>,
+    /// (S in millions, lo, hi in K tokens): the threshold lies in (lo, hi], drawn as a bar
+    pub intervals: Vec<(f64, f64, f64)>,
     pub fit: Option<&'a Fit>,
     /// the paper's law, shown as text in the legend
     pub paper_law: Option<&'a str>,
@@ -99,6 +101,19 @@ impl Figure for CapacityFigure<'_> {
                 colour(1),
             )?;
             entries.push((format!("fit: {}", fit.equation()), Sample::Line(colour(1))));
+        }
+        for &(x, lo, hi) in &p.intervals {
+            if let (Some(a), Some(b)) = (tf(&(x, lo)), tf(&(x, hi))) {
+                // width 3: an error bar, not a series (SERIES_WIDTH)
+                chart.draw_series(std::iter::once(PathElement::new(vec![a, b], colour(0).stroke_width(3))))?;
+                for end in [a, b] {
+                    let (px, py) = chart.backend_coord(&end);
+                    root.draw(&PathElement::new(vec![(px - 5, py), (px + 5, py)], colour(0).stroke_width(3)))?;
+                }
+            }
+        }
+        if !p.intervals.is_empty() {
+            entries.push(("interval between grid lengths".into(), Sample::Line(colour(0))));
         }
         let pts: Vec<(f64, f64)> = p.points.iter().filter_map(tf).collect();
         chart.draw_series(
@@ -182,6 +197,7 @@ pub fn capacity_plot(plot: &CapacityPlot<'_>, stem: &Path) -> Result<Vec<PathBuf
         .chain(&plot.upper_bounds)
         .chain(&extra)
         .map(|p| p.1)
+        .chain(plot.intervals.iter().flat_map(|i| [i.1, i.2]))
         .collect();
     ys.extend(curve.iter().map(|p| p.1));
     if !plot.log_y {
@@ -219,13 +235,21 @@ pub fn forget_law(
         .filter(|r| r.t_forget.is_none())
         .filter_map(|r| Some((s_millions(r.state_size), t_kilo(r.largest_tried()?))))
         .collect();
+    let intervals = rows
+        .iter()
+        .filter_map(|r| {
+            let c = r.censored()?;
+            Some((c.x, c.lo?, c.hi?))
+        })
+        .collect();
     let plot = CapacityPlot {
         title,
         y_desc: "T_forget (K tokens)",
-        point_label: "measured T_forget",
+        point_label: "T_forget (smallest length without collapse)",
         points,
         lower_bounds,
         upper_bounds,
+        intervals,
         fit,
         paper_law: Some(crate::report::PAPER_FORGET_LAW),
         log_y,
@@ -303,13 +327,15 @@ pub fn recall_law_by_length(
         (false, true) => "T_recall: best job per state size (fitted)",
         (false, false) => "T_recall: best job per state size",
     };
+    let censored: Vec<_> = rows.iter().filter_map(|r| r.censored()).collect();
     let plot = CapacityPlot {
         title,
         y_desc: "T_recall (K tokens)",
         point_label,
         points,
-        lower_bounds: Vec::new(),
-        upper_bounds: Vec::new(),
+        lower_bounds: censored.iter().filter(|c| c.hi.is_none()).filter_map(|c| Some((c.x, c.lo?))).collect(),
+        upper_bounds: censored.iter().filter(|c| c.lo.is_none()).filter_map(|c| Some((c.x, c.hi?))).collect(),
+        intervals: censored.iter().filter_map(|c| Some((c.x, c.lo?, c.hi?))).collect(),
         fit,
         paper_law: Some(crate::report::PAPER_RECALL_LAW),
         log_y,

@@ -106,7 +106,7 @@ fn heads_figure<'a>(
                 .positions
                 .iter()
                 .zip(pick(h))
-                .map(|(p, v)| (*p, value(*v)));
+                .map(|(p, v)| (*p as f64, value(*v)));
             (h.head, pts.filter(|(_, v)| v.is_finite()).collect())
         })
         .collect();
@@ -116,7 +116,7 @@ fn heads_figure<'a>(
             "{title}: layer {layer} has no per-head series"
         )));
     }
-    let mut xs: Vec<f64> = states.positions.clone();
+    let mut xs: Vec<f64> = states.positions.iter().map(|&p| p as f64).collect();
     xs.extend(train_len);
     let ys: Vec<f64> = series
         .iter()
@@ -259,7 +259,7 @@ pub fn state_histogram(
         .counts
         .iter()
         .flatten()
-        .copied()
+        .map(|&c| c as f64)
         .filter(|c| *c > 0.0)
         .collect();
     let log_y = wide(&positive, 1000.0);
@@ -276,7 +276,7 @@ pub fn state_histogram(
         };
         let mut pts = vec![(e[0], floor)];
         for (i, c) in counts.iter().enumerate() {
-            let c = if c.is_finite() { c.max(floor) } else { floor };
+            let c = (*c as f64).max(floor);
             pts.push((e[i], c));
             pts.push((e[i + 1], c));
         }

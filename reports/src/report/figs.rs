@@ -13,7 +13,6 @@ use super::{
 };
 use crate::data::{EvalRecord, JobRecord};
 use crate::figures::{self, binary_tokens, AccuracyCurve, Curve, Marker, PasskeyGrid};
-use crate::results::{LossResult, PasskeyResult, StatesResult};
 use crate::Error;
 
 /// Collects written files, figure entries and skips while figures are drawn.
@@ -155,7 +154,7 @@ type Members<'a> = Vec<(&'a JobRecord, Curve)>;
 
 /// A loss eval's curve (bucket midpoints, weighted by bucket width; no label), or a skip entry when the result is malformed.
 fn loss_points(e: &EvalRecord, sink: &mut Sink) -> Option<Curve> {
-    match LossResult::from_value(&e.result) {
+    match e.loss() {
         Ok(r) => {
             let (points, weights) = r.midpoints_and_widths();
             Some(Curve {
@@ -311,7 +310,7 @@ fn passkey_accuracy(a: &Analysis, sink: &mut Sink) -> Result<(), Error> {
     for job in &a.data.jobs {
         for e in job_passkeys(a, &job.id) {
             // malformed results are reported by the heat maps
-            if let Ok(r) = PasskeyResult::from_value(&e.result) {
+            if let Ok(r) = e.passkey() {
                 let grid = PasskeyGrid::from_result(&r);
                 if !grid.is_empty() {
                     by_sweep.entry(job.sweep.as_str()).or_default().push((
@@ -391,7 +390,7 @@ fn passkey(a: &Analysis, sink: &mut Sink) -> Result<(), Error> {
         .data
         .evals
         .iter()
-        .filter(|e| e.kind == "passkey")
+        .filter(|e| e.kind() == "passkey")
         .collect();
     if evals.is_empty() {
         sink.skip("passkey heat map", "no passkey results");
@@ -411,7 +410,7 @@ fn passkey(a: &Analysis, sink: &mut Sink) -> Result<(), Error> {
     }
     let mut used = Vec::new();
     for (job, e) in ordered {
-        let r = match PasskeyResult::from_value(&e.result) {
+        let r = match e.passkey() {
             Ok(r) => r,
             Err(err) => {
                 sink.skip(
@@ -467,7 +466,7 @@ fn states(a: &Analysis, sink: &mut Sink) -> Result<(), Error> {
         };
         any = true;
         let label = job_title(a, job);
-        let s = match StatesResult::from_value(&e.result) {
+        let s = match e.states() {
             Ok(s) => s,
             Err(err) => {
                 sink.skip(&format!("state figures of {label}"), &err.to_string());

@@ -260,7 +260,7 @@ pub(super) fn page(a: &Analysis) -> String {
                 j.id.clone(),
                 j.label.clone(),
                 j.sweep.clone(),
-                j.status.clone(),
+                j.status.to_string(),
                 j.state_size.to_string(),
                 cells::opt_int(j.train_len()),
                 j.n_params.to_string(),

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use crate::data::{JobRecord, ReportData};
 use crate::derive::{self, ForgetRow, JobRecall, StateRecall};
-use crate::fit::{self, Fit, FitModel, DEFAULT_BOOTSTRAP, DEFAULT_SEED};
+use crate::fit::{Fit, FitModel, DEFAULT_BOOTSTRAP, DEFAULT_SEED};
 use crate::Error;
 
 /// The paper's forget-threshold law (K tokens, millions of state parameters).
@@ -98,55 +98,28 @@ pub fn write_report(
         figures: Vec::new(),
         skipped: Vec::new(),
     };
-    let (fx, fy) = derive::forget_points(&a.forget);
-    let bounded = a.forget.iter().filter(|r| r.is_upper_bound()).count();
-    let forget_what = if bounded > 0 {
-        format!("state sizes with a measured T_forget ({bounded} never collapsed at any length tried, so their T_forget is only bounded by the shortest one)")
-    } else {
-        "state sizes with a measured T_forget".to_string()
-    };
+    // Both laws are fitted to censored thresholds (intervals and one-sided bounds) by maximum
+    // likelihood (`censored`), not to points alone.
+    let fpts = derive::forget_censored(&a.forget);
     a.forget_fit = fit_or_skip(
         &mut a.skipped,
         "T_forget fit",
-        &forget_what,
+        "state sizes with a T_forget interval or bound",
         FitModel::Linear,
-        &fx,
-        &fy,
+        &fpts,
     );
-    let (rx, ry) = derive::recall_points(&a.recalls);
+    let rpts = derive::recall_censored(&a.recalls);
     a.recall_fit = fit_or_skip(
         &mut a.skipped,
         "T_recall fit",
-        "state sizes with a measured T_recall",
+        "state sizes with a T_recall interval or bound",
         FitModel::Exp,
-        &rx,
-        &ry,
+        &rpts,
     );
 
     let mut files = figs::draw_all(&mut a, out_dir, opts)?;
-    files.push(write(
-        out_dir,
-        "t_forget_points.csv",
-        &points_csv(
-            "t_forget",
-            &a.forget
-                .iter()
-                .filter(|r| !r.is_upper_bound())
-                .filter_map(|r| Some((r.state_size, r.t_forget?)))
-                .collect::<Vec<_>>(),
-        ),
-    )?);
-    files.push(write(
-        out_dir,
-        "t_recall_points.csv",
-        &points_csv(
-            "t_recall",
-            &a.recalls
-                .iter()
-                .filter_map(|r| Some((r.state_size, r.t_recall?)))
-                .collect::<Vec<_>>(),
-        ),
-    )?);
+    files.push(write(out_dir, "t_forget_points.csv", &censored_csv("t_forget", &a.forget.iter().filter_map(|r| Some((r.state_size, r.censored()?))).collect::<Vec<_>>()))?);
+    files.push(write(out_dir, "t_recall_points.csv", &censored_csv("t_recall", &a.recalls.iter().filter_map(|r| Some((r.state_size, r.censored()?))).collect::<Vec<_>>()))?);
     files.push(write(out_dir, "fits.json", &fits_json(&a))?);
     files.push(write(out_dir, "index.html", &html::page(&a))?);
     files.push(write(out_dir, "README.md", &markdown::page(&a))?);
@@ -165,10 +138,9 @@ fn fit_or_skip(
     name: &str,
     what: &str,
     model: FitModel,
-    xs: &[f64],
-    ys: &[f64],
+    pts: &[crate::censored::Censored],
 ) -> Option<Fit> {
-    match fit::fit(model, xs, ys, DEFAULT_BOOTSTRAP, DEFAULT_SEED) {
+    match crate::censored::fit_censored(model, pts, DEFAULT_BOOTSTRAP, DEFAULT_SEED) {
         Ok(f) => Some(f),
         Err(Error::TooFewPoints { needed, got }) => {
             skipped.push((
@@ -200,16 +172,18 @@ fn write(out_dir: &Path, name: &str, text: &str) -> Result<PathBuf, Error> {
     Ok(path)
 }
 
-/// The fitted points, in the units of the laws (S_M, T_K) and raw.
-fn points_csv(name: &str, rows: &[(i64, i64)]) -> String {
-    let mut s = format!("state_size,S_M,{name},T_K\n");
-    for (state, t) in rows {
-        let _ = writeln!(
-            s,
-            "{state},{},{t},{}",
-            derive::s_millions(*state),
-            derive::t_kilo(*t)
-        );
+/// The censored points the laws are fitted to, in the units of the laws: the threshold lies in
+/// (T_lo_K, T_hi_K]; an empty end is unbounded (`stuffed fit --lo T_lo_K --hi T_hi_K` reads it).
+fn censored_csv(name: &str, rows: &[(i64, crate::censored::Censored)]) -> String {
+    let mut s = format!("state_size,S_M,{name}_lo_K,{name}_hi_K,kind\n");
+    let opt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
+    for (state, c) in rows {
+        let kind = match (c.lo, c.hi) {
+            (Some(_), Some(_)) => "interval",
+            (Some(_), None) => "lower_bound",
+            _ => "upper_bound",
+        };
+        let _ = writeln!(s, "{state},{},{},{},{kind}", c.x, opt(c.lo), opt(c.hi));
     }
     s
 }
@@ -377,18 +351,14 @@ mod tests {
 /// Shared cell text of the report tables.
 pub(crate) mod cells {
     use super::Analysis;
-    use crate::derive::job_collapse;
+    use crate::derive::job_verdict;
     use crate::fit::{fmt_coef, Fit};
 
     pub const NONE: &str = "—";
 
     /// Collapse verdict of a job, in words.
     pub fn verdict(a: &Analysis, job_id: &str) -> &'static str {
-        match job_collapse(&a.data, job_id) {
-            Some(true) => "collapsed",
-            Some(false) => "no collapse",
-            None => NONE,
-        }
+        job_verdict(&a.data, job_id).map_or(NONE, |v| v.words())
     }
 
     pub fn opt_int(v: Option<i64>) -> String {
@@ -468,15 +438,25 @@ verdicts, T_forget and the tables use the raw buckets.";
 
 /// How to read the passkey figures, for the pages.
 pub(crate) const PASSKEY_NOTE: &str = "Accuracy vs length shows, per job, the passkey accuracy \
-averaged over needle depths at each prompt length; T_recall needs more than 95% accuracy at every \
-depth, which the heat maps show depth by depth.";
+averaged over needle depths at each prompt length; T_recall needs more than 95% of it (the \
+authors' definition), the strict reading more than 95% at every depth, which the heat maps show \
+depth by depth.";
 
-/// How T_forget is derived, for the pages.
-pub(crate) const FORGET_RULE: &str = "A job collapses when any of its loss evaluations without \
-mitigation collapsed (some bucket past the training length has loss > 2x the largest bucket loss \
-within it). A training length of a state size collapses when every job at that length collapsed. \
-T_forget(S) is the smallest training length without collapse such that every longer length tried \
-also shows no collapse; when the longest length tried still collapses, T_forget is not reached. \
-T_recall of a job is the largest passkey length with > 95% accuracy at every depth; T_recall(S) \
-is the maximum over the jobs of that state size. Fits use S in millions of state parameters and \
-T in thousands of tokens (K), with 95% intervals from 1000 bootstrap resamples (seed 0).";
+/// How T_forget is derived, for the pages (docs/methodology.md has the full rule).
+pub(crate) const FORGET_RULE: &str = "A loss evaluation's verdict drops the first and the last \
+bucket (as the authors do) and compares the largest loss past the training length with 2x the \
+largest within it: collapsed when the 95% bootstrap interval of that ratio over prompts lies above \
+2, no collapse when it lies at or below 2, inconclusive otherwise, with fewer than 8 prompts, or \
+when 2x the in-training loss is above the uniform loss ln V (degenerate; the rise after the \
+training length is reported). Results stored without per-prompt losses are judged from their \
+mean curve: the newline probe by its ratio, held-out text as inconclusive. A job collapses when \
+any of its loss evaluations without mitigation collapsed and shows no collapse when one does and \
+none collapsed. Several jobs at one (state size, length): the one with the best passkey \
+validation decides, else no collapse wins. T_forget(S) is the smallest decisive length without \
+collapse such that every longer decisive length also shows no collapse: an interval from the \
+largest collapsed length, an upper bound when nothing collapsed, a lower bound (not reached) when \
+the longest length still collapses. T_recall of a job is the largest passkey length with > 95% \
+accuracy averaged over depths, up to the next length of its grid; T_recall(S) is the best job's. \
+Both laws are fitted to these intervals and bounds by maximum likelihood (S in millions of state \
+parameters, T in thousands of tokens), with 95% intervals from 1000 bootstrap resamples (seed \
+0).";

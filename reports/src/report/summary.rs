@@ -5,7 +5,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::{Analysis, PAPER_FORGET_LAW, PAPER_RECALL_LAW};
 use crate::derive::ForgetRow;
 use crate::fit::Fit;
-use crate::results::LossResult;
 
 /// "a", "a and b", "a, b and c".
 pub(crate) fn join_and(items: &[String]) -> String {
@@ -42,20 +41,70 @@ fn loss_reach(a: &Analysis) -> Option<i64> {
     a.data
         .evals
         .iter()
-        .filter(|e| e.kind == "loss" && e.mitigation() == "none")
-        .filter_map(|e| LossResult::from_value(&e.result).ok()?.max_position())
+        .filter(|e| e.kind() == "loss" && e.mitigation() == "none")
+        .filter_map(|e| e.loss().ok()?.max_position())
         .reduce(f64::max)
         .map(|p| p.round() as i64)
 }
 
+/// How the loss verdicts came out: counts by verdict and reason, and the largest rises of the
+/// degenerate curves (whose threshold the loss could not pass).
+fn verdict_counts(a: &Analysis, out: &mut Vec<String>) {
+    use crate::verdict::{eval_verdict, Verdict};
+    let jobs: BTreeSet<&str> = a.data.jobs.iter().map(|j| j.id.as_str()).collect();
+    let vs: Vec<_> = a
+        .data
+        .evals
+        .iter()
+        .filter(|e| e.kind() == "loss" && e.mitigation() == "none" && jobs.contains(e.job_id.as_str()))
+        .filter_map(|e| Some((e, eval_verdict(e, a.data.job(&e.job_id))?)))
+        .collect();
+    if vs.is_empty() {
+        return;
+    }
+    let count = |v: Verdict| vs.iter().filter(|(_, x)| x.verdict == v).count();
+    let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+    for (_, v) in &vs {
+        if let Some(r) = &v.reason {
+            *reasons.entry(r.replace('_', " ")).or_default() += 1;
+        }
+    }
+    let reasons: Vec<String> = reasons.iter().map(|(r, n)| format!("{n} {r}")).collect();
+    let from_mean = vs.iter().filter(|(_, v)| v.basis == crate::verdict::Basis::MeanCurve).count();
+    let basis = if from_mean > 0 { format!("; {from_mean} judged from the stored mean curve (no per-prompt losses)") } else { String::new() };
+    out.push(format!(
+        "Of {} loss verdicts, {} collapsed, {} showed no collapse and {} were inconclusive{}{basis}.",
+        vs.len(),
+        count(Verdict::Collapsed),
+        count(Verdict::NotCollapsed),
+        count(Verdict::Inconclusive),
+        if reasons.is_empty() { String::new() } else { format!(" ({})", join_and(&reasons)) }
+    ));
+    let mut rises: Vec<(f64, String)> = vs
+        .iter()
+        .filter(|(_, v)| v.reason.as_deref() == Some("degenerate"))
+        .filter_map(|(e, v)| {
+            let j = a.data.job(&e.job_id)?;
+            Some((v.rise?, format!("{:.1} nats (S = {}, T = {}, {})", v.rise?, j.state_size, j.train_len()?, e.source())))
+        })
+        .filter(|(r, _)| *r > 0.5)
+        .collect();
+    rises.sort_by(|x, y| y.0.total_cmp(&x.0));
+    if !rises.is_empty() {
+        let top: Vec<String> = rises.iter().take(3).map(|r| r.1.clone()).collect();
+        out.push(format!("Degenerate curves whose loss still rose after the training length: {}.", join_and(&top)));
+    }
+}
+
 fn forget(a: &Analysis, out: &mut Vec<String>) {
+    verdict_counts(a, out);
     let rows: Vec<&ForgetRow> = a
         .forget
         .iter()
         .filter(|r| !r.lengths_tried.is_empty())
         .collect();
     if rows.is_empty() {
-        if a.data.evals.iter().any(|e| e.kind == "loss") {
+        if a.data.evals.iter().any(|e| e.kind() == "loss") {
             out.push(
                 "No loss evaluation gave a collapse verdict (no bucket ends within the training \
                  length), so state collapse and T_forget could not be assessed."
@@ -63,6 +112,18 @@ fn forget(a: &Analysis, out: &mut Vec<String>) {
             );
         }
         return;
+    }
+    let unclear: Vec<String> = a
+        .forget
+        .iter()
+        .filter(|r| !r.inconclusive_lengths.is_empty())
+        .map(|r| format!("S = {} at {}", r.state_size, join_and(&ints(r.inconclusive_lengths.iter().copied()))))
+        .collect();
+    if !unclear.is_empty() {
+        out.push(format!(
+            "Inconclusive verdicts (too few prompts for a decisive bootstrap interval, an interval containing 2, or a degenerate curve), left out of T_forget: {}.",
+            join_and(&unclear)
+        ));
     }
     let sizes = join_and(&ints(rows.iter().map(|r| r.state_size)));
     let lengths: BTreeSet<i64> = rows
@@ -83,8 +144,8 @@ fn forget(a: &Analysis, out: &mut Vec<String>) {
             _ => "at or below the shortest training length tried".to_string(),
         };
         out.push(format!(
-            "No state collapse was observed at any state size and training length: none of the \
-             {} (S = {sizes}) collapsed at any of the training lengths tried ({}){reach}. \
+            "No decisive state collapse at any state size and training length: none of the \
+             {} (S = {sizes}) collapsed at any of the training lengths with a decisive verdict ({}){reach}. \
              T_forget is therefore {bound} for every state size; it is an upper bound, not a \
              measurement, so the linear T_forget law cannot be fitted.",
             plural(rows.len(), "state size", "state sizes"),
@@ -111,10 +172,16 @@ fn forget(a: &Analysis, out: &mut Vec<String>) {
     let measured: Vec<String> = rows
         .iter()
         .filter(|r| !r.is_upper_bound())
-        .filter_map(|r| Some(format!("{} at S = {}", r.t_forget?, r.state_size)))
+        .filter_map(|r| {
+            let t = r.t_forget?;
+            Some(match r.lower() {
+                Some(l) => format!("({l}, {t}] at S = {}", r.state_size),
+                None => format!("{t} at S = {}", r.state_size),
+            })
+        })
         .collect();
     if !measured.is_empty() {
-        out.push(format!("T_forget was measured as {}.", join_and(&measured)));
+        out.push(format!("T_forget lies in {} (between the largest collapsed and the smallest non-collapsed training length).", join_and(&measured)));
     }
     let never: Vec<i64> = rows
         .iter()
@@ -151,8 +218,8 @@ fn recall(a: &Analysis, out: &mut Vec<String>) {
     }
     if a.recalls.iter().all(|r| r.t_recall.is_none()) {
         out.push(
-            "No model retrieved the passkey with > 95% accuracy at every depth at any prompt \
-             length tried, so T_recall could not be measured."
+            "No model retrieved the passkey with > 95% accuracy averaged over depths at any \
+             prompt length tried, so T_recall could not be measured."
                 .into(),
         );
         return;
@@ -163,8 +230,8 @@ fn recall(a: &Analysis, out: &mut Vec<String>) {
         .map(|r| format!("{} at S = {}", recall_text(r.t_recall), r.state_size))
         .collect();
     out.push(format!(
-        "T_recall (the longest prompt with > 95% passkey accuracy at every depth), best job per \
-         state size: {}.",
+        "T_recall (the authors' definition: the longest prompt length tried with > 95% passkey \
+         accuracy averaged over depths), best job per state size: {}.",
         join_and(&per_size)
     ));
     let none: Vec<i64> = a
@@ -232,11 +299,22 @@ fn recall(a: &Analysis, out: &mut Vec<String>) {
 
 fn law_sentence(a: &Analysis, name: &str, fit: Option<&Fit>, paper: &str, out: &mut Vec<String>) {
     match fit {
-        Some(f) => out.push(format!(
-            "The {name} law fitted over {} state sizes is {} (paper: {paper}).",
-            f.n,
-            f.equation()
-        )),
+        Some(f) => {
+            let how = f.censoring.map_or(String::new(), |c| {
+                format!(
+                    " ({} with a two-sided interval or value, {} with a one-sided bound; interval-censored maximum likelihood)",
+                    c.measured(),
+                    c.bounded()
+                )
+            });
+            let ci = f
+                .ci
+                .iter()
+                .map(|(k, (lo, hi))| format!("{k} in [{}, {}]", crate::fit::fmt_coef(*lo), crate::fit::fmt_coef(*hi)))
+                .collect::<Vec<_>>();
+            let ci = if ci.is_empty() { String::new() } else { format!("; bootstrap 95% intervals: {}", ci.join(", ")) };
+            out.push(format!("The {name} law fitted over {} state sizes{how} is {}{ci} (paper: {paper}).", f.n, f.equation()))
+        }
         None => {
             let key = format!("{name} fit");
             if let Some((_, why)) = a.skipped.iter().find(|(w, _)| *w == key) {

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde_json::{json, Value};
+use stuffed_protocol::{JobStatus, ModelDims};
 use stuffed_reports::{EvalRecord, JobRecord, MetricRecord, ReportData, SweepRecord};
 
 pub const D_STATES: [i64; 3] = [8, 16, 32];
@@ -59,6 +60,7 @@ pub fn loss_result(
         "buckets": buckets,
         "collapse": {"train_len": train_len, "max_within_train": max_within,
                      "threshold": 2.0 * max_within, "collapsed": collapsed,
+                     "verdict": if collapsed { "collapsed" } else { "not_collapsed" },
                      "first_position": if collapsed { json!(4096) } else { Value::Null },
                      "worst_ratio": 1.5},
         "mean_loss": 2.5, "tokens": 65536, "wall_s": 1.0, "tokens_per_s": 1000.0
@@ -130,25 +132,30 @@ pub fn states_result() -> Value {
     })
 }
 
-fn eval(job: &str, result: Value) -> EvalRecord {
-    EvalRecord {
-        job_id: job.into(),
-        kind: result["kind"].as_str().unwrap_or("").into(),
-        params: result["params"].clone(),
-        result,
-    }
+pub fn eval(job: &str, result: Value) -> EvalRecord {
+    EvalRecord { job_id: job.into(), step: 0, result: serde_json::from_value(result).expect("a valid result") }
+}
+
+/// An evaluation of `kind` with the given params and result fields.
+pub fn record(job: &str, kind: &str, params: Value, mut result: Value) -> EvalRecord {
+    result["kind"] = json!(kind);
+    result["params"] = params;
+    eval(job, result)
 }
 
 pub fn job(d_state: i64, len: i64) -> JobRecord {
     JobRecord {
         id: job_id(d_state, len),
         sweep: "grid".into(),
-        status: "completed".into(),
+        status: JobStatus::Completed,
         label: format!("d_state={d_state} seq_len={len}"),
         config: json!({"model": {"d_model": 64, "n_layer": 2, "d_state": d_state, "headdim": 64},
                        "train": {"seq_len": len}}),
         state_size: state_size(d_state),
         n_params: 100_000 + d_state * 1000,
+        train_len: len,
+        model: ModelDims { d_model: 64, n_layer: 2, d_state, headdim: 64, ..Default::default() },
+        ..Default::default()
     }
 }
 
@@ -212,7 +219,7 @@ pub fn fixture() -> ReportData {
 /// The fixture without passkey evals.
 pub fn fixture_without_passkey() -> ReportData {
     let mut d = fixture();
-    d.evals.retain(|e| e.kind != "passkey");
+    d.evals.retain(|e| e.kind() != "passkey");
     d
 }
 

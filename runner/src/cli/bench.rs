@@ -1,10 +1,12 @@
 //! `stuffed bench ...`: speed and memory benchmarks (targets live here, not in timed tests).
 use anyhow::Context;
-use clap::ValueEnum;
 use stuffed_model::bench;
 use stuffed_model::ssd::SsdBackend;
 
-use super::common::{device, print_json, ModelSource, Precision};
+use stuffed_model::protocol::Precision;
+use stuffed_model::train::PrecisionExt;
+
+use super::common::{device, print_json, ModelSource};
 use super::Format;
 
 #[derive(Debug, clap::Subcommand)]
@@ -36,7 +38,7 @@ pub struct Target {
 impl Target {
     fn resolve(&self) -> anyhow::Result<(tch::Device, Precision)> {
         let dev = device(&self.device)?;
-        Ok((dev, self.precision.unwrap_or(Precision::default_for(dev))))
+        Ok((dev, self.precision.unwrap_or(Precision::Auto).resolve(dev)))
     }
 }
 
@@ -83,7 +85,7 @@ fn eval_runs(
 ) -> anyhow::Result<Vec<bench::EvalBench>> {
     let mut runs = Vec::new();
     for b in backends(compare, dev) {
-        let r = bench::eval(cfg, len, batch, chunk, dev, prec.kind(), b)?;
+        let r = bench::eval(cfg, len, batch, chunk, dev, prec.kind(dev), b)?;
         if print {
             println!(
                 "eval [{:>6}] {} x {} (chunk {}) on {}{} ({}): {:.0} tokens/s, {:.1}s, peak memory {:.2} GB",
@@ -217,7 +219,7 @@ fn train_runs(
             None => None,
         };
         let TrainShape { batch, seq, steps, warmup } = shape;
-        let r = bench::train(cfg, batch, seq, steps, warmup, dev, prec.kind(), b, prof.as_deref())?;
+        let r = bench::train(cfg, batch, seq, steps, warmup, dev, prec.kind(dev), b, prof.as_deref())?;
         if print {
             println!(
                 "train [{:>6}] {} x {} on {}{} ({}): {:.0} tokens/s, {:.1} ms/step, {:.1} model TFLOP/s{}, peak memory {:.2} GB",
@@ -470,7 +472,7 @@ impl SuiteArgs {
             "date": crate::store::now(),
             "device": stuffed_model::cuda::device_name(dev),
             "gpu": gpu,
-            "precision": prec.to_possible_value().map(|v| v.get_name().to_owned()),
+            "precision": prec.as_str(),
             "steps": self.steps,
             "warmup": self.warmup,
             "cases": records,

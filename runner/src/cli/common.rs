@@ -2,49 +2,13 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::ValueEnum;
-use stuffed_model::ssd::{self, SsdBackend};
+use stuffed_model::ssd::SsdBackend;
 use stuffed_model::{checkpoint, cuda, Mamba2LM, MambaConfig};
-use tch::{Device, Kind};
+use tch::Device;
 
-/// Compute precision of matmuls and convolutions (parameters stay fp32).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Precision {
-    Bf16,
-    Fp32,
-}
-
-impl Precision {
-    pub fn kind(self) -> Kind {
-        match self {
-            Precision::Bf16 => Kind::BFloat16,
-            Precision::Fp32 => Kind::Float,
-        }
-    }
-
-    /// bf16 on a GPU, fp32 on the CPU.
-    pub fn default_for(device: Device) -> Precision {
-        if device.is_cuda() {
-            Precision::Bf16
-        } else {
-            Precision::Fp32
-        }
-    }
-}
-
-static REQUESTED_SSD: std::sync::Mutex<SsdBackend> = std::sync::Mutex::new(SsdBackend::Auto);
-
-/// The `--ssd` of the command line, applied by `device`.
-pub fn request_ssd(b: SsdBackend) {
-    *REQUESTED_SSD.lock().unwrap_or_else(|e| e.into_inner()) = b;
-}
-
-/// The device of `spec`; also settles the SSD backend that models on it run.
+/// The device of `spec`.
 pub fn device(spec: &str) -> anyhow::Result<Device> {
-    let dev = cuda::parse_device(spec)?;
-    let requested = *REQUESTED_SSD.lock().unwrap_or_else(|e| e.into_inner());
-    ssd::set_default_backend(requested.resolve(dev).map_err(anyhow::Error::msg)?);
-    Ok(dev)
+    Ok(cuda::parse_device(spec)?)
 }
 
 /// `--preset NAME` or `--checkpoint DIR`: where a model comes from.
@@ -68,14 +32,14 @@ impl ModelSource {
         }
     }
 
-    /// The model with its weights (a preset gets the reference random init, seed 0).
-    pub fn load(&self, device: Device) -> anyhow::Result<(Mamba2LM, checkpoint::CheckpointMeta)> {
-        match &self.checkpoint {
-            Some(dir) => checkpoint::load(dir, device).with_context(|| format!("loading checkpoint {}", dir.display())),
-            None => {
-                Ok((Mamba2LM::seeded(&self.config()?, device, 0)?, Default::default()))
-            }
-        }
+    /// The model with its weights (a preset gets the reference random init, seed 0), running
+    /// its SSD with `ssd` (the command line's `--ssd`, resolved on `device`).
+    pub fn load(&self, device: Device, ssd: SsdBackend) -> anyhow::Result<(Mamba2LM, checkpoint::CheckpointMeta)> {
+        let (lm, meta) = match &self.checkpoint {
+            Some(dir) => checkpoint::load(dir, device).with_context(|| format!("loading checkpoint {}", dir.display()))?,
+            None => (Mamba2LM::seeded(&self.config()?, device, 0)?, Default::default()),
+        };
+        Ok((lm.with_ssd(ssd)?, meta))
     }
 }
 

@@ -4,10 +4,13 @@ use std::path::PathBuf;
 use anyhow::Context;
 use serde_json::json;
 use stuffed_model::data::probes;
-use stuffed_model::eval::{loss, LossEval, Mitigation};
+use stuffed_model::protocol::eval::{EvalResult, LossParams, LossResult, PasskeyParams, StatesParams};
+use stuffed_model::protocol::Precision;
+use stuffed_model::ssd::SsdBackend;
 use stuffed_model::Tokenizer;
 
-use super::common::{device, print_json, ModelSource, Precision};
+use super::common::{device, print_json, ModelSource};
+use crate::evaluate;
 use super::Format;
 
 #[derive(Debug, clap::Subcommand)]
@@ -23,11 +26,12 @@ pub enum Command {
 }
 
 impl Command {
-    pub fn run(self) -> anyhow::Result<i32> {
+    /// Runs the evaluation with models whose SSD is `ssd` (the command line's `--ssd`).
+    pub fn run(self, ssd: SsdBackend) -> anyhow::Result<i32> {
         match self {
-            Command::Loss(a) => a.run(),
-            Command::Passkey(a) => a.run(),
-            Command::States(a) => a.run(),
+            Command::Loss(a) => a.run(ssd),
+            Command::Passkey(a) => a.run(ssd),
+            Command::States(a) => a.run(ssd),
         }
     }
 }
@@ -50,14 +54,18 @@ pub struct Source {
 impl Source {
     /// `prompts` inputs of `len` tokens each (a text file gives one, of its own length when
     /// `len` is None).
-    pub fn prompts(&self, tok: &Tokenizer, len: Option<usize>, prompts: usize) -> anyhow::Result<(Vec<Vec<u32>>, &'static str)> {
+    /// Also returns the source's name and, for a corpus, the shortest document taken and the
+    /// number of distinct documents behind the prompts.
+    pub fn prompts(&self, tok: &Tokenizer, len: Option<usize>, prompts: usize) -> anyhow::Result<(Vec<Vec<u32>>, &'static str, Option<(i64, usize)>)> {
         Ok(match (&self.text, self.newlines, &self.corpus) {
-            (Some(path), _, _) => (vec![probes::text_file(tok, path, len)?], "text"),
-            (None, true, _) => (vec![probes::newlines(tok, len.context("--newlines needs --len")?); prompts], "newlines"),
+            (Some(path), _, _) => (vec![probes::text_file(tok, path, len)?], "text", None),
+            (None, true, _) => (vec![probes::newlines(tok, len.context("--newlines needs --len")?); prompts], "newlines", None),
             (None, false, Some(dir)) => {
                 let c = stuffed_model::data::Corpus::open(dir)?;
                 tok.check_same(&c.manifest.tokenizer, &format!("corpus {}", dir.display()))?;
-                (c.val_prompts(len.context("--corpus needs --len")?, prompts)?, "corpus")
+                let min_doc = c.manifest.min_doc_tokens;
+                let p = c.val_prompts(len.context("--corpus needs --len")?, prompts, min_doc)?;
+                (p.prompts, "corpus", Some((min_doc as i64, p.documents)))
             }
             _ => anyhow::bail!("give --text FILE, --newlines or --corpus DIR"),
         })
@@ -126,48 +134,43 @@ pub fn resolve_tokenizer(flag: Option<&str>, meta: &stuffed_model::checkpoint::C
 }
 
 impl LossArgs {
-    fn run(self) -> anyhow::Result<i32> {
+    fn run(self, ssd: SsdBackend) -> anyhow::Result<i32> {
         let dev = device(&self.device)?;
-        let mitigation: Mitigation = self.mitigation.parse()?;
-        let (lm, meta) = self.model.load(dev)?;
+        let (lm, meta) = self.model.load(dev, ssd)?;
         let tok = resolve_tokenizer(self.tokenizer.as_deref(), &meta)?;
-        let (prompts, source) = self.source.prompts(&tok, self.len.map(|n| n + 1), self.prompts)?;
-        let cfg = LossEval {
+        let (prompts, source, docs) = self.source.prompts(&tok, self.len.map(|n| n + 1), self.prompts)?;
+        let params = LossParams {
+            source: source.into(),
+            path: self.source.path().map(|p| p.display().to_string()),
+            len: prompts.first().map_or(0, |p| p.len() as i64 - 1),
+            prompts: prompts.len() as i64,
             chunk: self.chunk,
             bucket: self.bucket,
-            batch: self.batch,
             train_len: self.train_len,
-            kind: self.precision.kind(),
-            mitigation: mitigation.clone(),
-            per_token: self.per_token,
+            mitigation: crate::job::canonical(&self.mitigation)?,
+            precision: self.precision,
+            device: Some(stuffed_model::cuda::device_name(dev)),
+            min_doc_tokens: docs.map(|d| d.0),
+            documents: docs.map(|d| d.1),
         };
-        let curve = loss::run(&lm, &prompts, &cfg)?;
-        let result = if self.per_token {
-            json!({"tokens": curve.tokens, "mean_loss": curve.mean_loss, "losses": curve.per_token})
-        } else {
-            json!({
-                "kind": "loss",
-                "params": {"source": source, "path": self.source.path(), "len": curve.tokens / prompts.len() as i64, "prompts": prompts.len(),
-                           "chunk": self.chunk, "bucket": self.bucket, "train_len": self.train_len,
-                           "mitigation": mitigation.to_string(), "precision": format!("{:?}", self.precision).to_lowercase(),
-                           "device": stuffed_model::cuda::device_name(dev)},
-                "buckets": curve.buckets, "collapse": curve.collapse, "mean_loss": curve.mean_loss,
-                "tokens": curve.tokens, "wall_s": curve.wall_s, "tokens_per_s": curve.tokens_per_s,
-            })
+        let (result, per_token) = evaluate::loss(&lm, &prompts, params, self.per_token)?;
+        let json = match &per_token {
+            Some(losses) => json!({"tokens": result.tokens, "mean_loss": result.mean_loss, "losses": losses}),
+            None => serde_json::to_value(EvalResult::Loss(result.clone()))?,
         };
         if let Some(out) = &self.out {
-            std::fs::write(out, serde_json::to_string_pretty(&result)? + "\n").with_context(|| format!("writing {}", out.display()))?;
+            std::fs::write(out, serde_json::to_string_pretty(&json)? + "\n").with_context(|| format!("writing {}", out.display()))?;
         }
         match self.format {
-            Format::Json => print_json(&result)?,
-            Format::Text => print_loss_text(&curve),
+            Format::Json => print_json(&json)?,
+            Format::Text => print_loss_text(&result, per_token.as_deref()),
         }
         Ok(0)
     }
 }
 
-fn print_loss_text(c: &loss::LossCurve) {
-    if let Some(per) = &c.per_token {
+fn print_loss_text(c: &LossResult, per_token: Option<&[f64]>) {
+    if let Some(per) = per_token {
         for (i, l) in per.iter().enumerate() {
             println!("{i}\t{l:.6}");
         }
@@ -177,17 +180,26 @@ fn print_loss_text(c: &loss::LossCurve) {
             println!("{:>10} {:>10} {:>9.4}", b.start, b.end, b.loss);
         }
     }
-    println!("mean loss {:.4} over {} tokens ({:.0} tokens/s)", c.mean_loss, c.tokens, c.tokens_per_s);
+    println!("mean loss {:.4} over {} tokens ({:.0} tokens/s)", c.mean_loss.unwrap_or(f64::NAN), c.tokens, c.tokens_per_s);
     if let Some(v) = &c.collapse {
+        let ci = v.ratio_ci.map_or("-".into(), |[lo, hi]| format!("[{lo:.2}, {hi:.2}]"));
         match v.collapsed {
             Some(true) => println!(
-                "state collapse: YES, first at position {} (loss > 2 x {:.3} seen within {} tokens)",
+                "state collapse: YES, first at position {} (loss > 2 x {:.3} seen within {} tokens; ratio {:.2}, 95% interval {ci}, {} prompts)",
                 v.first_position.unwrap_or(-1),
                 v.max_within_train.unwrap_or(f64::NAN),
-                v.train_len
+                v.train_len,
+                v.worst_ratio.unwrap_or(f64::NAN),
+                v.prompts
             ),
-            Some(false) => println!("state collapse: no (worst ratio {:.2} of the in-training maximum)", v.worst_ratio.unwrap_or(f64::NAN)),
-            None => println!("state collapse: undetermined (no bucket fits within train_len {})", v.train_len),
+            Some(false) => println!("state collapse: no (ratio {:.2} of the in-training maximum, 95% interval {ci}, {} prompts)", v.worst_ratio.unwrap_or(f64::NAN), v.prompts),
+            None => println!(
+                "state collapse: inconclusive ({:?}; ratio {}, 95% interval {ci}, rise after train_len {} nats, {} prompts)",
+                v.inconclusive,
+                v.worst_ratio.map_or("-".into(), |r| format!("{r:.2}")),
+                v.rise.map_or("-".into(), |r| format!("{r:.2}")),
+                v.prompts
+            ),
         }
     }
 }
@@ -231,34 +243,24 @@ pub struct PasskeyArgs {
 }
 
 impl PasskeyArgs {
-    fn run(self) -> anyhow::Result<i32> {
+    fn run(self, ssd: SsdBackend) -> anyhow::Result<i32> {
         let dev = device(&self.device)?;
-        let mitigation: Mitigation = self.mitigation.parse()?;
-        let (lm, meta) = self.model.load(dev)?;
+        let (lm, meta) = self.model.load(dev, ssd)?;
         let tok = resolve_tokenizer(self.tokenizer.as_deref(), &meta)?;
-        let depths: Vec<f64> = (0..self.depths).map(|i| (i as f64 + 0.5) / self.depths as f64).collect();
-        let answer_tokens = tok.encode(" 12345").len() + 2;
-        let cfg = stuffed_model::eval::PasskeyEval {
+        let depths = evaluate::even_depths(self.depths);
+        let params = PasskeyParams {
             lengths: self.lengths.clone(),
             depths: depths.clone(),
             n: self.n,
             seed: self.seed,
-            kind: self.precision.kind(),
-            mitigation: mitigation.clone(),
-            answer_tokens,
-            batch: self.batch,
-            chunk: 4096,
-            train_len: self.train_len,
+            mitigation: crate::job::canonical(&self.mitigation)?,
+            precision: self.precision,
+            answer_tokens: evaluate::answer_tokens(&tok),
+            template: Default::default(),
+            recall_rule: Default::default(),
         };
-        let r = stuffed_model::eval::passkey::run(&lm, &tok, &cfg)?;
-        let result = json!({
-            "kind": "passkey",
-            "params": {"lengths": self.lengths, "depths": depths, "n": self.n, "seed": self.seed,
-                       "mitigation": mitigation.to_string(), "precision": format!("{:?}", self.precision).to_lowercase(),
-                       "answer_tokens": answer_tokens},
-            "cells": r.cells, "accuracy_by_len": r.accuracy_by_len, "t_recall": r.t_recall,
-            "t_recall_per_depth": r.t_recall_per_depth, "wall_s": r.wall_s, "tokens_per_s": r.tokens_per_s,
-        });
+        let r = evaluate::passkey(&lm, &tok, params, self.train_len)?;
+        let result = EvalResult::Passkey(r.clone());
         if let Some(out) = &self.out {
             std::fs::write(out, serde_json::to_string_pretty(&result)? + "\n").with_context(|| format!("writing {}", out.display()))?;
         }
@@ -277,9 +279,13 @@ impl PasskeyArgs {
                     }
                     println!();
                 }
-                match r.t_recall {
-                    Some(t) => println!("T_recall = {t} tokens (accuracy > 0.95 at every depth)"),
-                    None => println!("T_recall: no length reaches accuracy > 0.95 at every depth"),
+                match r.t_recall_mean {
+                    Some(t) => println!("T_recall = {t} tokens (accuracy averaged over depths > 0.95)"),
+                    None => println!("T_recall: no length reaches accuracy averaged over depths > 0.95"),
+                }
+                match r.t_recall_strict {
+                    Some(t) => println!("T_recall (strict) = {t} tokens (accuracy > 0.95 at every depth)"),
+                    None => println!("T_recall (strict): no length reaches accuracy > 0.95 at every depth"),
                 }
                 for d in &r.t_recall_per_depth {
                     println!("  depth {:.2}: T_recall {}", d.depth, d.t_recall.map_or("-".into(), |t| t.to_string()));
@@ -328,32 +334,26 @@ pub struct StatesArgs {
 }
 
 impl StatesArgs {
-    fn run(self) -> anyhow::Result<i32> {
+    fn run(self, ssd: SsdBackend) -> anyhow::Result<i32> {
         let dev = device(&self.device)?;
-        let mitigation: Mitigation = self.mitigation.parse()?;
-        let (lm, meta) = self.model.load(dev)?;
+        let (lm, meta) = self.model.load(dev, ssd)?;
         let tok = resolve_tokenizer(self.tokenizer.as_deref(), &meta)?;
-        let (prompts, source) = self.source.prompts(&tok, self.len, self.prompts)?;
+        let (prompts, source, _) = self.source.prompts(&tok, self.len, self.prompts)?;
         let n = prompts[0].len() as i64;
         let hist_positions = if self.hist_positions.is_empty() { vec![n] } else { self.hist_positions.clone() };
-        let cfg = stuffed_model::eval::StatesEval {
+        let params = StatesParams {
+            len: n,
             bucket: self.bucket,
-            kind: tch::Kind::Float,
-            mitigation: mitigation.clone(),
+            source: source.into(),
+            prompts: prompts.len() as i64,
+            mitigation: crate::job::canonical(&self.mitigation)?,
             hist_layer: self.hist_layer,
             hist_head: self.hist_head,
-            hist_positions: hist_positions.clone(),
-            hist_bins: 41,
+            hist_positions,
             train_len: self.train_len,
         };
-        let r = stuffed_model::eval::states::run(&lm, &prompts, &cfg)?;
-        let result = json!({
-            "kind": "states",
-            "params": {"len": n, "bucket": self.bucket, "source": source, "prompts": prompts.len(),
-                       "mitigation": mitigation.to_string(), "hist_layer": self.hist_layer, "hist_head": self.hist_head,
-                       "hist_positions": hist_positions, "train_len": self.train_len},
-            "positions": r.positions, "layers": r.layers, "histogram": r.histogram, "wall_s": r.wall_s,
-        });
+        let r = evaluate::states(&lm, &prompts, params)?;
+        let result = EvalResult::States(r.clone());
         if let Some(out) = &self.out {
             std::fs::write(out, serde_json::to_string(&result)? + "\n").with_context(|| format!("writing {}", out.display()))?;
         }

@@ -81,13 +81,12 @@ pub enum Format {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
-    common::request_ssd(cli.ssd);
     match cli.command {
         Command::Doctor(a) => a.run(),
         Command::Model(c) => c.run(),
         Command::Corpus(c) => c.run(),
         Command::Train(a) => a.run(),
-        Command::Eval(c) => c.run(),
+        Command::Eval(c) => c.run(cli.ssd),
         Command::Passkey(c) => c.run(),
         Command::Sweep(c) => c.run(),
         Command::Results(c) => c.run(),

@@ -6,6 +6,8 @@ use anyhow::Context;
 use serde_json::{json, Value};
 
 use super::common::{print_rows, render_rows, runtime, DbArgs, TableFormat};
+use stuffed_model::protocol::EvalResult;
+
 use crate::store::{Cond, Db, Dump, JobRow};
 
 #[derive(Debug, clap::Subcommand)]
@@ -119,55 +121,25 @@ pub struct ImportArgs {
     file: PathBuf,
 }
 
-/// The headline numbers of one evaluation result.
-pub fn eval_summary(result: &Value) -> Vec<(String, Value)> {
-    let p = &result["params"];
-    match result["kind"].as_str() {
-        Some("loss") => {
-            let tag = format!("loss[{}{}]", p["source"].as_str().unwrap_or("?"), mitigation_tag(p, ","));
-            vec![
-                (format!("{tag}.mean"), result["mean_loss"].clone()),
-                (format!("{tag}.collapsed"), result["collapse"]["collapsed"].clone()),
-                (format!("{tag}.first_collapse"), result["collapse"]["first_position"].clone()),
-            ]
-        }
-        Some("passkey") => {
-            let m = mitigation_tag(p, "");
-            let tag = if m.is_empty() { "passkey".to_string() } else { format!("passkey[{m}]") };
-            vec![(format!("{tag}.t_recall"), result["t_recall"].clone())]
-        }
-        _ => vec![],
-    }
-}
-
-/// `{sep}{mitigation}` for a mitigated evaluation, empty for `none`.
-fn mitigation_tag(p: &Value, sep: &str) -> String {
-    match p["mitigation"].as_str() {
-        Some("none") | None => String::new(),
-        Some(m) => format!("{sep}{m}"),
-    }
-}
-
-/// Collapse verdict and T_recall of a job from its stored evaluations.
+/// Collapse verdict and T_recall of a job from its stored evaluations without mitigation.
 async fn verdicts(db: &Db, job: &str) -> anyhow::Result<(Value, Value)> {
-    let mut collapsed = Value::Null;
+    let mut collapsed: Option<bool> = None;
     let mut t_recall = Value::Null;
     for e in db.evals(job).await? {
-        let r: Value = serde_json::from_str(&e.result).unwrap_or(Value::Null);
-        if r["params"]["mitigation"].as_str().is_some_and(|m| m != "none") {
+        if e.result.mitigation() != "none" {
             continue;
         }
-        match e.kind.as_str() {
-            "loss" => {
-                if let Some(c) = r["collapse"]["collapsed"].as_bool() {
-                    collapsed = Value::Bool(c || collapsed.as_bool().unwrap_or(false));
+        match &e.result {
+            EvalResult::Loss(r) => {
+                if let Some(c) = r.collapsed() {
+                    collapsed = Some(c || collapsed.unwrap_or(false));
                 }
             }
-            "passkey" => t_recall = r["t_recall"].clone(),
-            _ => {}
+            EvalResult::Passkey(r) => t_recall = json!(r.t_recall),
+            EvalResult::States(_) => {}
         }
     }
-    Ok((collapsed, t_recall))
+    Ok((json!(collapsed), t_recall))
 }
 
 /// The job table shown by `results list` and at the end of `sweep run`.
@@ -228,7 +200,7 @@ pub async fn wide_rows(db: &Db, jobs: &[JobRow]) -> anyhow::Result<(Vec<String>,
             ("train_len".into(), json!(j.train_len)),
             ("attempts".into(), json!(j.attempts)),
         ];
-        let mut cfg = j.config_json();
+        let mut cfg = j.config.clone();
         if let Some(o) = cfg.as_object_mut() {
             o.remove("evals");
             o.remove("name");
@@ -241,8 +213,7 @@ pub async fn wide_rows(db: &Db, jobs: &[JobRow]) -> anyhow::Result<(Vec<String>,
             }
         }
         for e in db.evals(&j.id).await? {
-            let r: Value = serde_json::from_str(&e.result).unwrap_or(Value::Null);
-            m.extend(eval_summary(&r));
+            m.extend(e.result.headline());
         }
         maps.push(m);
     }
@@ -280,8 +251,8 @@ impl ShowArgs {
         let evals = db.evals(&j.id).await?;
         let artifacts = db.artifacts(&j.id).await?;
         if self.format == super::Format::Json {
-            let ev: Vec<Value> = evals.iter().map(|e| serde_json::from_str(&e.result).unwrap_or(Value::Null)).collect();
-            super::common::print_json(&json!({"job": j, "config": j.config_json(), "attempts": attempts,
+            let ev: Vec<&EvalResult> = evals.iter().map(|e| &e.result).collect();
+            super::common::print_json(&json!({"job": j, "config": j.config, "attempts": attempts,
                 "latest_metrics": metrics, "evals": ev, "artifacts": artifacts}))?;
             return Ok(0);
         }
@@ -291,7 +262,7 @@ impl ShowArgs {
             println!("error ({}): {e}", j.error_class.as_deref().unwrap_or("?"));
         }
         println!("run dir {}", j.run_dir);
-        println!("\nresolved config:\n{}", serde_norway::to_string(&j.config_json())?.trim_end());
+        println!("\nresolved config:\n{}", serde_norway::to_string(&j.config)?.trim_end());
         println!("\nattempts:");
         for a in &attempts {
             println!(
@@ -323,9 +294,8 @@ impl ShowArgs {
         }
         println!("\nevaluations:");
         for e in &evals {
-            let r: Value = serde_json::from_str(&e.result).unwrap_or(Value::Null);
-            let s: Vec<String> = eval_summary(&r).iter().map(|(k, v)| format!("{k}={v}")).collect();
-            println!("  #{} {} {}", e.eval_index, e.kind, s.join(" "));
+            let s: Vec<String> = e.result.headline().iter().map(|(k, v)| format!("{k}={v}")).collect();
+            println!("  #{} {} {}", e.eval_index, e.result.kind(), s.join(" "));
         }
         if !artifacts.is_empty() {
             println!("\nartifacts:");

@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 use stuffed_model::cuda;
+use stuffed_model::protocol::JobStatus;
 
 use super::common::{print_rows, runtime, DbArgs, TableFormat};
 use crate::sched::local::{Controller, GpuSlot, Options};
@@ -261,8 +262,8 @@ impl RunArgs {
             register(&db, &loaded, &self.file, "slurm", &planned).await?;
             for (j, _) in &planned {
                 let row = db.job(&j.id).await?;
-                if row.status != "completed" && db.open_attempt(&j.id).await?.is_none() {
-                    db.set_status(&j.id, "pending", None, None).await?;
+                if row.status != JobStatus::Completed && db.open_attempt(&j.id).await?.is_none() {
+                    db.set_status(&j.id, JobStatus::Pending, None, None).await?;
                 }
             }
             slurm::run(&db, &name, &opts, self.detach, &stop).await?;
@@ -270,7 +271,7 @@ impl RunArgs {
                 print_sweep_table(&db, &name).await?;
             }
             let jobs = db.sweep_jobs(&name).await?;
-            Ok(if self.detach || jobs.iter().all(|j| j.status == "completed") { 0 } else { crate::exit::ERROR })
+            Ok(if self.detach || jobs.iter().all(|j| j.status == JobStatus::Completed) { 0 } else { crate::exit::ERROR })
         })
     }
 }
@@ -309,7 +310,7 @@ fn print_plan(loaded: &LoadedSweep, planned: &[(PlannedJob, Vec<(String, Value)>
     let keys: Vec<String> = planned.first().map(|(_, v)| v.iter().map(|(k, _)| k.clone()).collect()).unwrap_or_default();
     let mut header = vec!["id".to_string()];
     header.extend(keys.iter().cloned());
-    header.extend(["state_size", "params", "steps", "est_mem_gb", "est_time"].map(String::from));
+    header.extend(["state_size", "loss_buckets", "params", "steps", "est_mem_gb", "est_time"].map(String::from));
     let rows: Vec<Vec<Value>> = planned
         .iter()
         .map(|(j, varied)| {
@@ -317,8 +318,19 @@ fn print_plan(loaded: &LoadedSweep, planned: &[(PlannedJob, Vec<(String, Value)>
             for k in &keys {
                 r.push(varied.iter().find(|(vk, _)| vk == k).map(|(_, v)| v.clone()).unwrap_or(Value::Null));
             }
+            // Bucket widths of the loss evals (the collapse verdict needs them <= train_len / 4).
+            let buckets: Vec<String> = j
+                .config
+                .evals
+                .iter()
+                .filter_map(|e| match e {
+                    stuffed_model::train::config::EvalSpec::Loss(l) => Some(l.bucket.to_string()),
+                    _ => None,
+                })
+                .collect();
             r.extend([
                 json!(j.model.state_size()),
+                json!(buckets.join("/")),
                 json!(j.model.num_params()),
                 json!(j.config.train.total_steps()),
                 json!((j.est_mem_gb * 100.0).round() / 100.0),
@@ -356,7 +368,7 @@ impl StatusArgs {
         for s in chosen {
             let counts: Vec<String> = s.counts.iter().map(|(k, v)| format!("{k} {v}")).collect();
             println!("{}{}: {} jobs ({})", s.name, if s.cancelled { " [cancelled]" } else { "" }, s.total, counts.join(", "));
-            for j in db.sweep_jobs(&s.name).await?.iter().filter(|j| j.status == "running") {
+            for j in db.sweep_jobs(&s.name).await?.iter().filter(|j| j.status == JobStatus::Running) {
                 let att = db.open_attempt(&j.id).await?;
                 println!(
                     "  running {} [{}] step {}/{} loss {} {} on {}",
@@ -393,7 +405,7 @@ impl CancelArgs {
         // Workers of a controller that is gone: signal them directly (their controller, if
         // alive, does the same on its next poll).
         let mut signalled = 0;
-        for j in db.sweep_jobs(&self.name).await?.iter().filter(|j| j.status == "running") {
+        for j in db.sweep_jobs(&self.name).await?.iter().filter(|j| j.status == JobStatus::Running) {
             if let Some(pid) = db.open_attempt(&j.id).await?.and_then(|a| a.pid) {
                 if crate::sched::local::lock_held(Path::new(&j.run_dir)) {
                     // Safety: signalling the recorded worker pid of a job whose lock is held.

@@ -63,7 +63,7 @@ impl Args {
         std::fs::write(out.join(JOB_FILE), serde_norway::to_string(&job)?).with_context(|| format!("writing {}", out.join(JOB_FILE).display()))?;
         let stop = stop_flag()?;
         let mut printer = step_printer(job.train.log_every);
-        let o = run_job(&job, &out, &stop, &mut printer)?;
+        let o = run_job(&job, &out, 0, &stop, &mut printer)?;
         println!(
             "trained {} steps ({} tokens) in {:.1}s: final loss {:.4}{}; checkpoint {}",
             o.steps,

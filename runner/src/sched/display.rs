@@ -27,7 +27,7 @@ pub struct JobView<'a> {
 
 impl Display {
     pub fn new(total_jobs: u64) -> Display {
-        let terminal = crate::cli::progress::is_terminal();
+        let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
         let multi = MultiProgress::new();
         if !terminal {
             multi.set_draw_target(ProgressDrawTarget::hidden());

@@ -13,10 +13,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use serde_json::Value;
+use stuffed_model::protocol::{AttemptEnd, Done, Envelope, Event, FailureKind, JobStatus};
 
 use super::display::{Display, JobView};
-use super::{classify, EndClass, PlannedJob, PROCESS_OVERHEAD_GB};
+use super::{classify, PlannedJob, PROCESS_OVERHEAD_GB};
 use crate::job::{EVENTS_FILE, JOB_FILE};
 use crate::store::{read_events, Db, NewAttempt};
 
@@ -77,7 +77,7 @@ struct Running {
     exclusive: bool,
     started: Instant,
     offset: u64,
-    done: Option<Value>,
+    done: Option<Done>,
     term: Option<(StopReason, Instant)>,
     step: Option<i64>,
     total: Option<i64>,
@@ -88,7 +88,7 @@ struct Running {
 
 /// Whether a live worker holds the run directory's lock.
 pub fn lock_held(run_dir: &Path) -> bool {
-    let Ok(f) = OpenOptions::new().write(true).open(run_dir.join(crate::cli::worker::LOCK_FILE)) else { return false };
+    let Ok(f) = OpenOptions::new().write(true).open(run_dir.join(stuffed_model::protocol::rundir::LOCK_FILE)) else { return false };
     // Safety: flock on a descriptor we own; a successful probe lock is dropped with the file.
     let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
     rc != 0
@@ -168,7 +168,7 @@ impl<'a> Controller<'a> {
         }
         if self.stopping == Some(StopReason::Cancel) {
             for p in self.pending.drain(..) {
-                self.db.set_status(&self.jobs[p.job].id, "cancelled", Some("cancelled"), None).await?;
+                self.db.set_status(&self.jobs[p.job].id, JobStatus::Cancelled, Some("cancelled"), None).await?;
             }
         }
         self.display.finish();
@@ -190,11 +190,11 @@ impl<'a> Controller<'a> {
     async fn recover(&mut self) -> anyhow::Result<()> {
         for (i, j) in self.jobs.iter().enumerate() {
             let row = self.db.job(&j.id).await?;
-            match row.status.as_str() {
-                "completed" => {
+            match row.status {
+                JobStatus::Completed => {
                     self.summary.skipped += 1;
                 }
-                "running" if lock_held(&j.run_dir) => {
+                JobStatus::Running if lock_held(&j.run_dir) => {
                     let att = self.db.open_attempt(&j.id).await?;
                     let gpu = att.as_ref().and_then(|a| a.gpu.as_deref()).and_then(|g| g.parse::<usize>().ok());
                     self.display.event(&format!("adopting {} ({}): its worker is still running", j.label, &j.id[..8.min(j.id.len())]));
@@ -218,7 +218,7 @@ impl<'a> Controller<'a> {
                     });
                 }
                 status => {
-                    if status == "running" {
+                    if status == JobStatus::Running {
                         // The controller died and so did its worker: settle that attempt first.
                         let (events, _) = read_events(&j.run_dir.join(EVENTS_FILE), 0).unwrap_or_default();
                         let s = self.db.ingest(&j.id, &events).await?;
@@ -226,14 +226,14 @@ impl<'a> Controller<'a> {
                         if let Some(att) = self.db.open_attempt(&j.id).await? {
                             let (class, err) = classify(done.as_ref());
                             self.db.finish_attempt(att.id, class.as_str(), None, Some(class.as_str()), err.as_deref()).await?;
-                            if class == EndClass::Completed {
-                                self.db.set_status(&j.id, "completed", None, None).await?;
+                            if class == AttemptEnd::Completed {
+                                self.db.set_status(&j.id, JobStatus::Completed, None, None).await?;
                                 self.summary.completed += 1;
                                 continue;
                             }
                         }
                     }
-                    self.db.set_status(&j.id, "pending", None, None).await?;
+                    self.db.set_status(&j.id, JobStatus::Pending, None, None).await?;
                     self.pending.push_back(Pending { job: i, not_before: Instant::now(), exclusive: false });
                 }
             }
@@ -305,11 +305,12 @@ impl<'a> Controller<'a> {
         let job = &self.jobs[p.job];
         std::fs::create_dir_all(&job.run_dir).with_context(|| format!("creating {}", job.run_dir.display()))?;
         std::fs::write(job.run_dir.join(JOB_FILE), serde_norway::to_string(&job.config)?)?;
-        let log_path = job.run_dir.join("worker.log");
+        let log_path = job.run_dir.join(stuffed_model::protocol::rundir::WORKER_LOG);
+        let seq_floor = self.db.job(&job.id).await?.last_seq;
         let log = OpenOptions::new().create(true).append(true).open(&log_path).with_context(|| format!("opening {}", log_path.display()))?;
         let exe = std::env::current_exe().context("locating the stuffed binary")?;
         let mut cmd = Command::new(exe);
-        cmd.arg("worker").arg("--run-dir").arg(&job.run_dir).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+        cmd.arg("worker").arg("--run-dir").arg(&job.run_dir).arg("--seq-floor").arg(seq_floor.max(0).to_string()).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
         cmd.env("CUDA_VISIBLE_DEVICES", gpu.map_or(String::new(), visible_device));
         cmd.env("STUFFED_THREADS", self.opts.cpu_threads.to_string());
         let gpu_name = gpu.and_then(|g| self.opts.gpus.iter().find(|s| s.index == g)).map(|s| s.name.clone());
@@ -362,16 +363,20 @@ impl<'a> Controller<'a> {
             r.offset = off;
             if !events.is_empty() {
                 for e in &events {
-                    match e["kind"].as_str() {
-                        Some("train") => {
-                            r.step = e["step"].as_i64();
-                            r.loss = e["loss"].as_f64();
-                            r.tps = e["tokens_per_s"].as_f64();
-                            r.peak_gb = e["mem_gb"].as_f64().or(r.peak_gb);
+                    match &e.event {
+                        Event::Train { step, loss, tokens_per_s, mem_gb, .. } => {
+                            r.step = Some(*step);
+                            r.loss = Some(*loss);
+                            r.tps = Some(*tokens_per_s);
+                            r.peak_gb = Some(*mem_gb);
                         }
-                        Some("start") | Some("resume") => r.total = e["total_steps"].as_i64(),
-                        Some("done") => r.done = Some(e.clone()),
-                        _ => {}
+                        Event::Start { total_steps, .. } | Event::Resume { total_steps, .. } => r.total = Some(*total_steps),
+                        Event::Done(d) => r.done = Some(d.clone()),
+                        Event::Val { .. }
+                        | Event::Checkpoint { .. }
+                        | Event::Interrupted { .. }
+                        | Event::Diverged { .. }
+                        | Event::Eval { .. } => {}
                     }
                 }
                 self.db.ingest(&job.id, &events).await?;
@@ -421,15 +426,25 @@ impl<'a> Controller<'a> {
             st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0)) as i64
         });
         let (mut class, mut err) = classify(r.done.as_ref());
+        if class == AttemptEnd::Completed {
+            if let Some(missing) = self.db.incomplete(&job.id, job.config.evals.len()).await? {
+                // The worker said done, but the database lacks its final step or evaluations
+                // (events lost): never stored as completed.
+                class = AttemptEnd::Failed(FailureKind::Internal);
+                err = Some(format!("the worker finished but {missing}; see {}", job.run_dir.join(EVENTS_FILE).display()));
+            }
+        }
         match r.term.map(|t| t.0) {
-            Some(StopReason::Timeout) if class != EndClass::Completed => {
-                class = EndClass::Timeout;
+            Some(StopReason::Timeout) if class != AttemptEnd::Completed => {
+                class = AttemptEnd::Failed(FailureKind::Timeout);
                 err = Some(format!("ran past the timeout of {:?}", self.opts.timeout.unwrap_or_default()));
             }
-            Some(StopReason::User | StopReason::Cancel) if class != EndClass::Completed => class = EndClass::Interrupted,
+            Some(StopReason::User | StopReason::Cancel) if class != AttemptEnd::Completed => {
+                class = AttemptEnd::Failed(FailureKind::Interrupted)
+            }
             _ => {}
         }
-        if class == EndClass::Killed {
+        if class == AttemptEnd::Failed(FailureKind::Killed) {
             if let Some(code) = exit_code {
                 err = Some(format!("the worker died without a final event (exit status {code}); see {}", job.run_dir.join("worker.log").display()));
             }
@@ -437,23 +452,24 @@ impl<'a> Controller<'a> {
         self.db.finish_attempt(r.attempt, class.as_str(), exit_code, Some(class.as_str()), err.as_deref()).await?;
         let tries = self.tries.get(&r.job).copied().unwrap_or(1);
         let short = &job.id[..8.min(job.id.len())];
-        if class == EndClass::Completed {
-            self.db.set_status(&job.id, "completed", None, None).await?;
+        if class == AttemptEnd::Completed {
+            self.db.set_status(&job.id, JobStatus::Completed, None, None).await?;
             self.summary.completed += 1;
             self.display.event(&format!("done   {} [{short}] loss {}", job.label, r.loss.map_or("-".into(), |l| format!("{l:.4}"))));
         } else if class.retryable() && self.stopping.is_none() && tries <= self.opts.retries {
             let backoff = Duration::from_secs((2u64 << tries.min(5)).min(60));
-            self.db.set_status(&job.id, "pending", Some(class.as_str()), err.as_deref()).await?;
-            self.pending.push_back(Pending { job: r.job, not_before: Instant::now() + backoff, exclusive: class == EndClass::Oom || r.exclusive });
+            self.db.set_status(&job.id, JobStatus::Pending, Some(class.as_str()), err.as_deref()).await?;
+            let exclusive = class == AttemptEnd::Failed(FailureKind::Oom) || r.exclusive;
+            self.pending.push_back(Pending { job: r.job, not_before: Instant::now() + backoff, exclusive });
             self.summary.retried += 1;
             self.display.event(&format!("retry  {} [{short}] after {} ({}) in {}s", job.label, class.as_str(), err.unwrap_or_default(), backoff.as_secs()));
         } else {
             let status = match (class, self.stopping) {
-                (EndClass::Interrupted, Some(StopReason::Cancel)) => "cancelled",
+                (AttemptEnd::Failed(FailureKind::Interrupted), Some(StopReason::Cancel)) => JobStatus::Cancelled,
                 _ => class.job_status(),
             };
             self.db.set_status(&job.id, status, Some(class.as_str()), err.as_deref()).await?;
-            if status == "interrupted" || status == "cancelled" {
+            if matches!(status, JobStatus::Interrupted | JobStatus::Cancelled) {
                 self.summary.interrupted += 1;
             } else {
                 self.summary.failed += 1;
@@ -496,6 +512,9 @@ fn visible_device(index: usize) -> String {
 }
 
 /// The last `done` event among `events`.
-fn last_done(events: &[Value]) -> Option<Value> {
-    events.iter().rev().find(|e| e["kind"] == "done").cloned()
+fn last_done(events: &[Envelope]) -> Option<Done> {
+    events.iter().rev().find_map(|e| match &e.event {
+        Event::Done(d) => Some(d.clone()),
+        _ => None,
+    })
 }

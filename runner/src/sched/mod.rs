@@ -6,7 +6,7 @@ pub mod slurm;
 
 use std::path::PathBuf;
 
-use serde::Serialize;
+use stuffed_model::protocol::{AttemptEnd, Done, FailureKind};
 use stuffed_model::train::JobConfig;
 use stuffed_model::MambaConfig;
 
@@ -49,97 +49,33 @@ pub fn estimate_secs(job: &JobConfig, m: &MambaConfig, on_gpu: bool, parallel: u
     flops / rate + 5.0
 }
 
-/// How an attempt ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EndClass {
-    Completed,
-    /// NaN/inf loss or gradient: deterministic, never retried.
-    Diverged,
-    /// Bad config or input (unknown keys, missing corpus, tokenizer mismatch): never retried.
-    Config,
-    /// CUDA out of memory: retried with the GPU to itself.
-    Oom,
-    /// Died without a final event (killed, crashed, machine lost): retried from the checkpoint.
-    Killed,
-    /// Ran past the sweep's timeout: retried from the checkpoint.
-    Timeout,
-    /// Stopped on request (Ctrl-C, cancel): not retried in this run.
-    Interrupted,
-    /// Any other failure: recorded, not retried.
-    Failed,
-}
-
-impl EndClass {
-    pub fn retryable(self) -> bool {
-        matches!(self, EndClass::Oom | EndClass::Killed | EndClass::Timeout)
+/// Classifies an attempt from its `done` event (if the worker wrote one): the kind the worker
+/// recorded decides; a worker that died without a final event was killed.
+pub fn classify(done: Option<&Done>) -> (AttemptEnd, Option<String>) {
+    match done {
+        Some(d) => (d.end(), d.error.clone()),
+        None => (AttemptEnd::Failed(FailureKind::Killed), Some("the worker died without a final event".into())),
     }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EndClass::Completed => "completed",
-            EndClass::Diverged => "diverged",
-            EndClass::Config => "config",
-            EndClass::Oom => "oom",
-            EndClass::Killed => "killed",
-            EndClass::Timeout => "timeout",
-            EndClass::Interrupted => "interrupted",
-            EndClass::Failed => "failed",
-        }
-    }
-
-    /// The job status this end leaves when it is not retried.
-    pub fn job_status(self) -> &'static str {
-        match self {
-            EndClass::Completed => "completed",
-            EndClass::Diverged => "diverged",
-            EndClass::Interrupted => "interrupted",
-            _ => "failed",
-        }
-    }
-}
-
-/// Classifies an attempt from its `done` event (if the worker wrote one).
-pub fn classify(done: Option<&serde_json::Value>) -> (EndClass, Option<String>) {
-    let Some(d) = done else { return (EndClass::Killed, Some("the worker died without a final event".into())) };
-    let error = d["error"].as_str().map(String::from);
-    let class = match d["status"].as_str().unwrap_or("") {
-        "completed" => EndClass::Completed,
-        "diverged" => EndClass::Diverged,
-        "interrupted" => EndClass::Interrupted,
-        _ => {
-            let e = error.as_deref().unwrap_or("").to_ascii_lowercase();
-            if e.contains("out of memory") {
-                EndClass::Oom
-            } else if ["yaml", "key `", "unknown field", "no corpus", "tokenizer", "not found", "invalid model config", "must be"]
-                .iter()
-                .any(|k| e.contains(k))
-            {
-                EndClass::Config
-            } else {
-                EndClass::Failed
-            }
-        }
-    };
-    (class, error)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
-    fn classification_decides_retries() {
-        assert_eq!(classify(None).0, EndClass::Killed);
+    fn classification_decides_retries_from_the_kind_alone() {
+        assert_eq!(classify(None).0, AttemptEnd::Failed(FailureKind::Killed));
         assert!(classify(None).0.retryable());
-        let oom = json!({"status": "failed", "error": "CUDA out of memory. Tried to allocate 2.00 GiB"});
-        assert_eq!(classify(Some(&oom)).0, EndClass::Oom);
-        let nan = json!({"status": "diverged", "error": "training diverged: loss NaN"});
+        // The message plays no part: an OOM kind is retried whatever it says, and a config
+        // error is not, even when its text mentions memory.
+        let oom = Done::failed(FailureKind::Oom, 1, "anything".into());
+        assert_eq!(classify(Some(&oom)).0, AttemptEnd::Failed(FailureKind::Oom));
+        assert!(classify(Some(&oom)).0.retryable());
+        let cfg = Done::failed(FailureKind::Config, 1, "model too large: CUDA out of memory expected".into());
+        assert!(!classify(Some(&cfg)).0.retryable());
+        let nan = Done::failed(FailureKind::Diverged, 4, "training diverged: loss NaN".into());
         assert!(!classify(Some(&nan)).0.retryable());
-        let data = json!({"status": "failed", "error": "results/corpora/x: no corpus here (manifest.json missing)"});
-        assert_eq!(classify(Some(&data)).0, EndClass::Config);
-        assert!(!EndClass::Config.retryable());
+        assert_eq!(classify(Some(&nan)).0.job_status().as_str(), "diverged");
     }
 
     #[test]

@@ -13,9 +13,11 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use serde_json::Value;
 
-use super::{classify, EndClass};
+use stuffed_model::protocol::event::DoneStatus;
+use stuffed_model::protocol::{AttemptEnd, Done, Envelope, Event, FailureKind, JobStatus};
+
+use super::classify;
 use crate::job::{EVENTS_FILE, JOB_FILE};
 use crate::store::{read_events, AttemptRow, Db, JobRow, NewAttempt};
 use crate::sweep::SlurmBackend;
@@ -123,7 +125,7 @@ pub async fn submit(db: &Db, sweep: &str, jobs: &[JobRow], opts: &SlurmOptions) 
         let dir = PathBuf::from(&j.run_dir);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let dir = std::fs::canonicalize(&dir).unwrap_or(dir);
-        std::fs::write(dir.join(JOB_FILE), serde_norway::to_string(&j.config_json())?)?;
+        std::fs::write(dir.join(JOB_FILE), serde_norway::to_string(&j.config)?)?;
         dirs.push(dir.display().to_string());
     }
     let script = array_script(opts, sweep, &dirs);
@@ -142,7 +144,7 @@ pub async fn submit(db: &Db, sweep: &str, jobs: &[JobRow], opts: &SlurmOptions) 
             backend: "slurm".into(),
             backend_id: Some(task.clone()),
             log_path: Some(opts.slurm_dir.join(format!("{task}.out")).display().to_string()),
-            seed: j.config_json()["train"]["seed"].as_i64(),
+            seed: j.config["train"]["seed"].as_i64(),
             ..Default::default()
         })
         .await?;
@@ -194,15 +196,20 @@ pub fn query(arrays: &[String]) -> anyhow::Result<HashMap<String, TaskState>> {
 /// The `done` event of the latest run of an attempt started at `started_at` (RFC 3339): the
 /// newest `done` at or after that time, unless a newer run has begun since (a task Slurm
 /// requeued is running again).
-fn attempt_done(events: &[Value], started_at: &str) -> Option<Value> {
+fn attempt_done(events: &[Envelope], started_at: &str) -> Option<Done> {
     for e in events.iter().rev() {
-        if e["time"].as_str().is_none_or(|t| t < started_at) {
+        if e.time.as_str() < started_at {
             return None;
         }
-        match e["kind"].as_str() {
-            Some("done") => return Some(e.clone()),
-            Some("start" | "resume") => return None,
-            _ => {}
+        match &e.event {
+            Event::Done(d) => return Some(d.clone()),
+            Event::Start { .. } | Event::Resume { .. } => return None,
+            Event::Train { .. }
+            | Event::Val { .. }
+            | Event::Checkpoint { .. }
+            | Event::Interrupted { .. }
+            | Event::Diverged { .. }
+            | Event::Eval { .. } => {}
         }
     }
     None
@@ -240,7 +247,7 @@ pub async fn sync_once(db: &Db, sweep: &str, opts: &SlurmOptions) -> anyhow::Res
         let active = state.is_some_and(TaskState::active);
         // A worker's own final word is final, except "interrupted": Slurm may have requeued
         // the task (it runs again and resumes), or the run was stopped from outside.
-        let final_done = done.filter(|d| d["status"].as_str() != Some("interrupted"));
+        let final_done = done.filter(|d| d.status != DoneStatus::Interrupted);
         let (class, err) = match (final_done, state) {
             (Some(d), _) => classify(Some(&d)),
             _ if active => {
@@ -248,22 +255,22 @@ pub async fn sync_once(db: &Db, sweep: &str, opts: &SlurmOptions) -> anyhow::Res
                 continue;
             }
             (None, Some(s)) => match s.state.as_str() {
-                "TIMEOUT" | "DEADLINE" => (EndClass::Timeout, Some(format!("Slurm task {task} ran out of time"))),
-                "PREEMPTED" | "NODE_FAIL" | "BOOT_FAIL" => (EndClass::Killed, Some(format!("Slurm task {task} ended {}", s.state))),
-                "OUT_OF_MEMORY" => (EndClass::Failed, Some(format!("Slurm task {task} ran out of host memory (OUT_OF_MEMORY)"))),
-                "CANCELLED" => (EndClass::Interrupted, Some(format!("Slurm task {task} was cancelled outside stuffed"))),
-                other => (EndClass::Killed, Some(format!("Slurm task {task} ended {other} (exit {:?}) without finishing", s.exit))),
+                "TIMEOUT" | "DEADLINE" => (AttemptEnd::Failed(FailureKind::Timeout), Some(format!("Slurm task {task} ran out of time"))),
+                "PREEMPTED" | "NODE_FAIL" | "BOOT_FAIL" => (AttemptEnd::Failed(FailureKind::Killed), Some(format!("Slurm task {task} ended {}", s.state))),
+                "OUT_OF_MEMORY" => (AttemptEnd::Failed(FailureKind::HostOom), Some(format!("Slurm task {task} ran out of host memory (OUT_OF_MEMORY)"))),
+                "CANCELLED" => (AttemptEnd::Failed(FailureKind::Interrupted), Some(format!("Slurm task {task} was cancelled outside stuffed"))),
+                other => (AttemptEnd::Failed(FailureKind::Killed), Some(format!("Slurm task {task} ended {other} (exit {:?}) without finishing", s.exit))),
             },
-            (None, None) => (EndClass::Killed, Some(format!("Slurm task {task} is gone without a final event"))),
+            (None, None) => (AttemptEnd::Failed(FailureKind::Killed), Some(format!("Slurm task {task} is gone without a final event"))),
         };
-        let error_class = if state.is_some_and(|s| s.state == "OUT_OF_MEMORY") { "out_of_memory" } else { class.as_str() };
+        let error_class = class.as_str();
         db.finish_attempt(att.id, class.as_str(), state.and_then(|s| s.exit), Some(error_class), err.as_deref()).await?;
         let tries = db.attempts(&job.id).await?.iter().filter(|a| a.backend == "slurm").count() as u32;
-        if class == EndClass::Completed {
-            db.set_status(&job.id, "completed", None, None).await?;
+        if class == AttemptEnd::Completed {
+            db.set_status(&job.id, JobStatus::Completed, None, None).await?;
             sum.completed += 1;
         } else if class.retryable() && tries <= opts.retries {
-            db.set_status(&job.id, "pending", Some(error_class), err.as_deref()).await?;
+            db.set_status(&job.id, JobStatus::Pending, Some(error_class), err.as_deref()).await?;
             sum.resubmitted += 1;
         } else {
             db.set_status(&job.id, class.job_status(), Some(error_class), err.as_deref()).await?;
@@ -271,7 +278,7 @@ pub async fn sync_once(db: &Db, sweep: &str, opts: &SlurmOptions) -> anyhow::Res
         }
     }
     if !db.is_cancelled(sweep).await? {
-        let pending: Vec<JobRow> = db.sweep_jobs(sweep).await?.into_iter().filter(|j| j.status == "pending").collect();
+        let pending: Vec<JobRow> = db.sweep_jobs(sweep).await?.into_iter().filter(|j| j.status == JobStatus::Pending).collect();
         let mut fresh = Vec::new();
         for j in pending {
             if db.open_attempt(&j.id).await?.is_none() {
@@ -281,7 +288,7 @@ pub async fn sync_once(db: &Db, sweep: &str, opts: &SlurmOptions) -> anyhow::Res
         sum.submitted = fresh.len();
         submit(db, sweep, &fresh, opts).await?;
     }
-    sum.pending = db.sweep_jobs(sweep).await?.iter().filter(|j| j.status == "pending").count();
+    sum.pending = db.sweep_jobs(sweep).await?.iter().filter(|j| j.status == JobStatus::Pending).count();
     Ok(sum)
 }
 
@@ -296,7 +303,7 @@ pub async fn cancel(db: &Db, sweep: &str) -> anyhow::Result<usize> {
     }
     for (job, att) in &open {
         db.finish_attempt(att.id, "cancelled", None, Some("cancelled"), Some("cancelled with `stuffed sweep cancel`")).await?;
-        db.set_status(&job.id, "cancelled", Some("cancelled"), None).await?;
+        db.set_status(&job.id, JobStatus::Cancelled, Some("cancelled"), None).await?;
     }
     Ok(tasks.len())
 }

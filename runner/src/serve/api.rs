@@ -12,7 +12,8 @@ use serde_json::{json, Map, Value};
 use super::error::{ApiError, ApiResult, Param, QueryPairs};
 use super::progress::{job_fraction, now_unix, sweep_progress, unix_seconds, JobClock};
 use super::{files, seg, AppState};
-use crate::cli::results::eval_summary;
+use stuffed_model::protocol::EvalResult;
+
 use crate::store::{AttemptRow, Cond, Db, JobRow, SweepRow};
 
 /// Lines of the latest attempt's log shown with a job.
@@ -69,13 +70,13 @@ async fn load_sweep(db: &Db, name: &str) -> ApiResult<SweepState> {
 }
 
 fn total_steps(j: &JobRow) -> Option<i64> {
-    j.total_steps.or_else(|| j.config_json()["train"]["steps"].as_i64())
+    j.total_steps.or_else(|| j.config["train"]["steps"].as_i64())
 }
 
 fn sweep_json(s: &SweepState) -> Value {
     let mut counts: Map<String, Value> = Map::new();
     for j in &s.jobs {
-        let c = counts.entry(j.status.clone()).or_insert(json!(0));
+        let c = counts.entry(j.status.to_string()).or_insert(json!(0));
         *c = json!(c.as_i64().unwrap_or(0) + 1);
     }
     let clocks: Vec<JobClock> = s
@@ -84,8 +85,8 @@ fn sweep_json(s: &SweepState) -> Value {
         .map(|j| {
             let a = s.latest.get(&j.id);
             JobClock {
-                status: j.status.clone(),
-                fraction: job_fraction(&j.status, j.step, total_steps(j)),
+                status: j.status.to_string(),
+                fraction: job_fraction(j.status.as_str(), j.step, total_steps(j)),
                 started: a.and_then(|a| unix_seconds(&a.started_at)),
                 ended: a.and_then(|a| a.ended_at.as_deref().and_then(unix_seconds)),
             }
@@ -117,18 +118,18 @@ fn job_json(j: &JobRow, a: Option<&AttemptRow>) -> Value {
     json!({
         "id": j.id,
         "label": j.label,
-        "varied": j.varied_json(),
+        "varied": j.varied,
         "status": j.status,
         "step": j.step,
         "total_steps": total,
-        "progress": job_fraction(&j.status, j.step, total),
+        "progress": job_fraction(j.status.as_str(), j.step, total),
         "last_loss": j.last_loss,
         "tokens_per_s": j.tokens_per_s,
         "peak_mem_gb": j.peak_mem_gb,
         "gpu": a.and_then(|a| a.gpu.clone()),
         "gpu_name": a.and_then(|a| a.gpu_name.clone()),
         "host": a.and_then(|a| a.host.clone()),
-        "device": j.config_json()["train"]["device"],
+        "device": j.config["train"]["device"],
         "attempts": j.attempts,
         "state_size": j.state_size,
         "n_params": j.n_params,
@@ -160,11 +161,9 @@ pub async fn sweep(State(st): State<AppState>, Param(name): Param<String>) -> Ap
 fn varied_keys(jobs: &[JobRow]) -> Vec<String> {
     let mut keys: Vec<String> = Vec::new();
     for j in jobs {
-        if let Value::Object(m) = j.varied_json() {
-            for k in m.keys() {
-                if !keys.contains(k) {
-                    keys.push(k.clone());
-                }
+        for k in j.varied.keys() {
+            if !keys.contains(k) {
+                keys.push(k.clone());
             }
         }
     }
@@ -264,12 +263,10 @@ pub async fn job(State(st): State<AppState>, Param(id): Param<String>) -> ApiRes
         .await?
         .into_iter()
         .map(|e| {
-            let result: Value = serde_json::from_str(&e.result).unwrap_or(Value::Null);
-            let summary: Map<String, Value> = eval_summary(&result).into_iter().collect();
-            let chart = matches!(e.kind.as_str(), "loss" | "passkey").then(|| format!("/charts/jobs/{jid}/evals/{}", e.eval_index));
-            json!({"index": e.eval_index, "step": e.step, "kind": e.kind,
-                   "params": serde_json::from_str::<Value>(&e.params).unwrap_or(Value::Null),
-                   "summary": summary, "chart": chart, "result": result})
+            let summary: Map<String, Value> = e.result.headline().into_iter().collect();
+            let chart = matches!(e.result, EvalResult::Loss(_) | EvalResult::Passkey(_)).then(|| format!("/charts/jobs/{jid}/evals/{}", e.eval_index));
+            json!({"index": e.eval_index, "step": e.step, "kind": e.result.kind(), "params": e.result.params_json(),
+                   "summary": summary, "chart": chart, "result": e.result})
         })
         .collect();
     let artifacts: Vec<Value> = db
@@ -285,13 +282,13 @@ pub async fn job(State(st): State<AppState>, Param(id): Param<String>) -> ApiRes
     };
     let keys = db.metric_keys(&j.id).await?;
     let training = keys.iter().any(|k| k == "loss").then(|| format!("/charts/jobs/{jid}/metrics.svg?key=loss&v={}", j.last_seq));
-    let config = j.config_json();
+    let config = &j.config;
     Ok(Json(json!({
         "job": job_json(&j, attempts.last()),
         "sweeps": db.job_sweeps(&j.id).await?,
         "run_dir": j.run_dir,
         "config": config,
-        "config_yaml": serde_norway::to_string(&config).unwrap_or_default(),
+        "config_yaml": serde_norway::to_string(config).unwrap_or_default(),
         "attempts": attempts_json,
         "latest_metrics": latest,
         "metric_keys": keys,

@@ -12,7 +12,7 @@ use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use stuffed_reports::figures::{self, Curve, PasskeyGrid};
-use stuffed_reports::results::{LossResult, PasskeyResult};
+use stuffed_model::protocol::EvalResult;
 
 use super::api::{find_job, find_sweep};
 use super::error::{ApiError, ApiResult, Param, QueryPairs};
@@ -163,31 +163,28 @@ pub async fn sweep_metrics(State(st): State<AppState>, Param(name): Param<String
 pub async fn job_eval(State(st): State<AppState>, Param((id, index)): Param<(String, i64)>) -> ApiResult<Response> {
     let j = find_job(&st.db, &id).await?;
     let e = st.db.evals(&j.id).await?.into_iter().find(|e| e.eval_index == index).ok_or_else(|| ApiError::not_found(format!("job {} has no evaluation {index}", j.id)))?;
-    let result: serde_json::Value = serde_json::from_str(&e.result).map_err(|err| ApiError::internal(format!("evaluation {index}: {err}")))?;
-    let unprocessable = |err: stuffed_reports::Error| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, err.to_string());
     let name = if j.label.is_empty() { j.id.clone() } else { j.label.clone() };
     let cache = format!("eval:{}:{index}:{}", j.id, j.last_seq);
-    let draw: Draw = match e.kind.as_str() {
-        "loss" => {
-            let r = LossResult::from_value(&result).map_err(unprocessable)?;
+    let draw: Draw = match &e.result {
+        EvalResult::Loss(r) => {
             let (points, weights) = r.midpoints_and_widths();
             if points.is_empty() {
                 return Err(ApiError::not_found(format!("evaluation {index} has no loss buckets")));
             }
-            let mark = r.collapse.as_ref().and_then(|c| c.train_len).or(Some(j.train_len as f64));
+            let mark = r.collapse.as_ref().map(|c| c.train_len).or(Some(j.train_len)).map(|t| t as f64);
             let curve = Curve { label: name.clone(), points, mark_x: mark, weights };
             let title = format!("loss by position: {name}");
             Box::new(move |stem| figures::loss_vs_position(&[curve], &title, stem))
         }
-        "passkey" => {
-            let grid = PasskeyGrid::from_result(&PasskeyResult::from_value(&result).map_err(unprocessable)?);
+        EvalResult::Passkey(r) => {
+            let grid = PasskeyGrid::from_result(r);
             if grid.is_empty() {
                 return Err(ApiError::not_found(format!("evaluation {index} has no passkey cells")));
             }
             let title = format!("passkey accuracy: {name}");
             Box::new(move |stem| figures::passkey_heatmap(&grid, &title, stem))
         }
-        other => return Err(ApiError::not_found(format!("no chart for '{other}' evaluations (the JSON is at /api/jobs/{{id}})"))),
+        EvalResult::States(_) => return Err(ApiError::not_found("no chart for 'states' evaluations (the JSON is at /api/jobs/{id})".to_string())),
     };
     Ok(svg_response(st.charts.get(cache, draw).await?))
 }

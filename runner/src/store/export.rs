@@ -4,31 +4,23 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use stuffed_reports::{EvalRecord, JobRecord, MetricRecord, ReportData, SweepRecord};
+use anyhow::Context;
+use stuffed_model::protocol::{EvalResult, JobRecord};
+use stuffed_reports::{EvalRecord, MetricRecord, ReportData, SweepRecord};
 
-use super::{AttemptRow, Db, EvalRow, SweepRow};
+use super::{job_from_row, AttemptRow, Db, SweepRow, JOB_COLUMNS};
 
 pub const DUMP_FORMAT: &str = "stuffed-results";
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct JobDump {
-    pub id: String,
-    pub config: Value,
-    pub state_size: i64,
-    pub n_params: i64,
-    pub train_len: i64,
-    pub run_dir: String,
-    pub status: String,
-    pub attempts: i64,
-    pub error: Option<String>,
-    pub error_class: Option<String>,
-    pub step: Option<i64>,
-    pub total_steps: Option<i64>,
-    pub last_loss: Option<f64>,
-    pub tokens_per_s: Option<f64>,
-    pub peak_mem_gb: Option<f64>,
-    pub created_at: String,
-    pub finished_at: Option<String>,
+/// A dumped evaluation: the database row as stored.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, sqlx::FromRow)]
+pub struct EvalDump {
+    pub job_id: String,
+    pub eval_index: i64,
+    pub step: i64,
+    pub kind: String,
+    pub params: String,
+    pub result: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -45,12 +37,14 @@ pub struct Dump {
     pub format: String,
     pub version: u32,
     pub sweeps: Vec<SweepRow>,
-    pub jobs: Vec<JobDump>,
+    /// Jobs as the protocol's job rows (dumps before it carry fewer fields: those read as
+    /// defaults; `sweep_jobs` is what places a job in a sweep).
+    pub jobs: Vec<JobRecord>,
     pub sweep_jobs: Vec<SweepJobDump>,
     pub attempts: Vec<AttemptRow>,
     /// (job, key, step, value)
     pub metrics: Vec<(String, String, i64, f64)>,
-    pub evals: Vec<EvalRow>,
+    pub evals: Vec<EvalDump>,
     /// (job, kind, path, step)
     pub artifacts: Vec<(String, String, String, Option<i64>)>,
 }
@@ -61,32 +55,6 @@ pub struct ImportSummary {
     pub jobs: usize,
     pub metrics: usize,
     pub evals: usize,
-}
-
-impl<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> for JobDump {
-    fn from_row(row: &'r sqlx::sqlite::SqliteRow) -> sqlx::Result<Self> {
-        use sqlx::Row;
-        let config: String = row.try_get("config")?;
-        Ok(JobDump {
-            id: row.try_get("id")?,
-            config: serde_json::from_str(&config).unwrap_or(Value::Null),
-            state_size: row.try_get("state_size")?,
-            n_params: row.try_get("n_params")?,
-            train_len: row.try_get("train_len")?,
-            run_dir: row.try_get("run_dir")?,
-            status: row.try_get("status")?,
-            attempts: row.try_get("attempts")?,
-            error: row.try_get("error")?,
-            error_class: row.try_get("error_class")?,
-            step: row.try_get("step")?,
-            total_steps: row.try_get("total_steps")?,
-            last_loss: row.try_get("last_loss")?,
-            tokens_per_s: row.try_get("tokens_per_s")?,
-            peak_mem_gb: row.try_get("peak_mem_gb")?,
-            created_at: row.try_get("created_at")?,
-            finished_at: row.try_get("finished_at")?,
-        })
-    }
 }
 
 /// `IN (?, ?, ...)` for n values.
@@ -116,17 +84,20 @@ impl Db {
         let in_jobs = format!("SELECT job_id FROM sweep_jobs WHERE sweep IN ({ph})");
         let q_sweeps = format!("SELECT * FROM sweeps WHERE name IN ({ph}) ORDER BY name");
         let q_sj = format!("SELECT sweep, job_id, label, varied, position FROM sweep_jobs WHERE sweep IN ({ph}) ORDER BY sweep, position");
-        let q_jobs = format!("SELECT * FROM jobs WHERE id IN ({in_jobs}) ORDER BY id");
+        let q_jobs = format!(
+            "SELECT {JOB_COLUMNS} FROM jobs j JOIN sweep_jobs sj ON sj.rowid = (SELECT MIN(rowid) FROM sweep_jobs WHERE job_id = j.id)
+             WHERE j.id IN ({in_jobs}) ORDER BY j.id"
+        );
         let q_attempts = format!("SELECT * FROM attempts WHERE job_id IN ({in_jobs}) ORDER BY job_id, number");
         let q_metrics = format!("SELECT job_id, key, step, value FROM metrics WHERE job_id IN ({in_jobs}) ORDER BY job_id, key, step");
         let q_evals = format!("SELECT job_id, eval_index, step, kind, params, result FROM evals WHERE job_id IN ({in_jobs}) ORDER BY job_id, eval_index");
         let q_artifacts = format!("SELECT job_id, kind, path, step FROM artifacts WHERE job_id IN ({in_jobs}) ORDER BY job_id, kind, path");
         let sweeps = bind_all!(sqlx::query_as::<_, SweepRow>(&q_sweeps)).fetch_all(&self.pool).await?;
         let sj_rows: Vec<(String, String, String, String, i64)> = bind_all!(sqlx::query_as(&q_sj)).fetch_all(&self.pool).await?;
-        let jobs = bind_all!(sqlx::query_as::<_, JobDump>(&q_jobs)).fetch_all(&self.pool).await?;
+        let jobs = bind_all!(sqlx::query(&q_jobs)).try_map(job_from_row).fetch_all(&self.pool).await?;
         let attempts = bind_all!(sqlx::query_as::<_, AttemptRow>(&q_attempts)).fetch_all(&self.pool).await?;
         let metrics = bind_all!(sqlx::query_as(&q_metrics)).fetch_all(&self.pool).await?;
-        let evals = bind_all!(sqlx::query_as::<_, EvalRow>(&q_evals)).fetch_all(&self.pool).await?;
+        let evals = bind_all!(sqlx::query_as::<_, EvalDump>(&q_evals)).fetch_all(&self.pool).await?;
         let artifacts = bind_all!(sqlx::query_as(&q_artifacts)).fetch_all(&self.pool).await?;
         Ok(Dump {
             format: DUMP_FORMAT.into(),
@@ -170,7 +141,7 @@ impl Db {
                    step, total_steps, last_loss, tokens_per_s, peak_mem_gb, created_at, updated_at, finished_at)
                  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
-            .bind(&j.id).bind(j.config.to_string()).bind(j.state_size).bind(j.n_params).bind(j.train_len).bind(&j.run_dir).bind(&j.status)
+            .bind(&j.id).bind(j.config.to_string()).bind(j.state_size).bind(j.n_params).bind(j.train_len).bind(&j.run_dir).bind(j.status.as_str())
             .bind(j.attempts).bind(&j.error).bind(&j.error_class).bind(j.step).bind(j.total_steps).bind(j.last_loss).bind(j.tokens_per_s)
             .bind(j.peak_mem_gb).bind(&j.created_at).bind(&j.created_at).bind(&j.finished_at)
             .execute(&mut *tx).await?;
@@ -210,21 +181,17 @@ impl Db {
     /// resolved model sizes filled in, so figures can label models by d_state, d_model, ...
     pub async fn report_data(&self, sweeps: &[String]) -> anyhow::Result<ReportData> {
         let d = self.dump(sweeps).await?;
-        let jobs_by_id: BTreeMap<&str, &JobDump> = d.jobs.iter().map(|j| (j.id.as_str(), j)).collect();
+        let jobs_by_id: BTreeMap<&str, &JobRecord> = d.jobs.iter().map(|j| (j.id.as_str(), j)).collect();
         let mut counts: BTreeMap<&str, BTreeMap<String, i64>> = BTreeMap::new();
         let mut jobs = Vec::new();
         for sj in &d.sweep_jobs {
             let Some(j) = jobs_by_id.get(sj.job_id.as_str()) else { continue };
-            *counts.entry(sj.sweep.as_str()).or_default().entry(j.status.clone()).or_insert(0) += 1;
-            jobs.push(JobRecord {
-                id: j.id.clone(),
-                sweep: sj.sweep.clone(),
-                status: j.status.clone(),
-                label: sj.label.clone(),
-                config: with_resolved_model(&j.config),
-                state_size: j.state_size,
-                n_params: j.n_params,
-            });
+            *counts.entry(sj.sweep.as_str()).or_default().entry(j.status.to_string()).or_insert(0) += 1;
+            let varied = match &sj.varied {
+                Value::Object(m) => m.clone(),
+                _ => Default::default(),
+            };
+            jobs.push(JobRecord { sweep: sj.sweep.clone(), label: sj.label.clone(), varied, position: sj.position, ..(*j).clone() });
         }
         Ok(ReportData {
             sweeps: d
@@ -241,13 +208,11 @@ impl Db {
             evals: d
                 .evals
                 .iter()
-                .map(|e| EvalRecord {
-                    job_id: e.job_id.clone(),
-                    kind: e.kind.clone(),
-                    params: serde_json::from_str(&e.params).unwrap_or(Value::Null),
-                    result: serde_json::from_str(&e.result).unwrap_or(Value::Null),
+                .map(|e| {
+                    let result = EvalResult::from_json(&e.result).with_context(|| format!("evaluation {} of job {}", e.eval_index, e.job_id))?;
+                    Ok(EvalRecord { job_id: e.job_id.clone(), step: e.step, result })
                 })
-                .collect(),
+                .collect::<anyhow::Result<_>>()?,
             metrics: d
                 .metrics
                 .iter()
@@ -255,25 +220,4 @@ impl Db {
                 .collect(),
         })
     }
-}
-
-/// The job config with `model` completed by the resolved sizes (preset values made explicit).
-fn with_resolved_model(config: &Value) -> Value {
-    let mut c = config.clone();
-    let resolved = serde_json::from_value::<stuffed_model::train::JobConfig>(config.clone()).ok().and_then(|j| j.model_config().ok());
-    if let (Some(m), Some(obj)) = (resolved, c.get_mut("model").and_then(Value::as_object_mut)) {
-        for (k, v) in [
-            ("d_model", m.d_model),
-            ("n_layer", m.n_layer),
-            ("d_state", m.d_state()),
-            ("headdim", m.headdim()),
-            ("expand", m.ssm_cfg.expand),
-            ("ngroups", m.ngroups()),
-            ("nheads", m.nheads()),
-            ("vocab_size", m.vocab_size),
-        ] {
-            obj.entry(k).or_insert(Value::from(v));
-        }
-    }
-    c
 }

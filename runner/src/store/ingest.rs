@@ -3,7 +3,7 @@
 //! transaction with the new `last_seq`; metric rows are keyed by (job, key, step) and
 //! evaluations by (job, eval index), so a crash or a resume never duplicates a row.
 use serde::Serialize;
-use serde_json::Value;
+use stuffed_model::protocol::{Done, Envelope, Event};
 
 use super::{now, Db};
 
@@ -12,31 +12,24 @@ pub struct IngestSummary {
     pub applied: usize,
     pub last_seq: i64,
     /// The `done` event, when one was applied.
-    pub done: Option<Value>,
+    pub done: Option<Done>,
 }
-
-const TRAIN_METRICS: [&str; 6] = ["loss", "lr", "grad_norm", "tokens_per_s", "mem_gb", "tokens"];
 
 impl Db {
     /// Applies the events newer than the job's last ingested sequence number.
-    pub async fn ingest(&self, job_id: &str, events: &[Value]) -> anyhow::Result<IngestSummary> {
+    pub async fn ingest(&self, job_id: &str, events: &[Envelope]) -> anyhow::Result<IngestSummary> {
         let mut tx = self.pool.begin().await?;
         let (last, run_dir): (i64, String) = sqlx::query_as("SELECT last_seq, run_dir FROM jobs WHERE id = ?").bind(job_id).fetch_one(&mut *tx).await?;
         let mut sum = IngestSummary { last_seq: last, ..Default::default() };
         for ev in events {
-            let Some(seq) = ev["seq"].as_i64() else { continue };
+            let seq = i64::try_from(ev.seq).unwrap_or(i64::MAX);
             if seq <= sum.last_seq {
                 continue;
             }
-            let step = ev["step"].as_i64();
-            match ev["kind"].as_str().unwrap_or("") {
-                "start" | "resume" => {
-                    sqlx::query("UPDATE jobs SET total_steps = COALESCE(?, total_steps) WHERE id = ?")
-                        .bind(ev["total_steps"].as_i64())
-                        .bind(job_id)
-                        .execute(&mut *tx)
-                        .await?;
-                    if let Some(ssd) = ev["ssd"].as_str() {
+            match &ev.event {
+                Event::Start { total_steps, ssd, .. } | Event::Resume { total_steps, ssd, .. } => {
+                    sqlx::query("UPDATE jobs SET total_steps = ? WHERE id = ?").bind(total_steps).bind(job_id).execute(&mut *tx).await?;
+                    if let Some(ssd) = ssd {
                         sqlx::query("UPDATE attempts SET ssd = ? WHERE id = (SELECT MAX(id) FROM attempts WHERE job_id = ?)")
                             .bind(ssd)
                             .bind(job_id)
@@ -44,55 +37,59 @@ impl Db {
                             .await?;
                     }
                 }
-                "train" => {
-                    let step = step.unwrap_or(0);
-                    for key in TRAIN_METRICS {
-                        if let Some(v) = ev[key].as_f64() {
-                            upsert_metric(&mut tx, job_id, key, step, v, seq).await?;
-                        }
+                Event::Train { step, tokens, loss, lr, grad_norm, tokens_per_s, mem_gb } => {
+                    let metrics = [
+                        ("loss", *loss),
+                        ("lr", *lr),
+                        ("grad_norm", *grad_norm),
+                        ("tokens_per_s", *tokens_per_s),
+                        ("mem_gb", *mem_gb),
+                        ("tokens", *tokens as f64),
+                    ];
+                    for (key, v) in metrics.into_iter().filter(|(_, v)| v.is_finite()) {
+                        upsert_metric(&mut tx, job_id, key, *step, v, seq).await?;
                     }
                     sqlx::query(
                         "UPDATE jobs SET step = ?, last_loss = ?, tokens_per_s = ?,
                            peak_mem_gb = MAX(COALESCE(peak_mem_gb, 0), COALESCE(?, 0)) WHERE id = ?",
                     )
                     .bind(step)
-                    .bind(ev["loss"].as_f64())
-                    .bind(ev["tokens_per_s"].as_f64())
-                    .bind(ev["mem_gb"].as_f64())
+                    .bind(loss.is_finite().then_some(*loss))
+                    .bind(tokens_per_s)
+                    .bind(mem_gb)
                     .bind(job_id)
                     .execute(&mut *tx)
                     .await?;
                 }
-                "val" => {
-                    if let (Some(s), Some(v)) = (step, ev["loss"].as_f64()) {
-                        upsert_metric(&mut tx, job_id, "val_loss", s, v, seq).await?;
+                Event::Val { step, loss, .. } => {
+                    if loss.is_finite() {
+                        upsert_metric(&mut tx, job_id, "val_loss", *step, *loss, seq).await?;
                     }
                 }
-                "checkpoint" => {
-                    let path = format!("{}/{}", run_dir.trim_end_matches('/'), ev["path"].as_str().unwrap_or(""));
+                Event::Checkpoint { step, path, .. } => {
+                    let path = format!("{}/{}", run_dir.trim_end_matches('/'), path);
                     sqlx::query("INSERT OR REPLACE INTO artifacts (job_id, kind, path, step, created_at) VALUES (?, 'checkpoint', ?, ?, ?)")
                         .bind(job_id)
                         .bind(path)
                         .bind(step)
-                        .bind(ev["time"].as_str().map(String::from).unwrap_or_else(now))
+                        .bind(&ev.time)
                         .execute(&mut *tx)
                         .await?;
                 }
-                "eval" => {
-                    let r = &ev["result"];
+                Event::Eval { eval_index, step, result, .. } => {
                     sqlx::query("INSERT OR REPLACE INTO evals (job_id, eval_index, step, kind, params, result, seq) VALUES (?, ?, ?, ?, ?, ?, ?)")
                         .bind(job_id)
-                        .bind(ev["eval_index"].as_i64().unwrap_or(0))
-                        .bind(step.unwrap_or(0))
-                        .bind(r["kind"].as_str().unwrap_or("unknown"))
-                        .bind(r["params"].to_string())
-                        .bind(r.to_string())
+                        .bind(eval_index)
+                        .bind(step)
+                        .bind(result.kind())
+                        .bind(result.params_json().to_string())
+                        .bind(serde_json::to_string(result)?)
                         .bind(seq)
                         .execute(&mut *tx)
                         .await?;
                 }
-                "done" => sum.done = Some(ev.clone()),
-                _ => {}
+                Event::Done(d) => sum.done = Some(d.clone()),
+                Event::Interrupted { .. } | Event::Diverged { .. } => {}
             }
             sum.applied += 1;
             sum.last_seq = seq;
@@ -115,9 +112,10 @@ async fn upsert_metric(tx: &mut sqlx::SqliteConnection, job: &str, key: &str, st
     Ok(())
 }
 
-/// Reads the complete JSON lines of an event file after byte `offset`; returns the events and
-/// the offset just past the last complete line (a line still being written is left for later).
-pub fn read_events(path: &std::path::Path, offset: u64) -> std::io::Result<(Vec<Value>, u64)> {
+/// Reads the complete lines of an event file after byte `offset`; returns the events and the
+/// offset just past the last complete line (a line still being written is left for later).
+/// A line that is not an event of this protocol (a newer worker's kind, garbage) is skipped.
+pub fn read_events(path: &std::path::Path, offset: u64) -> std::io::Result<(Vec<Envelope>, u64)> {
     use std::io::{Read, Seek, SeekFrom};
     let mut f = match std::fs::File::open(path) {
         Ok(f) => f,
@@ -137,7 +135,7 @@ pub fn read_events(path: &std::path::Path, offset: u64) -> std::io::Result<(Vec<
     let events = buf[..end]
         .split(|&b| b == b'\n')
         .filter(|l| !l.is_empty())
-        .filter_map(|l| serde_json::from_slice::<Value>(l).ok())
+        .filter_map(|l| Envelope::parse(l).ok())
         .collect();
     Ok((events, offset + end as u64))
 }

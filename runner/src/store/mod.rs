@@ -14,7 +14,9 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqlitePool};
+use stuffed_model::protocol::{EvalResult, JobRecord, JobStatus, ModelDims};
 
 pub use export::{Dump, ImportSummary};
 pub use filter::{Cond, Op};
@@ -44,40 +46,63 @@ pub struct SweepRow {
     pub cancelled_at: Option<String>,
 }
 
-/// A job as listed for a sweep (or across sweeps: `sweep`/`label` of its first sweep).
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
-pub struct JobRow {
-    pub id: String,
-    pub sweep: String,
-    pub label: String,
-    pub varied: String,
-    pub position: i64,
-    pub config: String,
-    pub state_size: i64,
-    pub n_params: i64,
-    pub train_len: i64,
-    pub run_dir: String,
-    pub status: String,
-    pub attempts: i64,
-    pub error: Option<String>,
-    pub error_class: Option<String>,
-    pub last_seq: i64,
-    pub step: Option<i64>,
-    pub total_steps: Option<i64>,
-    pub last_loss: Option<f64>,
-    pub tokens_per_s: Option<f64>,
-    pub peak_mem_gb: Option<f64>,
-    pub created_at: String,
-    pub updated_at: String,
-    pub finished_at: Option<String>,
+/// A job as listed for a sweep (or across sweeps: `sweep`/`label` of its first sweep): the
+/// protocol's one job-row type, shared with the dump and the reports.
+pub type JobRow = JobRecord;
+
+/// Reads a job row of [`JOB_COLUMNS`]: JSON columns parsed, the status typed, the model sizes
+/// resolved from the config (presets made explicit).
+fn job_from_row(row: SqliteRow) -> sqlx::Result<JobRecord> {
+    let text = |name: &str| -> sqlx::Result<String> { row.try_get::<String, _>(name) };
+    let decode = |name: &str, e: String| sqlx::Error::ColumnDecode { index: name.into(), source: e.into() };
+    let config: Value = serde_json::from_str(&text("config")?).unwrap_or(Value::Null);
+    let varied = match serde_json::from_str::<Value>(&text("varied")?) {
+        Ok(Value::Object(m)) => m,
+        _ => Default::default(),
+    };
+    let status: String = text("status")?;
+    Ok(JobRecord {
+        id: text("id")?,
+        sweep: text("sweep")?,
+        label: text("label")?,
+        varied,
+        position: row.try_get("position")?,
+        status: status.parse().map_err(|e: stuffed_model::protocol::Error| decode("status", e.to_string()))?,
+        state_size: row.try_get("state_size")?,
+        n_params: row.try_get("n_params")?,
+        train_len: row.try_get("train_len")?,
+        model: model_dims(&config),
+        config,
+        run_dir: text("run_dir")?,
+        attempts: row.try_get("attempts")?,
+        error: row.try_get("error")?,
+        error_class: row.try_get("error_class")?,
+        last_seq: row.try_get("last_seq")?,
+        step: row.try_get("step")?,
+        total_steps: row.try_get("total_steps")?,
+        last_loss: row.try_get("last_loss")?,
+        tokens_per_s: row.try_get("tokens_per_s")?,
+        peak_mem_gb: row.try_get("peak_mem_gb")?,
+        created_at: text("created_at")?,
+        updated_at: text("updated_at")?,
+        finished_at: row.try_get("finished_at")?,
+    })
 }
 
-impl JobRow {
-    pub fn config_json(&self) -> Value {
-        serde_json::from_str(&self.config).unwrap_or(Value::Null)
-    }
-    pub fn varied_json(&self) -> Value {
-        serde_json::from_str(&self.varied).unwrap_or(Value::Null)
+/// The model sizes of a stored job config (zeros when it does not resolve).
+pub fn model_dims(config: &Value) -> ModelDims {
+    let Some(m) = serde_json::from_value::<stuffed_model::train::JobConfig>(config.clone()).ok().and_then(|j| j.model_config().ok()) else {
+        return ModelDims::default();
+    };
+    ModelDims {
+        d_model: m.d_model,
+        n_layer: m.n_layer,
+        d_state: m.d_state(),
+        headdim: m.headdim(),
+        expand: m.ssm_cfg.expand,
+        ngroups: m.ngroups(),
+        nheads: m.nheads(),
+        vocab_size: m.vocab_size,
     }
 }
 
@@ -109,14 +134,19 @@ pub struct AttemptRow {
     pub ssd: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
+/// One stored evaluation of a job.
+#[derive(Debug, Clone, Serialize)]
 pub struct EvalRow {
     pub job_id: String,
     pub eval_index: i64,
     pub step: i64,
-    pub kind: String,
-    pub params: String,
-    pub result: String,
+    pub result: EvalResult,
+}
+
+fn eval_from_row(row: SqliteRow) -> sqlx::Result<EvalRow> {
+    let text: String = row.try_get("result")?;
+    let result = EvalResult::from_json(&text).map_err(|e| sqlx::Error::ColumnDecode { index: "result".into(), source: e.to_string().into() })?;
+    Ok(EvalRow { job_id: row.try_get("job_id")?, eval_index: row.try_get("eval_index")?, step: row.try_get("step")?, result })
 }
 
 /// A new job of a sweep, as expansion produced it.
@@ -300,7 +330,7 @@ impl Db {
     /// Jobs of a sweep in sweep order.
     pub async fn sweep_jobs(&self, sweep: &str) -> anyhow::Result<Vec<JobRow>> {
         let q = format!("SELECT {JOB_COLUMNS} FROM sweep_jobs sj JOIN jobs j ON j.id = sj.job_id WHERE sj.sweep = ? ORDER BY sj.position");
-        Ok(sqlx::query_as::<_, JobRow>(&q).bind(sweep).fetch_all(&self.pool).await?)
+        Ok(sqlx::query(&q).bind(sweep).try_map(job_from_row).fetch_all(&self.pool).await?)
     }
 
     /// Jobs matching every condition (sweep membership, status, config keys), in sweep order.
@@ -309,21 +339,21 @@ impl Db {
         let q = format!(
             "SELECT {JOB_COLUMNS} FROM sweep_jobs sj JOIN jobs j ON j.id = sj.job_id {clause} ORDER BY sj.sweep, sj.position"
         );
-        let mut query = sqlx::query_as::<_, JobRow>(&q);
+        let mut query = sqlx::query(&q);
         for b in binds {
             query = match b {
                 filter::Bind::Text(s) => query.bind(s),
                 filter::Bind::Num(x) => query.bind(x),
             };
         }
-        Ok(query.fetch_all(&self.pool).await?)
+        Ok(query.try_map(job_from_row).fetch_all(&self.pool).await?)
     }
 
     /// One job by id or unique id prefix.
     pub async fn job(&self, id: &str) -> anyhow::Result<JobRow> {
         let q = format!("SELECT {JOB_COLUMNS} FROM sweep_jobs sj JOIN jobs j ON j.id = sj.job_id WHERE j.id LIKE ? || '%' ESCAPE '\\' ORDER BY sj.position");
         let pattern = id.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
-        let rows = sqlx::query_as::<_, JobRow>(&q).bind(pattern).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(&q).bind(pattern).try_map(job_from_row).fetch_all(&self.pool).await?;
         let ids: std::collections::BTreeSet<&str> = rows.iter().map(|r| r.id.as_str()).collect();
         match ids.len() {
             0 => anyhow::bail!("no job with id '{id}'"),
@@ -332,11 +362,11 @@ impl Db {
         }
     }
 
-    pub async fn set_status(&self, id: &str, status: &str, error_class: Option<&str>, error: Option<&str>) -> anyhow::Result<()> {
+    pub async fn set_status(&self, id: &str, status: JobStatus, error_class: Option<&str>, error: Option<&str>) -> anyhow::Result<()> {
         let t = now();
-        let finished = matches!(status, "completed" | "failed" | "diverged" | "cancelled").then_some(t.clone());
+        let finished = matches!(status, JobStatus::Completed | JobStatus::Failed | JobStatus::Diverged | JobStatus::Cancelled).then_some(t.clone());
         sqlx::query("UPDATE jobs SET status = ?, error_class = ?, error = ?, updated_at = ?, finished_at = ? WHERE id = ?")
-            .bind(status)
+            .bind(status.as_str())
             .bind(error_class)
             .bind(error)
             .bind(&t)
@@ -447,14 +477,27 @@ impl Db {
     }
 
     pub async fn evals(&self, job_id: &str) -> anyhow::Result<Vec<EvalRow>> {
-        Ok(sqlx::query_as::<_, EvalRow>("SELECT job_id, eval_index, step, kind, params, result FROM evals WHERE job_id = ? ORDER BY eval_index")
+        Ok(sqlx::query("SELECT job_id, eval_index, step, result FROM evals WHERE job_id = ? ORDER BY eval_index")
             .bind(job_id)
+            .try_map(eval_from_row)
             .fetch_all(&self.pool)
             .await?)
     }
 
     pub async fn artifacts(&self, job_id: &str) -> anyhow::Result<Vec<(String, String, Option<i64>)>> {
         Ok(sqlx::query_as("SELECT kind, path, step FROM artifacts WHERE job_id = ? ORDER BY kind, path").bind(job_id).fetch_all(&self.pool).await?)
+    }
+
+    /// What a job that its worker called done lacks in the database, if anything: its final
+    /// training step, or one of its `n_evals` evaluations at that step.
+    pub async fn incomplete(&self, job_id: &str, n_evals: usize) -> anyhow::Result<Option<String>> {
+        let (step, total): (Option<i64>, Option<i64>) = sqlx::query_as("SELECT step, total_steps FROM jobs WHERE id = ?").bind(job_id).fetch_one(&self.pool).await?;
+        let (Some(step), Some(total)) = (step, total) else { return Ok(Some("no training step was recorded".into())) };
+        if step < total {
+            return Ok(Some(format!("the last recorded step is {step} of {total}")));
+        }
+        let evals: i64 = sqlx::query_scalar("SELECT COUNT(DISTINCT eval_index) FROM evals WHERE job_id = ? AND step = ?").bind(job_id).bind(step).fetch_one(&self.pool).await?;
+        Ok((evals < n_evals as i64).then(|| format!("{evals} of its {n_evals} evaluations were recorded at step {step}")))
     }
 
     /// Row counts of the main tables (tests and diagnostics).

@@ -1,0 +1,144 @@
+// The elementwise stages of the chunked SSD around its matmuls, one warp per (b, t, h) row of
+// P values, over the padded length Lp = C * Q. Layouts of a [B, Lp, H, P] quantity:
+//   natural [B, L, H, P] (the node's inputs and outputs, unpadded: rows t >= L read as 0),
+//   cols    [B, C, G, Q, H/G * P] (a group's heads side by side: the B/C matmuls' operand),
+//   heads   [B, C, H, Q, P] (per head: the diagonal blocks' operand);
+// per-position factors [B, C, H, Q] (fp32).
+// Token indices are 32-bit (B * C * Q * H < 2^31, checked by the caller): 64-bit division is slow.
+// Rust side: `rows_kernel` in src/ssd/fused.rs, each stage with a tensor-op twin there.
+#include "common.cuh"
+
+struct Rows {
+  int B, L, H, P, G, Q, C;
+};
+
+// The offsets of one (token, head) row in each layout.
+struct At {
+  long long natural, factor, heads, cols;
+};
+
+// Offsets of token (b, t)'s head 0, per layout; a head adds H-linear steps except in the columns
+// layout, where its group and place in the group count.
+struct Token {
+  long long natural, factor, cols;
+  __device__ Token(const Rows& R, int b, int t) {
+    int c = t / R.Q, q = t - c * R.Q;
+    long long bc = (long long)b * R.C + c;
+    natural = ((long long)b * R.L + t) * R.H * R.P;
+    factor = bc * R.H * R.Q + q;
+    cols = (bc * R.G * R.Q + q) * (long long)(R.H / R.G) * R.P;
+  }
+  __device__ At at(const Rows& R, int h) const {
+    int hpg = R.H / R.G, g = h / hpg, j = h - g * hpg;
+    long long f = factor + (long long)h * R.Q;
+    return {natural + (long long)h * R.P, f, f * R.P, cols + ((long long)g * R.Q * hpg + j) * R.P};
+  }
+};
+
+// One block per token (b, t) of the padded length (grid-stride), its warps over the heads, each
+// lane over pairs of P (P even): index arithmetic once per (token, head), 2 values per access.
+#define ROWS_LOOP(R)                                                                                      \
+  int lane = threadIdx.x & 31, nw = blockDim.x >> 5;                                                      \
+  unsigned ntok = (unsigned)(R).B * (R).C * (R).Q, per_b = (unsigned)(R).C * (R).Q;                       \
+  for (unsigned bt = blockIdx.x; bt < ntok; bt += gridDim.x)                                               \
+    for (int h = threadIdx.x >> 5, b = (int)(bt / per_b), t = (int)(bt % per_b); h < (R).H; h += nw)      \
+      if (const At o = Token(R, b, t).at(R, h); true)
+
+// y (natural, fp32) = raw (cols) * exp(acs) + ydiag (heads): the output from the states
+// entering the chunks plus the diagonal blocks'.
+template <typename T>
+__device__ void ssd_out(const T* raw, const T* ydiag, const float* acs, float* y, Rows R) {
+  ROWS_LOOP(R) {
+    if (t >= R.L) continue;
+    float e = expf(acs[o.factor]);
+    long long oc = o.cols, oh = o.heads, on = o.natural;
+    for (int p = 2 * lane; p < R.P; p += 64) {
+      float r0, r1, d0, d1;
+      ld2(raw, oc + p, r0, r1);
+      ld2(ydiag, oh + p, d0, d1);
+      st2(y, on + p, r0 * e + d0, r1 * e + d1);
+    }
+  }
+}
+
+// xw (cols) = x (natural) * w: the inputs weighted by their decay to the chunk end; xh (heads) =
+// x, the diagonal blocks' operand.
+template <typename T>
+__device__ void ssd_xw(const T* x, const float* w, T* xw, T* xh, Rows R) {
+  ROWS_LOOP(R) {
+    bool in = t < R.L;
+    long long oc = o.cols, oh = o.heads;
+    float wv = in ? w[o.factor] : 0.f;
+    long long on = in ? o.natural : 0;
+    for (int p = 2 * lane; p < R.P; p += 64) {
+      float v0 = 0.f, v1 = 0.f;
+      if (in) ld2(x, on + p, v0, v1);
+      st2(xw, oc + p, v0 * wv, v1 * wv);
+      st2(xh, oh + p, v0, v1);
+    }
+  }
+}
+
+// From dy (natural, fp32): dyo (cols) = dy * exp(acs), dyh (heads) = dy, and
+// dacs[row] = sum over p of dy * exp(acs) * raw (the gradient of acs through exp(acs)).
+template <typename T>
+__device__ void ssd_dy(const float* dy, const T* raw, const float* acs, T* dyo, T* dyh, float* dacs, Rows R) {
+  ROWS_LOOP(R) {
+    long long of = o.factor, oc = o.cols, oh = o.heads;
+    bool in = t < R.L;
+    long long on = in ? o.natural : 0;
+    float e = expf(acs[of]), acc = 0.f;
+    for (int p = 2 * lane; p < R.P; p += 64) {
+      float g0 = 0.f, g1 = 0.f, r0, r1;
+      if (in) ld2(dy, on + p, g0, g1);
+      ld2(raw, oc + p, r0, r1);
+      acc += g0 * e * r0 + g1 * e * r1;
+      st2(dyo, oc + p, g0 * e, g1 * e);
+      st2(dyh, oh + p, g0, g1);
+    }
+    acc = warp_sum(acc);
+    if (lane == 0) dacs[of] = acc;
+  }
+}
+
+// dxdt (natural) = dxw (cols) * w + dxdiag (heads), and dws[row] = w * sum over p of dxw * x
+// (the gradient of the decay to the chunk end).
+template <typename T>
+__device__ void ssd_dx(const T* dxw, const T* x, const float* w, const T* dxdiag, T* dxdt, float* dws, Rows R) {
+  ROWS_LOOP(R) {
+    long long of = o.factor, oc = o.cols, oh = o.heads;
+    if (t >= R.L) {
+      if (lane == 0) dws[of] = 0.f;
+      continue;
+    }
+    long long on = o.natural;
+    float wv = w[of], acc = 0.f;
+    for (int p = 2 * lane; p < R.P; p += 64) {
+      float g0, g1, x0, x1, d0, d1;
+      ld2(dxw, oc + p, g0, g1);
+      ld2(x, on + p, x0, x1);
+      ld2(dxdiag, oh + p, d0, d1);
+      acc += g0 * x0 + g1 * x1;
+      st2(dxdt, on + p, g0 * wv + d0, g1 * wv + d1);
+    }
+    acc = warp_sum(acc);
+    if (lane == 0) dws[of] = acc * wv;
+  }
+}
+
+#define SSD_ROWS(S, T)                                                                                         \
+  extern "C" __global__ void __maxnreg__(40) ssd_out_##S(const T* raw, const T* ydiag, const float* acs, float* y, Rows R) {   \
+    ssd_out<T>(raw, ydiag, acs, y, R);                                                                         \
+  }                                                                                                            \
+  extern "C" __global__ void __maxnreg__(40) ssd_xw_##S(const T* x, const float* w, T* xw, T* xh, Rows R) {                  \
+    ssd_xw<T>(x, w, xw, xh, R);                                                                                \
+  }                                                                                                            \
+  extern "C" __global__ void __maxnreg__(40) ssd_dy_##S(const float* dy, const T* raw, const float* acs, T* dyo, T* dyh,       \
+                                        float* dacs, Rows R) {                                                 \
+    ssd_dy<T>(dy, raw, acs, dyo, dyh, dacs, R);                                                                \
+  }                                                                                                            \
+  extern "C" __global__ void __maxnreg__(40) ssd_dx_##S(const T* dxw, const T* x, const float* w, const T* dxdiag, T* dxdt,    \
+                                        float* dws, Rows R) {                                                  \
+    ssd_dx<T>(dxw, x, w, dxdiag, dxdt, dws, R);                                                                \
+  }
+BOTH_KINDS(SSD_ROWS)

@@ -1,0 +1,37 @@
+//! The contract between the worker (which trains and evaluates), the controller (which ingests
+//! what workers write and is the only writer of the database), the database and the reports.
+//! Everything that crosses those boundaries is a type here, serde-tagged and versioned, and
+//! every reader matches on it: no reader looks a kind up by string.
+//!
+//! - [`event`]: the worker's event log (`events.jsonl`), one [`Event`] per line.
+//! - [`eval`]: evaluation results ([`EvalResult`]: loss, passkey, states).
+//! - [`failure`]: how an attempt failed ([`FailureKind`]) and whether it is retried.
+//! - [`status`]: a job's status.
+//! - [`precision`]: compute precision of training and evaluations.
+//! - [`job`]: a job as the store lists it and the reports read it ([`JobRecord`]).
+//! - [`rundir`]: file names inside a job's run directory.
+pub mod event;
+pub mod eval;
+pub mod failure;
+pub mod job;
+pub mod precision;
+pub mod rundir;
+pub mod schema;
+mod serde_nan;
+pub mod status;
+
+pub use event::{Done, Envelope, Event, EVENT_FORMAT};
+pub use eval::{EvalResult, LossResult, PasskeyResult, StatesResult};
+pub use failure::{AttemptEnd, FailureKind};
+pub use job::{JobRecord, ModelDims};
+pub use precision::Precision;
+pub use status::JobStatus;
+
+/// A value that does not parse as a member of the contract.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("unknown {what} '{value}' (expected one of: {expected})")]
+    Unknown { what: &'static str, value: String, expected: String },
+    #[error("malformed {what}: {message}")]
+    Malformed { what: &'static str, message: String },
+}
