@@ -149,6 +149,46 @@ fn bench_suite_writes_a_record_and_names_unknown_cases() {
     assert!(!o.status.success() && msg.contains("unknown case 'train-huge'") && msg.contains("eval-130m"), "{msg}");
 }
 
+#[test]
+fn corpus_clean_build_then_pack_and_unpack_refusing_a_missing_chunk() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let mut x = 7u64;
+    let mut doc = |n: usize| -> String {
+        (0..n)
+            .map(|i| {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                format!("{}{}", ["river", "stone", "light", "winter", "house"][(x >> 61) as usize % 5], (x >> 40) % 10) + if i % 10 == 9 { ".\n" } else { " " }
+            })
+            .collect()
+    };
+    for i in 0..20 {
+        std::fs::write(src.join(format!("{i}.txt")), doc(400)).unwrap();
+    }
+    std::fs::copy(src.join("3.txt"), src.join("copy-of-3.txt")).unwrap();
+    let lines: String = (0..5).map(|_| format!("{}\n", serde_json::json!({ "text": doc(300) }))).collect();
+    std::fs::write(src.join("records.jsonl"), lines).unwrap();
+    let out = dir.path().join("c");
+    let (s, o) = (src.to_str().unwrap(), out.to_str().unwrap());
+    let summary = ok(dir.path(), &["corpus", "build", "--clean", "--input", s, "--out", o, "--val-long-docs", "2", "--val-long-tokens", "1000"]);
+    assert!(summary.contains("duplicates: 1 exact"), "{summary}");
+    assert!(summary.contains("train: 23 documents") || summary.contains("val:"), "{summary}");
+    let info = ok(dir.path(), &["corpus", "info", o]);
+    assert!(info.contains("(2 of at least 1000 tokens)"), "{info}");
+
+    let prefix = dir.path().join("packed/c");
+    let p = prefix.to_str().unwrap();
+    let packed = ok(dir.path(), &["corpus", "pack", o, "--out", p, "--chunk-size", "64KiB"]);
+    assert!(packed.contains("per 100M tokens"), "{packed}");
+    std::fs::rename(dir.path().join("packed/c.0000.zst"), dir.path().join("aside.zst")).unwrap();
+    let e = stuffed(dir.path(), &["corpus", "unpack", p, "--out", "u"]);
+    assert!(!e.status.success() && text(&e).contains("c.0000.zst"), "{}", text(&e));
+    std::fs::rename(dir.path().join("aside.zst"), dir.path().join("packed/c.0000.zst")).unwrap();
+    ok(dir.path(), &["corpus", "unpack", p, "--out", "u"]);
+    assert_eq!(std::fs::read(out.join("tokens.bin")).unwrap(), std::fs::read(dir.path().join("u/tokens.bin")).unwrap());
+}
+
 /// The committed reproduction report regenerates byte for byte from its committed export (an
 /// export written before the protocol crate: old dumps keep loading).
 #[test]

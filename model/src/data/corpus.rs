@@ -96,18 +96,21 @@ pub struct Manifest {
     pub val: SplitCounts,
     pub sources: Vec<SourceSummary>,
     pub bad: BadRecords,
-    /// sha256 of tokens.bin and index.bin.
+    /// sha256 of tokens.bin and index.bin (and docs.bin in cleaned builds).
     pub checksums: std::collections::BTreeMap<String, String>,
+    /// Cleaning figures of a cleaned build (`pipeline.rs`): sources with versions and
+    /// licenses, filters, duplicates, composition.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clean: Option<crate::data::pipeline::CleanReport>,
 }
 
-/// One text record from an input, or why it was rejected.
-enum Record {
-    Text(String),
-    Bad(&'static str, String),
-}
+use crate::data::reader::Record;
 
 fn file_records(path: &Path, field: &str) -> Result<Vec<Record>> {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if crate::data::reader::layout(name) == crate::data::reader::Layout::Parquet {
+        return crate::data::reader::parquet_records(path, field);
+    }
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let reader: Box<dyn Read> = if name.ends_with(".gz") {
         Box::new(flate2::read::MultiGzDecoder::new(file))
@@ -154,7 +157,7 @@ fn file_records(path: &Path, field: &str) -> Result<Vec<Record>> {
 }
 
 /// The files of one input, sorted (deterministic corpora).
-fn list_files(spec: &InputSpec) -> Result<Vec<PathBuf>> {
+pub(crate) fn list_files(spec: &InputSpec) -> Result<Vec<PathBuf>> {
     let p = &spec.path;
     let meta = std::fs::metadata(p).map_err(|e| Error::io(p, e))?;
     let keep = |f: &Path| {
@@ -327,6 +330,7 @@ pub fn build(tok: &Tokenizer, opts: &BuildOptions, out: &Path, progress: Progres
         val: SplitCounts { documents: val_lens.len() as u64, tokens: val_lens.iter().sum() },
         sources,
         bad: all_bad,
+        clean: None,
         checksums: [(TOKENS_FILE.to_string(), sha256_file(&tokens_path)?), (INDEX_FILE.to_string(), sha256_file(&index_path)?)]
             .into_iter()
             .collect(),
@@ -335,7 +339,7 @@ pub fn build(tok: &Tokenizer, opts: &BuildOptions, out: &Path, progress: Progres
     Ok(manifest)
 }
 
-fn write_ids(w: &mut impl Write, ids: &[u32], wide: bool) -> std::io::Result<()> {
+pub(crate) fn write_ids(w: &mut impl Write, ids: &[u32], wide: bool) -> std::io::Result<()> {
     if wide {
         let b: Vec<u8> = ids.iter().flat_map(|i| i.to_le_bytes()).collect();
         w.write_all(&b)
@@ -373,6 +377,8 @@ pub struct Corpus {
     tokens: memmap2::Mmap,
     offsets: Vec<u64>,
     wide: bool,
+    /// Per document: source index | kind << 16 (`docs.bin`; cleaned builds only).
+    doc_info: Option<Vec<u32>>,
 }
 
 impl std::fmt::Debug for Corpus {
@@ -402,7 +408,18 @@ impl Corpus {
         if offsets.len() != n_docs + 1 || offsets.last().copied().unwrap_or(0) * width != tokens.len() as u64 {
             return Err(Error::at(dir, "corpus files are inconsistent (index, tokens and manifest disagree): rebuild it"));
         }
-        Ok(Corpus { dir: dir.to_path_buf(), manifest, tokens, offsets, wide })
+        let dpath = dir.join(crate::data::pipeline::DOCS_FILE);
+        let doc_info = match std::fs::read(&dpath) {
+            Ok(raw) => {
+                let info: Vec<u32> = raw.chunks_exact(4).map(|c| u32::from_le_bytes(c.try_into().expect("4 bytes"))).collect();
+                if info.len() != n_docs {
+                    return Err(Error::at(dir, "corpus files are inconsistent (docs.bin and index disagree): rebuild it"));
+                }
+                Some(info)
+            }
+            Err(_) => None,
+        };
+        Ok(Corpus { dir: dir.to_path_buf(), manifest, tokens, offsets, wide, doc_info })
     }
 
     /// Document indices of a split.
@@ -412,6 +429,13 @@ impl Corpus {
             Split::Train => 0..n_train,
             Split::Val => n_train..n_train + self.manifest.val.documents as usize,
         }
+    }
+
+    /// Source index (into `manifest.clean.sources`) and kind of document `i`, when the corpus
+    /// records them (cleaned builds).
+    pub fn doc_source(&self, i: usize) -> Option<(usize, crate::data::clean::DocKind)> {
+        let v = *self.doc_info.as_ref()?.get(i)?;
+        Some(((v & 0xFFFF) as usize, crate::data::clean::DocKind::from_u8((v >> 16) as u8)?))
     }
 
     pub fn doc_len(&self, i: usize) -> usize {

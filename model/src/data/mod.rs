@@ -1,8 +1,14 @@
-//! Data: corpora of token shards, training samplers, the passkey and probe generators.
+//! Data: corpora of token shards (plain and cleaned builds, readers, packing for transfer),
+//! training samplers, the passkey and probe generators.
+pub mod clean;
 pub mod corpus;
+pub mod dedup;
+pub mod pack;
+pub mod pipeline;
+pub mod reader;
 pub mod passkey;
 pub mod probes;
 pub mod sampler;
 
 pub use corpus::{Corpus, Split};
-pub use sampler::{MixtureItem, Sampler, SamplerState, SourceKind};
+pub use sampler::{MixtureItem, Sampler, SamplerState, Selection, SourceKind};

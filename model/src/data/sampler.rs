@@ -4,10 +4,14 @@
 //! documents (row r takes documents r, r+B, r+2B, ... of each epoch's permutation) and
 //! consecutive windows of a row overlap by one token, so truncated BPTT can carry a row's
 //! state from one segment to the next. The whole position is a small serialisable state:
-//! resuming from it continues exactly.
+//! resuming from it continues exactly. A `Selection` restricts or reweights the documents of a
+//! cleaned corpus by kind (prose, code) and by source.
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
+use crate::data::clean::DocKind;
 use crate::data::corpus::{Corpus, Split};
 use crate::data::passkey::{PasskeyFormat, PasskeyTemplate};
 use crate::data::probes;
@@ -38,6 +42,26 @@ pub struct MixtureItem {
     /// passkey sources so that job ids tell the two apart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<PasskeyFormat>,
+}
+
+/// Which documents of a cleaned corpus training draws, and how often.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Selection {
+    /// Only prose or only code documents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub only: Option<DocKind>,
+    /// Weight per source name (`manifest.clean.sources[].name`); unnamed sources weigh 1, 0
+    /// drops a source. A weight w repeats each document of the source floor(w) times, plus once
+    /// more for a fraction w - floor(w) of them, so a source's token share scales with w.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub source_weights: BTreeMap<String, f64>,
+}
+
+impl Selection {
+    pub fn is_all(&self) -> bool {
+        self.only.is_none() && self.source_weights.is_empty()
+    }
 }
 
 /// Where one row of the batch stands.
@@ -108,6 +132,42 @@ impl<'a> Sampler<'a> {
             perm_cache: None,
             state: SamplerState { rows: vec![RowCursor::default(); batch], rng: Rng::derive(seed, &[0xDA7A]), batches: 0 },
         })
+    }
+
+    /// Restricts and reweights the documents drawn (a no-op for `Selection::default()`).
+    pub fn with_selection(mut self, sel: &Selection) -> Result<Sampler<'a>> {
+        if sel.is_all() {
+            return Ok(self);
+        }
+        let names: Vec<String> = self.corpus.manifest.clean.as_ref().map(|c| c.sources.iter().map(|s| s.name.clone()).collect()).unwrap_or_default();
+        if self.corpus.doc_source(0).is_none() && !self.docs.is_empty() {
+            return Err(Error::at(&self.corpus.dir, "data.select needs a cleaned corpus (one with docs.bin: `stuffed corpus build --clean` or --preset large)"));
+        }
+        for (name, w) in &sel.source_weights {
+            if !names.contains(name) {
+                return Err(Error::Data(format!("data.select.source_weights: no source '{name}' in this corpus (sources: {})", names.join(", "))));
+            }
+            if !(*w >= 0.0 && w.is_finite()) {
+                return Err(Error::Data(format!("data.select.source_weights.{name} must be a non-negative number, got {w}")));
+            }
+        }
+        let mut docs = Vec::with_capacity(self.docs.len());
+        for &d in &self.docs {
+            let Some((src, kind)) = self.corpus.doc_source(d) else { continue };
+            if sel.only.is_some_and(|k| k != kind) {
+                continue;
+            }
+            let w = names.get(src).and_then(|n| sel.source_weights.get(n)).copied().unwrap_or(1.0);
+            let frac = Rng::derive(self.seed, &[0x5E1, d as u64]).unit();
+            let copies = w.floor() as usize + usize::from(frac < w - w.floor());
+            docs.extend(std::iter::repeat_n(d, copies));
+        }
+        if docs.is_empty() {
+            return Err(Error::at(&self.corpus.dir, format!("data.select leaves no documents ({sel:?})")));
+        }
+        self.docs = docs;
+        self.perm_cache = None;
+        Ok(self)
     }
 
     /// The document a row's k-th document index refers to.
@@ -219,5 +279,118 @@ impl<'a> Sampler<'a> {
             inputs: Tensor::from_slice(&inputs).view([b as i64, l as i64]),
             targets: Tensor::from_slice(&targets).view([b as i64, l as i64]),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::clean::Quality;
+    use crate::data::corpus::{build, BuildOptions, InputSpec};
+    use crate::data::pipeline::{self, PipelineOptions, SourceSpec};
+    use std::path::Path;
+
+    fn name(i: usize) -> String {
+        let (a, b) = (b'a' + (i % 26) as u8, b'a' + (i / 26) as u8);
+        format!("q{}{}", a as char, b as char)
+    }
+
+    /// Row r's input stream over `n` batches (consecutive windows continue each other).
+    fn streams(s: &mut Sampler, n: usize) -> Vec<Vec<u32>> {
+        let mut rows = vec![Vec::new(); s.batch];
+        for _ in 0..n {
+            let b = s.next_batch().expect("batch");
+            let v: Vec<i64> = Vec::try_from(b.inputs.flatten(0, -1)).expect("ids");
+            for (r, row) in v.chunks(s.seq_len).enumerate() {
+                rows[r].extend(row.iter().map(|&t| t as u32));
+            }
+        }
+        rows
+    }
+
+    #[test]
+    fn sampling_concatenates_whole_documents_with_eos_and_skips_short_ones() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let src = dir.path().join("src");
+        std::fs::create_dir_all(&src).expect("mkdir");
+        // Document i is one letter repeated; lengths 10..=200, letters distinct.
+        let lens: Vec<usize> = (0..20).map(|i| 10 + i * 10).collect();
+        for (i, l) in lens.iter().enumerate() {
+            std::fs::write(src.join(format!("{i:02}.txt")), ((b'A' + i as u8) as char).to_string().repeat(*l)).expect("write");
+        }
+        let out = dir.path().join("c");
+        let opts = BuildOptions { inputs: vec![InputSpec { path: src, include: vec![], exclude: vec![] }], field: "text".into(), min_doc_tokens: 1, val_fraction: 0.0 };
+        let tok = Tokenizer::Bytes;
+        build(&tok, &opts, &out, &|_, _, _| {}).expect("build");
+        let corpus = Corpus::open(&out).expect("open");
+        let min = 100;
+        let mut s = Sampler::new(&corpus, &tok, Split::Train, 64, 2, min, &[], 7).expect("sampler");
+        let eos = tok.eos();
+        for row in streams(&mut s, 80) {
+            // Split at EOS: every piece strictly inside the stream is one whole document.
+            let pieces: Vec<&[u32]> = row.split(|&t| t == eos).collect();
+            assert!(pieces.len() > 4);
+            for p in &pieces[1..pieces.len() - 1] {
+                let letter = p[0];
+                assert!(p.iter().all(|&t| t == letter), "a document interleaved with another");
+                let i = (letter - b'A' as u32) as usize;
+                assert_eq!(p.len(), lens[i], "document {i} cut or padded");
+                assert!(lens[i] >= min, "document {i} is shorter than min_doc_tokens");
+            }
+        }
+    }
+
+    fn cleaned(dir: &Path) -> std::path::PathBuf {
+        let prose = dir.join("prose");
+        let code = dir.join("code");
+        std::fs::create_dir_all(&prose).expect("mkdir");
+        std::fs::create_dir_all(&code).expect("mkdir");
+        for i in 0..12 {
+            std::fs::write(prose.join(format!("{i}.txt")), format!("{} river stone\n", name(i)).repeat(30)).expect("write");
+            std::fs::write(code.join(format!("{i}.c")), format!("INT {}X = {}Y;\n", name(i).to_uppercase(), name(i).to_uppercase()).repeat(30)).expect("write");
+        }
+        let spec = |n: &str, root: std::path::PathBuf| SourceSpec { name: n.into(), version: "1".into(), license: "MIT".into(), kind: DocKind::Prose, root, include: vec![], exclude: vec![] };
+        let opts = PipelineOptions {
+            sources: vec![spec("prose", prose), spec("code", code)],
+            field: "text".into(),
+            quality: Quality { min_bytes: 16 },
+            max_doc_bytes: 1 << 20,
+            min_doc_tokens: 1,
+            val_fraction: 0.0,
+            val_long_tokens: 1 << 20,
+            val_long_docs: 0,
+            only: None,
+            gpt2_sample: 0,
+            shard_bytes: 1 << 20,
+            stop_after_shards: None,
+        };
+        let out = dir.join("c");
+        pipeline::build(&Tokenizer::Bytes, &opts, &out, &|_| {}).expect("build");
+        out
+    }
+
+    #[test]
+    fn selection_keeps_one_kind_and_weights_sources() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let out = cleaned(dir.path());
+        let corpus = Corpus::open(&out).expect("open");
+        let tok = Tokenizer::Bytes;
+        let new = || Sampler::new(&corpus, &tok, Split::Train, 32, 2, 0, &[], 1).expect("sampler");
+        assert_eq!(new().docs.len(), 24);
+        let only_code = Selection { only: Some(DocKind::Code), ..Default::default() };
+        let mut s = new().with_selection(&only_code).expect("select");
+        assert_eq!(s.docs.len(), 12);
+        for row in streams(&mut s, 20) {
+            assert!(row.iter().all(|&t| !(b'a' as u32..=b'z' as u32).contains(&t)), "prose drawn under only: code");
+        }
+        let weights = Selection { only: None, source_weights: [("prose".to_string(), 3.0), ("code".to_string(), 0.5)].into_iter().collect() };
+        let s = new().with_selection(&weights).expect("select");
+        let prose = s.docs.iter().filter(|&&d| corpus.doc_source(d).map(|x| x.1) == Some(DocKind::Prose)).count();
+        assert_eq!(prose, 36);
+        assert!(s.docs.len() - prose < 12);
+        let typo = Selection { only: None, source_weights: [("prosee".to_string(), 1.0)].into_iter().collect() };
+        assert!(new().with_selection(&typo).is_err());
+        let none = Selection { only: None, source_weights: [("prose".to_string(), 0.0), ("code".to_string(), 0.0)].into_iter().collect() };
+        assert!(new().with_selection(&none).is_err());
     }
 }

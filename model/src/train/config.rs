@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{MambaConfig, ModelSpec};
-use crate::data::{MixtureItem, SourceKind};
+use crate::data::{MixtureItem, Selection, SourceKind};
 use crate::ssd::SsdBackend;
 use crate::tokenizer::Tokenizer;
 use crate::train::{AdamWConfig, Schedule};
@@ -57,11 +57,14 @@ pub struct DataConfig {
     /// Truncated BPTT: each batch row's state is carried over this many consecutive segments.
     #[serde(default = "one")]
     pub tbptt_segments: i64,
+    /// Cleaned corpora: only prose or code, per-source weights.
+    #[serde(default, skip_serializing_if = "Selection::is_all")]
+    pub select: Selection,
 }
 
 impl Default for DataConfig {
     fn default() -> Self {
-        DataConfig { corpus: default_corpus(), min_doc_tokens: 0, mixture: vec![], tbptt_segments: 1 }
+        DataConfig { corpus: default_corpus(), min_doc_tokens: 0, mixture: vec![], tbptt_segments: 1, select: Selection::default() }
     }
 }
 

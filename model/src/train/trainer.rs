@@ -197,7 +197,7 @@ pub fn train(
     if let Some(dir) = &resume {
         opt.load(dir)?;
     }
-    let mut sampler = Sampler::new(&corpus, &tok, Split::Train, seq_len as usize, batch as usize, job.data.min_doc_tokens as usize, &job.data.mixture, t.seed)?;
+    let mut sampler = Sampler::new(&corpus, &tok, Split::Train, seq_len as usize, batch as usize, job.data.min_doc_tokens as usize, &job.data.mixture, t.seed)?.with_selection(&job.data.select)?;
     let (mut step, mut tokens) = (0, 0);
     if let Some(st) = &trainer_state {
         sampler.state = st.sampler.clone();

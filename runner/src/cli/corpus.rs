@@ -1,8 +1,14 @@
-//! `stuffed corpus ...`: build token corpora from text, directories and JSONL, and inspect them.
+//! `stuffed corpus ...`: build token corpora from text, directories, JSONL and Parquet (plain
+//! or cleaned: filtered and deduplicated), inspect them, pack them for transfer.
+mod large;
+mod pack;
+
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
+use stuffed_model::data::clean::{DocKind, Quality};
 use stuffed_model::data::corpus::{self, BuildOptions, InputSpec, Manifest};
+use stuffed_model::data::pipeline;
 use stuffed_model::Tokenizer;
 
 use super::common::print_json;
@@ -11,28 +17,62 @@ use super::Format;
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// Tokenize inputs into a memory-mapped corpus with a document-level train/validation split.
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
     /// Print a corpus manifest (counts, tokenizer, split, bad records).
     Info(InfoArgs),
+    /// Write a corpus as zstd chunks plus a checksummed index (for hosts without network).
+    Pack(pack::PackArgs),
+    /// Reassemble a packed corpus, verifying every chunk and file.
+    Unpack(pack::UnpackArgs),
 }
 
 impl Command {
     pub fn run(self) -> anyhow::Result<i32> {
         match self {
-            Command::Build(a) => a.run(),
+            Command::Build(a) => (*a).run(),
             Command::Info(a) => a.run(),
+            Command::Pack(a) => a.run(),
+            Command::Unpack(a) => a.run(),
         }
     }
 }
 
 #[derive(Debug, clap::Args)]
 pub struct BuildArgs {
-    /// Text files, directories (recursive) or JSONL files (.jsonl, .jsonl.gz, .jsonl.zst).
+    /// Text files, directories (recursive), JSONL files (.jsonl, .jsonl.gz, .jsonl.zst) or
+    /// Parquet shards (.parquet; Hugging Face dataset layouts).
     #[arg(long = "input", num_args = 1.., required_unless_present = "preset")]
     inputs: Vec<PathBuf>,
-    /// `default`: English prose from Debian packages (perl-doc pods, Python docs sources, fortunes).
+    /// `default`: English prose from Debian packages (perl-doc pods, Python docs sources,
+    /// fortunes). `large`: the cleaned multi-package corpus of scripts/corpus-large.sh (about
+    /// 1e9 byte tokens of code and documentation).
     #[arg(long, conflicts_with = "inputs")]
     preset: Option<String>,
+    /// Clean --input builds like the large preset: markup stripped, quality filters, exact and
+    /// near-duplicate removal, long validation documents held out.
+    #[arg(long)]
+    clean: bool,
+    /// Cleaned builds: keep only prose or only code.
+    #[arg(long, value_parser = ["prose", "code"])]
+    only: Option<String>,
+    /// Cleaned builds: also hold out this many documents of at least --val-long-tokens.
+    #[arg(long)]
+    val_long_docs: Option<usize>,
+    /// Cleaned builds: what a long validation document is.
+    #[arg(long, default_value_t = 16384)]
+    val_long_tokens: usize,
+    /// Cleaned builds: documents under this many bytes are dropped.
+    #[arg(long, default_value_t = 256)]
+    min_doc_bytes: usize,
+    /// Cleaned builds: longer texts are split at paragraphs into documents of about this size.
+    #[arg(long, default_value_t = 1 << 20)]
+    max_doc_bytes: usize,
+    /// Cleaned builds: tokenize one document in N with GPT-2 to estimate the GPT-2 count (0: off).
+    #[arg(long, default_value_t = 16)]
+    gpt2_sample: u64,
+    /// `--preset large`: where the Debian packages are downloaded and unpacked (default OUT/stage).
+    #[arg(long)]
+    stage: Option<PathBuf>,
     /// bytes, gpt2 or hf:PATH.
     #[arg(long, default_value = "bytes")]
     tokenizer: String,
@@ -45,9 +85,9 @@ pub struct BuildArgs {
     /// JSON field holding the text of JSONL records (RedPajama: raw_content).
     #[arg(long, default_value = "text")]
     field: String,
-    /// Fraction of documents held out for validation.
-    #[arg(long, default_value_t = 0.05)]
-    val_fraction: f64,
+    /// Fraction of documents held out for validation (default 0.05; `large`: 0.01).
+    #[arg(long)]
+    val_fraction: Option<f64>,
     /// Only files whose names end with this suffix (repeatable).
     #[arg(long)]
     include: Vec<String>,
@@ -107,9 +147,12 @@ pub fn default_inputs() -> anyhow::Result<Vec<InputSpec>> {
 impl BuildArgs {
     fn run(self) -> anyhow::Result<i32> {
         let tok = Tokenizer::from_spec(&self.tokenizer)?;
+        if self.preset.as_deref() == Some("large") || self.clean {
+            return self.run_clean(&tok);
+        }
         let (inputs, out) = match &self.preset {
             Some(p) if p == "default" => (default_inputs()?, self.out.clone().unwrap_or_else(|| PathBuf::from("results/corpora/default"))),
-            Some(p) => bail!("unknown corpus preset '{p}': expected default"),
+            Some(p) => bail!("unknown corpus preset '{p}': expected default or large"),
             None => {
                 let out = self.out.clone().context("--out DIR is required with --input")?;
                 let specs = self
@@ -127,7 +170,7 @@ impl BuildArgs {
             inputs,
             field: self.field.clone(),
             min_doc_tokens: self.min_doc_tokens,
-            val_fraction: self.val_fraction,
+            val_fraction: self.val_fraction.unwrap_or(0.05),
         };
         let bar = super::progress::bar(0, "files");
         let progress = |done: u64, total: u64, tokens: u64| {
@@ -145,11 +188,64 @@ impl BuildArgs {
     }
 }
 
+impl BuildArgs {
+    /// `--preset large` or `--clean`: the cleaned, restartable pipeline.
+    fn run_clean(&self, tok: &Tokenizer) -> anyhow::Result<i32> {
+        let t0 = std::time::Instant::now();
+        let large = self.preset.as_deref() == Some("large");
+        let out = match (&self.out, large) {
+            (Some(o), _) => o.clone(),
+            (None, true) => PathBuf::from("results/corpora/large"),
+            (None, false) => bail!("--out DIR is required with --input"),
+        };
+        let sources = if large {
+            large::stage_large(&self.stage.clone().unwrap_or_else(|| out.join("stage")))?
+        } else {
+            self.inputs
+                .iter()
+                .map(|p| pipeline::SourceSpec {
+                    name: p.display().to_string(),
+                    version: String::new(),
+                    license: String::new(),
+                    kind: DocKind::Prose,
+                    root: p.clone(),
+                    include: self.include.clone(),
+                    exclude: self.exclude.clone(),
+                })
+                .collect()
+        };
+        for s in &sources {
+            std::fs::metadata(&s.root).with_context(|| format!("cannot read input {}", s.root.display()))?;
+        }
+        let opts = pipeline::PipelineOptions {
+            sources,
+            field: self.field.clone(),
+            quality: Quality { min_bytes: self.min_doc_bytes },
+            max_doc_bytes: self.max_doc_bytes,
+            min_doc_tokens: self.min_doc_tokens,
+            val_fraction: self.val_fraction.unwrap_or(if large { 0.01 } else { 0.05 }),
+            val_long_tokens: self.val_long_tokens,
+            val_long_docs: self.val_long_docs.unwrap_or(if large { 1100 } else { 0 }),
+            only: self.only.as_deref().and_then(DocKind::parse),
+            gpt2_sample: self.gpt2_sample,
+            shard_bytes: 64 << 20,
+            stop_after_shards: None,
+        };
+        let m = large::run_pipeline(tok, &opts, &out)?;
+        match self.format {
+            Format::Json => print_json(&m)?,
+            Format::Text => large::print_summary(&out, &m, Some(t0.elapsed().as_secs_f64())),
+        }
+        Ok(0)
+    }
+}
+
 impl InfoArgs {
     fn run(self) -> anyhow::Result<i32> {
         let c = stuffed_model::data::Corpus::open(&self.dir)?;
         match self.format {
             Format::Json => print_json(&c.manifest)?,
+            Format::Text if c.manifest.clean.is_some() => large::print_summary(&self.dir, &c.manifest, None),
             Format::Text => print_manifest(&self.dir, &c.manifest),
         }
         Ok(0)
