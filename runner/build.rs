@@ -6,9 +6,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn main() {
-    let lib = PathBuf::from(
-        env::var("DEP_TCH_LIBTORCH_LIB").expect("torch-sys did not report its libtorch lib dir"),
-    );
+    let lib = PathBuf::from(env::var("DEP_TCH_LIBTORCH_LIB").expect("torch-sys did not report its libtorch lib dir"));
     if lib.join("libtorch_cuda.so").exists() {
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
         println!("cargo:rustc-link-arg=-ltorch_cuda");
@@ -26,9 +24,7 @@ fn main() {
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
     };
     let commit = git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
-    let dirty = git(&["status", "--porcelain", "--untracked-files=no"])
-        .map(|s| !s.is_empty())
-        .unwrap_or(false);
+    let dirty = git(&["status", "--porcelain", "--untracked-files=no"]).map(|s| !s.is_empty()).unwrap_or(false);
     println!("cargo:rustc-env=STUFFED_GIT_COMMIT={commit}");
     println!("cargo:rustc-env=STUFFED_GIT_DIRTY={}", if dirty { "1" } else { "0" });
     if let Some(dir) = git(&["rev-parse", "--git-dir"]) {

@@ -60,7 +60,22 @@ fn passkey_sample_is_exact() {
     for tok in ["bytes", "gpt2"] {
         let v: serde_json::Value = serde_json::from_str(&ok(
             dir.path(),
-            &["passkey", "sample", "--tokenizer", tok, "--len", "500", "--depth", "0.3", "--seed", "7", "--template", "exact", "--format", "json"],
+            &[
+                "passkey",
+                "sample",
+                "--tokenizer",
+                tok,
+                "--len",
+                "500",
+                "--depth",
+                "0.3",
+                "--seed",
+                "7",
+                "--template",
+                "exact",
+                "--format",
+                "json",
+            ],
         ))
         .unwrap();
         assert_eq!(v["len"], 500);
@@ -70,8 +85,11 @@ fn passkey_sample_is_exact() {
     }
     // The default is the authors' generator: at most --len tokens, their question.
     for tok in ["bytes", "gpt2"] {
-        let v: serde_json::Value =
-            serde_json::from_str(&ok(dir.path(), &["passkey", "sample", "--tokenizer", tok, "--len", "500", "--depth", "0.3", "--seed", "7", "--format", "json"])).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&ok(
+            dir.path(),
+            &["passkey", "sample", "--tokenizer", tok, "--len", "500", "--depth", "0.3", "--seed", "7", "--format", "json"],
+        ))
+        .unwrap();
         assert!(v["len"].as_u64().unwrap() <= 500, "{v}");
         assert_eq!(v["template"], "authors");
         let prompt = v["prompt"].as_str().unwrap();
@@ -91,10 +109,30 @@ fn bad_job_configs_name_file_line_and_key() {
         p.display().to_string()
     };
     let cases = [
-        ("typo.yaml", "model: {preset: tiny}\ntrain:\n  seq_len: 64\n  batch_size: 2\n  stesp: 3\n  lr: 0.1\n", "typo.yaml:5:3", "did you mean `steps`"),
-        ("type.yaml", "model: {preset: tiny}\ntrain:\n  seq_len: long\n  batch_size: 2\n  steps: 3\n  lr: 0.1\n", "type.yaml:3", "train.seq_len"),
-        ("zero.yaml", "model: {preset: tiny}\ntrain:\n  seq_len: 0\n  batch_size: 2\n  steps: 3\n  lr: 0.1\n", "zero.yaml:3:3", "must be a positive integer"),
-        ("model.yaml", "model: {preset: tiny, headdim: 48}\ntrain: {seq_len: 8, batch_size: 2, steps: 3, lr: 0.1}\n", "model.yaml:1:1", "headdim"),
+        (
+            "typo.yaml",
+            "model: {preset: tiny}\ntrain:\n  seq_len: 64\n  batch_size: 2\n  stesp: 3\n  lr: 0.1\n",
+            "typo.yaml:5:3",
+            "did you mean `steps`",
+        ),
+        (
+            "type.yaml",
+            "model: {preset: tiny}\ntrain:\n  seq_len: long\n  batch_size: 2\n  steps: 3\n  lr: 0.1\n",
+            "type.yaml:3",
+            "train.seq_len",
+        ),
+        (
+            "zero.yaml",
+            "model: {preset: tiny}\ntrain:\n  seq_len: 0\n  batch_size: 2\n  steps: 3\n  lr: 0.1\n",
+            "zero.yaml:3:3",
+            "must be a positive integer",
+        ),
+        (
+            "model.yaml",
+            "model: {preset: tiny, headdim: 48}\ntrain: {seq_len: 8, batch_size: 2, steps: 3, lr: 0.1}\n",
+            "model.yaml:1:1",
+            "headdim",
+        ),
         ("syntax.yaml", "model: {preset: tiny\ntrain: [\n", "syntax.yaml:", "did not find expected"),
         ("empty.yaml", "", "empty.yaml", "empty"),
     ];
@@ -159,7 +197,8 @@ fn corpus_clean_build_then_pack_and_unpack_refusing_a_missing_chunk() {
         (0..n)
             .map(|i| {
                 x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                format!("{}{}", ["river", "stone", "light", "winter", "house"][(x >> 61) as usize % 5], (x >> 40) % 10) + if i % 10 == 9 { ".\n" } else { " " }
+                format!("{}{}", ["river", "stone", "light", "winter", "house"][(x >> 61) as usize % 5], (x >> 40) % 10)
+                    + if i % 10 == 9 { ".\n" } else { " " }
             })
             .collect()
     };
@@ -171,7 +210,8 @@ fn corpus_clean_build_then_pack_and_unpack_refusing_a_missing_chunk() {
     std::fs::write(src.join("records.jsonl"), lines).unwrap();
     let out = dir.path().join("c");
     let (s, o) = (src.to_str().unwrap(), out.to_str().unwrap());
-    let summary = ok(dir.path(), &["corpus", "build", "--clean", "--input", s, "--out", o, "--val-long-docs", "2", "--val-long-tokens", "1000"]);
+    let summary =
+        ok(dir.path(), &["corpus", "build", "--clean", "--input", s, "--out", o, "--val-long-docs", "2", "--val-long-tokens", "1000"]);
     assert!(summary.contains("duplicates: 1 exact"), "{summary}");
     assert!(summary.contains("train: 23 documents") || summary.contains("val:"), "{summary}");
     let info = ok(dir.path(), &["corpus", "info", o]);
@@ -199,7 +239,10 @@ fn committed_reproduction_report_regenerates_from_its_export() {
     let (db, out) = (db.to_str().unwrap(), dir.path().join("report"));
     ok(&root, &["results", "import", "--db", db, "results/h200-repro/export.json.gz"]);
     let title = "Stuffed Mamba at small scale on one H200";
-    ok(&root, &["report", "--db", db, "--sweep", "repro-forget", "--sweep", "repro-recall", "--title", title, "--out", out.to_str().unwrap()]);
+    ok(
+        &root,
+        &["report", "--db", db, "--sweep", "repro-forget", "--sweep", "repro-recall", "--title", title, "--out", out.to_str().unwrap()],
+    );
     let committed = root.join("results/h200-repro/report");
     let files = |d: &std::path::Path| -> Vec<String> {
         let mut v: Vec<String> = walk(d).into_iter().map(|p| p.strip_prefix(d).unwrap().display().to_string()).collect();
@@ -208,7 +251,10 @@ fn committed_reproduction_report_regenerates_from_its_export() {
     };
     assert_eq!(files(&out), files(&committed), "the regenerated report has other files");
     for f in files(&committed) {
-        assert!(std::fs::read(out.join(&f)).unwrap() == std::fs::read(committed.join(&f)).unwrap(), "{f} differs from the committed report");
+        assert!(
+            std::fs::read(out.join(&f)).unwrap() == std::fs::read(committed.join(&f)).unwrap(),
+            "{f} differs from the committed report"
+        );
     }
 }
 

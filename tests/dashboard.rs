@@ -81,7 +81,8 @@ fn try_request(addr: &str, method: &str, path: &str, body: Option<&str>, host_he
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut lines = head.lines();
     let status = lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let headers: Vec<(String, String)> = lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect();
+    let headers: Vec<(String, String)> =
+        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_string(), v.trim().to_string())).collect();
     let header = |name: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
     let start = split + 4;
     let chunked = header("transfer-encoding").is_some_and(|v| v.contains("chunked"));
@@ -191,10 +192,27 @@ fn ev(seq: u64, event: Event) -> Envelope {
 }
 
 fn train_events(from_seq: u64, steps: &[i64]) -> Vec<Envelope> {
-    let start = Event::Start { total_steps: 10, batch: 4, seq_len: 32, params: 12345, state_size: 512, device: "cpu".into(), precision: "Float".into(), ssd: None };
+    let start = Event::Start {
+        total_steps: 10,
+        batch: 4,
+        seq_len: 32,
+        params: 12345,
+        state_size: 512,
+        device: "cpu".into(),
+        precision: "Float".into(),
+        ssd: None,
+    };
     let mut out = vec![ev(from_seq, start)];
     for (i, &step) in steps.iter().enumerate() {
-        let train = Event::Train { step, tokens: step * 128, loss: 5.0 - 0.3 * step as f64, lr: 0.003, grad_norm: 1.0, tokens_per_s: 1000.0, mem_gb: 0.0 };
+        let train = Event::Train {
+            step,
+            tokens: step * 128,
+            loss: 5.0 - 0.3 * step as f64,
+            lr: 0.003,
+            grad_norm: 1.0,
+            tokens_per_s: 1000.0,
+            mem_gb: 0.0,
+        };
         out.push(ev(from_seq + 1 + i as u64, train));
     }
     out
@@ -206,13 +224,29 @@ async fn populate(db_path: &Path, dir: &Path) -> std::collections::BTreeMap<Stri
     let db = Db::open(db_path).await.unwrap();
     db.upsert_sweep("grid", "a test grid", "name: grid\n", None, "local").await.unwrap();
     db.upsert_sweep("odd", "labels are data", "name: odd\n", None, "local").await.unwrap();
-    let jobs = [(ID_DONE, "grid", 4, 32, "d_state=4 seq_len=32"), (ID_RUNNING, "grid", 16, 32, "d_state=16 seq_len=32"), (ID_PENDING, "grid", 16, 64, "d_state=16 seq_len=64"), (ID_ODD, "odd", 8, 32, "x'; DROP TABLE jobs; --")];
+    let jobs = [
+        (ID_DONE, "grid", 4, 32, "d_state=4 seq_len=32"),
+        (ID_RUNNING, "grid", 16, 32, "d_state=16 seq_len=32"),
+        (ID_PENDING, "grid", 16, 64, "d_state=16 seq_len=64"),
+        (ID_ODD, "odd", 8, 32, "x'; DROP TABLE jobs; --"),
+    ];
     for (pos, (id, sweep, d_state, seq_len, label)) in jobs.iter().enumerate() {
         let run_dir = dir.join("runs").join(&id[..8]);
         std::fs::create_dir_all(&run_dir).unwrap();
         let config = json!({"model": {"d_model": 32, "n_layer": 2, "d_state": d_state}, "train": {"seq_len": seq_len, "steps": 10, "device": "cpu"}});
         let varied = json!({"model.d_state": d_state, "train.seq_len": seq_len});
-        let job = NewJob { id, sweep, label, varied: &varied, position: pos as i64, config: &config, state_size: 2 * 64 * d_state, n_params: 12345, train_len: *seq_len, run_dir: run_dir.to_str().unwrap() };
+        let job = NewJob {
+            id,
+            sweep,
+            label,
+            varied: &varied,
+            position: pos as i64,
+            config: &config,
+            state_size: 2 * 64 * d_state,
+            n_params: 12345,
+            train_len: *seq_len,
+            run_dir: run_dir.to_str().unwrap(),
+        };
         db.add_job(&job).await.unwrap();
     }
     // The completed job: metrics, a checkpoint, a loss and a passkey evaluation, a log.
@@ -220,15 +254,28 @@ async fn populate(db_path: &Path, dir: &Path) -> std::collections::BTreeMap<Stri
     std::fs::create_dir_all(run.join("ckpt/step-000010")).unwrap();
     std::fs::write(run.join("ckpt/step-000010/config.json"), "{\"d_model\": 32}").unwrap();
     std::fs::write(run.join("worker.log"), "starting\nstep 10 loss 2.0\nall done\n").unwrap();
-    let attempt = db.start_attempt(&NewAttempt { job_id: ID_DONE.into(), backend: "local".into(), host: Some("here".into()), log_path: Some(run.join("worker.log").display().to_string()), ..Default::default() }).await.unwrap();
+    let attempt = db
+        .start_attempt(&NewAttempt {
+            job_id: ID_DONE.into(),
+            backend: "local".into(),
+            host: Some("here".into()),
+            log_path: Some(run.join("worker.log").display().to_string()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     let mut events = train_events(1, &[2, 4, 6, 8, 10]);
     events.push(ev(7, Event::Val { step: 6, loss: 3.1, tokens: 768 }));
     events.push(ev(8, Event::Val { step: 10, loss: 2.2, tokens: 1280 }));
     events.push(ev(9, Event::Checkpoint { step: 10, tokens: 1280, path: "ckpt/step-000010".into() }));
-    let buckets: Vec<Value> = (0..16).map(|i| json!({"start": i * 16, "end": (i + 1) * 16, "loss": if i < 2 { 2.0 } else { 2.0 + 0.5 * i as f64 }})).collect();
+    let buckets: Vec<Value> =
+        (0..16).map(|i| json!({"start": i * 16, "end": (i + 1) * 16, "loss": if i < 2 { 2.0 } else { 2.0 + 0.5 * i as f64 }})).collect();
     let loss = json!({"kind": "loss", "params": {"source": "corpus", "len": 256, "bucket": 16, "train_len": 32, "mitigation": "none"}, "buckets": buckets,
         "collapse": {"train_len": 32, "max_within_train": 2.0, "threshold": 4.0, "collapsed": true, "first_position": 64, "worst_ratio": 4.75}, "mean_loss": 4.0});
-    let cells: Vec<Value> = [64, 128].iter().flat_map(|l| [0.1, 0.5, 0.9].map(|d| json!({"len": l, "depth": d, "accuracy": if *l == 64 { 1.0 } else { 0.5 }, "n": 4}))).collect();
+    let cells: Vec<Value> = [64, 128]
+        .iter()
+        .flat_map(|l| [0.1, 0.5, 0.9].map(|d| json!({"len": l, "depth": d, "accuracy": if *l == 64 { 1.0 } else { 0.5 }, "n": 4})))
+        .collect();
     let passkey = json!({"kind": "passkey", "params": {"lengths": [64, 128], "depths": [0.1, 0.5, 0.9], "n": 4, "mitigation": "none"}, "cells": cells, "t_recall": 64});
     let result = |v: Value| serde_json::from_value(v).expect("a valid result");
     events.push(ev(10, Event::Eval { eval_index: 0, step: 10, tokens: None, result: result(loss) }));
@@ -237,7 +284,15 @@ async fn populate(db_path: &Path, dir: &Path) -> std::collections::BTreeMap<Stri
     db.finish_attempt(attempt, "completed", Some(0), None, None).await.unwrap();
     db.set_status(ID_DONE, JobStatus::Completed, None, None).await.unwrap();
     // The running job: half way.
-    db.start_attempt(&NewAttempt { job_id: ID_RUNNING.into(), backend: "local".into(), gpu: Some("0".into()), gpu_name: Some("Test GPU".into()), ..Default::default() }).await.unwrap();
+    db.start_attempt(&NewAttempt {
+        job_id: ID_RUNNING.into(),
+        backend: "local".into(),
+        gpu: Some("0".into()),
+        gpu_name: Some("Test GPU".into()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     db.ingest(ID_RUNNING, &train_events(1, &[2, 4])).await.unwrap();
     db.counts().await.unwrap()
 }
@@ -254,7 +309,10 @@ fn json_api_serves_sweeps_jobs_metrics_charts_and_files_and_refuses_anything_els
     let v = get_json(&a, "/api/sweeps");
     let grid = v["sweeps"].as_array().unwrap().iter().find(|s| s["name"] == "grid").unwrap().clone();
     assert_eq!((grid["total"].as_i64(), grid["done"].as_i64(), grid["state"].as_str()), (Some(3), Some(1), Some("running")), "{grid}");
-    assert_eq!((grid["counts"]["completed"].as_i64(), grid["counts"]["running"].as_i64(), grid["counts"]["pending"].as_i64()), (Some(1), Some(1), Some(1)));
+    assert_eq!(
+        (grid["counts"]["completed"].as_i64(), grid["counts"]["running"].as_i64(), grid["counts"]["pending"].as_i64()),
+        (Some(1), Some(1), Some(1))
+    );
     assert!(grid["fraction"].as_f64().unwrap() > 0.33 && grid["eta_s"].as_f64().is_some(), "{grid}");
     assert_eq!(get_json(&a, "/api/sweeps/grid")["spec"], "name: grid\n");
 
@@ -263,9 +321,15 @@ fn json_api_serves_sweeps_jobs_metrics_charts_and_files_and_refuses_anything_els
     assert_eq!(v["varied_keys"], json!(["model.d_state", "train.seq_len"]));
     let jobs = v["jobs"].as_array().unwrap();
     assert_eq!(jobs.len(), 3);
-    assert_eq!((jobs[0]["id"].as_str(), jobs[0]["status"].as_str(), jobs[0]["step"].as_i64(), jobs[0]["total_steps"].as_i64()), (Some(ID_DONE), Some("completed"), Some(10), Some(10)));
+    assert_eq!(
+        (jobs[0]["id"].as_str(), jobs[0]["status"].as_str(), jobs[0]["step"].as_i64(), jobs[0]["total_steps"].as_i64()),
+        (Some(ID_DONE), Some("completed"), Some(10), Some(10))
+    );
     assert!((jobs[0]["last_loss"].as_f64().unwrap() - 2.0).abs() < 1e-9);
-    assert_eq!((jobs[1]["gpu_name"].as_str(), jobs[1]["attempts"].as_i64(), jobs[1]["progress"].as_f64()), (Some("Test GPU"), Some(1), Some(0.4)));
+    assert_eq!(
+        (jobs[1]["gpu_name"].as_str(), jobs[1]["attempts"].as_i64(), jobs[1]["progress"].as_f64()),
+        (Some("Test GPU"), Some(1), Some(0.4))
+    );
     let ids = |v: &Value| v["jobs"].as_array().unwrap().iter().map(|j| j["id"].as_str().unwrap().to_string()).collect::<Vec<_>>();
     assert_eq!(ids(&get_json(&a, "/api/sweeps/grid/jobs?where=model.d_state=16")), [ID_RUNNING, ID_PENDING]);
     assert_eq!(ids(&get_json(&a, "/api/sweeps/grid/jobs?where=model.d_state%3D16&where=train.seq_len%3E%3D64")), [ID_PENDING]);
@@ -280,7 +344,11 @@ fn json_api_serves_sweeps_jobs_metrics_charts_and_files_and_refuses_anything_els
     assert_error(&get(&a, "/api/sweeps/grid/jobs?order=sideways"), 400, "a bad order");
     let odd = get_json(&a, "/api/sweeps/odd/jobs");
     assert_eq!(odd["jobs"][0]["label"], "x'; DROP TABLE jobs; --");
-    assert_eq!(ids(&get_json(&a, "/api/sweeps/odd/jobs?where=label%3Dx'%3B%20DROP%20TABLE%20jobs%3B%20--")), [ID_ODD], "SQL text matched as data");
+    assert_eq!(
+        ids(&get_json(&a, "/api/sweeps/odd/jobs?where=label%3Dx'%3B%20DROP%20TABLE%20jobs%3B%20--")),
+        [ID_ODD],
+        "SQL text matched as data"
+    );
     assert_eq!(ids(&get_json(&a, "/api/sweeps/odd/jobs?where=label~DROP")), [ID_ODD]);
 
     // One job in full, by id or unique prefix.
@@ -357,7 +425,14 @@ fn json_api_serves_sweeps_jobs_metrics_charts_and_files_and_refuses_anything_els
         assert!(!r.text().contains("root:"), "{p} leaked a file");
     }
     assert_error(&get(&a, &format!("/files/jobs/{ID_DONE}/artifacts/-1")), 400, "a negative index");
-    for p in ["/api/jobs/'%20OR%20'1'%3D'1", "/api/jobs/%25", "/api/jobs/_", "/api/sweeps/grid'%20OR%201%3D1--/jobs", "/jobs/%25", "/sweeps/nope"] {
+    for p in [
+        "/api/jobs/'%20OR%20'1'%3D'1",
+        "/api/jobs/%25",
+        "/api/jobs/_",
+        "/api/sweeps/grid'%20OR%201%3D1--/jobs",
+        "/jobs/%25",
+        "/sweeps/nope",
+    ] {
         assert_error(&get(&a, p), 404, p);
     }
     assert_error(&get(&a, "/no/such/page"), 404, "an unknown route");
@@ -414,8 +489,12 @@ fn browser() -> Result<(PathBuf, PathBuf), String> {
         return Err("chromium/chromedriver are not installed and cannot be (not root, or no apt-get)".into());
     }
     println!("installing chromium and chromium-driver with apt-get");
-    let apt = |args: &[&str]| Command::new("apt-get").args(args).env("DEBIAN_FRONTEND", "noninteractive").status().map(|s| s.success()).unwrap_or(false);
-    if !apt(&["update", "-qq"]) || !apt(&["install", "-y", "-qq", "--no-install-recommends", "chromium", "chromium-driver", "fonts-dejavu-core"]) {
+    let apt = |args: &[&str]| {
+        Command::new("apt-get").args(args).env("DEBIAN_FRONTEND", "noninteractive").status().map(|s| s.success()).unwrap_or(false)
+    };
+    if !apt(&["update", "-qq"])
+        || !apt(&["install", "-y", "-qq", "--no-install-recommends", "chromium", "chromium-driver", "fonts-dejavu-core"])
+    {
         return Err("apt-get could not install chromium and chromium-driver".into());
     }
     find_browser().ok_or_else(|| "chromium/chromedriver still not found after apt-get install".into())
@@ -449,8 +528,16 @@ impl WebDriver {
 
     fn start(addr: &str, browser: &Path, profile: &Path) -> WebDriver {
         let args = [
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", "--window-size=1280,1400",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            "--window-size=1280,1400",
         ];
         let mut args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         args.push(format!("--user-data-dir={}", profile.display()));
@@ -551,13 +638,20 @@ fn sweep_page_in_headless_chromium_goes_live_to_completed_and_job_page_has_a_los
     let sweep = common::small_sweep(d, "live", &corpus, 24);
     let db = d.join("live.db");
     common::ok(d, &["results", "list", "--db", db.to_str().unwrap()]); // creates the database
-    // Served from another directory: relative log and checkpoint paths are found next to the db.
+                                                                       // Served from another directory: relative log and checkpoint paths are found next to the db.
     std::fs::create_dir_all(d.join("elsewhere")).unwrap();
     let (_serve, addr) = start_serve(&db, &d.join("elsewhere"));
     let base = format!("http://{addr}");
 
     let port = free_port();
-    let _driver = Proc(Command::new(&driver).arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("start chromedriver"));
+    let _driver = Proc(
+        Command::new(&driver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver"),
+    );
     let wd_addr = format!("127.0.0.1:{port}");
     while !TcpStream::connect(&wd_addr).is_ok_and(|_| WebDriver::call(&wd_addr, "GET", "/status", None)["ready"] == true) {
         assert!(Instant::now() < deadline, "chromedriver did not start");
@@ -600,18 +694,28 @@ fn sweep_page_in_headless_chromium_goes_live_to_completed_and_job_page_has_a_los
         if let Ok(Some(status)) = run.0.try_wait() {
             assert!(status.success(), "the sweep failed: {}", std::fs::read_to_string(d.join("sweep.log")).unwrap_or_default());
         }
-        assert!(Instant::now() < deadline, "jobs did not all show completed: {seen:?}\n{}", std::fs::read_to_string(d.join("sweep.log")).unwrap_or_default());
+        assert!(
+            Instant::now() < deadline,
+            "jobs did not all show completed: {seen:?}\n{}",
+            std::fs::read_to_string(d.join("sweep.log")).unwrap_or_default()
+        );
         std::thread::sleep(Duration::from_millis(250));
     }
     assert!(seen[0].iter().any(|s| s != "completed"), "the page opened before the jobs ended: {seen:?}");
     assert_eq!(wd.exec("return window.stuffedMarker || null"), "sweep page, not reloaded", "the sweep page reloaded");
-    wd.wait_for("the sweep done", deadline, "const e = document.getElementById('summary'); return e && e.textContent.includes('4 of 4 jobs done')");
+    wd.wait_for(
+        "the sweep done",
+        deadline,
+        "const e = document.getElementById('summary'); return e && e.textContent.includes('4 of 4 jobs done')",
+    );
     let status = run.0.wait().unwrap();
     assert!(status.success(), "sweep run: {}", std::fs::read_to_string(d.join("sweep.log")).unwrap_or_default());
 
     // A job page: its training loss curve and its loss-by-position chart, drawn as SVG.
     wd.click("#jobs a.job-link");
-    let loaded = |id: &str| format!("const i = document.getElementById('{id}'); return !!(i && i.complete && i.naturalWidth > 0 && !i.hidden) && i.getAttribute('src')");
+    let loaded = |id: &str| {
+        format!("const i = document.getElementById('{id}'); return !!(i && i.complete && i.naturalWidth > 0 && !i.hidden) && i.getAttribute('src')")
+    };
     let src = wd.wait_for("the loss curve", deadline, &loaded("chart-training"));
     let curve = get(&addr, src.as_str().unwrap());
     assert_eq!(curve.header("content-type"), Some("image/svg+xml"));

@@ -46,7 +46,8 @@ fn one_job_sweep(d: &Path, corpus: &Path, name: &str, steps: i64, extra: &str) -
 }
 
 fn open_attempt_pid(d: &Path, db: &Path, job: &str) -> Option<i32> {
-    let v: serde_json::Value = serde_json::from_str(&ok(d, &["results", "show", "--db", db.to_str().unwrap(), job, "--format", "json"])).ok()?;
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(d, &["results", "show", "--db", db.to_str().unwrap(), job, "--format", "json"])).ok()?;
     v["attempts"].as_array()?.iter().find(|a| a["ended_at"].is_null())?["pid"].as_i64().map(|p| p as i32)
 }
 
@@ -102,7 +103,12 @@ fn worker_killed_mid_training_resumes_to_the_same_weights() {
     let straight = d.join("straight");
     std::fs::create_dir_all(&straight).unwrap();
     std::fs::copy(run_dir.join("job.yaml"), straight.join("job.yaml")).unwrap();
-    let o = Command::new(common::bin()).args(["worker", "--run-dir", straight.to_str().unwrap()]).current_dir(d).env("STUFFED_THREADS", "2").output().unwrap();
+    let o = Command::new(common::bin())
+        .args(["worker", "--run-dir", straight.to_str().unwrap()])
+        .current_dir(d)
+        .env("STUFFED_THREADS", "2")
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", text(&o));
     let (a, b) = (final_weights(&run_dir), final_weights(&straight));
     assert_eq!(a.len(), b.len());
@@ -223,7 +229,8 @@ fn full_disk_is_a_clear_error_and_the_database_stays_intact() {
     let d = dir.path();
     let small = d.join("small");
     std::fs::create_dir_all(&small).unwrap();
-    let mounted = Command::new("mount").args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"]).arg(&small).status().map(|s| s.success()).unwrap_or(false);
+    let mounted =
+        Command::new("mount").args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"]).arg(&small).status().map(|s| s.success()).unwrap_or(false);
     if !mounted {
         println!("SKIPPED: cannot mount a small tmpfs here (needs root) to fill a disk");
         return;
@@ -238,7 +245,10 @@ fn full_disk_is_a_clear_error_and_the_database_stays_intact() {
     let corpus = common::fixture_corpus(d);
     let sweep = one_job_sweep(d, &corpus, "full", 50, "");
     let db = d.join("f.db");
-    let o = stuffed(d, &["sweep", "run", sweep.to_str().unwrap(), "--db", db.to_str().unwrap(), "--gpus", "none", "--runs-dir", small.to_str().unwrap()]);
+    let o = stuffed(
+        d,
+        &["sweep", "run", sweep.to_str().unwrap(), "--db", db.to_str().unwrap(), "--gpus", "none", "--runs-dir", small.to_str().unwrap()],
+    );
     assert!(!o.status.success());
     let show = ok(d, &["results", "list", "--db", db.to_str().unwrap(), "--format", "json"]);
     let jobs: serde_json::Value = serde_json::from_str(&show).unwrap();

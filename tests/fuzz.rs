@@ -17,10 +17,32 @@ fn config() -> ProptestConfig {
 }
 
 const KEYS: &[&str] = &[
-    "model.d_state", "model.d_model", "model.n_layer", "model.headdim", "model.ngroups", "model.chunk_size", "model.preset",
-    "train.seq_len", "train.lr", "train.steps", "train.batch_size", "train.seed", "train.precision", "data.corpus",
-    "data.mixture[0].weight", "evals[0].len", "evals[1].lengths", "tokenizer", "model.d_stat", "train", "x.y.z",
-    "evals[99].len", "model..d_state", "train.seq_len[2]", "", "model.d_state.x",
+    "model.d_state",
+    "model.d_model",
+    "model.n_layer",
+    "model.headdim",
+    "model.ngroups",
+    "model.chunk_size",
+    "model.preset",
+    "train.seq_len",
+    "train.lr",
+    "train.steps",
+    "train.batch_size",
+    "train.seed",
+    "train.precision",
+    "data.corpus",
+    "data.mixture[0].weight",
+    "evals[0].len",
+    "evals[1].lengths",
+    "tokenizer",
+    "model.d_stat",
+    "train",
+    "x.y.z",
+    "evals[99].len",
+    "model..d_state",
+    "train.seq_len[2]",
+    "",
+    "model.d_state.x",
 ];
 
 fn scalar() -> impl Strategy<Value = String> {
@@ -133,8 +155,16 @@ fn db() -> &'static (tokio::runtime::Runtime, Db) {
             db.upsert_sweep("s", "", "name: s", None, "local").await.unwrap();
             let config = serde_json::json!({"model": {"d_state": 8}, "train": {"seq_len": 64}});
             db.add_job(&stuffed::store::NewJob {
-                id: "abc", sweep: "s", label: "d_state=8", varied: &serde_json::json!({}), position: 0, config: &config,
-                state_size: 1, n_params: 1, train_len: 64, run_dir: "/tmp/x",
+                id: "abc",
+                sweep: "s",
+                label: "d_state=8",
+                varied: &serde_json::json!({}),
+                position: 0,
+                config: &config,
+                state_size: 1,
+                n_params: 1,
+                train_len: 64,
+                run_dir: "/tmp/x",
             })
             .await
             .unwrap();
@@ -159,8 +189,22 @@ fn hostile_text() -> impl Strategy<Value = String> {
         ".{0,24}",
         "[a-z0-9._-]{1,12}",
         prop::sample::select(vec![
-            "..", ".", "/etc/passwd", "../../../../etc/passwd", "/etc", "runs/../secret", "a\nb", "gpu\necho pwned", "--wrap=id", "x'; DROP TABLE jobs; --",
-            "%2e%2e%2f", "\u{0}", "results/runs/j/worker.log", "--constraint=a100", "1-00:00:00", "32G",
+            "..",
+            ".",
+            "/etc/passwd",
+            "../../../../etc/passwd",
+            "/etc",
+            "runs/../secret",
+            "a\nb",
+            "gpu\necho pwned",
+            "--wrap=id",
+            "x'; DROP TABLE jobs; --",
+            "%2e%2e%2f",
+            "\u{0}",
+            "results/runs/j/worker.log",
+            "--constraint=a100",
+            "1-00:00:00",
+            "32G",
         ])
         .prop_map(String::from),
     ]
@@ -276,15 +320,35 @@ fn server() -> String {
                 let config = serde_json::json!({"model": {"d_state": 8}});
                 let run_dir = base.join("runs/j");
                 db.add_job(&stuffed::store::NewJob {
-                    id: "abcdef01", sweep: "s", label: "x", varied: &serde_json::json!({}), position: 0, config: &config,
-                    state_size: 1, n_params: 1, train_len: 64, run_dir: run_dir.to_str().unwrap(),
+                    id: "abcdef01",
+                    sweep: "s",
+                    label: "x",
+                    varied: &serde_json::json!({}),
+                    position: 0,
+                    config: &config,
+                    state_size: 1,
+                    n_params: 1,
+                    train_len: 64,
+                    run_dir: run_dir.to_str().unwrap(),
                 })
                 .await
                 .unwrap();
                 let log = base.join("secret").display().to_string();
-                db.start_attempt(&stuffed::store::NewAttempt { job_id: "abcdef01".into(), backend: "local".into(), log_path: Some(log), ..Default::default() }).await.unwrap();
+                db.start_attempt(&stuffed::store::NewAttempt {
+                    job_id: "abcdef01".into(),
+                    backend: "local".into(),
+                    log_path: Some(log),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
                 let opts = stuffed::serve::Options {
-                    db_label: "fuzz".into(), loopback_only: true, scratch: base.join("scratch"), base_dirs: vec![base.clone()], runs_dirs: vec![root], token: None,
+                    db_label: "fuzz".into(),
+                    loopback_only: true,
+                    scratch: base.join("scratch"),
+                    base_dirs: vec![base.clone()],
+                    runs_dirs: vec![root],
+                    token: None,
                 };
                 let app = stuffed::serve::router(db, opts).unwrap();
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

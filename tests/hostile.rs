@@ -42,7 +42,8 @@ fn write_json(path: &Path, v: &Value) {
 fn http_get(addr: &str, path: &str, headers: &[&str]) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let host = if headers.iter().any(|h| h.to_ascii_lowercase().starts_with("host:")) { String::new() } else { format!("Host: {addr}\r\n") };
+    let host =
+        if headers.iter().any(|h| h.to_ascii_lowercase().starts_with("host:")) { String::new() } else { format!("Host: {addr}\r\n") };
     let extra: String = headers.iter().map(|h| format!("{h}\r\n")).collect();
     write!(s, "GET {path} HTTP/1.1\r\n{host}{extra}Connection: close\r\n\r\n").unwrap();
     let mut raw = Vec::new();
@@ -70,7 +71,17 @@ impl Drop for Serve {
 
 /// `stuffed serve` on a free loopback port; its address.
 fn serve(dir: &Path, args: &[&str]) -> (Serve, String) {
-    let mut child = Command::new(common::bin()).arg("serve").args(args).args(["--bind", "127.0.0.1:0"]).current_dir(dir).env_remove("STUFFED_DB").env_remove("STUFFED_SERVE_TOKEN").stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
+    let mut child = Command::new(common::bin())
+        .arg("serve")
+        .args(args)
+        .args(["--bind", "127.0.0.1:0"])
+        .current_dir(dir)
+        .env_remove("STUFFED_DB")
+        .env_remove("STUFFED_SERVE_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
     let mut out = child.stdout.take().unwrap();
     let guard = Serve(child);
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -135,7 +146,12 @@ fn an_imported_dump_never_makes_the_dashboard_serve_files_outside_the_runs_direc
     assert!(status == 200 && body.contains("config.json"), "{status} {body}");
     let mut answers = std::collections::BTreeSet::new();
     for id in &bodies {
-        for p in [format!("/files/jobs/{id}/attempts/1/log"), format!("/files/jobs/{id}/artifacts/0"), format!("/files/jobs/{id}/artifacts/1"), format!("/files/jobs/{id}/artifacts/0/passwd")] {
+        for p in [
+            format!("/files/jobs/{id}/attempts/1/log"),
+            format!("/files/jobs/{id}/artifacts/0"),
+            format!("/files/jobs/{id}/artifacts/1"),
+            format!("/files/jobs/{id}/artifacts/0/passwd"),
+        ] {
             let (status, body) = http_get(&a, &p, &[]);
             assert_eq!(status, 404, "{p}: {body}");
             assert!(!body.contains("root:"), "{p} leaked a file: {body}");
@@ -172,7 +188,12 @@ fn sweep_values_never_become_shell_lines_and_imported_specs_are_checked_again() 
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let base = "base:\n  model: {preset: tiny}\n  train: {seq_len: 64, batch_size: 2, steps: 3, lr: 0.01, device: cpu}\n";
-    for backend in [r#"{kind: slurm, partition: "gpu\necho pwned"}"#, r#"{kind: slurm, time: "1:00:00\nid"}"#, r#"{kind: slurm, extra_sbatch: ["--constraint=a\nid"]}"#, r#"{kind: slurm, extra_sbatch: ["--wrap=id"]}"#] {
+    for backend in [
+        r#"{kind: slurm, partition: "gpu\necho pwned"}"#,
+        r#"{kind: slurm, time: "1:00:00\nid"}"#,
+        r#"{kind: slurm, extra_sbatch: ["--constraint=a\nid"]}"#,
+        r#"{kind: slurm, extra_sbatch: ["--wrap=id"]}"#,
+    ] {
         std::fs::write(d.join("s.yaml"), format!("name: s\n{base}backend: {backend}\n")).unwrap();
         let o = stuffed(d, &["sweep", "run", "s.yaml", "--dry-run", "--db", "x.db"]);
         assert!(!o.status.success() && text(&o).contains("backend"), "{backend}: {}", text(&o));
@@ -269,7 +290,8 @@ fn devices_oversized_files_and_gzip_bombs_are_refused_quickly() {
 fn sizes_that_overflow_deep_expressions_and_a_full_stdout_are_clean_errors() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let base = "base:\n  model: {d_model: 64, n_layer: 2, headdim: 32}\n  train: {seq_len: 64, batch_size: 2, steps: 3, lr: 0.01, device: cpu}\n";
+    let base =
+        "base:\n  model: {d_model: 64, n_layer: 2, headdim: 32}\n  train: {seq_len: 64, batch_size: 2, steps: 3, lr: 0.01, device: cpu}\n";
     let cases = [
         ("grid:\n  model.d_state: [9223372036854775807]\n", "larger than the limit"),
         ("grid:\n  model.d_model: [1000000000]\n", "larger than the limit"),
@@ -295,8 +317,17 @@ fn sizes_that_overflow_deep_expressions_and_a_full_stdout_are_clean_errors() {
     assert!(text(&o).contains("larger than the limit"), "{}", text(&o));
     if Path::new("/dev/full").exists() {
         ok(d, &["results", "list", "--db", "x.db"]);
-        for args in [&["results", "export", "--db", "x.db", "--format", "dump"][..], &["results", "list", "--db", "x.db", "--format", "json"], &["sweep", "status", "--db", "x.db"]] {
-            let o = Command::new(common::bin()).args(args).current_dir(d).stdout(std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap()).output().unwrap();
+        for args in [
+            &["results", "export", "--db", "x.db", "--format", "dump"][..],
+            &["results", "list", "--db", "x.db", "--format", "json"],
+            &["sweep", "status", "--db", "x.db"],
+        ] {
+            let o = Command::new(common::bin())
+                .args(args)
+                .current_dir(d)
+                .stdout(std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap())
+                .output()
+                .unwrap();
             let err = String::from_utf8_lossy(&o.stderr);
             assert!(o.status.code() != Some(101) && !o.status.success() && !err.contains("panicked"), "{args:?}: {:?} {err}", o.status);
         }
@@ -324,7 +355,11 @@ fn weaker_ones_filters_conflicts_and_files_that_are_not_configs() {
     write_json(&d.join("dup.json"), &v);
     let o = stuffed(d, &["results", "import", "--db", dbs, "dup.json"]);
     assert!(!o.status.success() && text(&o).contains("twice"), "{}", text(&o));
-    for (w, want) in [("statsu=completed", "did you mean 'status'"), ("status==completed", "did you mean `=`"), ("train.seq_len>=big", "compares numbers")] {
+    for (w, want) in [
+        ("statsu=completed", "did you mean 'status'"),
+        ("status==completed", "did you mean `=`"),
+        ("train.seq_len>=big", "compares numbers"),
+    ] {
         let o = stuffed(d, &["results", "list", "--db", dbs, "--where", w]);
         assert!(!o.status.success() && text(&o).contains(want), "{w}: {}", text(&o));
     }
@@ -333,5 +368,9 @@ fn weaker_ones_filters_conflicts_and_files_that_are_not_configs() {
     let o = stuffed(d, &["sweep", "run", "s.yaml", "--dry-run", "--db", "x.db"]);
     assert!(!o.status.success() && !text(&o).contains("verysecrethash"), "{}", text(&o));
     let o = stuffed(d, &["results", "show", "--db", dbs, &"%".repeat(60_000)]);
-    assert!(!o.status.success() && text(&o).contains("no job with id") && !text(&o).contains("too complex"), "{}", &text(&o)[..200.min(text(&o).len())]);
+    assert!(
+        !o.status.success() && text(&o).contains("no job with id") && !text(&o).contains("too complex"),
+        "{}",
+        &text(&o)[..200.min(text(&o).len())]
+    );
 }

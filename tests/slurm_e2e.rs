@@ -44,12 +44,21 @@ fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
 }
 
 fn squeue_state(task: &str) -> String {
-    let o = Command::new("squeue").args(["-r", "--states=all", "-h", "-O", "JobArrayID:30,State:20", "-j", task.split('_').next().unwrap()]).output().unwrap();
-    String::from_utf8_lossy(&o.stdout).lines().find(|l| l.split_whitespace().next() == Some(task)).and_then(|l| l.split_whitespace().nth(1)).unwrap_or("").to_string()
+    let o = Command::new("squeue")
+        .args(["-r", "--states=all", "-h", "-O", "JobArrayID:30,State:20", "-j", task.split('_').next().unwrap()])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(task))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or("")
+        .to_string()
 }
 
 fn attempts(d: &Path, db: &Path, job: &str) -> Vec<serde_json::Value> {
-    let v: serde_json::Value = serde_json::from_str(&ok(d, &["results", "show", "--db", db.to_str().unwrap(), job, "--format", "json"])).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(d, &["results", "show", "--db", db.to_str().unwrap(), job, "--format", "json"])).unwrap();
     v["attempts"].as_array().unwrap().clone()
 }
 
@@ -113,7 +122,12 @@ fn slurm_backend_end_to_end() {
     let job = jobs_json(d, &db, &["--sweep", "slong"])[0]["id"].as_str().unwrap().to_string();
     let run_dir = PathBuf::from(attempts(d, &db, &job)[0]["log_path"].as_str().unwrap()).parent().unwrap().parent().unwrap().to_path_buf();
     let task = attempts(d, &db, &job)[0]["backend_id"].as_str().unwrap().to_string();
-    let job_dir = std::fs::read_dir(&run_dir).unwrap().flatten().map(|e| e.path()).find(|p| p.file_name().unwrap().to_string_lossy().starts_with(&job[..12])).unwrap();
+    let job_dir = std::fs::read_dir(&run_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(&job[..12]))
+        .unwrap();
     wait_for("a checkpoint of the long job", Duration::from_secs(120), || job_dir.join("ckpt/latest").exists());
     let rq = Command::new("scontrol").args(["requeue", &task]).output().unwrap();
     assert!(rq.status.success(), "scontrol requeue: {}", String::from_utf8_lossy(&rq.stderr));
@@ -131,7 +145,12 @@ fn slurm_backend_end_to_end() {
 
     // 4. Cancel: what the sweep submitted is scancelled and recorded.
     let many = d.join("scancel.yaml");
-    std::fs::write(&many, std::fs::read_to_string(&long).unwrap().replace("name: slong", "name: scancel").replace("steps: 400", "steps: 5000") + "grid:\n  train.seed: [1, 2, 3]\n").unwrap();
+    std::fs::write(
+        &many,
+        std::fs::read_to_string(&long).unwrap().replace("name: slong", "name: scancel").replace("steps: 400", "steps: 5000")
+            + "grid:\n  train.seed: [1, 2, 3]\n",
+    )
+    .unwrap();
     ok(d, &["sweep", "run", many.to_str().unwrap(), "--db", dbs, "--detach"]);
     let out = ok(d, &["sweep", "cancel", "--db", dbs, "scancel"]);
     assert!(out.contains("scancelled 3"), "{out}");

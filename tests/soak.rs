@@ -40,10 +40,11 @@ fn fifty_jobs_with_random_worker_kills() {
     while ctl.try_wait().unwrap().is_none() {
         std::thread::sleep(Duration::from_millis(1000 + rng.below(2000)));
         // The controller's children are its workers.
-        let workers: Vec<i32> = String::from_utf8_lossy(&Command::new("pgrep").args(["-P", &ctl.id().to_string()]).output().unwrap().stdout)
-            .lines()
-            .filter_map(|l| l.trim().parse().ok())
-            .collect();
+        let workers: Vec<i32> =
+            String::from_utf8_lossy(&Command::new("pgrep").args(["-P", &ctl.id().to_string()]).output().unwrap().stdout)
+                .lines()
+                .filter_map(|l| l.trim().parse().ok())
+                .collect();
         if let Some(&pid) = workers.get(rng.below(workers.len().max(1) as u64) as usize) {
             // Safety: SIGKILL to a worker of this test's sweep.
             unsafe { libc::kill(pid, libc::SIGKILL) };

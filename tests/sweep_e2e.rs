@@ -65,7 +65,9 @@ fn controller_killed_mid_sweep_then_rerun_completes_every_job_once() {
     let start = Instant::now();
     loop {
         std::thread::sleep(Duration::from_millis(200));
-        let ckpts = std::fs::read_dir(d.join("results/runs")).map(|r| r.filter_map(|e| e.ok()).filter(|e| e.path().join("ckpt/latest").exists()).count()).unwrap_or(0);
+        let ckpts = std::fs::read_dir(d.join("results/runs"))
+            .map(|r| r.filter_map(|e| e.ok()).filter(|e| e.path().join("ckpt/latest").exists()).count())
+            .unwrap_or(0);
         if ckpts >= 1 || start.elapsed() > Duration::from_secs(120) {
             break;
         }
@@ -79,11 +81,12 @@ fn controller_killed_mid_sweep_then_rerun_completes_every_job_once() {
     assert!(jobs.iter().all(|j| j["status"] == "completed"), "{jobs:?}");
     // Exactly one completed attempt per job; metric rows unique per (job, key, step).
     assert_eq!(scalar(&db, "SELECT COUNT(*) FROM attempts WHERE status = 'completed'"), 4);
+    assert_eq!(scalar(&db, "SELECT COUNT(*) FROM (SELECT job_id, key, step, COUNT(*) c FROM metrics GROUP BY 1, 2, 3 HAVING c > 1)"), 0);
     assert_eq!(
-        scalar(&db, "SELECT COUNT(*) FROM (SELECT job_id, key, step, COUNT(*) c FROM metrics GROUP BY 1, 2, 3 HAVING c > 1)"),
-        0
+        scalar(&db, "SELECT COUNT(DISTINCT step) FROM metrics WHERE key = 'loss'"),
+        30,
+        "every logged step once (60 steps, log_every 2)"
     );
-    assert_eq!(scalar(&db, "SELECT COUNT(DISTINCT step) FROM metrics WHERE key = 'loss'"), 30, "every logged step once (60 steps, log_every 2)");
     assert_eq!(scalar(&db, "SELECT COUNT(*) FROM evals"), 4);
 }
 
@@ -159,7 +162,12 @@ fn export_import_and_report_round_trip() {
     assert_eq!(a, b);
     assert!(a.iter().any(|f| f.to_string_lossy().ends_with(".svg")));
     for f in &a {
-        assert_eq!(std::fs::read(d.join("rep1").join(f)).unwrap(), std::fs::read(d.join("rep2").join(f)).unwrap(), "{} differs", f.display());
+        assert_eq!(
+            std::fs::read(d.join("rep1").join(f)).unwrap(),
+            std::fs::read(d.join("rep2").join(f)).unwrap(),
+            "{} differs",
+            f.display()
+        );
     }
 }
 

@@ -61,11 +61,8 @@ pub fn save(lm: &Mamba2LM, dir: &Path, meta: &CheckpointMeta) -> Result<()> {
 
 /// Writes named tensors (moved to the CPU, made contiguous) as one safetensors file, atomically.
 pub fn save_tensors<'a>(path: &Path, named: impl Iterator<Item = (String, &'a Tensor)>) -> Result<()> {
-    let cpu: Vec<(String, Tensor)> =
-        named.map(|(n, t)| (n, t.detach().to_device(Device::Cpu).contiguous())).collect();
-    write_atomic(path, |tmp| {
-        Tensor::write_safetensors(&cpu, tmp).map_err(|e| Error::at(path, e.to_string()))
-    })
+    let cpu: Vec<(String, Tensor)> = named.map(|(n, t)| (n, t.detach().to_device(Device::Cpu).contiguous())).collect();
+    write_atomic(path, |tmp| Tensor::write_safetensors(&cpu, tmp).map_err(|e| Error::at(path, e.to_string())))
 }
 
 /// Reads a safetensors file into a name -> tensor map, with the file named in every error.
@@ -105,8 +102,7 @@ fn canonical_name(name: &str) -> String {
 
 /// Copies the tensors of `path` into the model's parameters, checking names and shapes.
 pub fn load_weights(lm: &Mamba2LM, path: &Path) -> Result<()> {
-    let mut file: BTreeMap<String, Tensor> =
-        read_tensors(path)?.into_iter().map(|(n, t)| (canonical_name(&n), t)).collect();
+    let mut file: BTreeMap<String, Tensor> = read_tensors(path)?.into_iter().map(|(n, t)| (canonical_name(&n), t)).collect();
     if lm.cfg.tie_embeddings {
         file.remove("lm_head.weight"); // tied: the embedding is the head
     }
@@ -124,10 +120,7 @@ pub fn load_weights(lm: &Mamba2LM, path: &Path) -> Result<()> {
     }
     if !file.is_empty() {
         let extra: Vec<&str> = file.keys().take(5).map(String::as_str).collect();
-        return Err(Error::at(
-            path,
-            format!("{} unexpected tensor(s) for this config, e.g. {}", file.len(), extra.join(", ")),
-        ));
+        return Err(Error::at(path, format!("{} unexpected tensor(s) for this config, e.g. {}", file.len(), extra.join(", "))));
     }
     Ok(())
 }

@@ -175,18 +175,8 @@ impl MambaConfig {
             "1.3b" => big(2048, 48),
             "2.7b" => big(2560, 64),
             "small" => MambaConfig::new(256, 4, 256, SsmConfig { d_state: 64, ..Default::default() }),
-            "tiny" => MambaConfig::new(
-                128,
-                2,
-                256,
-                SsmConfig { d_state: 16, headdim: 32, chunk_size: 128, ..Default::default() },
-            ),
-            other => {
-                return Err(Error::Config(format!(
-                    "unknown preset '{other}': expected one of {}",
-                    PRESETS.join(", ")
-                )))
-            }
+            "tiny" => MambaConfig::new(128, 2, 256, SsmConfig { d_state: 16, headdim: 32, chunk_size: 128, ..Default::default() }),
+            other => return Err(Error::Config(format!("unknown preset '{other}': expected one of {}", PRESETS.join(", ")))),
         })
     }
 
@@ -259,13 +249,8 @@ impl MambaConfig {
     }
     /// Forward FLOPs per token (multiply-add = 2), lm_head included; training is ~3x this.
     pub fn flops_per_token(&self) -> f64 {
-        let (d, di, n, g, q) = (
-            self.d_model as f64,
-            self.d_inner() as f64,
-            self.d_state() as f64,
-            self.ngroups() as f64,
-            self.chunk_size() as f64,
-        );
+        let (d, di, n, g, q) =
+            (self.d_model as f64, self.d_inner() as f64, self.d_state() as f64, self.ngroups() as f64, self.chunk_size() as f64);
         let proj = 2.0 * d * self.d_in_proj() as f64 + 2.0 * di * d;
         let ssd = 2.0 * q * n * g + 2.0 * q * di + 4.0 * n * di;
         self.n_layer as f64 * (proj + ssd) + 2.0 * d * self.padded_vocab() as f64
@@ -309,17 +294,9 @@ impl MambaConfig {
         }
         if errs.is_empty() {
             if self.d_inner() % s.headdim != 0 {
-                errs.push(format!(
-                    "d_inner = expand * d_model = {} is not a multiple of headdim {}",
-                    self.d_inner(),
-                    s.headdim
-                ));
+                errs.push(format!("d_inner = expand * d_model = {} is not a multiple of headdim {}", self.d_inner(), s.headdim));
             } else if self.nheads() % s.ngroups != 0 {
-                errs.push(format!(
-                    "nheads = {} is not a multiple of ngroups {}",
-                    self.nheads(),
-                    s.ngroups
-                ));
+                errs.push(format!("nheads = {} is not a multiple of ngroups {}", self.nheads(), s.ngroups));
             }
             if self.d_inner() % s.ngroups != 0 {
                 errs.push(format!("d_inner {} is not a multiple of ngroups {}", self.d_inner(), s.ngroups));
@@ -342,8 +319,7 @@ impl MambaConfig {
         }
         if !s.rmsnorm || s.norm_before_gate || s.bias || !s.conv_bias || s.d_has_hdim {
             errs.push(
-                "unsupported mixer variant: need rmsnorm=true, norm_before_gate=false, bias=false, conv_bias=true, D_has_hdim=false"
-                    .into(),
+                "unsupported mixer variant: need rmsnorm=true, norm_before_gate=false, bias=false, conv_bias=true, D_has_hdim=false".into(),
             );
         }
         if !(s.dt_min > 0.0 && s.dt_max >= s.dt_min && s.a_init_range.0 > 0.0 && s.a_init_range.1 >= s.a_init_range.0) {
@@ -358,8 +334,7 @@ impl MambaConfig {
 
     pub fn from_json_file(path: &std::path::Path) -> Result<Self> {
         let text = crate::limits::read_text_bounded(path, crate::limits::MAX_CONFIG_BYTES)?;
-        let cfg: MambaConfig =
-            serde_json::from_str(&text).map_err(|e| Error::at(path, e.to_string()))?;
+        let cfg: MambaConfig = serde_json::from_str(&text).map_err(|e| Error::at(path, e.to_string()))?;
         cfg.validate().map_err(|e| Error::at(path, e.to_string()))?;
         Ok(cfg)
     }
@@ -457,9 +432,7 @@ mod tests {
         assert_eq!(m130.padded_vocab(), 50288);
         let m370 = MambaConfig::preset("370m").unwrap();
         assert_eq!(m370.state_size(), 48 * 32 * 64 * 128); // 12.6M
-        let m36 = ModelSpec { d_model: Some(512), n_layer: Some(6), ..Default::default() }
-            .resolve(Some(50277))
-            .unwrap();
+        let m36 = ModelSpec { d_model: Some(512), n_layer: Some(6), ..Default::default() }.resolve(Some(50277)).unwrap();
         assert_eq!(m36.nheads(), 16);
         assert_eq!(m36.state_size(), 786_432); // 0.79M
     }
@@ -491,7 +464,9 @@ mod tests {
     #[test]
     fn sizes_that_overflow_are_refused_not_wrapped() {
         // model.d_state: [9223372036854775807] once gave a state size of -256.
-        for (k, v) in [("d_state", i64::MAX), ("d_model", 1_000_000_000), ("n_layer", 100_000_000), ("headdim", i64::MAX), ("chunk_size", 1 << 40)] {
+        for (k, v) in
+            [("d_state", i64::MAX), ("d_model", 1_000_000_000), ("n_layer", 100_000_000), ("headdim", i64::MAX), ("chunk_size", 1 << 40)]
+        {
             let mut spec = ModelSpec { d_model: Some(64), n_layer: Some(2), headdim: Some(32), ..Default::default() };
             match k {
                 "d_state" => spec.d_state = Some(v),
@@ -505,7 +480,8 @@ mod tests {
             assert!(e.to_string().contains("larger than the limit"), "{k}: {e}");
         }
         // Each size within its bound, the product above the parameter limit.
-        let huge = ModelSpec { d_model: Some(1 << 16), n_layer: Some(1 << 10), expand: Some(1 << 6), headdim: Some(64), ..Default::default() };
+        let huge =
+            ModelSpec { d_model: Some(1 << 16), n_layer: Some(1 << 10), expand: Some(1 << 6), headdim: Some(64), ..Default::default() };
         let e = huge.resolve(Some(1 << 24)).unwrap_err().to_string();
         assert!(e.contains("parameters, more than the limit"), "{e}");
         let c = MambaConfig::preset("2.7b").unwrap();

@@ -26,9 +26,7 @@ extern "C" {
 /// Whether this process has libtorch_cuda loaded (linked with --no-as-needed when the build
 /// found a CUDA libtorch), whether or not a GPU is present.
 pub fn built_with_cuda() -> bool {
-    std::fs::read_to_string("/proc/self/maps")
-        .map(|m| m.contains("/libtorch_cuda.so"))
-        .unwrap_or(false)
+    std::fs::read_to_string("/proc/self/maps").map(|m| m.contains("/libtorch_cuda.so")).unwrap_or(false)
 }
 
 /// Number of usable CUDA devices (0 on a machine without GPU or driver).
@@ -60,8 +58,7 @@ impl GpuInfo {
 /// Properties from the CUDA driver API (libcuda.so.1, loaded at run time: libtorch has loaded
 /// it already wherever a GPU is usable). Device `index` is the ordinal libtorch sees.
 pub fn gpu_info(index: usize) -> Result<GpuInfo> {
-    driver::props(index as c_int)
-        .ok_or_else(|| Error::Device(format!("cannot read the properties of cuda:{index}")))
+    driver::props(index as c_int).ok_or_else(|| Error::Device(format!("cannot read the properties of cuda:{index}")))
 }
 
 mod driver {
@@ -129,15 +126,7 @@ pub struct MemStats {
 pub fn mem_stats(device: Device) -> Option<MemStats> {
     let Device::Cuda(i) = device else { return None };
     let mut s = MemStats::default();
-    let rc = unsafe {
-        stuffed_accel_mem_stats(
-            i as c_int,
-            &mut s.allocated,
-            &mut s.peak_allocated,
-            &mut s.reserved,
-            &mut s.peak_reserved,
-        )
-    };
+    let rc = unsafe { stuffed_accel_mem_stats(i as c_int, &mut s.allocated, &mut s.peak_allocated, &mut s.reserved, &mut s.peak_reserved) };
     (rc == 0).then_some(s)
 }
 
@@ -183,9 +172,7 @@ pub fn peak_rss_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
-                l.split_whitespace().nth(1).and_then(|kb| kb.parse::<u64>().ok())
-            })
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1).and_then(|kb| kb.parse::<u64>().ok()))
         })
         .map(|kb| kb * 1024)
         .unwrap_or(0)
@@ -199,9 +186,7 @@ pub fn parse_device(s: &str) -> Result<Device> {
         "cuda" | "gpu" => require_gpu(0),
         other => match other.strip_prefix("cuda:").and_then(|i| i.parse::<usize>().ok()) {
             Some(i) => require_gpu(i),
-            None => Err(Error::Device(format!(
-                "unknown device '{other}': expected auto, cpu, cuda or cuda:N"
-            ))),
+            None => Err(Error::Device(format!("unknown device '{other}': expected auto, cpu, cuda or cuda:N"))),
         },
     }
 }
@@ -217,8 +202,7 @@ fn require_gpu(i: usize) -> Result<Device> {
 
 /// Checks the form of a device name without touching any device.
 pub fn parse_device_syntax(s: &str) -> std::result::Result<(), String> {
-    let ok = matches!(s, "auto" | "cpu" | "cuda" | "gpu")
-        || s.strip_prefix("cuda:").is_some_and(|i| i.parse::<usize>().is_ok());
+    let ok = matches!(s, "auto" | "cpu" | "cuda" | "gpu") || s.strip_prefix("cuda:").is_some_and(|i| i.parse::<usize>().is_ok());
     if ok {
         Ok(())
     } else {

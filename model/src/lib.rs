@@ -30,9 +30,9 @@ pub use lm::Mamba2LM;
 pub use mixer::Exec;
 pub use probe::{Knobs, MixerObservation, Probe};
 pub use state::State;
-pub use tokenizer::Tokenizer;
 /// The typed worker/controller/report contract (events, results, failure kinds).
 pub use stuffed_protocol as protocol;
+pub use tokenizer::Tokenizer;
 
 /// libtorch version this crate was built for (tch 0.24 pairs with PyTorch 2.11.0).
 pub const LIBTORCH_VERSION: &str = "2.11.0";

@@ -96,7 +96,11 @@ pub fn job_problems(job: &crate::train::JobConfig) -> Vec<(String, String)> {
     for (i, e) in job.evals.iter().enumerate() {
         let k = |name: &str| format!("evals[{i}].{name}");
         match e {
-            EvalSpec::Loss(l) => checks.extend([(k("len"), Some(l.len), MAX_SEQ_LEN), (k("chunk"), Some(l.chunk), MAX_SEQ_LEN), (k("prompts"), Some(l.prompts), MAX_COUNT)]),
+            EvalSpec::Loss(l) => checks.extend([
+                (k("len"), Some(l.len), MAX_SEQ_LEN),
+                (k("chunk"), Some(l.chunk), MAX_SEQ_LEN),
+                (k("prompts"), Some(l.prompts), MAX_COUNT),
+            ]),
             EvalSpec::Passkey(p) => {
                 checks.push((k("n"), Some(p.n), MAX_COUNT));
                 checks.extend(p.lengths.iter().enumerate().map(|(j, l)| (format!("evals[{i}].lengths[{j}]"), Some(*l), MAX_SEQ_LEN)));
@@ -104,17 +108,18 @@ pub fn job_problems(job: &crate::train::JobConfig) -> Vec<(String, String)> {
             EvalSpec::States(s) => checks.extend([(k("len"), Some(s.len), MAX_SEQ_LEN), (k("prompts"), Some(s.prompts), MAX_COUNT)]),
         }
     }
-    let mut p: Vec<(String, String)> = checks
-        .into_iter()
-        .filter_map(|(key, v, max)| v.and_then(|v| check_bound(&key, v, max).err()).map(|msg| (key, msg)))
-        .collect();
+    let mut p: Vec<(String, String)> =
+        checks.into_iter().filter_map(|(key, v, max)| v.and_then(|v| check_bound(&key, v, max).err()).map(|msg| (key, msg))).collect();
     if p.is_empty() {
         if let Some(b) = t.batch_size {
             match checked_product(&[b, t.seq_len]) {
                 Some(n) if n <= MAX_TOKENS_PER_STEP => {}
                 n => p.push((
                     "train.batch_size".into(),
-                    format!("batch_size x seq_len = {} tokens per step, more than the limit {MAX_TOKENS_PER_STEP}", n.map_or("overflowing".into(), |n| n.to_string())),
+                    format!(
+                        "batch_size x seq_len = {} tokens per step, more than the limit {MAX_TOKENS_PER_STEP}",
+                        n.map_or("overflowing".into(), |n| n.to_string())
+                    ),
                 )),
             }
         }

@@ -26,8 +26,8 @@ pub struct Mamba2LM {
     pub cfg: MambaConfig,
     embedding: Tensor, // [V, D]
     layers: Vec<Block>,
-    norm_f: Tensor,            // [D]
-    lm_head: Option<Tensor>,   // [V, D] when untied
+    norm_f: Tensor,          // [D]
+    lm_head: Option<Tensor>, // [V, D] when untied
     params: Params,
     device: Device,
     /// The SSD implementation of every mixer, resolved for `device` (never `auto`).
@@ -63,8 +63,7 @@ impl Mamba2LM {
         cfg.validate()?;
         let mut params = Params::new(zero_init);
         let (d, v) = (cfg.d_model, cfg.padded_vocab());
-        let embedding =
-            params.add("backbone.embedding.weight".into(), &[v, d], |sh| init::normal(sh, 0.02), device);
+        let embedding = params.add("backbone.embedding.weight".into(), &[v, d], |sh| init::normal(sh, 0.02), device);
         let layers = (0..cfg.n_layer)
             .map(|i| {
                 let prefix = format!("backbone.layers.{i}");
@@ -74,8 +73,7 @@ impl Mamba2LM {
             })
             .collect();
         let norm_f = params.add("backbone.norm_f.weight".into(), &[d], init::ones, device);
-        let lm_head = (!cfg.tie_embeddings)
-            .then(|| params.add("lm_head.weight".into(), &[v, d], |sh| init::normal(sh, 0.02), device));
+        let lm_head = (!cfg.tie_embeddings).then(|| params.add("lm_head.weight".into(), &[v, d], |sh| init::normal(sh, 0.02), device));
         Ok(Mamba2LM { cfg: cfg.clone(), embedding, layers, norm_f, lm_head, params, device, ssd: SsdBackend::Tensor })
     }
 

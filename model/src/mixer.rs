@@ -55,9 +55,7 @@ impl Mixer {
     pub fn new(cfg: &MambaConfig, prefix: &str, params: &mut Params, device: Device) -> Mixer {
         let s = &cfg.ssm_cfg;
         let (d, di, h) = (cfg.d_model, cfg.d_inner(), cfg.nheads());
-        let mut add = |name: &str, shape: &[i64], f: &dyn Fn(&[i64]) -> Tensor| {
-            params.add(format!("{prefix}.{name}"), shape, f, device)
-        };
+        let mut add = |name: &str, shape: &[i64], f: &dyn Fn(&[i64]) -> Tensor| params.add(format!("{prefix}.{name}"), shape, f, device);
         let in_proj = add("in_proj.weight", &[cfg.d_in_proj(), d], &|sh| init::torch_default(sh, d));
         // Conv1d default: fan_in = in_channels / groups * kernel = K.
         let k = s.d_conv;
@@ -69,8 +67,7 @@ impl Mixer {
         let norm_w = add("norm.weight", &[di], &init::ones);
         // out_proj: default init, then / sqrt(n_layer) (mamba_ssm's prenorm residual rescale).
         let n_layer = cfg.n_layer as f64;
-        let out_proj =
-            add("out_proj.weight", &[d, di], &|sh| init::torch_default(sh, di) / n_layer.sqrt());
+        let out_proj = add("out_proj.weight", &[d, di], &|sh| init::torch_default(sh, di) / n_layer.sqrt());
         Mixer {
             in_proj,
             conv_w,
@@ -128,21 +125,13 @@ impl Mixer {
     /// A segment: u [B, L, D] -> [B, L, D] (compute kind). With a state, starts from it and
     /// leaves the state at the end of the segment; without, starts from zeros. `backend` runs
     /// the SSD (and, when fused on CUDA, the conv, x * dt and the gated norm).
-    pub fn forward(
-        &self,
-        u: &Tensor,
-        mut state: Option<&mut LayerState>,
-        ex: &mut Exec,
-        backend: SsdBackend,
-        layer: usize,
-    ) -> Tensor {
+    pub fn forward(&self, u: &Tensor, mut state: Option<&mut LayerState>, ex: &mut Exec, backend: SsdBackend, layer: usize) -> Tensor {
         let (bsz, l, _) = u.size3().expect("u is [B, L, D]");
         let kind = ex.kind;
-        let (di, gn, h, p, g, n, k) =
-            (self.d_inner, self.gn(), self.heads, self.headdim, self.groups, self.d_state, self.d_conv);
+        let (di, gn, h, p, g, n, k) = (self.d_inner, self.gn(), self.heads, self.headdim, self.groups, self.d_state, self.d_conv);
         let zxbcdt = u.to_kind(kind).matmul(&self.in_proj.to_kind(kind).tr()); // [B, L, 2Di+2GN+H]
-        // One split rather than three narrows: its backward is one concatenation, not three
-        // zero-filled full-size gradients.
+                                                                               // One split rather than three narrows: its backward is one concatenation, not three
+                                                                               // zero-filled full-size gradients.
         let parts = zxbcdt.split_with_sizes([di, di + 2 * gn, h], -1);
         let z = &parts[0];
         let xbc = parts[1].transpose(1, 2); // [B, Cv, L]
@@ -183,11 +172,7 @@ impl Mixer {
         // fp32 x for the tensor ops (xdt, D skip, probes); the fused kernels read x as it is.
         let xf_kept = (!fused).then(|| x.to_kind(Kind::Float));
         let xf = || xf_kept.as_ref().map_or_else(|| x.to_kind(Kind::Float), Tensor::shallow_clone);
-        let xdt = if fused {
-            ssd::fused::scale_heads(&xbc[0], &dt)
-        } else {
-            (xf() * dt.unsqueeze(-1)).to_kind(kind)
-        }; // [B, L, H, P]
+        let xdt = if fused { ssd::fused::scale_heads(&xbc[0], &dt) } else { (xf() * dt.unsqueeze(-1)).to_kind(kind) }; // [B, L, H, P]
 
         let h0 = state.as_ref().map(|st| st.ssm.shallow_clone());
         let (mut y, mut h_last) = ssd::ssd(backend, &xdt, &la, &b, &c, self.chunk, h0.as_ref());
@@ -201,13 +186,8 @@ impl Mixer {
             }
         }
         if let Some(probe) = ex.probe.as_deref_mut() {
-            let (dt, la, xf, bf, cf) = (
-                dt.detach(),
-                la.detach(),
-                xf().detach(),
-                b.to_kind(Kind::Float).detach(),
-                c.to_kind(Kind::Float).detach(),
-            );
+            let (dt, la, xf, bf, cf) =
+                (dt.detach(), la.detach(), xf().detach(), b.to_kind(Kind::Float).detach(), c.to_kind(Kind::Float).detach());
             let hs = h_last.detach();
             probe.observe(layer, &MixerObservation { dt: &dt, log_decay: &la, x: &xf, b: &bf, c: &cf, state: &hs });
         }
@@ -245,11 +225,9 @@ impl Mixer {
         let o = (Kind::Float, xdt.device());
         let prev = match prev {
             Some(w) => WindowBuf { xdt: w.xdt.shallow_clone(), b: w.b.shallow_clone(), la: w.la.shallow_clone() },
-            None => WindowBuf {
-                xdt: Tensor::zeros([bsz, r, h, p], o),
-                b: Tensor::zeros([bsz, r, g, n], o),
-                la: Tensor::zeros([bsz, r, h], o),
-            },
+            None => {
+                WindowBuf { xdt: Tensor::zeros([bsz, r, h, p], o), b: Tensor::zeros([bsz, r, g, n], o), la: Tensor::zeros([bsz, r, h], o) }
+            }
         };
         let all_x = Tensor::cat(&[prev.xdt, xdt.to_kind(Kind::Float)], 1); // [B, r+L, H, P]
         let all_b = Tensor::cat(&[prev.b, b.to_kind(Kind::Float)], 1); // [B, r+L, G, N]
@@ -280,9 +258,8 @@ impl Mixer {
         let dt_raw = zxbcdt.narrow(-1, 2 * di + 2 * gn, h);
         let k = self.d_conv;
         st.conv = Tensor::cat(&[st.conv.narrow(-1, 1, k - 1).to_kind(kind), xbc_raw.unsqueeze(-1)], -1); // [B, Cv, K]
-        let xbc = ((&st.conv * self.conv_w.to_kind(kind).squeeze_dim(1)).sum_dim_intlist(-1, false, kind)
-            + self.conv_b.to_kind(kind))
-        .silu(); // [B, Cv]
+        let xbc =
+            ((&st.conv * self.conv_w.to_kind(kind).squeeze_dim(1)).sum_dim_intlist(-1, false, kind) + self.conv_b.to_kind(kind)).silu(); // [B, Cv]
         let x = xbc.narrow(-1, 0, di).reshape([bsz, h, p]);
         let mut b = xbc.narrow(-1, di, gn).reshape([bsz, g, n]);
         let c = xbc.narrow(-1, di + gn, gn).reshape([bsz, g, n]);
@@ -310,7 +287,11 @@ mod tests {
         let out = Tensor::zeros([bsz, l, h, p], (Kind::Float, Device::Cpu));
         for t in 0..l {
             for s in (t - r + 1).max(0)..=t {
-                let decay = if s < t { la.narrow(1, s + 1, t - s).sum_dim_intlist([1i64].as_slice(), false, Kind::Float).exp() } else { la.select(1, t).ones_like() }; // [B, H]
+                let decay = if s < t {
+                    la.narrow(1, s + 1, t - s).sum_dim_intlist([1i64].as_slice(), false, Kind::Float).exp()
+                } else {
+                    la.select(1, t).ones_like()
+                }; // [B, H]
                 let cb = (c.select(1, t) * b.select(1, s)).sum_dim_intlist([-1i64].as_slice(), false, Kind::Float); // [B, G]
                 let cb = cb.repeat_interleave_self_int(hpg, Some(1), None); // [B, H]
                 let term = xdt.select(1, s) * (cb * decay).unsqueeze(-1); // [B, H, P]
@@ -324,9 +305,18 @@ mod tests {
     #[test]
     fn window_correction_equals_the_banded_sum() {
         tch::manual_seed(1);
-        let cfg = ModelSpec { d_model: Some(16), n_layer: Some(1), d_state: Some(4), headdim: Some(8), ngroups: Some(2), chunk_size: Some(8), vocab_size: Some(16), ..Default::default() }
-            .resolve(None)
-            .unwrap();
+        let cfg = ModelSpec {
+            d_model: Some(16),
+            n_layer: Some(1),
+            d_state: Some(4),
+            headdim: Some(8),
+            ngroups: Some(2),
+            chunk_size: Some(8),
+            vocab_size: Some(16),
+            ..Default::default()
+        }
+        .resolve(None)
+        .unwrap();
         let mixer = Mixer::new(&cfg, "m", &mut Params::new(false), Device::Cpu);
         let (bsz, l, h, p, g, n) = (2, 23, cfg.nheads(), cfg.headdim(), 2, 4);
         let o = (Kind::Float, Device::Cpu);

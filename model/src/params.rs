@@ -19,11 +19,8 @@ impl Params {
     /// Registers a trainable fp32 parameter of `shape` on `device`, initialised by `init`
     /// (skipped for a zero-initialised store), and returns the handle.
     pub fn add(&mut self, name: String, shape: &[i64], init: impl FnOnce(&[i64]) -> Tensor, device: Device) -> Tensor {
-        let t = if self.zero_init {
-            Tensor::zeros(shape, (Kind::Float, device))
-        } else {
-            init(shape).to_device(device).to_kind(Kind::Float)
-        };
+        let t =
+            if self.zero_init { Tensor::zeros(shape, (Kind::Float, device)) } else { init(shape).to_device(device).to_kind(Kind::Float) };
         let t = t.detach().set_requires_grad(true);
         self.entries.push((name, t.shallow_clone()));
         t
@@ -52,11 +49,7 @@ impl Params {
     /// Parameters excluded from weight decay, as in the paper and mamba_ssm: dt_bias, A_log, D,
     /// every norm weight and every bias.
     pub fn no_weight_decay(name: &str) -> bool {
-        name.ends_with(".dt_bias")
-            || name.ends_with(".A_log")
-            || name.ends_with(".D")
-            || name.ends_with(".bias")
-            || name.contains("norm")
+        name.ends_with(".dt_bias") || name.ends_with(".A_log") || name.ends_with(".D") || name.ends_with(".bias") || name.contains("norm")
     }
 }
 

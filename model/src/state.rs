@@ -35,10 +35,7 @@ impl State {
         let layers = (0..cfg.n_layer)
             .map(|_| LayerState {
                 conv: Tensor::zeros([batch, cfg.conv_dim(), cfg.d_conv()], (kind, device)),
-                ssm: Tensor::zeros(
-                    [batch, cfg.nheads(), cfg.headdim(), cfg.d_state()],
-                    (Kind::Float, device),
-                ),
+                ssm: Tensor::zeros([batch, cfg.nheads(), cfg.headdim(), cfg.d_state()], (Kind::Float, device)),
                 window: None,
             })
             .collect();
@@ -54,11 +51,7 @@ impl State {
                 .map(|l| LayerState {
                     conv: l.conv.detach(),
                     ssm: l.ssm.detach(),
-                    window: l.window.as_ref().map(|w| WindowBuf {
-                        xdt: w.xdt.detach(),
-                        b: w.b.detach(),
-                        la: w.la.detach(),
-                    }),
+                    window: l.window.as_ref().map(|w| WindowBuf { xdt: w.xdt.detach(), b: w.b.detach(), la: w.la.detach() }),
                 })
                 .collect(),
             pos: self.pos,

@@ -29,17 +29,14 @@ impl Tokenizer {
             "gpt2" => Ok(Tokenizer::Gpt2(tiktoken_rs::r50k_base_singleton())),
             s => match s.strip_prefix("hf:") {
                 Some(p) => Self::hf(Path::new(p)),
-                None => Err(Error::Tokenizer(format!(
-                    "unknown tokenizer '{s}': expected bytes, gpt2 or hf:PATH/tokenizer.json"
-                ))),
+                None => Err(Error::Tokenizer(format!("unknown tokenizer '{s}': expected bytes, gpt2 or hf:PATH/tokenizer.json"))),
             },
         }
     }
 
     fn hf(path: &Path) -> Result<Tokenizer> {
         let file = if path.is_dir() { path.join("tokenizer.json") } else { path.to_path_buf() };
-        let tok = tokenizers::Tokenizer::from_file(&file)
-            .map_err(|e| Error::at(&file, format!("cannot load tokenizer: {e}")))?;
+        let tok = tokenizers::Tokenizer::from_file(&file).map_err(|e| Error::at(&file, format!("cannot load tokenizer: {e}")))?;
         let eos = ["<|endoftext|>", "</s>", "<eos>", "<|end_of_text|>"]
             .iter()
             .find_map(|t| tok.token_to_id(t))
@@ -78,9 +75,7 @@ impl Tokenizer {
         match self {
             Tokenizer::Bytes => text.bytes().map(u32::from).collect(),
             Tokenizer::Gpt2(bpe) => bpe.encode_ordinary(text),
-            Tokenizer::Hf { tok, .. } => {
-                tok.encode(text, false).map(|e| e.get_ids().to_vec()).unwrap_or_default()
-            }
+            Tokenizer::Hf { tok, .. } => tok.encode(text, false).map(|e| e.get_ids().to_vec()).unwrap_or_default(),
         }
     }
 
@@ -105,10 +100,7 @@ impl Tokenizer {
         if self.spec() == other || Tokenizer::from_spec(other).map(|t| t.spec()).ok() == Some(self.spec()) {
             Ok(())
         } else {
-            Err(Error::Tokenizer(format!(
-                "tokenizer mismatch: {what} was made with '{other}', but this run uses '{}'",
-                self.spec()
-            )))
+            Err(Error::Tokenizer(format!("tokenizer mismatch: {what} was made with '{other}', but this run uses '{}'", self.spec())))
         }
     }
 }

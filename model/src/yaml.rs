@@ -62,7 +62,9 @@ pub fn from_str<T: DeserializeOwned>(text: &str, file: &Path) -> Result<T, YamlE
         // An unknown "key" that no config could have (`root:$6$...` of /etc/shadow) is file
         // content: not shown.
         let (key, msg) = match msg.split("unknown field `").nth(1).and_then(|r| r.split('`').next()) {
-            Some(field) if !looks_like_key(field) => (None, "not a config: it has a key no config has (not shown; is this the right file?)".to_string()),
+            Some(field) if !looks_like_key(field) => {
+                (None, "not a config: it has a key no config has (not shown; is this the right file?)".to_string())
+            }
             _ => (key, msg),
         };
         let (line, column) = match loc {

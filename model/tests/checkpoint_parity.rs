@@ -36,11 +36,7 @@ fn hf_logits(dir: &Path, tokens: &Tensor) -> Tensor {
     let py = venv_python();
     assert!(py.exists(), "{} missing: run `make test-deps` (installs torch and transformers)", py.display());
     let res = Command::new(&py).arg(&script).arg(dir).arg(&tok_path).arg(&out).output().unwrap();
-    assert!(
-        res.status.success(),
-        "transformers reference failed (run `make test-deps`): {}",
-        String::from_utf8_lossy(&res.stderr)
-    );
+    assert!(res.status.success(), "transformers reference failed (run `make test-deps`): {}", String::from_utf8_lossy(&res.stderr));
     checkpoint::read_tensors(&out).unwrap().remove("logits").unwrap()
 }
 

@@ -49,11 +49,7 @@ fn chunked_step_and_streaming_agree() {
 
         // Whole sequence (with the initial state when there is one).
         let mut st_full = start(&lm);
-        let full = if with_state {
-            lm.forward(&toks, Some(&mut st_full), &mut ex)
-        } else {
-            lm.forward(&toks, None, &mut ex)
-        };
+        let full = if with_state { lm.forward(&toks, Some(&mut st_full), &mut ex) } else { lm.forward(&toks, None, &mut ex) };
 
         // Streaming in uneven chunks.
         let mut st = start(&lm);

@@ -68,11 +68,8 @@ fn run(c: &Case, kind: Kind, dev: Device, fused_path: bool) -> (Tensor, Tensor, 
     let h0 = c.h0.then(|| Tensor::randn([c.bsz, c.h, c.p, c.n], o).set_requires_grad(true));
     let wy = Tensor::randn([c.bsz, c.l, c.h, c.p], o);
     let ws = Tensor::randn([c.bsz, c.h, c.p, c.n], o);
-    let (y, s) = if fused_path {
-        fused::ssd_fused(&xdt, &la, &b, &cc, c.q, h0.as_ref())
-    } else {
-        ssd_chunked(&xdt, &la, &b, &cc, c.q, h0.as_ref())
-    };
+    let (y, s) =
+        if fused_path { fused::ssd_fused(&xdt, &la, &b, &cc, c.q, h0.as_ref()) } else { ssd_chunked(&xdt, &la, &b, &cc, c.q, h0.as_ref()) };
     ((&y * &wy).sum(Kind::Float) + (&s * &ws).sum(Kind::Float)).backward();
     let grads = [&xdt, &la, &b, &cc].into_iter().chain(h0.as_ref()).map(|t| t.grad()).collect();
     (y.detach(), s.detach(), grads)
@@ -102,8 +99,12 @@ fn compare_backends(kind: Kind, name: &str, metric: fn(&Tensor, &Tensor) -> f64,
         for (i, (a, b)) in g1.iter().zip(&g2).enumerate() {
             assert!(metric(a, b) < tol, "grad {i} {tag}: {}", metric(a, b));
         }
-        eprintln!("{tag}: y {:.2e} state {:.2e} grads {:?}", metric(&y1, &y2), metric(&s1, &s2),
-            g1.iter().zip(&g2).map(|(a, b)| format!("{:.1e}", metric(a, b))).collect::<Vec<_>>());
+        eprintln!(
+            "{tag}: y {:.2e} state {:.2e} grads {:?}",
+            metric(&y1, &y2),
+            metric(&s1, &s2),
+            g1.iter().zip(&g2).map(|(a, b)| format!("{:.1e}", metric(a, b))).collect::<Vec<_>>()
+        );
     }
 }
 
@@ -161,8 +162,7 @@ fn streaming_state_agrees() {
         let mut st = lm.zero_state(2, Kind::Float);
         lm.set_ssd(backend).unwrap();
         let mut ex = Exec::new(Kind::Float);
-        let parts: Vec<Tensor> =
-            (0..3).map(|i| lm.forward(&tokens.narrow(1, i * 1000, 1000), Some(&mut st), &mut ex)).collect();
+        let parts: Vec<Tensor> = (0..3).map(|i| lm.forward(&tokens.narrow(1, i * 1000, 1000), Some(&mut st), &mut ex)).collect();
         outs.push(Tensor::cat(&parts, 1));
     }
     assert!(max_rel(&outs[0], &outs[1]) < 1e-4, "streamed logits {}", max_rel(&outs[0], &outs[1]));

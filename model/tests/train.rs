@@ -134,11 +134,7 @@ fn corpus_build_counts_and_reports_bad_records() {
     std::fs::write(src.join("sub/b.txt"), "second document").unwrap();
     std::fs::write(src.join("bad.txt"), [0xff, 0xfe, 0x00, 0x41]).unwrap();
     std::fs::write(src.join("empty.txt"), "  \n").unwrap();
-    std::fs::write(
-        src.join("c.jsonl"),
-        "{\"text\": \"json doc one\"}\n{\"other\": 1}\nnot json\n{\"text\": \"json doc two\"}\n",
-    )
-    .unwrap();
+    std::fs::write(src.join("c.jsonl"), "{\"text\": \"json doc one\"}\n{\"other\": 1}\nnot json\n{\"text\": \"json doc two\"}\n").unwrap();
     let out = tmp.path().join("out");
     let opts = BuildOptions {
         inputs: vec![InputSpec { path: src.clone(), include: vec![], exclude: vec![] }],
@@ -153,7 +149,11 @@ fn corpus_build_counts_and_reports_bad_records() {
     assert_eq!(m.bad.empty, 1);
     assert_eq!(m.bad.missing_field, 1);
     assert_eq!(m.bad.invalid_json, 1);
-    assert!(m.sources[0].bad_examples.iter().any(|e| e.contains("bad.txt") && e.contains("invalid_utf8")), "{:?}", m.sources[0].bad_examples);
+    assert!(
+        m.sources[0].bad_examples.iter().any(|e| e.contains("bad.txt") && e.contains("invalid_utf8")),
+        "{:?}",
+        m.sources[0].bad_examples
+    );
     assert!(m.sources[0].bad_examples.iter().any(|e| e.contains("c.jsonl:2") && e.contains("missing_field")));
     let c = stuffed_model::data::Corpus::open(&out).unwrap();
     let mut t = Vec::new();

@@ -580,7 +580,12 @@ mod tests {
     fn params_keep_their_written_order() {
         let r = EvalResult::Loss(LossResult { params: LossParams { len: 4096, ..Default::default() }, ..Default::default() });
         let p = r.params_json().to_string();
-        assert!(p.starts_with(r#"{"source":"corpus","len":4096,"prompts":0,"chunk":0,"bucket":0,"train_len":null,"mitigation":"none","precision":"fp32"}"#), "{p}");
+        assert!(
+            p.starts_with(
+                r#"{"source":"corpus","len":4096,"prompts":0,"chunk":0,"bucket":0,"train_len":null,"mitigation":"none","precision":"fp32"}"#
+            ),
+            "{p}"
+        );
         let back = EvalResult::from_json(&serde_json::to_string(&r).unwrap()).unwrap();
         assert_eq!(back, r);
         assert!(EvalResult::from_json(r#"{"kind": "vibes"}"#).is_err());

@@ -10,8 +10,8 @@
 //! - [`precision`]: compute precision of training and evaluations.
 //! - [`job`]: a job as the store lists it and the reports read it ([`JobRecord`]).
 //! - [`rundir`]: file names inside a job's run directory.
-pub mod event;
 pub mod eval;
+pub mod event;
 pub mod failure;
 pub mod job;
 pub mod precision;
@@ -20,8 +20,8 @@ pub mod schema;
 mod serde_nan;
 pub mod status;
 
-pub use event::{Done, Envelope, Event, EVENT_FORMAT};
 pub use eval::{EvalResult, LossResult, PasskeyResult, StatesResult};
+pub use event::{Done, Envelope, Event, EVENT_FORMAT};
 pub use failure::{AttemptEnd, FailureKind};
 pub use job::{JobRecord, ModelDims};
 pub use precision::Precision;

@@ -81,7 +81,10 @@ pub fn field_reference() -> String {
     out.push_str("\n### Job rows (`results export --format dump`, the reports' input)\n\n| object | fields |\n|---|---|\n");
     out.push_str(&row("job", &keys(&JobRecord::default())));
     out.push_str(&row("job.model", &keys(&crate::ModelDims::default())));
-    out.push_str(&format!("\nFailure kinds (`done.failure`, `attempts.error_class`): {}.\n", FailureKind::ALL.map(|k| format!("`{}`", k.as_str())).join(", ")));
+    out.push_str(&format!(
+        "\nFailure kinds (`done.failure`, `attempts.error_class`): {}.\n",
+        FailureKind::ALL.map(|k| format!("`{}`", k.as_str())).join(", ")
+    ));
     out.push_str(&format!("\n{END}\n"));
     out
 }

@@ -88,7 +88,8 @@ fn ln_erfc_pos(x: f64) -> f64 {
         + t * (1.000_023_68
             + t * (0.374_091_96
                 + t * (0.096_784_18
-                    + t * (-0.186_288_06 + t * (0.278_868_07 + t * (-1.135_203_98 + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+                    + t * (-0.186_288_06
+                        + t * (0.278_868_07 + t * (-1.135_203_98 + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
     t.ln() + poly
 }
 
@@ -367,7 +368,8 @@ mod tests {
     /// taking the bound as a value (2 at x = 4) would pull it down.
     #[test]
     fn bounds_count_as_bounds() {
-        let mut pts: Vec<Censored> = [(1.0, 1.0), (2.0, 2.0), (3.0, 3.0)].iter().map(|&(x, y)| Censored { x, lo: Some(y - 0.5), hi: Some(y + 0.5) }).collect();
+        let mut pts: Vec<Censored> =
+            [(1.0, 1.0), (2.0, 2.0), (3.0, 3.0)].iter().map(|&(x, y)| Censored { x, lo: Some(y - 0.5), hi: Some(y + 0.5) }).collect();
         pts.push(Censored { x: 4.0, lo: Some(2.0), hi: None });
         let f = fit_censored(FitModel::Linear, &pts, 20, 1).unwrap();
         assert!((f.param("a") - 1.0).abs() < 0.05 && f.predict(4.0) > 3.8, "{f:?}");

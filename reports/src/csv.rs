@@ -22,18 +22,11 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<Record>, Error> {
     let mut line = 1usize;
     let mut start_line = 1usize;
     let mut chars = text.chars().peekable();
-    let flush = |fields: &mut Vec<String>,
-                 field: &mut String,
-                 quoted: bool,
-                 start: usize,
-                 records: &mut Vec<Record>| {
+    let flush = |fields: &mut Vec<String>, field: &mut String, quoted: bool, start: usize, records: &mut Vec<Record>| {
         let blank = fields.is_empty() && field.trim().is_empty() && !quoted;
         if !blank {
             fields.push(std::mem::take(field));
-            records.push(Record {
-                line: start,
-                fields: std::mem::take(fields),
-            });
+            records.push(Record { line: start, fields: std::mem::take(fields) });
         }
         field.clear();
     };
@@ -74,11 +67,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<Record>, Error> {
         }
     }
     if in_quotes {
-        return Err(Error::Csv {
-            path: path.to_path_buf(),
-            line: start_line,
-            msg: "unterminated quoted field".into(),
-        });
+        return Err(Error::Csv { path: path.to_path_buf(), line: start_line, msg: "unterminated quoted field".into() });
     }
     flush(&mut fields, &mut field, quoted, start_line, &mut records);
     Ok(records)
@@ -124,11 +113,7 @@ pub fn read_columns(path: &Path, columns: &[&str]) -> Result<Vec<Vec<f64>>, Erro
 pub fn read_columns_opt(path: &Path, columns: &[&str]) -> Result<Vec<Vec<Option<f64>>>, Error> {
     let text = read_bounded(path, MAX_CSV_BYTES)?;
     let records = parse(&text, path)?;
-    let csv_err = |line: usize, msg: String| Error::Csv {
-        path: path.to_path_buf(),
-        line,
-        msg,
-    };
+    let csv_err = |line: usize, msg: String| Error::Csv { path: path.to_path_buf(), line, msg };
     let Some((header, rows)) = records.split_first() else {
         return Err(csv_err(1, "empty file: no header row".into()));
     };
@@ -137,34 +122,23 @@ pub fn read_columns_opt(path: &Path, columns: &[&str]) -> Result<Vec<Vec<Option<
     for want in columns {
         match names.iter().position(|n| n == want) {
             Some(i) => index.push(i),
-            None => {
-                return Err(csv_err(
-                    header.line,
-                    format!(
-                        "column \"{want}\" not found in header (columns: {})",
-                        names.join(", ")
-                    ),
-                ))
-            }
+            None => return Err(csv_err(header.line, format!("column \"{want}\" not found in header (columns: {})", names.join(", ")))),
         }
     }
     let mut out = vec![Vec::with_capacity(rows.len()); columns.len()];
     for rec in rows {
         for (k, &i) in index.iter().enumerate() {
             let col = format!("column {} (\"{}\")", i + 1, columns[k]);
-            let raw = rec.fields.get(i).map(|s| s.trim()).ok_or_else(|| {
-                csv_err(
-                    rec.line,
-                    format!("{col}: missing ({} fields on this line)", rec.fields.len()),
-                )
-            })?;
+            let raw = rec
+                .fields
+                .get(i)
+                .map(|s| s.trim())
+                .ok_or_else(|| csv_err(rec.line, format!("{col}: missing ({} fields on this line)", rec.fields.len())))?;
             if raw.is_empty() {
                 out[k].push(None);
                 continue;
             }
-            let v: f64 = raw
-                .parse()
-                .map_err(|_| csv_err(rec.line, format!("{col}: \"{raw}\" is not a number")))?;
+            let v: f64 = raw.parse().map_err(|_| csv_err(rec.line, format!("{col}: \"{raw}\" is not a number")))?;
             if !v.is_finite() {
                 return Err(csv_err(rec.line, format!("{col}: \"{raw}\" is not finite")));
             }

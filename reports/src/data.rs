@@ -101,15 +101,9 @@ impl ReportData {
     pub fn canonical(&self) -> ReportData {
         let mut d = self.clone();
         d.sweeps.sort_by(|a, b| a.name.cmp(&b.name));
-        d.jobs.sort_by(|a, b| {
-            (a.state_size, a.train_len(), &a.id).cmp(&(b.state_size, b.train_len(), &b.id))
-        });
+        d.jobs.sort_by(|a, b| (a.state_size, a.train_len(), &a.id).cmp(&(b.state_size, b.train_len(), &b.id)));
         d.evals.sort_by_key(EvalRecord::sort_key);
-        d.metrics.sort_by(|a, b| {
-            (&a.job_id, &a.key, a.step)
-                .cmp(&(&b.job_id, &b.key, b.step))
-                .then(a.value.total_cmp(&b.value))
-        });
+        d.metrics.sort_by(|a, b| (&a.job_id, &a.key, a.step).cmp(&(&b.job_id, &b.key, b.step)).then(a.value.total_cmp(&b.value)));
         d
     }
 
@@ -118,22 +112,12 @@ impl ReportData {
     }
 
     /// The evals of one job and kind, in the stored order.
-    pub fn evals_of<'a>(
-        &'a self,
-        job_id: &'a str,
-        kind: &'a str,
-    ) -> impl Iterator<Item = &'a EvalRecord> {
-        self.evals
-            .iter()
-            .filter(move |e| e.job_id == job_id && e.kind() == kind)
+    pub fn evals_of<'a>(&'a self, job_id: &'a str, kind: &'a str) -> impl Iterator<Item = &'a EvalRecord> {
+        self.evals.iter().filter(move |e| e.job_id == job_id && e.kind() == kind)
     }
 
     /// The last training loss of a job (metric `loss` at its largest step).
     pub fn final_loss(&self, job_id: &str) -> Option<f64> {
-        self.metrics
-            .iter()
-            .filter(|m| m.job_id == job_id && m.key == "loss" && m.value.is_finite())
-            .max_by_key(|m| m.step)
-            .map(|m| m.value)
+        self.metrics.iter().filter(|m| m.job_id == job_id && m.key == "loss" && m.value.is_finite()).max_by_key(|m| m.step).map(|m| m.value)
     }
 }

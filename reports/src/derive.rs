@@ -137,11 +137,8 @@ impl StateRecall {
 /// The verdict of one job from its `loss` evals without mitigation; `None` when it has none.
 pub fn job_verdict(data: &ReportData, job_id: &str) -> Option<Verdict> {
     let job = data.job(job_id);
-    let vs: Vec<Verdict> = data
-        .evals_of(job_id, "loss")
-        .filter(|e| e.mitigation() == "none")
-        .filter_map(|e| Some(eval_verdict(e, job)?.verdict))
-        .collect();
+    let vs: Vec<Verdict> =
+        data.evals_of(job_id, "loss").filter(|e| e.mitigation() == "none").filter_map(|e| Some(eval_verdict(e, job)?.verdict)).collect();
     combine(&vs)
 }
 
@@ -166,17 +163,12 @@ pub fn t_forget(data: &ReportData) -> Vec<ForgetRow> {
         };
         per_len.entry(len).or_default().push((v, validation_accuracy(data, job)));
     }
-    let grid: BTreeMap<i64, BTreeMap<i64, Verdict>> = runs
-        .into_iter()
-        .map(|(s, per_len)| (s, per_len.into_iter().map(|(l, rs)| (l, point_verdict(&rs))).collect()))
-        .collect();
+    let grid: BTreeMap<i64, BTreeMap<i64, Verdict>> =
+        runs.into_iter().map(|(s, per_len)| (s, per_len.into_iter().map(|(l, rs)| (l, point_verdict(&rs))).collect())).collect();
     grid.into_iter()
         .map(|(state_size, per_len)| {
-            let decisive: BTreeMap<i64, bool> = per_len
-                .iter()
-                .filter(|(_, v)| **v != Verdict::Inconclusive)
-                .map(|(l, v)| (*l, *v == Verdict::NotCollapsed))
-                .collect();
+            let decisive: BTreeMap<i64, bool> =
+                per_len.iter().filter(|(_, v)| **v != Verdict::Inconclusive).map(|(l, v)| (*l, *v == Verdict::NotCollapsed)).collect();
             let mut row = forget_row(state_size, &decisive);
             row.inconclusive_lengths = per_len.iter().filter(|(_, v)| **v == Verdict::Inconclusive).map(|(l, _)| *l).collect();
             row
@@ -224,11 +216,7 @@ fn best_run(a: Verdict, b: Verdict) -> Verdict {
 /// Apply the T_forget rule to one state size's (length -> forgets) map.
 pub fn forget_row(state_size: i64, per_len: &BTreeMap<i64, bool>) -> ForgetRow {
     let lengths_tried: Vec<i64> = per_len.keys().copied().collect();
-    let collapsed_lengths: Vec<i64> = per_len
-        .iter()
-        .filter(|(_, f)| !**f)
-        .map(|(l, _)| *l)
-        .collect();
+    let collapsed_lengths: Vec<i64> = per_len.iter().filter(|(_, f)| !**f).map(|(l, _)| *l).collect();
     let mut t_forget = None;
     for (len, forgets) in per_len.iter().rev() {
         if !forgets {
@@ -236,22 +224,12 @@ pub fn forget_row(state_size: i64, per_len: &BTreeMap<i64, bool>) -> ForgetRow {
         }
         t_forget = Some(*len);
     }
-    ForgetRow {
-        state_size,
-        t_forget,
-        lengths_tried,
-        collapsed_lengths,
-        inconclusive_lengths: Vec::new(),
-    }
+    ForgetRow { state_size, t_forget, lengths_tried, collapsed_lengths, inconclusive_lengths: Vec::new() }
 }
 
 /// The passkey evals of a job that count for T_recall (mitigation `none`).
-fn plain_passkeys<'a>(
-    data: &'a ReportData,
-    job: &'a JobRecord,
-) -> impl Iterator<Item = &'a EvalRecord> {
-    data.evals_of(&job.id, "passkey")
-        .filter(|e| e.mitigation() == "none")
+fn plain_passkeys<'a>(data: &'a ReportData, job: &'a JobRecord) -> impl Iterator<Item = &'a EvalRecord> {
+    data.evals_of(&job.id, "passkey").filter(|e| e.mitigation() == "none")
 }
 
 /// T_recall per job that has a passkey eval without mitigation (the largest over several evals).
@@ -332,10 +310,7 @@ pub fn t_kilo(tokens: i64) -> f64 {
 
 /// (S in M, T_forget in K) for the state sizes where T_forget was reached.
 pub fn forget_points(rows: &[ForgetRow]) -> (Vec<f64>, Vec<f64>) {
-    rows.iter()
-        .filter(|r| !r.is_upper_bound())
-        .filter_map(|r| r.t_forget.map(|t| (s_millions(r.state_size), t_kilo(t))))
-        .unzip()
+    rows.iter().filter(|r| !r.is_upper_bound()).filter_map(|r| r.t_forget.map(|t| (s_millions(r.state_size), t_kilo(t)))).unzip()
 }
 
 /// T_forget of every state size with decisive lengths, as censored points.
@@ -350,9 +325,7 @@ pub fn recall_censored(rows: &[StateRecall]) -> Vec<Censored> {
 
 /// (S in M, T_recall in K) for the state sizes where some length was recalled.
 pub fn recall_points(rows: &[StateRecall]) -> (Vec<f64>, Vec<f64>) {
-    rows.iter()
-        .filter_map(|r| r.t_recall.map(|t| (s_millions(r.state_size), t_kilo(t))))
-        .unzip()
+    rows.iter().filter_map(|r| r.t_recall.map(|t| (s_millions(r.state_size), t_kilo(t)))).unzip()
 }
 
 #[cfg(test)]
@@ -367,13 +340,7 @@ mod tests {
     #[test]
     fn forget_is_smallest_length_of_the_stable_tail() {
         // collapse at 256, forgets at 512, collapses again at 1024, forgets from 2048 on
-        let r = row(&[
-            (256, false),
-            (512, true),
-            (1024, false),
-            (2048, true),
-            (4096, true),
-        ]);
+        let r = row(&[(256, false), (512, true), (1024, false), (2048, true), (4096, true)]);
         assert_eq!(r.t_forget, Some(2048));
         assert_eq!(r.collapsed_lengths, vec![256, 1024]);
         assert_eq!(r.lengths_tried, vec![256, 512, 1024, 2048, 4096]);

@@ -13,11 +13,7 @@ pub enum Error {
     },
     /// A CSV file could not be read as numbers; `line` is 1-based, `msg` names the column.
     #[error("{}:{line}: {msg}", path.display())]
-    Csv {
-        path: PathBuf,
-        line: usize,
-        msg: String,
-    },
+    Csv { path: PathBuf, line: usize, msg: String },
     /// A fit was asked for with fewer points than the model needs.
     #[error("too few points to fit: needed at least {needed}, got {got}")]
     TooFewPoints { needed: usize, got: usize },
@@ -42,16 +38,11 @@ pub enum Error {
 impl Error {
     /// Wrap an I/O error with the path it concerns.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.into(),
-            source,
-        }
+        Error::Io { path: path.into(), source }
     }
 }
 
-impl<E: std::error::Error + Send + Sync> From<plotters::drawing::DrawingAreaErrorKind<E>>
-    for Error
-{
+impl<E: std::error::Error + Send + Sync> From<plotters::drawing::DrawingAreaErrorKind<E>> for Error {
     fn from(e: plotters::drawing::DrawingAreaErrorKind<E>) -> Self {
         Error::Plot(e.to_string())
     }

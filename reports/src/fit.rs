@@ -79,9 +79,7 @@ impl FromStr for FitModel {
         match s {
             "linear" | "lin" => Ok(FitModel::Linear),
             "exp" | "exponential" => Ok(FitModel::Exp),
-            other => Err(Error::Fit(format!(
-                "unknown fit model \"{other}\" (linear or exp)"
-            ))),
+            other => Err(Error::Fit(format!("unknown fit model \"{other}\" (linear or exp)"))),
         }
     }
 }
@@ -109,11 +107,7 @@ impl Fit {
     }
 
     fn ordered(&self) -> Vec<f64> {
-        self.model
-            .param_names()
-            .iter()
-            .map(|n| self.param(n))
-            .collect()
+        self.model.param_names().iter().map(|n| self.param(n)).collect()
     }
 
     /// The fitted T at state size x.
@@ -156,18 +150,9 @@ impl Fit {
     pub fn law(&self) -> String {
         match self.model {
             FitModel::Linear => {
-                format!(
-                    "T = {}·S {}",
-                    fmt_coef(self.param("a")),
-                    signed(self.param("b"))
-                )
+                format!("T = {}·S {}", fmt_coef(self.param("a")), signed(self.param("b")))
             }
-            FitModel::Exp => format!(
-                "T = {}·({}^S − 1) {}",
-                fmt_coef(self.param("b")),
-                fmt_coef(self.param("a")),
-                signed(self.param("c"))
-            ),
+            FitModel::Exp => format!("T = {}·({}^S − 1) {}", fmt_coef(self.param("b")), fmt_coef(self.param("a")), signed(self.param("c"))),
         }
     }
 }
@@ -195,52 +180,22 @@ fn signed(v: f64) -> String {
 
 /// Fit `model` to the points, with `bootstrap` seeded resamples for the 95% intervals
 /// (0 for none).
-pub fn fit(
-    model: FitModel,
-    xs: &[f64],
-    ys: &[f64],
-    bootstrap: usize,
-    seed: u64,
-) -> Result<Fit, Error> {
+pub fn fit(model: FitModel, xs: &[f64], ys: &[f64], bootstrap: usize, seed: u64) -> Result<Fit, Error> {
     let p = solve(model, xs, ys)?;
     let r2 = r_squared(model, &p, xs, ys);
     let ci = bootstrap_ci(model, xs, ys, bootstrap, seed);
-    let params = model
-        .param_names()
-        .iter()
-        .zip(&p)
-        .map(|(k, v)| ((*k).to_string(), *v))
-        .collect();
-    Ok(Fit {
-        model,
-        params,
-        r2,
-        ci,
-        n: xs.len(),
-        censoring: None,
-    })
+    let params = model.param_names().iter().zip(&p).map(|(k, v)| ((*k).to_string(), *v)).collect();
+    Ok(Fit { model, params, r2, ci, n: xs.len(), censoring: None })
 }
 
 /// Read columns `xcol` and `ycol` of a CSV file with a header row and fit `model` to them
 /// ([`DEFAULT_BOOTSTRAP`] resamples, seed [`DEFAULT_SEED`]).
-pub fn fit_csv(
-    path: impl AsRef<Path>,
-    model: FitModel,
-    xcol: &str,
-    ycol: &str,
-) -> Result<Fit, Error> {
+pub fn fit_csv(path: impl AsRef<Path>, model: FitModel, xcol: &str, ycol: &str) -> Result<Fit, Error> {
     fit_csv_with(path, model, xcol, ycol, DEFAULT_BOOTSTRAP, DEFAULT_SEED)
 }
 
 /// [`fit_csv`] with an explicit bootstrap count and seed.
-pub fn fit_csv_with(
-    path: impl AsRef<Path>,
-    model: FitModel,
-    xcol: &str,
-    ycol: &str,
-    bootstrap: usize,
-    seed: u64,
-) -> Result<Fit, Error> {
+pub fn fit_csv_with(path: impl AsRef<Path>, model: FitModel, xcol: &str, ycol: &str, bootstrap: usize, seed: u64) -> Result<Fit, Error> {
     let cols = crate::csv::read_columns(path.as_ref(), &[xcol, ycol])?;
     fit(model, &cols[0], &cols[1], bootstrap, seed)
 }
@@ -260,10 +215,7 @@ pub fn r_squared(model: FitModel, p: &[f64], xs: &[f64], ys: &[f64]) -> f64 {
 }
 
 fn sse(model: FitModel, p: &[f64], xs: &[f64], ys: &[f64]) -> f64 {
-    xs.iter()
-        .zip(ys)
-        .map(|(x, y)| (model.eval(p, *x) - y).powi(2))
-        .sum()
+    xs.iter().zip(ys).map(|(x, y)| (model.eval(p, *x) - y).powi(2)).sum()
 }
 
 fn distinct(xs: &[f64]) -> usize {
@@ -276,27 +228,16 @@ fn distinct(xs: &[f64]) -> usize {
 /// Least-squares parameters in `param_names` order.
 pub(crate) fn solve(model: FitModel, xs: &[f64], ys: &[f64]) -> Result<Vec<f64>, Error> {
     if xs.len() != ys.len() {
-        return Err(Error::Fit(format!(
-            "{} x values but {} y values",
-            xs.len(),
-            ys.len()
-        )));
+        return Err(Error::Fit(format!("{} x values but {} y values", xs.len(), ys.len())));
     }
     if xs.len() < model.min_points() {
-        return Err(Error::TooFewPoints {
-            needed: model.min_points(),
-            got: xs.len(),
-        });
+        return Err(Error::TooFewPoints { needed: model.min_points(), got: xs.len() });
     }
     if xs.iter().chain(ys).any(|v| !v.is_finite()) {
         return Err(Error::Fit("non-finite value among the points".into()));
     }
     if distinct(xs) < model.min_distinct() {
-        return Err(Error::Fit(format!(
-            "the {} law needs at least {} distinct x values",
-            model.name(),
-            model.min_distinct()
-        )));
+        return Err(Error::Fit(format!("the {} law needs at least {} distinct x values", model.name(), model.min_distinct())));
     }
     match model {
         FitModel::Linear => solve_linear(xs, ys),
@@ -359,13 +300,7 @@ impl LeastSquaresProblem<f64, Dyn, U3> for ExpProblem<'_> {
 
     fn residuals(&self) -> Option<DVector<f64>> {
         let (k, b, c) = (self.p[0], self.p[1], self.p[2]);
-        let r = DVector::from_iterator(
-            self.xs.len(),
-            self.xs
-                .iter()
-                .zip(self.ys)
-                .map(|(x, y)| b * (k * x).exp_m1() + c - y),
-        );
+        let r = DVector::from_iterator(self.xs.len(), self.xs.iter().zip(self.ys).map(|(x, y)| b * (k * x).exp_m1() + c - y));
         r.iter().all(|v| v.is_finite()).then_some(r)
     }
 
@@ -406,29 +341,19 @@ fn k_starts(xs: &[f64], ys: &[f64]) -> Vec<f64> {
 
 fn solve_exp(xs: &[f64], ys: &[f64]) -> Result<Vec<f64>, Error> {
     // (sse, k, b, c) candidates from the variable-projection scan
-    let mut cands: Vec<(f64, f64, f64, f64)> = k_starts(xs, ys)
-        .into_iter()
-        .filter_map(|k| bc_for_k(k, xs, ys).map(|(b, c, e)| (e, k, b, c)))
-        .collect();
+    let mut cands: Vec<(f64, f64, f64, f64)> =
+        k_starts(xs, ys).into_iter().filter_map(|k| bc_for_k(k, xs, ys).map(|(b, c, e)| (e, k, b, c))).collect();
     cands.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
     let mut best = cands.first().copied();
     let lm = LevenbergMarquardt::new().with_patience(200);
     for &(_, k, b, c) in cands.iter().take(4) {
-        let problem = ExpProblem {
-            xs,
-            ys,
-            p: Vector3::new(k, b, c),
-        };
+        let problem = ExpProblem { xs, ys, p: Vector3::new(k, b, c) };
         let (done, _report) = lm.minimize(problem);
         let (k, b, c) = (done.p[0], done.p[1], done.p[2]);
         if !(k.is_finite() && b.is_finite() && c.is_finite()) {
             continue;
         }
-        let e: f64 = xs
-            .iter()
-            .zip(ys)
-            .map(|(x, y)| (b * (k * x).exp_m1() + c - y).powi(2))
-            .sum();
+        let e: f64 = xs.iter().zip(ys).map(|(x, y)| (b * (k * x).exp_m1() + c - y).powi(2)).sum();
         if e.is_finite() && best.is_none_or(|bst| e < bst.0) {
             best = Some((e, k, b, c));
         }
@@ -436,10 +361,7 @@ fn solve_exp(xs: &[f64], ys: &[f64]) -> Result<Vec<f64>, Error> {
     let (_, k, b, c) = best.ok_or_else(|| Error::Fit("exponential fit did not converge".into()))?;
     let a = k.exp();
     if !a.is_finite() || a <= 0.0 {
-        return Err(Error::NotExponential {
-            n: xs.len(),
-            log_a: k,
-        });
+        return Err(Error::NotExponential { n: xs.len(), log_a: k });
     }
     Ok(vec![a, b, c])
 }
@@ -452,13 +374,7 @@ pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
 }
 
-fn bootstrap_ci(
-    model: FitModel,
-    xs: &[f64],
-    ys: &[f64],
-    resamples: usize,
-    seed: u64,
-) -> BTreeMap<String, (f64, f64)> {
+fn bootstrap_ci(model: FitModel, xs: &[f64], ys: &[f64], resamples: usize, seed: u64) -> BTreeMap<String, (f64, f64)> {
     let names = model.param_names();
     let mut draws: Vec<Vec<f64>> = vec![Vec::with_capacity(resamples); names.len()];
     let mut rng = SplitMix64::new(seed);
@@ -485,10 +401,7 @@ fn bootstrap_ci(
             continue;
         }
         d.sort_by(f64::total_cmp);
-        ci.insert(
-            (*name).to_string(),
-            (percentile(&d, 0.025), percentile(&d, 0.975)),
-        );
+        ci.insert((*name).to_string(), (percentile(&d, 0.025), percentile(&d, 0.975)));
     }
     ci
 }
@@ -506,10 +419,7 @@ mod tests {
         assert!((f.r2 - 1.0).abs() < 1e-12);
         assert!(f.ci.is_empty());
 
-        let ys: Vec<f64> = xs
-            .iter()
-            .map(|x| 3.0 * (1.5f64.powf(*x) - 1.0) + 0.5)
-            .collect();
+        let ys: Vec<f64> = xs.iter().map(|x| 3.0 * (1.5f64.powf(*x) - 1.0) + 0.5).collect();
         let f = fit(FitModel::Exp, &xs, &ys, 0, 0).expect("exp fit");
         assert!((f.param("a") - 1.5).abs() < 1e-6, "{f:?}");
         assert!((f.param("b") - 3.0).abs() < 1e-4, "{f:?}");
@@ -521,27 +431,13 @@ mod tests {
         let mut params = BTreeMap::new();
         params.insert("a".to_string(), 5.172);
         params.insert("b".to_string(), -4.469);
-        let f = Fit {
-            model: FitModel::Linear,
-            params,
-            r2: 0.9991,
-            ci: BTreeMap::new(),
-            n: 5,
-            censoring: None,
-        };
+        let f = Fit { model: FitModel::Linear, params, r2: 0.9991, ci: BTreeMap::new(), n: 5, censoring: None };
         assert_eq!(f.equation(), "T = 5.172·S − 4.469 (R² = 0.999)");
         let mut params = BTreeMap::new();
         params.insert("a".to_string(), 1.365);
         params.insert("b".to_string(), 4.756);
         params.insert("c".to_string(), -0.742);
-        let f = Fit {
-            model: FitModel::Exp,
-            params,
-            r2: 0.9995,
-            ci: BTreeMap::new(),
-            n: 5,
-            censoring: None,
-        };
+        let f = Fit { model: FitModel::Exp, params, r2: 0.9995, ci: BTreeMap::new(), n: 5, censoring: None };
         assert_eq!(f.law(), "T = 4.756·(1.365^S − 1) − 0.742");
     }
 

@@ -25,9 +25,9 @@ pub mod results;
 pub mod rng;
 pub mod verdict;
 
+pub use censored::{fit_censored, Censored};
 pub use data::{EvalRecord, JobRecord, MetricRecord, ReportData, SweepRecord};
 pub use derive::{ForgetRow, JobRecall, StateRecall};
 pub use error::Error;
-pub use censored::{fit_censored, Censored};
 pub use fit::{fit, fit_csv, Fit, FitModel};
 pub use report::{write_report, ReportOptions, ReportSummary};

@@ -83,20 +83,9 @@ pub fn eval_verdict(e: &EvalRecord, job: Option<&JobRecord>) -> Option<EvalVerdi
             stuffed_protocol::eval::Verdict::Inconclusive => Verdict::Inconclusive,
         };
         let reason = c.inconclusive.and_then(|i| serde_json::to_value(i).ok()?.as_str().map(String::from));
-        return Some(EvalVerdict {
-            verdict,
-            basis: Basis::Evaluation,
-            reason,
-            ratio: c.worst_ratio,
-            ratio_ci: c.ratio_ci,
-            rise: c.rise,
-        });
+        return Some(EvalVerdict { verdict, basis: Basis::Evaluation, reason, ratio: c.worst_ratio, ratio_ci: c.ratio_ci, rise: c.rise });
     }
-    let train_len = c
-        .map(|c| c.train_len)
-        .filter(|t| *t > 0)
-        .or(r.params.train_len)
-        .or_else(|| job?.train_len())? as f64;
+    let train_len = c.map(|c| c.train_len).filter(|t| *t > 0).or(r.params.train_len).or_else(|| job?.train_len())? as f64;
     let losses: Vec<(f64, f64, f64)> = r.buckets.iter().map(|b| (b.start as f64, b.end as f64, b.loss)).collect();
     Some(mean_curve_verdict(&losses, train_len, e.source() == "newlines", job.and_then(uniform_loss)))
 }
@@ -104,7 +93,8 @@ pub fn eval_verdict(e: &EvalRecord, job: Option<&JobRecord>) -> Option<EvalVerdi
 /// The rule on a mean curve of (start, end, loss) buckets alone.
 pub fn mean_curve_verdict(buckets: &[(f64, f64, f64)], train_len: f64, probe: bool, uniform: Option<f64>) -> EvalVerdict {
     let kept = if buckets.len() >= 2 { &buckets[1..buckets.len() - 1] } else { &[][..] };
-    let max = |it: &mut dyn Iterator<Item = f64>| it.filter(|l| !l.is_nan()).fold(None, |m: Option<f64>, l| Some(m.map_or(l, |m| m.max(l))));
+    let max =
+        |it: &mut dyn Iterator<Item = f64>| it.filter(|l| !l.is_nan()).fold(None, |m: Option<f64>, l| Some(m.map_or(l, |m| m.max(l))));
     let within = max(&mut kept.iter().filter(|b| b.1 <= train_len).map(|b| b.2));
     let beyond = max(&mut kept.iter().filter(|b| b.0 >= train_len).map(|b| b.2));
     let ratio = within.zip(beyond).map(|(w, b)| b / w);

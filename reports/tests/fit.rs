@@ -7,9 +7,7 @@ use stuffed_reports::{fit, fit_csv, Error, FitModel};
 
 fn noisy(f: impl Fn(f64) -> f64, xs: &[f64], rel: f64, seed: u64) -> Vec<f64> {
     let mut rng = SplitMix64::new(seed);
-    xs.iter()
-        .map(|x| f(*x) * (1.0 + rel * rng.normal()))
-        .collect()
+    xs.iter().map(|x| f(*x) * (1.0 + rel * rng.normal())).collect()
 }
 
 #[test]
@@ -28,10 +26,7 @@ fn linear_recovers_paper_forget_law() {
     let (lo, hi) = f.ci["b"];
     assert!(lo <= -4.469 && -4.469 <= hi, "b CI [{lo}, {hi}]");
     let eq = f.equation();
-    assert!(
-        eq.starts_with("T = 5.") && eq.contains("·S − 4.") && eq.contains("(R² = 0.99"),
-        "{eq}"
-    );
+    assert!(eq.starts_with("T = 5.") && eq.contains("·S − 4.") && eq.contains("(R² = 0.99"), "{eq}");
 }
 
 #[test]
@@ -45,10 +40,7 @@ fn exponential_recovers_paper_recall_law() {
     assert!(f.r2 > 0.99, "r2 = {}", f.r2);
     for (name, truth) in [("a", a0), ("b", b0), ("c", c0)] {
         let (lo, hi) = f.ci[name];
-        assert!(
-            lo <= truth && truth <= hi,
-            "{name}: {truth} outside [{lo}, {hi}]"
-        );
+        assert!(lo <= truth && truth <= hi, "{name}: {truth} outside [{lo}, {hi}]");
     }
     let json = f.to_json();
     let keys: Vec<&String> = json.as_object().expect("object").keys().collect();
@@ -68,35 +60,19 @@ fn exponential_fit_is_deterministic() {
 #[test]
 fn too_few_points_is_an_error_not_a_panic() {
     let e = fit(FitModel::Linear, &[1.0, 2.0], &[1.0, 2.0], 10, 0).unwrap_err();
-    assert!(
-        matches!(e, Error::TooFewPoints { needed: 3, got: 2 }),
-        "{e}"
-    );
+    assert!(matches!(e, Error::TooFewPoints { needed: 3, got: 2 }), "{e}");
     let e = fit(FitModel::Exp, &[1.0, 2.0], &[1.0, 2.0], 10, 0).unwrap_err();
-    assert!(
-        matches!(e, Error::TooFewPoints { needed: 4, got: 2 }),
-        "{e}"
-    );
+    assert!(matches!(e, Error::TooFewPoints { needed: 4, got: 2 }), "{e}");
     assert!(e.to_string().contains("needed at least 4, got 2"));
     let e = fit(FitModel::Exp, &[1.0, 2.0, 3.0], &[1.0, 2.0, 5.0], 10, 0).unwrap_err();
-    assert!(
-        matches!(e, Error::TooFewPoints { needed: 4, got: 3 }),
-        "{e}"
-    );
+    assert!(matches!(e, Error::TooFewPoints { needed: 4, got: 3 }), "{e}");
 }
 
 #[test]
 fn degenerate_inputs_are_errors() {
     let e = fit(FitModel::Linear, &[1.0, 1.0, 1.0], &[1.0, 2.0, 3.0], 0, 0).unwrap_err();
     assert!(matches!(e, Error::Fit(_)), "{e}");
-    let e = fit(
-        FitModel::Linear,
-        &[1.0, 2.0, 3.0],
-        &[1.0, f64::NAN, 3.0],
-        0,
-        0,
-    )
-    .unwrap_err();
+    let e = fit(FitModel::Linear, &[1.0, 2.0, 3.0], &[1.0, f64::NAN, 3.0], 0, 0).unwrap_err();
     assert!(matches!(e, Error::Fit(_)), "{e}");
     let e = fit(FitModel::Linear, &[1.0, 2.0, 3.0], &[1.0, 2.0], 0, 0).unwrap_err();
     assert!(matches!(e, Error::Fit(_)), "{e}");
@@ -129,28 +105,19 @@ fn fit_csv_names_file_line_and_column_of_a_bad_number() {
         Error::Csv { path, line, msg } => {
             assert_eq!(path, f.path());
             assert_eq!(*line, 4);
-            assert!(
-                msg.contains("column 2") && msg.contains("\"T\"") && msg.contains("x4"),
-                "{msg}"
-            );
+            assert!(msg.contains("column 2") && msg.contains("\"T\"") && msg.contains("x4"), "{msg}");
         }
         other => panic!("expected a CSV error, got {other}"),
     }
     let text = e.to_string();
-    assert!(
-        text.starts_with(&format!("{}:4:", f.path().display())),
-        "{text}"
-    );
+    assert!(text.starts_with(&format!("{}:4:", f.path().display())), "{text}");
 }
 
 #[test]
 fn fit_csv_missing_column_and_file() {
     let f = csv_file("S,T\n1,2\n");
     let e = fit_csv(f.path(), FitModel::Linear, "S", "T_forget").unwrap_err();
-    assert!(
-        matches!(&e, Error::Csv { line: 1, msg, .. } if msg.contains("T_forget")),
-        "{e}"
-    );
+    assert!(matches!(&e, Error::Csv { line: 1, msg, .. } if msg.contains("T_forget")), "{e}");
     let e = fit_csv("/nonexistent/points.csv", FitModel::Linear, "S", "T").unwrap_err();
     assert!(matches!(e, Error::Io { .. }), "{e}");
     assert!(e.to_string().contains("/nonexistent/points.csv"));
@@ -165,8 +132,7 @@ fn points_that_are_not_exponential_are_reported_in_plain_words() {
     assert!(matches!(e, Error::NotExponential { n: 4, .. }), "{e:?}");
     let msg = e.to_string();
     assert!(
-        msg.starts_with("the 4 points do not follow an exponential law T = b·(a^S − 1) + c")
-            && msg.contains("cannot be represented"),
+        msg.starts_with("the 4 points do not follow an exponential law T = b·(a^S − 1) + c") && msg.contains("cannot be represented"),
         "{msg}"
     );
 }

@@ -13,10 +13,7 @@ use stuffed_reports::{write_report, EvalRecord, ReportData, ReportOptions};
 #[test]
 fn report_is_byte_identical_across_runs_and_input_orders() {
     let data = common::fixture();
-    let (d1, d2) = (
-        tempfile::tempdir().expect("tempdir"),
-        tempfile::tempdir().expect("tempdir"),
-    );
+    let (d1, d2) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
     let opts = ReportOptions::default();
     let s1 = write_report(&data, d1.path(), &opts).expect("report");
     let mut shuffled = data.clone();
@@ -49,19 +46,11 @@ fn report_is_byte_identical_across_runs_and_input_orders() {
         "figures/state_hist_j-n32-l0256.svg",
         "figures/training_S2048.png",
     ] {
-        assert!(
-            t1.contains_key(f),
-            "{f} missing; have {:?}",
-            t1.keys().collect::<Vec<_>>()
-        );
+        assert!(t1.contains_key(f), "{f} missing; have {:?}", t1.keys().collect::<Vec<_>>());
     }
     let heatmaps = t1
         .keys()
-        .filter(|k| {
-            k.starts_with("figures/passkey_")
-                && !k.starts_with("figures/passkey_accuracy")
-                && k.ends_with(".svg")
-        })
+        .filter(|k| k.starts_with("figures/passkey_") && !k.starts_with("figures/passkey_accuracy") && k.ends_with(".svg"))
         .count();
     assert_eq!(heatmaps, 6);
     // one accuracy-vs-length figure for the single sweep, one curve per job
@@ -69,33 +58,23 @@ fn report_is_byte_identical_across_runs_and_input_orders() {
     assert_eq!(count_series(&svg).lines, 6);
     let svg = String::from_utf8(t1["figures/loss_S2048_corpus.svg"].clone()).expect("utf8");
     assert_eq!(count_series(&svg).lines, 2);
-    let svg =
-        String::from_utf8(t1["figures/mitigation_j-n16-l0256_corpus.svg"].clone()).expect("utf8");
+    let svg = String::from_utf8(t1["figures/mitigation_j-n16-l0256_corpus.svg"].clone()).expect("utf8");
     assert_eq!(count_series(&svg).lines, 3);
 
     let html = String::from_utf8(t1["index.html"].clone()).expect("utf8");
     assert!(html.contains("<img src=\"figures/t_forget.svg\""));
     assert!(!html.contains("<script") && !html.contains("http://") && !html.contains("https://"));
-    assert!(
-        html.contains("d_state=16 seq_len=256")
-            && html.contains("collapsed")
-            && html.contains("no collapse")
-    );
+    assert!(html.contains("d_state=16 seq_len=256") && html.contains("collapsed") && html.contains("no collapse"));
     assert!(html.contains("2026-11-28T10:00:00Z"));
     let readme = String::from_utf8(t1["README.md"].clone()).expect("utf8");
-    assert!(
-        readme.contains("T = 5.172·S − 4.469")
-            && readme.contains("T = 4.756·(1.365^S − 1) − 0.742")
-    );
+    assert!(readme.contains("T = 5.172·S − 4.469") && readme.contains("T = 4.756·(1.365^S − 1) − 0.742"));
     assert!(readme.contains("(figures/t_forget.svg)"));
     // plain summary: collapse at 2 of 3 state sizes, T_recall per state size and training length
     for text in [&readme, &html] {
         assert!(
             text.contains("State collapse was observed for 2 of 3 state sizes")
                 && text.contains("S = 8192 (trained at 256 and 1024)")
-                && text.contains(
-                    "T_recall by training length: trained at 256 tokens: 256 at S = 2048"
-                ),
+                && text.contains("T_recall by training length: trained at 256 tokens: 256 at S = 2048"),
             "{text}"
         );
     }
@@ -112,49 +91,22 @@ fn report_is_byte_identical_across_runs_and_input_orders() {
     assert!(!t1.keys().any(|k| k.contains("grid")));
     // 3 state sizes: too few for either law, listed as skipped
     assert!(
-        s1.skipped.iter().any(|(f, why)| f == "T_forget fit"
-            && why.contains("got 1")
-            && why.contains("only bounded")),
+        s1.skipped.iter().any(|(f, why)| f == "T_forget fit" && why.contains("got 1") && why.contains("only bounded")),
         "{:?}",
         s1.skipped
     );
-    assert!(
-        s1.skipped
-            .iter()
-            .any(|(f, why)| f == "T_recall fit" && why.contains("got 3")),
-        "{:?}",
-        s1.skipped
-    );
+    assert!(s1.skipped.iter().any(|(f, why)| f == "T_recall fit" && why.contains("got 3")), "{:?}", s1.skipped);
 }
 
 #[test]
 fn missing_passkey_results_are_skipped_with_a_reason() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let summary = write_report(
-        &common::fixture_without_passkey(),
-        dir.path(),
-        &ReportOptions::default(),
-    )
-    .expect("report");
-    let skipped: BTreeMap<&str, &str> = summary
-        .skipped
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect();
-    assert_eq!(
-        skipped.get("passkey heat map"),
-        Some(&"no passkey results"),
-        "{skipped:?}"
-    );
-    assert_eq!(
-        skipped.get("T_recall vs state size"),
-        Some(&"no passkey results"),
-        "{skipped:?}"
-    );
+    let summary = write_report(&common::fixture_without_passkey(), dir.path(), &ReportOptions::default()).expect("report");
+    let skipped: BTreeMap<&str, &str> = summary.skipped.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    assert_eq!(skipped.get("passkey heat map"), Some(&"no passkey results"), "{skipped:?}");
+    assert_eq!(skipped.get("T_recall vs state size"), Some(&"no passkey results"), "{skipped:?}");
     let tree = common::read_tree(dir.path());
-    assert!(!tree
-        .keys()
-        .any(|k| k.contains("passkey") || k.contains("t_recall.")));
+    assert!(!tree.keys().any(|k| k.contains("passkey") || k.contains("t_recall.")));
     for f in [
         "figures/t_forget.svg",
         "figures/loss_S2048_corpus.svg",
@@ -188,7 +140,12 @@ fn t_forget_rule_on_a_hand_made_case() {
                 Some(false) => "not_collapsed",
                 None => "inconclusive",
             };
-            data.evals.push(common::record(id, "loss", json!({"source": source, "mitigation": "none"}), json!({"buckets": [], "collapse": {"collapsed": v, "verdict": verdict}})));
+            data.evals.push(common::record(
+                id,
+                "loss",
+                json!({"source": source, "mitigation": "none"}),
+                json!({"buckets": [], "collapse": {"collapsed": v, "verdict": verdict}}),
+            ));
         }
     };
     add("a128", 1000, 128, &[Some(true)]);
@@ -202,7 +159,12 @@ fn t_forget_rule_on_a_hand_made_case() {
     add("b512", 2000, 512, &[Some(true), None]);
     add("c64", 3000, 64, &[None]);
     // a mitigated eval never counts
-    data.evals.push(common::record("b512", "loss", json!({"mitigation": "rri:decay=0.9999,b=0.75"}), json!({"collapse": {"collapsed": false}})));
+    data.evals.push(common::record(
+        "b512",
+        "loss",
+        json!({"mitigation": "rri:decay=0.9999,b=0.75"}),
+        json!({"collapse": {"collapsed": false}}),
+    ));
     let rows = derive::t_forget(&data);
     assert_eq!(
         rows,
@@ -245,14 +207,8 @@ fn recall_per_state_size_is_the_max_over_jobs() {
     let jobs = derive::job_recalls(&data);
     assert_eq!(jobs.len(), 6);
     let per_size = derive::state_recalls(&jobs);
-    let got: Vec<(i64, Option<i64>)> = per_size
-        .iter()
-        .map(|r| (r.state_size, r.t_recall))
-        .collect();
-    assert_eq!(
-        got,
-        vec![(2048, Some(512)), (4096, Some(1024)), (8192, Some(2048))]
-    );
+    let got: Vec<(i64, Option<i64>)> = per_size.iter().map(|r| (r.state_size, r.t_recall)).collect();
+    assert_eq!(got, vec![(2048, Some(512)), (4096, Some(1024)), (8192, Some(2048))]);
     assert_eq!(per_size[0].job_id.as_deref(), Some("j-n08-l1024"));
 }
 
@@ -276,26 +232,15 @@ fn laws_are_fitted_when_enough_state_sizes() {
         }
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let opts = ReportOptions {
-        log_scale: true,
-        title: Some("Fitted <laws>".into()),
-    };
+    let opts = ReportOptions { log_scale: true, title: Some("Fitted <laws>".into()) };
     let s = write_report(&data, dir.path(), &opts).expect("report");
     let ff = s.forget_fit.as_ref().expect("T_forget fitted");
-    assert!(
-        (ff.param("a") - 5.172).abs() < 0.01 && (ff.param("b") + 4.469).abs() < 0.01,
-        "{ff:?}"
-    );
+    assert!((ff.param("a") - 5.172).abs() < 0.01 && (ff.param("b") + 4.469).abs() < 0.01, "{ff:?}");
     let rf = s.recall_fit.as_ref().expect("T_recall fitted");
     assert!((rf.param("a") - 1.8).abs() < 0.01, "{rf:?}");
-    let fits: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("fits.json")).expect("fits.json"))
-            .expect("json");
+    let fits: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("fits.json")).expect("fits.json")).expect("json");
     assert_eq!(fits["t_forget"]["n"], json!(5));
-    assert_eq!(
-        fits["t_recall"]["ci"]["a"].as_array().map(Vec::len),
-        Some(2)
-    );
+    assert_eq!(fits["t_recall"]["ci"]["a"].as_array().map(Vec::len), Some(2));
     let html = std::fs::read_to_string(dir.path().join("index.html")).expect("html");
     assert!(html.contains("<title>Fitted &lt;laws&gt;</title>"));
     let svg = std::fs::read_to_string(dir.path().join("figures/t_recall.svg")).expect("svg");
@@ -304,9 +249,8 @@ fn laws_are_fitted_when_enough_state_sizes() {
     assert_eq!(fits["t_forget"]["points"]["interval"], json!(5));
     let csv = dir.path().join("t_forget_points.csv");
     let cols = stuffed_reports::csv::read_columns_opt(&csv, &["S_M", "t_forget_lo_K", "t_forget_hi_K"]).expect("csv");
-    let pts: Vec<stuffed_reports::Censored> = (0..cols[0].len())
-        .map(|i| stuffed_reports::Censored { x: cols[0][i].unwrap(), lo: cols[1][i], hi: cols[2][i] })
-        .collect();
+    let pts: Vec<stuffed_reports::Censored> =
+        (0..cols[0].len()).map(|i| stuffed_reports::Censored { x: cols[0][i].unwrap(), lo: cols[1][i], hi: cols[2][i] }).collect();
     let refit = stuffed_reports::fit_censored(stuffed_reports::FitModel::Linear, &pts, 0, 0).expect("refit");
     assert!((refit.param("a") - ff.param("a")).abs() < 1e-6);
 }
@@ -326,17 +270,8 @@ fn fixture_without_collapse() -> ReportData {
 #[test]
 fn summary_states_plainly_when_nothing_collapsed() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let s = write_report(
-        &fixture_without_collapse(),
-        dir.path(),
-        &ReportOptions::default(),
-    )
-    .expect("report");
-    assert!(
-        s.forget.iter().all(|r| r.is_upper_bound()),
-        "{:?}",
-        s.forget
-    );
+    let s = write_report(&fixture_without_collapse(), dir.path(), &ReportOptions::default()).expect("report");
+    assert!(s.forget.iter().all(|r| r.is_upper_bound()), "{:?}", s.forget);
     let readme = std::fs::read_to_string(dir.path().join("README.md")).expect("readme");
     let html = std::fs::read_to_string(dir.path().join("index.html")).expect("html");
     for text in [&readme, &html] {
@@ -351,7 +286,12 @@ fn summary_states_plainly_when_nothing_collapsed() {
         );
         assert!(text.contains("at or below 256 tokens, the shortest training length tried"));
     }
-    assert!(readme.contains("## Summary\n\n- Of 7 loss verdicts, 0 collapsed, 7 showed no collapse and 0 were inconclusive.\n- No decisive state collapse"), "{readme}");
+    assert!(
+        readme.contains(
+            "## Summary\n\n- Of 7 loss verdicts, 0 collapsed, 7 showed no collapse and 0 were inconclusive.\n- No decisive state collapse"
+        ),
+        "{readme}"
+    );
     assert!(html.contains("<h2>Summary</h2>\n<ul>\n<li>Of 7 loss verdicts"));
     // the law sentence is not repeated when the collapse sentence explains the missing fit
     assert!(!readme.contains("The T_forget law was not fitted"));
@@ -361,24 +301,21 @@ fn summary_states_plainly_when_nothing_collapsed() {
 fn unusable_exponential_fit_is_explained_in_plain_words() {
     // T_recall of the H200 repro-recall sweep: not exponential in S at all
     let mut data = ReportData::default();
-    for (k, (s, t)) in [(4096, 512), (8192, 1024), (32768, 256), (65536, 2048)]
-        .into_iter()
-        .enumerate()
-    {
+    for (k, (s, t)) in [(4096, 512), (8192, 1024), (32768, 256), (65536, 2048)].into_iter().enumerate() {
         let mut j = common::job(8, 256);
         j.id = format!("r{k}");
         j.state_size = s;
-        data.evals.push(common::record(&j.id, "passkey", json!({"mitigation": "none"}), json!({"cells": [{"len": t, "depth": 0.5, "accuracy": 1.0}, {"len": t + 1, "depth": 0.5, "accuracy": 0.0}], "t_recall": t})));
+        data.evals.push(common::record(
+            &j.id,
+            "passkey",
+            json!({"mitigation": "none"}),
+            json!({"cells": [{"len": t, "depth": 0.5, "accuracy": 1.0}, {"len": t + 1, "depth": 0.5, "accuracy": 0.0}], "t_recall": t}),
+        ));
         data.jobs.push(j);
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let s = write_report(&data, dir.path(), &ReportOptions::default()).expect("report");
-    let why = s
-        .skipped
-        .iter()
-        .find(|(f, _)| f == "T_recall fit")
-        .map(|(_, why)| why.clone())
-        .expect("T_recall fit skipped");
+    let why = s.skipped.iter().find(|(f, _)| f == "T_recall fit").map(|(_, why)| why.clone()).expect("T_recall fit skipped");
     assert!(
         why.starts_with(
             "the 4 points (state sizes with a T_recall interval or bound) do not follow an \
@@ -402,16 +339,10 @@ fn several_sweeps_get_per_sweep_figures_and_unique_labels() {
         let twin = common::job_id(8, len);
         let fixture = common::fixture();
         for e in fixture.evals.into_iter().filter(|e| e.job_id == twin) {
-            data.evals.push(EvalRecord {
-                job_id: j.id.clone(),
-                ..e
-            });
+            data.evals.push(EvalRecord { job_id: j.id.clone(), ..e });
         }
         for m in fixture.metrics.into_iter().filter(|m| m.job_id == twin) {
-            data.metrics.push(stuffed_reports::MetricRecord {
-                job_id: j.id.clone(),
-                ..m
-            });
+            data.metrics.push(stuffed_reports::MetricRecord { job_id: j.id.clone(), ..m });
         }
         data.jobs.push(j);
     }

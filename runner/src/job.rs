@@ -153,4 +153,3 @@ pub fn run_eval(spec: &EvalSpec, lm: &Mamba2LM, tok: &Tokenizer, job: &JobConfig
 pub fn canonical(mitigation: &str) -> anyhow::Result<String> {
     Ok(mitigation.parse::<stuffed_model::eval::Mitigation>()?.to_string())
 }
-

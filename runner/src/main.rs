@@ -10,7 +10,12 @@ fn main() {
     // `write_stdout`, which returns the error instead).
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        let msg = info.payload().downcast_ref::<String>().map(String::as_str).or_else(|| info.payload().downcast_ref::<&str>().copied()).unwrap_or("");
+        let msg = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
         if let Some(cause) = msg.strip_prefix("failed printing to stdout: ") {
             eprintln!("error: writing to standard output: {cause}");
             std::process::exit(stuffed::exit::ERROR);

@@ -17,10 +17,7 @@ pub fn resolve_inside(roots: &[PathBuf], bases: &[PathBuf], recorded: &str) -> O
         return None;
     }
     let candidates: Vec<PathBuf> = if p.is_absolute() { vec![p.to_path_buf()] } else { bases.iter().map(|b| b.join(p)).collect() };
-    candidates
-        .into_iter()
-        .filter_map(|c| std::fs::canonicalize(c).ok())
-        .find(|real| roots.iter().any(|r| real.starts_with(r) && real != r))
+    candidates.into_iter().filter_map(|c| std::fs::canonicalize(c).ok()).find(|real| roots.iter().any(|r| real.starts_with(r) && real != r))
 }
 
 /// The run directory of job `id` under the runs directory `root` (canonical), checked against
@@ -135,11 +132,53 @@ pub fn check_gres(key: &str, v: &str) -> Result<(), String> {
 /// array, job name, ...) and everything that runs or redirects something (`--wrap`, `--chdir`,
 /// `--export`, `--output`) is left out.
 pub const EXTRA_SBATCH: &[&str] = &[
-    "begin", "comment", "constraint", "contiguous", "cores-per-socket", "cpus-per-gpu", "deadline", "dependency", "distribution", "exclude",
-    "exclusive", "gpu-bind", "gpus", "gpus-per-node", "gpus-per-socket", "gpus-per-task", "gres-flags", "hint", "licenses", "mail-type",
-    "mail-user", "mem-bind", "mem-per-cpu", "mem-per-gpu", "mincpus", "nice", "no-requeue", "nodelist", "nodes", "ntasks",
-    "ntasks-per-core", "ntasks-per-gpu", "ntasks-per-node", "ntasks-per-socket", "overcommit", "prefer", "priority", "requeue",
-    "reservation", "signal", "sockets-per-node", "spread-job", "switches", "threads-per-core", "time-min", "tmp", "wckey",
+    "begin",
+    "comment",
+    "constraint",
+    "contiguous",
+    "cores-per-socket",
+    "cpus-per-gpu",
+    "deadline",
+    "dependency",
+    "distribution",
+    "exclude",
+    "exclusive",
+    "gpu-bind",
+    "gpus",
+    "gpus-per-node",
+    "gpus-per-socket",
+    "gpus-per-task",
+    "gres-flags",
+    "hint",
+    "licenses",
+    "mail-type",
+    "mail-user",
+    "mem-bind",
+    "mem-per-cpu",
+    "mem-per-gpu",
+    "mincpus",
+    "nice",
+    "no-requeue",
+    "nodelist",
+    "nodes",
+    "ntasks",
+    "ntasks-per-core",
+    "ntasks-per-gpu",
+    "ntasks-per-node",
+    "ntasks-per-socket",
+    "overcommit",
+    "prefer",
+    "priority",
+    "requeue",
+    "reservation",
+    "signal",
+    "sockets-per-node",
+    "spread-job",
+    "switches",
+    "threads-per-core",
+    "time-min",
+    "tmp",
+    "wckey",
 ];
 
 /// One `extra_sbatch` entry: `--option` or `--option=value`, the option from EXTRA_SBATCH,
@@ -203,7 +242,9 @@ mod tests {
 
     #[test]
     fn values_reaching_sbatch_refuse_control_characters_and_unknown_options() {
-        for (k, v) in [("partition", "gpu\necho pwned"), ("time", "1:00:00\n"), ("partition", ""), ("partition", "a b"), ("account", "x;rm")] {
+        for (k, v) in
+            [("partition", "gpu\necho pwned"), ("time", "1:00:00\n"), ("partition", ""), ("partition", "a b"), ("account", "x;rm")]
+        {
             let r = if k == "time" { check_slurm_time(k, v) } else { check_slurm_name(k, v) };
             assert!(r.is_err(), "{k}={v:?}");
         }
@@ -213,7 +254,15 @@ mod tests {
         assert!(check_gres("gres", "gpu:a100:2").is_ok() && check_gres("gres", "gpu:1\n#SBATCH --wrap=x").is_err());
         assert!(check_extra_sbatch("extra_sbatch[0]", "--constraint=a100&h100").is_ok());
         assert!(check_extra_sbatch("extra_sbatch[0]", "--exclusive").is_ok());
-        for bad in ["--wrap=rm -rf /", "--output=/etc/x", "--chdir=/", "-C a100", "--constraint=a100\nrm -rf ~", "--comment=$(id)", "--constraint=a b"] {
+        for bad in [
+            "--wrap=rm -rf /",
+            "--output=/etc/x",
+            "--chdir=/",
+            "-C a100",
+            "--constraint=a100\nrm -rf ~",
+            "--comment=$(id)",
+            "--constraint=a b",
+        ] {
             assert!(check_extra_sbatch("extra_sbatch[0]", bad).is_err(), "{bad:?}");
         }
     }
@@ -232,7 +281,18 @@ mod tests {
         let inside = |p: &str| resolve_inside(&roots, &bases, p);
         assert!(inside("runs/job1/worker.log").is_some());
         assert!(inside(root.join("job1/worker.log").to_str().unwrap()).is_some());
-        for bad in ["secret", "runs/../secret", "runs/job1/../../secret", "runs/job1/link", "runs/up/secret", "/etc/passwd", "/etc", "runs", "", "runs/job1/missing"] {
+        for bad in [
+            "secret",
+            "runs/../secret",
+            "runs/job1/../../secret",
+            "runs/job1/link",
+            "runs/up/secret",
+            "/etc/passwd",
+            "/etc",
+            "runs",
+            "",
+            "runs/job1/missing",
+        ] {
             assert_eq!(inside(bad), None, "{bad}");
         }
         assert_eq!(inside(d.path().join("secret").to_str().unwrap()), None);

@@ -38,21 +38,20 @@ impl DocKind {
 
 /// File-name suffixes of source code.
 const CODE_EXT: &[&str] = &[
-    "c", "h", "cc", "cpp", "cxx", "hpp", "hh", "hxx", "s", "S", "asm", "java", "go", "rs", "py", "pl", "pm", "t", "rb",
-    "js", "mjs", "ts", "sh", "bash", "el", "lisp", "lsp", "cl", "scm", "ss", "ml", "mli", "tcl", "tk", "erl", "hrl",
-    "f", "f90", "f95", "for", "ada", "adb", "ads", "d", "m", "mm", "cs", "scala", "kt", "lua", "php", "awk", "sed",
-    "y", "l", "def", "md5", "ld", "lds", "dts", "dtsi", "mk", "cmake", "am", "in", "ac", "m4", "exp", "sql", "v",
-    "vhd", "sv", "swift", "hs", "lhs", "jl", "r", "R", "mac", "lisp", "asd", "x", "pyx", "pxd", "cfg", "kconfig",
+    "c", "h", "cc", "cpp", "cxx", "hpp", "hh", "hxx", "s", "S", "asm", "java", "go", "rs", "py", "pl", "pm", "t", "rb", "js", "mjs", "ts",
+    "sh", "bash", "el", "lisp", "lsp", "cl", "scm", "ss", "ml", "mli", "tcl", "tk", "erl", "hrl", "f", "f90", "f95", "for", "ada", "adb",
+    "ads", "d", "m", "mm", "cs", "scala", "kt", "lua", "php", "awk", "sed", "y", "l", "def", "md5", "ld", "lds", "dts", "dtsi", "mk",
+    "cmake", "am", "in", "ac", "m4", "exp", "sql", "v", "vhd", "sv", "swift", "hs", "lhs", "jl", "r", "R", "mac", "lisp", "asd", "x",
+    "pyx", "pxd", "cfg", "kconfig",
 ];
 
 /// File-name suffixes never worth reading (binary or not text of interest).
 const SKIP_EXT: &[&str] = &[
-    "png", "jpg", "jpeg", "gif", "bmp", "ico", "svg", "svgz", "eps", "ps", "pdf", "dvi", "xcf", "tif", "tiff", "webp",
-    "wav", "ogg", "mp3", "flac", "mp4", "avi", "ttf", "otf", "woff", "woff2", "eot", "pfb", "afm", "zip", "jar",
-    "class", "o", "a", "so", "dll", "exe", "bin", "dat", "pyc", "pyo", "mo", "gmo", "po", "pot", "xz", "bz2", "tgz",
-    "lz", "lzma", "7z", "rar", "deb", "rpm", "db", "sqlite", "fw", "ucode", "der", "pem", "crt", "key", "p12",
-    "gpg", "sig", "asc", "map", "min.js", "css", "json", "lock", "sum", "inv", "pickle", "npy", "npz", "beam",
-    "elc", "cmi", "cmo", "cmx", "fasl", "hi", "dyn_hi", "dump", "pack", "idx", "patch", "diff", "csv", "tsv",
+    "png", "jpg", "jpeg", "gif", "bmp", "ico", "svg", "svgz", "eps", "ps", "pdf", "dvi", "xcf", "tif", "tiff", "webp", "wav", "ogg", "mp3",
+    "flac", "mp4", "avi", "ttf", "otf", "woff", "woff2", "eot", "pfb", "afm", "zip", "jar", "class", "o", "a", "so", "dll", "exe", "bin",
+    "dat", "pyc", "pyo", "mo", "gmo", "po", "pot", "xz", "bz2", "tgz", "lz", "lzma", "7z", "rar", "deb", "rpm", "db", "sqlite", "fw",
+    "ucode", "der", "pem", "crt", "key", "p12", "gpg", "sig", "asc", "map", "min.js", "css", "json", "lock", "sum", "inv", "pickle", "npy",
+    "npz", "beam", "elc", "cmi", "cmo", "cmx", "fasl", "hi", "dyn_hi", "dump", "pack", "idx", "patch", "diff", "csv", "tsv",
 ];
 
 /// The name of a file with a trailing `.gz`/`.zst` removed (they are read decompressed).
@@ -126,7 +125,13 @@ pub fn tidy(text: &str) -> String {
             continue;
         }
         if !out.is_empty() {
-            out.push_str(if blanks >= 2 { "\n\n\n" } else if blanks == 1 { "\n\n" } else { "\n" });
+            out.push_str(if blanks >= 2 {
+                "\n\n\n"
+            } else if blanks == 1 {
+                "\n\n"
+            } else {
+                "\n"
+            });
         }
         blanks = 0;
         out.push_str(line);
@@ -163,7 +168,28 @@ pub fn strip_html(html: &str) -> String {
             if name == "pre" {
                 pre = !rest.starts_with("</");
             }
-            if matches!(name.as_str(), "p" | "br" | "div" | "li" | "tr" | "h1" | "h2" | "h3" | "h4" | "h5" | "h6" | "pre" | "dt" | "dd" | "table" | "ul" | "ol" | "blockquote" | "section" | "title") {
+            if matches!(
+                name.as_str(),
+                "p" | "br"
+                    | "div"
+                    | "li"
+                    | "tr"
+                    | "h1"
+                    | "h2"
+                    | "h3"
+                    | "h4"
+                    | "h5"
+                    | "h6"
+                    | "pre"
+                    | "dt"
+                    | "dd"
+                    | "table"
+                    | "ul"
+                    | "ol"
+                    | "blockquote"
+                    | "section"
+                    | "title"
+            ) {
                 out.push('\n');
             }
             i += end;
@@ -250,7 +276,8 @@ pub fn strip_man(src: &str) -> String {
             let (name, args) = req.split_once(char::is_whitespace).unwrap_or((req, ""));
             match name {
                 "SH" | "SS" => format!("\n{}", args.replace('"', "")),
-                "B" | "I" | "BR" | "IR" | "RB" | "RI" | "BI" | "IB" | "SM" | "SB" | "TP" | "IP" | "Nm" | "Nd" | "Fn" | "Ar" | "Fl" | "Xr" | "Sh" | "Pa" | "Em" | "Va" | "Dv" => args.replace('"', ""),
+                "B" | "I" | "BR" | "IR" | "RB" | "RI" | "BI" | "IB" | "SM" | "SB" | "TP" | "IP" | "Nm" | "Nd" | "Fn" | "Ar" | "Fl"
+                | "Xr" | "Sh" | "Pa" | "Em" | "Va" | "Dv" => args.replace('"', ""),
                 "PP" | "LP" | "P" | "sp" | "br" | "Pp" => String::new(),
                 _ => continue,
             }
@@ -307,7 +334,8 @@ pub fn strip_license_header(src: &str) -> &str {
     let end = if t.starts_with("/*") {
         t.find("*/").map(|j| j + 2)
     } else {
-        let marker = ["//", "#", ";;", "--", "%"].into_iter().find(|m| t.starts_with(m) && !t.starts_with("#include") && !t.starts_with("#!"));
+        let marker =
+            ["//", "#", ";;", "--", "%"].into_iter().find(|m| t.starts_with(m) && !t.starts_with("#include") && !t.starts_with("#!"));
         marker.map(|m| {
             let mut end = 0;
             for line in t.split_inclusive('\n') {
@@ -355,15 +383,28 @@ pub struct Quality {
 
 /// Markers of machine-written files, looked for in their first 2 KiB.
 const GENERATED: &[&str] = &[
-    "generated by", "do not edit", "autogenerated", "auto-generated", "automatically generated", "generated automatically",
-    "this file was generated", "machine generated", "generated file",
+    "generated by",
+    "do not edit",
+    "autogenerated",
+    "auto-generated",
+    "automatically generated",
+    "generated automatically",
+    "this file was generated",
+    "machine generated",
+    "generated file",
 ];
 
 /// Opening lines of license texts kept as files of their own.
 const LICENSE_TEXTS: &[&str] = &[
-    "gnu general public license", "gnu lesser general public license", "gnu library general public license",
-    "gnu free documentation license", "apache license", "permission is hereby granted, free of charge",
-    "redistribution and use in source and binary forms", "mozilla public license", "the artistic license",
+    "gnu general public license",
+    "gnu lesser general public license",
+    "gnu library general public license",
+    "gnu free documentation license",
+    "apache license",
+    "permission is hereby granted, free of charge",
+    "redistribution and use in source and binary forms",
+    "mozilla public license",
+    "the artistic license",
 ];
 
 /// `None` when `text` (already extracted) passes; else why not.
@@ -437,7 +478,13 @@ pub fn split_long(text: &str, max_bytes: usize) -> Vec<&str> {
     let mut rest = text;
     while rest.len() > max_bytes {
         let window = &rest[..floor_char(rest, max_bytes)];
-        let cut = window.rfind("\n\n").map(|j| j + 2).filter(|&j| j > max_bytes / 2).or_else(|| window.rfind('\n').map(|j| j + 1)).filter(|&j| j > 0).unwrap_or(window.len());
+        let cut = window
+            .rfind("\n\n")
+            .map(|j| j + 2)
+            .filter(|&j| j > max_bytes / 2)
+            .or_else(|| window.rfind('\n').map(|j| j + 1))
+            .filter(|&j| j > 0)
+            .unwrap_or(window.len());
         parts.push(&rest[..cut]);
         rest = &rest[cut..];
     }

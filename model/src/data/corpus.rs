@@ -258,11 +258,8 @@ pub fn build(tok: &Tokenizer, opts: &BuildOptions, out: &Path, progress: Progres
                 for doc in r? {
                     match doc {
                         Ok(ids) => {
-                            let (w, lens) = if is_val(&ids, opts.val_fraction) {
-                                (&mut w_val, &mut val_lens)
-                            } else {
-                                (&mut w_train, &mut train_lens)
-                            };
+                            let (w, lens) =
+                                if is_val(&ids, opts.val_fraction) { (&mut w_val, &mut val_lens) } else { (&mut w_train, &mut train_lens) };
                             write_ids(w, &ids, wide).map_err(|e| Error::io(out, e))?;
                             lens.push(ids.len() as u64);
                             s.documents += 1;
@@ -520,7 +517,12 @@ mod tests {
         for (i, c) in ['a', 'b', 'c', 'd', 'e'].iter().enumerate() {
             std::fs::write(src.join(format!("{c}.txt")), c.to_string().repeat(10 * (i + 1))).unwrap();
         }
-        let opts = BuildOptions { inputs: vec![InputSpec { path: src, include: vec![], exclude: vec![] }], field: "text".into(), min_doc_tokens: 1, val_fraction: 0.0 };
+        let opts = BuildOptions {
+            inputs: vec![InputSpec { path: src, include: vec![], exclude: vec![] }],
+            field: "text".into(),
+            min_doc_tokens: 1,
+            val_fraction: 0.0,
+        };
         let out = dir.join("corpus");
         build(&Tokenizer::from_spec("bytes").unwrap(), &opts, &out, &|_, _, _| {}).unwrap();
         Corpus::open(&out).unwrap()

@@ -4,10 +4,10 @@ pub mod clean;
 pub mod corpus;
 pub mod dedup;
 pub mod pack;
-pub mod pipeline;
-pub mod reader;
 pub mod passkey;
+pub mod pipeline;
 pub mod probes;
+pub mod reader;
 pub mod sampler;
 
 pub use corpus::{Corpus, Split};

@@ -95,7 +95,8 @@ pub fn pack(dir: &Path, prefix: &Path, chunk_size: u64, level: i32) -> Result<Pa
         let name = chunk_name(prefix, chunks.len());
         let path = out_dir.join(&name);
         let f = File::create(&path).map_err(|e| Error::io(&path, e))?;
-        let mut enc = zstd::stream::write::Encoder::new(Counting { inner: BufWriter::new(f), n: 0 }, level).map_err(|e| Error::io(&path, e))?;
+        let mut enc =
+            zstd::stream::write::Encoder::new(Counting { inner: BufWriter::new(f), n: 0 }, level).map_err(|e| Error::io(&path, e))?;
         let mut wrote = false;
         loop {
             let n = read_full(&mut stream, &mut buf).map_err(|e| Error::io(dir, e))?;
@@ -224,7 +225,12 @@ mod tests {
             std::fs::write(src.join(format!("{i}.txt")), t).expect("write");
         }
         let out = dir.join("corpus");
-        let opts = BuildOptions { inputs: vec![InputSpec { path: src, include: vec![], exclude: vec![] }], field: "text".into(), min_doc_tokens: 1, val_fraction: 0.1 };
+        let opts = BuildOptions {
+            inputs: vec![InputSpec { path: src, include: vec![], exclude: vec![] }],
+            field: "text".into(),
+            min_doc_tokens: 1,
+            val_fraction: 0.1,
+        };
         build(&Tokenizer::Bytes, &opts, &out, &|_, _, _| {}).expect("build");
         out
     }

@@ -117,7 +117,9 @@ impl<'a> PasskeyTemplate<'a> {
     /// The shortest prompt length this template supports for `passkey`.
     pub fn min_len(&self, passkey: &str) -> usize {
         match self.format {
-            PasskeyFormat::Authors => self.intro.len() + self.question.len() + self.block.len().max(self.tok.encode(&needle(passkey)).len()),
+            PasskeyFormat::Authors => {
+                self.intro.len() + self.question.len() + self.block.len().max(self.tok.encode(&needle(passkey)).len())
+            }
             PasskeyFormat::Exact => self.intro.len() + self.tok.encode(&needle(passkey)).len() + self.question.len(),
         }
     }

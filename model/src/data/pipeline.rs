@@ -297,7 +297,10 @@ fn shards(files: &[(u32, PathBuf, u64)], shard_bytes: u64) -> Vec<std::ops::Rang
 /// A fingerprint of everything stage 1 depends on: a work directory made with another one is
 /// discarded.
 fn fingerprint(opts: &PipelineOptions, files: &[(u32, PathBuf, u64)]) -> String {
-    let mut h = format!("v{PIPELINE_VERSION} {} {} {} {} {}\n", opts.field, opts.quality.min_bytes, opts.max_doc_bytes, opts.gpt2_sample, opts.shard_bytes);
+    let mut h = format!(
+        "v{PIPELINE_VERSION} {} {} {} {} {}\n",
+        opts.field, opts.quality.min_bytes, opts.max_doc_bytes, opts.gpt2_sample, opts.shard_bytes
+    );
     for s in &opts.sources {
         h.push_str(&format!("{s:?}\n"));
     }
@@ -337,7 +340,16 @@ fn clean_shard(work: &Path, i: usize, files: &[(u32, PathBuf, u64)], opts: &Pipe
     let mut text = Vec::new();
     let mut meta = Vec::with_capacity(docs.len() * META_BYTES);
     for ((t, kind, source), (exact, bands, gpt2)) in docs.iter().zip(&sigs) {
-        DocMeta { off: text.len() as u64, len: t.len() as u64, exact: *exact, gpt2: *gpt2, bands: *bands, source: *source, kind: kind.as_u8() as u32 }.write(&mut meta);
+        DocMeta {
+            off: text.len() as u64,
+            len: t.len() as u64,
+            exact: *exact,
+            gpt2: *gpt2,
+            bands: *bands,
+            source: *source,
+            kind: kind.as_u8() as u32,
+        }
+        .write(&mut meta);
         text.extend_from_slice(t.as_bytes());
     }
     let mut stats = ShardStats::default();
@@ -400,7 +412,8 @@ pub fn build(tok: &Tokenizer, opts: &PipelineOptions, out: &Path, progress: &(dy
         _ if opts.gpt2_sample > 0 => Some(Tokenizer::from_spec("gpt2")?),
         _ => None,
     };
-    let mut p = Progress { stage: "clean", files_total: files.len() as u64, bytes_total: files.iter().map(|f| f.2).sum(), ..Default::default() };
+    let mut p =
+        Progress { stage: "clean", files_total: files.len() as u64, bytes_total: files.iter().map(|f| f.2).sum(), ..Default::default() };
     let mut fresh = 0;
     for (i, r) in plan.iter().enumerate() {
         let batch = &files[r.clone()];
@@ -429,7 +442,13 @@ fn select(work: &Path, n_shards: usize, opts: &PipelineOptions, tok: &Tokenizer)
         sources: opts
             .sources
             .iter()
-            .map(|s| SourceReport { name: s.name.clone(), version: s.version.clone(), license: s.license.clone(), root: s.root.display().to_string(), ..Default::default() })
+            .map(|s| SourceReport {
+                name: s.name.clone(),
+                version: s.version.clone(),
+                license: s.license.clone(),
+                root: s.root.display().to_string(),
+                ..Default::default()
+            })
             .collect(),
         val_long_tokens: opts.val_long_tokens,
         only: opts.only,
@@ -500,7 +519,15 @@ fn select(work: &Path, n_shards: usize, opts: &PipelineOptions, tok: &Tokenizer)
 
 /// Stage 3: tokens.bin (train documents, then validation documents), index.bin, docs.bin and
 /// the manifest.
-fn write_tokens(tok: &Tokenizer, opts: &PipelineOptions, out: &Path, work: &Path, kept: &[Kept], report: &mut CleanReport, progress: &(dyn Fn(Progress) + Sync)) -> Result<Manifest> {
+fn write_tokens(
+    tok: &Tokenizer,
+    opts: &PipelineOptions,
+    out: &Path,
+    work: &Path,
+    kept: &[Kept],
+    report: &mut CleanReport,
+    progress: &(dyn Fn(Progress) + Sync),
+) -> Result<Manifest> {
     let wide = tok.vocab_size() > u16::MAX as i64 + 1;
     let tokens_path = out.join(corpus::TOKENS_FILE);
     let tmp_tokens = out.join("tokens.bin.tmp");
@@ -590,7 +617,13 @@ fn write_tokens(tok: &Tokenizer, opts: &PipelineOptions, out: &Path, work: &Path
     report.near_duplicates = rs.iter().map(|r| r.near_duplicates).sum();
     report.duplicate_rate = (report.exact_duplicates + report.near_duplicates) as f64 / report.candidates.max(1) as f64;
     report.gpt2_tokens = rs.iter().map(|r| r.gpt2_tokens_estimate).sum();
-    report.gpt2_count = if gpt2_exact { "exact".into() } else if opts.gpt2_sample == 0 { "none".into() } else { format!("sampled 1/{}", opts.gpt2_sample) };
+    report.gpt2_count = if gpt2_exact {
+        "exact".into()
+    } else if opts.gpt2_sample == 0 {
+        "none".into()
+    } else {
+        format!("sampled 1/{}", opts.gpt2_sample)
+    };
     let mut rejected = BTreeMap::new();
     for r in rs {
         for (k, v) in &r.rejected {
@@ -605,7 +638,14 @@ fn write_tokens(tok: &Tokenizer, opts: &PipelineOptions, out: &Path, work: &Path
     let sources = report
         .sources
         .iter()
-        .map(|r| SourceSummary { path: format!("{} ({})", r.name, r.root), files: r.files, documents: r.documents, tokens: r.tokens, bad: BadRecords::default(), bad_examples: r.errors.clone() })
+        .map(|r| SourceSummary {
+            path: format!("{} ({})", r.name, r.root),
+            files: r.files,
+            documents: r.documents,
+            tokens: r.tokens,
+            bad: BadRecords::default(),
+            bad_examples: r.errors.clone(),
+        })
         .collect();
     let count = |l: &Vec<u64>| SplitCounts { documents: l.len() as u64, tokens: l.iter().sum() };
     let mut checksums = BTreeMap::new();
@@ -662,19 +702,30 @@ mod tests {
         }
         // An exact duplicate (whitespace changed), a near duplicate, and files the filters reject.
         std::fs::write(src.join("docs/copy.txt"), words(3, 270).replace(". \n", ".\n\n")).expect("write");
-        let near: String = words(5, 350).split(' ').enumerate().map(|(i, w)| if i == 100 { "CHANGED" } else { w }).collect::<Vec<_>>().join(" ");
+        let near: String =
+            words(5, 350).split(' ').enumerate().map(|(i, w)| if i == 100 { "CHANGED" } else { w }).collect::<Vec<_>>().join(" ");
         std::fs::write(src.join("docs/near.txt"), near).expect("write");
         std::fs::write(src.join("docs/tiny.txt"), "too short").expect("write");
-        std::fs::write(src.join("docs/gen.c"), format!("/* Automatically generated file. DO NOT EDIT. */\n{}", words(99, 200))).expect("write");
+        std::fs::write(src.join("docs/gen.c"), format!("/* Automatically generated file. DO NOT EDIT. */\n{}", words(99, 200)))
+            .expect("write");
         std::fs::write(src.join("docs/COPYING"), words(98, 200)).expect("write");
         std::fs::write(src.join("docs/page.html"), format!("<html><body><p>{}</p></body></html>", words(50, 300))).expect("write");
-        std::fs::write(src.join("docs/prog.c"), format!("int main(void) {{\n{}\n}}\n", words(60, 300).replace('\n', ";\n"))).expect("write");
+        std::fs::write(src.join("docs/prog.c"), format!("int main(void) {{\n{}\n}}\n", words(60, 300).replace('\n', ";\n")))
+            .expect("write");
         src
     }
 
     fn opts(src: &Path) -> PipelineOptions {
         PipelineOptions {
-            sources: vec![SourceSpec { name: "fixture".into(), version: "1".into(), license: "MIT".into(), kind: DocKind::Prose, root: src.to_path_buf(), include: vec![], exclude: vec![] }],
+            sources: vec![SourceSpec {
+                name: "fixture".into(),
+                version: "1".into(),
+                license: "MIT".into(),
+                kind: DocKind::Prose,
+                root: src.to_path_buf(),
+                include: vec![],
+                exclude: vec![],
+            }],
             field: "text".into(),
             quality: Quality { min_bytes: 64 },
             max_doc_bytes: 1 << 20,
@@ -743,7 +794,10 @@ mod tests {
         std::fs::write(src.join("docs/extra.txt"), words(77, 400)).expect("write");
         assert!(build(&Tokenizer::Bytes, &o, &out, &|_| {}).is_err());
         assert!(Corpus::open(&out).is_err(), "an interrupted build leaves no manifest");
-        let shards_done = std::fs::read_dir(out.join(WORK_DIR)).expect("work").filter(|e| e.as_ref().is_ok_and(|e| e.path().extension().is_some_and(|x| x == "json"))).count();
+        let shards_done = std::fs::read_dir(out.join(WORK_DIR))
+            .expect("work")
+            .filter(|e| e.as_ref().is_ok_and(|e| e.path().extension().is_some_and(|x| x == "json")))
+            .count();
         assert_eq!(shards_done, 2);
         // A half-written shard (killed mid-write) is redone.
         std::fs::write(out.join(WORK_DIR).join("shard-00002.txt.tmp"), b"garbage").expect("write");

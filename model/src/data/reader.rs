@@ -179,7 +179,13 @@ pub mod tests {
         let raw = b"{\"text\": \"hello\"}\n{\"other\": 1}\nnot json\n\n{\"text\": \"bye\"}\n";
         std::fs::write(&p, zstd::encode_all(&raw[..], 3).expect("zstd")).expect("write");
         let recs = records(&p, "text").expect("read");
-        let kinds: Vec<&str> = recs.iter().map(|r| match r { Record::Text(_) => "text", Record::Bad(k, _) => k }).collect();
+        let kinds: Vec<&str> = recs
+            .iter()
+            .map(|r| match r {
+                Record::Text(_) => "text",
+                Record::Bad(k, _) => k,
+            })
+            .collect();
         assert_eq!(kinds, vec!["text", "missing_field", "invalid_json", "text"]);
     }
 

@@ -110,12 +110,11 @@ impl<'a> Sampler<'a> {
         let docs: Vec<usize> = corpus.docs(split).filter(|&d| corpus.doc_len(d) >= min_doc_tokens.max(1)).collect();
         let needs_corpus = mixture.is_empty() || mixture.iter().any(|m| m.source == SourceKind::Corpus && m.weight > 0.0);
         if docs.is_empty() && needs_corpus {
-            return Err(Error::at(
-                &corpus.dir,
-                format!("no {split:?} documents of at least {min_doc_tokens} tokens"),
-            ));
+            return Err(Error::at(&corpus.dir, format!("no {split:?} documents of at least {min_doc_tokens} tokens")));
         }
-        if mixture.iter().any(|m| !(m.weight >= 0.0 && m.weight.is_finite())) || (!mixture.is_empty() && mixture.iter().all(|m| m.weight == 0.0)) {
+        if mixture.iter().any(|m| !(m.weight >= 0.0 && m.weight.is_finite()))
+            || (!mixture.is_empty() && mixture.iter().all(|m| m.weight == 0.0))
+        {
             return Err(Error::Data("data.mixture weights must be non-negative with a positive sum".into()));
         }
         let format = mixture.iter().find(|m| m.source == SourceKind::Passkey).map(|m| m.template.unwrap_or_default());
@@ -139,13 +138,20 @@ impl<'a> Sampler<'a> {
         if sel.is_all() {
             return Ok(self);
         }
-        let names: Vec<String> = self.corpus.manifest.clean.as_ref().map(|c| c.sources.iter().map(|s| s.name.clone()).collect()).unwrap_or_default();
+        let names: Vec<String> =
+            self.corpus.manifest.clean.as_ref().map(|c| c.sources.iter().map(|s| s.name.clone()).collect()).unwrap_or_default();
         if self.corpus.doc_source(0).is_none() && !self.docs.is_empty() {
-            return Err(Error::at(&self.corpus.dir, "data.select needs a cleaned corpus (one with docs.bin: `stuffed corpus build --clean` or --preset large)"));
+            return Err(Error::at(
+                &self.corpus.dir,
+                "data.select needs a cleaned corpus (one with docs.bin: `stuffed corpus build --clean` or --preset large)",
+            ));
         }
         for (name, w) in &sel.source_weights {
             if !names.contains(name) {
-                return Err(Error::Data(format!("data.select.source_weights: no source '{name}' in this corpus (sources: {})", names.join(", "))));
+                return Err(Error::Data(format!(
+                    "data.select.source_weights: no source '{name}' in this corpus (sources: {})",
+                    names.join(", ")
+                )));
             }
             if !(*w >= 0.0 && w.is_finite()) {
                 return Err(Error::Data(format!("data.select.source_weights.{name} must be a non-negative number, got {w}")));
@@ -319,7 +325,12 @@ mod tests {
             std::fs::write(src.join(format!("{i:02}.txt")), ((b'A' + i as u8) as char).to_string().repeat(*l)).expect("write");
         }
         let out = dir.path().join("c");
-        let opts = BuildOptions { inputs: vec![InputSpec { path: src, include: vec![], exclude: vec![] }], field: "text".into(), min_doc_tokens: 1, val_fraction: 0.0 };
+        let opts = BuildOptions {
+            inputs: vec![InputSpec { path: src, include: vec![], exclude: vec![] }],
+            field: "text".into(),
+            min_doc_tokens: 1,
+            val_fraction: 0.0,
+        };
         let tok = Tokenizer::Bytes;
         build(&tok, &opts, &out, &|_, _, _| {}).expect("build");
         let corpus = Corpus::open(&out).expect("open");
@@ -347,9 +358,21 @@ mod tests {
         std::fs::create_dir_all(&code).expect("mkdir");
         for i in 0..12 {
             std::fs::write(prose.join(format!("{i}.txt")), format!("{} river stone\n", name(i)).repeat(30)).expect("write");
-            std::fs::write(code.join(format!("{i}.c")), format!("INT {}X = {}Y;\n", name(i).to_uppercase(), name(i).to_uppercase()).repeat(30)).expect("write");
+            std::fs::write(
+                code.join(format!("{i}.c")),
+                format!("INT {}X = {}Y;\n", name(i).to_uppercase(), name(i).to_uppercase()).repeat(30),
+            )
+            .expect("write");
         }
-        let spec = |n: &str, root: std::path::PathBuf| SourceSpec { name: n.into(), version: "1".into(), license: "MIT".into(), kind: DocKind::Prose, root, include: vec![], exclude: vec![] };
+        let spec = |n: &str, root: std::path::PathBuf| SourceSpec {
+            name: n.into(),
+            version: "1".into(),
+            license: "MIT".into(),
+            kind: DocKind::Prose,
+            root,
+            include: vec![],
+            exclude: vec![],
+        };
         let opts = PipelineOptions {
             sources: vec![spec("prose", prose), spec("code", code)],
             field: "text".into(),
@@ -383,7 +406,8 @@ mod tests {
         for row in streams(&mut s, 20) {
             assert!(row.iter().all(|&t| !(b'a' as u32..=b'z' as u32).contains(&t)), "prose drawn under only: code");
         }
-        let weights = Selection { only: None, source_weights: [("prose".to_string(), 3.0), ("code".to_string(), 0.5)].into_iter().collect() };
+        let weights =
+            Selection { only: None, source_weights: [("prose".to_string(), 3.0), ("code".to_string(), 0.5)].into_iter().collect() };
         let s = new().with_selection(&weights).expect("select");
         let prose = s.docs.iter().filter(|&&d| corpus.doc_source(d).map(|x| x.1) == Some(DocKind::Prose)).count();
         assert_eq!(prose, 36);

@@ -228,10 +228,12 @@ mod tests {
         let [lo, hi] = c.ratio_ci.unwrap();
         assert!(lo < 2.0 && hi > 2.0 && lo >= 1.0 && hi <= 3.0, "{lo} {hi}");
         // Deterministic: the same input gives the same interval.
-        let again = verdict(&VerdictInput { buckets: &mean(&half), per_prompt: &half, train_len: 30, uniform_loss: Some(5.5), probe: false });
+        let again =
+            verdict(&VerdictInput { buckets: &mean(&half), per_prompt: &half, train_len: 30, uniform_loss: Some(5.5), probe: false });
         assert_eq!(again.ratio_ci, c.ratio_ci);
         // Seven prompts: too few, whatever they show.
-        let c = verdict(&VerdictInput { buckets: &mean(&all[..7]), per_prompt: &all[..7], train_len: 30, uniform_loss: None, probe: false });
+        let c =
+            verdict(&VerdictInput { buckets: &mean(&all[..7]), per_prompt: &all[..7], train_len: 30, uniform_loss: None, probe: false });
         assert_eq!(c.inconclusive, Some(Inconclusive::TooFewPrompts));
     }
 

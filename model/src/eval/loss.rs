@@ -56,11 +56,7 @@ pub fn bucketize(per_pos: &[f64], width: i64) -> Vec<Bucket> {
     per_pos
         .chunks(w)
         .enumerate()
-        .map(|(i, c)| Bucket {
-            start: (i * w) as i64,
-            end: (i * w + c.len()) as i64,
-            loss: c.iter().sum::<f64>() / c.len() as f64,
-        })
+        .map(|(i, c)| Bucket { start: (i * w) as i64, end: (i * w + c.len()) as i64, loss: c.iter().sum::<f64>() / c.len() as f64 })
         .collect()
 }
 

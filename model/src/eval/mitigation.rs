@@ -14,14 +14,24 @@ use crate::{Error, Result};
 pub enum Mitigation {
     None,
     /// Multiply the per-step decay and B ("forget more, remember less").
-    Rri { decay: f64, b: f64 },
+    Rri {
+        decay: f64,
+        b: f64,
+    },
     /// dt <- c * dt.
-    DtScale { c: f64 },
+    DtScale {
+        c: f64,
+    },
     /// Every `every` tokens, rescale each head's state to Frobenius norm <= tau; `tau: None`
     /// = per-(layer, head) thresholds calibrated as the largest norm seen within train_len.
-    StateNorm { tau: Option<f64>, every: i64 },
+    StateNorm {
+        tau: Option<f64>,
+        every: i64,
+    },
     /// Keep only the last r tokens in the state (state difference).
-    SlidingWindow { r: i64 },
+    SlidingWindow {
+        r: i64,
+    },
 }
 
 impl Mitigation {
@@ -60,9 +70,7 @@ impl FromStr for Mitigation {
     fn from_str(spec: &str) -> Result<Self> {
         let (name, body) = spec.split_once(':').unwrap_or((spec, ""));
         let kv = parse_kv(body, spec)?;
-        let bad = |k: &str, allowed: &str| {
-            Error::Eval(format!("mitigation '{spec}': unknown parameter '{k}' (expected {allowed})"))
-        };
+        let bad = |k: &str, allowed: &str| Error::Eval(format!("mitigation '{spec}': unknown parameter '{k}' (expected {allowed})"));
         let num = |v: &str, k: &str| -> Result<f64> {
             v.parse::<f64>()
                 .ok()
@@ -154,7 +162,8 @@ impl StateNormer {
     }
 
     fn head_norms(h: &Tensor) -> Tensor {
-        h.square().sum_dim_intlist([2i64, 3].as_slice(), false, tch::Kind::Float).sqrt() // [B, H]
+        h.square().sum_dim_intlist([2i64, 3].as_slice(), false, tch::Kind::Float).sqrt()
+        // [B, H]
     }
 
     /// While `calibrating` (positions within train_len), records the largest norms; afterwards
@@ -188,7 +197,14 @@ mod tests {
 
     #[test]
     fn parse_and_print_round_trip() {
-        for s in ["none", "rri:decay=0.9999,b=0.75", "dt-scale:c=0.5", "state-norm:tau=auto,every=128", "state-norm:tau=3.5,every=64", "sliding-window:r=1024"] {
+        for s in [
+            "none",
+            "rri:decay=0.9999,b=0.75",
+            "dt-scale:c=0.5",
+            "state-norm:tau=auto,every=128",
+            "state-norm:tau=3.5,every=64",
+            "sliding-window:r=1024",
+        ] {
             assert_eq!(s.parse::<Mitigation>().unwrap().to_string(), s);
         }
         assert_eq!("rri".parse::<Mitigation>().unwrap(), Mitigation::Rri { decay: 0.9999, b: 0.75 });

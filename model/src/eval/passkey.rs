@@ -201,7 +201,14 @@ mod tests {
 
     #[test]
     fn t_recall_needs_every_depth_above_threshold() {
-        let cells = vec![cell(100, 0.1, 1.0), cell(100, 0.9, 1.0), cell(200, 0.1, 1.0), cell(200, 0.9, 0.9), cell(400, 0.1, 0.2), cell(400, 0.9, 0.0)];
+        let cells = vec![
+            cell(100, 0.1, 1.0),
+            cell(100, 0.9, 1.0),
+            cell(200, 0.1, 1.0),
+            cell(200, 0.9, 0.9),
+            cell(400, 0.1, 0.2),
+            cell(400, 0.9, 0.0),
+        ];
         assert_eq!(t_recall(&cells), Some(100));
         assert_eq!(t_recall(&cells[4..]), None);
     }
@@ -211,10 +218,14 @@ mod tests {
     #[test]
     fn t_recall_mean_averages_over_depths() {
         let cells = vec![
-            cell(100, 0.25, 1.0), cell(100, 0.75, 1.0),
-            cell(200, 0.25, 1.0), cell(200, 0.75, 0.9),
-            cell(300, 0.25, 0.95), cell(300, 0.75, 1.0),
-            cell(400, 0.25, 0.0), cell(400, 0.75, 0.5),
+            cell(100, 0.25, 1.0),
+            cell(100, 0.75, 1.0),
+            cell(200, 0.25, 1.0),
+            cell(200, 0.75, 0.9),
+            cell(300, 0.25, 0.95),
+            cell(300, 0.75, 1.0),
+            cell(400, 0.25, 0.0),
+            cell(400, 0.75, 0.5),
         ];
         assert_eq!(t_recall_mean(&cells), Some(300));
         assert_eq!(t_recall(&cells), Some(100));

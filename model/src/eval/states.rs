@@ -60,7 +60,8 @@ impl Probe for Recorder {
         let mean = host(&s.mean_dim(dims.as_slice(), false, Kind::Float));
         let var = host(&s.var_dim(dims.as_slice(), false, false));
         let rms = host(&s.square().mean_dim(dims.as_slice(), false, Kind::Float).sqrt());
-        let la_sum = host(&o.log_decay.sum_dim_intlist([1i64].as_slice(), false, Kind::Float).mean_dim([0i64].as_slice(), false, Kind::Float)); // [H]
+        let la_sum =
+            host(&o.log_decay.sum_dim_intlist([1i64].as_slice(), false, Kind::Float).mean_dim([0i64].as_slice(), false, Kind::Float)); // [H]
         let dt = host(&o.dt.mean_dim([0i64, 1].as_slice(), false, Kind::Float));
         let b = host(&o.b.abs().mean_dim([0i64, 1, 3].as_slice(), false, Kind::Float)); // [G]
         let x = host(&o.x.abs().mean_dim([0i64, 1, 3].as_slice(), false, Kind::Float)); // [H]

@@ -52,13 +52,7 @@ extern "C" {
     fn stuffed_ssd_kernels_ready(dev: c_int) -> c_int;
     fn stuffed_ssd_ptx(major: c_int, minor: c_int, ptx: *mut *const c_char) -> c_int;
     fn stuffed_ssd_decay_fwd(cb: *mut C_tensor, acs: *mut C_tensor, m: *mut C_tensor) -> c_int;
-    fn stuffed_ssd_decay_bwd(
-        dm: *mut C_tensor,
-        cb: *mut C_tensor,
-        acs: *mut C_tensor,
-        dcb: *mut C_tensor,
-        dacs: *mut C_tensor,
-    ) -> c_int;
+    fn stuffed_ssd_decay_bwd(dm: *mut C_tensor, cb: *mut C_tensor, acs: *mut C_tensor, dcb: *mut C_tensor, dacs: *mut C_tensor) -> c_int;
     #[allow(clippy::too_many_arguments)]
     fn stuffed_gated_norm(
         y: *mut C_tensor,
@@ -72,7 +66,13 @@ extern "C" {
         out: *mut *mut C_tensor,
     ) -> c_int;
     fn stuffed_ssd_rows(stem: *const c_char, ts: *const *mut C_tensor, n: c_int, kind_of: c_int, dims: *const c_int) -> c_int;
-    fn stuffed_ssd_pass_fwd(states: *mut C_tensor, last: *mut C_tensor, h0: *mut C_tensor, prev: *mut C_tensor, fin: *mut C_tensor) -> c_int;
+    fn stuffed_ssd_pass_fwd(
+        states: *mut C_tensor,
+        last: *mut C_tensor,
+        h0: *mut C_tensor,
+        prev: *mut C_tensor,
+        fin: *mut C_tensor,
+    ) -> c_int;
     fn stuffed_ssd_pass_bwd(
         dprev: *mut C_tensor,
         dfin: *mut C_tensor,
@@ -83,13 +83,7 @@ extern "C" {
         dlpart: *mut *mut C_tensor,
     ) -> c_int;
     fn stuffed_scale_heads(x: *mut C_tensor, dt: *mut C_tensor, out: *mut *mut C_tensor) -> c_int;
-    fn stuffed_conv_silu(
-        x: *mut C_tensor,
-        w: *mut C_tensor,
-        bias: *mut C_tensor,
-        pre: *mut C_tensor,
-        out: *mut *mut C_tensor,
-    ) -> c_int;
+    fn stuffed_conv_silu(x: *mut C_tensor, w: *mut C_tensor, bias: *mut C_tensor, pre: *mut C_tensor, out: *mut *mut C_tensor) -> c_int;
 }
 
 fn last_error() -> String {
@@ -357,9 +351,8 @@ fn pass_states(d: &Dims, states: &Tensor, last: &Tensor, h0: Option<&Tensor>) ->
         Some(s) => s.to_kind(Kind::Float),
         None => Tensor::zeros([d.bsz, d.h, d.p, d.n], (Kind::Float, states.device())),
     };
-    let x_all = Tensor::cat(&[init.unsqueeze(1), states.shallow_clone()], 1)
-        .permute([0, 2, 1, 3, 4])
-        .reshape([d.bsz, d.h, d.nc + 1, d.p * d.n]);
+    let x_all =
+        Tensor::cat(&[init.unsqueeze(1), states.shallow_clone()], 1).permute([0, 2, 1, 3, 4]).reshape([d.bsz, d.h, d.nc + 1, d.p * d.n]);
     let lc = last.permute([0, 2, 1]).constant_pad_nd([1, 0]); // [B, H, C+1]
     let t = super::segsum(&lc).exp();
     let prev_all = t.matmul(&x_all); // [B, H, C+1, P*N]
@@ -550,9 +543,7 @@ fn backward(
             let dh0 = Tensor::empty([d.bsz, d.h, d.p, d.n], (f32, dev));
             let mut part = std::ptr::null_mut();
             let dfp = dfinal.as_ref().map_or(std::ptr::null_mut(), ptr);
-            check(unsafe {
-                stuffed_ssd_pass_bwd(ptr(&dprev), dfp, ptr(&r.prev), ptr(&r.last), ptr(&dstates), ptr(&dh0), &mut part)
-            });
+            check(unsafe { stuffed_ssd_pass_bwd(ptr(&dprev), dfp, ptr(&r.prev), ptr(&r.last), ptr(&dstates), ptr(&dh0), &mut part) });
             let dlast = unsafe { Tensor::from_ptr(part) }.sum_dim_intlist(-1, false, f32); // [B, C, H]
             (dstates, dh0, dlast)
         }
@@ -732,11 +723,8 @@ mod tests {
                 for t in &inputs {
                     let _ = t.grad().f_zero_();
                 }
-                let (y, s) = if fused {
-                    ssd_fused(&xdt, &la, &b, &c, q, h0.as_ref())
-                } else {
-                    ssd_chunked(&xdt, &la, &b, &c, q, h0.as_ref())
-                };
+                let (y, s) =
+                    if fused { ssd_fused(&xdt, &la, &b, &c, q, h0.as_ref()) } else { ssd_chunked(&xdt, &la, &b, &c, q, h0.as_ref()) };
                 let mut loss = (&y * &wy).sum(Kind::Float);
                 if use_final {
                     loss = loss + (&s * &ws).sum(Kind::Float);
@@ -768,11 +756,8 @@ mod tests {
             }
             Err(e) => panic!("{e}"),
         };
-        let mut entries: Vec<&str> = ptx
-            .lines()
-            .filter_map(|l| l.strip_prefix(".visible .entry "))
-            .map(|l| l.split('(').next().unwrap_or(l))
-            .collect();
+        let mut entries: Vec<&str> =
+            ptx.lines().filter_map(|l| l.strip_prefix(".visible .entry ")).map(|l| l.split('(').next().unwrap_or(l)).collect();
         entries.sort_unstable();
         let mut listed = KERNELS.to_vec();
         listed.sort_unstable();

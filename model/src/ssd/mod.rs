@@ -68,15 +68,7 @@ impl std::str::FromStr for SsdBackend {
 
 /// The chunked SSD through `backend` (`auto` counts as `tensor`): same contract as
 /// `ssd_chunked`.
-pub fn ssd(
-    backend: SsdBackend,
-    xdt: &Tensor,
-    la: &Tensor,
-    b: &Tensor,
-    c: &Tensor,
-    chunk: i64,
-    h0: Option<&Tensor>,
-) -> (Tensor, Tensor) {
+pub fn ssd(backend: SsdBackend, xdt: &Tensor, la: &Tensor, b: &Tensor, c: &Tensor, chunk: i64, h0: Option<&Tensor>) -> (Tensor, Tensor) {
     match backend {
         SsdBackend::Fused => fused::ssd_fused(xdt, la, b, c, chunk, h0),
         _ => ssd_chunked(xdt, la, b, c, chunk, h0),
@@ -121,14 +113,7 @@ fn groups_to_heads(t: &Tensor, heads_per_group: i64, dim: i64) -> Tensor {
 /// Returns y: [B, L, H, P] (fp32, without the D skip) and the final state [B, H, P, N] (fp32).
 /// Any L works: the tail is padded with zero input and zero log-decay (no input, no decay),
 /// which leaves outputs and the final state exact. A segment shorter than `chunk` is one chunk.
-pub fn ssd_chunked(
-    xdt: &Tensor,
-    la: &Tensor,
-    b: &Tensor,
-    c: &Tensor,
-    chunk: i64,
-    h0: Option<&Tensor>,
-) -> (Tensor, Tensor) {
+pub fn ssd_chunked(xdt: &Tensor, la: &Tensor, b: &Tensor, c: &Tensor, chunk: i64, h0: Option<&Tensor>) -> (Tensor, Tensor) {
     let (bsz, l, h, p) = xdt.size4().expect("xdt is [B, L, H, P]");
     let (_, _, g, n) = b.size4().expect("b is [B, L, G, N]");
     let kind = xdt.kind();
@@ -215,22 +200,15 @@ pub fn ssd_step(xdt: &Tensor, la: &Tensor, b: &Tensor, c: &Tensor, state: &mut T
 
 /// The recurrence over a whole segment, token by token: the reference the chunked form is
 /// tested against. Same shapes and results as `ssd_chunked`.
-pub fn ssd_recurrent(
-    xdt: &Tensor,
-    la: &Tensor,
-    b: &Tensor,
-    c: &Tensor,
-    h0: Option<&Tensor>,
-) -> (Tensor, Tensor) {
+pub fn ssd_recurrent(xdt: &Tensor, la: &Tensor, b: &Tensor, c: &Tensor, h0: Option<&Tensor>) -> (Tensor, Tensor) {
     let (bsz, l, h, p) = xdt.size4().expect("xdt is [B, L, H, P]");
     let n = b.size()[3];
     let mut state = match h0 {
         Some(s) => s.to_kind(Kind::Float),
         None => Tensor::zeros([bsz, h, p, n], (Kind::Float, xdt.device())),
     };
-    let ys: Vec<Tensor> = (0..l)
-        .map(|t| ssd_step(&xdt.select(1, t), &la.select(1, t), &b.select(1, t), &c.select(1, t), &mut state))
-        .collect();
+    let ys: Vec<Tensor> =
+        (0..l).map(|t| ssd_step(&xdt.select(1, t), &la.select(1, t), &b.select(1, t), &c.select(1, t), &mut state)).collect();
     (Tensor::stack(&ys, 1), state)
 }
 

@@ -65,13 +65,7 @@ impl AdamW {
             .iter()
             .map(|(name, p)| {
                 let numel = p.numel() as i64;
-                let slot = Slot {
-                    name: name.to_string(),
-                    param: p.shallow_clone(),
-                    offset,
-                    numel,
-                    decay: !Params::no_weight_decay(name),
-                };
+                let slot = Slot { name: name.to_string(), param: p.shallow_clone(), offset, numel, decay: !Params::no_weight_decay(name) };
                 offset += numel;
                 slot
             })
@@ -105,7 +99,11 @@ impl AdamW {
             .iter()
             .map(|s| {
                 let g = s.param.grad();
-                if g.defined() { g.reshape([-1]) } else { s.param.zeros_like().reshape([-1]) }
+                if g.defined() {
+                    g.reshape([-1])
+                } else {
+                    s.param.zeros_like().reshape([-1])
+                }
             })
             .collect();
         let mut g = Tensor::cat(&grads, 0); // [numel]
@@ -136,11 +134,7 @@ impl AdamW {
     /// Saves moments (`optimizer.safetensors`) and step/layout (`optimizer.json`) into `dir`.
     pub fn save(&self, dir: &Path) -> Result<()> {
         save_tensors(&dir.join("optimizer.safetensors"), [("m".to_string(), &self.m), ("v".to_string(), &self.v)].into_iter())?;
-        let meta = StateMeta {
-            step: self.step,
-            cfg: self.cfg,
-            params: self.slots.iter().map(|s| (s.name.clone(), s.numel)).collect(),
-        };
+        let meta = StateMeta { step: self.step, cfg: self.cfg, params: self.slots.iter().map(|s| (s.name.clone(), s.numel)).collect() };
         write_json_atomic(&dir.join("optimizer.json"), &meta)
     }
 

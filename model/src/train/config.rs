@@ -290,7 +290,10 @@ fn lengths_grid<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<i64>, D::E
         Lengths::List(v) => Ok(v),
         Lengths::Grid(g) => {
             if g.step <= 0 || g.from <= 0 || g.to < g.from {
-                return Err(serde::de::Error::custom(format!("length grid needs 0 < from <= to and step > 0, got from {} to {} step {}", g.from, g.to, g.step)));
+                return Err(serde::de::Error::custom(format!(
+                    "length grid needs 0 < from <= to and step > 0, got from {} to {} step {}",
+                    g.from, g.to, g.step
+                )));
             }
             if (g.to - g.from) / g.step + 1 > MAX_GRID_LENGTHS {
                 return Err(serde::de::Error::custom(format!("length grid has more than {MAX_GRID_LENGTHS} lengths")));
@@ -475,7 +478,12 @@ impl JobConfig {
                 p.push((k.into(), format!("must be a non-negative number, got {v}")));
             }
         }
-        for (k, v) in [("train.warmup_steps", t.warmup_steps), ("train.checkpoint_every", t.checkpoint_every), ("train.val_every", t.val_every), ("data.min_doc_tokens", self.data.min_doc_tokens)] {
+        for (k, v) in [
+            ("train.warmup_steps", t.warmup_steps),
+            ("train.checkpoint_every", t.checkpoint_every),
+            ("train.val_every", t.val_every),
+            ("data.min_doc_tokens", self.data.min_doc_tokens),
+        ] {
             if v < 0 {
                 p.push((k.into(), format!("must not be negative, got {v}")));
             }
@@ -490,7 +498,10 @@ impl JobConfig {
                     p.push(("model".into(), e.to_string()));
                 } else if let Ok(cfg) = self.model.resolve(Some(tok.vocab_size())) {
                     if cfg.vocab_size < tok.vocab_size() {
-                        p.push(("model.vocab_size".into(), format!("{} is smaller than the tokenizer's {}", cfg.vocab_size, tok.vocab_size())));
+                        p.push((
+                            "model.vocab_size".into(),
+                            format!("{} is smaller than the tokenizer's {}", cfg.vocab_size, tok.vocab_size()),
+                        ));
                     }
                 }
             }
@@ -504,7 +515,12 @@ impl JobConfig {
                     if t.seq_len + 1 < need {
                         p.push((
                             "train.seq_len".into(),
-                            format!("{} is too short for the passkey prompts of data.mixture[{i}]: they need {} tokens with tokenizer {}", t.seq_len, need - 1, self.tokenizer),
+                            format!(
+                                "{} is too short for the passkey prompts of data.mixture[{i}]: they need {} tokens with tokenizer {}",
+                                t.seq_len,
+                                need - 1,
+                                self.tokenizer
+                            ),
                         ));
                     }
                 }

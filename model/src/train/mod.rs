@@ -9,7 +9,7 @@ pub mod trainer;
 
 pub use adamw::{AdamW, AdamWConfig};
 pub use config::{EvalSpec, JobConfig, Precision, PrecisionExt};
-pub use schedule::Schedule;
 pub use events::EventLog;
+pub use schedule::Schedule;
 pub use step::{train_step, Batch, StepResult, IGNORE};
 pub use trainer::{latest_checkpoint, train, StepInfo, TrainOutcome};

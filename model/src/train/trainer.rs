@@ -22,9 +22,9 @@ use crate::tokenizer::Tokenizer;
 use crate::train::events::EventLog;
 use crate::train::step::{batch_loss, Batch};
 use crate::train::{train_step, AdamW, JobConfig, PrecisionExt};
+use crate::{Error, Result};
 use stuffed_protocol::rundir;
 use stuffed_protocol::Event;
-use crate::{Error, Result};
 
 pub use rundir::{CKPT_DIR, LATEST, TRAINER_FILE};
 
@@ -197,7 +197,17 @@ pub fn train(
     if let Some(dir) = &resume {
         opt.load(dir)?;
     }
-    let mut sampler = Sampler::new(&corpus, &tok, Split::Train, seq_len as usize, batch as usize, job.data.min_doc_tokens as usize, &job.data.mixture, t.seed)?.with_selection(&job.data.select)?;
+    let mut sampler = Sampler::new(
+        &corpus,
+        &tok,
+        Split::Train,
+        seq_len as usize,
+        batch as usize,
+        job.data.min_doc_tokens as usize,
+        &job.data.mixture,
+        t.seed,
+    )?
+    .with_selection(&job.data.select)?;
     let (mut step, mut tokens) = (0, 0);
     if let Some(st) = &trainer_state {
         sampler.state = st.sampler.clone();

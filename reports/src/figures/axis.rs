@@ -45,9 +45,7 @@ pub fn wide(values: &[f64], ratio: f64) -> bool {
 }
 
 pub fn min_max(values: impl Iterator<Item = f64>) -> (f64, f64) {
-    values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
-        (lo.min(v), hi.max(v))
-    })
+    values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)))
 }
 
 /// A "nice" step (1, 2 or 5 times a power of ten) giving about `target` intervals over `span`.
@@ -77,11 +75,7 @@ impl Axis {
             (lo, hi) = (0.0, 1.0);
         }
         if hi - lo <= f64::EPSILON * hi.abs().max(1.0) {
-            let pad = if scale == Scale::Linear {
-                lo.abs().max(1.0) * 0.1
-            } else {
-                0.5
-            };
+            let pad = if scale == Scale::Linear { lo.abs().max(1.0) * 0.1 } else { 0.5 };
             lo -= pad;
             hi += pad;
         }
@@ -100,15 +94,7 @@ impl Axis {
                 }
             }
         };
-        Axis {
-            scale,
-            lo,
-            hi,
-            ticks,
-            desc: desc.to_string(),
-            fmt,
-            decimals,
-        }
+        Axis { scale, lo, hi, ticks, desc: desc.to_string(), fmt, decimals }
     }
 
     /// Raw value → chart coordinate; `None` for non-positive values on log scales.
@@ -118,11 +104,7 @@ impl Axis {
 
     /// The coordinate spec for plotters.
     pub fn range(&self) -> Ticked {
-        Ticked {
-            lo: self.lo,
-            hi: self.hi,
-            ticks: self.ticks.clone(),
-        }
+        Ticked { lo: self.lo, hi: self.hi, ticks: self.ticks.clone() }
     }
 
     /// Label of a tick at chart coordinate `t`.
@@ -198,11 +180,7 @@ fn linear_ticks(lo: f64, hi: f64, min_step: f64) -> (Vec<f64>, usize) {
 fn log_ticks(lo: f64, hi: f64, mantissas: &[f64]) -> Vec<f64> {
     let (e0, e1) = (lo.floor() as i64, hi.ceil() as i64);
     let count = (hi.floor() as i64 - lo.ceil() as i64 + 1).max(1);
-    let every = if mantissas.len() == 1 {
-        (count + 9) / 10
-    } else {
-        1
-    };
+    let every = if mantissas.len() == 1 { (count + 9) / 10 } else { 1 };
     let mut out = Vec::new();
     for e in e0..=e1 {
         if e.rem_euclid(every) != 0 {
@@ -229,10 +207,7 @@ fn trim(s: String) -> String {
 /// `v` with a fixed number of decimals ("-0" printed as "0").
 pub fn fmt_fixed(v: f64, decimals: usize) -> String {
     let s = format!("{v:.decimals$}");
-    if s.trim_start_matches('-')
-        .chars()
-        .all(|c| c == '0' || c == '.')
-    {
+    if s.trim_start_matches('-').chars().all(|c| c == '0' || c == '.') {
         "0".to_string()
     } else {
         s

@@ -79,27 +79,19 @@ impl Figure for CapacityFigure<'_> {
             for run in series.points.split(|p| !p.1.is_finite()) {
                 let line: Vec<(f64, f64)> = run.iter().filter_map(tf).collect();
                 if line.len() >= 2 {
-                    chart
-                        .draw_series(std::iter::once(PathElement::new(line, c.stroke_width(1))))?;
+                    chart.draw_series(std::iter::once(PathElement::new(line, c.stroke_width(1))))?;
                 }
             }
             let pts: Vec<(f64, f64)> = series.points.iter().filter_map(tf).collect();
             for pt in &pts {
                 let (px, py) = chart.backend_coord(pt);
                 let (h, w) = (SERIES_HALF, 2);
-                root.draw(&Rectangle::new(
-                    [(px - h, py - h), (px + h, py + h)],
-                    c.stroke_width(w),
-                ))?;
+                root.draw(&Rectangle::new([(px - h, py - h), (px + h, py + h)], c.stroke_width(w)))?;
             }
             entries.push((series.label.clone(), Sample::Frame(c)));
         }
         if let Some(fit) = p.fit {
-            draw_curve(
-                &mut chart,
-                self.curve.iter().filter_map(tf).collect(),
-                colour(1),
-            )?;
+            draw_curve(&mut chart, self.curve.iter().filter_map(tf).collect(), colour(1))?;
             entries.push((format!("fit: {}", fit.equation()), Sample::Line(colour(1))));
         }
         for &(x, lo, hi) in &p.intervals {
@@ -116,28 +108,19 @@ impl Figure for CapacityFigure<'_> {
             entries.push(("interval between grid lengths".into(), Sample::Line(colour(0))));
         }
         let pts: Vec<(f64, f64)> = p.points.iter().filter_map(tf).collect();
-        chart.draw_series(
-            pts.iter()
-                .map(|c| Circle::new(*c, POINT_RADIUS, colour(0).filled())),
-        )?;
+        chart.draw_series(pts.iter().map(|c| Circle::new(*c, POINT_RADIUS, colour(0).filled())))?;
         entries.insert(0, (p.point_label.to_string(), Sample::Point(colour(0))));
         if !p.lower_bounds.is_empty() {
             let style = colour(0).stroke_width(2);
             let b: Vec<(f64, f64)> = p.lower_bounds.iter().filter_map(tf).collect();
             chart.draw_series(b.iter().map(|c| Circle::new(*c, BOUND_RADIUS, style)))?;
-            entries.push((
-                "not reached (> longest length tried)".into(),
-                Sample::Hollow(colour(0)),
-            ));
+            entries.push(("not reached (> longest length tried)".into(), Sample::Hollow(colour(0))));
         }
         if !p.upper_bounds.is_empty() {
             let style = colour(2).stroke_width(2);
             let b: Vec<(f64, f64)> = p.upper_bounds.iter().filter_map(tf).collect();
             chart.draw_series(b.iter().map(|c| Circle::new(*c, BOUND_RADIUS, style)))?;
-            entries.push((
-                "at or below the shortest length tried".into(),
-                Sample::Hollow(colour(2)),
-            ));
+            entries.push(("at or below the shortest length tried".into(), Sample::Hollow(colour(2))));
         }
         if let Some(law) = p.paper_law {
             entries.push((format!("paper: {law}"), Sample::Blank));
@@ -151,34 +134,14 @@ pub fn capacity_plot(plot: &CapacityPlot<'_>, stem: &Path) -> Result<Vec<PathBuf
     if plot.points.is_empty()
         && plot.lower_bounds.is_empty()
         && plot.upper_bounds.is_empty()
-        && plot
-            .series
-            .iter()
-            .all(|s| s.points.iter().all(|p| !p.1.is_finite()))
+        && plot.series.iter().all(|s| s.points.iter().all(|p| !p.1.is_finite()))
     {
         return Err(Error::Plot(format!("{}: no points", plot.title)));
     }
-    let extra: Vec<(f64, f64)> = plot
-        .series
-        .iter()
-        .flat_map(|s| s.points.iter().copied())
-        .filter(|p| p.1.is_finite())
-        .collect();
-    let mut xs: Vec<f64> = plot
-        .points
-        .iter()
-        .chain(&plot.lower_bounds)
-        .chain(&plot.upper_bounds)
-        .chain(&extra)
-        .map(|p| p.0)
-        .collect();
+    let extra: Vec<(f64, f64)> = plot.series.iter().flat_map(|s| s.points.iter().copied()).filter(|p| p.1.is_finite()).collect();
+    let mut xs: Vec<f64> = plot.points.iter().chain(&plot.lower_bounds).chain(&plot.upper_bounds).chain(&extra).map(|p| p.0).collect();
     xs.push(0.0);
-    let x = Axis::new(
-        Scale::Linear,
-        &xs,
-        "state size S (millions of state parameters)",
-        TickFmt::Plain,
-    );
+    let x = Axis::new(Scale::Linear, &xs, "state size S (millions of state parameters)", TickFmt::Plain);
     let curve: Vec<(f64, f64)> = match plot.fit {
         Some(f) => {
             let (lo, hi) = (x.lo.max(0.0), x.hi);
@@ -203,38 +166,19 @@ pub fn capacity_plot(plot: &CapacityPlot<'_>, stem: &Path) -> Result<Vec<PathBuf
     if !plot.log_y {
         ys.push(0.0); // lengths start at zero on a linear axis
     }
-    let y_scale = if plot.log_y {
-        Scale::Log10
-    } else {
-        Scale::Linear
-    };
+    let y_scale = if plot.log_y { Scale::Log10 } else { Scale::Linear };
     let y = Axis::new(y_scale, &ys, plot.y_desc, TickFmt::Plain);
     render(&CapacityFigure { plot, x, y, curve }, stem)
 }
 
 /// T_forget vs state size with its linear law (paper Fig. 11 v4 / Fig. 12 v1).
-pub fn forget_law(
-    rows: &[ForgetRow],
-    fit: Option<&Fit>,
-    log_y: bool,
-    title: &str,
-    stem: &Path,
-) -> Result<Vec<PathBuf>, Error> {
-    let points = rows
-        .iter()
-        .filter(|r| !r.is_upper_bound())
-        .filter_map(|r| Some((s_millions(r.state_size), t_kilo(r.t_forget?))))
-        .collect();
-    let upper_bounds = rows
-        .iter()
-        .filter(|r| r.is_upper_bound())
-        .filter_map(|r| Some((s_millions(r.state_size), t_kilo(r.t_forget?))))
-        .collect();
-    let lower_bounds = rows
-        .iter()
-        .filter(|r| r.t_forget.is_none())
-        .filter_map(|r| Some((s_millions(r.state_size), t_kilo(r.largest_tried()?))))
-        .collect();
+pub fn forget_law(rows: &[ForgetRow], fit: Option<&Fit>, log_y: bool, title: &str, stem: &Path) -> Result<Vec<PathBuf>, Error> {
+    let points =
+        rows.iter().filter(|r| !r.is_upper_bound()).filter_map(|r| Some((s_millions(r.state_size), t_kilo(r.t_forget?)))).collect();
+    let upper_bounds =
+        rows.iter().filter(|r| r.is_upper_bound()).filter_map(|r| Some((s_millions(r.state_size), t_kilo(r.t_forget?)))).collect();
+    let lower_bounds =
+        rows.iter().filter(|r| r.t_forget.is_none()).filter_map(|r| Some((s_millions(r.state_size), t_kilo(r.largest_tried()?)))).collect();
     let intervals = rows
         .iter()
         .filter_map(|r| {
@@ -259,13 +203,7 @@ pub fn forget_law(
 }
 
 /// T_recall vs state size with its exponential law (paper Fig. 12 v4).
-pub fn recall_law(
-    rows: &[StateRecall],
-    fit: Option<&Fit>,
-    log_y: bool,
-    title: &str,
-    stem: &Path,
-) -> Result<Vec<PathBuf>, Error> {
+pub fn recall_law(rows: &[StateRecall], fit: Option<&Fit>, log_y: bool, title: &str, stem: &Path) -> Result<Vec<PathBuf>, Error> {
     recall_law_by_length(rows, &[], fit, log_y, title, stem)
 }
 
@@ -279,11 +217,7 @@ pub fn recall_series_by_length(jobs: &[JobRecall]) -> Vec<PointSeries> {
     let mut by_len: BTreeMap<i64, BTreeMap<i64, Option<i64>>> = BTreeMap::new();
     for j in jobs {
         if let Some(len) = j.train_len {
-            let best = by_len
-                .entry(len)
-                .or_default()
-                .entry(j.state_size)
-                .or_insert(None);
+            let best = by_len.entry(len).or_default().entry(j.state_size).or_insert(None);
             *best = (*best).max(j.t_recall);
         }
     }
@@ -292,10 +226,7 @@ pub fn recall_series_by_length(jobs: &[JobRecall]) -> Vec<PointSeries> {
         .filter(|(_, per_size)| per_size.values().filter(|t| t.is_some()).count() >= 2)
         .map(|(len, per_size)| PointSeries {
             label: format!("trained at T={len}"),
-            points: per_size
-                .into_iter()
-                .map(|(s, t)| (s_millions(s), t.map_or(f64::NAN, t_kilo)))
-                .collect(),
+            points: per_size.into_iter().map(|(s, t)| (s_millions(s), t.map_or(f64::NAN, t_kilo))).collect(),
         })
         .take(SERIES_COLOURS.len())
         .collect();
@@ -317,10 +248,7 @@ pub fn recall_law_by_length(
     title: &str,
     stem: &Path,
 ) -> Result<Vec<PathBuf>, Error> {
-    let points = rows
-        .iter()
-        .filter_map(|r| Some((s_millions(r.state_size), t_kilo(r.t_recall?))))
-        .collect();
+    let points = rows.iter().filter_map(|r| Some((s_millions(r.state_size), t_kilo(r.t_recall?)))).collect();
     let series = recall_series_by_length(jobs);
     let point_label = match (series.is_empty(), fit.is_some()) {
         (true, _) => "measured T_recall",

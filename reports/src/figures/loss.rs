@@ -9,9 +9,7 @@ use plotters::prelude::*;
 
 use super::axis::{min_max, wide, Axis, Scale, TickFmt};
 use super::smooth::{bins_per_doubling, log_binned};
-use super::{
-    colour, dashed_vline, draw_curve, frame, legend, render, split, Figure, Sample, MUTED,
-};
+use super::{colour, dashed_vline, draw_curve, frame, legend, render, split, Figure, Sample, MUTED};
 use crate::Error;
 
 /// Positions spanning this ratio or more are drawn on a log2 axis (and loss curves smoothed).
@@ -32,11 +30,7 @@ pub struct Curve {
 impl Curve {
     /// A curve without reference line or weights.
     pub fn new(label: impl Into<String>, points: Vec<(f64, f64)>) -> Curve {
-        Curve {
-            label: label.into(),
-            points,
-            ..Curve::default()
-        }
+        Curve { label: label.into(), points, ..Curve::default() }
     }
 }
 
@@ -44,19 +38,13 @@ impl Curve {
 /// curves are smoothed with, or `None` when they are drawn raw: the positions span less than 16x
 /// (linear axis), or no bin would hold more than one point.
 pub fn position_smoothing(curves: &[Curve]) -> Option<u32> {
-    let xs: Vec<f64> = curves
-        .iter()
-        .flat_map(|c| c.points.iter().map(|p| p.0))
-        .collect();
+    let xs: Vec<f64> = curves.iter().flat_map(|c| c.points.iter().map(|p| p.0)).collect();
     if !wide(&xs, LOG_POSITIONS) {
         return None;
     }
     let (lo, hi) = min_max(xs.iter().copied().filter(|x| x.is_finite() && *x > 0.0));
     let n = bins_per_doubling(lo, hi);
-    curves
-        .iter()
-        .any(|c| log_binned(&c.points, &c.weights, n).len() < c.points.len())
-        .then_some(n)
+    curves.iter().any(|c| log_binned(&c.points, &c.weights, n).len() < c.points.len()).then_some(n)
 }
 
 /// The curves as drawn: smoothed into `n` log-spaced bins per doubling, or as given.
@@ -64,11 +52,7 @@ fn displayed(curves: &[Curve], smoothing: Option<u32>) -> Vec<Curve> {
     curves
         .iter()
         .map(|c| match smoothing {
-            Some(n) => Curve {
-                points: log_binned(&c.points, &c.weights, n),
-                weights: Vec::new(),
-                ..c.clone()
-            },
+            Some(n) => Curve { points: log_binned(&c.points, &c.weights, n), weights: Vec::new(), ..c.clone() },
             None => c.clone(),
         })
         .collect()
@@ -100,27 +84,17 @@ impl<'a> LineFigure<'a> {
             return Err(Error::Plot(format!("{title}: no points to draw")));
         }
         let xs_of = |curves: &[Curve]| -> Vec<f64> {
-            let mut xs: Vec<f64> = curves
-                .iter()
-                .flat_map(|c| c.points.iter().map(|p| p.0))
-                .collect();
+            let mut xs: Vec<f64> = curves.iter().flat_map(|c| c.points.iter().map(|p| p.0)).collect();
             xs.extend(curves.iter().filter_map(|c| c.mark_x));
             xs.extend(shared_mark.map(|m| m.0));
             xs
         };
         // the scale follows the raw positions; smoothing only happens on a log axis
         let log_x = positions && wide(&xs_of(curves), LOG_POSITIONS);
-        let smoothing = if log_x {
-            position_smoothing(curves)
-        } else {
-            None
-        };
+        let smoothing = if log_x { position_smoothing(curves) } else { None };
         let curves = displayed(curves, smoothing);
         let xs = xs_of(&curves);
-        let ys: Vec<f64> = curves
-            .iter()
-            .flat_map(|c| c.points.iter().map(|p| p.1))
-            .collect();
+        let ys: Vec<f64> = curves.iter().flat_map(|c| c.points.iter().map(|p| p.1)).collect();
         let x = if log_x {
             Axis::new(Scale::Log2, &xs, x_desc, TickFmt::Tokens)
         } else if positions {
@@ -129,10 +103,7 @@ impl<'a> LineFigure<'a> {
             Axis::new(Scale::Linear, &xs, x_desc, TickFmt::Plain)
         };
         let y = Axis::new(Scale::Linear, &ys, y_desc, TickFmt::Plain);
-        let mark_note = curves
-            .iter()
-            .any(|c| c.mark_x.is_some())
-            .then_some("dashed: training length");
+        let mark_note = curves.iter().any(|c| c.mark_x.is_some()).then_some("dashed: training length");
         Ok(LineFigure {
             title,
             curves,
@@ -140,8 +111,7 @@ impl<'a> LineFigure<'a> {
             y,
             shared_mark,
             mark_note,
-            smooth_note: smoothing
-                .map(|n| format!("curves: mean loss in log-spaced bins ({n} per doubling)")),
+            smooth_note: smoothing.map(|n| format!("curves: mean loss in log-spaced bins ({n} per doubling)")),
         })
     }
 }
@@ -152,11 +122,7 @@ impl Figure for LineFigure<'_> {
         let mut chart = frame(&plot, self.title, &self.x, &self.y)?;
         let mut entries = Vec::new();
         for (i, c) in self.curves.iter().enumerate() {
-            let pts: Vec<(f64, f64)> = c
-                .points
-                .iter()
-                .filter_map(|(x, y)| Some((self.x.t(*x)?, self.y.t(*y)?)))
-                .collect();
+            let pts: Vec<(f64, f64)> = c.points.iter().filter_map(|(x, y)| Some((self.x.t(*x)?, self.y.t(*y)?))).collect();
             draw_curve(&mut chart, pts, colour(i))?;
             if let Some(xt) = c.mark_x.and_then(|m| self.x.t(m)) {
                 dashed_vline(root, &chart, xt, &self.y, colour(i))?;
@@ -192,12 +158,7 @@ pub fn loss_vs_position(curves: &[Curve], title: &str, stem: &Path) -> Result<Ve
 /// Loss vs position of one model under several inference-time mitigations, one curve per
 /// mitigation, the training length as one black dashed line (paper Fig. 4); smoothed like
 /// [`loss_vs_position`].
-pub fn mitigation_comparison(
-    curves: &[Curve],
-    train_len: Option<f64>,
-    title: &str,
-    stem: &Path,
-) -> Result<Vec<PathBuf>, Error> {
+pub fn mitigation_comparison(curves: &[Curve], train_len: Option<f64>, title: &str, stem: &Path) -> Result<Vec<PathBuf>, Error> {
     let mark = train_len.map(|t| (t, "training length"));
     let fig = LineFigure::new(title, curves, true, "token position", "loss (nats)", mark)?;
     render(&fig, stem)
@@ -205,13 +166,6 @@ pub fn mitigation_comparison(
 
 /// Training loss vs optimizer step, one curve per job.
 pub fn training_curves(curves: &[Curve], title: &str, stem: &Path) -> Result<Vec<PathBuf>, Error> {
-    let fig = LineFigure::new(
-        title,
-        curves,
-        false,
-        "optimizer step",
-        "training loss (nats)",
-        None,
-    )?;
+    let fig = LineFigure::new(title, curves, false, "optimizer step", "training loss (nats)", None)?;
     render(&fig, stem)
 }

@@ -28,16 +28,9 @@ use plotters::prelude::*;
 use plotters::style::FontStyle;
 
 pub use axis::{binary_tokens, fmt_general, Axis, Scale, TickFmt, Ticked};
-pub use capacity::{
-    capacity_plot, forget_law, recall_law, recall_law_by_length, recall_series_by_length,
-    CapacityPlot, PointSeries,
-};
-pub use loss::{
-    loss_vs_position, mitigation_comparison, position_smoothing, training_curves, Curve,
-};
-pub use passkey::{
-    passkey_accuracy, passkey_heatmap, AccuracyCurve, PasskeyGrid, RECALL_THRESHOLD,
-};
+pub use capacity::{capacity_plot, forget_law, recall_law, recall_law_by_length, recall_series_by_length, CapacityPlot, PointSeries};
+pub use loss::{loss_vs_position, mitigation_comparison, position_smoothing, training_curves, Curve};
+pub use passkey::{passkey_accuracy, passkey_heatmap, AccuracyCurve, PasskeyGrid, RECALL_THRESHOLD};
 pub use states::{retention_per_head, state_histogram, state_variance_per_head};
 
 use crate::Error;
@@ -106,15 +99,11 @@ pub fn count_series(svg: &str) -> SeriesCount {
 
 fn register_font() -> Result<(), Error> {
     static OK: OnceLock<bool> = OnceLock::new();
-    let ok = *OK.get_or_init(|| {
-        plotters::style::register_font(FONT_FAMILY, FontStyle::Normal, FONT_BYTES).is_ok()
-    });
+    let ok = *OK.get_or_init(|| plotters::style::register_font(FONT_FAMILY, FontStyle::Normal, FONT_BYTES).is_ok());
     if ok {
         Ok(())
     } else {
-        Err(Error::Plot(
-            "the embedded DejaVu Sans font could not be loaded".into(),
-        ))
+        Err(Error::Plot("the embedded DejaVu Sans font could not be loaded".into()))
     }
 }
 
@@ -154,8 +143,7 @@ pub(crate) fn render<F: Figure>(fig: &F, stem: &Path) -> Result<Vec<PathBuf>, Er
         let root = BitMapBackend::new(&png_path, SIZE).into_drawing_area();
         root.fill(&WHITE)?;
         fig.draw(&root)?;
-        root.present()
-            .map_err(|e| Error::Plot(format!("{}: {e}", png_path.display())))?;
+        root.present().map_err(|e| Error::Plot(format!("{}: {e}", png_path.display())))?;
     }
     Ok(vec![svg_path, png_path])
 }
@@ -164,9 +152,7 @@ pub(crate) type Coords = Cartesian2d<Ticked, Ticked>;
 pub(crate) type Chart<'a, DB> = ChartContext<'a, DB, Coords>;
 
 /// Split the canvas into the plot part and the side panel (legend or colour bar).
-pub(crate) fn split<DB: DrawingBackend>(
-    root: &DrawingArea<DB, Shift>,
-) -> (DrawingArea<DB, Shift>, DrawingArea<DB, Shift>) {
+pub(crate) fn split<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>) -> (DrawingArea<DB, Shift>, DrawingArea<DB, Shift>) {
     root.split_horizontally(PLOT_W)
 }
 
@@ -201,16 +187,9 @@ pub(crate) fn frame<'a, DB: DrawingBackend>(
 }
 
 /// Draw one data curve (already in chart coordinates) as a single polyline.
-pub(crate) fn draw_curve<DB: DrawingBackend>(
-    chart: &mut Chart<'_, DB>,
-    points: Vec<(f64, f64)>,
-    colour: RGBColor,
-) -> Result<(), Error> {
+pub(crate) fn draw_curve<DB: DrawingBackend>(chart: &mut Chart<'_, DB>, points: Vec<(f64, f64)>, colour: RGBColor) -> Result<(), Error> {
     if points.len() >= 2 {
-        chart.draw_series(std::iter::once(PathElement::new(
-            points,
-            colour.stroke_width(SERIES_WIDTH),
-        )))?;
+        chart.draw_series(std::iter::once(PathElement::new(points, colour.stroke_width(SERIES_WIDTH))))?;
     }
     Ok(())
 }
@@ -229,10 +208,7 @@ pub(crate) fn dashed_vline<DB: DrawingBackend>(
     let mut y0 = top;
     while y0 < bottom {
         let y1 = (y0 + dash).min(bottom);
-        root.draw(&Rectangle::new(
-            [(px - 1, y0), (px + 1, y1)],
-            colour.filled(),
-        ))?;
+        root.draw(&Rectangle::new([(px - 1, y0), (px + 1, y1)], colour.filled()))?;
         y0 += dash + gap;
     }
     Ok(())
@@ -253,10 +229,7 @@ pub(crate) fn dashed_hline<DB: DrawingBackend>(
     let mut x0 = left;
     while x0 < right {
         let x1 = (x0 + dash).min(right);
-        root.draw(&Rectangle::new(
-            [(x0, py - 1), (x1, py + 1)],
-            colour.filled(),
-        ))?;
+        root.draw(&Rectangle::new([(x0, py - 1), (x1, py + 1)], colour.filled()))?;
         x0 += dash + gap;
     }
     Ok(())
@@ -342,10 +315,7 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
 
 /// Draw a legend in the side panel, top to bottom; entries that do not fit are summarised as
 /// "+N more".
-pub(crate) fn legend<DB: DrawingBackend>(
-    panel: &DrawingArea<DB, Shift>,
-    entries: &[(String, Sample)],
-) -> Result<(), Error> {
+pub(crate) fn legend<DB: DrawingBackend>(panel: &DrawingArea<DB, Shift>, entries: &[(String, Sample)]) -> Result<(), Error> {
     let (_, h) = panel.dim_in_pixel();
     let (x0, line_h) = (8, 19);
     let mut y = 56;
@@ -359,10 +329,7 @@ pub(crate) fn legend<DB: DrawingBackend>(
         }
         let cy = y + line_h / 2;
         match sample {
-            Sample::Line(c) => panel.draw(&Rectangle::new(
-                [(x0, cy - 2), (x0 + 26, cy + 2)],
-                c.filled(),
-            ))?,
+            Sample::Line(c) => panel.draw(&Rectangle::new([(x0, cy - 2), (x0 + 26, cy + 2)], c.filled()))?,
             Sample::Dashed(c) => {
                 for k in 0..3 {
                     let a = x0 + k * 10;
@@ -371,17 +338,11 @@ pub(crate) fn legend<DB: DrawingBackend>(
             }
             Sample::Point(c) => panel.draw(&Circle::new((x0 + 13, cy), 4, c.filled()))?,
             Sample::LineMarker(c, m) => {
-                panel.draw(&Rectangle::new(
-                    [(x0, cy - 1), (x0 + 26, cy + 1)],
-                    c.filled(),
-                ))?;
+                panel.draw(&Rectangle::new([(x0, cy - 1), (x0 + 26, cy + 1)], c.filled()))?;
                 draw_marker(panel, (x0 + 13, cy), *m, *c)?;
             }
             Sample::Hollow(c) => panel.draw(&Circle::new((x0 + 13, cy), 4, c.stroke_width(2)))?,
-            Sample::Frame(c) => panel.draw(&Rectangle::new(
-                [(x0 + 8, cy - 5), (x0 + 18, cy + 5)],
-                c.stroke_width(2),
-            ))?,
+            Sample::Frame(c) => panel.draw(&Rectangle::new([(x0 + 8, cy - 5), (x0 + 18, cy + 5)], c.stroke_width(2)))?,
             Sample::Blank => {}
         }
         for (k, line) in lines.iter().enumerate() {
@@ -399,10 +360,7 @@ mod tests {
 
     #[test]
     fn wrap_keeps_words() {
-        assert_eq!(
-            wrap("d_state=16 seq_len=256", 12),
-            ["d_state=16", "seq_len=256"]
-        );
+        assert_eq!(wrap("d_state=16 seq_len=256", 12), ["d_state=16", "seq_len=256"]);
         assert_eq!(wrap("abcdefghij", 4), ["abcd", "efgh", "ij"]);
     }
 
@@ -411,13 +369,6 @@ mod tests {
         let svg = "<svg><polyline fill=\"none\" stroke-width=\"2\" points=\"\"/>\
                    <polyline fill=\"none\" stroke-width=\"1\" points=\"\"/>\
                    <circle cx=\"1\" cy=\"1\" r=\"5\"/><circle r=\"4\"/><polygon points=\"\"/></svg>";
-        assert_eq!(
-            count_series(svg),
-            SeriesCount {
-                lines: 1,
-                points: 1,
-                cells: 1
-            }
-        );
+        assert_eq!(count_series(svg), SeriesCount { lines: 1, points: 1, cells: 1 });
     }
 }

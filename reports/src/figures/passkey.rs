@@ -10,10 +10,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::axis::{binary_tokens, wide, Axis, Scale, TickFmt, Ticked};
-use super::{
-    colour, dashed_hline, draw_curve, draw_marker, font, frame, legend, render, split, Figure,
-    Marker, Sample, GRID,
-};
+use super::{colour, dashed_hline, draw_curve, draw_marker, font, frame, legend, render, split, Figure, Marker, Sample, GRID};
 use crate::results::PasskeyResult;
 use crate::Error;
 
@@ -35,12 +32,7 @@ impl PasskeyGrid {
         let mut lengths: Vec<i64> = r.cells.iter().map(|c| c.len).collect();
         lengths.sort_unstable();
         lengths.dedup();
-        let mut depths: Vec<f64> = r
-            .cells
-            .iter()
-            .map(|c| c.depth)
-            .filter(|d| d.is_finite())
-            .collect();
+        let mut depths: Vec<f64> = r.cells.iter().map(|c| c.depth).filter(|d| d.is_finite()).collect();
         depths.sort_by(f64::total_cmp);
         depths.dedup_by(|a, b| (*a - *b).abs() < 1e-9);
         let mut accuracy = vec![vec![None; lengths.len()]; depths.len()];
@@ -51,11 +43,7 @@ impl PasskeyGrid {
                 accuracy[d][l] = c.accuracy.is_finite().then_some(c.accuracy.clamp(0.0, 1.0));
             }
         }
-        PasskeyGrid {
-            lengths,
-            depths,
-            accuracy,
-        }
+        PasskeyGrid { lengths, depths, accuracy }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -102,11 +90,7 @@ impl Figure for AccuracyFigure<'_> {
         }
         let mut entries = Vec::new();
         for c in self.curves {
-            let pts: Vec<(f64, f64)> = c
-                .points
-                .iter()
-                .filter_map(|(x, y)| Some((self.x.t(*x)?, self.y.t(*y)?)))
-                .collect();
+            let pts: Vec<(f64, f64)> = c.points.iter().filter_map(|(x, y)| Some((self.x.t(*x)?, self.y.t(*y)?))).collect();
             let rgb = colour(c.colour);
             draw_curve(&mut chart, pts.clone(), rgb)?;
             for p in &pts {
@@ -115,10 +99,7 @@ impl Figure for AccuracyFigure<'_> {
             }
             entries.push((c.label.clone(), Sample::LineMarker(rgb, c.marker)));
         }
-        entries.push((
-            format!("T_recall threshold {RECALL_THRESHOLD} (needed at every depth)"),
-            Sample::Dashed(BLACK),
-        ));
+        entries.push((format!("T_recall threshold {RECALL_THRESHOLD} (needed at every depth)"), Sample::Dashed(BLACK)));
         legend(&panel, &entries)
     }
 }
@@ -126,39 +107,19 @@ impl Figure for AccuracyFigure<'_> {
 /// Mean passkey accuracy over depths vs prompt length, one curve per job, with the T_recall
 /// threshold ([`RECALL_THRESHOLD`]) as a dashed line. x is log2-scaled when the lengths span 4x
 /// or more; y runs from 0 to 1. Writes `<stem>.svg` and `<stem>.png`.
-pub fn passkey_accuracy(
-    curves: &[AccuracyCurve],
-    title: &str,
-    stem: &Path,
-) -> Result<Vec<PathBuf>, Error> {
+pub fn passkey_accuracy(curves: &[AccuracyCurve], title: &str, stem: &Path) -> Result<Vec<PathBuf>, Error> {
     if curves.iter().all(|c| c.points.is_empty()) {
         return Err(Error::Plot(format!("{title}: no passkey accuracies")));
     }
-    let xs: Vec<f64> = curves
-        .iter()
-        .flat_map(|c| c.points.iter().map(|p| p.0))
-        .collect();
+    let xs: Vec<f64> = curves.iter().flat_map(|c| c.points.iter().map(|p| p.0)).collect();
     let x_desc = "prompt length (tokens)";
     let x = if wide(&xs, 4.0) {
         Axis::new(Scale::Log2, &xs, x_desc, TickFmt::Tokens)
     } else {
         Axis::new(Scale::Linear, &xs, x_desc, TickFmt::Tokens)
     };
-    let y = Axis::new(
-        Scale::Linear,
-        &[0.0, 1.0],
-        "passkey accuracy (mean over depths)",
-        TickFmt::Plain,
-    );
-    render(
-        &AccuracyFigure {
-            title,
-            curves,
-            x,
-            y,
-        },
-        stem,
-    )
+    let y = Axis::new(Scale::Linear, &[0.0, 1.0], "passkey accuracy (mean over depths)", TickFmt::Plain);
+    render(&AccuracyFigure { title, curves, x, y }, stem)
 }
 
 /// Viridis-like sequential map (perceptually ordered, colour-blind safe), v in [0, 1].
@@ -170,16 +131,8 @@ pub fn viridis(v: f64) -> RGBColor {
         (0.75, [94.0, 201.0, 98.0]),
         (1.00, [253.0, 231.0, 37.0]),
     ];
-    let v = if v.is_finite() {
-        v.clamp(0.0, 1.0)
-    } else {
-        0.0
-    };
-    let i = STOPS
-        .iter()
-        .rposition(|(s, _)| *s <= v)
-        .unwrap_or(0)
-        .min(STOPS.len() - 2);
+    let v = if v.is_finite() { v.clamp(0.0, 1.0) } else { 0.0 };
+    let i = STOPS.iter().rposition(|(s, _)| *s <= v).unwrap_or(0).min(STOPS.len() - 2);
     let (s0, c0) = STOPS[i];
     let (s1, c1) = STOPS[i + 1];
     let f = (v - s0) / (s1 - s0);
@@ -198,16 +151,8 @@ impl Figure for Heatmap<'_> {
         let (plot, panel) = split(root);
         let (nl, nd) = (g.lengths.len(), g.depths.len());
         let centres = |n: usize| (0..n).map(|i| i as f64 + 0.5).collect::<Vec<f64>>();
-        let xr = Ticked {
-            lo: 0.0,
-            hi: nl as f64,
-            ticks: centres(nl),
-        };
-        let yr = Ticked {
-            lo: 0.0,
-            hi: nd as f64,
-            ticks: centres(nd),
-        };
+        let xr = Ticked { lo: 0.0, hi: nl as f64, ticks: centres(nl) };
+        let yr = Ticked { lo: 0.0, hi: nd as f64, ticks: centres(nd) };
         let mut chart = ChartBuilder::on(&plot)
             .caption(self.title, font(24.0))
             .margin(12)
@@ -216,17 +161,8 @@ impl Figure for Heatmap<'_> {
             .build_cartesian_2d(xr, yr)?;
         // row 0 (top) holds the shallowest depth
         let depth_of_row = |y: f64| g.depths.get(nd.saturating_sub(1 + y.floor() as usize));
-        let xf = |x: &f64| {
-            g.lengths
-                .get(x.floor() as usize)
-                .map(|l| binary_tokens(*l as f64))
-                .unwrap_or_default()
-        };
-        let yf = |y: &f64| {
-            depth_of_row(*y)
-                .map(|d| format!("{d:.2}"))
-                .unwrap_or_default()
-        };
+        let xf = |x: &f64| g.lengths.get(x.floor() as usize).map(|l| binary_tokens(*l as f64)).unwrap_or_default();
+        let yf = |y: &f64| depth_of_row(*y).map(|d| format!("{d:.2}")).unwrap_or_default();
         chart
             .configure_mesh()
             .disable_mesh()
@@ -244,28 +180,13 @@ impl Figure for Heatmap<'_> {
             for (l, acc) in row.iter().enumerate() {
                 let x0 = l as f64;
                 let fill = acc.map(viridis).unwrap_or(GRID);
-                let cell = vec![
-                    (x0, y0),
-                    (x0 + 1.0, y0),
-                    (x0 + 1.0, y0 + 1.0),
-                    (x0, y0 + 1.0),
-                ];
+                let cell = vec![(x0, y0), (x0 + 1.0, y0), (x0 + 1.0, y0 + 1.0), (x0, y0 + 1.0)];
                 chart.draw_series(std::iter::once(Polygon::new(cell, fill.filled())))?;
                 if show_text {
                     let text = acc.map(|a| format!("{a:.2}")).unwrap_or_else(|| "–".into());
-                    let ink = if acc.is_some_and(|a| a < 0.6) {
-                        WHITE
-                    } else {
-                        BLACK
-                    };
-                    let style = font(16.0)
-                        .color(&ink)
-                        .pos(Pos::new(HPos::Center, VPos::Center));
-                    chart.draw_series(std::iter::once(Text::new(
-                        text,
-                        (x0 + 0.5, y0 + 0.5),
-                        style,
-                    )))?;
+                    let ink = if acc.is_some_and(|a| a < 0.6) { WHITE } else { BLACK };
+                    let style = font(16.0).color(&ink).pos(Pos::new(HPos::Center, VPos::Center));
+                    chart.draw_series(std::iter::once(Text::new(text, (x0 + 0.5, y0 + 0.5), style)))?;
                 }
             }
         }
@@ -285,10 +206,7 @@ fn colour_bar<DB: DrawingBackend>(panel: &DrawingArea<DB, Shift>) -> Result<(), 
         let v = 1.0 - (i as f64 + 0.5) / steps as f64;
         panel.draw(&Rectangle::new([(x0, ya), (x1, yb)], viridis(v).filled()))?;
     }
-    panel.draw(&Rectangle::new(
-        [(x0, top), (x1, bottom)],
-        BLACK.stroke_width(1),
-    ))?;
+    panel.draw(&Rectangle::new([(x0, top), (x1, bottom)], BLACK.stroke_width(1)))?;
     for k in 0..=4 {
         let v = k as f64 / 4.0;
         let y = bottom - ((bottom - top) as f64 * v).round() as i32;
@@ -300,11 +218,7 @@ fn colour_bar<DB: DrawingBackend>(panel: &DrawingArea<DB, Shift>) -> Result<(), 
 }
 
 /// Passkey accuracy heat map of one job (paper Fig. 2); writes `<stem>.svg` and `<stem>.png`.
-pub fn passkey_heatmap(
-    grid: &PasskeyGrid,
-    title: &str,
-    stem: &Path,
-) -> Result<Vec<PathBuf>, Error> {
+pub fn passkey_heatmap(grid: &PasskeyGrid, title: &str, stem: &Path) -> Result<Vec<PathBuf>, Error> {
     if grid.is_empty() {
         return Err(Error::Plot(format!("{title}: no passkey cells")));
     }
@@ -320,10 +234,7 @@ mod tests {
         let grid = PasskeyGrid {
             lengths: vec![256, 512, 1024],
             depths: vec![0.1, 0.9],
-            accuracy: vec![
-                vec![Some(1.0), Some(0.5), None],
-                vec![Some(0.5), None, None],
-            ],
+            accuracy: vec![vec![Some(1.0), Some(0.5), None], vec![Some(0.5), None, None]],
         };
         assert_eq!(grid.mean_by_length(), vec![(256, 0.75), (512, 0.5)]);
     }

@@ -12,11 +12,7 @@ pub const MAX_PER_DOUBLING: u32 = 12;
 /// Bins per doubling for positions spanning `lo..=hi` (both > 0): about [`TARGET_BINS`] bins over
 /// the range, clamped to [`MIN_PER_DOUBLING`]..=[`MAX_PER_DOUBLING`].
 pub fn bins_per_doubling(lo: f64, hi: f64) -> u32 {
-    let doublings = if lo > 0.0 && hi > lo {
-        (hi / lo).log2()
-    } else {
-        1.0
-    };
+    let doublings = if lo > 0.0 && hi > lo { (hi / lo).log2() } else { 1.0 };
     let n = (TARGET_BINS / doublings.max(1e-9)).round();
     (n.clamp(MIN_PER_DOUBLING as f64, MAX_PER_DOUBLING as f64)) as u32
 }
@@ -58,9 +54,7 @@ pub fn log_binned(points: &[(f64, f64)], weights: &[f64], per_doubling: u32) -> 
         }
     }
     bins.sort_by_key(|e| e.0);
-    bins.into_iter()
-        .map(|(_, w, wx, wy)| (wx / w, wy / w))
-        .collect()
+    bins.into_iter().map(|(_, w, wx, wy)| (wx / w, wy / w)).collect()
 }
 
 #[cfg(test)]
@@ -79,14 +73,7 @@ mod tests {
     #[test]
     fn binning_averages_by_weight_and_keeps_lone_points() {
         // one bin per doubling: [1,2) [2,4) [4,8) [8,16)
-        let pts = [
-            (1.5, 1.0),
-            (2.5, 2.0),
-            (3.5, 4.0),
-            (12.0, 7.0),
-            (-1.0, 9.0),
-            (5.0, f64::NAN),
-        ];
+        let pts = [(1.5, 1.0), (2.5, 2.0), (3.5, 4.0), (12.0, 7.0), (-1.0, 9.0), (5.0, f64::NAN)];
         let got = log_binned(&pts, &[1.0, 1.0, 3.0, 2.0, 1.0, 1.0], 1);
         assert_eq!(got, vec![(1.5, 1.0), (3.25, 3.5), (12.0, 7.0)]);
         // unweighted when the weights do not match the points
@@ -97,14 +84,7 @@ mod tests {
     #[test]
     fn fine_buckets_shrink_to_a_few_dozen_points() {
         // 2048 buckets of 16 tokens up to 32768, noisy
-        let pts: Vec<(f64, f64)> = (0..2048)
-            .map(|i| {
-                (
-                    16.0 * i as f64 + 8.0,
-                    1.0 + if i % 2 == 0 { 0.5 } else { -0.5 },
-                )
-            })
-            .collect();
+        let pts: Vec<(f64, f64)> = (0..2048).map(|i| (16.0 * i as f64 + 8.0, 1.0 + if i % 2 == 0 { 0.5 } else { -0.5 })).collect();
         let n = bins_per_doubling(8.0, 32760.0);
         let got = log_binned(&pts, &vec![16.0; pts.len()], n);
         assert!((40..=60).contains(&got.len()), "{} bins", got.len());

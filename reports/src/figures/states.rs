@@ -7,9 +7,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::axis::{binary_tokens, wide, Axis, Scale, TickFmt};
-use super::{
-    colour, dashed_vline, draw_curve, frame, legend, render, split, Figure, Sample, MUTED,
-};
+use super::{colour, dashed_vline, draw_curve, frame, legend, render, split, Figure, Sample, MUTED};
 use crate::results::{HeadStates, StateHistogram, StatesResult};
 use crate::Error;
 
@@ -31,16 +29,8 @@ impl Figure for HeadsFigure<'_> {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), Error> {
         let (plot, panel) = split(root);
         let mut chart = frame(&plot, self.title, &self.x, &self.y)?;
-        let pts = |s: &Vec<(f64, f64)>| -> Vec<(f64, f64)> {
-            s.iter()
-                .filter_map(|(x, y)| Some((self.x.t(*x)?, self.y.t(*y)?)))
-                .collect()
-        };
-        let muted: Vec<&(i64, Vec<(f64, f64)>)> = self
-            .series
-            .iter()
-            .filter(|(h, _)| !self.highlighted.contains(h))
-            .collect();
+        let pts = |s: &Vec<(f64, f64)>| -> Vec<(f64, f64)> { s.iter().filter_map(|(x, y)| Some((self.x.t(*x)?, self.y.t(*y)?))).collect() };
+        let muted: Vec<&(i64, Vec<(f64, f64)>)> = self.series.iter().filter(|(h, _)| !self.highlighted.contains(h)).collect();
         for (_, s) in &muted {
             draw_curve(&mut chart, pts(s), MUTED)?;
         }
@@ -52,10 +42,7 @@ impl Figure for HeadsFigure<'_> {
             }
         }
         if !muted.is_empty() {
-            entries.push((
-                format!("other heads ({})", muted.len()),
-                Sample::Line(MUTED),
-            ));
+            entries.push((format!("other heads ({})", muted.len()), Sample::Line(MUTED)));
         }
         if let Some(xt) = self.train_len.and_then(|t| self.x.t(t)) {
             dashed_vline(root, &chart, xt, &self.y, BLACK)?;
@@ -87,51 +74,30 @@ fn heads_figure<'a>(
     spec: &HeadSpec,
     train_len: Option<f64>,
 ) -> Result<HeadsFigure<'a>, Error> {
-    let HeadSpec {
-        pick,
-        value,
-        y_scale,
-        y_desc,
-        y_fmt,
-    } = *spec;
-    let l = states
-        .layer(layer)
-        .ok_or_else(|| Error::Plot(format!("{title}: no layer {layer} in the states result")))?;
+    let HeadSpec { pick, value, y_scale, y_desc, y_fmt } = *spec;
+    let l = states.layer(layer).ok_or_else(|| Error::Plot(format!("{title}: no layer {layer} in the states result")))?;
     let mut series: Vec<(i64, Vec<(f64, f64)>)> = l
         .heads
         .iter()
         .filter(|h| pick(h).len() == states.positions.len() && !pick(h).is_empty())
         .map(|h| {
-            let pts = states
-                .positions
-                .iter()
-                .zip(pick(h))
-                .map(|(p, v)| (*p as f64, value(*v)));
+            let pts = states.positions.iter().zip(pick(h)).map(|(p, v)| (*p as f64, value(*v)));
             (h.head, pts.filter(|(_, v)| v.is_finite()).collect())
         })
         .collect();
     series.sort_by_key(|(h, _)| *h);
     if series.is_empty() {
-        return Err(Error::Plot(format!(
-            "{title}: layer {layer} has no per-head series"
-        )));
+        return Err(Error::Plot(format!("{title}: layer {layer} has no per-head series")));
     }
     let mut xs: Vec<f64> = states.positions.iter().map(|&p| p as f64).collect();
     xs.extend(train_len);
-    let ys: Vec<f64> = series
-        .iter()
-        .flat_map(|(_, s)| s.iter().map(|p| p.1))
-        .collect();
+    let ys: Vec<f64> = series.iter().flat_map(|(_, s)| s.iter().map(|p| p.1)).collect();
     let x = if wide(&xs, 16.0) {
         Axis::new(Scale::Log2, &xs, "token position", TickFmt::Tokens)
     } else {
         Axis::new(Scale::Linear, &xs, "token position", TickFmt::Tokens)
     };
-    let ys_scale = y_scale.unwrap_or(if wide(&ys, 100.0) {
-        Scale::Log10
-    } else {
-        Scale::Linear
-    });
+    let ys_scale = y_scale.unwrap_or(if wide(&ys, 100.0) { Scale::Log10 } else { Scale::Linear });
     let y = Axis::new(ys_scale, &ys, y_desc, y_fmt);
     let highlighted = if series.len() <= HIGHLIGHTED + 1 {
         series.iter().map(|(h, _)| *h).collect()
@@ -144,14 +110,7 @@ fn heads_figure<'a>(
         top.sort_unstable();
         top
     };
-    Ok(HeadsFigure {
-        title,
-        x,
-        y,
-        series,
-        highlighted,
-        train_len,
-    })
+    Ok(HeadsFigure { title, x, y, series, highlighted, train_len })
 }
 
 /// Cumulative retention of the first token, prod exp(dt·A), per head of `layer` over position,
@@ -184,13 +143,7 @@ pub fn state_variance_per_head(
     title: &str,
     stem: &Path,
 ) -> Result<Vec<PathBuf>, Error> {
-    let spec = HeadSpec {
-        pick: |h| &h.state_var,
-        value: |v| v,
-        y_scale: None,
-        y_desc: "state variance",
-        y_fmt: TickFmt::Plain,
-    };
+    let spec = HeadSpec { pick: |h| &h.state_var, value: |v| v, y_scale: None, y_desc: "state variance", y_fmt: TickFmt::Plain };
     let fig = heads_figure(states, layer, title, &spec, train_len)?;
     render(&fig, stem)
 }
@@ -209,10 +162,7 @@ impl Figure for HistFigure<'_> {
         let mut chart = frame(&plot, self.title, &self.x, &self.y)?;
         let mut entries = Vec::new();
         for (i, (label, s)) in self.series.iter().enumerate() {
-            let pts = s
-                .iter()
-                .filter_map(|(x, y)| Some((self.x.t(*x)?, self.y.t(*y)?)))
-                .collect();
+            let pts = s.iter().filter_map(|(x, y)| Some((self.x.t(*x)?, self.y.t(*y)?))).collect();
             draw_curve(&mut chart, pts, colour(i))?;
             entries.push((label.clone(), Sample::Line(colour(i))));
         }
@@ -225,49 +175,26 @@ fn edges(bins: &[f64], n: usize) -> Result<Vec<f64>, Error> {
     if bins.len() == n + 1 {
         Ok(bins.to_vec())
     } else if bins.len() == n && n >= 1 {
-        let w = if n >= 2 {
-            bins[n - 1] - bins[n - 2]
-        } else {
-            1.0
-        };
+        let w = if n >= 2 { bins[n - 1] - bins[n - 2] } else { 1.0 };
         let mut e = bins.to_vec();
         e.push(bins[n - 1] + w);
         Ok(e)
     } else {
-        Err(Error::Plot(format!(
-            "histogram has {} bins for {n} counts",
-            bins.len()
-        )))
+        Err(Error::Plot(format!("histogram has {} bins for {n} counts", bins.len())))
     }
 }
 
 /// Histogram of one head's state channel values at the chosen positions, one step outline per
 /// position (paper Fig. 6); log y when the counts span 1000x.
-pub fn state_histogram(
-    hist: &StateHistogram,
-    title: &str,
-    stem: &Path,
-) -> Result<Vec<PathBuf>, Error> {
+pub fn state_histogram(hist: &StateHistogram, title: &str, stem: &Path) -> Result<Vec<PathBuf>, Error> {
     let n = hist.counts.first().map(Vec::len).unwrap_or(0);
     if n == 0 || hist.counts.iter().any(|c| c.len() != n) {
-        return Err(Error::Plot(format!(
-            "{title}: histogram has no or ragged counts"
-        )));
+        return Err(Error::Plot(format!("{title}: histogram has no or ragged counts")));
     }
     let e = edges(&hist.bins, n)?;
-    let positive: Vec<f64> = hist
-        .counts
-        .iter()
-        .flatten()
-        .map(|&c| c as f64)
-        .filter(|c| *c > 0.0)
-        .collect();
+    let positive: Vec<f64> = hist.counts.iter().flatten().map(|&c| c as f64).filter(|c| *c > 0.0).collect();
     let log_y = wide(&positive, 1000.0);
-    let floor = if log_y {
-        positive.iter().copied().fold(f64::INFINITY, f64::min) / 2.0
-    } else {
-        0.0
-    };
+    let floor = if log_y { positive.iter().copied().fold(f64::INFINITY, f64::min) / 2.0 } else { 0.0 };
     let mut series = Vec::new();
     for (k, counts) in hist.counts.iter().enumerate() {
         let label = match hist.positions.get(k) {
@@ -284,21 +211,10 @@ pub fn state_histogram(
         series.push((label, pts));
     }
     let xs: Vec<f64> = e.clone();
-    let mut ys: Vec<f64> = series
-        .iter()
-        .flat_map(|(_, s)| s.iter().map(|p| p.1))
-        .collect();
+    let mut ys: Vec<f64> = series.iter().flat_map(|(_, s)| s.iter().map(|p| p.1)).collect();
     ys.push(floor.max(if log_y { f64::MIN_POSITIVE } else { 0.0 }));
     let x = Axis::new(Scale::Linear, &xs, "state channel value", TickFmt::Plain);
     let y_scale = if log_y { Scale::Log10 } else { Scale::Linear };
     let y = Axis::new(y_scale, &ys, "count", TickFmt::Plain);
-    render(
-        &HistFigure {
-            title,
-            x,
-            y,
-            series,
-        },
-        stem,
-    )
+    render(&HistFigure { title, x, y, series }, stem)
 }

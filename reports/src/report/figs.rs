@@ -7,10 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use super::{
-    job_label, job_slugs, job_title, ordered_jobs, slug, unique_labels, Analysis, FigureEntry,
-    ReportOptions,
-};
+use super::{job_label, job_slugs, job_title, ordered_jobs, slug, unique_labels, Analysis, FigureEntry, ReportOptions};
 use crate::data::{EvalRecord, JobRecord};
 use crate::figures::{self, binary_tokens, AccuracyCurve, Curve, Marker, PasskeyGrid};
 use crate::Error;
@@ -39,13 +36,7 @@ impl Sink<'_> {
 
     /// Record the outcome of drawing one figure: I/O errors abort the report, a figure the
     /// data cannot support is listed as skipped.
-    fn add(
-        &mut self,
-        section: &'static str,
-        caption: String,
-        stem: String,
-        drawn: Result<Vec<PathBuf>, Error>,
-    ) -> Result<(), Error> {
+    fn add(&mut self, section: &'static str, caption: String, stem: String, drawn: Result<Vec<PathBuf>, Error>) -> Result<(), Error> {
         self.add_noted(section, caption, None, stem, drawn)
     }
 
@@ -61,12 +52,7 @@ impl Sink<'_> {
         match drawn {
             Ok(paths) => {
                 self.files.extend(paths);
-                self.figures.push(FigureEntry {
-                    section,
-                    caption,
-                    note,
-                    stem,
-                });
+                self.figures.push(FigureEntry { section, caption, note, stem });
                 Ok(())
             }
             Err(e @ Error::Io { .. }) => Err(e),
@@ -87,18 +73,8 @@ impl Sink<'_> {
 }
 
 /// Draw every figure the data supports; returns the files written.
-pub(super) fn draw_all(
-    a: &mut Analysis,
-    out_dir: &Path,
-    opts: &ReportOptions,
-) -> Result<Vec<PathBuf>, Error> {
-    let mut sink = Sink {
-        out_dir,
-        files: Vec::new(),
-        figures: Vec::new(),
-        skipped: Vec::new(),
-        used: BTreeSet::new(),
-    };
+pub(super) fn draw_all(a: &mut Analysis, out_dir: &Path, opts: &ReportOptions) -> Result<Vec<PathBuf>, Error> {
+    let mut sink = Sink { out_dir, files: Vec::new(), figures: Vec::new(), skipped: Vec::new(), used: BTreeSet::new() };
     capacity(a, &mut sink, opts)?;
     loss(a, &mut sink)?;
     mitigations(a, &mut sink)?;
@@ -122,18 +98,12 @@ fn capacity(a: &Analysis, sink: &mut Sink, opts: &ReportOptions) -> Result<(), E
         );
         sink.add("Capacity laws", "T_forget vs state size".into(), rel, drawn)?;
     } else {
-        sink.skip(
-            "T_forget vs state size",
-            "no loss results with a collapse verdict",
-        );
+        sink.skip("T_forget vs state size", "no loss results with a collapse verdict");
     }
     if a.job_recalls.is_empty() {
         sink.skip("T_recall vs state size", "no passkey results");
     } else if a.recalls.iter().all(|r| r.t_recall.is_none()) {
-        sink.skip(
-            "T_recall vs state size",
-            "no model reached > 95% passkey accuracy at any length",
-        );
+        sink.skip("T_recall vs state size", "no model reached > 95% passkey accuracy at any length");
     } else {
         let rel = "figures/t_recall".to_string();
         let drawn = figures::recall_law_by_length(
@@ -157,11 +127,7 @@ fn loss_points(e: &EvalRecord, sink: &mut Sink) -> Option<Curve> {
     match e.loss() {
         Ok(r) => {
             let (points, weights) = r.midpoints_and_widths();
-            Some(Curve {
-                points,
-                weights,
-                ..Curve::default()
-            })
+            Some(Curve { points, weights, ..Curve::default() })
         }
         Err(err) => {
             sink.skip(&format!("loss eval of job {}", e.job_id), &err.to_string());
@@ -172,8 +138,7 @@ fn loss_points(e: &EvalRecord, sink: &mut Sink) -> Option<Curve> {
 
 /// The note on display smoothing of a loss figure, if its curves are smoothed.
 fn smoothing_note(curves: &[Curve]) -> Option<String> {
-    figures::position_smoothing(curves)
-        .map(|n| format!("curves smoothed into log-spaced bins for display ({n} per doubling)"))
+    figures::position_smoothing(curves).map(|n| format!("curves smoothed into log-spaced bins for display ({n} per doubling)"))
 }
 
 /// Path stem and title prefix of a per-sweep group figure: the sweep appears in both only when
@@ -191,11 +156,7 @@ fn loss(a: &Analysis, sink: &mut Sink) -> Result<(), Error> {
     let mut groups: BTreeMap<(String, i64, String), Members> = BTreeMap::new();
     for job in &a.data.jobs {
         let mut seen = Vec::new();
-        for e in a
-            .data
-            .evals_of(&job.id, "loss")
-            .filter(|e| e.mitigation() == "none")
-        {
+        for e in a.data.evals_of(&job.id, "loss").filter(|e| e.mitigation() == "none") {
             if seen.contains(&e.source()) {
                 continue; // first eval per source
             }
@@ -203,14 +164,8 @@ fn loss(a: &Analysis, sink: &mut Sink) -> Result<(), Error> {
             let Some(curve) = loss_points(e, sink) else {
                 continue;
             };
-            let curve = Curve {
-                mark_x: job.train_len().map(|t| t as f64),
-                ..curve
-            };
-            groups
-                .entry((job.sweep.clone(), job.state_size, e.source().to_string()))
-                .or_default()
-                .push((job, curve));
+            let curve = Curve { mark_x: job.train_len().map(|t| t as f64), ..curve };
+            groups.entry((job.sweep.clone(), job.state_size, e.source().to_string())).or_default().push((job, curve));
         }
     }
     if groups.is_empty() {
@@ -219,10 +174,7 @@ fn loss(a: &Analysis, sink: &mut Sink) -> Result<(), Error> {
     for ((sweep, state, source), members) in groups {
         let curves = labelled(members);
         let (stem_part, title_part) = sweep_part(a, &sweep);
-        let rel = sink.fresh(format!(
-            "figures/loss_{stem_part}S{state}_{}",
-            slug(&source)
-        ));
+        let rel = sink.fresh(format!("figures/loss_{stem_part}S{state}_{}", slug(&source)));
         let title = format!("Loss vs position, {title_part}S = {state} ({source})");
         let note = smoothing_note(&curves);
         let drawn = figures::loss_vs_position(&curves, &title, &sink.stem(&rel));
@@ -236,11 +188,7 @@ fn loss(a: &Analysis, sink: &mut Sink) -> Result<(), Error> {
 fn labelled(members: Members) -> Vec<Curve> {
     let jobs: Vec<&JobRecord> = members.iter().map(|(j, _)| *j).collect();
     let labels = unique_labels(&jobs);
-    members
-        .into_iter()
-        .zip(labels)
-        .map(|((_, c), label)| Curve { label, ..c })
-        .collect()
+    members.into_iter().zip(labels).map(|((_, c), label)| Curve { label, ..c }).collect()
 }
 
 fn mitigations(a: &Analysis, sink: &mut Sink) -> Result<(), Error> {
@@ -250,11 +198,7 @@ fn mitigations(a: &Analysis, sink: &mut Sink) -> Result<(), Error> {
         // source -> mitigation -> first eval
         let mut by_source: BTreeMap<&str, BTreeMap<&str, &EvalRecord>> = BTreeMap::new();
         for e in a.data.evals_of(&job.id, "loss") {
-            by_source
-                .entry(e.source())
-                .or_default()
-                .entry(e.mitigation())
-                .or_insert(e);
+            by_source.entry(e.source()).or_default().entry(e.mitigation()).or_insert(e);
         }
         for (source, per_mit) in by_source {
             if per_mit.len() < 2 {
@@ -267,10 +211,7 @@ fn mitigations(a: &Analysis, sink: &mut Sink) -> Result<(), Error> {
             let mut curves = Vec::new();
             for (m, e) in order {
                 if let Some(curve) = loss_points(e, sink) {
-                    curves.push(Curve {
-                        label: m.to_string(),
-                        ..curve
-                    });
+                    curves.push(Curve { label: m.to_string(), ..curve });
                 }
             }
             let slug_id = slugs.get(&job.id).cloned().unwrap_or_else(|| slug(&job.id));
@@ -283,10 +224,7 @@ fn mitigations(a: &Analysis, sink: &mut Sink) -> Result<(), Error> {
         }
     }
     if !any {
-        sink.skip(
-            "mitigation comparison",
-            "no job has loss results under two or more mitigations",
-        );
+        sink.skip("mitigation comparison", "no job has loss results under two or more mitigations");
     }
     Ok(())
 }
@@ -313,11 +251,7 @@ fn passkey_accuracy(a: &Analysis, sink: &mut Sink) -> Result<(), Error> {
             if let Ok(r) = e.passkey() {
                 let grid = PasskeyGrid::from_result(&r);
                 if !grid.is_empty() {
-                    by_sweep.entry(job.sweep.as_str()).or_default().push((
-                        job,
-                        e.mitigation(),
-                        grid,
-                    ));
+                    by_sweep.entry(job.sweep.as_str()).or_default().push((job, e.mitigation(), grid));
                 }
             }
         }
@@ -337,45 +271,25 @@ fn passkey_accuracy(a: &Analysis, sink: &mut Sink) -> Result<(), Error> {
                 (c, Marker::nth(k))
             })
             .collect();
-        let distinct: BTreeSet<(usize, usize)> =
-            styled.iter().map(|(c, m)| (*c, *m as usize)).collect();
+        let distinct: BTreeSet<(usize, usize)> = styled.iter().map(|(c, m)| (*c, *m as usize)).collect();
         let by_position = distinct.len() < styled.len() || sizes.len() > 8;
         let curves: Vec<AccuracyCurve> = members
             .iter()
             .zip(labels)
             .enumerate()
             .map(|(i, ((_, m, grid), label))| {
-                let (colour, marker) = if by_position {
-                    (i, Marker::nth(i / 8))
-                } else {
-                    styled[i]
-                };
+                let (colour, marker) = if by_position { (i, Marker::nth(i / 8)) } else { styled[i] };
                 let label = match *m {
                     "none" => label,
                     m => format!("{label}, {m}"),
                 };
-                AccuracyCurve {
-                    label,
-                    points: grid
-                        .mean_by_length()
-                        .into_iter()
-                        .map(|(l, acc)| (l as f64, acc))
-                        .collect(),
-                    colour,
-                    marker,
-                }
+                AccuracyCurve { label, points: grid.mean_by_length().into_iter().map(|(l, acc)| (l as f64, acc)).collect(), colour, marker }
             })
             .collect();
         let (rel, title) = if a.multi_sweep {
-            (
-                format!("figures/passkey_accuracy_{}", slug(sweep)),
-                format!("Passkey accuracy vs length, {sweep}"),
-            )
+            (format!("figures/passkey_accuracy_{}", slug(sweep)), format!("Passkey accuracy vs length, {sweep}"))
         } else {
-            (
-                "figures/passkey_accuracy".to_string(),
-                "Passkey accuracy vs length".to_string(),
-            )
+            ("figures/passkey_accuracy".to_string(), "Passkey accuracy vs length".to_string())
         };
         let rel = sink.fresh(rel);
         let drawn = figures::passkey_accuracy(&curves, &title, &sink.stem(&rel));
@@ -386,12 +300,7 @@ fn passkey_accuracy(a: &Analysis, sink: &mut Sink) -> Result<(), Error> {
 
 fn passkey(a: &Analysis, sink: &mut Sink) -> Result<(), Error> {
     let slugs = job_slugs(&a.data);
-    let evals: Vec<&EvalRecord> = a
-        .data
-        .evals
-        .iter()
-        .filter(|e| e.kind() == "passkey")
-        .collect();
+    let evals: Vec<&EvalRecord> = a.data.evals.iter().filter(|e| e.kind() == "passkey").collect();
     if evals.is_empty() {
         sink.skip("passkey heat map", "no passkey results");
         return Ok(());
@@ -413,17 +322,11 @@ fn passkey(a: &Analysis, sink: &mut Sink) -> Result<(), Error> {
         let r = match e.passkey() {
             Ok(r) => r,
             Err(err) => {
-                sink.skip(
-                    &format!("passkey heat map of job {}", e.job_id),
-                    &err.to_string(),
-                );
+                sink.skip(&format!("passkey heat map of job {}", e.job_id), &err.to_string());
                 continue;
             }
         };
-        let slug_id = slugs
-            .get(&e.job_id)
-            .cloned()
-            .unwrap_or_else(|| slug(&e.job_id));
+        let slug_id = slugs.get(&e.job_id).cloned().unwrap_or_else(|| slug(&e.job_id));
         let mut rel = match e.mitigation() {
             "none" => format!("figures/passkey_{slug_id}"),
             m => format!("figures/passkey_{slug_id}_{}", slug(m)),
@@ -432,10 +335,7 @@ fn passkey(a: &Analysis, sink: &mut Sink) -> Result<(), Error> {
             rel = format!("{rel}-{}", used.len() + 1);
         }
         used.push(rel.clone());
-        let recall = r
-            .t_recall
-            .map(|t| binary_tokens(t as f64))
-            .unwrap_or_else(|| "none".into());
+        let recall = r.t_recall.map(|t| binary_tokens(t as f64)).unwrap_or_else(|| "none".into());
         let mit = match e.mitigation() {
             "none" => String::new(),
             m => format!(", {m}"),
@@ -445,8 +345,7 @@ fn passkey(a: &Analysis, sink: &mut Sink) -> Result<(), Error> {
             None => job_label(a, &e.job_id),
         };
         let title = format!("Passkey, {who}{mit} (T_recall = {recall})");
-        let drawn =
-            figures::passkey_heatmap(&PasskeyGrid::from_result(&r), &title, &sink.stem(&rel));
+        let drawn = figures::passkey_heatmap(&PasskeyGrid::from_result(&r), &title, &sink.stem(&rel));
         sink.add("Passkey retrieval", title, rel, drawn)?;
     }
     Ok(())
@@ -457,11 +356,7 @@ fn states(a: &Analysis, sink: &mut Sink) -> Result<(), Error> {
     let mut any = false;
     for job in ordered_jobs(a) {
         let all: Vec<&EvalRecord> = a.data.evals_of(&job.id, "states").collect();
-        let Some(e) = all
-            .iter()
-            .find(|e| e.mitigation() == "none")
-            .or(all.first())
-        else {
+        let Some(e) = all.iter().find(|e| e.mitigation() == "none").or(all.first()) else {
             continue;
         };
         any = true;
@@ -483,14 +378,10 @@ fn states(a: &Analysis, sink: &mut Sink) -> Result<(), Error> {
                 sink.add("State diagnostics", title, rel, drawn)?;
                 let rel = format!("figures/state_var_{slug_id}");
                 let title = format!("State variance, {label}, layer {layer}");
-                let drawn =
-                    figures::state_variance_per_head(&s, layer, train, &title, &sink.stem(&rel));
+                let drawn = figures::state_variance_per_head(&s, layer, train, &title, &sink.stem(&rel));
                 sink.add("State diagnostics", title, rel, drawn)?;
             }
-            None => sink.skip(
-                &format!("state retention and variance of {label}"),
-                "no layers in the states result",
-            ),
+            None => sink.skip(&format!("state retention and variance of {label}"), "no layers in the states result"),
         }
         match &s.histogram {
             Some(h) => {
@@ -499,17 +390,11 @@ fn states(a: &Analysis, sink: &mut Sink) -> Result<(), Error> {
                 let drawn = figures::state_histogram(h, &title, &sink.stem(&rel));
                 sink.add("State diagnostics", title, rel, drawn)?;
             }
-            None => sink.skip(
-                &format!("state histogram of {label}"),
-                "no histogram in the states result",
-            ),
+            None => sink.skip(&format!("state histogram of {label}"), "no histogram in the states result"),
         }
     }
     if !any {
-        sink.skip(
-            "state retention / variance / histogram",
-            "no states results",
-        );
+        sink.skip("state retention / variance / histogram", "no states results");
     }
     Ok(())
 }
@@ -526,10 +411,7 @@ fn training(a: &Analysis, sink: &mut Sink) -> Result<(), Error> {
             .map(|m| (m.step as f64, m.value))
             .collect();
         if !points.is_empty() {
-            groups
-                .entry((job.sweep.clone(), job.state_size))
-                .or_default()
-                .push((job, Curve::new("", points)));
+            groups.entry((job.sweep.clone(), job.state_size)).or_default().push((job, Curve::new("", points)));
         }
     }
     if groups.is_empty() {

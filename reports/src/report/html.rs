@@ -31,11 +31,7 @@ pub fn esc(s: &str) -> String {
 fn row(out: &mut String, cells: &[String], numeric: &[bool]) {
     out.push_str("<tr>");
     for (i, c) in cells.iter().enumerate() {
-        let class = if numeric.get(i).copied().unwrap_or(false) {
-            " class=\"num\""
-        } else {
-            ""
-        };
+        let class = if numeric.get(i).copied().unwrap_or(false) { " class=\"num\"" } else { "" };
         let _ = write!(out, "<td{class}>{}</td>", esc(c));
     }
     out.push_str("</tr>\n");
@@ -61,26 +57,15 @@ fn fit_cells(law: &str, form: &str, fit: Option<&Fit>, paper: &str) -> Vec<Strin
             f.n.to_string(),
             paper.into(),
         ],
-        None => vec![
-            law.into(),
-            format!("{form}: not fitted"),
-            NONE.into(),
-            NONE.into(),
-            NONE.into(),
-            NONE.into(),
-            NONE.into(),
-            paper.into(),
-        ],
+        None => {
+            vec![law.into(), format!("{form}: not fitted"), NONE.into(), NONE.into(), NONE.into(), NONE.into(), NONE.into(), paper.into()]
+        }
     }
 }
 
 fn figures(out: &mut String, a: &Analysis, section: &str) {
     for f in a.figures.iter().filter(|f| f.section == section) {
-        let note = f
-            .note
-            .as_deref()
-            .map(|n| format!(" — {}", esc(n)))
-            .unwrap_or_default();
+        let note = f.note.as_deref().map(|n| format!(" — {}", esc(n))).unwrap_or_default();
         let _ = writeln!(
             out,
             "<figure><img src=\"{stem}.svg\" alt=\"{cap}\"><figcaption>{cap} \
@@ -105,7 +90,10 @@ pub(super) fn page(a: &Analysis) -> String {
         o,
         "<p>Sweeps: {}, jobs: {}, evaluations: {}, training metric rows: {}. Units of the laws: S in \
          millions of state parameters, T in thousands of tokens (K).</p>",
-        d.sweeps.len(), d.jobs.len(), d.evals.len(), d.metrics.len()
+        d.sweeps.len(),
+        d.jobs.len(),
+        d.evals.len(),
+        d.metrics.len()
     );
 
     let summary = summary::sentences(a);
@@ -118,83 +106,33 @@ pub(super) fn page(a: &Analysis) -> String {
     }
 
     o.push_str("<h2>Capacity laws</h2>\n");
-    header(
-        &mut o,
-        &[
-            "law",
-            "fitted",
-            "a [95% CI]",
-            "b [95% CI]",
-            "c [95% CI]",
-            "R²",
-            "n",
-            "paper",
-        ],
-    );
+    header(&mut o, &["law", "fitted", "a [95% CI]", "b [95% CI]", "c [95% CI]", "R²", "n", "paper"]);
     let num = [false, false, true, true, true, true, true, false];
-    row(
-        &mut o,
-        &fit_cells(
-            "T_forget",
-            "linear",
-            a.forget_fit.as_ref(),
-            &format!("{PAPER_FORGET_LAW} (R² > 0.999)"),
-        ),
-        &num,
-    );
-    row(
-        &mut o,
-        &fit_cells(
-            "T_recall",
-            "exponential",
-            a.recall_fit.as_ref(),
-            &format!("{PAPER_RECALL_LAW} (R² > 0.999)"),
-        ),
-        &num,
-    );
+    row(&mut o, &fit_cells("T_forget", "linear", a.forget_fit.as_ref(), &format!("{PAPER_FORGET_LAW} (R² > 0.999)")), &num);
+    row(&mut o, &fit_cells("T_recall", "exponential", a.recall_fit.as_ref(), &format!("{PAPER_RECALL_LAW} (R² > 0.999)")), &num);
     o.push_str("</table>\n");
     let _ = writeln!(o, "<p class=\"note\">{}</p>", esc(FORGET_RULE));
     figures(&mut o, a, "Capacity laws");
 
     o.push_str("<h3>T_forget per state size</h3>\n");
-    header(
-        &mut o,
-        &[
-            "state size",
-            "S (M)",
-            "T_forget",
-            "lengths tried",
-            "collapsed lengths",
-        ],
-    );
+    header(&mut o, &["state size", "S (M)", "T_forget", "lengths tried", "collapsed lengths"]);
     for r in &a.forget {
         let t = r.describe();
         row(
             &mut o,
-            &[
-                r.state_size.to_string(),
-                cells::s_m(r.state_size),
-                t,
-                cells::ints(&r.lengths_tried),
-                cells::ints(&r.collapsed_lengths),
-            ],
+            &[r.state_size.to_string(), cells::s_m(r.state_size), t, cells::ints(&r.lengths_tried), cells::ints(&r.collapsed_lengths)],
             &[true, true, true],
         );
     }
     o.push_str("</table>\n<h3>T_recall per state size</h3>\n");
-    header(
-        &mut o,
-        &["state size", "S (M)", "T_recall", "best job", "jobs"],
-    );
+    header(&mut o, &["state size", "S (M)", "T_recall", "best job", "jobs"]);
     for r in &a.recalls {
         row(
             &mut o,
             &[
                 r.state_size.to_string(),
                 cells::s_m(r.state_size),
-                r.t_recall
-                    .map(|t| t.to_string())
-                    .unwrap_or_else(|| "none".into()),
+                r.t_recall.map(|t| t.to_string()).unwrap_or_else(|| "none".into()),
                 r.job_id.clone().unwrap_or_else(|| NONE.into()),
                 r.jobs.to_string(),
             ],
@@ -203,13 +141,7 @@ pub(super) fn page(a: &Analysis) -> String {
     }
     o.push_str("</table>\n");
 
-    for section in [
-        "Loss by position",
-        "Mitigations",
-        "Passkey retrieval",
-        "State diagnostics",
-        "Training",
-    ] {
+    for section in ["Loss by position", "Mitigations", "Passkey retrieval", "State diagnostics", "Training"] {
         if a.figures.iter().any(|f| f.section == section) {
             let _ = writeln!(o, "<h2>{}</h2>", esc(section));
             if let Some(note) = section_note(a, section) {
@@ -220,39 +152,13 @@ pub(super) fn page(a: &Analysis) -> String {
     }
 
     o.push_str("<h2>Sweeps</h2>\n");
-    header(
-        &mut o,
-        &["name", "description", "created", "jobs by status"],
-    );
+    header(&mut o, &["name", "description", "created", "jobs by status"]);
     for s in &d.sweeps {
         let counts: Vec<String> = s.counts.iter().map(|(k, v)| format!("{k}: {v}")).collect();
-        row(
-            &mut o,
-            &[
-                s.name.clone(),
-                s.description.clone(),
-                s.created_at.clone(),
-                counts.join(", "),
-            ],
-            &[],
-        );
+        row(&mut o, &[s.name.clone(), s.description.clone(), s.created_at.clone(), counts.join(", ")], &[]);
     }
     o.push_str("</table>\n<h2>Jobs</h2>\n");
-    header(
-        &mut o,
-        &[
-            "job",
-            "label",
-            "sweep",
-            "status",
-            "state size",
-            "train length",
-            "params",
-            "final loss",
-            "T_recall",
-            "collapse",
-        ],
-    );
+    header(&mut o, &["job", "label", "sweep", "status", "state size", "train length", "params", "final loss", "T_recall", "collapse"]);
     for j in &d.jobs {
         row(
             &mut o,
@@ -268,9 +174,7 @@ pub(super) fn page(a: &Analysis) -> String {
                 cells::t_recall(a, &j.id),
                 cells::verdict(a, &j.id).into(),
             ],
-            &[
-                false, false, false, false, true, true, true, true, true, false,
-            ],
+            &[false, false, false, false, true, true, true, true, true, false],
         );
     }
     o.push_str("</table>\n");

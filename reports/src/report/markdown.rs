@@ -8,36 +8,17 @@ use crate::fit::Fit;
 
 /// Escape the characters that would break a table cell or a link text.
 fn md(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('|', "\\|")
-        .replace('[', "\\[")
-        .replace(']', "\\]")
-        .replace('\n', " ")
+    s.replace('\\', "\\\\").replace('|', "\\|").replace('[', "\\[").replace(']', "\\]").replace('\n', " ")
 }
 
 fn law_row(o: &mut String, name: &str, form: &str, fit: Option<&Fit>, paper: &str) {
     match fit {
         Some(f) => {
-            let ci: Vec<String> = f
-                .model
-                .param_names()
-                .iter()
-                .map(|p| format!("{p} = {}", cells::param(f, p)))
-                .collect();
-            let _ = writeln!(
-                o,
-                "| {name} | {} | {} | {} | {} | {paper} |",
-                f.law(),
-                cells::r2(f),
-                f.n,
-                ci.join("; ")
-            );
+            let ci: Vec<String> = f.model.param_names().iter().map(|p| format!("{p} = {}", cells::param(f, p))).collect();
+            let _ = writeln!(o, "| {name} | {} | {} | {} | {} | {paper} |", f.law(), cells::r2(f), f.n, ci.join("; "));
         }
         None => {
-            let _ = writeln!(
-                o,
-                "| {name} | {form}: not fitted | {NONE} | {NONE} | {NONE} | {paper} |"
-            );
+            let _ = writeln!(o, "| {name} | {form}: not fitted | {NONE} | {NONE} | {NONE} | {paper} |");
         }
     }
 }
@@ -52,7 +33,9 @@ pub(super) fn page(a: &Analysis) -> String {
         "Sweeps: {}, jobs: {}, evaluations: {}. Laws are in the paper's units: S in millions of state \
          parameters, T in thousands of tokens (K). Full tables: [index.html](index.html); fitted \
          parameters: [fits.json](fits.json).\n",
-        d.sweeps.len(), d.jobs.len(), d.evals.len()
+        d.sweeps.len(),
+        d.jobs.len(),
+        d.evals.len()
     );
     let summary = summary::sentences(a);
     if !summary.is_empty() {
@@ -65,23 +48,13 @@ pub(super) fn page(a: &Analysis) -> String {
     o.push_str("## Capacity laws\n\n");
     o.push_str("| law | this study | R² | n | parameters [95% bootstrap CI] | paper (arXiv 2410.07145) |\n");
     o.push_str("|---|---|---|---|---|---|\n");
-    law_row(
-        &mut o,
-        "T_forget",
-        "linear",
-        a.forget_fit.as_ref(),
-        PAPER_FORGET_LAW,
-    );
-    law_row(
-        &mut o,
-        "T_recall",
-        "exponential",
-        a.recall_fit.as_ref(),
-        PAPER_RECALL_LAW,
-    );
+    law_row(&mut o, "T_forget", "linear", a.forget_fit.as_ref(), PAPER_FORGET_LAW);
+    law_row(&mut o, "T_recall", "exponential", a.recall_fit.as_ref(), PAPER_RECALL_LAW);
     let _ = writeln!(o, "\n{FORGET_RULE}\n");
 
-    o.push_str("### T_forget per state size\n\n| state size | S (M) | T_forget | lengths tried | collapsed lengths |\n|---:|---:|---|---|---|\n");
+    o.push_str(
+        "### T_forget per state size\n\n| state size | S (M) | T_forget | lengths tried | collapsed lengths |\n|---:|---:|---|---|---|\n",
+    );
     for r in &a.forget {
         let t = r.describe();
         let _ = writeln!(
@@ -95,17 +68,9 @@ pub(super) fn page(a: &Analysis) -> String {
     }
     o.push_str("\n### T_recall per state size\n\n| state size | S (M) | T_recall | best job |\n|---:|---:|---|---|\n");
     for r in &a.recalls {
-        let t = r
-            .t_recall
-            .map(|t| t.to_string())
-            .unwrap_or_else(|| "none".into());
+        let t = r.t_recall.map(|t| t.to_string()).unwrap_or_else(|| "none".into());
         let job = r.job_id.as_deref().map(md).unwrap_or_else(|| NONE.into());
-        let _ = writeln!(
-            o,
-            "| {} | {} | {t} | {job} |",
-            r.state_size,
-            cells::s_m(r.state_size)
-        );
+        let _ = writeln!(o, "| {} | {} | {t} | {job} |", r.state_size, cells::s_m(r.state_size));
     }
 
     o.push_str("\n## Figures\n\n");
@@ -127,13 +92,7 @@ pub(super) fn page(a: &Analysis) -> String {
             let _ = writeln!(o, "{}\n", md(&note));
         }
         for f in a.figures.iter().filter(|f| f.section == *section) {
-            let _ = writeln!(
-                o,
-                "- [{}]({}.svg) ([PNG]({}.png))",
-                md(&f.caption),
-                f.stem,
-                f.stem
-            );
+            let _ = writeln!(o, "- [{}]({}.svg) ([PNG]({}.png))", md(&f.caption), f.stem, f.stem);
         }
     }
     o.push_str("\n## Skipped\n\n");

@@ -71,11 +71,7 @@ pub(crate) struct Analysis {
 }
 
 /// Write the full report of `data` into `out_dir` (created if missing).
-pub fn write_report(
-    data: &ReportData,
-    out_dir: &Path,
-    opts: &ReportOptions,
-) -> Result<ReportSummary, Error> {
+pub fn write_report(data: &ReportData, out_dir: &Path, opts: &ReportOptions) -> Result<ReportSummary, Error> {
     std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
     let data = data.canonical();
     let forget = derive::t_forget(&data);
@@ -85,10 +81,7 @@ pub fn write_report(
     let multi_sweep = sweeps.len() > 1;
     let mut a = Analysis {
         multi_sweep,
-        title: opts
-            .title
-            .clone()
-            .unwrap_or_else(|| "Stuffed Mamba: state capacity report".into()),
+        title: opts.title.clone().unwrap_or_else(|| "Stuffed Mamba: state capacity report".into()),
         data,
         forget,
         job_recalls,
@@ -101,25 +94,21 @@ pub fn write_report(
     // Both laws are fitted to censored thresholds (intervals and one-sided bounds) by maximum
     // likelihood (`censored`), not to points alone.
     let fpts = derive::forget_censored(&a.forget);
-    a.forget_fit = fit_or_skip(
-        &mut a.skipped,
-        "T_forget fit",
-        "state sizes with a T_forget interval or bound",
-        FitModel::Linear,
-        &fpts,
-    );
+    a.forget_fit = fit_or_skip(&mut a.skipped, "T_forget fit", "state sizes with a T_forget interval or bound", FitModel::Linear, &fpts);
     let rpts = derive::recall_censored(&a.recalls);
-    a.recall_fit = fit_or_skip(
-        &mut a.skipped,
-        "T_recall fit",
-        "state sizes with a T_recall interval or bound",
-        FitModel::Exp,
-        &rpts,
-    );
+    a.recall_fit = fit_or_skip(&mut a.skipped, "T_recall fit", "state sizes with a T_recall interval or bound", FitModel::Exp, &rpts);
 
     let mut files = figs::draw_all(&mut a, out_dir, opts)?;
-    files.push(write(out_dir, "t_forget_points.csv", &censored_csv("t_forget", &a.forget.iter().filter_map(|r| Some((r.state_size, r.censored()?))).collect::<Vec<_>>()))?);
-    files.push(write(out_dir, "t_recall_points.csv", &censored_csv("t_recall", &a.recalls.iter().filter_map(|r| Some((r.state_size, r.censored()?))).collect::<Vec<_>>()))?);
+    files.push(write(
+        out_dir,
+        "t_forget_points.csv",
+        &censored_csv("t_forget", &a.forget.iter().filter_map(|r| Some((r.state_size, r.censored()?))).collect::<Vec<_>>()),
+    )?);
+    files.push(write(
+        out_dir,
+        "t_recall_points.csv",
+        &censored_csv("t_recall", &a.recalls.iter().filter_map(|r| Some((r.state_size, r.censored()?))).collect::<Vec<_>>()),
+    )?);
     files.push(write(out_dir, "fits.json", &fits_json(&a))?);
     files.push(write(out_dir, "index.html", &html::page(&a))?);
     files.push(write(out_dir, "README.md", &markdown::page(&a))?);
@@ -143,10 +132,7 @@ fn fit_or_skip(
     match crate::censored::fit_censored(model, pts, DEFAULT_BOOTSTRAP, DEFAULT_SEED) {
         Ok(f) => Some(f),
         Err(Error::TooFewPoints { needed, got }) => {
-            skipped.push((
-                name.into(),
-                format!("needs at least {needed} {what}, got {got}"),
-            ));
+            skipped.push((name.into(), format!("needs at least {needed} {what}, got {got}")));
             None
         }
         Err(Error::NotExponential { n, log_a }) => {
@@ -271,16 +257,8 @@ pub(crate) fn job_title(a: &Analysis, j: &JobRecord) -> String {
 /// come from more than one sweep, and the job id appended to labels that still repeat.
 pub(crate) fn unique_labels(jobs: &[&JobRecord]) -> Vec<String> {
     let sweeps: BTreeSet<&str> = jobs.iter().map(|j| j.sweep.as_str()).collect();
-    let base: Vec<String> = jobs
-        .iter()
-        .map(|j| {
-            if sweeps.len() > 1 {
-                format!("{}: {}", j.sweep, label_of(j))
-            } else {
-                label_of(j)
-            }
-        })
-        .collect();
+    let base: Vec<String> =
+        jobs.iter().map(|j| if sweeps.len() > 1 { format!("{}: {}", j.sweep, label_of(j)) } else { label_of(j) }).collect();
     base.iter()
         .zip(jobs)
         .map(|(l, j)| {
@@ -315,30 +293,13 @@ mod tests {
             label: label.into(),
             ..JobRecord::default()
         };
-        let (a, b, c) = (
-            job("j1", "forget", "d_state=8 seq_len=256"),
-            job("j2", "recall", "d_state=8 seq_len=256"),
-            job("j3", "recall", ""),
-        );
+        let (a, b, c) =
+            (job("j1", "forget", "d_state=8 seq_len=256"), job("j2", "recall", "d_state=8 seq_len=256"), job("j3", "recall", ""));
         // several sweeps: the sweep goes first; an empty label falls back to the id
-        assert_eq!(
-            unique_labels(&[&a, &b, &c]),
-            [
-                "forget: d_state=8 seq_len=256",
-                "recall: d_state=8 seq_len=256",
-                "recall: j3"
-            ]
-        );
+        assert_eq!(unique_labels(&[&a, &b, &c]), ["forget: d_state=8 seq_len=256", "recall: d_state=8 seq_len=256", "recall: j3"]);
         // one sweep: plain labels, the id after labels that repeat
         let d = job("j4", "recall", "d_state=8 seq_len=256");
-        assert_eq!(
-            unique_labels(&[&b, &d, &c]),
-            [
-                "d_state=8 seq_len=256 (j2)",
-                "d_state=8 seq_len=256 (j4)",
-                "j3"
-            ]
-        );
+        assert_eq!(unique_labels(&[&b, &d, &c]), ["d_state=8 seq_len=256 (j2)", "d_state=8 seq_len=256 (j4)", "j3"]);
     }
 
     #[test]
@@ -373,18 +334,12 @@ pub(crate) mod cells {
     }
 
     pub fn final_loss(a: &Analysis, job_id: &str) -> String {
-        a.data
-            .final_loss(job_id)
-            .map(|v| format!("{v:.4}"))
-            .unwrap_or_else(|| NONE.into())
+        a.data.final_loss(job_id).map(|v| format!("{v:.4}")).unwrap_or_else(|| NONE.into())
     }
 
     pub fn t_recall(a: &Analysis, job_id: &str) -> String {
         match a.job_recalls.iter().find(|r| r.job_id == job_id) {
-            Some(r) => r
-                .t_recall
-                .map(|t| t.to_string())
-                .unwrap_or_else(|| "none".into()),
+            Some(r) => r.t_recall.map(|t| t.to_string()).unwrap_or_else(|| "none".into()),
             None => NONE.into(),
         }
     }
@@ -421,12 +376,8 @@ pub(crate) mod cells {
 pub(crate) fn section_note(a: &Analysis, section: &str) -> Option<String> {
     let mut in_section = a.figures.iter().filter(|f| f.section == section);
     match section {
-        "Passkey retrieval" => in_section
-            .any(|f| f.stem.starts_with("figures/passkey_accuracy"))
-            .then(|| PASSKEY_NOTE.to_string()),
-        _ => in_section
-            .any(|f| f.note.is_some())
-            .then(|| SMOOTHING_NOTE.to_string()),
+        "Passkey retrieval" => in_section.any(|f| f.stem.starts_with("figures/passkey_accuracy")).then(|| PASSKEY_NOTE.to_string()),
+        _ => in_section.any(|f| f.note.is_some()).then(|| SMOOTHING_NOTE.to_string()),
     }
 }
 

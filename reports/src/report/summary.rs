@@ -71,7 +71,8 @@ fn verdict_counts(a: &Analysis, out: &mut Vec<String>) {
     }
     let reasons: Vec<String> = reasons.iter().map(|(r, n)| format!("{n} {r}")).collect();
     let from_mean = vs.iter().filter(|(_, v)| v.basis == crate::verdict::Basis::MeanCurve).count();
-    let basis = if from_mean > 0 { format!("; {from_mean} judged from the stored mean curve (no per-prompt losses)") } else { String::new() };
+    let basis =
+        if from_mean > 0 { format!("; {from_mean} judged from the stored mean curve (no per-prompt losses)") } else { String::new() };
     out.push(format!(
         "Of {} loss verdicts, {} collapsed, {} showed no collapse and {} were inconclusive{}{basis}.",
         vs.len(),
@@ -98,11 +99,7 @@ fn verdict_counts(a: &Analysis, out: &mut Vec<String>) {
 
 fn forget(a: &Analysis, out: &mut Vec<String>) {
     verdict_counts(a, out);
-    let rows: Vec<&ForgetRow> = a
-        .forget
-        .iter()
-        .filter(|r| !r.lengths_tried.is_empty())
-        .collect();
+    let rows: Vec<&ForgetRow> = a.forget.iter().filter(|r| !r.lengths_tried.is_empty()).collect();
     if rows.is_empty() {
         if a.data.evals.iter().any(|e| e.kind() == "loss") {
             out.push(
@@ -126,17 +123,9 @@ fn forget(a: &Analysis, out: &mut Vec<String>) {
         ));
     }
     let sizes = join_and(&ints(rows.iter().map(|r| r.state_size)));
-    let lengths: BTreeSet<i64> = rows
-        .iter()
-        .flat_map(|r| r.lengths_tried.iter().copied())
-        .collect();
-    let reach = loss_reach(a)
-        .map(|p| format!(", with the loss evaluated up to position {p}"))
-        .unwrap_or_default();
-    let collapsed: Vec<&&ForgetRow> = rows
-        .iter()
-        .filter(|r| !r.collapsed_lengths.is_empty())
-        .collect();
+    let lengths: BTreeSet<i64> = rows.iter().flat_map(|r| r.lengths_tried.iter().copied()).collect();
+    let reach = loss_reach(a).map(|p| format!(", with the loss evaluated up to position {p}")).unwrap_or_default();
+    let collapsed: Vec<&&ForgetRow> = rows.iter().filter(|r| !r.collapsed_lengths.is_empty()).collect();
     if collapsed.is_empty() {
         let shortest: BTreeSet<i64> = rows.iter().filter_map(|r| r.t_forget).collect();
         let bound = match shortest.iter().collect::<Vec<_>>().as_slice() {
@@ -155,20 +144,9 @@ fn forget(a: &Analysis, out: &mut Vec<String>) {
     }
     let which: Vec<String> = collapsed
         .iter()
-        .map(|r| {
-            format!(
-                "S = {} (trained at {})",
-                r.state_size,
-                join_and(&ints(r.collapsed_lengths.iter().copied()))
-            )
-        })
+        .map(|r| format!("S = {} (trained at {})", r.state_size, join_and(&ints(r.collapsed_lengths.iter().copied()))))
         .collect();
-    out.push(format!(
-        "State collapse was observed for {} of {} state sizes{reach}: {}.",
-        collapsed.len(),
-        rows.len(),
-        join_and(&which)
-    ));
+    out.push(format!("State collapse was observed for {} of {} state sizes{reach}: {}.", collapsed.len(), rows.len(), join_and(&which)));
     let measured: Vec<String> = rows
         .iter()
         .filter(|r| !r.is_upper_bound())
@@ -181,13 +159,12 @@ fn forget(a: &Analysis, out: &mut Vec<String>) {
         })
         .collect();
     if !measured.is_empty() {
-        out.push(format!("T_forget lies in {} (between the largest collapsed and the smallest non-collapsed training length).", join_and(&measured)));
+        out.push(format!(
+            "T_forget lies in {} (between the largest collapsed and the smallest non-collapsed training length).",
+            join_and(&measured)
+        ));
     }
-    let never: Vec<i64> = rows
-        .iter()
-        .filter(|r| r.is_upper_bound())
-        .map(|r| r.state_size)
-        .collect();
+    let never: Vec<i64> = rows.iter().filter(|r| r.is_upper_bound()).map(|r| r.state_size).collect();
     if !never.is_empty() {
         out.push(format!(
             "S = {} never collapsed, so T_forget there is only known to be at or below the \
@@ -201,10 +178,7 @@ fn forget(a: &Analysis, out: &mut Vec<String>) {
         .filter_map(|r| Some(format!("S = {} (> {})", r.state_size, r.largest_tried()?)))
         .collect();
     if !not_reached.is_empty() {
-        out.push(format!(
-            "T_forget was not reached for {}: the longest training length tried still collapses.",
-            join_and(&not_reached)
-        ));
+        out.push(format!("T_forget was not reached for {}: the longest training length tried still collapses.", join_and(&not_reached)));
     }
 }
 
@@ -224,27 +198,15 @@ fn recall(a: &Analysis, out: &mut Vec<String>) {
         );
         return;
     }
-    let per_size: Vec<String> = a
-        .recalls
-        .iter()
-        .map(|r| format!("{} at S = {}", recall_text(r.t_recall), r.state_size))
-        .collect();
+    let per_size: Vec<String> = a.recalls.iter().map(|r| format!("{} at S = {}", recall_text(r.t_recall), r.state_size)).collect();
     out.push(format!(
         "T_recall (the authors' definition: the longest prompt length tried with > 95% passkey \
          accuracy averaged over depths), best job per state size: {}.",
         join_and(&per_size)
     ));
-    let none: Vec<i64> = a
-        .recalls
-        .iter()
-        .filter(|r| r.t_recall.is_none())
-        .map(|r| r.state_size)
-        .collect();
+    let none: Vec<i64> = a.recalls.iter().filter(|r| r.t_recall.is_none()).map(|r| r.state_size).collect();
     if !none.is_empty() {
-        out.push(format!(
-            "No model of state size {} retrieved the passkey reliably at any prompt length tried.",
-            join_and(&ints(none))
-        ));
+        out.push(format!("No model of state size {} retrieved the passkey reliably at any prompt length tried.", join_and(&ints(none))));
     }
     let values: Vec<i64> = a.recalls.iter().map(|r| r.t_recall.unwrap_or(0)).collect();
     if a.recalls.len() >= 2 {
@@ -262,25 +224,16 @@ fn recall(a: &Analysis, out: &mut Vec<String>) {
     let mut by_len: BTreeMap<i64, BTreeMap<i64, Option<i64>>> = BTreeMap::new();
     for j in &a.job_recalls {
         if let Some(len) = j.train_len {
-            let e = by_len
-                .entry(len)
-                .or_default()
-                .entry(j.state_size)
-                .or_insert(None);
+            let e = by_len.entry(len).or_default().entry(j.state_size).or_insert(None);
             *e = (*e).max(j.t_recall);
         }
     }
     if by_len.len() >= 2 {
-        let (some, nothing): (Vec<_>, Vec<_>) = by_len
-            .iter()
-            .partition(|(_, per_size)| per_size.values().any(Option::is_some));
+        let (some, nothing): (Vec<_>, Vec<_>) = by_len.iter().partition(|(_, per_size)| per_size.values().any(Option::is_some));
         let mut parts: Vec<String> = some
             .iter()
             .map(|(len, per_size)| {
-                let v: Vec<String> = per_size
-                    .iter()
-                    .map(|(s, t)| format!("{} at S = {s}", recall_text(*t)))
-                    .collect();
+                let v: Vec<String> = per_size.iter().map(|(s, t)| format!("{} at S = {s}", recall_text(*t))).collect();
                 format!("trained at {len} tokens: {}", join_and(&v))
             })
             .collect();
@@ -290,10 +243,7 @@ fn recall(a: &Analysis, out: &mut Vec<String>) {
                 join_and(&ints(nothing.iter().map(|(len, _)| **len)))
             ));
         }
-        out.push(format!(
-            "T_recall by training length: {}.",
-            parts.join("; ")
-        ));
+        out.push(format!("T_recall by training length: {}.", parts.join("; ")));
     }
 }
 
@@ -307,11 +257,10 @@ fn law_sentence(a: &Analysis, name: &str, fit: Option<&Fit>, paper: &str, out: &
                     c.bounded()
                 )
             });
-            let ci = f
-                .ci
-                .iter()
-                .map(|(k, (lo, hi))| format!("{k} in [{}, {}]", crate::fit::fmt_coef(*lo), crate::fit::fmt_coef(*hi)))
-                .collect::<Vec<_>>();
+            let ci =
+                f.ci.iter()
+                    .map(|(k, (lo, hi))| format!("{k} in [{}, {}]", crate::fit::fmt_coef(*lo), crate::fit::fmt_coef(*hi)))
+                    .collect::<Vec<_>>();
             let ci = if ci.is_empty() { String::new() } else { format!("; bootstrap 95% intervals: {}", ci.join(", ")) };
             out.push(format!("The {name} law fitted over {} state sizes{how} is {}{ci} (paper: {paper}).", f.n, f.equation()))
         }
@@ -344,10 +293,7 @@ mod tests {
     fn lists_read_naturally() {
         assert_eq!(join_and(&[]), "");
         assert_eq!(join_and(&["a".into()]), "a");
-        assert_eq!(
-            join_and(&["a".into(), "b".into(), "c".into()]),
-            "a, b and c"
-        );
+        assert_eq!(join_and(&["a".into(), "b".into(), "c".into()]), "a, b and c");
         assert_eq!(plural(1, "state size", "state sizes"), "1 state size");
     }
 }

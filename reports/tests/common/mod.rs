@@ -32,13 +32,7 @@ pub fn collapses(d_state: i64, len: i64) -> bool {
 }
 
 /// A loss result over 0..8192 in 256-token buckets.
-pub fn loss_result(
-    train_len: i64,
-    collapsed: bool,
-    mitigation: &str,
-    source: &str,
-    scale: f64,
-) -> Value {
+pub fn loss_result(train_len: i64, collapsed: bool, mitigation: &str, source: &str, scale: f64) -> Value {
     let mut buckets = Vec::new();
     let mut max_within: f64 = 0.0;
     for i in 0..32 {
@@ -74,11 +68,7 @@ pub fn passkey_result(t_recall: i64) -> Value {
     let mut cells = Vec::new();
     for &len in &lengths {
         for (k, &depth) in depths.iter().enumerate() {
-            let acc = if len <= t_recall {
-                1.0
-            } else {
-                0.5 / (k as f64 + 1.0)
-            };
+            let acc = if len <= t_recall { 1.0 } else { 0.5 / (k as f64 + 1.0) };
             cells.push(json!({"len": len, "depth": depth, "accuracy": acc, "n": 8}));
         }
     }
@@ -99,28 +89,16 @@ pub fn states_result() -> Value {
         let mut heads = Vec::new();
         for head in 0..3 {
             let rate = 0.001 * (head + 1) as f64;
-            let var: Vec<f64> = positions
-                .iter()
-                .map(|&p| 0.1 + (layer * 3 + head) as f64 * 1e-4 * (p as f64).powf(1.5))
-                .collect();
+            let var: Vec<f64> = positions.iter().map(|&p| 0.1 + (layer * 3 + head) as f64 * 1e-4 * (p as f64).powf(1.5)).collect();
             let ret: Vec<f64> = positions.iter().map(|&p| -rate * p as f64).collect();
-            heads.push(
-                json!({"head": head, "state_mean": var, "state_var": var, "state_rms": var,
-                              "log_retention": ret, "dt_mean": var, "b_mean": var, "x_mean": var}),
-            );
+            heads.push(json!({"head": head, "state_mean": var, "state_var": var, "state_rms": var,
+                              "log_retention": ret, "dt_mean": var, "b_mean": var, "x_mean": var}));
         }
         layers.push(json!({"layer": layer, "heads": heads}));
     }
     let bins: Vec<f64> = (0..=20).map(|i| -2.0 + 0.2 * i as f64).collect();
-    let counts: Vec<Vec<f64>> = (0..2)
-        .map(|k| {
-            (0..20)
-                .map(|i| {
-                    (100.0 * (-(i as f64 - 10.0).powi(2) / (8.0 + 20.0 * k as f64)).exp()).round()
-                })
-                .collect()
-        })
-        .collect();
+    let counts: Vec<Vec<f64>> =
+        (0..2).map(|k| (0..20).map(|i| (100.0 * (-(i as f64 - 10.0).powi(2) / (8.0 + 20.0 * k as f64)).exp()).round()).collect()).collect();
     json!({
         "kind": "states",
         "params": {"len": 8192, "bucket": 128, "source": "corpus", "prompts": 1, "mitigation": "none",
@@ -167,14 +145,8 @@ pub fn fixture() -> ReportData {
     for &d in &D_STATES {
         for &len in &LENGTHS {
             let j = job(d, len);
-            evals.push(eval(
-                &j.id,
-                loss_result(len, collapses(d, len), "none", "corpus", 4.0),
-            ));
-            evals.push(eval(
-                &j.id,
-                passkey_result(256 * d / 8 * if len == 1024 { 2 } else { 1 }),
-            ));
+            evals.push(eval(&j.id, loss_result(len, collapses(d, len), "none", "corpus", 4.0)));
+            evals.push(eval(&j.id, passkey_result(256 * d / 8 * if len == 1024 { 2 } else { 1 })));
             for step in 0..10 {
                 metrics.push(MetricRecord {
                     job_id: j.id.clone(),
@@ -187,18 +159,9 @@ pub fn fixture() -> ReportData {
         }
     }
     let mid = job_id(16, 256);
-    evals.push(eval(
-        &mid,
-        loss_result(256, false, "rri:decay=0.9999,b=0.75", "corpus", 0.0),
-    ));
-    evals.push(eval(
-        &mid,
-        loss_result(256, true, "dt-scale:c=0.5", "corpus", 8.0),
-    ));
-    evals.push(eval(
-        &job_id(16, 1024),
-        loss_result(1024, false, "none", "newlines", 0.0),
-    ));
+    evals.push(eval(&mid, loss_result(256, false, "rri:decay=0.9999,b=0.75", "corpus", 0.0)));
+    evals.push(eval(&mid, loss_result(256, true, "dt-scale:c=0.5", "corpus", 8.0)));
+    evals.push(eval(&job_id(16, 1024), loss_result(1024, false, "none", "newlines", 0.0)));
     evals.push(eval(&job_id(32, 256), states_result()));
     let mut counts = BTreeMap::new();
     counts.insert("completed".to_string(), 6);
@@ -208,12 +171,7 @@ pub fn fixture() -> ReportData {
         created_at: "2026-11-28T10:00:00Z".into(),
         counts,
     }];
-    ReportData {
-        sweeps,
-        jobs,
-        evals,
-        metrics,
-    }
+    ReportData { sweeps, jobs, evals, metrics }
 }
 
 /// The fixture without passkey evals.
@@ -233,11 +191,7 @@ pub fn read_tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
             if path.is_dir() {
                 stack.push(path);
             } else {
-                let rel = path
-                    .strip_prefix(dir)
-                    .expect("under dir")
-                    .to_string_lossy()
-                    .into_owned();
+                let rel = path.strip_prefix(dir).expect("under dir").to_string_lossy().into_owned();
                 out.insert(rel, std::fs::read(&path).expect("readable file"));
             }
         }

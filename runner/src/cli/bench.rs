@@ -182,8 +182,10 @@ impl TrainArgs {
         let cfg = self.source.config()?;
         let shape = TrainShape { batch: self.batch, seq: self.seq, steps: self.steps, warmup: self.warmup };
         let profile = self.profile.as_ref().map(|dir| (dir.as_path(), "train"));
-        let runs: Vec<_> =
-            train_runs(&cfg, shape, dev, prec, &self.target.compare, profile, self.format == Format::Text)?.into_iter().map(|(r, _)| r).collect();
+        let runs: Vec<_> = train_runs(&cfg, shape, dev, prec, &self.target.compare, profile, self.format == Format::Text)?
+            .into_iter()
+            .map(|(r, _)| r)
+            .collect();
         let ratio = ratio(runs.iter().map(|r| (r.ssd.as_str(), r.tokens_per_s)));
         finish(self.format, &runs, ratio)
     }
@@ -439,8 +441,7 @@ impl SuiteArgs {
                 }
             };
             // Both kinds of run carry "ssd" and "tokens_per_s".
-            let tps: Vec<(&str, f64)> =
-                runs.iter().filter_map(|r| Some((r["ssd"].as_str()?, r["tokens_per_s"].as_f64()?))).collect();
+            let tps: Vec<(&str, f64)> = runs.iter().filter_map(|r| Some((r["ssd"].as_str()?, r["tokens_per_s"].as_f64()?))).collect();
             let best = tps.iter().map(|&(_, t)| t).reduce(f64::max);
             let fused_over_tensor = ratio(tps.iter().copied());
             let best_over_anchor = match (case.anchor, best) {

@@ -86,7 +86,12 @@ pub fn print_rows(format: TableFormat, header: &[String], rows: &[Vec<serde_json
 }
 
 /// Writes rows as an aligned table, CSV or JSON (an array of objects).
-pub fn render_rows(format: TableFormat, header: &[String], rows: &[Vec<serde_json::Value>], out: &mut impl std::io::Write) -> anyhow::Result<()> {
+pub fn render_rows(
+    format: TableFormat,
+    header: &[String],
+    rows: &[Vec<serde_json::Value>],
+    out: &mut impl std::io::Write,
+) -> anyhow::Result<()> {
     let cell = |v: &serde_json::Value| match v {
         serde_json::Value::Null => String::new(),
         serde_json::Value::String(s) => s.clone(),
@@ -100,10 +105,8 @@ pub fn render_rows(format: TableFormat, header: &[String], rows: &[Vec<serde_jso
     };
     match format {
         TableFormat::Json => {
-            let objs: Vec<serde_json::Value> = rows
-                .iter()
-                .map(|r| serde_json::Value::Object(header.iter().cloned().zip(r.iter().cloned()).collect()))
-                .collect();
+            let objs: Vec<serde_json::Value> =
+                rows.iter().map(|r| serde_json::Value::Object(header.iter().cloned().zip(r.iter().cloned()).collect())).collect();
             writeln!(out, "{}", serde_json::to_string_pretty(&objs)?)?;
         }
         TableFormat::Csv => {

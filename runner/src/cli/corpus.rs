@@ -132,11 +132,9 @@ pub fn default_inputs() -> anyhow::Result<Vec<InputSpec>> {
     let perl = find("/usr/share/perl", "5.", "pod");
     let fortunes = PathBuf::from("/usr/share/games/fortunes");
     match (python, perl, fortunes.is_dir()) {
-        (Some(py), Some(pl), true) => Ok(vec![
-            spec(py, &[".rst.txt"], &[]),
-            spec(pl, &[".pod"], &[]),
-            spec(fortunes, &[], &[".dat", ".u8"]),
-        ]),
+        (Some(py), Some(pl), true) => {
+            Ok(vec![spec(py, &[".rst.txt"], &[]), spec(pl, &[".pod"], &[]), spec(fortunes, &[], &[".dat", ".u8"])])
+        }
         _ => bail!(
             "the default corpus is built from Debian packages that are not installed: run `make corpus` \
              (or `apt-get install --no-install-recommends perl-doc python3-doc fortunes`)"

@@ -65,8 +65,7 @@ fn collect() -> Report {
     Report {
         stuffed: crate::version::long_version().to_string(),
         libtorch: stuffed_model::LIBTORCH_VERSION.into(),
-        libtorch_lib_dir: loaded_libtorch_dir()
-            .unwrap_or_else(|| crate::version::LIBTORCH_BUILD_DIR.into()),
+        libtorch_lib_dir: loaded_libtorch_dir().unwrap_or_else(|| crate::version::LIBTORCH_BUILD_DIR.into()),
         built_with_cuda: cuda::built_with_cuda(),
         cuda_available: tch::Cuda::is_available(),
         cudnn_available: tch::Cuda::cudnn_is_available(),
@@ -102,9 +101,7 @@ fn check_device(device: Device, name: String, info: Option<cuda::GpuInfo>) -> De
         name,
         total_memory_gb: info.as_ref().map(|g| g.total_memory_bytes as f64 / 1e9),
         total_memory_gib: info.as_ref().map(|g| g.total_memory_bytes as f64 / (1u64 << 30) as f64),
-        compute_capability: info
-            .as_ref()
-            .map(|g| format!("{}.{}", g.compute_capability.0, g.compute_capability.1)),
+        compute_capability: info.as_ref().map(|g| format!("{}.{}", g.compute_capability.0, g.compute_capability.1)),
         bf16,
         tensor_op: match fp32 {
             Ok(()) => "ok".into(),
@@ -142,15 +139,7 @@ fn print_text(r: &Report) {
     for d in &r.devices {
         let mem = d.total_memory_gib.map(|g| format!(", {g:.1} GiB")).unwrap_or_default();
         let cc = d.compute_capability.as_ref().map(|c| format!(", sm {c}")).unwrap_or_default();
-        println!(
-            "  {:<7} {}{}{}  bf16 {}  tensor op {}",
-            d.device,
-            d.name,
-            mem,
-            cc,
-            if d.bf16 { "yes" } else { "no" },
-            d.tensor_op
-        );
+        println!("  {:<7} {}{}{}  bf16 {}  tensor op {}", d.device, d.name, mem, cc, if d.bf16 { "yes" } else { "no" }, d.tensor_op);
         if let Some(f) = &d.fused_ssd {
             println!("          fused SSD kernels {f}");
         }

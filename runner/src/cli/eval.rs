@@ -10,8 +10,8 @@ use stuffed_model::ssd::SsdBackend;
 use stuffed_model::Tokenizer;
 
 use super::common::{device, print_json, ModelSource};
-use crate::evaluate;
 use super::Format;
+use crate::evaluate;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -56,7 +56,12 @@ impl Source {
     /// `len` is None).
     /// Also returns the source's name and, for a corpus, the shortest document taken and the
     /// number of distinct documents behind the prompts.
-    pub fn prompts(&self, tok: &Tokenizer, len: Option<usize>, prompts: usize) -> anyhow::Result<(Vec<Vec<u32>>, &'static str, Option<(i64, usize)>)> {
+    pub fn prompts(
+        &self,
+        tok: &Tokenizer,
+        len: Option<usize>,
+        prompts: usize,
+    ) -> anyhow::Result<(Vec<Vec<u32>>, &'static str, Option<(i64, usize)>)> {
         Ok(match (&self.text, self.newlines, &self.corpus) {
             (Some(path), _, _) => (vec![probes::text_file(tok, path, len)?], "text", None),
             (None, true, _) => (vec![probes::newlines(tok, len.context("--newlines needs --len")?); prompts], "newlines", None),
@@ -362,11 +367,15 @@ impl StatesArgs {
             Format::Text => {
                 println!("state variance per head at the last position ({} positions, bucket {}):", n, self.bucket);
                 for l in &r.layers {
-                    let vars: Vec<String> = l.heads.iter().map(|h| format!("{:.3e}", h.state_var.last().copied().unwrap_or(f64::NAN))).collect();
+                    let vars: Vec<String> =
+                        l.heads.iter().map(|h| format!("{:.3e}", h.state_var.last().copied().unwrap_or(f64::NAN))).collect();
                     println!("  layer {:>2}: {}", l.layer, vars.join(" "));
                 }
                 if let Some(h) = r.layers.first().and_then(|l| l.heads.first()) {
-                    println!("first-token log retention, layer 0 head 0, at the end: {:.3}", h.log_retention.last().copied().unwrap_or(0.0));
+                    println!(
+                        "first-token log retention, layer 0 head 0, at the end: {:.3}",
+                        h.log_retention.last().copied().unwrap_or(0.0)
+                    );
                 }
             }
         }

@@ -53,7 +53,10 @@ impl Args {
         };
         // Values near the edge of f64 (1e308) overflow inside the fit: a NaN law is no answer.
         if let Some((k, v)) = fit.params.iter().find(|(_, v)| !v.is_finite()) {
-            anyhow::bail!("{}: the fit did not converge to finite numbers ({k} = {v}); are the values within a sane range?", self.csv.display());
+            anyhow::bail!(
+                "{}: the fit did not converge to finite numbers ({k} = {v}); are the values within a sane range?",
+                self.csv.display()
+            );
         }
         match self.format {
             Format::Json => println!("{}", serde_json::to_string(&fit.to_json())?),

@@ -100,7 +100,5 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
 
 /// Default results database: `$STUFFED_DB`, else `results/stuffed.db`.
 pub fn default_db_path() -> std::path::PathBuf {
-    std::env::var_os("STUFFED_DB")
-        .map(Into::into)
-        .unwrap_or_else(|| std::path::PathBuf::from("results/stuffed.db"))
+    std::env::var_os("STUFFED_DB").map(Into::into).unwrap_or_else(|| std::path::PathBuf::from("results/stuffed.db"))
 }

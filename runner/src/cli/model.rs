@@ -47,11 +47,8 @@ impl InfoArgs {
         one.n_layer = 1;
         one.vocab_size = 1;
         let lm = stuffed_model::Mamba2LM::zeroed(&one, tch::Device::Cpu)?;
-        let layer_shapes = lm
-            .params()
-            .iter()
-            .filter_map(|(n, t)| n.strip_prefix("backbone.layers.0.").map(|s| (s.to_string(), t.size())))
-            .collect();
+        let layer_shapes =
+            lm.params().iter().filter_map(|(n, t)| n.strip_prefix("backbone.layers.0.").map(|s| (s.to_string(), t.size()))).collect();
         let info = Info {
             params: cfg.num_params(),
             state_size: cfg.state_size(),

@@ -63,7 +63,10 @@ impl SampleArgs {
                 "needle_position": p.needle_position, "blocks": p.blocks, "needle_index": p.needle_index, "template": format.to_string(), "tokenizer": tok.spec(), "prompt": text}))?,
             Format::Text => {
                 println!("{text}");
-                eprintln!("passkey {} | {} tokens | needle at token {} (depth {}) | {} blocks", p.passkey, p.len, p.needle_position, p.depth, p.blocks);
+                eprintln!(
+                    "passkey {} | {} tokens | needle at token {} (depth {}) | {} blocks",
+                    p.passkey, p.len, p.needle_position, p.depth, p.blocks
+                );
             }
         }
         Ok(0)

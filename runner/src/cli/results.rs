@@ -151,7 +151,8 @@ async fn verdicts(db: &Db, job: &str) -> anyhow::Result<(Value, Value)> {
 
 /// The job table shown by `results list` and at the end of `sweep run`.
 pub async fn list_rows(db: &Db, jobs: &[JobRow]) -> anyhow::Result<(Vec<String>, Vec<Vec<Value>>)> {
-    let header = ["id", "sweep", "label", "status", "state_size", "train_len", "step", "loss", "val_loss", "collapsed", "t_recall", "attempts"];
+    let header =
+        ["id", "sweep", "label", "status", "state_size", "train_len", "step", "loss", "val_loss", "collapsed", "t_recall", "attempts"];
     let mut rows = Vec::new();
     for j in jobs {
         let (collapsed, t_recall) = verdicts(db, &j.id).await?;
@@ -264,7 +265,10 @@ impl ShowArgs {
             return Ok(0);
         }
         println!("job {}  ({}: {})", j.id, j.sweep, j.label);
-        println!("status {}  attempts {}  state size {}  params {}  train_len {}", j.status, j.attempts, j.state_size, j.n_params, j.train_len);
+        println!(
+            "status {}  attempts {}  state size {}  params {}  train_len {}",
+            j.status, j.attempts, j.state_size, j.n_params, j.train_len
+        );
         if let Some(e) = &j.error {
             println!("error ({}): {e}", j.error_class.as_deref().unwrap_or("?"));
         }
@@ -278,7 +282,10 @@ impl ShowArgs {
                 a.status,
                 a.backend,
                 a.host.as_deref().unwrap_or("?"),
-                a.gpu.as_deref().map(|g| format!(" gpu {g}{}", a.gpu_name.as_deref().map(|n| format!(" ({n})")).unwrap_or_default())).unwrap_or_default(),
+                a.gpu
+                    .as_deref()
+                    .map(|g| format!(" gpu {g}{}", a.gpu_name.as_deref().map(|n| format!(" ({n})")).unwrap_or_default()))
+                    .unwrap_or_default(),
                 a.pid.map_or("-".into(), |p| p.to_string()),
                 a.started_at,
                 a.ended_at.as_deref().unwrap_or("..."),
@@ -378,7 +385,14 @@ impl ImportArgs {
         crate::store::check_dump(&dump).with_context(|| format!("{}: refused", self.file.display()))?;
         let db = self.db.open().await?;
         let s = db.import_checked(&dump, self.replace).await.with_context(|| format!("importing {}", self.file.display()))?;
-        println!("imported {} sweep(s), {} job(s), {} metric rows, {} evaluations into {}", s.sweeps, s.jobs, s.metrics, s.evals, self.db.db.display());
+        println!(
+            "imported {} sweep(s), {} job(s), {} metric rows, {} evaluations into {}",
+            s.sweeps,
+            s.jobs,
+            s.metrics,
+            s.evals,
+            self.db.db.display()
+        );
         Ok(0)
     }
 }

@@ -111,7 +111,9 @@ fn select_gpus(spec: &str) -> anyhow::Result<Vec<GpuSlot>> {
         "all" => (0..n).collect(),
         list => list
             .split(',')
-            .map(|s| s.trim().parse::<usize>().map_err(|_| anyhow::anyhow!("--gpus: '{s}' is not a GPU index (expected all, none or e.g. 0,1)")))
+            .map(|s| {
+                s.trim().parse::<usize>().map_err(|_| anyhow::anyhow!("--gpus: '{s}' is not a GPU index (expected all, none or e.g. 0,1)"))
+            })
             .collect::<anyhow::Result<_>>()?,
     };
     wanted
@@ -237,7 +239,8 @@ impl RunArgs {
             let db = self.db.open().await?;
             register(&db, &loaded, &self.file, "local", &planned).await?;
             let jobs: Vec<PlannedJob> = planned.into_iter().map(|(j, _)| j).collect();
-            let device = if opts.gpus.is_empty() { format!("{} CPU worker(s)", opts.max_parallel) } else { format!("{} GPU(s)", opts.gpus.len()) };
+            let device =
+                if opts.gpus.is_empty() { format!("{} CPU worker(s)", opts.max_parallel) } else { format!("{} GPU(s)", opts.gpus.len()) };
             eprintln!("sweep {name}: {} jobs on {device}; database {}", jobs.len(), self.db.db.display());
             let summary = Controller::new(&db, &name, &jobs, &opts).run(&stop).await?;
             eprintln!(
@@ -257,7 +260,13 @@ impl RunArgs {
 }
 
 /// Registers a sweep and its jobs in the database.
-async fn register(db: &Db, loaded: &LoadedSweep, file: &Path, backend: &str, planned: &[(PlannedJob, Vec<(String, Value)>)]) -> anyhow::Result<()> {
+async fn register(
+    db: &Db,
+    loaded: &LoadedSweep,
+    file: &Path,
+    backend: &str,
+    planned: &[(PlannedJob, Vec<(String, Value)>)],
+) -> anyhow::Result<()> {
     let name = &loaded.spec.name;
     db.upsert_sweep(name, &loaded.spec.description, &loaded.text, Some(&file.display().to_string()), backend).await?;
     for (pos, (j, varied)) in planned.iter().enumerate() {
@@ -356,7 +365,12 @@ pub async fn print_sweep_table(db: &Db, name: &str) -> anyhow::Result<()> {
     print_rows(TableFormat::Table, &h, &rows)
 }
 
-fn print_plan(loaded: &LoadedSweep, planned: &[(PlannedJob, Vec<(String, Value)>)], gpus: &[GpuSlot], parallel: usize) -> anyhow::Result<()> {
+fn print_plan(
+    loaded: &LoadedSweep,
+    planned: &[(PlannedJob, Vec<(String, Value)>)],
+    gpus: &[GpuSlot],
+    parallel: usize,
+) -> anyhow::Result<()> {
     let keys: Vec<String> = planned.first().map(|(_, v)| v.iter().map(|(k, _)| k.clone()).collect()).unwrap_or_default();
     let mut header = vec!["id".to_string()];
     header.extend(keys.iter().cloned());
@@ -447,7 +461,8 @@ impl CancelArgs {
         if db.sweep(&self.name).await?.is_none() {
             bail!("no sweep named '{}' in {}", self.name, self.db.db.display());
         }
-        let slurm_cancelled = if db.sweep(&self.name).await?.is_some_and(|s| s.backend == "slurm") { slurm::cancel(&db, &self.name).await? } else { 0 };
+        let slurm_cancelled =
+            if db.sweep(&self.name).await?.is_some_and(|s| s.backend == "slurm") { slurm::cancel(&db, &self.name).await? } else { 0 };
         let n = db.cancel_sweep(&self.name).await?;
         if slurm_cancelled > 0 {
             println!("sweep {}: scancelled {slurm_cancelled} Slurm task(s)", self.name);

@@ -52,15 +52,17 @@ pub fn step_printer(every: i64) -> impl FnMut(&StepInfo) {
 impl Args {
     pub fn run(self) -> anyhow::Result<i32> {
         let job = JobConfig::load(&self.config)?;
-        let name = job.name.clone().unwrap_or_else(|| {
-            self.config.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "run".into())
-        });
+        let name = job
+            .name
+            .clone()
+            .unwrap_or_else(|| self.config.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "run".into()));
         let out = self.out.clone().unwrap_or_else(|| PathBuf::from("results/runs").join(name));
         if latest_checkpoint(&out).is_some() && !self.resume {
             bail!("{} already holds a run: pass --resume to continue it, or choose another --out", out.display());
         }
         std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-        std::fs::write(out.join(JOB_FILE), serde_norway::to_string(&job)?).with_context(|| format!("writing {}", out.join(JOB_FILE).display()))?;
+        std::fs::write(out.join(JOB_FILE), serde_norway::to_string(&job)?)
+            .with_context(|| format!("writing {}", out.join(JOB_FILE).display()))?;
         let stop = stop_flag()?;
         let mut printer = step_printer(job.train.log_every);
         let o = run_job(&job, &out, 0, &stop, &mut printer)?;

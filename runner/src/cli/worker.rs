@@ -25,7 +25,12 @@ pub use stuffed_model::protocol::rundir::LOCK_FILE;
 /// Takes the run directory's exclusive lock (released when the process exits, however).
 pub fn lock_run_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
     let path = dir.join(LOCK_FILE);
-    let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).with_context(|| format!("opening {}", path.display()))?;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
     // Safety: flock on a file descriptor we own.
     if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
         bail!("another worker is running the job in {}", dir.display());

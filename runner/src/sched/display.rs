@@ -34,7 +34,8 @@ impl Display {
         }
         let overall = multi.add(ProgressBar::new(total_jobs * 1000));
         overall.set_style(
-            ProgressStyle::with_template("[{elapsed_precise}] {wide_bar} {msg} (ETA {eta})").unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ProgressStyle::with_template("[{elapsed_precise}] {wide_bar} {msg} (ETA {eta})")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         Display { terminal, multi, overall, lines: BTreeMap::new(), last_plain: Instant::now() }
     }

@@ -109,7 +109,13 @@ fn signal(r: &Running, run_dir: &Path, sig: i32) {
 }
 
 fn shape_key(j: &PlannedJob) -> String {
-    format!("{}|{}|{}|{:?}", serde_json::to_string(&j.model).unwrap_or_default(), j.config.train.batch(), j.config.train.seq_len, j.config.train.precision)
+    format!(
+        "{}|{}|{}|{:?}",
+        serde_json::to_string(&j.model).unwrap_or_default(),
+        j.config.train.batch(),
+        j.config.train.seq_len,
+        j.config.train.precision
+    )
 }
 
 fn hostname() -> Option<String> {
@@ -314,10 +320,18 @@ impl<'a> Controller<'a> {
         std::fs::write(job.run_dir.join(JOB_FILE), serde_norway::to_string(&job.config)?)?;
         let log_path = job.run_dir.join(stuffed_model::protocol::rundir::WORKER_LOG);
         let seq_floor = self.db.job(&job.id).await?.last_seq;
-        let log = OpenOptions::new().create(true).append(true).open(&log_path).with_context(|| format!("opening {}", log_path.display()))?;
+        let log =
+            OpenOptions::new().create(true).append(true).open(&log_path).with_context(|| format!("opening {}", log_path.display()))?;
         let exe = std::env::current_exe().context("locating the stuffed binary")?;
         let mut cmd = Command::new(exe);
-        cmd.arg("worker").arg("--run-dir").arg(&job.run_dir).arg("--seq-floor").arg(seq_floor.max(0).to_string()).stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+        cmd.arg("worker")
+            .arg("--run-dir")
+            .arg(&job.run_dir)
+            .arg("--seq-floor")
+            .arg(seq_floor.max(0).to_string())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
         cmd.env("CUDA_VISIBLE_DEVICES", gpu.map_or(String::new(), visible_device));
         cmd.env("STUFFED_THREADS", self.opts.cpu_threads.to_string());
         let gpu_name = gpu.and_then(|g| self.opts.gpus.iter().find(|s| s.index == g)).map(|s| s.name.clone());
@@ -453,7 +467,10 @@ impl<'a> Controller<'a> {
         }
         if class == AttemptEnd::Failed(FailureKind::Killed) {
             if let Some(code) = exit_code {
-                err = Some(format!("the worker died without a final event (exit status {code}); see {}", job.run_dir.join("worker.log").display()));
+                err = Some(format!(
+                    "the worker died without a final event (exit status {code}); see {}",
+                    job.run_dir.join("worker.log").display()
+                ));
             }
         }
         self.db.finish_attempt(r.attempt, class.as_str(), exit_code, Some(class.as_str()), err.as_deref()).await?;
@@ -469,7 +486,13 @@ impl<'a> Controller<'a> {
             let exclusive = class == AttemptEnd::Failed(FailureKind::Oom) || r.exclusive;
             self.pending.push_back(Pending { job: r.job, not_before: Instant::now() + backoff, exclusive });
             self.summary.retried += 1;
-            self.display.event(&format!("retry  {} [{short}] after {} ({}) in {}s", job.label, class.as_str(), err.unwrap_or_default(), backoff.as_secs()));
+            self.display.event(&format!(
+                "retry  {} [{short}] after {} ({}) in {}s",
+                job.label,
+                class.as_str(),
+                err.unwrap_or_default(),
+                backoff.as_secs()
+            ));
         } else {
             let status = match (class, self.stopping) {
                 (AttemptEnd::Failed(FailureKind::Interrupted), Some(StopReason::Cancel)) => JobStatus::Cancelled,
@@ -513,7 +536,9 @@ impl<'a> Controller<'a> {
 /// CUDA_VISIBLE_DEVICES may already renumber the GPUs.
 fn visible_device(index: usize) -> String {
     match std::env::var("CUDA_VISIBLE_DEVICES") {
-        Ok(list) if !list.trim().is_empty() => list.split(',').nth(index).map(|s| s.trim().to_string()).unwrap_or_else(|| index.to_string()),
+        Ok(list) if !list.trim().is_empty() => {
+            list.split(',').nth(index).map(|s| s.trim().to_string()).unwrap_or_else(|| index.to_string())
+        }
         _ => index.to_string(),
     }
 }

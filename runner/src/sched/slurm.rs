@@ -49,7 +49,17 @@ impl TaskState {
     pub fn active(&self) -> bool {
         matches!(
             self.state.as_str(),
-            "PENDING" | "RUNNING" | "CONFIGURING" | "COMPLETING" | "REQUEUED" | "REQUEUE_HOLD" | "REQUEUE_FED" | "RESIZING" | "SUSPENDED" | "STAGE_OUT" | "SIGNALING"
+            "PENDING"
+                | "RUNNING"
+                | "CONFIGURING"
+                | "COMPLETING"
+                | "REQUEUED"
+                | "REQUEUE_HOLD"
+                | "REQUEUE_FED"
+                | "RESIZING"
+                | "SUSPENDED"
+                | "STAGE_OUT"
+                | "SIGNALING"
         )
     }
 }
@@ -205,7 +215,10 @@ pub fn query(arrays: &[String]) -> anyhow::Result<HashMap<String, TaskState>> {
             return Ok(parse_sacct(&String::from_utf8_lossy(&o.stdout)));
         }
     }
-    let out = Command::new("squeue").args(["-r", "--states=all", "-h", "-O", "JobArrayID:30,State:20,exit_code:8", "-j", &ids]).output().context("running squeue")?;
+    let out = Command::new("squeue")
+        .args(["-r", "--states=all", "-h", "-O", "JobArrayID:30,State:20,exit_code:8", "-j", &ids])
+        .output()
+        .context("running squeue")?;
     // squeue exits non-zero when every id is unknown (aged out): no states then.
     Ok(parse_squeue(&String::from_utf8_lossy(&out.stdout)))
 }
@@ -275,10 +288,19 @@ pub async fn sync_once(db: &Db, sweep: &str, opts: &SlurmOptions) -> anyhow::Res
             }
             (None, Some(s)) => match s.state.as_str() {
                 "TIMEOUT" | "DEADLINE" => (AttemptEnd::Failed(FailureKind::Timeout), Some(format!("Slurm task {task} ran out of time"))),
-                "PREEMPTED" | "NODE_FAIL" | "BOOT_FAIL" => (AttemptEnd::Failed(FailureKind::Killed), Some(format!("Slurm task {task} ended {}", s.state))),
-                "OUT_OF_MEMORY" => (AttemptEnd::Failed(FailureKind::HostOom), Some(format!("Slurm task {task} ran out of host memory (OUT_OF_MEMORY)"))),
-                "CANCELLED" => (AttemptEnd::Failed(FailureKind::Interrupted), Some(format!("Slurm task {task} was cancelled outside stuffed"))),
-                other => (AttemptEnd::Failed(FailureKind::Killed), Some(format!("Slurm task {task} ended {other} (exit {:?}) without finishing", s.exit))),
+                "PREEMPTED" | "NODE_FAIL" | "BOOT_FAIL" => {
+                    (AttemptEnd::Failed(FailureKind::Killed), Some(format!("Slurm task {task} ended {}", s.state)))
+                }
+                "OUT_OF_MEMORY" => {
+                    (AttemptEnd::Failed(FailureKind::HostOom), Some(format!("Slurm task {task} ran out of host memory (OUT_OF_MEMORY)")))
+                }
+                "CANCELLED" => {
+                    (AttemptEnd::Failed(FailureKind::Interrupted), Some(format!("Slurm task {task} was cancelled outside stuffed")))
+                }
+                other => (
+                    AttemptEnd::Failed(FailureKind::Killed),
+                    Some(format!("Slurm task {task} ended {other} (exit {:?}) without finishing", s.exit)),
+                ),
             },
             (None, None) => (AttemptEnd::Failed(FailureKind::Killed), Some(format!("Slurm task {task} is gone without a final event"))),
         };
@@ -328,7 +350,13 @@ pub async fn cancel(db: &Db, sweep: &str) -> anyhow::Result<usize> {
 }
 
 /// Submits, then (unless detached) syncs until every job of the sweep has ended.
-pub async fn run(db: &Db, sweep: &str, opts: &SlurmOptions, detach: bool, stop: &std::sync::atomic::AtomicBool) -> anyhow::Result<SyncSummary> {
+pub async fn run(
+    db: &Db,
+    sweep: &str,
+    opts: &SlurmOptions,
+    detach: bool,
+    stop: &std::sync::atomic::AtomicBool,
+) -> anyhow::Result<SyncSummary> {
     let first = sync_once(db, sweep, opts).await?;
     eprintln!("sweep {sweep}: submitted {} job(s) to Slurm", first.submitted);
     if detach {
@@ -370,7 +398,15 @@ mod tests {
     }
 
     fn options(cfg: SlurmBackend) -> SlurmOptions {
-        SlurmOptions { cfg, runs_dir: "/shared".into(), slurm_dir: "/shared/slurm".into(), retries: 1, timeout_secs: None, poll: Duration::from_secs(1), exe: "/opt/stuffed".into() }
+        SlurmOptions {
+            cfg,
+            runs_dir: "/shared".into(),
+            slurm_dir: "/shared/slurm".into(),
+            retries: 1,
+            timeout_secs: None,
+            poll: Duration::from_secs(1),
+            exe: "/opt/stuffed".into(),
+        }
     }
 
     #[test]
@@ -391,7 +427,11 @@ mod tests {
         }
         assert!(array_script(&options(SlurmBackend::default()), "..", &["/shared/a".into()]).is_err(), "a sweep name that is a path");
         assert!(array_script(&options(SlurmBackend::default()), "sw", &["/shared/a\nid".into()]).is_err());
-        let ok = SlurmBackend { extra_sbatch: vec!["--constraint=a100".into(), "--exclusive".into()], partition: Some("gpu".into()), ..Default::default() };
+        let ok = SlurmBackend {
+            extra_sbatch: vec!["--constraint=a100".into(), "--exclusive".into()],
+            partition: Some("gpu".into()),
+            ..Default::default()
+        };
         let s = array_script(&options(ok), "sw", &["/shared/a".into()]).unwrap();
         assert!(s.contains("#SBATCH --constraint=a100\n#SBATCH --exclusive\n"), "{s}");
         // Every line is a comment, `set -u`, the array or the exec: nothing else became a line.

@@ -232,7 +232,8 @@ pub async fn sweep_jobs(State(st): State<AppState>, Param(name): Param<String>, 
     if let Some(key) = q.get("sort").filter(|k| !k.is_empty()) {
         sort_rows(&mut rows, key, desc);
     }
-    let filters: Vec<Value> = conds.iter().map(|c| json!({"key": c.key, "op": format!("{:?}", c.op).to_lowercase(), "value": c.value})).collect();
+    let filters: Vec<Value> =
+        conds.iter().map(|c| json!({"key": c.key, "op": format!("{:?}", c.op).to_lowercase(), "value": c.value})).collect();
     Ok(Json(json!({
         "sweep": sweep_json(&s),
         "varied_keys": varied_keys(&s.jobs),
@@ -264,7 +265,8 @@ pub async fn job(State(st): State<AppState>, Param(id): Param<String>) -> ApiRes
         .into_iter()
         .map(|e| {
             let summary: Map<String, Value> = e.result.headline().into_iter().collect();
-            let chart = matches!(e.result, EvalResult::Loss(_) | EvalResult::Passkey(_)).then(|| format!("/charts/jobs/{jid}/evals/{}", e.eval_index));
+            let chart = matches!(e.result, EvalResult::Loss(_) | EvalResult::Passkey(_))
+                .then(|| format!("/charts/jobs/{jid}/evals/{}", e.eval_index));
             json!({"index": e.eval_index, "step": e.step, "kind": e.result.kind(), "params": e.result.params_json(),
                    "summary": summary, "chart": chart, "result": e.result})
         })

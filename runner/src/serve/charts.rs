@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use stuffed_reports::figures::{self, Curve, PasskeyGrid};
 use stuffed_model::protocol::EvalResult;
+use stuffed_reports::figures::{self, Curve, PasskeyGrid};
 
 use super::api::{find_job, find_sweep};
 use super::error::{ApiError, ApiResult, Param, QueryPairs};
@@ -104,7 +104,10 @@ fn chart_key(q: &QueryPairs) -> ApiResult<&str> {
     if CHART_KEYS.contains(&key) {
         Ok(key)
     } else {
-        Err(ApiError::bad_request(format!("charts draw {}; other metrics are JSON at /api/jobs/{{id}}/metrics?key={key}", CHART_KEYS.join(" and "))))
+        Err(ApiError::bad_request(format!(
+            "charts draw {}; other metrics are JSON at /api/jobs/{{id}}/metrics?key={key}",
+            CHART_KEYS.join(" and ")
+        )))
     }
 }
 
@@ -134,7 +137,8 @@ pub async fn job_metrics(State(st): State<AppState>, Param(id): Param<String>, q
 pub async fn sweep_metrics(State(st): State<AppState>, Param(name): Param<String>, q: QueryPairs) -> ApiResult<Response> {
     let sweep = find_sweep(&st.db, &name).await?;
     let key = chart_key(&q)?;
-    let labels: HashMap<String, String> = st.db.sweep_jobs(&sweep.name).await?.into_iter().map(|j| (j.id.clone(), if j.label.is_empty() { j.id } else { j.label })).collect();
+    let labels: HashMap<String, String> =
+        st.db.sweep_jobs(&sweep.name).await?.into_iter().map(|j| (j.id.clone(), if j.label.is_empty() { j.id } else { j.label })).collect();
     let mut by_job: BTreeMap<String, Vec<(i64, f64)>> = BTreeMap::new();
     let mut order: Vec<String> = Vec::new();
     for (job, step, value) in st.db.sweep_metrics(&sweep.name, key).await? {
@@ -162,7 +166,13 @@ pub async fn sweep_metrics(State(st): State<AppState>, Param(name): Param<String
 /// Loss by position of a `loss` evaluation, or the heat map of a `passkey` evaluation.
 pub async fn job_eval(State(st): State<AppState>, Param((id, index)): Param<(String, i64)>) -> ApiResult<Response> {
     let j = find_job(&st.db, &id).await?;
-    let e = st.db.evals(&j.id).await?.into_iter().find(|e| e.eval_index == index).ok_or_else(|| ApiError::not_found(format!("job {} has no evaluation {index}", j.id)))?;
+    let e = st
+        .db
+        .evals(&j.id)
+        .await?
+        .into_iter()
+        .find(|e| e.eval_index == index)
+        .ok_or_else(|| ApiError::not_found(format!("job {} has no evaluation {index}", j.id)))?;
     let name = if j.label.is_empty() { j.id.clone() } else { j.label.clone() };
     let cache = format!("eval:{}:{index}:{}", j.id, j.last_seq);
     let draw: Draw = match &e.result {
@@ -184,7 +194,9 @@ pub async fn job_eval(State(st): State<AppState>, Param((id, index)): Param<(Str
             let title = format!("passkey accuracy: {name}");
             Box::new(move |stem| figures::passkey_heatmap(&grid, &title, stem))
         }
-        EvalResult::States(_) => return Err(ApiError::not_found("no chart for 'states' evaluations (the JSON is at /api/jobs/{id})".to_string())),
+        EvalResult::States(_) => {
+            return Err(ApiError::not_found("no chart for 'states' evaluations (the JSON is at /api/jobs/{id})".to_string()))
+        }
     };
     Ok(svg_response(st.charts.get(cache, draw).await?))
 }

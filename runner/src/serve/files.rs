@@ -118,7 +118,8 @@ fn file_response(name: &str, bytes: Vec<u8>) -> Response {
 pub async fn log_file(State(st): State<AppState>, Param((id, number)): Param<(String, i64)>) -> ApiResult<Response> {
     let j = find_job(&st.db, &id).await?;
     let attempts = st.db.attempts(&j.id).await?;
-    let a = attempts.iter().find(|a| a.number == number).ok_or_else(|| ApiError::not_found(format!("job {} has no attempt {number}", j.id)))?;
+    let a =
+        attempts.iter().find(|a| a.number == number).ok_or_else(|| ApiError::not_found(format!("job {} has no attempt {number}", j.id)))?;
     let path = a.log_path.clone().ok_or_else(no_file)?;
     let (bytes, _) = read_end_async(resolve(&st.opts, &path).ok_or_else(no_file)?, LOG_BYTES).await.map_err(|_| no_file())?;
     Ok(file_response("worker.log", bytes))
@@ -128,7 +129,8 @@ pub async fn log_file(State(st): State<AppState>, Param((id, number)): Param<(St
 async fn artifact_row(st: &AppState, id: &str, index: usize) -> ApiResult<(String, String, String, Option<i64>)> {
     let j = find_job(&st.db, id).await?;
     let rows = st.db.artifacts(&j.id).await?;
-    let (kind, path, step) = rows.into_iter().nth(index).ok_or_else(|| ApiError::not_found(format!("job {} has no artifact {index}", j.id)))?;
+    let (kind, path, step) =
+        rows.into_iter().nth(index).ok_or_else(|| ApiError::not_found(format!("job {} has no artifact {index}", j.id)))?;
     Ok((j.id, kind, path, step))
 }
 
@@ -168,7 +170,10 @@ pub async fn artifact(State(st): State<AppState>, Param((id, index)): Param<(Str
     if meta.is_dir() {
         let entries = list_dir(&p).map_err(|_| no_file())?;
         let base = format!("/files/jobs/{}/artifacts/{index}", seg(&job));
-        let entries: Vec<Value> = entries.into_iter().map(|(name, bytes)| json!({"name": name, "bytes": bytes, "url": format!("{base}/{}", seg(&name))})).collect();
+        let entries: Vec<Value> = entries
+            .into_iter()
+            .map(|(name, bytes)| json!({"name": name, "bytes": bytes, "url": format!("{base}/{}", seg(&name))}))
+            .collect();
         return Ok(Json(json!({"job": job, "index": index, "kind": kind, "path": path, "step": step, "entries": entries})).into_response());
     }
     let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("artifact").to_string();

@@ -108,7 +108,11 @@ pub fn router(db: Db, opts: Options) -> anyhow::Result<Router> {
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves.
-pub async fn serve(listener: tokio::net::TcpListener, app: Router, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
     Ok(())
 }
@@ -194,7 +198,8 @@ fn loopback_host(host: &str) -> bool {
 /// Read-only and same-machine guard, and the security headers of every response.
 async fn guard(State(st): State<AppState>, req: Request, next: Next) -> Response {
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        let mut r = ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "the dashboard is read-only: only GET and HEAD requests are served").into_response();
+        let mut r = ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "the dashboard is read-only: only GET and HEAD requests are served")
+            .into_response();
         r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         return r;
     }
@@ -204,14 +209,22 @@ async fn guard(State(st): State<AppState>, req: Request, next: Next) -> Response
         let host = hosts.first().copied().unwrap_or("");
         if hosts.len() != 1 || !loopback_host(host) {
             let shown: String = host.chars().take(80).collect();
-            return ApiError::new(StatusCode::FORBIDDEN, format!("host '{}' is not this machine: the dashboard listens on loopback only", shown.escape_debug())).into_response();
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!("host '{}' is not this machine: the dashboard listens on loopback only", shown.escape_debug()),
+            )
+            .into_response();
         }
     }
     let mut set_cookie = None;
     if let Some(token) = &st.opts.token {
         match auth::check(&req, token) {
             None => {
-                let mut r = ApiError::new(StatusCode::UNAUTHORIZED, "this dashboard needs its access token: open it with ?token=TOKEN once, or send Authorization: Bearer TOKEN").into_response();
+                let mut r = ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "this dashboard needs its access token: open it with ?token=TOKEN once, or send Authorization: Bearer TOKEN",
+                )
+                .into_response();
                 r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
                 return r;
             }
@@ -228,7 +241,9 @@ async fn guard(State(st): State<AppState>, req: Request, next: Next) -> Response
     h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
     h.insert(
         "content-security-policy",
-        HeaderValue::from_static("default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self'; frame-ancestors 'none'"),
+        HeaderValue::from_static(
+            "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; script-src 'self'; frame-ancestors 'none'",
+        ),
     );
     if !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -265,7 +280,20 @@ mod tests {
         for h in ["localhost", "localhost:8765", "127.0.0.1:80", "127.1.2.3", "[::1]:8765", "app.localhost:1"] {
             assert!(loopback_host(h), "{h}");
         }
-        for h in ["", "evil.example", "evil.example:8765", "10.0.0.1:8765", "localhost.evil.example", "[::2]:1", "127.0.0.1:evil.com", "localhost:80:evil.com", "[::1]evil", "[::1]:x", "localhost:", "127.0.0.1:123456"] {
+        for h in [
+            "",
+            "evil.example",
+            "evil.example:8765",
+            "10.0.0.1:8765",
+            "localhost.evil.example",
+            "[::2]:1",
+            "127.0.0.1:evil.com",
+            "localhost:80:evil.com",
+            "[::1]evil",
+            "[::1]:x",
+            "localhost:",
+            "127.0.0.1:123456",
+        ] {
             assert!(!loopback_host(h), "{h}");
         }
     }

@@ -94,11 +94,8 @@ pub fn sweep_progress(jobs: &[JobClock], cancelled: bool, now: f64) -> Progress 
         "idle"
     };
     let waiting = if cancelled { 0 } else { n - done - running.len() };
-    let completed: Vec<f64> = jobs
-        .iter()
-        .filter(|j| j.status == "completed")
-        .filter_map(|j| Some(j.ended? - j.started?).filter(|d| *d > 0.0))
-        .collect();
+    let completed: Vec<f64> =
+        jobs.iter().filter(|j| j.status == "completed").filter_map(|j| Some(j.ended? - j.started?).filter(|d| *d > 0.0)).collect();
     let prior = (!completed.is_empty()).then(|| completed.iter().sum::<f64>() / completed.len() as f64);
     let (mut totals, mut left) = (Vec::new(), Vec::new());
     for j in &running {
@@ -149,7 +146,12 @@ mod tests {
     #[test]
     fn eta_from_pace_and_waiting_jobs() {
         // Two jobs half done after 10 s each (20 s jobs), two waiting: 10 s + 2 x 20 s on 2 slots.
-        let jobs = [clock("running", 0.5, Some(90.0), None), clock("running", 0.5, Some(90.0), None), clock("pending", 0.0, None, None), clock("pending", 0.0, None, None)];
+        let jobs = [
+            clock("running", 0.5, Some(90.0), None),
+            clock("running", 0.5, Some(90.0), None),
+            clock("pending", 0.0, None, None),
+            clock("pending", 0.0, None, None),
+        ];
         let p = sweep_progress(&jobs, false, 100.0);
         assert_eq!(p.state, "running");
         assert_eq!(p.done, 0);
@@ -161,7 +163,8 @@ mod tests {
     fn a_job_that_just_started_leans_on_completed_durations() {
         // Completed jobs took 10 s; one runs at 5% after 2 s (its pace alone says 40 s): 0.05 x 40
         // + 0.95 x 10 = 11.5 s in all, 9.5 s left, then the waiting job's 10 s.
-        let jobs = [clock("completed", 1.0, Some(0.0), Some(10.0)), clock("running", 0.05, Some(98.0), None), clock("pending", 0.0, None, None)];
+        let jobs =
+            [clock("completed", 1.0, Some(0.0), Some(10.0)), clock("running", 0.05, Some(98.0), None), clock("pending", 0.0, None, None)];
         let eta = sweep_progress(&jobs, false, 100.0).eta_s.unwrap();
         assert!((eta - 19.5).abs() < 1e-9, "{eta}");
     }

@@ -84,8 +84,10 @@ impl Reports {
         let forget: Vec<Value> = summary
             .forget
             .iter()
-            .map(|r| json!({"state_size": r.state_size, "t_forget": r.t_forget, "t_forget_text": r.describe(),
-                            "lengths_tried": r.lengths_tried, "collapsed_lengths": r.collapsed_lengths}))
+            .map(|r| {
+                json!({"state_size": r.state_size, "t_forget": r.t_forget, "t_forget_text": r.describe(),
+                            "lengths_tried": r.lengths_tried, "collapsed_lengths": r.collapsed_lengths})
+            })
             .collect();
         let json = json!({
             "sweep": sweep,
@@ -134,7 +136,8 @@ pub async fn file(State(st): State<AppState>, Param((name, path)): Param<(String
         return Err(ApiError::not_found(format!("the report of {} has no file '{path}'", sweep.name)));
     }
     let full = b.dir.join(&path);
-    let bytes = tokio::fs::read(&full).await.map_err(|e| ApiError::not_found(format!("{path}: {e} (the report was just redrawn: reload)")))?;
+    let bytes =
+        tokio::fs::read(&full).await.map_err(|e| ApiError::not_found(format!("{path}: {e} (the report was just redrawn: reload)")))?;
     let mut r = (StatusCode::OK, bytes).into_response();
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type(&path)));
     Ok(r)

@@ -2,9 +2,9 @@
 //! database, so committed results can be re-plotted anywhere; plus the report's input.
 use std::collections::BTreeMap;
 
+use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use anyhow::Context;
 use stuffed_model::protocol::{EvalResult, JobRecord};
 use stuffed_reports::{EvalRecord, MetricRecord, ReportData, SweepRecord};
 
@@ -90,7 +90,9 @@ impl Db {
         );
         let q_attempts = format!("SELECT * FROM attempts WHERE job_id IN ({in_jobs}) ORDER BY job_id, number");
         let q_metrics = format!("SELECT job_id, key, step, value FROM metrics WHERE job_id IN ({in_jobs}) ORDER BY job_id, key, step");
-        let q_evals = format!("SELECT job_id, eval_index, step, kind, params, result FROM evals WHERE job_id IN ({in_jobs}) ORDER BY job_id, eval_index");
+        let q_evals = format!(
+            "SELECT job_id, eval_index, step, kind, params, result FROM evals WHERE job_id IN ({in_jobs}) ORDER BY job_id, eval_index"
+        );
         let q_artifacts = format!("SELECT job_id, kind, path, step FROM artifacts WHERE job_id IN ({in_jobs}) ORDER BY job_id, kind, path");
         let sweeps = bind_all!(sqlx::query_as::<_, SweepRow>(&q_sweeps)).fetch_all(&self.pool).await?;
         let sj_rows: Vec<(String, String, String, String, i64)> = bind_all!(sqlx::query_as(&q_sj)).fetch_all(&self.pool).await?;
@@ -148,8 +150,13 @@ impl Db {
         }
         for sj in &d.sweep_jobs {
             sqlx::query("INSERT OR REPLACE INTO sweep_jobs (sweep, job_id, label, varied, position) VALUES (?, ?, ?, ?, ?)")
-                .bind(&sj.sweep).bind(&sj.job_id).bind(&sj.label).bind(sj.varied.to_string()).bind(sj.position)
-                .execute(&mut *tx).await?;
+                .bind(&sj.sweep)
+                .bind(&sj.job_id)
+                .bind(&sj.label)
+                .bind(sj.varied.to_string())
+                .bind(sj.position)
+                .execute(&mut *tx)
+                .await?;
         }
         for a in &d.attempts {
             sqlx::query(
@@ -163,15 +170,32 @@ impl Db {
         }
         for (job, key, step, value) in &d.metrics {
             sqlx::query("INSERT OR REPLACE INTO metrics (job_id, key, step, value, seq) VALUES (?, ?, ?, ?, 0)")
-                .bind(job).bind(key).bind(step).bind(value).execute(&mut *tx).await?;
+                .bind(job)
+                .bind(key)
+                .bind(step)
+                .bind(value)
+                .execute(&mut *tx)
+                .await?;
         }
         for e in &d.evals {
             sqlx::query("INSERT OR REPLACE INTO evals (job_id, eval_index, step, kind, params, result, seq) VALUES (?, ?, ?, ?, ?, ?, 0)")
-                .bind(&e.job_id).bind(e.eval_index).bind(e.step).bind(&e.kind).bind(&e.params).bind(&e.result).execute(&mut *tx).await?;
+                .bind(&e.job_id)
+                .bind(e.eval_index)
+                .bind(e.step)
+                .bind(&e.kind)
+                .bind(&e.params)
+                .bind(&e.result)
+                .execute(&mut *tx)
+                .await?;
         }
         for (job, kind, path, step) in &d.artifacts {
             sqlx::query("INSERT OR REPLACE INTO artifacts (job_id, kind, path, step, created_at) VALUES (?, ?, ?, ?, '')")
-                .bind(job).bind(kind).bind(path).bind(step).execute(&mut *tx).await?;
+                .bind(job)
+                .bind(kind)
+                .bind(path)
+                .bind(step)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(ImportSummary { sweeps: d.sweeps.len(), jobs: d.jobs.len(), metrics: d.metrics.len(), evals: d.evals.len() })
@@ -209,7 +233,8 @@ impl Db {
                 .evals
                 .iter()
                 .map(|e| {
-                    let result = EvalResult::from_json(&e.result).with_context(|| format!("evaluation {} of job {}", e.eval_index, e.job_id))?;
+                    let result =
+                        EvalResult::from_json(&e.result).with_context(|| format!("evaluation {} of job {}", e.eval_index, e.job_id))?;
                     Ok(EvalRecord { job_id: e.job_id.clone(), step: e.step, result })
                 })
                 .collect::<anyhow::Result<_>>()?,

@@ -29,7 +29,8 @@ impl Cond {
     }
 }
 
-const OPS: [(&str, Op); 7] = [(">=", Op::Ge), ("<=", Op::Le), ("!=", Op::Ne), ("=", Op::Eq), (">", Op::Gt), ("<", Op::Lt), ("~", Op::Contains)];
+const OPS: [(&str, Op); 7] =
+    [(">=", Op::Ge), ("<=", Op::Le), ("!=", Op::Ne), ("=", Op::Eq), (">", Op::Gt), ("<", Op::Lt), ("~", Op::Contains)];
 
 impl FromStr for Cond {
     type Err = String;
@@ -51,7 +52,8 @@ impl FromStr for Cond {
         }
         if !key.contains(['.', '[']) && column(key).is_none() && !CONFIG_KEYS.contains(&key) {
             let known: Vec<&str> = COLUMNS.iter().chain(CONFIG_KEYS).copied().collect();
-            let near = known.iter().map(|k| (stuffed_model::yaml::edit_distance(key, k), *k)).min().filter(|(d, _)| *d <= 3).map(|(_, k)| k);
+            let near =
+                known.iter().map(|k| (stuffed_model::yaml::edit_distance(key, k), *k)).min().filter(|(d, _)| *d <= 3).map(|(_, k)| k);
             return Err(format!(
                 "filter '{s}': unknown column '{key}'{} (columns: {}; or a config path like model.d_state)",
                 near.map_or(String::new(), |k| format!(", did you mean '{k}'?")),
@@ -74,7 +76,9 @@ fn valid_key(key: &str) -> bool {
             !name.is_empty()
                 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
                 && rest.split_inclusive(']').all(|idx| {
-                    idx.strip_prefix('[').and_then(|i| i.strip_suffix(']')).is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+                    idx.strip_prefix('[')
+                        .and_then(|i| i.strip_suffix(']'))
+                        .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
                 })
         })
 }

@@ -12,9 +12,9 @@ use anyhow::{bail, Context};
 
 use super::export::DUMP_FORMAT;
 use super::{job_from_row, JOB_COLUMNS};
-use stuffed_model::protocol::JobRecord;
 use super::{Db, Dump, ImportSummary};
 use crate::safety::{check_id, check_sweep_name, short};
+use stuffed_model::protocol::JobRecord;
 
 /// The largest dump read, decompressed (1 GiB; the study's whole export is 3.5 MB).
 pub const MAX_DUMP_BYTES: u64 = 1 << 30;
@@ -30,7 +30,10 @@ impl<R: Read> Read for Bounded<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         if n as u64 > self.left {
-            return Err(std::io::Error::other(format!("file too large: more than {} bytes decompressed, limit {}", self.limit, self.limit)));
+            return Err(std::io::Error::other(format!(
+                "file too large: more than {} bytes decompressed, limit {}",
+                self.limit, self.limit
+            )));
         }
         self.left -= n as u64;
         Ok(n)
@@ -48,7 +51,8 @@ pub fn read_dump(path: &Path, limit: u64) -> anyhow::Result<Dump> {
         bail!("{}: file too large: {} bytes, limit {limit}", path.display(), meta.len());
     }
     let f = std::io::BufReader::new(std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?);
-    let inner: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") { Box::new(flate2::read::GzDecoder::new(f)) } else { Box::new(f) };
+    let inner: Box<dyn Read> =
+        if path.extension().is_some_and(|e| e == "gz") { Box::new(flate2::read::GzDecoder::new(f)) } else { Box::new(f) };
     let reader = std::io::BufReader::new(Bounded { inner, left: limit, limit });
     serde_json::from_reader(reader).map_err(|e| {
         let io = e.io_error_kind().is_some();
@@ -163,7 +167,8 @@ impl Db {
 /// Whether two job rows hold the same stored data (the columns of the `jobs` table a dump
 /// carries; sweep membership, resolved sizes and bookkeeping are not compared).
 fn same_stored_job(a: &JobRecord, b: &JobRecord) -> bool {
-    (&a.id, &a.config, a.state_size, a.n_params, a.train_len, &a.run_dir, a.status, a.attempts) == (&b.id, &b.config, b.state_size, b.n_params, b.train_len, &b.run_dir, b.status, b.attempts)
+    (&a.id, &a.config, a.state_size, a.n_params, a.train_len, &a.run_dir, a.status, a.attempts)
+        == (&b.id, &b.config, b.state_size, b.n_params, b.train_len, &b.run_dir, b.status, b.attempts)
         && (&a.error, &a.error_class, a.step, a.total_steps, a.last_loss, a.tokens_per_s, a.peak_mem_gb)
             == (&b.error, &b.error_class, b.step, b.total_steps, b.last_loss, b.tokens_per_s, b.peak_mem_gb)
         && (&a.created_at, &a.finished_at) == (&b.created_at, &b.finished_at)

@@ -19,7 +19,8 @@ impl Db {
     /// Applies the events newer than the job's last ingested sequence number.
     pub async fn ingest(&self, job_id: &str, events: &[Envelope]) -> anyhow::Result<IngestSummary> {
         let mut tx = self.pool.begin().await?;
-        let (last, run_dir): (i64, String) = sqlx::query_as("SELECT last_seq, run_dir FROM jobs WHERE id = ?").bind(job_id).fetch_one(&mut *tx).await?;
+        let (last, run_dir): (i64, String) =
+            sqlx::query_as("SELECT last_seq, run_dir FROM jobs WHERE id = ?").bind(job_id).fetch_one(&mut *tx).await?;
         let mut sum = IngestSummary { last_seq: last, ..Default::default() };
         for ev in events {
             let seq = i64::try_from(ev.seq).unwrap_or(i64::MAX);
@@ -68,25 +69,29 @@ impl Db {
                 }
                 Event::Checkpoint { step, path, .. } => {
                     let path = format!("{}/{}", run_dir.trim_end_matches('/'), path);
-                    sqlx::query("INSERT OR REPLACE INTO artifacts (job_id, kind, path, step, created_at) VALUES (?, 'checkpoint', ?, ?, ?)")
-                        .bind(job_id)
-                        .bind(path)
-                        .bind(step)
-                        .bind(&ev.time)
-                        .execute(&mut *tx)
-                        .await?;
+                    sqlx::query(
+                        "INSERT OR REPLACE INTO artifacts (job_id, kind, path, step, created_at) VALUES (?, 'checkpoint', ?, ?, ?)",
+                    )
+                    .bind(job_id)
+                    .bind(path)
+                    .bind(step)
+                    .bind(&ev.time)
+                    .execute(&mut *tx)
+                    .await?;
                 }
                 Event::Eval { eval_index, step, result, .. } => {
-                    sqlx::query("INSERT OR REPLACE INTO evals (job_id, eval_index, step, kind, params, result, seq) VALUES (?, ?, ?, ?, ?, ?, ?)")
-                        .bind(job_id)
-                        .bind(eval_index)
-                        .bind(step)
-                        .bind(result.kind())
-                        .bind(result.params_json().to_string())
-                        .bind(serde_json::to_string(result)?)
-                        .bind(seq)
-                        .execute(&mut *tx)
-                        .await?;
+                    sqlx::query(
+                        "INSERT OR REPLACE INTO evals (job_id, eval_index, step, kind, params, result, seq) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    )
+                    .bind(job_id)
+                    .bind(eval_index)
+                    .bind(step)
+                    .bind(result.kind())
+                    .bind(result.params_json().to_string())
+                    .bind(serde_json::to_string(result)?)
+                    .bind(seq)
+                    .execute(&mut *tx)
+                    .await?;
                 }
                 Event::Done(d) => sum.done = Some(d.clone()),
                 Event::Interrupted { .. } | Event::Diverged { .. } => {}
@@ -94,7 +99,12 @@ impl Db {
             sum.applied += 1;
             sum.last_seq = seq;
         }
-        sqlx::query("UPDATE jobs SET last_seq = ?, updated_at = ? WHERE id = ?").bind(sum.last_seq).bind(now()).bind(job_id).execute(&mut *tx).await?;
+        sqlx::query("UPDATE jobs SET last_seq = ?, updated_at = ? WHERE id = ?")
+            .bind(sum.last_seq)
+            .bind(now())
+            .bind(job_id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(sum)
     }
@@ -132,10 +142,6 @@ pub fn read_events(path: &std::path::Path, offset: u64) -> std::io::Result<(Vec<
     let mut buf = Vec::new();
     f.read_to_end(&mut buf)?;
     let end = buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-    let events = buf[..end]
-        .split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
-        .filter_map(|l| Envelope::parse(l).ok())
-        .collect();
+    let events = buf[..end].split(|&b| b == b'\n').filter(|l| !l.is_empty()).filter_map(|l| Envelope::parse(l).ok()).collect();
     Ok((events, offset + end as u64))
 }

@@ -15,8 +15,8 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::sqlite::SqliteRow;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 use stuffed_model::protocol::{EvalResult, JobRecord, JobStatus, ModelDims};
 
@@ -148,7 +148,8 @@ pub struct EvalRow {
 
 fn eval_from_row(row: SqliteRow) -> sqlx::Result<EvalRow> {
     let text: String = row.try_get("result")?;
-    let result = EvalResult::from_json(&text).map_err(|e| sqlx::Error::ColumnDecode { index: "result".into(), source: e.to_string().into() })?;
+    let result =
+        EvalResult::from_json(&text).map_err(|e| sqlx::Error::ColumnDecode { index: "result".into(), source: e.to_string().into() })?;
     Ok(EvalRow { job_id: row.try_get("job_id")?, eval_index: row.try_get("eval_index")?, step: row.try_get("step")?, result })
 }
 
@@ -292,7 +293,8 @@ impl Db {
     }
 
     pub async fn is_cancelled(&self, name: &str) -> anyhow::Result<bool> {
-        let c: Option<Option<String>> = sqlx::query_scalar("SELECT cancelled_at FROM sweeps WHERE name = ?").bind(name).fetch_optional(&self.pool).await?;
+        let c: Option<Option<String>> =
+            sqlx::query_scalar("SELECT cancelled_at FROM sweeps WHERE name = ?").bind(name).fetch_optional(&self.pool).await?;
         Ok(matches!(c, Some(Some(_))))
     }
 
@@ -343,9 +345,7 @@ impl Db {
             anyhow::bail!("{} filter conditions: at most {} are taken", conds.len(), filter::MAX_CONDS);
         }
         let (clause, binds) = filter::sql(conds);
-        let q = format!(
-            "SELECT {JOB_COLUMNS} FROM sweep_jobs sj JOIN jobs j ON j.id = sj.job_id {clause} ORDER BY sj.sweep, sj.position"
-        );
+        let q = format!("SELECT {JOB_COLUMNS} FROM sweep_jobs sj JOIN jobs j ON j.id = sj.job_id {clause} ORDER BY sj.sweep, sj.position");
         let mut query = sqlx::query(&q);
         for b in binds {
             query = match b {
@@ -374,7 +374,8 @@ impl Db {
 
     pub async fn set_status(&self, id: &str, status: JobStatus, error_class: Option<&str>, error: Option<&str>) -> anyhow::Result<()> {
         let t = now();
-        let finished = matches!(status, JobStatus::Completed | JobStatus::Failed | JobStatus::Diverged | JobStatus::Cancelled).then_some(t.clone());
+        let finished =
+            matches!(status, JobStatus::Completed | JobStatus::Failed | JobStatus::Diverged | JobStatus::Cancelled).then_some(t.clone());
         sqlx::query("UPDATE jobs SET status = ?, error_class = ?, error = ?, updated_at = ?, finished_at = ? WHERE id = ?")
             .bind(status.as_str())
             .bind(error_class)
@@ -388,7 +389,11 @@ impl Db {
     }
 
     pub async fn record_peak_memory(&self, id: &str, gb: f64) -> anyhow::Result<()> {
-        sqlx::query("UPDATE jobs SET peak_mem_gb = MAX(COALESCE(peak_mem_gb, 0), ?) WHERE id = ?").bind(gb).bind(id).execute(&self.pool).await?;
+        sqlx::query("UPDATE jobs SET peak_mem_gb = MAX(COALESCE(peak_mem_gb, 0), ?) WHERE id = ?")
+            .bind(gb)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -443,21 +448,33 @@ impl Db {
         Ok(())
     }
 
-    pub async fn finish_attempt(&self, attempt: i64, status: &str, exit_code: Option<i64>, error_class: Option<&str>, error: Option<&str>) -> anyhow::Result<()> {
-        sqlx::query("UPDATE attempts SET ended_at = ?, status = ?, exit_code = ?, error_class = ?, error = ? WHERE id = ? AND ended_at IS NULL")
-            .bind(now())
-            .bind(status)
-            .bind(exit_code)
-            .bind(error_class)
-            .bind(error)
-            .bind(attempt)
-            .execute(&self.pool)
-            .await?;
+    pub async fn finish_attempt(
+        &self,
+        attempt: i64,
+        status: &str,
+        exit_code: Option<i64>,
+        error_class: Option<&str>,
+        error: Option<&str>,
+    ) -> anyhow::Result<()> {
+        sqlx::query(
+            "UPDATE attempts SET ended_at = ?, status = ?, exit_code = ?, error_class = ?, error = ? WHERE id = ? AND ended_at IS NULL",
+        )
+        .bind(now())
+        .bind(status)
+        .bind(exit_code)
+        .bind(error_class)
+        .bind(error)
+        .bind(attempt)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
     pub async fn attempts(&self, job_id: &str) -> anyhow::Result<Vec<AttemptRow>> {
-        Ok(sqlx::query_as::<_, AttemptRow>("SELECT * FROM attempts WHERE job_id = ? ORDER BY number").bind(job_id).fetch_all(&self.pool).await?)
+        Ok(sqlx::query_as::<_, AttemptRow>("SELECT * FROM attempts WHERE job_id = ? ORDER BY number")
+            .bind(job_id)
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     /// The open (not ended) attempt of a job, if any.
@@ -483,7 +500,10 @@ impl Db {
     }
 
     pub async fn latest_metrics(&self, job_id: &str) -> anyhow::Result<Vec<(String, i64, f64)>> {
-        Ok(sqlx::query_as("SELECT key, step, value FROM latest_metrics WHERE job_id = ? ORDER BY key").bind(job_id).fetch_all(&self.pool).await?)
+        Ok(sqlx::query_as("SELECT key, step, value FROM latest_metrics WHERE job_id = ? ORDER BY key")
+            .bind(job_id)
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     pub async fn evals(&self, job_id: &str) -> anyhow::Result<Vec<EvalRow>> {
@@ -495,18 +515,26 @@ impl Db {
     }
 
     pub async fn artifacts(&self, job_id: &str) -> anyhow::Result<Vec<(String, String, Option<i64>)>> {
-        Ok(sqlx::query_as("SELECT kind, path, step FROM artifacts WHERE job_id = ? ORDER BY kind, path").bind(job_id).fetch_all(&self.pool).await?)
+        Ok(sqlx::query_as("SELECT kind, path, step FROM artifacts WHERE job_id = ? ORDER BY kind, path")
+            .bind(job_id)
+            .fetch_all(&self.pool)
+            .await?)
     }
 
     /// What a job that its worker called done lacks in the database, if anything: its final
     /// training step, or one of its `n_evals` evaluations at that step.
     pub async fn incomplete(&self, job_id: &str, n_evals: usize) -> anyhow::Result<Option<String>> {
-        let (step, total): (Option<i64>, Option<i64>) = sqlx::query_as("SELECT step, total_steps FROM jobs WHERE id = ?").bind(job_id).fetch_one(&self.pool).await?;
+        let (step, total): (Option<i64>, Option<i64>) =
+            sqlx::query_as("SELECT step, total_steps FROM jobs WHERE id = ?").bind(job_id).fetch_one(&self.pool).await?;
         let (Some(step), Some(total)) = (step, total) else { return Ok(Some("no training step was recorded".into())) };
         if step < total {
             return Ok(Some(format!("the last recorded step is {step} of {total}")));
         }
-        let evals: i64 = sqlx::query_scalar("SELECT COUNT(DISTINCT eval_index) FROM evals WHERE job_id = ? AND step = ?").bind(job_id).bind(step).fetch_one(&self.pool).await?;
+        let evals: i64 = sqlx::query_scalar("SELECT COUNT(DISTINCT eval_index) FROM evals WHERE job_id = ? AND step = ?")
+            .bind(job_id)
+            .bind(step)
+            .fetch_one(&self.pool)
+            .await?;
         Ok((evals < n_evals as i64).then(|| format!("{evals} of its {n_evals} evaluations were recorded at step {step}")))
     }
 

@@ -18,7 +18,9 @@ pub fn known_version() -> i64 {
 
 /// The newest schema version applied to the database behind `pool` (0 for a new one).
 async fn applied_version(pool: &SqlitePool) -> anyhow::Result<i64> {
-    let has: Option<String> = sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'").fetch_optional(pool).await?;
+    let has: Option<String> = sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'")
+        .fetch_optional(pool)
+        .await?;
     if has.is_none() {
         return Ok(0);
     }
@@ -45,7 +47,8 @@ impl Db {
         if !path.exists() {
             return Db::open(path).await;
         }
-        let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?.read_only(true).busy_timeout(Duration::from_secs(60));
+        let opts =
+            SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?.read_only(true).busy_timeout(Duration::from_secs(60));
         let connect = |o: SqliteConnectOptions| async move { SqlitePoolOptions::new().max_connections(4).connect_with(o).await };
         let pool = match connect(opts.clone()).await {
             Ok(p) => p,
@@ -86,7 +89,10 @@ mod tests {
         db.pool.close().await;
         for e in [Db::open(&path).await.err().unwrap(), Db::open_read_only(&path).await.err().unwrap()] {
             let e = format!("{e:#}");
-            assert!(e.contains("newer stuffed") && e.contains("version 99") && e.contains(&format!("up to version {}", known_version())), "{e}");
+            assert!(
+                e.contains("newer stuffed") && e.contains("version 99") && e.contains(&format!("up to version {}", known_version())),
+                "{e}"
+            );
         }
     }
 }

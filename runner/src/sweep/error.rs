@@ -12,22 +12,13 @@ pub enum SweepError {
     Yaml(#[from] YamlError),
     /// The cartesian product is larger than the caller allows.
     #[error("{}: the sweep expands to {jobs} jobs, more than --max-jobs {max}", file.display())]
-    TooManyJobs {
-        file: PathBuf,
-        jobs: u128,
-        max: usize,
-    },
+    TooManyJobs { file: PathBuf, jobs: u128, max: usize },
     /// Two combinations resolve to the same job config.
     #[error(
         "{}: jobs `{first}` and `{second}` resolve to the same config (id {id}); remove one of them",
         file.display()
     )]
-    DuplicateJob {
-        file: PathBuf,
-        id: String,
-        first: String,
-        second: String,
-    },
+    DuplicateJob { file: PathBuf, id: String, first: String, second: String },
 }
 
 impl SweepError {
@@ -41,12 +32,7 @@ impl SweepError {
 }
 
 /// A `YamlError` at `loc` (1-based line and column) in `file`.
-pub(crate) fn at(
-    file: &Path,
-    loc: Option<(usize, usize)>,
-    key: Option<&str>,
-    msg: impl Into<String>,
-) -> SweepError {
+pub(crate) fn at(file: &Path, loc: Option<(usize, usize)>, key: Option<&str>, msg: impl Into<String>) -> SweepError {
     SweepError::Yaml(YamlError {
         file: file.to_path_buf(),
         line: loc.map(|(l, _)| l),

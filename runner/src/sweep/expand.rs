@@ -38,58 +38,22 @@ pub fn expand(sweep: &LoadedSweep, max_jobs: usize) -> Result<Vec<ExpandedJob>, 
     let plan = Plan::new(sweep)?;
     let jobs = plan.count();
     if jobs > max_jobs as u128 {
-        return Err(SweepError::TooManyJobs {
-            file: sweep.path.clone(),
-            jobs,
-            max: max_jobs,
-        });
+        return Err(SweepError::TooManyJobs { file: sweep.path.clone(), jobs, max: max_jobs });
     }
     let names = label_names(&plan);
     let mut seen: HashMap<String, String> = HashMap::new();
     let mut out = Vec::with_capacity(jobs as usize);
     for index in 0..jobs as usize {
         let values = plan.combination(index);
-        let varied: Vec<(String, Value)> = plan
-            .varied
-            .iter()
-            .map(|k| k.text.clone())
-            .zip(values)
-            .collect();
-        let label = names
-            .iter()
-            .zip(&varied)
-            .map(|(n, (_, v))| format!("{n}={}", show(v)))
-            .collect::<Vec<_>>()
-            .join(" ");
+        let varied: Vec<(String, Value)> = plan.varied.iter().map(|k| k.text.clone()).zip(values).collect();
+        let label = names.iter().zip(&varied).map(|(n, (_, v))| format!("{n}={}", show(v))).collect::<Vec<_>>().join(" ");
         let mut config = build(sweep, &plan, &varied)?;
-        config.name = Some(if label.is_empty() {
-            sweep.spec.name.clone()
-        } else {
-            format!("{}/{label}", sweep.spec.name)
-        });
-        let id = job_id(&config).map_err(|e| {
-            at(
-                &sweep.path,
-                None,
-                None,
-                format!("cannot hash job `{label}`: {e}"),
-            )
-        })?;
+        config.name = Some(if label.is_empty() { sweep.spec.name.clone() } else { format!("{}/{label}", sweep.spec.name) });
+        let id = job_id(&config).map_err(|e| at(&sweep.path, None, None, format!("cannot hash job `{label}`: {e}")))?;
         if let Some(first) = seen.insert(id.clone(), label.clone()) {
-            return Err(SweepError::DuplicateJob {
-                file: sweep.path.clone(),
-                id,
-                first,
-                second: label,
-            });
+            return Err(SweepError::DuplicateJob { file: sweep.path.clone(), id, first, second: label });
         }
-        out.push(ExpandedJob {
-            id,
-            config,
-            varied,
-            label,
-            index,
-        });
+        out.push(ExpandedJob { id, config, varied, label, index });
     }
     Ok(out)
 }
@@ -115,12 +79,7 @@ fn sorted(v: Value) -> Value {
         Value::Object(m) => {
             let mut entries: Vec<(String, Value)> = m.into_iter().collect();
             entries.sort_by(|a, b| a.0.cmp(&b.0));
-            Value::Object(
-                entries
-                    .into_iter()
-                    .map(|(k, v)| (k, sorted(v)))
-                    .collect::<Map<_, _>>(),
-            )
+            Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect::<Map<_, _>>())
         }
         Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
         other => other,
@@ -133,13 +92,7 @@ fn label_names(plan: &Plan) -> Vec<String> {
     plan.varied
         .iter()
         .zip(&last)
-        .map(|(k, n)| {
-            if last.iter().filter(|m| *m == n).count() > 1 {
-                k.text.clone()
-            } else {
-                n.to_string()
-            }
-        })
+        .map(|(k, n)| if last.iter().filter(|m| *m == n).count() > 1 { k.text.clone() } else { n.to_string() })
         .collect()
 }
 
@@ -152,31 +105,18 @@ fn show(v: &Value) -> String {
 }
 
 /// The resolved, validated config of one combination.
-fn build(
-    sweep: &LoadedSweep,
-    plan: &Plan,
-    varied: &[(String, Value)],
-) -> Result<JobConfig, SweepError> {
-    let job = Job {
-        sweep,
-        plan,
-        varied,
-    };
+fn build(sweep: &LoadedSweep, plan: &Plan, varied: &[(String, Value)]) -> Result<JobConfig, SweepError> {
+    let job = Job { sweep, plan, varied };
     let mut v = sweep.base.value.clone();
     if let (Value::Object(m), Some(evals)) = (&mut v, &sweep.spec.evals) {
         m.insert("evals".into(), Value::Array(evals.clone()));
     }
     for (key, (_, value)) in plan.varied.iter().zip(varied) {
-        key.key
-            .set(&mut v, value.clone())
-            .map_err(|msg| job.at_key(key, msg))?;
+        key.key.set(&mut v, value.clone()).map_err(|msg| job.at_key(key, msg))?;
     }
     for (key, template) in &plan.derived {
-        let value = expr::evaluate(template, &v)
-            .map_err(|e| job.at_key(key, format!("derived `{}` = {e}", key.text)))?;
-        key.key
-            .set(&mut v, value)
-            .map_err(|msg| job.at_key(key, msg))?;
+        let value = expr::evaluate(template, &v).map_err(|e| job.at_key(key, format!("derived `{}` = {e}", key.text)))?;
+        key.key.set(&mut v, value).map_err(|msg| job.at_key(key, msg))?;
     }
     job.fill_eval_templates(&mut v)?;
     if let Value::Object(m) = &mut v {
@@ -205,22 +145,13 @@ impl Job<'_> {
         if self.varied.is_empty() {
             return String::new();
         }
-        let parts: Vec<String> = self
-            .varied
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
+        let parts: Vec<String> = self.varied.iter().map(|(k, v)| format!("{k}={v}")).collect();
         format!(" (job {})", parts.join(" "))
     }
 
     fn at_key(&self, key: &SweepKey, msg: String) -> SweepError {
         let loc = locate_origin(&self.sweep.text, key.origin, &key.text);
-        at(
-            &self.sweep.path,
-            loc,
-            Some(&key.text),
-            format!("{msg}{}", self.suffix()),
-        )
+        at(&self.sweep.path, loc, Some(&key.text), format!("{msg}{}", self.suffix()))
     }
 
     /// Evaluates `{...}` templates in every string inside `evals`.
@@ -257,43 +188,21 @@ impl Job<'_> {
     /// An error about job-config key `key` (`.` for the whole config): located at the sweep key
     /// that set it (or a value inside it), else where the base or the sweep's evals write it.
     fn problem(&self, key: &str, msg: &str) -> SweepError {
-        let unknown = msg
-            .split("unknown field `")
-            .nth(1)
-            .and_then(|r| r.split('`').next());
-        let mut path: Vec<Segment> = KeyPath::parse(key)
-            .map(|p| p.segments().to_vec())
-            .unwrap_or_default();
-        let keys: Vec<&SweepKey> = self
-            .plan
-            .varied
-            .iter()
-            .chain(self.plan.derived.iter().map(|(k, _)| k))
-            .collect();
+        let unknown = msg.split("unknown field `").nth(1).and_then(|r| r.split('`').next());
+        let mut path: Vec<Segment> = KeyPath::parse(key).map(|p| p.segments().to_vec()).unwrap_or_default();
+        let keys: Vec<&SweepKey> = self.plan.varied.iter().chain(self.plan.derived.iter().map(|(k, _)| k)).collect();
         let Some(u) = unknown else {
             let setter = (!path.is_empty()).then(|| {
                 let p = path.as_slice();
-                keys.iter()
-                    .find(|k| p.starts_with(k.key.segments()))
-                    .or_else(|| keys.iter().find(|k| k.key.segments().starts_with(p)))
+                keys.iter().find(|k| p.starts_with(k.key.segments())).or_else(|| keys.iter().find(|k| k.key.segments().starts_with(p)))
             });
             let key_text = (!path.is_empty()).then(|| prefix_text(&path));
             if let Some(Some(k)) = setter {
                 let loc = locate_origin(&self.sweep.text, k.origin, &k.text);
-                return at(
-                    &self.sweep.path,
-                    loc,
-                    key_text.as_deref(),
-                    format!("{msg}{}", self.suffix()),
-                );
+                return at(&self.sweep.path, loc, key_text.as_deref(), format!("{msg}{}", self.suffix()));
             }
             let (file, loc) = self.where_written(key_text.as_deref().unwrap_or(""));
-            return at(
-                &file,
-                loc,
-                key_text.as_deref(),
-                format!("{msg}{}", self.suffix()),
-            );
+            return at(&file, loc, key_text.as_deref(), format!("{msg}{}", self.suffix()));
         };
         // serde_path_to_error may or may not include the unknown field itself in the path.
         let field = Segment::Key(u.to_string());
@@ -323,25 +232,14 @@ impl Job<'_> {
 /// `model.d_state`?)", with the suggestion as a full key.
 fn unknown_key_message(key: &SweepKey, depth: usize, unknown: &str, serde_msg: &str) -> String {
     let segs = key.key.segments();
-    let owner = if depth == 0 {
-        "a job config".to_string()
-    } else {
-        format!("`{}`", prefix_text(&segs[..depth]))
-    };
+    let owner = if depth == 0 { "a job config".to_string() } else { format!("`{}`", prefix_text(&segs[..depth])) };
     match yaml::did_you_mean(serde_msg) {
         Some(s) => {
             let mut fixed = segs.to_vec();
             fixed[depth] = Segment::Key(s);
-            format!(
-                "`{}` is not a job config key: {owner} has no field `{unknown}` (did you mean `{}`?)",
-                key.text,
-                prefix_text(&fixed)
-            )
+            format!("`{}` is not a job config key: {owner} has no field `{unknown}` (did you mean `{}`?)", key.text, prefix_text(&fixed))
         }
-        None => format!(
-            "`{}` is not a job config key: {owner} has no field `{unknown}` ({serde_msg})",
-            key.text
-        ),
+        None => format!("`{}` is not a job config key: {owner} has no field `{unknown}` ({serde_msg})", key.text),
     }
 }
 
@@ -363,9 +261,7 @@ fn prefix_text(segs: &[Segment]) -> String {
 /// Replaces every template string under `v` (at key path `path`) by its value.
 fn fill(v: &mut Value, ctx: &Value, path: String) -> Result<(), (String, expr::ExprError)> {
     match v {
-        Value::String(s) if expr::is_template(s) => {
-            *v = expr::evaluate(s, ctx).map_err(|e| (path, e))?
-        }
+        Value::String(s) if expr::is_template(s) => *v = expr::evaluate(s, ctx).map_err(|e| (path, e))?,
         Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
                 fill(item, ctx, format!("{path}[{i}]"))?;

@@ -50,10 +50,7 @@ pub fn evaluate(template: &str, ctx: &Value) -> Result<Value, ExprError> {
             msg: format!("the template is {} bytes long, more than the limit {MAX_TEMPLATE_LEN}", template.len()),
         });
     }
-    let invalid = |msg: String| ExprError::Invalid {
-        template: template.to_string(),
-        msg,
-    };
+    let invalid = |msg: String| ExprError::Invalid { template: template.to_string(), msg };
     let trimmed = template.trim();
     if let Some(inner) = trimmed.strip_prefix('{').and_then(|t| t.strip_suffix('}')) {
         if !inner.contains(['{', '}']) {
@@ -64,12 +61,7 @@ pub fn evaluate(template: &str, ctx: &Value) -> Result<Value, ExprError> {
         return interpolate(template, ctx).map(Value::String).map_err(invalid);
     }
     let (tokens, expr) = tokenize(template, ctx).map_err(invalid)?;
-    let mut parser = Parser {
-        tokens,
-        pos: 0,
-        expr,
-        depth: 0,
-    };
+    let mut parser = Parser { tokens, pos: 0, expr, depth: 0 };
     let value = parser.sum()?;
     match parser.tokens.get(parser.pos) {
         None => Ok(Value::from(value)),
@@ -125,21 +117,14 @@ impl fmt::Display for Token {
 fn lookup<'a>(path: &str, ctx: &'a Value) -> Result<&'a Value, String> {
     let key = KeyPath::parse(path.trim())?;
     match key.get(ctx) {
-        None | Some(Value::Null) => Err(format!(
-            "`{{{key}}}` is not set (by the base config, the grid or an earlier derived key)"
-        )),
+        None | Some(Value::Null) => Err(format!("`{{{key}}}` is not set (by the base config, the grid or an earlier derived key)")),
         Some(v) => Ok(v),
     }
 }
 
 fn as_int(path: &str, v: &Value) -> Result<i64, String> {
-    let exact_float = v
-        .as_f64()
-        .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
-        .map(|f| f as i64);
-    v.as_i64()
-        .or(exact_float)
-        .ok_or_else(|| format!("`{{{}}}` is {v}, not an integer", path.trim()))
+    let exact_float = v.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15).map(|f| f as i64);
+    v.as_i64().or(exact_float).ok_or_else(|| format!("`{{{}}}` is {v}, not an integer", path.trim()))
 }
 
 /// Integers and operators, with references resolved; also the template with each reference
@@ -194,10 +179,7 @@ struct Parser {
 
 impl Parser {
     fn invalid(&self, msg: String) -> ExprError {
-        ExprError::Invalid {
-            template: self.expr.clone(),
-            msg,
-        }
+        ExprError::Invalid { template: self.expr.clone(), msg }
     }
 
     fn next_op(&self, ops: &[char]) -> Option<char> {
@@ -217,11 +199,7 @@ impl Parser {
         while let Some(op) = self.next_op(&['+', '-']) {
             self.pos += 1;
             let rhs = self.product()?;
-            let r = if op == '+' {
-                acc.checked_add(rhs)
-            } else {
-                acc.checked_sub(rhs)
-            };
+            let r = if op == '+' { acc.checked_add(rhs) } else { acc.checked_sub(rhs) };
             acc = r.ok_or_else(|| self.overflow())?;
         }
         Ok(acc)
@@ -238,11 +216,7 @@ impl Parser {
             } else if rhs == 0 {
                 return Err(self.invalid(format!("{acc} / 0 divides by zero")));
             } else if acc.checked_rem(rhs).ok_or_else(|| self.overflow())? != 0 {
-                return Err(ExprError::Inexact {
-                    expr: self.expr.clone(),
-                    a: acc,
-                    b: rhs,
-                });
+                return Err(ExprError::Inexact { expr: self.expr.clone(), a: acc, b: rhs });
             } else {
                 acc.checked_div(rhs).ok_or_else(|| self.overflow())?
             };
@@ -293,10 +267,7 @@ mod tests {
     #[test]
     fn integer_arithmetic_with_references() {
         let c = ctx();
-        assert_eq!(
-            evaluate("{train.tokens_per_step} / {train.seq_len}", &c),
-            Ok(json!(16))
-        );
+        assert_eq!(evaluate("{train.tokens_per_step} / {train.seq_len}", &c), Ok(json!(16)));
         assert_eq!(evaluate("16 * {train.seq_len}", &c), Ok(json!(4096)));
         assert_eq!(evaluate("-(2 + 3) * 4 - -1", &c), Ok(json!(-19)));
         assert_eq!(evaluate("{n} * 2", &c), Ok(json!(6)));

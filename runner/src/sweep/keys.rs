@@ -22,9 +22,7 @@ pub struct KeyPath {
 impl KeyPath {
     /// Parses `a.b[1].c`: names separated by dots, each optionally followed by `[N]` indices.
     pub fn parse(text: &str) -> Result<KeyPath, String> {
-        let bad = || {
-            format!("`{text}` is not a key path (expected names separated by dots, like `model.d_state` or `evals[0].len`)")
-        };
+        let bad = || format!("`{text}` is not a key path (expected names separated by dots, like `model.d_state` or `evals[0].len`)");
         let mut segments = Vec::new();
         for part in text.split('.') {
             let (name, mut rest) = part.split_at(part.find('[').unwrap_or(part.len()));
@@ -81,39 +79,19 @@ impl KeyPath {
         let mut value = Some(value);
         for (i, seg) in self.segments.iter().enumerate() {
             let last = i + 1 == self.segments.len();
-            let here = || KeyPath {
-                segments: self.segments[..i].to_vec(),
-            };
+            let here = || KeyPath { segments: self.segments[..i].to_vec() };
             if node.is_null() && matches!(seg, Segment::Key(_)) {
                 *node = Value::Object(Map::new());
             }
             node = match (seg, { node }) {
-                (Segment::Key(k), Value::Object(map)) => {
-                    map.entry(k.clone()).or_insert(Value::Null)
-                }
+                (Segment::Key(k), Value::Object(map)) => map.entry(k.clone()).or_insert(Value::Null),
                 (Segment::Index(j), Value::Array(items)) => {
                     let n = items.len();
-                    items.get_mut(*j).ok_or_else(|| {
-                        format!(
-                            "`{}` has {n} item{}, so there is no `{self}`",
-                            here(),
-                            plural(n)
-                        )
-                    })?
+                    items.get_mut(*j).ok_or_else(|| format!("`{}` has {n} item{}, so there is no `{self}`", here(), plural(n)))?
                 }
-                (Segment::Index(_), Value::Null) => {
-                    return Err(format!("`{}` is not set, so there is no `{self}`", here()))
-                }
-                (Segment::Key(_), other) => {
-                    return Err(format!(
-                        "`{}` is {}, not a mapping",
-                        here(),
-                        describe(other)
-                    ))
-                }
-                (Segment::Index(_), other) => {
-                    return Err(format!("`{}` is {}, not a list", here(), describe(other)))
-                }
+                (Segment::Index(_), Value::Null) => return Err(format!("`{}` is not set, so there is no `{self}`", here())),
+                (Segment::Key(_), other) => return Err(format!("`{}` is {}, not a mapping", here(), describe(other))),
+                (Segment::Index(_), other) => return Err(format!("`{}` is {}, not a list", here(), describe(other))),
             };
             if last {
                 *node = value.take().unwrap_or(Value::Null);
@@ -174,11 +152,7 @@ pub(crate) fn locate_origin(text: &str, origin: Origin, key: &str) -> Option<(us
     match origin {
         Origin::Seeds => yaml::locate(text, "seeds"),
         Origin::Grid | Origin::Derived => {
-            let name = if origin == Origin::Grid {
-                "grid"
-            } else {
-                "derived"
-            };
+            let name = if origin == Origin::Grid { "grid" } else { "derived" };
             let (line, indent) = section(name)?;
             entry_in_block(&lines, line + 1, indent, key).or(Some((line + 1, indent + 1)))
         }
@@ -222,13 +196,7 @@ fn entry_in_block(lines: &[&str], from: usize, parent: usize, key: &str) -> Opti
 }
 
 /// `key:` in the `group`-th item of the block list under `zip:` (at line `header`).
-fn zip_entry(
-    lines: &[&str],
-    header: usize,
-    parent: usize,
-    group: usize,
-    key: &str,
-) -> Option<(usize, usize)> {
+fn zip_entry(lines: &[&str], header: usize, parent: usize, group: usize, key: &str) -> Option<(usize, usize)> {
     let mut item_indent = None;
     let mut count = 0;
     for (i, line) in lines.iter().enumerate().skip(header + 1) {
@@ -273,45 +241,24 @@ mod tests {
     #[test]
     fn sets_creating_objects_but_not_list_items() {
         let mut v = json!({"train": {"seq_len": 1}, "evals": [{"len": 1}]});
-        KeyPath::parse("model.d_state")
-            .unwrap()
-            .set(&mut v, json!(16))
-            .unwrap();
-        KeyPath::parse("evals[0].len")
-            .unwrap()
-            .set(&mut v, json!(8))
-            .unwrap();
+        KeyPath::parse("model.d_state").unwrap().set(&mut v, json!(16)).unwrap();
+        KeyPath::parse("evals[0].len").unwrap().set(&mut v, json!(8)).unwrap();
         assert_eq!(v["model"]["d_state"], 16);
         assert_eq!(v["evals"][0]["len"], 8);
-        let err = KeyPath::parse("evals[2].len")
-            .unwrap()
-            .set(&mut v, json!(1))
-            .unwrap_err();
+        let err = KeyPath::parse("evals[2].len").unwrap().set(&mut v, json!(1)).unwrap_err();
         assert!(err.contains("has 1 item"), "{err}");
-        let err = KeyPath::parse("train.seq_len.x")
-            .unwrap()
-            .set(&mut v, json!(1))
-            .unwrap_err();
+        let err = KeyPath::parse("train.seq_len.x").unwrap().set(&mut v, json!(1)).unwrap_err();
         assert!(err.contains("`train.seq_len` is a number"), "{err}");
     }
 
     #[test]
     fn locates_entries_in_sections() {
         let text = "name: x\ngrid:\n  model.d_state: [16, 32]\n  \"train.seq_len\":\n    - 1\nzip:\n- a.b: [1]\n  c.d: [2]\n- e.f: [3]\nderived:\n  train.steps: \"{a} / 2\"\n";
-        assert_eq!(
-            locate_origin(text, Origin::Grid, "model.d_state"),
-            Some((3, 3))
-        );
-        assert_eq!(
-            locate_origin(text, Origin::Grid, "train.seq_len"),
-            Some((4, 3))
-        );
+        assert_eq!(locate_origin(text, Origin::Grid, "model.d_state"), Some((3, 3)));
+        assert_eq!(locate_origin(text, Origin::Grid, "train.seq_len"), Some((4, 3)));
         assert_eq!(locate_origin(text, Origin::Zip(0), "c.d"), Some((8, 3)));
         assert_eq!(locate_origin(text, Origin::Zip(1), "e.f"), Some((9, 3)));
-        assert_eq!(
-            locate_origin(text, Origin::Derived, "train.steps"),
-            Some((11, 3))
-        );
+        assert_eq!(locate_origin(text, Origin::Derived, "train.steps"), Some((11, 3)));
         assert_eq!(locate_origin(text, Origin::Grid, "nope"), Some((2, 1)));
     }
 }

@@ -38,21 +38,13 @@ pub(crate) struct Plan {
 
 impl Plan {
     pub fn new(sweep: &LoadedSweep) -> Result<Plan, SweepError> {
-        let mut plan = Plan {
-            varied: vec![],
-            derived: vec![],
-            axes: vec![],
-        };
+        let mut plan = Plan { varied: vec![], derived: vec![], axes: vec![] };
         let spec = &sweep.spec;
         for (k, v) in &spec.grid {
             let key = sweep_key(sweep, k, Origin::Grid)?;
             let list = as_list(sweep, &key, v)?;
             if list.is_empty() {
-                return Err(key_err(
-                    sweep,
-                    &key,
-                    format!("grid key `{k}` has no values"),
-                ));
+                return Err(key_err(sweep, &key, format!("grid key `{k}` has no values")));
             }
             plan.push_axis(vec![key], list.iter().map(|v| vec![v.clone()]).collect());
         }
@@ -61,10 +53,7 @@ impl Plan {
         }
         if !spec.seeds.is_empty() {
             let key = sweep_key(sweep, "train.seed", Origin::Seeds)?;
-            plan.push_axis(
-                vec![key],
-                spec.seeds.iter().map(|&s| vec![Value::from(s)]).collect(),
-            );
+            plan.push_axis(vec![key], spec.seeds.iter().map(|&s| vec![Value::from(s)]).collect());
         }
         for (k, v) in &spec.derived {
             let key = sweep_key(sweep, k, Origin::Derived)?;
@@ -88,19 +77,11 @@ impl Plan {
 
     fn push_axis(&mut self, keys: Vec<SweepKey>, values: Vec<Vec<Value>>) {
         let first = self.varied.len();
-        self.axes.push(Axis {
-            keys: (first..first + keys.len()).collect(),
-            values,
-        });
+        self.axes.push(Axis { keys: (first..first + keys.len()).collect(), values });
         self.varied.extend(keys);
     }
 
-    fn push_zip(
-        &mut self,
-        sweep: &LoadedSweep,
-        g: usize,
-        group: &Map<String, Value>,
-    ) -> Result<(), SweepError> {
+    fn push_zip(&mut self, sweep: &LoadedSweep, g: usize, group: &Map<String, Value>) -> Result<(), SweepError> {
         let mut keys = Vec::new();
         let mut lists: Vec<&Vec<Value>> = Vec::new();
         for (k, v) in group {
@@ -123,43 +104,23 @@ impl Plan {
         }
         let Some(len) = lists.first().map(|l| l.len()) else {
             let loc = locate_origin(&sweep.text, Origin::Zip(g), "");
-            return Err(at(
-                &sweep.path,
-                loc,
-                None,
-                format!("zip group {g} has no keys"),
-            ));
+            return Err(at(&sweep.path, loc, None, format!("zip group {g} has no keys")));
         };
         if len == 0 {
-            return Err(key_err(
-                sweep,
-                &keys[0],
-                format!("the lists of zip group {g} have no values"),
-            ));
+            return Err(key_err(sweep, &keys[0], format!("the lists of zip group {g} have no values")));
         }
-        let values = (0..len)
-            .map(|i| lists.iter().map(|l| l[i].clone()).collect())
-            .collect();
+        let values = (0..len).map(|i| lists.iter().map(|l| l[i].clone()).collect()).collect();
         self.push_axis(keys, values);
         Ok(())
     }
 
     /// A key may be set once, and not inside another key the sweep sets.
     fn check_overlaps(&self, sweep: &LoadedSweep) -> Result<(), SweepError> {
-        let all: Vec<&SweepKey> = self
-            .varied
-            .iter()
-            .chain(self.derived.iter().map(|(k, _)| k))
-            .collect();
+        let all: Vec<&SweepKey> = self.varied.iter().chain(self.derived.iter().map(|(k, _)| k)).collect();
         for (i, later) in all.iter().enumerate() {
             for earlier in &all[..i] {
                 let msg = if later.key == earlier.key {
-                    format!(
-                        "`{}` is set twice: in {} and in {}",
-                        later.text,
-                        section(earlier.origin),
-                        section(later.origin)
-                    )
+                    format!("`{}` is set twice: in {} and in {}", later.text, section(earlier.origin), section(later.origin))
                 } else if later.key.is_within(&earlier.key) || earlier.key.is_within(&later.key) {
                     format!(
                         "`{}` ({}) and `{}` ({}) overlap: set one or the other",
@@ -179,9 +140,7 @@ impl Plan {
 
     /// Number of jobs (saturating).
     pub fn count(&self) -> u128 {
-        self.axes
-            .iter()
-            .fold(1u128, |n, a| n.saturating_mul(a.values.len() as u128))
+        self.axes.iter().fold(1u128, |n, a| n.saturating_mul(a.values.len() as u128))
     }
 
     /// The varied keys' values of job `index` (the first axis varies slowest), in the order
@@ -220,42 +179,24 @@ fn count(n: usize) -> String {
 
 /// An error located at a sweep key (the message names the key).
 pub(crate) fn key_err(sweep: &LoadedSweep, key: &SweepKey, msg: String) -> SweepError {
-    at(
-        &sweep.path,
-        locate_origin(&sweep.text, key.origin, &key.text),
-        None,
-        msg,
-    )
+    at(&sweep.path, locate_origin(&sweep.text, key.origin, &key.text), None, msg)
 }
 
 fn sweep_key(sweep: &LoadedSweep, text: &str, origin: Origin) -> Result<SweepKey, SweepError> {
     match KeyPath::parse(text) {
-        Ok(key) => Ok(SweepKey {
-            key,
-            text: text.to_string(),
-            origin,
-        }),
+        Ok(key) => Ok(SweepKey { key, text: text.to_string(), origin }),
         Err(msg) => {
-            let loc = locate_origin(&sweep.text, origin, text)
-                .or_else(|| yaml::locate(&sweep.text, "grid"));
+            let loc = locate_origin(&sweep.text, origin, text).or_else(|| yaml::locate(&sweep.text, "grid"));
             Err(at(&sweep.path, loc, None, msg))
         }
     }
 }
 
-fn as_list<'a>(
-    sweep: &LoadedSweep,
-    key: &SweepKey,
-    v: &'a Value,
-) -> Result<&'a Vec<Value>, SweepError> {
+fn as_list<'a>(sweep: &LoadedSweep, key: &SweepKey, v: &'a Value) -> Result<&'a Vec<Value>, SweepError> {
     match v {
         Value::Array(list) => Ok(list),
         other => {
-            let msg = format!(
-                "{} key `{}` must be a list of values, like [{other}]",
-                section(key.origin),
-                key.text
-            );
+            let msg = format!("{} key `{}` must be a list of values, like [{other}]", section(key.origin), key.text);
             Err(key_err(sweep, key, msg))
         }
     }

@@ -17,21 +17,13 @@ pub struct Resources {
     #[serde(default)]
     pub memory: MemorySpec,
     /// Wall-clock limit per attempt: `90m`, `2h`, `3600s`, `1h30m` or a number of seconds.
-    #[serde(
-        default,
-        deserialize_with = "timeout",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, deserialize_with = "timeout", skip_serializing_if = "Option::is_none")]
     pub timeout: Option<String>,
 }
 
 impl Default for Resources {
     fn default() -> Self {
-        Resources {
-            gpus: 1,
-            memory: MemorySpec::Auto,
-            timeout: None,
-        }
+        Resources { gpus: 1, memory: MemorySpec::Auto, timeout: None }
     }
 }
 
@@ -54,11 +46,7 @@ fn timeout<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> 
     let text = match Value::deserialize(d)? {
         Value::String(s) => s,
         Value::Number(n) => n.to_string(),
-        other => {
-            return Err(serde::de::Error::custom(format!(
-                "expected a duration like \"90m\", got {other}"
-            )))
-        }
+        other => return Err(serde::de::Error::custom(format!("expected a duration like \"90m\", got {other}"))),
     };
     parse_duration(&text).map_err(serde::de::Error::custom)?;
     Ok(Some(text))
@@ -66,22 +54,14 @@ fn timeout<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> 
 
 /// Seconds in `90m`, `2h`, `3600s`, `1d`, `1h30m` or a plain `3600`.
 pub fn parse_duration(text: &str) -> Result<u64, String> {
-    let bad = || {
-        format!("`{text}` is not a duration (expected e.g. \"90m\", \"2h\", \"3600s\" or a number of seconds)")
-    };
+    let bad = || format!("`{text}` is not a duration (expected e.g. \"90m\", \"2h\", \"3600s\" or a number of seconds)");
     let t = text.trim();
     if let Ok(secs) = t.parse::<u64>() {
-        return if secs > 0 {
-            Ok(secs)
-        } else {
-            Err(format!("the duration must be positive, got `{text}`"))
-        };
+        return if secs > 0 { Ok(secs) } else { Err(format!("the duration must be positive, got `{text}`")) };
     }
     let (mut total, mut rest) = (0u64, t);
     while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
         let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
         let unit = rest[digits..].chars().next().ok_or_else(bad)?;
         let scale = match unit {
@@ -91,10 +71,7 @@ pub fn parse_duration(text: &str) -> Result<u64, String> {
             'd' => 86400,
             _ => return Err(bad()),
         };
-        total = n
-            .checked_mul(scale)
-            .and_then(|s| total.checked_add(s))
-            .ok_or_else(bad)?;
+        total = n.checked_mul(scale).and_then(|s| total.checked_add(s)).ok_or_else(bad)?;
         rest = rest[digits + 1..].trim_start();
     }
     if total == 0 {
@@ -120,11 +97,7 @@ impl TryFrom<Value> for MemorySpec {
             Value::String(s) if s.trim() == "auto" => return Ok(MemorySpec::Auto),
             Value::String(s) => parse_memory_gb(s)?,
             Value::Number(n) => n.as_f64().unwrap_or(f64::NAN),
-            other => {
-                return Err(format!(
-                    "expected `auto`, a number of GB or a size like \"12GB\", got {other}"
-                ))
-            }
+            other => return Err(format!("expected `auto`, a number of GB or a size like \"12GB\", got {other}")),
         };
         if gb > 0.0 && gb.is_finite() {
             Ok(MemorySpec::Gb(gb))
@@ -146,9 +119,7 @@ impl From<MemorySpec> for Value {
 /// GB in `12GB`, `12G`, `12GiB`, `512MB`, `1.5TB` or a plain `12`.
 pub fn parse_memory_gb(text: &str) -> Result<f64, String> {
     let t = text.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let scale = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "g" | "gb" | "gib" => 1.0,
@@ -239,9 +210,7 @@ impl TryFrom<Value> for Backend {
             Value::String(s) => match s.as_str() {
                 "local" => Ok(Backend::Local),
                 "slurm" => Ok(Backend::Slurm(SlurmBackend::default())),
-                _ => Err(format!(
-                    "unknown variant `{s}`, expected `local` or `slurm`"
-                )),
+                _ => Err(format!("unknown variant `{s}`, expected `local` or `slurm`")),
             },
             Value::Object(_) => match serde_json::from_value(v).map_err(|e| e.to_string())? {
                 BackendTable::Local(NoFields {}) => Ok(Backend::Local),
@@ -250,9 +219,7 @@ impl TryFrom<Value> for Backend {
                     Ok(Backend::Slurm(s))
                 }
             },
-            other => Err(format!(
-                "expected `local` or a mapping with `kind: local` or `kind: slurm`, got {other}"
-            )),
+            other => Err(format!("expected `local` or a mapping with `kind: local` or `kind: slurm`, got {other}")),
         }
     }
 }
@@ -281,9 +248,6 @@ mod tests {
         assert_eq!(parse_memory_gb("8"), Ok(8.0));
         assert!(parse_memory_gb("12PB").is_err());
         assert!(MemorySpec::try_from(Value::from(0)).is_err());
-        assert_eq!(
-            MemorySpec::try_from(Value::from("auto")),
-            Ok(MemorySpec::Auto)
-        );
+        assert_eq!(MemorySpec::try_from(Value::from("auto")), Ok(MemorySpec::Auto));
     }
 }

@@ -53,10 +53,7 @@ pub struct SweepSpec {
 
 /// The base job config: a path to a job config YAML file, or the config inline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(
-    untagged,
-    expecting = "expected a path to a job config file or an inline job config mapping"
-)]
+#[serde(untagged, expecting = "expected a path to a job config file or an inline job config mapping")]
 pub enum Base {
     Path(PathBuf),
     Inline(Map<String, Value>),
@@ -91,11 +88,7 @@ impl BaseConfig {
     pub fn locate(&self, key: &str) -> Option<(usize, usize)> {
         let mut key = key.to_string();
         while !key.is_empty() && key != "." {
-            let full = if self.inline {
-                format!("base.{key}")
-            } else {
-                key.clone()
-            };
+            let full = if self.inline { format!("base.{key}") } else { key.clone() };
             if let Some(loc) = yaml::locate(&self.text, &full) {
                 return Some(loc);
             }
@@ -112,12 +105,11 @@ impl BaseConfig {
 impl SweepSpec {
     /// Reads, parses and checks a sweep file, and reads its base job config.
     pub fn load(path: &Path) -> Result<LoadedSweep, SweepError> {
-        let text = stuffed_model::limits::read_text_bounded(path, stuffed_model::limits::MAX_CONFIG_BYTES)
-            .map_err(|e| {
-                let e = e.to_string();
-                let msg = e.strip_prefix(&format!("{}: ", path.display())).unwrap_or(&e).to_string();
-                at(path, None, None, format!("cannot read: {msg}"))
-            })?;
+        let text = stuffed_model::limits::read_text_bounded(path, stuffed_model::limits::MAX_CONFIG_BYTES).map_err(|e| {
+            let e = e.to_string();
+            let msg = e.strip_prefix(&format!("{}: ", path.display())).unwrap_or(&e).to_string();
+            at(path, None, None, format!("cannot read: {msg}"))
+        })?;
         SweepSpec::parse(&text, path)
     }
 
@@ -130,12 +122,7 @@ impl SweepSpec {
             return Err(at(path, loc("name"), Some("name"), msg));
         }
         let base = resolve_base(&spec.base, path, text)?;
-        let sweep = LoadedSweep {
-            spec,
-            path: path.to_path_buf(),
-            text: text.to_string(),
-            base,
-        };
+        let sweep = LoadedSweep { spec, path: path.to_path_buf(), text: text.to_string(), base };
         Plan::new(&sweep)?;
         Ok(sweep)
     }
@@ -158,11 +145,7 @@ fn tidy(mut e: YamlError, text: &str) -> YamlError {
             e.msg = rest.to_string();
         }
     }
-    let unknown = e
-        .msg
-        .split("unknown field `")
-        .nth(1)
-        .and_then(|r| r.split('`').next());
+    let unknown = e.msg.split("unknown field `").nth(1).and_then(|r| r.split('`').next());
     let inner = unknown.map(|u| format!("{key}.{u}"));
     if let Some(loc) = inner.as_deref().and_then(|k| yaml::locate(text, k)) {
         (e.line, e.column, e.key) = (Some(loc.0), Some(loc.1), inner);
@@ -174,11 +157,7 @@ fn tidy(mut e: YamlError, text: &str) -> YamlError {
     e
 }
 
-fn resolve_base(
-    base: &Base,
-    sweep_path: &Path,
-    sweep_text: &str,
-) -> Result<BaseConfig, SweepError> {
+fn resolve_base(base: &Base, sweep_path: &Path, sweep_text: &str) -> Result<BaseConfig, SweepError> {
     let rel = match base {
         Base::Inline(map) => {
             return Ok(BaseConfig {
@@ -196,21 +175,9 @@ fn resolve_base(
         Some(b) if b.is_file() => b,
         _ if rel.is_file() => rel.clone(),
         _ => {
-            let dir = sweep_path
-                .parent()
-                .filter(|d| !d.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            let msg = format!(
-                "base job config `{}` not found (looked in {} and the current directory)",
-                rel.display(),
-                dir.display()
-            );
-            return Err(at(
-                sweep_path,
-                yaml::locate(sweep_text, "base"),
-                Some("base"),
-                msg,
-            ));
+            let dir = sweep_path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let msg = format!("base job config `{}` not found (looked in {} and the current directory)", rel.display(), dir.display());
+            return Err(at(sweep_path, yaml::locate(sweep_text, "base"), Some("base"), msg));
         }
     };
     let (value, text): (Value, String) = yaml::from_file(&file)?;
@@ -221,10 +188,5 @@ fn resolve_base(
     if value.as_object().is_some_and(|m| m.keys().any(|k| !yaml::looks_like_key(k))) {
         return Err(at(&file, None, None, "not a job config: it has a key no config has (not shown; is this the right file?)"));
     }
-    Ok(BaseConfig {
-        value,
-        file,
-        text,
-        inline: false,
-    })
+    Ok(BaseConfig { value, file, text, inline: false })
 }

@@ -17,11 +17,7 @@ pub fn script() -> anyhow::Result<PathBuf> {
     if let Ok(exe) = std::env::current_exe() {
         bases.extend(exe.ancestors().skip(1).map(Path::to_path_buf));
     }
-    bases
-        .iter()
-        .map(|b| b.join(REL))
-        .find(|p| p.is_file())
-        .with_context(|| format!("{REL} not found (run from the repository root)"))
+    bases.iter().map(|b| b.join(REL)).find(|p| p.is_file()).with_context(|| format!("{REL} not found (run from the repository root)"))
 }
 
 /// Runs the staging script (downloads and unpacks the preset's Debian packages into `stage`)
@@ -29,7 +25,8 @@ pub fn script() -> anyhow::Result<PathBuf> {
 pub fn stage_large(stage: &Path) -> anyhow::Result<Vec<SourceSpec>> {
     let script = script()?;
     std::fs::create_dir_all(stage)?;
-    let status = std::process::Command::new("bash").arg(&script).arg(stage).status().with_context(|| format!("cannot run {}", script.display()))?;
+    let status =
+        std::process::Command::new("bash").arg(&script).arg(stage).status().with_context(|| format!("cannot run {}", script.display()))?;
     if !status.success() {
         bail!("{} failed ({status})", script.display());
     }
@@ -94,7 +91,10 @@ fn m(x: u64) -> String {
 pub fn print_summary(dir: &Path, man: &Manifest, seconds: Option<f64>) {
     let Some(c) = &man.clean else { return };
     println!("corpus {} (tokenizer {}, {})", dir.display(), man.tokenizer, man.dtype);
-    println!("{:<20} {:<24} {:>7} {:>8} {:>9} {:>6} {:>7} {:>7} {:>8}  license", "source", "version", "files", "docs", "tokens", "prose", "dups", "reject", "gpt2~");
+    println!(
+        "{:<20} {:<24} {:>7} {:>8} {:>9} {:>6} {:>7} {:>7} {:>8}  license",
+        "source", "version", "files", "docs", "tokens", "prose", "dups", "reject", "gpt2~"
+    );
     for s in &c.sources {
         let rej: u64 = s.rejected.values().sum();
         let prose = if s.tokens > 0 { 100.0 * s.prose_tokens as f64 / s.tokens as f64 } else { 0.0 };
@@ -113,16 +113,21 @@ pub fn print_summary(dir: &Path, man: &Manifest, seconds: Option<f64>) {
             lic
         );
     }
-    let rej: Vec<String> = c.rejected.iter().map(|(k, v)| format!("{} {v}", serde_json::to_string(k).unwrap_or_default().trim_matches('"'))).collect();
-    println!("files read: {} ({:.2} GB); candidate documents {}; rejected: {}", c.files, c.bytes_read as f64 / 1e9, c.candidates, rej.join(", "));
+    let rej: Vec<String> =
+        c.rejected.iter().map(|(k, v)| format!("{} {v}", serde_json::to_string(k).unwrap_or_default().trim_matches('"'))).collect();
     println!(
-        "duplicates: {} exact + {} near = {:.1}% of candidates",
-        c.exact_duplicates,
-        c.near_duplicates,
-        100.0 * c.duplicate_rate
+        "files read: {} ({:.2} GB); candidate documents {}; rejected: {}",
+        c.files,
+        c.bytes_read as f64 / 1e9,
+        c.candidates,
+        rej.join(", ")
     );
+    println!("duplicates: {} exact + {} near = {:.1}% of candidates", c.exact_duplicates, c.near_duplicates, 100.0 * c.duplicate_rate);
     println!("train: {} documents, {} tokens", man.train.documents, man.train.tokens);
-    println!("val:   {} documents, {} tokens ({} of at least {} tokens)", man.val.documents, man.val.tokens, c.val_long_docs, c.val_long_tokens);
+    println!(
+        "val:   {} documents, {} tokens ({} of at least {} tokens)",
+        man.val.documents, man.val.tokens, c.val_long_docs, c.val_long_tokens
+    );
     let kinds: Vec<String> = c.kinds.iter().map(|(k, v)| format!("{k:?} {} docs {} tokens", v.documents, m(v.tokens))).collect();
     println!("composition: {} (prose share {:.1}%)", kinds.join(", "), 100.0 * c.prose_share);
     println!("GPT-2 tokens: {} ({})", c.gpt2_tokens, c.gpt2_count);

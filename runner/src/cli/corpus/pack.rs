@@ -91,7 +91,9 @@ impl UnpackArgs {
         match self.format {
             Format::Json => print_json(&idx)?,
             Format::Text if self.verify_only => println!("{} chunks present and intact", idx.chunks.len()),
-            Format::Text => println!("unpacked {} chunks into {} ({} tokens; every file verified)", idx.chunks.len(), self.out.display(), idx.tokens),
+            Format::Text => {
+                println!("unpacked {} chunks into {} ({} tokens; every file verified)", idx.chunks.len(), self.out.display(), idx.tokens)
+            }
         }
         Ok(0)
     }
