@@ -45,6 +45,9 @@ impl Envelope {
 }
 
 /// What happened. The `kind` field of a line names the variant.
+// An event is built, written and dropped one at a time: the size of the `eval` variant (a whole
+// result) costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Event {

@@ -17,6 +17,9 @@ pub fn resolve_inside(roots: &[PathBuf], bases: &[PathBuf], recorded: &str) -> O
         return None;
     }
     let candidates: Vec<PathBuf> = if p.is_absolute() { vec![p.to_path_buf()] } else { bases.iter().map(|b| b.join(p)).collect() };
+    // Roots are resolved now, not when the server started: a sweep started after `serve`
+    // creates its runs directory later.
+    let roots: Vec<PathBuf> = roots.iter().filter_map(|r| std::fs::canonicalize(r).ok()).collect();
     candidates.into_iter().filter_map(|c| std::fs::canonicalize(c).ok()).find(|real| roots.iter().any(|r| real.starts_with(r) && real != r))
 }
 

@@ -249,7 +249,7 @@ fn passkey_accuracy(a: &Analysis, sink: &mut Sink) -> Result<(), Error> {
         for e in job_passkeys(a, &job.id) {
             // malformed results are reported by the heat maps
             if let Ok(r) = e.passkey() {
-                let grid = PasskeyGrid::from_result(&r);
+                let grid = PasskeyGrid::from_result(r);
                 if !grid.is_empty() {
                     by_sweep.entry(job.sweep.as_str()).or_default().push((job, e.mitigation(), grid));
                 }
@@ -345,7 +345,7 @@ fn passkey(a: &Analysis, sink: &mut Sink) -> Result<(), Error> {
             None => job_label(a, &e.job_id),
         };
         let title = format!("Passkey, {who}{mit} (T_recall = {recall})");
-        let drawn = figures::passkey_heatmap(&PasskeyGrid::from_result(&r), &title, &sink.stem(&rel));
+        let drawn = figures::passkey_heatmap(&PasskeyGrid::from_result(r), &title, &sink.stem(&rel));
         sink.add("Passkey retrieval", title, rel, drawn)?;
     }
     Ok(())
@@ -374,11 +374,11 @@ fn states(a: &Analysis, sink: &mut Sink) -> Result<(), Error> {
             Some(layer) => {
                 let rel = format!("figures/retention_{slug_id}");
                 let title = format!("First-token retention, {label}, layer {layer}");
-                let drawn = figures::retention_per_head(&s, layer, train, &title, &sink.stem(&rel));
+                let drawn = figures::retention_per_head(s, layer, train, &title, &sink.stem(&rel));
                 sink.add("State diagnostics", title, rel, drawn)?;
                 let rel = format!("figures/state_var_{slug_id}");
                 let title = format!("State variance, {label}, layer {layer}");
-                let drawn = figures::state_variance_per_head(&s, layer, train, &title, &sink.stem(&rel));
+                let drawn = figures::state_variance_per_head(s, layer, train, &title, &sink.stem(&rel));
                 sink.add("State diagnostics", title, rel, drawn)?;
             }
             None => sink.skip(&format!("state retention and variance of {label}"), "no layers in the states result"),

@@ -36,6 +36,10 @@ impl Command {
     }
 }
 
+/// Evaluation inputs, the name of their source and, for a corpus, the shortest document taken
+/// and the number of distinct documents behind them.
+pub type Prompts = (Vec<Vec<u32>>, &'static str, Option<(i64, usize)>);
+
 /// Where the evaluation text comes from.
 #[derive(Debug, Clone, clap::Args)]
 #[group(required = true, multiple = false)]
@@ -56,12 +60,7 @@ impl Source {
     /// `len` is None).
     /// Also returns the source's name and, for a corpus, the shortest document taken and the
     /// number of distinct documents behind the prompts.
-    pub fn prompts(
-        &self,
-        tok: &Tokenizer,
-        len: Option<usize>,
-        prompts: usize,
-    ) -> anyhow::Result<(Vec<Vec<u32>>, &'static str, Option<(i64, usize)>)> {
+    pub fn prompts(&self, tok: &Tokenizer, len: Option<usize>, prompts: usize) -> anyhow::Result<Prompts> {
         Ok(match (&self.text, self.newlines, &self.corpus) {
             (Some(path), _, _) => (vec![probes::text_file(tok, path, len)?], "text", None),
             (None, true, _) => (vec![probes::newlines(tok, len.context("--newlines needs --len")?); prompts], "newlines", None),

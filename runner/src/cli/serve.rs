@@ -72,10 +72,8 @@ impl Args {
                     "listening on http://{local}/ on a non-loopback address: anyone who can reach this machine can read these results (read-only, no authentication; --token auto requires a token)"
                 );
             }
-            match runs_dirs.as_slice() {
-                [] => println!("no runs directory found: logs and checkpoints are not served (--runs-dir DIR)"),
-                dirs => println!("serving files from {}", dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")),
-            }
+            let shown: Vec<String> = runs_dirs.iter().map(|d| d.display().to_string()).collect();
+            println!("serving logs and checkpoints only from inside {} (--runs-dir DIR to choose)", shown.join(", "));
             println!("JSON API at http://{local}/api; Ctrl-C to stop");
             serve::serve(listener, app, shutdown()).await
         })?;

@@ -138,9 +138,13 @@ pub fn default_base_dirs(db: &Path) -> Vec<PathBuf> {
 /// current directory and `runs` beside the database (`results/stuffed.db` next to
 /// `results/runs/`), those that exist, canonical.
 pub fn default_runs_dirs(db: &Path) -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = vec![PathBuf::from("results/runs")];
-    dirs.extend(db.parent().map(|d| d.join("runs")));
-    canonical_dirs(&dirs)
+    // Absolute, not canonical: they may not exist yet (a sweep started after `serve` creates
+    // its runs directory); `resolve` canonicalizes them at each request.
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let db_dir = cwd.join(db.parent().unwrap_or(Path::new("")));
+    let mut dirs: Vec<PathBuf> = vec![cwd.join("results/runs"), db_dir.join("runs"), db_dir.join("results/runs")];
+    dirs.dedup();
+    dirs
 }
 
 /// The existing directories of `dirs`, canonical, without repeats.
