@@ -35,19 +35,19 @@ pub struct ExpandedJob {
 /// All jobs of the sweep, or the first problem. Fails before building any job when there
 /// would be more than `max_jobs`.
 pub fn expand(sweep: &LoadedSweep, max_jobs: usize) -> Result<Vec<ExpandedJob>, SweepError> {
-    let plan = Plan::new(sweep)?;
+    let plan = &sweep.plan;
     let jobs = plan.count();
     if jobs > max_jobs as u128 {
         return Err(SweepError::TooManyJobs { file: sweep.path.clone(), jobs, max: max_jobs });
     }
-    let names = label_names(&plan);
+    let names = label_names(plan);
     let mut seen: HashMap<String, String> = HashMap::new();
     let mut out = Vec::with_capacity(jobs as usize);
     for index in 0..jobs as usize {
         let values = plan.combination(index);
         let varied: Vec<(String, Value)> = plan.varied.iter().map(|k| k.text.clone()).zip(values).collect();
         let label = names.iter().zip(&varied).map(|(n, (_, v))| format!("{n}={}", show(v))).collect::<Vec<_>>().join(" ");
-        let mut config = build(sweep, &plan, &varied)?;
+        let mut config = build(sweep, plan, &varied)?;
         config.name = Some(if label.is_empty() { sweep.spec.name.clone() } else { format!("{}/{label}", sweep.spec.name) });
         let id = job_id(&config).map_err(|e| at(&sweep.path, None, None, format!("cannot hash job `{label}`: {e}")))?;
         if let Some(first) = seen.insert(id.clone(), label.clone()) {

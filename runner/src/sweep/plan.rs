@@ -2,12 +2,13 @@
 //! seeds) as axes of a mixed-radix counter, its derived keys, and the job count. Every static
 //! problem (a malformed key, a value that is not a list, an empty list, zip lists of unequal
 //! length, a key set twice) is found here, located in the sweep file.
+use std::path::Path;
+
 use serde_json::{Map, Value};
 use stuffed_model::yaml;
 
 use super::error::{at, SweepError};
 use super::keys::{locate_origin, KeyPath, Origin};
-use super::spec::LoadedSweep;
 
 /// A key the sweep sets, and where it is written.
 #[derive(Debug, Clone)]
@@ -36,11 +37,27 @@ pub(crate) struct Plan {
     axes: Vec<Axis>,
 }
 
+/// The sweep file an error is located in.
+pub struct Source<'a> {
+    pub path: &'a Path,
+    pub text: &'a str,
+}
+
+/// The keys of a sweep file that vary across its jobs.
+pub struct VariedKeys<'a> {
+    pub grid: &'a Map<String, Value>,
+    pub zip: &'a [Map<String, Value>],
+    pub seeds: &'a [u64],
+    pub derived: &'a Map<String, Value>,
+}
+
 impl Plan {
-    pub fn new(sweep: &LoadedSweep) -> Result<Plan, SweepError> {
+    /// The plan of a sweep's `grid`, `zip`, `seeds` and `derived` keys, checked; errors are
+    /// located in the sweep file `sweep`.
+    pub fn new(sweep: &Source, keys: &VariedKeys) -> Result<Plan, SweepError> {
         let mut plan = Plan { varied: vec![], derived: vec![], axes: vec![] };
-        let spec = &sweep.spec;
-        for (k, v) in &spec.grid {
+        let spec = keys;
+        for (k, v) in spec.grid {
             let key = sweep_key(sweep, k, Origin::Grid)?;
             let list = as_list(sweep, &key, v)?;
             if list.is_empty() {
@@ -55,7 +72,7 @@ impl Plan {
             let key = sweep_key(sweep, "train.seed", Origin::Seeds)?;
             plan.push_axis(vec![key], spec.seeds.iter().map(|&s| vec![Value::from(s)]).collect());
         }
-        for (k, v) in &spec.derived {
+        for (k, v) in spec.derived {
             let key = sweep_key(sweep, k, Origin::Derived)?;
             let template = match v {
                 Value::String(s) => s.clone(),
@@ -81,7 +98,7 @@ impl Plan {
         self.varied.extend(keys);
     }
 
-    fn push_zip(&mut self, sweep: &LoadedSweep, g: usize, group: &Map<String, Value>) -> Result<(), SweepError> {
+    fn push_zip(&mut self, sweep: &Source, g: usize, group: &Map<String, Value>) -> Result<(), SweepError> {
         let mut keys = Vec::new();
         let mut lists: Vec<&Vec<Value>> = Vec::new();
         for (k, v) in group {
@@ -103,8 +120,8 @@ impl Plan {
             lists.push(list);
         }
         let Some(len) = lists.first().map(|l| l.len()) else {
-            let loc = locate_origin(&sweep.text, Origin::Zip(g), "");
-            return Err(at(&sweep.path, loc, None, format!("zip group {g} has no keys")));
+            let loc = locate_origin(sweep.text, Origin::Zip(g), "");
+            return Err(at(sweep.path, loc, None, format!("zip group {g} has no keys")));
         };
         if len == 0 {
             return Err(key_err(sweep, &keys[0], format!("the lists of zip group {g} have no values")));
@@ -115,7 +132,7 @@ impl Plan {
     }
 
     /// A key may be set once, and not inside another key the sweep sets.
-    fn check_overlaps(&self, sweep: &LoadedSweep) -> Result<(), SweepError> {
+    fn check_overlaps(&self, sweep: &Source) -> Result<(), SweepError> {
         let all: Vec<&SweepKey> = self.varied.iter().chain(self.derived.iter().map(|(k, _)| k)).collect();
         for (i, later) in all.iter().enumerate() {
             for earlier in &all[..i] {
@@ -178,21 +195,21 @@ fn count(n: usize) -> String {
 }
 
 /// An error located at a sweep key (the message names the key).
-pub(crate) fn key_err(sweep: &LoadedSweep, key: &SweepKey, msg: String) -> SweepError {
-    at(&sweep.path, locate_origin(&sweep.text, key.origin, &key.text), None, msg)
+pub(crate) fn key_err(sweep: &Source, key: &SweepKey, msg: String) -> SweepError {
+    at(sweep.path, locate_origin(sweep.text, key.origin, &key.text), None, msg)
 }
 
-fn sweep_key(sweep: &LoadedSweep, text: &str, origin: Origin) -> Result<SweepKey, SweepError> {
+fn sweep_key(sweep: &Source, text: &str, origin: Origin) -> Result<SweepKey, SweepError> {
     match KeyPath::parse(text) {
         Ok(key) => Ok(SweepKey { key, text: text.to_string(), origin }),
         Err(msg) => {
-            let loc = locate_origin(&sweep.text, origin, text).or_else(|| yaml::locate(&sweep.text, "grid"));
-            Err(at(&sweep.path, loc, None, msg))
+            let loc = locate_origin(sweep.text, origin, text).or_else(|| yaml::locate(sweep.text, "grid"));
+            Err(at(sweep.path, loc, None, msg))
         }
     }
 }
 
-fn as_list<'a>(sweep: &LoadedSweep, key: &SweepKey, v: &'a Value) -> Result<&'a Vec<Value>, SweepError> {
+fn as_list<'a>(sweep: &Source, key: &SweepKey, v: &'a Value) -> Result<&'a Vec<Value>, SweepError> {
     match v {
         Value::Array(list) => Ok(list),
         other => {

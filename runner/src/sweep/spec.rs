@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use stuffed_model::yaml::{self, YamlError};
 
 use super::error::{at, SweepError};
-use super::plan::Plan;
+use super::plan::{Plan, Source, VariedKeys};
 use super::resources::{Backend, Resources};
 
 fn two() -> u32 {
@@ -68,6 +68,8 @@ pub struct LoadedSweep {
     /// Its text, for locating errors.
     pub text: String,
     pub base: BaseConfig,
+    /// The checked shape of its jobs, built once here.
+    pub(crate) plan: Plan,
 }
 
 /// The base job config as JSON, and where it is written.
@@ -122,9 +124,9 @@ impl SweepSpec {
             return Err(at(path, loc("name"), Some("name"), msg));
         }
         let base = resolve_base(&spec.base, path, text)?;
-        let sweep = LoadedSweep { spec, path: path.to_path_buf(), text: text.to_string(), base };
-        Plan::new(&sweep)?;
-        Ok(sweep)
+        let keys = VariedKeys { grid: &spec.grid, zip: &spec.zip, seeds: &spec.seeds, derived: &spec.derived };
+        let plan = Plan::new(&Source { path, text }, &keys)?;
+        Ok(LoadedSweep { spec, path: path.to_path_buf(), text: text.to_string(), base, plan })
     }
 }
 
