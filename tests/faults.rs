@@ -262,6 +262,33 @@ fn full_disk_is_a_clear_error_and_the_database_stays_intact() {
     assert_eq!(integrity, "ok");
 }
 
+/// Security issue 25, item 9: a database on a full disk is an error naming that disk, not a bare
+/// "disk I/O error".
+#[test]
+fn a_database_on_a_full_disk_names_the_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = dir.path().join("small");
+    std::fs::create_dir_all(&small).unwrap();
+    let mounted =
+        Command::new("mount").args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"]).arg(&small).status().map(|s| s.success()).unwrap_or(false);
+    if !mounted {
+        println!("SKIPPED: cannot mount a small tmpfs here (needs root) to fill a disk");
+        return;
+    }
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(small.clone());
+    // Fill the disk, then create a database there.
+    let _ = std::fs::write(small.join("filler"), vec![0u8; 1 << 20]);
+    let e = rt().block_on(Db::open(&small.join("new.db"))).err().expect("a database on a full disk cannot open");
+    let msg = format!("{e:#}");
+    assert!(msg.contains(&format!("the disk holding {} is full", small.display())), "{msg}");
+}
+
 #[test]
 fn unwritable_output_and_short_passkey_lengths_are_refused() {
     let dir = tempfile::tempdir().unwrap();

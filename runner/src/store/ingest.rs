@@ -145,3 +145,77 @@ pub fn read_events(path: &std::path::Path, offset: u64) -> std::io::Result<(Vec<
     let events = buf[..end].split(|&b| b == b'\n').filter(|l| !l.is_empty()).filter_map(|l| Envelope::parse(l).ok()).collect();
     Ok((events, offset + end as u64))
 }
+
+#[cfg(test)]
+mod tests {
+    use stuffed_model::protocol::eval::{EvalResult, LossResult};
+    use stuffed_model::protocol::{Envelope, Event};
+
+    use crate::store::{Db, NewJob};
+
+    fn ev(seq: u64, event: Event) -> Envelope {
+        Envelope::new(seq, event, "2026-12-01T00:00:00Z".into())
+    }
+
+    fn start(seq: u64) -> Envelope {
+        let e = Event::Start {
+            total_steps: 10,
+            batch: 1,
+            seq_len: 8,
+            params: 1,
+            state_size: 1,
+            device: "cpu".into(),
+            precision: "Float".into(),
+            ssd: None,
+        };
+        ev(seq, e)
+    }
+
+    fn train(seq: u64, step: i64) -> Envelope {
+        ev(seq, Event::Train { step, tokens: step * 8, loss: 2.0, lr: 1e-3, grad_norm: 1.0, tokens_per_s: 1.0, mem_gb: 0.0 })
+    }
+
+    async fn db_with_job() -> Db {
+        let db = Db::open_memory().await.unwrap();
+        db.upsert_sweep("s", "", "name: s\n", None, "local").await.unwrap();
+        let (v, c) = (serde_json::json!({}), serde_json::json!({}));
+        let j = NewJob {
+            id: "j1",
+            sweep: "s",
+            label: "",
+            varied: &v,
+            position: 0,
+            config: &c,
+            state_size: 1,
+            n_params: 1,
+            train_len: 8,
+            run_dir: "r/j1",
+        };
+        db.add_job(&j).await.unwrap();
+        db
+    }
+
+    /// Security issue 25, item 4: a run directory that lost its event file mid-job. The retry's
+    /// worker numbers its events above the last ingested one (`--seq-floor`), so they are all
+    /// applied; a file that restarted at 1 would have been dropped, and the database must then
+    /// never call the job complete.
+    #[tokio::test]
+    async fn a_restarted_event_file_is_ingested_above_the_floor_and_a_short_job_is_never_complete() {
+        let db = db_with_job().await;
+        let first: Vec<Envelope> = vec![start(1), train(2, 3), train(3, 4)];
+        assert_eq!(db.ingest("j1", &first).await.unwrap().last_seq, 3);
+        // The directory vanished: a new file from 1 is below the floor, nothing of it applies.
+        let stale = vec![start(1), train(2, 10)];
+        assert_eq!(db.ingest("j1", &stale).await.unwrap().applied, 0);
+        let missing = db.incomplete("j1", 1).await.unwrap().expect("incomplete");
+        assert!(missing.contains("step is 4 of 10"), "{missing}");
+        // The retry numbered above the floor (EventLog::open_after(path, 3)): every event lands.
+        let retry = vec![start(4), train(5, 10)];
+        assert_eq!(db.ingest("j1", &retry).await.unwrap().applied, 2);
+        let missing = db.incomplete("j1", 1).await.unwrap().expect("the evaluation is missing");
+        assert!(missing.contains("0 of its 1 evaluations"), "{missing}");
+        let result = EvalResult::Loss(LossResult::default());
+        db.ingest("j1", &[ev(6, Event::Eval { eval_index: 0, step: 10, tokens: Some(80), result })]).await.unwrap();
+        assert_eq!(db.incomplete("j1", 1).await.unwrap(), None);
+    }
+}

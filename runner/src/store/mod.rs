@@ -8,7 +8,7 @@ mod import_guard;
 mod ingest;
 mod schema;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -30,6 +30,23 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 #[derive(Clone)]
 pub struct Db {
     pool: SqlitePool,
+}
+
+/// Why `path` cannot be written, when the file system holding it is full (fewer than 1 MiB or
+/// no inodes free): "the disk holding DIR is full (N bytes free)".
+fn disk_full(path: &Path) -> Option<String> {
+    let dir = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(d) => d.to_path_buf(),
+        None => PathBuf::from("."),
+    };
+    let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).ok()?;
+    // Safety: statvfs fills the struct we own from a NUL-terminated path.
+    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut s) } != 0 {
+        return None;
+    }
+    let free = s.f_bavail as u64 * s.f_frsize as u64;
+    (free < 1 << 20 || s.f_favail == 0).then(|| format!("the disk holding {} is full ({free} bytes free)", dir.display()))
 }
 
 /// UTC now as RFC 3339.
@@ -208,7 +225,14 @@ impl Db {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(60))
             .foreign_keys(true);
-        Self::connect(opts, 4).await.with_context(|| format!("opening database {}", path.display()))
+        Self::connect(opts, 4)
+            .await
+            .map_err(|e| match disk_full(path) {
+                // SQLite says only "disk I/O error": name the disk that is full.
+                Some(why) => e.context(why),
+                None => e,
+            })
+            .with_context(|| format!("opening database {}", path.display()))
     }
 
     /// A private in-memory database (tests).
