@@ -223,25 +223,33 @@ fn job_past_its_timeout_is_stopped_retried_and_recorded() {
     assert!(events.contains("\"kind\":\"resume\""), "the retry resumed from the checkpoint the stopped worker wrote");
 }
 
+/// Unmounts a test's small disk when dropped.
+struct Unmount(PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// A tmpfs of `size` mounted at `dir`, to fill; None (the test says it is skipped) without root.
+fn small_disk(dir: &Path, size: &str) -> Option<Unmount> {
+    std::fs::create_dir_all(dir).unwrap();
+    let mounted =
+        Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"]).arg(dir).status().is_ok_and(|s| s.success());
+    if !mounted {
+        println!("SKIPPED: cannot mount a small tmpfs here (needs root) to fill a disk");
+        return None;
+    }
+    Some(Unmount(dir.to_path_buf()))
+}
+
 #[test]
 fn full_disk_is_a_clear_error_and_the_database_stays_intact() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let small = d.join("small");
-    std::fs::create_dir_all(&small).unwrap();
-    let mounted =
-        Command::new("mount").args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"]).arg(&small).status().map(|s| s.success()).unwrap_or(false);
-    if !mounted {
-        println!("SKIPPED: cannot mount a small tmpfs here (needs root) to fill a disk");
-        return;
-    }
-    struct Unmount(PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _guard = Unmount(small.clone());
+    let Some(_guard) = small_disk(&small, "256k") else { return };
     let corpus = common::fixture_corpus(d);
     let sweep = one_job_sweep(d, &corpus, "full", 50, "");
     let db = d.join("f.db");
@@ -268,20 +276,7 @@ fn full_disk_is_a_clear_error_and_the_database_stays_intact() {
 fn a_database_on_a_full_disk_names_the_disk() {
     let dir = tempfile::tempdir().unwrap();
     let small = dir.path().join("small");
-    std::fs::create_dir_all(&small).unwrap();
-    let mounted =
-        Command::new("mount").args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"]).arg(&small).status().map(|s| s.success()).unwrap_or(false);
-    if !mounted {
-        println!("SKIPPED: cannot mount a small tmpfs here (needs root) to fill a disk");
-        return;
-    }
-    struct Unmount(PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _guard = Unmount(small.clone());
+    let Some(_guard) = small_disk(&small, "64k") else { return };
     // Fill the disk, then create a database there.
     let _ = std::fs::write(small.join("filler"), vec![0u8; 1 << 20]);
     let e = rt().block_on(Db::open(&small.join("new.db"))).err().expect("a database on a full disk cannot open");
