@@ -132,17 +132,7 @@ fn file_records(path: &Path, field: &str) -> Result<Vec<Record>> {
                 continue;
             }
             let at = where_(Some(i + 1));
-            let rec = match std::str::from_utf8(&line) {
-                Err(_) => Record::Bad("invalid_utf8", at),
-                Ok(s) => match serde_json::from_str::<serde_json::Value>(s) {
-                    Err(_) => Record::Bad("invalid_json", at),
-                    Ok(v) => match v.get(field).and_then(|t| t.as_str()) {
-                        None => Record::Bad("missing_field", at),
-                        Some(t) => Record::Text(t.to_string()),
-                    },
-                },
-            };
-            out.push(rec);
+            out.push(crate::data::reader::jsonl_record(&line, field, at));
         }
         Ok(out)
     } else {

@@ -26,6 +26,20 @@ pub enum Layout {
     Parquet,
 }
 
+/// One JSONL line as a record: the string at `field`, or why it is bad (`at` names the line).
+pub fn jsonl_record(line: &[u8], field: &str, at: String) -> Record {
+    match std::str::from_utf8(line) {
+        Err(_) => Record::Bad("invalid_utf8", at),
+        Ok(s) => match serde_json::from_str::<serde_json::Value>(s) {
+            Err(_) => Record::Bad("invalid_json", at),
+            Ok(v) => match v.get(field).and_then(|t| t.as_str()) {
+                None => Record::Bad("missing_field", at),
+                Some(t) => Record::Text(t.to_string()),
+            },
+        },
+    }
+}
+
 pub fn layout(name: &str) -> Layout {
     let base = crate::data::clean::inner_name(name);
     if base.ends_with(".parquet") {
@@ -90,16 +104,7 @@ fn jsonl_records(path: &Path, field: &str) -> Result<Vec<Record>> {
             continue;
         }
         let at = format!("{}:{}", path.display(), i + 1);
-        out.push(match std::str::from_utf8(&line) {
-            Err(_) => Record::Bad("invalid_utf8", at),
-            Ok(s) => match serde_json::from_str::<serde_json::Value>(s) {
-                Err(_) => Record::Bad("invalid_json", at),
-                Ok(v) => match v.get(field).and_then(|t| t.as_str()) {
-                    None => Record::Bad("missing_field", at),
-                    Some(t) => Record::Text(t.to_string()),
-                },
-            },
-        });
+        out.push(jsonl_record(&line, field, at));
     }
     Ok(out)
 }
