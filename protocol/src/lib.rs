@@ -4,12 +4,14 @@
 //! every reader matches on it: no reader looks a kind up by string.
 //!
 //! - [`event`]: the worker's event log (`events.jsonl`), one [`Event`] per line.
+//! - [`criterion`]: a yes/no question asked of evaluations (adaptive search, early stopping).
 //! - [`eval`]: evaluation results ([`EvalResult`]: loss, passkey, states).
 //! - [`failure`]: how an attempt failed ([`FailureKind`]) and whether it is retried.
 //! - [`status`]: a job's status.
 //! - [`precision`]: compute precision of training and evaluations.
 //! - [`job`]: a job as the store lists it and the reports read it ([`JobRecord`]).
 //! - [`rundir`]: file names inside a job's run directory.
+pub mod criterion;
 pub mod eval;
 pub mod event;
 pub mod failure;
