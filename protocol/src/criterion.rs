@@ -170,6 +170,23 @@ impl Criterion {
     }
 }
 
+/// Early stopping of a job (`early_stop` in a job config): training stops at an evaluation
+/// during training (`evals_at`) whose answer to `criterion` is `stop_when`, the job is recorded
+/// as completed and stopped early (never as failed), and its later evaluation points are not
+/// run. An adaptive search sets it on its probes when the sweep asks for it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EarlyStop {
+    pub criterion: Criterion,
+    /// Stop when the answer is this (`true`: yes).
+    #[serde(default = "yes")]
+    pub stop_when: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

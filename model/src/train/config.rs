@@ -40,6 +40,10 @@ pub struct JobConfig {
     /// Evaluations run after training, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub evals: Vec<EvalSpec>,
+    /// Stop training when an evaluation during training answers a criterion
+    /// (`{criterion: {test: collapsed}, stop_when: true}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub early_stop: Option<EarlyStop>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -68,6 +72,7 @@ impl Default for DataConfig {
     }
 }
 
+pub use stuffed_protocol::criterion::EarlyStop;
 pub use stuffed_protocol::Precision;
 
 /// What a [`Precision`] means on a device: the tensor kind of matmuls and convolutions.
@@ -504,6 +509,12 @@ impl JobConfig {
                         ));
                     }
                 }
+            }
+        }
+        if let Some(es) = &self.early_stop {
+            let kinds: Vec<&str> = self.evals.iter().map(EvalSpec::kind).collect();
+            if let Err(e) = es.criterion.resolve(&kinds) {
+                p.push(("early_stop.criterion".into(), e));
             }
         }
         for (i, m) in self.data.mixture.iter().enumerate() {
