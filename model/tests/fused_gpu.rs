@@ -2,8 +2,9 @@
 //! under autograd: forward outputs, final states and every input gradient, over lengths that
 //! are not multiples of the chunk, ngroups 1 and 2, with and without an initial state, in fp32
 //! and bf16; then a whole model's logits and parameter gradients. Run on a GPU machine; on a
-//! machine without CUDA each test says so and passes (CI has no GPU; the CPU tests of
-//! `ssd::fused` check the same backward with the tensor twins of the kernels).
+//! machine without CUDA every test is reported as ignored, by name (a test that did not run never
+//! counts as passed; CI has no GPU, and the CPU tests of `ssd::fused` check the same backward with
+//! the tensor twins of the kernels). `STUFFED_FUSED_TESTS_ON_CPU=1` runs them on the CPU.
 use stuffed_model::ssd::{fused, ssd_chunked, SsdBackend};
 use stuffed_model::{Exec, Mamba2LM, MambaConfig};
 use tch::{Device, Kind, Tensor};
@@ -15,20 +16,53 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn gpu() -> Option<Device> {
+/// Where the tests run: cuda:0 with its kernels loaded, the CPU when asked, or nowhere.
+fn target() -> Option<Device> {
     // The tests' own logic can be checked on the CPU (tensor twins of the kernels).
     if std::env::var_os("STUFFED_FUSED_TESTS_ON_CPU").is_some() {
         return Some(Device::Cpu);
     }
-    if !tch::Cuda::is_available() {
-        eprintln!("no CUDA device: skipped");
-        return None;
+    tch::Cuda::is_available().then_some(Device::Cuda(0))
+}
+
+/// The device of a test; a test that runs without one (`--ignored` on a machine without CUDA)
+/// fails rather than passing without having run.
+fn gpu() -> Device {
+    let d = target().expect("no CUDA device (set STUFFED_FUSED_TESTS_ON_CPU=1 to run these tests on the CPU)");
+    if d.is_cuda() {
+        if let Err(e) = fused::kernels_ready(d) {
+            panic!("the fused SSD kernels do not load on cuda:0: {e}");
+        }
     }
-    let d = Device::Cuda(0);
-    if let Err(e) = fused::kernels_ready(d) {
-        panic!("the fused SSD kernels do not load on cuda:0: {e}");
+    d
+}
+
+fn main() {
+    let args = libtest_mimic::Arguments::from_args();
+    let tests: [(&str, fn()); 7] = [
+        ("fused_equals_tensor_ops_fp32", fused_equals_tensor_ops_fp32),
+        ("fused_equals_tensor_ops_bf16", fused_equals_tensor_ops_bf16),
+        ("model_logits_and_gradients_agree", model_logits_and_gradients_agree),
+        ("streaming_state_agrees", streaming_state_agrees),
+        ("gated_norm_equals_tensor_ops", gated_norm_equals_tensor_ops),
+        ("conv_silu_equals_conv1d", conv_silu_equals_conv1d),
+        ("scale_heads_equals_tensor_ops", scale_heads_equals_tensor_ops),
+    ];
+    let skip = target().is_none();
+    if skip {
+        eprintln!("no CUDA device: the {} fused-kernel GPU tests are skipped (reported as ignored)", tests.len());
     }
-    Some(d)
+    let trials = tests
+        .into_iter()
+        .map(|(name, f)| {
+            libtest_mimic::Trial::test(name, move || {
+                f();
+                Ok(())
+            })
+            .with_ignored_flag(skip)
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit();
 }
 
 /// ||a - b|| / ||b|| (fp32).
@@ -88,7 +122,7 @@ fn cases() -> Vec<Case> {
 /// within `tol` of `metric`.
 fn compare_backends(kind: Kind, name: &str, metric: fn(&Tensor, &Tensor) -> f64, tol: f64) {
     let _one = serial();
-    let Some(dev) = gpu() else { return };
+    let dev = gpu();
     for c in cases() {
         let (y1, s1, g1) = run(&c, kind, dev, true);
         let (y2, s2, g2) = run(&c, kind, dev, false);
@@ -108,22 +142,19 @@ fn compare_backends(kind: Kind, name: &str, metric: fn(&Tensor, &Tensor) -> f64,
     }
 }
 
-#[test]
 fn fused_equals_tensor_ops_fp32() {
     compare_backends(Kind::Float, "fp32", max_rel, 1e-4);
 }
 
-#[test]
 fn fused_equals_tensor_ops_bf16() {
     compare_backends(Kind::BFloat16, "bf16", rel, 1e-2);
 }
 
 /// A whole model: logits and every parameter gradient, fused vs tensor (fp32 compute: in bf16
 /// the two roundings of a whole model differ by ~2% on the small dt_bias gradients).
-#[test]
 fn model_logits_and_gradients_agree() {
     let _one = serial();
-    let Some(dev) = gpu() else { return };
+    let dev = gpu();
     let mut cfg = MambaConfig::preset("small").unwrap();
     cfg.ssm_cfg.chunk_size = 128;
     let mut lm = Mamba2LM::seeded(&cfg, dev, 3).unwrap();
@@ -149,10 +180,9 @@ fn model_logits_and_gradients_agree() {
 }
 
 /// Streaming with carried state (evaluation): fused chunks reproduce the tensor path.
-#[test]
 fn streaming_state_agrees() {
     let _one = serial();
-    let Some(dev) = gpu() else { return };
+    let dev = gpu();
     let cfg = MambaConfig::preset("tiny").unwrap();
     let mut lm = Mamba2LM::seeded(&cfg, dev, 4).unwrap();
     let tokens = Tensor::randint(cfg.vocab_size, [2, 3000], (Kind::Int64, dev));
@@ -183,10 +213,9 @@ fn assert_close<const N: usize>(tag: &str, fused: (Tensor, [Tensor; N]), referen
 /// The mixer's fused tail (D skip, gate, grouped RMSNorm) against its tensor ops: output and
 /// the gradients of y, x, D, z and w, with x and z column slices of wider tensors (as in the
 /// mixer), ngroups 1 and 2, fp32 and bf16.
-#[test]
 fn gated_norm_equals_tensor_ops() {
     let _one = serial();
-    let Some(dev) = gpu() else { return };
+    let dev = gpu();
     if !dev.is_cuda() {
         return; // no tensor twin: the mixer takes the tensor ops on the CPU
     }
@@ -228,10 +257,9 @@ fn gated_norm_equals_tensor_ops() {
 /// The fused causal conv + SiLU against conv1d: output and the gradients of x, w and bias (x a
 /// column slice of a wider tensor), widths 3 and 4, fp32 and bf16, lengths shorter and longer
 /// than the kernel's tile; and with a prefix (a state's conv buffer) outside autograd.
-#[test]
 fn conv_silu_equals_conv1d() {
     let _one = serial();
-    let Some(dev) = gpu() else { return };
+    let dev = gpu();
     if !dev.is_cuda() {
         return;
     }
@@ -275,10 +303,9 @@ fn conv_silu_equals_conv1d() {
 
 /// xdt = x * dt per head against the tensor ops (x a column slice of a wider tensor): output
 /// and the gradients of x and dt, fp32 and bf16.
-#[test]
 fn scale_heads_equals_tensor_ops() {
     let _one = serial();
-    let Some(dev) = gpu() else { return };
+    let dev = gpu();
     if !dev.is_cuda() {
         return;
     }
