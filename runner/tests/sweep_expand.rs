@@ -128,7 +128,7 @@ fn derived_values_and_eval_templates() {
     match (&j[1].config.evals[0], &j[1].config.evals[1]) {
         (EvalSpec::Loss(l), EvalSpec::Passkey(p)) => {
             assert_eq!((l.len, l.bucket), (4096, 64));
-            assert_eq!(p.lengths, vec![1024, 2048]);
+            assert_eq!(p.lengths.listed(), [1024, 2048]);
         }
         other => panic!("unexpected evals {other:?}"),
     }
