@@ -491,15 +491,6 @@ impl PasskeyResult {
     pub fn recall_strict(&self) -> Option<i64> {
         self.t_recall_strict.or_else(|| self.recall_from_cells(RecallRule::Strict))
     }
-
-    /// T_recall is only known to be at least the longest length evaluated (it was recalled):
-    /// a list whose longest length passes, or a search that ended above its range.
-    pub fn recall_censored_above(&self) -> bool {
-        match &self.search {
-            Some(s) => s.outcome == SearchOutcome::AboveRange,
-            None => self.recall_mean().is_some() && self.recall_mean() == self.lengths().last().copied(),
-        }
-    }
 }
 
 /// The largest length of `cells` recalled under `rule` ([`RecallRule::recalled`] over the
