@@ -127,11 +127,25 @@ fn passkey_search_stores_its_probes_and_bad_ranges_are_refused() {
         let o = stuffed(d, &[&base[..], args].concat());
         assert!(!o.status.success() && text(&o).contains(why), "{args:?}: {}", text(&o));
     }
-    let job = "model: {preset: tiny}\ntrain: {seq_len: 64, batch_size: 2, steps: 1, lr: 0.1, device: cpu}\nevals:\n  - kind: passkey\n    lengths: {search: [4096, 1024], resolution: 1024}\n";
-    std::fs::write(d.join("pk.yaml"), job).unwrap();
-    let o = stuffed(d, &["train", "--config", "pk.yaml"]);
+    let corpus = common::fixture_corpus(d);
+    let job = |range: &str| {
+        format!(
+            "model: {{d_model: 32, n_layer: 1, d_state: 4, headdim: 16}}\ndata: {{corpus: {}}}\ntrain: {{seq_len: 16, batch_size: 2, steps: 1, lr: 0.01, device: cpu}}\nevals:\n  - kind: passkey\n    lengths: {{search: {range}, resolution: 256}}\n    depths: 1\n    n: 2\n",
+            corpus.display()
+        )
+    };
+    std::fs::write(d.join("bad.yaml"), job("[4096, 1024]")).unwrap();
+    let o = stuffed(d, &["train", "--config", "bad.yaml"]);
     let t = text(&o);
-    assert!(!o.status.success() && t.contains("pk.yaml:5") && t.contains("evals[0].lengths.search") && t.contains("0 < LO < HI"), "{t}");
+    assert!(!o.status.success() && t.contains("bad.yaml:6:5") && t.contains("evals[0].lengths.search") && t.contains("0 < LO < HI"), "{t}");
+    // A job's evaluation (run_eval) stores the same search in its eval event.
+    std::fs::write(d.join("pk.yaml"), job("[256, 1024]")).unwrap();
+    ok(d, &["train", "--config", "pk.yaml", "--out", "run"]);
+    let events = std::fs::read_to_string(d.join("run/events.jsonl")).unwrap();
+    let eval = events.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).find(|v| v["kind"] == "eval").expect("an eval event");
+    let r = &eval["result"];
+    assert_eq!((&r["params"]["lengths"], &r["params"]["search"]["range"]), (&json!([256, 1024]), &json!([256, 1024])));
+    assert_eq!(r["search"]["probes"].as_array().map(Vec::len), Some(2), "{r}");
 }
 
 #[test]
