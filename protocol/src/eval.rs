@@ -665,6 +665,31 @@ mod tests {
     }
 
     #[test]
+    fn one_recall_rule_for_lists_searches_and_old_results() {
+        assert!(RecallRule::DepthMean.recalled(&[1.0, 0.92]) && !RecallRule::Strict.recalled(&[1.0, 0.92]));
+        assert!(!RecallRule::DepthMean.recalled(&[0.95]) && !RecallRule::DepthMean.recalled(&[]) && !RecallRule::Strict.recalled(&[]));
+        assert!(RecallRule::DepthMean.recalled(&[1.0, f64::NAN]) && !RecallRule::Strict.recalled(&[1.0, f64::NAN]));
+        // A result written before searches existed reads without one; a search round-trips.
+        let old: PasskeyResult = serde_json::from_value(json!({"cells": [{"len": 256, "depth": 0.5, "accuracy": 1.0}], "t_recall": 256})).unwrap();
+        assert_eq!((&old.search, old.params.search, old.recall_mean()), (&None, None, Some(256)));
+        let probe = |len, accuracy| SearchProbe { len, accuracy, recalled: RecallRule::DepthMean.recalled(&[accuracy]) };
+        let r = PasskeyResult {
+            params: PasskeyParams { lengths: vec![256, 512, 1024], search: Some(SearchRange { range: [256, 1024], resolution: 256 }), ..Default::default() },
+            search: Some(LengthSearch {
+                outcome: SearchOutcome::Bracketed,
+                last_pass: Some(256),
+                first_fail: Some(512),
+                probes: vec![probe(256, 1.0), probe(1024, 0.0), probe(512, 0.5)],
+                monotone: true,
+            }),
+            ..Default::default()
+        };
+        let text = serde_json::to_string(&EvalResult::Passkey(r.clone())).unwrap();
+        assert!(text.contains(r#""search":{"outcome":"bracketed","last_pass":256,"first_fail":512,"probes":[{"len":256"#), "{text}");
+        assert_eq!(EvalResult::from_json(&text).unwrap(), EvalResult::Passkey(r));
+    }
+
+    #[test]
     fn params_keep_their_written_order() {
         let r = EvalResult::Loss(LossResult { params: LossParams { len: 4096, ..Default::default() }, ..Default::default() });
         let p = r.params_json().to_string();
