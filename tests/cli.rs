@@ -142,7 +142,8 @@ fn passkey_search_stores_its_probes_and_bad_ranges_are_refused() {
     std::fs::write(d.join("pk.yaml"), job("[256, 1024]")).unwrap();
     ok(d, &["train", "--config", "pk.yaml", "--out", "run"]);
     let events = std::fs::read_to_string(d.join("run/events.jsonl")).unwrap();
-    let eval = events.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).find(|v| v["kind"] == "eval").expect("an eval event");
+    let eval =
+        events.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).find(|v| v["kind"] == "eval").expect("an eval event");
     let r = &eval["result"];
     assert_eq!((&r["params"]["lengths"], &r["params"]["search"]["range"]), (&json!([256, 1024]), &json!([256, 1024])));
     assert_eq!(r["search"]["probes"].as_array().map(Vec::len), Some(2), "{r}");

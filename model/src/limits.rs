@@ -103,7 +103,9 @@ pub fn job_problems(job: &crate::train::JobConfig) -> Vec<(String, String)> {
             ]),
             EvalSpec::Passkey(p) => {
                 checks.push((k("n"), Some(p.n), MAX_COUNT));
-                checks.extend(p.lengths.listed().iter().enumerate().map(|(j, l)| (format!("evals[{i}].lengths[{j}]"), Some(*l), MAX_SEQ_LEN)));
+                checks.extend(
+                    p.lengths.listed().iter().enumerate().map(|(j, l)| (format!("evals[{i}].lengths[{j}]"), Some(*l), MAX_SEQ_LEN)),
+                );
                 if let Some(s) = p.lengths.search() {
                     checks.push((format!("evals[{i}].lengths.search"), Some(s.range[1]), MAX_SEQ_LEN));
                 }

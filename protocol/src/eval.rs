@@ -670,11 +670,16 @@ mod tests {
         assert!(!RecallRule::DepthMean.recalled(&[0.95]) && !RecallRule::DepthMean.recalled(&[]) && !RecallRule::Strict.recalled(&[]));
         assert!(RecallRule::DepthMean.recalled(&[1.0, f64::NAN]) && !RecallRule::Strict.recalled(&[1.0, f64::NAN]));
         // A result written before searches existed reads without one; a search round-trips.
-        let old: PasskeyResult = serde_json::from_value(json!({"cells": [{"len": 256, "depth": 0.5, "accuracy": 1.0}], "t_recall": 256})).unwrap();
+        let old: PasskeyResult =
+            serde_json::from_value(json!({"cells": [{"len": 256, "depth": 0.5, "accuracy": 1.0}], "t_recall": 256})).unwrap();
         assert_eq!((&old.search, old.params.search, old.recall_mean()), (&None, None, Some(256)));
         let probe = |len, accuracy| SearchProbe { len, accuracy, recalled: RecallRule::DepthMean.recalled(&[accuracy]) };
         let r = PasskeyResult {
-            params: PasskeyParams { lengths: vec![256, 512, 1024], search: Some(SearchRange { range: [256, 1024], resolution: 256 }), ..Default::default() },
+            params: PasskeyParams {
+                lengths: vec![256, 512, 1024],
+                search: Some(SearchRange { range: [256, 1024], resolution: 256 }),
+                ..Default::default()
+            },
             search: Some(LengthSearch {
                 outcome: SearchOutcome::Bracketed,
                 last_pass: Some(256),

@@ -59,7 +59,8 @@ pub fn field_reference() -> String {
         out.push_str(&row(e.name(), &fields));
     }
     out.push_str("\n### Evaluation results (`evals.result`; every one also has `kind`)\n\n| object | fields |\n|---|---|\n");
-    let search = LengthSearch { outcome: SearchOutcome::Bracketed, last_pass: Some(0), first_fail: Some(0), probes: Vec::new(), monotone: true };
+    let search =
+        LengthSearch { outcome: SearchOutcome::Bracketed, last_pass: Some(0), first_fail: Some(0), probes: Vec::new(), monotone: true };
     let passkey = PasskeyResult { t_recall: Some(0), search: Some(search.clone()), ..Default::default() };
     let range = SearchRange { range: [0, 0], resolution: 0 };
     let passkey_params = PasskeyParams { search: Some(range), ..Default::default() };

@@ -221,7 +221,8 @@ fn passkey_eval(job: &str, lens: &[(i64, f64)], search: Option<(&str, Option<i64
     let mut params = json!({"mitigation": "none", "lengths": lens.iter().map(|p| p.0).collect::<Vec<_>>()});
     if let Some((outcome, last_pass, first_fail)) = search {
         let probes: Vec<_> = lens.iter().map(|&(len, a)| json!({"len": len, "accuracy": a, "recalled": a > 0.95})).collect();
-        result["search"] = json!({"outcome": outcome, "last_pass": last_pass, "first_fail": first_fail, "probes": probes, "monotone": true});
+        result["search"] =
+            json!({"outcome": outcome, "last_pass": last_pass, "first_fail": first_fail, "probes": probes, "monotone": true});
         params["search"] = json!({"range": [lens[0].0, lens[1].0], "resolution": 1024});
     }
     common::record(job, "passkey", params, result)
@@ -234,7 +235,14 @@ fn passkey_eval(job: &str, lens: &[(i64, f64)], search: Option<(&str, Option<i64
 fn passkey_search_results_are_censored_like_lists() {
     let mut data = ReportData::default();
     let evals = [
-        (8, passkey_eval("j8", &[(1024, 1.0), (8192, 0.0), (4096, 1.0), (6144, 0.0), (5120, 1.0)], Some(("bracketed", Some(5120), Some(6144))))),
+        (
+            8,
+            passkey_eval(
+                "j8",
+                &[(1024, 1.0), (8192, 0.0), (4096, 1.0), (6144, 0.0), (5120, 1.0)],
+                Some(("bracketed", Some(5120), Some(6144))),
+            ),
+        ),
         (16, passkey_eval("j16", &[(1024, 1.0), (8192, 1.0)], Some(("above_range", Some(8192), None)))),
         (32, passkey_eval("j32", &[(1024, 0.0), (8192, 0.0)], Some(("below_range", None, Some(1024))))),
         (64, passkey_eval("j64", &[(1024, 1.0), (8192, 1.0)], None)),

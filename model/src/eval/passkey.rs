@@ -183,7 +183,14 @@ fn length_cells(lm: &Mamba2LM, tok: &Tokenizer, tpl: &PasskeyTemplate, cfg: &Pas
 }
 
 /// The result over `cells` of `lengths`: accuracy per length, both T_recall readings, per depth.
-fn summarize(cfg: &PasskeyEval, lengths: &[i64], cells: Vec<Cell>, search: Option<LengthSearch>, start: Instant, tokens: i64) -> PasskeyResult {
+fn summarize(
+    cfg: &PasskeyEval,
+    lengths: &[i64],
+    cells: Vec<Cell>,
+    search: Option<LengthSearch>,
+    start: Instant,
+    tokens: i64,
+) -> PasskeyResult {
     let accuracy_by_len = lengths
         .iter()
         .map(|&len| {

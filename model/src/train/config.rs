@@ -612,12 +612,13 @@ impl JobConfig {
                 let min = Tokenizer::from_spec(&self.tokenizer)
                     .map(|t| crate::data::passkey::PasskeyTemplate::new(&t, k.template).min_len("12345") as i64)
                     .unwrap_or(1);
-                let short = |l: i64| format!("{l} is shorter than the passkey template itself ({min} tokens with tokenizer {})", self.tokenizer);
+                let short =
+                    |l: i64| format!("{l} is shorter than the passkey template itself ({min} tokens with tokenizer {})", self.tokenizer);
                 match &k.lengths {
                     PasskeyLengths::List(v) if v.is_empty() => p.push((key("lengths"), "must list at least one length".into())),
-                    PasskeyLengths::List(v) => {
-                        p.extend(v.iter().enumerate().filter(|(_, &l)| l < min).map(|(j, &l)| (format!("evals[{i}].lengths[{j}]"), short(l))))
-                    }
+                    PasskeyLengths::List(v) => p.extend(
+                        v.iter().enumerate().filter(|(_, &l)| l < min).map(|(j, &l)| (format!("evals[{i}].lengths[{j}]"), short(l))),
+                    ),
                     PasskeyLengths::Search { search, resolution } => {
                         match crate::eval::length_search::LengthGrid::new(SearchRange { range: *search, resolution: *resolution }) {
                             Err((k, msg)) => p.push((format!("evals[{i}].lengths.{k}"), msg)),

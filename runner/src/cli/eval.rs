@@ -5,7 +5,9 @@ use anyhow::Context;
 use serde_json::json;
 use stuffed_model::data::probes;
 use stuffed_model::eval::length_search::LengthGrid;
-use stuffed_model::protocol::eval::{EvalResult, LengthSearch, LossParams, LossResult, PasskeyParams, SearchOutcome, SearchRange, StatesParams};
+use stuffed_model::protocol::eval::{
+    EvalResult, LengthSearch, LossParams, LossResult, PasskeyParams, SearchOutcome, SearchRange, StatesParams,
+};
 use stuffed_model::protocol::Precision;
 use stuffed_model::ssd::SsdBackend;
 use stuffed_model::Tokenizer;
