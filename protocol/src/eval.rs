@@ -380,6 +380,7 @@ pub struct LengthSearch {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct PasskeyParams {
+    /// The lengths evaluated (for a search: the lengths it probed, ascending).
     pub lengths: Vec<i64>,
     pub depths: Vec<f64>,
     /// Prompts per (length, depth) cell.
