@@ -106,9 +106,6 @@ pub fn job_problems(job: &crate::train::JobConfig) -> Vec<(String, String)> {
                 checks.extend(
                     p.lengths.listed().iter().enumerate().map(|(j, l)| (format!("evals[{i}].lengths[{j}]"), Some(*l), MAX_SEQ_LEN)),
                 );
-                if let Some(s) = p.lengths.search() {
-                    checks.push((format!("evals[{i}].lengths.search"), Some(s.range[1]), MAX_SEQ_LEN));
-                }
             }
             EvalSpec::States(s) => checks.extend([(k("len"), Some(s.len), MAX_SEQ_LEN), (k("prompts"), Some(s.prompts), MAX_COUNT)]),
         }

@@ -10,6 +10,8 @@
 //! assumed monotone in the length; a contradiction among the probes is reported, not hidden.
 use stuffed_protocol::eval::{SearchOutcome, SearchRange};
 
+use crate::limits::MAX_SEQ_LEN;
+
 /// Most probes a search may need in the worst case (LO, HI and the bisection steps); a range
 /// too fine for it is a configuration error (a coarser resolution is the fix).
 pub const MAX_SEARCH_PROBES: usize = 24;
@@ -30,12 +32,16 @@ pub struct LengthGrid {
 pub type RangeProblem = (&'static str, String);
 
 impl LengthGrid {
-    /// The grid of a range, or the first problem with it: `search` needs 0 < LO < HI,
-    /// `resolution` must be positive and coarse enough for [`MAX_SEARCH_PROBES`].
+    /// The grid of a range, or the first problem with it: `search` needs 0 < LO < HI <= the
+    /// longest sequence (`limits::MAX_SEQ_LEN`), `resolution` must be positive and coarse enough
+    /// for [`MAX_SEARCH_PROBES`].
     pub fn new(range: SearchRange) -> Result<LengthGrid, RangeProblem> {
         let ([lo, hi], resolution) = (range.range, range.resolution);
         if lo <= 0 || hi <= lo {
             return Err(("search", format!("needs [LO, HI] with 0 < LO < HI, got [{lo}, {hi}]")));
+        }
+        if hi > MAX_SEQ_LEN {
+            return Err(("search", format!("HI = {hi} is larger than the limit {MAX_SEQ_LEN}")));
         }
         if resolution <= 0 {
             return Err(("resolution", format!("must be a positive integer, got {resolution}")));
@@ -247,6 +253,7 @@ mod tests {
     fn bad_ranges_name_their_key() {
         let bad = |lo, hi, resolution| LengthGrid::new(SearchRange { range: [lo, hi], resolution }).unwrap_err();
         assert_eq!(bad(4096, 1024, 1024).0, "search");
+        assert!(bad(1024, 1 << 40, 1 << 30).1.contains("larger than the limit"));
         assert_eq!(bad(0, 1024, 1024).0, "search");
         assert_eq!(bad(1024, 1024, 1024).0, "search");
         assert_eq!(bad(1024, 4096, 0).0, "resolution");
