@@ -3,6 +3,7 @@
 mod common;
 
 use common::{ok, repo, stuffed, text};
+use serde_json::json;
 
 #[test]
 fn doctor_reports_cpu_only_without_failing() {
@@ -98,6 +99,54 @@ fn passkey_sample_is_exact() {
     }
     let o = stuffed(dir.path(), &["passkey", "sample", "--len", "20"]);
     assert!(!o.status.success() && text(&o).contains("shorter than the template"), "{}", text(&o));
+}
+
+/// `eval passkey --search`: an untrained tiny model recalls nothing, so the search stops after
+/// LO and HI with T_recall below the range; both probes are stored, in order, and are the
+/// result's lengths. Bad ranges are refused on the command line and in a job config.
+#[test]
+fn passkey_search_stores_its_probes_and_bad_ranges_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let base = ["eval", "passkey", "--preset", "tiny", "--depths", "2", "--n", "2", "--device", "cpu"];
+    let json = ok(d, &[&base[..], &["--search", "256,1024", "--resolution", "128", "--format", "json"]].concat());
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let s = &v["search"];
+    assert_eq!((s["outcome"].as_str(), &s["last_pass"], &s["first_fail"]), (Some("below_range"), &serde_json::Value::Null, &json!(256)));
+    let probes: Vec<i64> = s["probes"].as_array().unwrap().iter().map(|p| p["len"].as_i64().unwrap()).collect();
+    assert_eq!(probes, [256, 1024]);
+    assert_eq!((&v["params"]["lengths"], &v["params"]["search"]), (&json!([256, 1024]), &json!({"range": [256, 1024], "resolution": 128})));
+    assert_eq!((v["cells"].as_array().unwrap().len(), &v["t_recall"]), (4, &serde_json::Value::Null));
+    for (args, why) in [
+        (&["--search", "1024,256", "--resolution", "128"][..], "--search: needs [LO, HI] with 0 < LO < HI, got [1024, 256]"),
+        (&["--search", "256,512,1024", "--resolution", "128"][..], "--search takes two lengths LO,HI, got 3"),
+        (&["--search", "256,1024", "--resolution", "0"][..], "--resolution: must be a positive integer, got 0"),
+        (&["--search", "256,1024"][..], "--resolution"),
+        (&["--search", "256,1024", "--resolution", "8", "--lengths", "256"][..], "cannot be used with"),
+    ] {
+        let o = stuffed(d, &[&base[..], args].concat());
+        assert!(!o.status.success() && text(&o).contains(why), "{args:?}: {}", text(&o));
+    }
+    let corpus = common::fixture_corpus(d);
+    let job = |range: &str| {
+        format!(
+            "model: {{d_model: 32, n_layer: 1, d_state: 4, headdim: 16}}\ndata: {{corpus: {}}}\ntrain: {{seq_len: 16, batch_size: 2, steps: 1, lr: 0.01, device: cpu}}\nevals:\n  - kind: passkey\n    lengths: {{search: {range}, resolution: 256}}\n    depths: 1\n    n: 2\n",
+            corpus.display()
+        )
+    };
+    std::fs::write(d.join("bad.yaml"), job("[4096, 1024]")).unwrap();
+    let o = stuffed(d, &["train", "--config", "bad.yaml"]);
+    let t = text(&o);
+    assert!(!o.status.success() && t.contains("bad.yaml:6:5") && t.contains("evals[0].lengths.search") && t.contains("0 < LO < HI"), "{t}");
+    // A job's evaluation (run_eval) stores the same search in its eval event.
+    std::fs::write(d.join("pk.yaml"), job("[256, 1024]")).unwrap();
+    ok(d, &["train", "--config", "pk.yaml", "--out", "run"]);
+    let events = std::fs::read_to_string(d.join("run/events.jsonl")).unwrap();
+    let eval =
+        events.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()).find(|v| v["kind"] == "eval").expect("an eval event");
+    let r = &eval["result"];
+    assert_eq!((&r["params"]["lengths"], &r["params"]["search"]["range"]), (&json!([256, 1024]), &json!([256, 1024])));
+    assert_eq!(r["search"]["probes"].as_array().map(Vec::len), Some(2), "{r}");
 }
 
 #[test]

@@ -103,7 +103,9 @@ pub fn job_problems(job: &crate::train::JobConfig) -> Vec<(String, String)> {
             ]),
             EvalSpec::Passkey(p) => {
                 checks.push((k("n"), Some(p.n), MAX_COUNT));
-                checks.extend(p.lengths.iter().enumerate().map(|(j, l)| (format!("evals[{i}].lengths[{j}]"), Some(*l), MAX_SEQ_LEN)));
+                checks.extend(
+                    p.lengths.listed().iter().enumerate().map(|(j, l)| (format!("evals[{i}].lengths[{j}]"), Some(*l), MAX_SEQ_LEN)),
+                );
             }
             EvalSpec::States(s) => checks.extend([(k("len"), Some(s.len), MAX_SEQ_LEN), (k("prompts"), Some(s.prompts), MAX_COUNT)]),
         }

@@ -298,6 +298,9 @@ impl std::fmt::Display for PasskeyFormat {
     }
 }
 
+/// Accuracy above which a length counts as recalled (the paper's 95%).
+pub const RECALL_THRESHOLD: f64 = 0.95;
+
 /// Which reading of the accuracy grid `t_recall` reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -309,9 +312,75 @@ pub enum RecallRule {
     Strict,
 }
 
+impl RecallRule {
+    /// Whether one length counts as recalled from the accuracies of its depths: their mean
+    /// (NaN left out) above [`RECALL_THRESHOLD`], or every one of them above it. No accuracy
+    /// is no recall. The one definition behind every T_recall (lists, searches, old results).
+    pub fn recalled(self, accuracies: &[f64]) -> bool {
+        match self {
+            RecallRule::DepthMean => {
+                let finite: Vec<f64> = accuracies.iter().copied().filter(|a| a.is_finite()).collect();
+                !finite.is_empty() && finite.iter().sum::<f64>() / finite.len() as f64 > RECALL_THRESHOLD
+            }
+            RecallRule::Strict => !accuracies.is_empty() && accuracies.iter().all(|&a| a > RECALL_THRESHOLD),
+        }
+    }
+}
+
+/// The range of a passkey length search (`lengths: {search: [LO, HI], resolution: R}` in a job
+/// config): LO, HI and the multiples of R between them are the lengths it may probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SearchRange {
+    /// [LO, HI], LO < HI, probed as written (they need not be multiples of the resolution).
+    pub range: [i64; 2],
+    /// Interior probes are multiples of it: the final bracket is at most this wide.
+    pub resolution: i64,
+}
+
+/// One length probed by a search, in the order run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SearchProbe {
+    pub len: i64,
+    /// Accuracy averaged over the depths.
+    #[serde(deserialize_with = "f64_or_nan")]
+    pub accuracy: f64,
+    /// Recalled under the evaluation's `recall_rule` (the same test as a listed length's).
+    pub recalled: bool,
+}
+
+/// Where a length search ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SearchOutcome {
+    /// LO recalled, HI not: T_recall in [`last_pass`, `first_fail`), adjacent probes.
+    Bracketed,
+    /// HI recalled: T_recall >= HI (right-censored; `t_recall` is HI).
+    AboveRange,
+    /// LO not recalled: T_recall below the range (`t_recall` is null).
+    BelowRange,
+    /// LO not recalled but HI recalled: the accuracy is not monotone in the length; the search
+    /// stopped there (`t_recall` is HI, the largest recalled length, as for a list).
+    NonMonotone,
+}
+
+/// What a passkey length search did: its probes and the bracket they leave.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LengthSearch {
+    pub outcome: SearchOutcome,
+    /// The longest length recalled (`t_recall` under the evaluation's rule).
+    pub last_pass: Option<i64>,
+    /// The shortest length probed above `last_pass` that was not recalled.
+    pub first_fail: Option<i64>,
+    /// Every probe in the order run (LO and HI first).
+    pub probes: Vec<SearchProbe>,
+    /// No recalled probe is longer than a probe that was not recalled.
+    pub monotone: bool,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct PasskeyParams {
+    /// The lengths evaluated (for a search: the lengths it probed, ascending).
     pub lengths: Vec<i64>,
     pub depths: Vec<f64>,
     /// Prompts per (length, depth) cell.
@@ -323,6 +392,9 @@ pub struct PasskeyParams {
     pub answer_tokens: i64,
     pub template: PasskeyFormat,
     pub recall_rule: RecallRule,
+    /// The range of a length search (then `lengths` are the lengths it probed, ascending).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub search: Option<SearchRange>,
 }
 
 impl Default for PasskeyParams {
@@ -337,6 +409,7 @@ impl Default for PasskeyParams {
             answer_tokens: 0,
             template: PasskeyFormat::default(),
             recall_rule: RecallRule::default(),
+            search: None,
         }
     }
 }
@@ -382,6 +455,9 @@ pub struct PasskeyResult {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub t_recall_strict: Option<i64>,
     pub t_recall_per_depth: Vec<DepthRecall>,
+    /// The probes and bracket of a length search (`params.search`); absent for a list.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub search: Option<LengthSearch>,
     pub wall_s: f64,
     pub tokens_per_s: f64,
 }
@@ -401,22 +477,35 @@ impl PasskeyResult {
         (!a.is_empty()).then(|| a.iter().sum::<f64>() / a.len() as f64)
     }
 
+    /// The largest length recalled under `rule`, from the cells.
+    pub fn recall_from_cells(&self, rule: RecallRule) -> Option<i64> {
+        t_recall_of(&self.cells, rule)
+    }
+
     /// The authors' T_recall: the largest length whose depth-averaged accuracy is > 0.95
     /// (recomputed from the cells for results that predate `t_recall_mean`).
     pub fn recall_mean(&self) -> Option<i64> {
-        if self.t_recall_mean.is_some() {
-            return self.t_recall_mean;
-        }
-        self.lengths().into_iter().filter(|&l| self.mean_accuracy(l).is_some_and(|a| a > 0.95)).max()
+        self.t_recall_mean.or_else(|| self.recall_from_cells(RecallRule::DepthMean))
     }
 
     /// The strict T_recall: the largest length with accuracy > 0.95 at every depth.
     pub fn recall_strict(&self) -> Option<i64> {
-        if self.t_recall_strict.is_some() {
-            return self.t_recall_strict;
-        }
-        self.lengths().into_iter().filter(|&l| self.cells.iter().filter(|c| c.len == l).all(|c| c.accuracy > 0.95)).max()
+        self.t_recall_strict.or_else(|| self.recall_from_cells(RecallRule::Strict))
     }
+}
+
+/// The largest length of `cells` recalled under `rule` ([`RecallRule::recalled`] over the
+/// accuracies of its depths); `None` when no length is.
+pub fn t_recall_of(cells: &[PasskeyCell], rule: RecallRule) -> Option<i64> {
+    let mut lens: Vec<i64> = cells.iter().map(|c| c.len).collect();
+    lens.sort_unstable();
+    lens.dedup();
+    lens.into_iter()
+        .filter(|&l| {
+            let accs: Vec<f64> = cells.iter().filter(|c| c.len == l).map(|c| c.accuracy).collect();
+            rule.recalled(&accs)
+        })
+        .max()
 }
 
 // ---- state statistics ----
@@ -574,6 +663,36 @@ mod tests {
         .unwrap();
         let e = s.validate().unwrap_err();
         assert!(e.to_string().contains("1 state_var values for 2 positions"), "{e}");
+    }
+
+    #[test]
+    fn one_recall_rule_for_lists_searches_and_old_results() {
+        assert!(RecallRule::DepthMean.recalled(&[1.0, 0.92]) && !RecallRule::Strict.recalled(&[1.0, 0.92]));
+        assert!(!RecallRule::DepthMean.recalled(&[0.95]) && !RecallRule::DepthMean.recalled(&[]) && !RecallRule::Strict.recalled(&[]));
+        assert!(RecallRule::DepthMean.recalled(&[1.0, f64::NAN]) && !RecallRule::Strict.recalled(&[1.0, f64::NAN]));
+        // A result written before searches existed reads without one; a search round-trips.
+        let old: PasskeyResult =
+            serde_json::from_value(json!({"cells": [{"len": 256, "depth": 0.5, "accuracy": 1.0}], "t_recall": 256})).unwrap();
+        assert_eq!((&old.search, old.params.search, old.recall_mean()), (&None, None, Some(256)));
+        let probe = |len, accuracy| SearchProbe { len, accuracy, recalled: RecallRule::DepthMean.recalled(&[accuracy]) };
+        let r = PasskeyResult {
+            params: PasskeyParams {
+                lengths: vec![256, 512, 1024],
+                search: Some(SearchRange { range: [256, 1024], resolution: 256 }),
+                ..Default::default()
+            },
+            search: Some(LengthSearch {
+                outcome: SearchOutcome::Bracketed,
+                last_pass: Some(256),
+                first_fail: Some(512),
+                probes: vec![probe(256, 1.0), probe(1024, 0.0), probe(512, 0.5)],
+                monotone: true,
+            }),
+            ..Default::default()
+        };
+        let text = serde_json::to_string(&EvalResult::Passkey(r.clone())).unwrap();
+        assert!(text.contains(r#""search":{"outcome":"bracketed","last_pass":256,"first_fail":512,"probes":[{"len":256"#), "{text}");
+        assert_eq!(EvalResult::from_json(&text).unwrap(), EvalResult::Passkey(r));
     }
 
     #[test]

@@ -59,7 +59,11 @@ pub fn field_reference() -> String {
         out.push_str(&row(e.name(), &fields));
     }
     out.push_str("\n### Evaluation results (`evals.result`; every one also has `kind`)\n\n| object | fields |\n|---|---|\n");
-    let passkey = PasskeyResult { t_recall: Some(0), ..Default::default() };
+    let search =
+        LengthSearch { outcome: SearchOutcome::Bracketed, last_pass: Some(0), first_fail: Some(0), probes: Vec::new(), monotone: true };
+    let passkey = PasskeyResult { t_recall: Some(0), search: Some(search.clone()), ..Default::default() };
+    let range = SearchRange { range: [0, 0], resolution: 0 };
+    let passkey_params = PasskeyParams { search: Some(range), ..Default::default() };
     let states = StatesResult { histogram: Some(StateHistogram::default()), ..Default::default() };
     let loss = LossResult { collapse: Some(Collapse::default()), mean_loss: Some(0.0), ..Default::default() };
     let loss_params = LossParams { path: Some(String::new()), device: Some(String::new()), ..Default::default() };
@@ -69,8 +73,11 @@ pub fn field_reference() -> String {
         ("loss.buckets[]", keys(&Bucket { start: 0, end: 0, loss: 0.0 })),
         ("loss.collapse", keys(&Collapse::default())),
         ("passkey", keys(&passkey)),
-        ("passkey.params", keys(&PasskeyParams::default())),
+        ("passkey.params", keys(&passkey_params)),
+        ("passkey.params.search", keys(&range)),
         ("passkey.cells[]", keys(&PasskeyCell { len: 0, depth: 0.0, accuracy: 0.0, n: 0 })),
+        ("passkey.search", keys(&search)),
+        ("passkey.search.probes[]", keys(&SearchProbe { len: 0, accuracy: 0.0, recalled: false })),
         ("states", keys(&states)),
         ("states.params", keys(&StatesParams::default())),
         ("states.layers[].heads[]", keys(&HeadStates::default())),

@@ -16,7 +16,9 @@
 //   length, T_forget]; an upper bound (0, T_forget] when no length collapsed; a lower bound
 //   (largest length tried, ∞) when the longest decisive length still collapses.
 // * T_recall of a job is the authors' depth-averaged one (largest length with mean accuracy over
-//   depths > 0.95), censored between it and the next length of its grid; the strict reading
+//   depths > 0.95), censored between it and the next length of its grid (a length search's grid
+//   is its probes: the bracket [last recalled, first not recalled), or a lower bound when the
+//   top of its range was recalled, an upper bound when the bottom was not); the strict reading
 //   (every depth > 0.95) is kept beside it. Per state size, the best job (the paper's choice of
 //   learning rate by passkey validation).
 use std::collections::BTreeMap;
@@ -94,8 +96,10 @@ pub struct JobRecall {
     pub t_recall: Option<i64>,
     /// Strict T_recall (> 95% at every depth).
     pub t_recall_strict: Option<i64>,
-    /// Lengths of the passkey grid, ascending.
+    /// Lengths of the passkey grid, ascending (the lengths probed, for a search).
     pub lengths: Vec<i64>,
+    /// The eval behind `t_recall` was a length search (`lengths: {search: ...}`).
+    pub searched: bool,
 }
 
 impl JobRecall {
@@ -121,6 +125,8 @@ pub struct StateRecall {
     /// when nothing was recalled).
     pub next_len: Option<i64>,
     pub shortest_len: Option<i64>,
+    /// Some job of this state size found its T_recall by a length search.
+    pub searched: bool,
 }
 
 impl StateRecall {
@@ -130,6 +136,20 @@ impl StateRecall {
         match self.t_recall {
             Some(t) => Some(Censored { x, lo: Some(t_kilo(t)), hi: self.next_len.map(t_kilo) }),
             None => Some(Censored { x, lo: None, hi: Some(t_kilo(self.shortest_len?)) }),
+        }
+    }
+
+    /// T_recall as a table cell: the value, with its bracket when a search found it (`4096 (in
+    /// [4096, 5120))`, `≥ 262144 (...)`, `none (below 1024)`); lists show the value alone.
+    pub fn describe(&self) -> String {
+        match (self.t_recall, self.searched) {
+            (Some(t), false) => t.to_string(),
+            (None, false) => "none".into(),
+            (Some(t), true) => match self.next_len {
+                Some(n) => format!("{t} (in [{t}, {n}))"),
+                None => format!("≥ {t} (recalled at the longest length tried)"),
+            },
+            (None, true) => self.shortest_len.map_or("none".into(), |s| format!("none (below {s})")),
         }
     }
 }
@@ -237,15 +257,18 @@ pub fn job_recalls(data: &ReportData) -> Vec<JobRecall> {
     let mut out = Vec::new();
     for job in &data.jobs {
         let mut any = false;
-        let (mut best, mut strict, mut lengths) = (None, None, Vec::new());
+        let (mut best, mut strict, mut lengths, mut searched) = (None, None, Vec::new(), false);
         for e in plain_passkeys(data, job) {
             let Ok(r) = e.passkey() else {
                 continue;
             };
             any = true;
+            // A search's lengths are its probes: the next one above its T_recall is the first
+            // length not recalled, and HI recalled leaves a lower bound, as for a list.
             if r.recall_mean() >= best {
                 best = r.recall_mean();
                 lengths = r.lengths();
+                searched = r.search.is_some();
             }
             strict = strict.max(r.recall_strict());
         }
@@ -257,6 +280,7 @@ pub fn job_recalls(data: &ReportData) -> Vec<JobRecall> {
                 t_recall: best,
                 t_recall_strict: strict,
                 lengths,
+                searched,
             });
         }
     }
@@ -293,6 +317,7 @@ pub fn state_recalls(jobs: &[JobRecall]) -> Vec<StateRecall> {
                 jobs: js.len(),
                 next_len: best_job.and_then(|j| j.next_len()),
                 shortest_len: js.iter().filter_map(|j| j.lengths.first().copied()).min(),
+                searched: js.iter().any(|j| j.searched),
             }
         })
         .collect()

@@ -132,6 +132,7 @@ fn capacity_figures_show_points_and_fit_curve() {
             jobs: 1,
             next_len: None,
             shortest_len: None,
+            searched: false,
         })
         .collect();
     let (xs, ys) = derive::recall_points(&rows);
@@ -288,6 +289,7 @@ fn recall_figure_shows_one_series_per_training_length() {
         t_recall: t,
         t_recall_strict: t,
         lengths: vec![],
+        searched: false,
     };
     let jobs = vec![
         job("a", 1_000_000, 256, Some(512)),

@@ -212,6 +212,58 @@ fn recall_per_state_size_is_the_max_over_jobs() {
     assert_eq!(per_size[0].job_id.as_deref(), Some("j-n08-l1024"));
 }
 
+/// A passkey result over `(len, accuracy)` at one depth; with `search` (outcome, last pass,
+/// first fail) it is a length search whose probes are those lengths in that order.
+fn passkey_eval(job: &str, lens: &[(i64, f64)], search: Option<(&str, Option<i64>, Option<i64>)>) -> EvalRecord {
+    let cells: Vec<_> = lens.iter().map(|&(len, a)| json!({"len": len, "depth": 0.5, "accuracy": a, "n": 8})).collect();
+    let t = lens.iter().filter(|p| p.1 > 0.95).map(|p| p.0).max();
+    let mut result = json!({"cells": cells, "t_recall": t, "t_recall_mean": t});
+    let mut params = json!({"mitigation": "none", "lengths": lens.iter().map(|p| p.0).collect::<Vec<_>>()});
+    if let Some((outcome, last_pass, first_fail)) = search {
+        let probes: Vec<_> = lens.iter().map(|&(len, a)| json!({"len": len, "accuracy": a, "recalled": a > 0.95})).collect();
+        result["search"] =
+            json!({"outcome": outcome, "last_pass": last_pass, "first_fail": first_fail, "probes": probes, "monotone": true});
+        params["search"] = json!({"range": [lens[0].0, lens[1].0], "resolution": 1024});
+    }
+    common::record(job, "passkey", params, result)
+}
+
+/// A search that ends above its range is right-censored exactly like a list whose longest
+/// length is recalled; a bracketed search is an interval between its adjacent probes; a search
+/// below its range is an upper bound at LO. The report's table shows the search brackets.
+#[test]
+fn passkey_search_results_are_censored_like_lists() {
+    let mut data = ReportData::default();
+    let evals = [
+        (
+            8,
+            passkey_eval(
+                "j8",
+                &[(1024, 1.0), (8192, 0.0), (4096, 1.0), (6144, 0.0), (5120, 1.0)],
+                Some(("bracketed", Some(5120), Some(6144))),
+            ),
+        ),
+        (16, passkey_eval("j16", &[(1024, 1.0), (8192, 1.0)], Some(("above_range", Some(8192), None)))),
+        (32, passkey_eval("j32", &[(1024, 0.0), (8192, 0.0)], Some(("below_range", None, Some(1024))))),
+        (64, passkey_eval("j64", &[(1024, 1.0), (8192, 1.0)], None)),
+    ];
+    for (d_state, e) in evals {
+        let mut j = common::job(d_state, 256);
+        j.id = e.job_id.clone();
+        data.jobs.push(j);
+        data.evals.push(e);
+    }
+    let per_size = derive::state_recalls(&derive::job_recalls(&data));
+    let c: Vec<_> = derive::recall_censored(&per_size).iter().map(|c| (c.lo, c.hi)).collect();
+    assert_eq!(c, vec![(Some(5.12), Some(6.144)), (Some(8.192), None), (None, Some(1.024)), (Some(8.192), None)]);
+    let cells: Vec<String> = per_size.iter().map(|r| r.describe()).collect();
+    assert_eq!(cells, ["5120 (in [5120, 6144))", "≥ 8192 (recalled at the longest length tried)", "none (below 1024)", "8192"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_report(&data, dir.path(), &ReportOptions::default()).expect("report");
+    let readme = std::fs::read_to_string(dir.path().join("README.md")).expect("README.md");
+    assert!(readme.contains("| 5120 (in [5120, 6144)) | j8 |"), "{readme}");
+}
+
 #[test]
 fn laws_are_fitted_when_enough_state_sizes() {
     // 5 state sizes, each with one job at the law's T_forget (forgets) and one 2 tokens below

@@ -3,6 +3,7 @@
 //! parameters. The parameters are the result's own (`LossParams`, ...): whatever asked for
 //! the evaluation fills them in, this module turns them into the model's evaluation configs.
 use stuffed_model::data::{probes, Corpus};
+use stuffed_model::eval::length_search::LengthGrid;
 use stuffed_model::eval::{self, LossEval, Mitigation, PasskeyEval, StatesEval};
 use stuffed_model::protocol::eval::{LossParams, LossResult, PasskeyParams, PasskeyResult, StatesParams, StatesResult};
 use stuffed_model::train::config::EvalSource;
@@ -83,8 +84,9 @@ pub fn loss(lm: &Mamba2LM, prompts: &[Vec<u32>], params: LossParams, per_token: 
     Ok((result, c.per_token))
 }
 
-/// Passkey accuracy over lengths x depths and T_recall.
-pub fn passkey(lm: &Mamba2LM, tok: &Tokenizer, params: PasskeyParams, train_len: Option<i64>) -> anyhow::Result<PasskeyResult> {
+/// Passkey accuracy over lengths x depths and T_recall; with `params.search`, T_recall by
+/// bisection over that range (then `params.lengths` become the lengths it probed, ascending).
+pub fn passkey(lm: &Mamba2LM, tok: &Tokenizer, mut params: PasskeyParams, train_len: Option<i64>) -> anyhow::Result<PasskeyResult> {
     let cfg = PasskeyEval {
         lengths: params.lengths.clone(),
         depths: params.depths.clone(),
@@ -99,7 +101,15 @@ pub fn passkey(lm: &Mamba2LM, tok: &Tokenizer, params: PasskeyParams, train_len:
         template: params.template,
         recall_rule: params.recall_rule,
     };
-    let r = eval::passkey::run(lm, tok, &cfg)?;
+    let r = match params.search {
+        None => eval::passkey::run(lm, tok, &cfg)?,
+        Some(range) => {
+            let grid = LengthGrid::new(range).map_err(|(key, msg)| anyhow::anyhow!("passkey length search: {key} {msg}"))?;
+            let r = eval::passkey::run_search(lm, tok, &cfg, &grid)?;
+            params.lengths = r.accuracy_by_len.iter().map(|a| a.len).collect();
+            r
+        }
+    };
     Ok(PasskeyResult {
         params,
         cells: r.cells,
@@ -108,6 +118,7 @@ pub fn passkey(lm: &Mamba2LM, tok: &Tokenizer, params: PasskeyParams, train_len:
         t_recall_mean: r.t_recall_mean,
         t_recall_strict: r.t_recall_strict,
         t_recall_per_depth: r.t_recall_per_depth,
+        search: r.search,
         wall_s: r.wall_s,
         tokens_per_s: r.tokens_per_s,
     })

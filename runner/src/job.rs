@@ -118,7 +118,7 @@ pub fn run_eval(spec: &EvalSpec, lm: &Mamba2LM, tok: &Tokenizer, job: &JobConfig
         }
         EvalSpec::Passkey(s) => {
             let params = PasskeyParams {
-                lengths: s.lengths.clone(),
+                lengths: s.lengths.listed().to_vec(),
                 depths: s.depths.clone(),
                 n: s.n,
                 seed: s.seed,
@@ -127,6 +127,7 @@ pub fn run_eval(spec: &EvalSpec, lm: &Mamba2LM, tok: &Tokenizer, job: &JobConfig
                 answer_tokens: evaluate::answer_tokens(tok),
                 template: s.template,
                 recall_rule: s.recall_rule,
+                search: s.lengths.search(),
             };
             EvalResult::Passkey(evaluate::passkey(lm, tok, params, Some(train_len))?)
         }

@@ -43,7 +43,7 @@ fn jobs(file: &str) -> Vec<Job> {
             for e in &c.evals {
                 match e {
                     EvalSpec::Loss(l) => buckets.push(l.bucket),
-                    EvalSpec::Passkey(p) => passkey_lengths.extend(&p.lengths),
+                    EvalSpec::Passkey(p) => passkey_lengths.extend(p.lengths.listed()),
                     EvalSpec::States(_) => {}
                 }
             }

@@ -128,7 +128,7 @@ fn derived_values_and_eval_templates() {
     match (&j[1].config.evals[0], &j[1].config.evals[1]) {
         (EvalSpec::Loss(l), EvalSpec::Passkey(p)) => {
             assert_eq!((l.len, l.bucket), (4096, 64));
-            assert_eq!(p.lengths, vec![1024, 2048]);
+            assert_eq!(p.lengths.listed(), [1024, 2048]);
         }
         other => panic!("unexpected evals {other:?}"),
     }
@@ -359,4 +359,17 @@ fn the_example_grid_expands() {
     let j = expand(&SweepSpec::load(&path).unwrap(), 100).unwrap();
     assert_eq!(labels(&j), ["d_state=8 seq_len=64", "d_state=8 seq_len=256", "d_state=32 seq_len=64", "d_state=32 seq_len=256"]);
     assert_eq!(j[3].config.train.batch_size, Some(8));
+}
+
+#[test]
+fn passkey_length_searches_take_templates() {
+    let j = jobs(&inline(
+        "grid:\n  train.seq_len: [64, 256]\nevals:\n  - kind: passkey\n    lengths: {search: [\"4 * {train.seq_len}\", \"64 * {train.seq_len}\"], resolution: \"{train.seq_len}\"}\n",
+    ));
+    match &j[1].config.evals[0] {
+        EvalSpec::Passkey(p) => assert_eq!(p.lengths.search().map(|s| (s.range, s.resolution)), Some(([1024, 16384], 256))),
+        other => panic!("unexpected eval {other:?}"),
+    }
+    let e = error(&inline("evals:\n  - kind: passkey\n    lengths: {search: [4096, 1024], resolution: 1024}\n"));
+    assert!(e.contains("evals[0].lengths.search") && e.contains("0 < LO < HI"), "{e}");
 }

@@ -1,6 +1,7 @@
 //! The study's evaluations: loss by position with the state-collapse verdict, the passkey
-//! grid, state diagnostics, and the training-free mitigations they can run under.
+//! grid (or a bisection over lengths for T_recall), state diagnostics, and the training-free mitigations they can run under.
 pub mod collapse;
+pub mod length_search;
 pub mod loss;
 pub mod mitigation;
 pub mod passkey;

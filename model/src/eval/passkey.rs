@@ -5,13 +5,15 @@
 //! largest length whose accuracy averaged over the depths is > 0.95; and `strict`: the largest
 //! length with accuracy > 0.95 at every depth. The `authors` prompts of one length may differ
 //! by a token or two (the key's digits tokenize differently): prompts are batched by exact
-//! token length.
+//! token length. The lengths are a list ([`run`]) or found by bisection ([`run_search`],
+//! `length_search.rs`): each probed length is evaluated exactly like a listed one.
 use std::time::Instant;
 
 use serde::Serialize;
 use tch::{Device, Kind, Tensor};
 
 use crate::data::passkey::{is_retrieved, PasskeyFormat, PasskeyTemplate};
+use crate::eval::length_search::{self, LengthGrid};
 use crate::eval::mitigation::{Mitigation, StateNormer};
 use crate::lm::Mamba2LM;
 use crate::mixer::Exec;
@@ -20,8 +22,7 @@ use crate::tokenizer::Tokenizer;
 use crate::train::config::RecallRule;
 use crate::Result;
 
-/// Accuracy above which a length counts as recalled.
-pub const RECALL_THRESHOLD: f64 = 0.95;
+pub use stuffed_protocol::eval::RECALL_THRESHOLD;
 
 #[derive(Debug, Clone)]
 pub struct PasskeyEval {
@@ -44,7 +45,7 @@ pub struct PasskeyEval {
     pub recall_rule: RecallRule,
 }
 
-pub use stuffed_protocol::eval::{DepthRecall, LenAccuracy, PasskeyCell as Cell};
+pub use stuffed_protocol::eval::{DepthRecall, LenAccuracy, LengthSearch, PasskeyCell as Cell, SearchProbe};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PasskeyResult {
@@ -59,29 +60,20 @@ pub struct PasskeyResult {
     pub recall_rule: RecallRule,
     pub template: PasskeyFormat,
     pub t_recall_per_depth: Vec<DepthRecall>,
+    /// The probes and bracket of [`run_search`].
+    pub search: Option<LengthSearch>,
     pub wall_s: f64,
     pub tokens_per_s: f64,
 }
 
 /// The largest length whose accuracy averaged over its cells (depths) is above the threshold.
 pub fn t_recall_mean(cells: &[Cell]) -> Option<i64> {
-    let mut lens: Vec<i64> = cells.iter().map(|c| c.len).collect();
-    lens.sort_unstable();
-    lens.dedup();
-    lens.into_iter()
-        .filter(|&l| {
-            let accs: Vec<f64> = cells.iter().filter(|c| c.len == l).map(|c| c.accuracy).collect();
-            accs.iter().sum::<f64>() / accs.len() as f64 > RECALL_THRESHOLD
-        })
-        .max()
+    stuffed_protocol::eval::t_recall_of(cells, RecallRule::DepthMean)
 }
 
 /// The largest length whose accuracy is above the threshold in every given cell of it.
 pub fn t_recall(cells: &[Cell]) -> Option<i64> {
-    let mut lens: Vec<i64> = cells.iter().map(|c| c.len).collect();
-    lens.sort_unstable();
-    lens.dedup();
-    lens.into_iter().filter(|&l| cells.iter().filter(|c| c.len == l).all(|c| c.accuracy > RECALL_THRESHOLD)).max()
+    stuffed_protocol::eval::t_recall_of(cells, RecallRule::Strict)
 }
 
 /// Greedy continuation of a batch of equal-length prompts: [B, L] -> B strings.
@@ -120,48 +112,90 @@ fn complete(lm: &Mamba2LM, tok: &Tokenizer, prompts: &Tensor, cfg: &PasskeyEval)
     Ok(out.iter().map(|ids| tok.decode(ids)).collect())
 }
 
+/// Passkey accuracy at every length of `cfg.lengths` x every depth, and T_recall.
 pub fn run(lm: &Mamba2LM, tok: &Tokenizer, cfg: &PasskeyEval) -> Result<PasskeyResult> {
     let _g = tch::no_grad_guard();
     let start = Instant::now();
     let tpl = PasskeyTemplate::new(tok, cfg.template);
-    let mut cells = Vec::new();
-    let mut tokens = 0i64;
+    let (mut cells, mut tokens) = (Vec::new(), 0i64);
     for &len in &cfg.lengths {
-        // All prompts of this length: depth-major, n per depth; batched by exact token length.
-        let mut prompts = Vec::new();
-        for (di, &depth) in cfg.depths.iter().enumerate() {
-            for i in 0..cfg.n {
-                let mut rng = Rng::derive(cfg.seed, &[len as u64, di as u64, i as u64]);
-                let key = tpl.draw_passkey(&mut rng);
-                prompts.push((di, tpl.prompt(len as usize, depth, &key)?));
-            }
-        }
-        prompts.sort_by_key(|(_, p)| p.tokens.len());
-        let mut hits = vec![0i64; cfg.depths.len()];
-        for same in prompts.chunk_by(|a, b| a.1.tokens.len() == b.1.tokens.len()) {
-            let l = same[0].1.tokens.len() as i64;
-            for group in same.chunks(cfg.batch.max(1)) {
-                let flat: Vec<i64> = group.iter().flat_map(|(_, p)| p.tokens.iter().map(|&t| t as i64)).collect();
-                let batch = Tensor::from_slice(&flat).view([group.len() as i64, l]);
-                let outs = complete(lm, tok, &batch, cfg)?;
-                for ((di, p), out) in group.iter().zip(outs) {
-                    if is_retrieved(&out, &p.passkey) {
-                        hits[*di] += 1;
-                    }
-                }
-                tokens += l * group.len() as i64;
-            }
-        }
-        for (di, &depth) in cfg.depths.iter().enumerate() {
-            cells.push(Cell { len, depth, accuracy: hits[di] as f64 / cfg.n as f64, n: cfg.n });
+        cells.extend(length_cells(lm, tok, &tpl, cfg, len, &mut tokens)?);
+    }
+    Ok(summarize(cfg, &cfg.lengths, cells, None, start, tokens))
+}
+
+/// T_recall by bisection over `grid` (`length_search.rs`): each probe evaluates every depth x
+/// `cfg.n` prompts at its length, as [`run`] does for a listed length, and is recalled under
+/// `cfg.recall_rule`; `cfg.lengths` is ignored. The cells, `accuracy_by_len` and the T_recall
+/// readings cover the probed lengths, ascending; `search` keeps the probes in the order run.
+pub fn run_search(lm: &Mamba2LM, tok: &Tokenizer, cfg: &PasskeyEval, grid: &LengthGrid) -> Result<PasskeyResult> {
+    let _g = tch::no_grad_guard();
+    let start = Instant::now();
+    let tpl = PasskeyTemplate::new(tok, cfg.template);
+    let (mut cells, mut tokens, mut probes) = (Vec::new(), 0i64, Vec::new());
+    let b = length_search::bisect(grid, |len| -> Result<bool> {
+        let cs = length_cells(lm, tok, &tpl, cfg, len, &mut tokens)?;
+        let accs: Vec<f64> = cs.iter().map(|c| c.accuracy).collect();
+        let recalled = cfg.recall_rule.recalled(&accs);
+        probes.push(SearchProbe { len, accuracy: mean(&accs), recalled });
+        cells.extend(cs);
+        Ok(recalled)
+    })?;
+    let search = LengthSearch { outcome: b.outcome, last_pass: b.last_pass, first_fail: b.first_fail, probes, monotone: b.monotone };
+    let mut lengths: Vec<i64> = b.probes.iter().map(|p| p.0).collect();
+    lengths.sort_unstable();
+    cells.sort_by_key(|c| c.len);
+    Ok(summarize(cfg, &lengths, cells, Some(search), start, tokens))
+}
+
+fn mean(xs: &[f64]) -> f64 {
+    xs.iter().sum::<f64>() / xs.len().max(1) as f64
+}
+
+/// One cell per depth at `len`: `cfg.n` seeded prompts each, batched by exact token length.
+fn length_cells(lm: &Mamba2LM, tok: &Tokenizer, tpl: &PasskeyTemplate, cfg: &PasskeyEval, len: i64, tokens: &mut i64) -> Result<Vec<Cell>> {
+    // All prompts of this length: depth-major, n per depth; batched by exact token length.
+    let mut prompts = Vec::new();
+    for (di, &depth) in cfg.depths.iter().enumerate() {
+        for i in 0..cfg.n {
+            let mut rng = Rng::derive(cfg.seed, &[len as u64, di as u64, i as u64]);
+            let key = tpl.draw_passkey(&mut rng);
+            prompts.push((di, tpl.prompt(len as usize, depth, &key)?));
         }
     }
-    let accuracy_by_len = cfg
-        .lengths
+    prompts.sort_by_key(|(_, p)| p.tokens.len());
+    let mut hits = vec![0i64; cfg.depths.len()];
+    for same in prompts.chunk_by(|a, b| a.1.tokens.len() == b.1.tokens.len()) {
+        let l = same[0].1.tokens.len() as i64;
+        for group in same.chunks(cfg.batch.max(1)) {
+            let flat: Vec<i64> = group.iter().flat_map(|(_, p)| p.tokens.iter().map(|&t| t as i64)).collect();
+            let batch = Tensor::from_slice(&flat).view([group.len() as i64, l]);
+            let outs = complete(lm, tok, &batch, cfg)?;
+            for ((di, p), out) in group.iter().zip(outs) {
+                if is_retrieved(&out, &p.passkey) {
+                    hits[*di] += 1;
+                }
+            }
+            *tokens += l * group.len() as i64;
+        }
+    }
+    Ok(cfg.depths.iter().enumerate().map(|(di, &depth)| Cell { len, depth, accuracy: hits[di] as f64 / cfg.n as f64, n: cfg.n }).collect())
+}
+
+/// The result over `cells` of `lengths`: accuracy per length, both T_recall readings, per depth.
+fn summarize(
+    cfg: &PasskeyEval,
+    lengths: &[i64],
+    cells: Vec<Cell>,
+    search: Option<LengthSearch>,
+    start: Instant,
+    tokens: i64,
+) -> PasskeyResult {
+    let accuracy_by_len = lengths
         .iter()
         .map(|&len| {
-            let cs: Vec<&Cell> = cells.iter().filter(|c| c.len == len).collect();
-            LenAccuracy { len, accuracy: cs.iter().map(|c| c.accuracy).sum::<f64>() / cs.len().max(1) as f64 }
+            let accs: Vec<f64> = cells.iter().filter(|c| c.len == len).map(|c| c.accuracy).collect();
+            LenAccuracy { len, accuracy: mean(&accs) }
         })
         .collect();
     let t_recall_per_depth = cfg
@@ -174,7 +208,7 @@ pub fn run(lm: &Mamba2LM, tok: &Tokenizer, cfg: &PasskeyEval) -> Result<PasskeyR
         .collect();
     let wall_s = start.elapsed().as_secs_f64();
     let (mean, strict) = (t_recall_mean(&cells), t_recall(&cells));
-    Ok(PasskeyResult {
+    PasskeyResult {
         t_recall: match cfg.recall_rule {
             RecallRule::DepthMean => mean,
             RecallRule::Strict => strict,
@@ -186,9 +220,10 @@ pub fn run(lm: &Mamba2LM, tok: &Tokenizer, cfg: &PasskeyEval) -> Result<PasskeyR
         cells,
         accuracy_by_len,
         t_recall_per_depth,
+        search,
         wall_s,
         tokens_per_s: tokens as f64 / wall_s.max(1e-9),
-    })
+    }
 }
 
 #[cfg(test)]

@@ -277,33 +277,71 @@ pub fn centred_depths(n: usize) -> Vec<f64> {
 /// Most lengths one `{from, to, step}` grid may expand to.
 pub const MAX_GRID_LENGTHS: i64 = 4096;
 
-fn lengths_grid<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<i64>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Grid {
-        from: i64,
-        to: i64,
-        step: i64,
+/// The lengths of a passkey evaluation: every length of a list (or of a grid `{from, to, step}`,
+/// expanded when read), or a bisection for T_recall `{search: [LO, HI], resolution: R}`
+/// (eval/length_search.rs: LO, HI and the multiples of R between them may be probed).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum PasskeyLengths {
+    List(Vec<i64>),
+    Search { search: [i64; 2], resolution: i64 },
+}
+
+impl PasskeyLengths {
+    /// The listed lengths (none for a search).
+    pub fn listed(&self) -> &[i64] {
+        match self {
+            PasskeyLengths::List(v) => v,
+            PasskeyLengths::Search { .. } => &[],
+        }
     }
-    #[derive(Deserialize)]
-    #[serde(untagged, expecting = "a list of lengths or a grid {from, to, step}")]
-    enum Lengths {
-        List(Vec<i64>),
-        Grid(Grid),
+
+    /// The range of a search.
+    pub fn search(&self) -> Option<SearchRange> {
+        match *self {
+            PasskeyLengths::List(_) => None,
+            PasskeyLengths::Search { search, resolution } => Some(SearchRange { range: search, resolution }),
+        }
     }
-    match Lengths::deserialize(d)? {
-        Lengths::List(v) => Ok(v),
-        Lengths::Grid(g) => {
-            if g.step <= 0 || g.from <= 0 || g.to < g.from {
-                return Err(serde::de::Error::custom(format!(
-                    "length grid needs 0 < from <= to and step > 0, got from {} to {} step {}",
-                    g.from, g.to, g.step
-                )));
+}
+
+impl<'de> Deserialize<'de> for PasskeyLengths {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<PasskeyLengths, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Grid {
+            from: i64,
+            to: i64,
+            step: i64,
+        }
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Search {
+            search: [i64; 2],
+            resolution: i64,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged, expecting = "a list of lengths, a grid {from, to, step} or a search {search: [LO, HI], resolution: R}")]
+        enum Lengths {
+            List(Vec<i64>),
+            Grid(Grid),
+            Search(Search),
+        }
+        match Lengths::deserialize(d)? {
+            Lengths::List(v) => Ok(PasskeyLengths::List(v)),
+            Lengths::Search(s) => Ok(PasskeyLengths::Search { search: s.search, resolution: s.resolution }),
+            Lengths::Grid(g) => {
+                if g.step <= 0 || g.from <= 0 || g.to < g.from {
+                    return Err(serde::de::Error::custom(format!(
+                        "length grid needs 0 < from <= to and step > 0, got from {} to {} step {}",
+                        g.from, g.to, g.step
+                    )));
+                }
+                if (g.to - g.from) / g.step + 1 > MAX_GRID_LENGTHS {
+                    return Err(serde::de::Error::custom(format!("length grid has more than {MAX_GRID_LENGTHS} lengths")));
+                }
+                Ok(PasskeyLengths::List((g.from..=g.to).step_by(g.step as usize).collect()))
             }
-            if (g.to - g.from) / g.step + 1 > MAX_GRID_LENGTHS {
-                return Err(serde::de::Error::custom(format!("length grid has more than {MAX_GRID_LENGTHS} lengths")));
-            }
-            Ok((g.from..=g.to).step_by(g.step as usize).collect())
         }
     }
 }
@@ -353,13 +391,14 @@ pub struct LossSpec {
 
 /// How T_recall is read off the passkey grid (both are always reported; this picks `t_recall`).
 pub use stuffed_protocol::eval::RecallRule;
+pub use stuffed_protocol::eval::SearchRange;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PasskeySpec {
-    /// A list of lengths, or a grid `{from, to, step}` (both ends included when on the grid).
-    #[serde(deserialize_with = "lengths_grid")]
-    pub lengths: Vec<i64>,
+    /// A list of lengths, a grid `{from, to, step}` (both ends included when on the grid), or
+    /// a search `{search: [LO, HI], resolution: R}` for T_recall by bisection.
+    pub lengths: PasskeyLengths,
     /// A list of depths in [0, 1], or a count n for the authors' depths (i + 0.5) / n.
     #[serde(default = "d_depths", deserialize_with = "depths_count")]
     pub depths: Vec<f64>,
@@ -570,18 +609,22 @@ impl JobConfig {
             }
             EvalSpec::Passkey(k) => {
                 pos("n", k.n);
-                if k.lengths.is_empty() {
-                    p.push((key("lengths"), "must list at least one length".into()));
-                }
                 let min = Tokenizer::from_spec(&self.tokenizer)
                     .map(|t| crate::data::passkey::PasskeyTemplate::new(&t, k.template).min_len("12345") as i64)
                     .unwrap_or(1);
-                for (j, &l) in k.lengths.iter().enumerate() {
-                    if l < min {
-                        p.push((
-                            format!("evals[{i}].lengths[{j}]"),
-                            format!("{l} is shorter than the passkey template itself ({min} tokens with tokenizer {})", self.tokenizer),
-                        ));
+                let short =
+                    |l: i64| format!("{l} is shorter than the passkey template itself ({min} tokens with tokenizer {})", self.tokenizer);
+                match &k.lengths {
+                    PasskeyLengths::List(v) if v.is_empty() => p.push((key("lengths"), "must list at least one length".into())),
+                    PasskeyLengths::List(v) => p.extend(
+                        v.iter().enumerate().filter(|(_, &l)| l < min).map(|(j, &l)| (format!("evals[{i}].lengths[{j}]"), short(l))),
+                    ),
+                    PasskeyLengths::Search { search, resolution } => {
+                        match crate::eval::length_search::LengthGrid::new(SearchRange { range: *search, resolution: *resolution }) {
+                            Err((k, msg)) => p.push((format!("evals[{i}].lengths.{k}"), msg)),
+                            Ok(_) if search[0] < min => p.push((format!("evals[{i}].lengths.search"), short(search[0]))),
+                            Ok(_) => {}
+                        }
                     }
                 }
                 if k.depths.is_empty() || k.depths.iter().any(|d| !(0.0..=1.0).contains(d)) {
@@ -616,17 +659,58 @@ mod tests {
     #[test]
     fn passkey_lengths_take_a_grid_and_depths_a_count() {
         let p = passkey("kind: passkey\nlengths: {from: 1024, to: 4096, step: 1024}\ndepths: 4\n").unwrap();
-        assert_eq!(p.lengths, vec![1024, 2048, 3072, 4096]);
+        assert_eq!(p.lengths, PasskeyLengths::List(vec![1024, 2048, 3072, 4096]));
         assert_eq!(p.depths, vec![0.125, 0.375, 0.625, 0.875]);
         assert_eq!((p.template, p.recall_rule), (crate::data::passkey::PasskeyFormat::Authors, RecallRule::DepthMean));
         // `to` off the grid is not included; lists still work; the defaults are (i + 0.5) / 5.
         let p = passkey("kind: passkey\nlengths: {from: 100, to: 350, step: 100}\n").unwrap();
-        assert_eq!(p.lengths, vec![100, 200, 300]);
+        assert_eq!(p.lengths.listed(), [100, 200, 300]);
         assert_eq!(p.depths, centred_depths(5));
         let p = passkey("kind: passkey\nlengths: [64, 128]\ndepths: [0.5]\ntemplate: exact\nrecall_rule: strict\n").unwrap();
-        assert_eq!((p.lengths, p.depths), (vec![64, 128], vec![0.5]));
+        assert_eq!((p.lengths.listed(), p.depths), (&[64, 128][..], vec![0.5]));
         assert_eq!((p.template, p.recall_rule), (crate::data::passkey::PasskeyFormat::Exact, RecallRule::Strict));
         assert!(passkey("kind: passkey\nlengths: {from: 1024, to: 512, step: 1}\n").unwrap_err().contains("from <= to"));
         assert!(passkey("kind: passkey\nlengths: {from: 1, to: 100000, step: 1}\n").unwrap_err().contains("more than"));
+    }
+
+    #[test]
+    fn passkey_lengths_take_a_search_that_writes_back_as_read() {
+        let p = passkey("kind: passkey\nlengths: {search: [1024, 262144], resolution: 1024}\n").unwrap();
+        assert_eq!(p.lengths, PasskeyLengths::Search { search: [1024, 262_144], resolution: 1024 });
+        assert_eq!((p.lengths.listed(), p.lengths.search().map(|s| s.range)), (&[][..], Some([1024, 262_144])));
+        let back = serde_json::to_string(&p.lengths).unwrap();
+        assert_eq!(back, r#"{"search":[1024,262144],"resolution":1024}"#);
+        // A list still writes back as a list (job ids hash the written config).
+        let p = passkey("kind: passkey\nlengths: [64, 128]\n").unwrap();
+        assert_eq!(serde_json::to_string(&p.lengths).unwrap(), "[64,128]");
+        for bad in ["{search: [1024, 4096]}", "{search: [1024], resolution: 8}", "{search: [1, 2], resolution: 1, step: 1}"] {
+            let e = passkey(&format!("kind: passkey\nlengths: {bad}\n")).unwrap_err();
+            assert!(e.contains("a search {search: [LO, HI], resolution: R}"), "{bad}: {e}");
+        }
+    }
+
+    /// A job with one passkey evaluation whose `lengths` are `lengths`; its first problem.
+    fn passkey_problem(lengths: &str) -> Option<(String, String)> {
+        let yaml = format!(
+            "model: {{d_model: 32, n_layer: 1, d_state: 4, headdim: 16}}\ntrain: {{seq_len: 16, batch_size: 2, steps: 2, lr: 0.01, device: cpu}}\nevals:\n  - kind: passkey\n    lengths: {lengths}\n"
+        );
+        let job: JobConfig = serde_norway::from_str(&yaml).unwrap();
+        job.problems().into_iter().next()
+    }
+
+    #[test]
+    fn passkey_search_problems_name_their_key() {
+        assert_eq!(passkey_problem("{search: [1024, 262144], resolution: 1024}"), None);
+        let (key, msg) = passkey_problem("{search: [4096, 1024], resolution: 1024}").unwrap();
+        assert_eq!(key, "evals[0].lengths.search");
+        assert!(msg.contains("0 < LO < HI, got [4096, 1024]"), "{msg}");
+        let (key, msg) = passkey_problem("{search: [1024, 4096], resolution: 0}").unwrap();
+        assert_eq!((key.as_str(), msg.as_str()), ("evals[0].lengths.resolution", "must be a positive integer, got 0"));
+        let (key, msg) = passkey_problem("{search: [200, 16000000], resolution: 1}").unwrap();
+        assert!(key == "evals[0].lengths.resolution" && msg.contains("more than the limit 24"), "{msg}");
+        let (key, msg) = passkey_problem("{search: [40, 4096], resolution: 1024}").unwrap();
+        assert!(key == "evals[0].lengths.search" && msg.contains("40 is shorter than the passkey template"), "{msg}");
+        let (key, msg) = passkey_problem("{search: [1024, 100000000], resolution: 10000000}").unwrap();
+        assert!(key == "evals[0].lengths.search" && msg.contains("larger than the limit"), "{msg}");
     }
 }

@@ -14,8 +14,8 @@ use super::{colour, dashed_hline, draw_curve, draw_marker, font, frame, legend, 
 use crate::results::PasskeyResult;
 use crate::Error;
 
-/// The accuracy a length needs at every depth to count towards T_recall (strictly above).
-pub const RECALL_THRESHOLD: f64 = 0.95;
+/// The accuracy a length needs to count towards T_recall (strictly above; the protocol's).
+pub use stuffed_protocol::eval::RECALL_THRESHOLD;
 
 /// Accuracy per (depth, length); `accuracy[d][l]` is `None` where no cell was evaluated.
 #[derive(Debug, Clone, PartialEq)]

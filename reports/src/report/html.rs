@@ -132,7 +132,7 @@ pub(super) fn page(a: &Analysis) -> String {
             &[
                 r.state_size.to_string(),
                 cells::s_m(r.state_size),
-                r.t_recall.map(|t| t.to_string()).unwrap_or_else(|| "none".into()),
+                r.describe(),
                 r.job_id.clone().unwrap_or_else(|| NONE.into()),
                 r.jobs.to_string(),
             ],

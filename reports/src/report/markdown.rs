@@ -68,7 +68,7 @@ pub(super) fn page(a: &Analysis) -> String {
     }
     o.push_str("\n### T_recall per state size\n\n| state size | S (M) | T_recall | best job |\n|---:|---:|---|---|\n");
     for r in &a.recalls {
-        let t = r.t_recall.map(|t| t.to_string()).unwrap_or_else(|| "none".into());
+        let t = r.describe();
         let job = r.job_id.as_deref().map(md).unwrap_or_else(|| NONE.into());
         let _ = writeln!(o, "| {} | {} | {t} | {job} |", r.state_size, cells::s_m(r.state_size));
     }

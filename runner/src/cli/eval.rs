@@ -4,7 +4,10 @@ use std::path::PathBuf;
 use anyhow::Context;
 use serde_json::json;
 use stuffed_model::data::probes;
-use stuffed_model::protocol::eval::{EvalResult, LossParams, LossResult, PasskeyParams, StatesParams};
+use stuffed_model::eval::length_search::LengthGrid;
+use stuffed_model::protocol::eval::{
+    EvalResult, LengthSearch, LossParams, LossResult, PasskeyParams, SearchOutcome, SearchRange, StatesParams,
+};
 use stuffed_model::protocol::Precision;
 use stuffed_model::ssd::SsdBackend;
 use stuffed_model::Tokenizer;
@@ -18,7 +21,8 @@ pub enum Command {
     /// Loss by token position on long inputs, streamed with the carried state, and the
     /// state-collapse verdict.
     Loss(LossArgs),
-    /// Passkey retrieval accuracy over a grid of lengths x depths, and T_recall.
+    /// Passkey retrieval accuracy over a grid of lengths x depths, and T_recall (or T_recall by
+    /// bisection over a range of lengths: --search LO,HI --resolution R).
     Passkey(PasskeyArgs),
     /// State diagnostics over position: state mean/variance/RMS per head, first-token
     /// retention, dt/B/x means, a histogram of one head's state channels.
@@ -216,8 +220,14 @@ pub struct PasskeyArgs {
     #[arg(long)]
     tokenizer: Option<String>,
     /// Prompt lengths in tokens, comma-separated.
-    #[arg(long, value_delimiter = ',', required = true)]
+    #[arg(long, value_delimiter = ',', required_unless_present = "search", conflicts_with = "search")]
     lengths: Vec<i64>,
+    /// T_recall by bisection instead of a list: LO,HI (probed first), then halving the bracket.
+    #[arg(long, value_delimiter = ',', num_args = 1, requires = "resolution")]
+    search: Option<Vec<i64>>,
+    /// Lengths between LO and HI probed by --search are multiples of it (the bracket's width).
+    #[arg(long, requires = "search")]
+    resolution: Option<i64>,
     /// Number of evenly spaced depths d_i = (i + 0.5) / n.
     #[arg(long, default_value_t = 5)]
     depths: usize,
@@ -252,6 +262,15 @@ impl PasskeyArgs {
         let (lm, meta) = self.model.load(dev, ssd)?;
         let tok = resolve_tokenizer(self.tokenizer.as_deref(), &meta)?;
         let depths = evaluate::even_depths(self.depths);
+        let search = match (&self.search, self.resolution) {
+            (Some(r), Some(resolution)) => {
+                let &[lo, hi] = r.as_slice() else { anyhow::bail!("--search takes two lengths LO,HI, got {}", r.len()) };
+                let range = SearchRange { range: [lo, hi], resolution };
+                LengthGrid::new(range).map_err(|(key, msg)| anyhow::anyhow!("--{key}: {msg}"))?;
+                Some(range)
+            }
+            _ => None,
+        };
         let params = PasskeyParams {
             lengths: self.lengths.clone(),
             depths: depths.clone(),
@@ -262,6 +281,7 @@ impl PasskeyArgs {
             answer_tokens: evaluate::answer_tokens(&tok),
             template: Default::default(),
             recall_rule: Default::default(),
+            search,
         };
         let r = evaluate::passkey(&lm, &tok, params, self.train_len)?;
         let result = EvalResult::Passkey(r.clone());
@@ -276,7 +296,7 @@ impl PasskeyArgs {
                     print!(" {d:>6.2}");
                 }
                 println!();
-                for &len in &self.lengths {
+                for &len in &r.params.lengths {
                     print!("{len:>11}");
                     for c in r.cells.iter().filter(|c| c.len == len) {
                         print!(" {:>6.2}", c.accuracy);
@@ -294,9 +314,29 @@ impl PasskeyArgs {
                 for d in &r.t_recall_per_depth {
                     println!("  depth {:.2}: T_recall {}", d.depth, d.t_recall.map_or("-".into(), |t| t.to_string()));
                 }
+                if let Some(s) = &r.search {
+                    print_search(s);
+                }
             }
         }
         Ok(0)
+    }
+}
+
+/// The probes of a length search in the order run, and where it ended.
+fn print_search(s: &LengthSearch) {
+    let probes: Vec<String> =
+        s.probes.iter().map(|p| format!("{} ({:.2}{})", p.len, p.accuracy, if p.recalled { ", recalled" } else { "" })).collect();
+    println!("search probes, in order: {}", probes.join(", "));
+    let t = |v: Option<i64>| v.map_or("-".into(), |t| t.to_string());
+    match s.outcome {
+        SearchOutcome::Bracketed => println!("search: T_recall in [{}, {}) (adjacent probes)", t(s.last_pass), t(s.first_fail)),
+        SearchOutcome::AboveRange => println!("search: T_recall >= {} (the longest length of the range is recalled)", t(s.last_pass)),
+        SearchOutcome::BelowRange => println!("search: T_recall below the range (not recalled at {})", t(s.first_fail)),
+        SearchOutcome::NonMonotone => println!("search: not monotone (the longest length is recalled, the shortest not); stopped"),
+    }
+    if !s.monotone && s.outcome != SearchOutcome::NonMonotone {
+        println!("search: the probes contradict a monotone recall");
     }
 }
 
