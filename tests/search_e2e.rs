@@ -19,6 +19,20 @@ fn scalar(db: &Path, sql: &str) -> i64 {
     })
 }
 
+/// A count read from a database another process is writing (and may still be creating):
+/// read-only, never migrating; None until the table exists.
+fn peek(db: &Path, sql: &str) -> Option<i64> {
+    use std::str::FromStr;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let opts = sqlx::sqlite::SqliteConnectOptions::from_str(&format!("sqlite://{}", db.display())).ok()?.read_only(true);
+        let pool = sqlx::SqlitePool::connect_with(opts).await.ok()?;
+        let n = sqlx::query_scalar::<_, i64>(sql).fetch_one(&pool).await.ok();
+        pool.close().await;
+        n
+    })
+}
+
 /// (cell, round, probe, job, answer, decision) of every step, in order.
 fn steps(db: &Path, sweep: &str) -> Vec<(String, i64, i64, Option<String>, Option<String>, String)> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -117,7 +131,7 @@ fn search_controller_killed_mid_search_resumes_with_the_same_steps() {
         if child.try_wait().unwrap().is_some() || start.elapsed() > Duration::from_secs(120) {
             break;
         }
-        if db_b.exists() && scalar(&db_b, "SELECT COUNT(*) FROM search_steps WHERE round >= 1 AND probe >= 0") > 0 {
+        if peek(&db_b, "SELECT COUNT(*) FROM search_steps WHERE round >= 1 AND probe >= 0").unwrap_or(0) > 0 {
             std::thread::sleep(Duration::from_millis(500));
             killed_in_round = true;
             break;
