@@ -459,7 +459,6 @@ impl StatusArgs {
             println!("no sweeps in {}", self.db.db.display());
         }
         for s in chosen {
-            search::print_status(&db, &s.name).await?;
             let counts: Vec<String> = s.counts.iter().map(|(k, v)| format!("{k} {v}")).collect();
             println!("{}{}: {} jobs ({})", s.name, if s.cancelled { " [cancelled]" } else { "" }, s.total, counts.join(", "));
             for j in db.sweep_jobs(&s.name).await?.iter().filter(|j| j.status == JobStatus::Running) {
@@ -480,6 +479,7 @@ impl StatusArgs {
                     .unwrap_or_else(|| "-".into())
                 );
             }
+            search::print_status(&db, &s.name).await?;
         }
         Ok(0)
     }
