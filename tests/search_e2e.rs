@@ -33,8 +33,11 @@ fn peek(db: &Path, sql: &str) -> Option<i64> {
     })
 }
 
-/// (cell, round, probe, job, answer, decision) of every step, in order.
-fn steps(db: &Path, sweep: &str) -> Vec<(String, i64, i64, Option<String>, Option<String>, String)> {
+/// (cell, round, probe, job, answer, decision) of a step.
+type Step = (String, i64, i64, Option<String>, Option<String>, String);
+
+/// Every step of a sweep's search, in order.
+fn steps(db: &Path, sweep: &str) -> Vec<Step> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let d = Db::open(db).await.unwrap();
@@ -149,5 +152,8 @@ fn search_controller_killed_mid_search_resumes_with_the_same_steps() {
     let jobs = scalar(&db_b, "SELECT COUNT(*) FROM sweep_jobs WHERE sweep = 'srk'");
     assert_eq!(jobs, scalar(&db_a, "SELECT COUNT(*) FROM sweep_jobs WHERE sweep = 'srk'"));
     assert_eq!(scalar(&db_b, "SELECT COUNT(*) FROM attempts WHERE status = 'completed'"), jobs);
-    assert_eq!(scalar(&db_b, "SELECT COUNT(*) FROM (SELECT job_id FROM attempts WHERE status = 'completed' GROUP BY job_id HAVING COUNT(*) > 1)"), 0);
+    assert_eq!(
+        scalar(&db_b, "SELECT COUNT(*) FROM (SELECT job_id FROM attempts WHERE status = 'completed' GROUP BY job_id HAVING COUNT(*) > 1)"),
+        0
+    );
 }

@@ -118,7 +118,11 @@ pub fn field_reference() -> String {
     out.push_str(&row("search_steps[]", &keys(&step)));
     out.push_str(&format!(
         "\nSearch decisions (`search_steps[].decision.decision`): {}.\n",
-        sample_decisions().iter().map(|d| format!("`{}`", serde_json::to_value(d).expect("serializes")["decision"].as_str().unwrap_or(""))).collect::<Vec<_>>().join(", ")
+        sample_decisions()
+            .iter()
+            .map(|d| format!("`{}`", serde_json::to_value(d).expect("serializes")["decision"].as_str().unwrap_or("")))
+            .collect::<Vec<_>>()
+            .join(", ")
     ));
     out.push_str(&format!(
         "\nFailure kinds (`done.failure`, `attempts.error_class`): {}.\n",

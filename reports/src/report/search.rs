@@ -25,7 +25,13 @@ pub(super) fn rows(a: &Analysis) -> Vec<[String; 5]> {
             };
             let probes = of.iter().filter(|s| s.probe >= 0).count();
             let rounds = last.map_or(0, |s| s.round + 1);
-            [sweep.to_string(), if cell.is_empty() { "(all)".into() } else { cell.to_string() }, outcome, probes.to_string(), rounds.to_string()]
+            [
+                sweep.to_string(),
+                if cell.is_empty() { "(all)".into() } else { cell.to_string() },
+                outcome,
+                probes.to_string(),
+                rounds.to_string(),
+            ]
         })
         .collect()
 }

@@ -130,12 +130,18 @@ fn check_search_steps(d: &Dump, sweeps: &BTreeSet<&str>, jobs: &BTreeSet<&str>) 
     if d.search_steps.len() > MAX_SEARCH_STEPS * d.sweeps.len().max(1) {
         bail!("the dump holds {} search steps, more than {MAX_SEARCH_STEPS} per sweep", d.search_steps.len());
     }
-    duplicates("the search step (sweep, cell, round, probe)", d.search_steps.iter().map(|s| (s.sweep.as_str(), s.cell.as_str(), s.round, s.probe)))?;
+    duplicates(
+        "the search step (sweep, cell, round, probe)",
+        d.search_steps.iter().map(|s| (s.sweep.as_str(), s.cell.as_str(), s.round, s.probe)),
+    )?;
     for s in &d.search_steps {
         if !sweeps.contains(s.sweep.as_str()) {
             bail!("the dump has search steps of sweep {:?}, which it does not hold", short(&s.sweep));
         }
-        if s.cell.len() > 4096 || !(0..=crate::sweep::search::MAX_VALUES as i64).contains(&s.round) || !(-1..crate::sweep::search::MAX_VALUES as i64).contains(&s.probe) {
+        if s.cell.len() > 4096
+            || !(0..=crate::sweep::search::MAX_VALUES as i64).contains(&s.round)
+            || !(-1..crate::sweep::search::MAX_VALUES as i64).contains(&s.probe)
+        {
             bail!("the dump's search step (cell {:?}, round {}, probe {}) is out of bounds", short(&s.cell), s.round, s.probe);
         }
         if let Some(id) = &s.job_id {

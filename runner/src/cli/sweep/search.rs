@@ -134,7 +134,14 @@ async fn advance(db: &Db, loaded: &LoadedSweep, planned: &[Planned], failed: &Ha
 }
 
 /// Runs the search's rounds to the end (or a stop, a cancel, a failed round).
-pub async fn run(db: &Db, loaded: &LoadedSweep, file: &std::path::Path, planned: &[Planned], opts: &Options, stop: &AtomicBool) -> anyhow::Result<Summary> {
+pub async fn run(
+    db: &Db,
+    loaded: &LoadedSweep,
+    file: &std::path::Path,
+    planned: &[Planned],
+    opts: &Options,
+    stop: &AtomicBool,
+) -> anyhow::Result<Summary> {
     let name = loaded.name();
     register(db, loaded, file, "local", &[]).await?;
     let mut total = Summary::default();
