@@ -242,6 +242,30 @@ mod tests {
         let mut d = dump();
         d.sweep_jobs[0].sweep = "other".into();
         bad.push((d, "which it does not hold"));
+        let step = |sweep: &str, job: Option<&str>, round: i64| stuffed_model::protocol::SearchStep {
+            sweep: sweep.into(),
+            cell: "c".into(),
+            round,
+            probe: 0,
+            value: json!(64),
+            job_id: job.map(str::to_string),
+            answer: None,
+            decision: stuffed_model::protocol::SearchDecision::AllYes,
+            lo: None,
+            hi: None,
+        };
+        let mut d = dump();
+        d.search_steps.push(step("other", None, 0));
+        bad.push((d, "search steps of sweep \"other\""));
+        let mut d = dump();
+        d.search_steps.push(step("s", Some("nope"), 0));
+        bad.push((d, "search step refers to job \"nope\""));
+        let mut d = dump();
+        d.search_steps.push(step("s", Some("abc1"), 1 << 40));
+        bad.push((d, "out of bounds"));
+        let mut d = dump();
+        d.search_steps.extend([step("s", None, 0), step("s", None, 0)]);
+        bad.push((d, "twice"));
         for (d, want) in bad {
             let e = db.import_checked(&d, false).await.unwrap_err().to_string();
             assert!(e.contains(want), "{want}: {e}");
