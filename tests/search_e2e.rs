@@ -81,6 +81,8 @@ fn search_ends_with_a_bracket_per_cell_in_fewer_jobs_than_the_grid() {
     let dry = ok(d, &["sweep", "run", sweep.to_str().unwrap(), "--dry-run", "--gpus", "none"]);
     assert!(dry.contains("2 cell(s) of 4 values"), "{dry}");
     assert!(dry.contains("full grid 8, search worst case 8, expected 6.0"), "{dry}");
+    let slurm = stuffed(d, &["sweep", "run", sweep.to_str().unwrap(), "--dry-run", "--backend", "slurm"]);
+    assert!(!slurm.status.success() && text(&slurm).contains("local backend only"), "{}", text(&slurm));
     let args = ["sweep", "run", sweep.to_str().unwrap(), "--db", db.to_str().unwrap(), "--gpus", "none", "--max-parallel", "2"];
     let out = ok(d, &args);
     // Every cell ends: a final row each, none still probing.

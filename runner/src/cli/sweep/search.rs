@@ -148,7 +148,12 @@ pub async fn run(
     let mut failed: HashSet<String> = HashSet::new();
     for round in 0.. {
         let next = advance(db, loaded, planned, &failed).await?;
-        if next.is_empty() || stop.load(Ordering::SeqCst) || db.is_cancelled(name).await? {
+        if next.is_empty() || db.is_cancelled(name).await? {
+            break;
+        }
+        if stop.load(Ordering::SeqCst) {
+            // Stopped between rounds: cells are unfinished, as after an interrupted job.
+            total.interrupted = total.interrupted.max(1);
             break;
         }
         let jobs: Vec<PlannedJob> = next.iter().map(|&i| planned[i].0.clone()).collect();
