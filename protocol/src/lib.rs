@@ -10,6 +10,7 @@
 //! - [`status`]: a job's status.
 //! - [`precision`]: compute precision of training and evaluations.
 //! - [`job`]: a job as the store lists it and the reports read it ([`JobRecord`]).
+//! - [`search`]: the adaptive threshold search's steps ([`SearchStep`]).
 //! - [`rundir`]: file names inside a job's run directory.
 pub mod criterion;
 pub mod eval;
@@ -19,6 +20,7 @@ pub mod job;
 pub mod precision;
 pub mod rundir;
 pub mod schema;
+pub mod search;
 mod serde_nan;
 pub mod status;
 
@@ -27,6 +29,7 @@ pub use event::{Done, Envelope, Event, EVENT_FORMAT};
 pub use failure::{AttemptEnd, FailureKind};
 pub use job::{JobRecord, ModelDims};
 pub use precision::Precision;
+pub use search::{SearchDecision, SearchStep};
 pub use status::JobStatus;
 
 /// A value that does not parse as a member of the contract.

@@ -38,6 +38,28 @@ fn sample_events() -> Vec<Event> {
     ]
 }
 
+/// One search decision of every kind (the match keeps the list complete).
+fn sample_decisions() -> Vec<crate::SearchDecision> {
+    use crate::SearchDecision as D;
+    let all = vec![
+        D::Probe { values: vec![] },
+        D::Bracket { lo: Value::Null, hi: Value::Null },
+        D::AllYes,
+        D::AllNo,
+        D::NonMonotone { answers: vec![] },
+        D::Undecided { at: Value::Null, why: String::new() },
+        D::BudgetExhausted { lo: Value::Null, hi: Value::Null },
+        D::Failed { at: Value::Null, why: String::new() },
+    ];
+    for d in &all {
+        match d {
+            D::Probe { .. } | D::Bracket { .. } | D::AllYes | D::AllNo | D::NonMonotone { .. } => {}
+            D::Undecided { .. } | D::BudgetExhausted { .. } | D::Failed { .. } => {}
+        }
+    }
+    all
+}
+
 fn keys<T: Serialize>(v: &T) -> Vec<String> {
     match serde_json::to_value(v).expect("serializes") {
         Value::Object(m) => m.keys().cloned().collect(),
@@ -88,6 +110,27 @@ pub fn field_reference() -> String {
     out.push_str("\n### Job rows (`results export --format dump`, the reports' input)\n\n| object | fields |\n|---|---|\n");
     out.push_str(&row("job", &keys(&JobRecord::default())));
     out.push_str(&row("job.model", &keys(&crate::ModelDims::default())));
+    let step = crate::SearchStep {
+        sweep: String::new(),
+        cell: String::new(),
+        round: 0,
+        probe: 0,
+        value: Value::Null,
+        job_id: None,
+        answer: None,
+        decision: crate::SearchDecision::AllYes,
+        lo: None,
+        hi: None,
+    };
+    out.push_str(&row("search_steps[]", &keys(&step)));
+    out.push_str(&format!(
+        "\nSearch decisions (`search_steps[].decision.decision`): {}.\n",
+        sample_decisions()
+            .iter()
+            .map(|d| format!("`{}`", serde_json::to_value(d).expect("serializes")["decision"].as_str().unwrap_or("")))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
     out.push_str(&format!(
         "\nFailure kinds (`done.failure`, `attempts.error_class`): {}.\n",
         FailureKind::ALL.map(|k| format!("`{}`", k.as_str())).join(", ")

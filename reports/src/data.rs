@@ -14,6 +14,9 @@ pub struct ReportData {
     pub jobs: Vec<JobRecord>,
     pub evals: Vec<EvalRecord>,
     pub metrics: Vec<MetricRecord>,
+    /// The adaptive searches' steps (`search:` sweeps), in the order the store lists them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub search_steps: Vec<stuffed_protocol::SearchStep>,
 }
 
 /// One sweep: its name, description, creation time and job counts per status.

@@ -373,3 +373,51 @@ fn passkey_length_searches_take_templates() {
     let e = error(&inline("evals:\n  - kind: passkey\n    lengths: {search: [4096, 1024], resolution: 1024}\n"));
     assert!(e.contains("evals[0].lengths.search") && e.contains("0 < LO < HI"), "{e}");
 }
+
+#[test]
+fn search_key_is_the_last_axis_and_probes_carry_early_stop() {
+    let text = inline(
+        "grid:\n  model.d_state: [8, 16]\nevals:\n  - {kind: loss, source: corpus, len: 1024, bucket: 64}\n\
+         search:\n  key: train.seq_len\n  range: {from: 64, to: 256, factor: 2}\n  criterion: {test: ratio, above: 1.5}\n\
+         \x20 early_stop: {stop_when: true}\n",
+    );
+    let (_dir, loaded) = load(&text);
+    let loaded = loaded.unwrap();
+    let search = loaded.search.as_ref().unwrap();
+    assert_eq!(search.values, vec![json!(64), json!(128), json!(256)]);
+    let jobs = expand(&loaded, 100).unwrap();
+    // Cells are runs of consecutive jobs: the searched key varies fastest, labels include it.
+    assert_eq!(
+        labels(&jobs),
+        [
+            "d_state=8 seq_len=64",
+            "d_state=8 seq_len=128",
+            "d_state=8 seq_len=256",
+            "d_state=16 seq_len=64",
+            "d_state=16 seq_len=128",
+            "d_state=16 seq_len=256"
+        ]
+    );
+    let es = jobs[0].config.early_stop.as_ref().unwrap();
+    assert_eq!(es.criterion, search.spec.criterion);
+    assert!(es.stop_when);
+}
+
+#[test]
+fn search_errors_point_at_the_search_block() {
+    let base = "evals:\n  - {kind: loss, source: corpus, len: 1024, bucket: 64}\n";
+    let e = error(&inline(&format!(
+        "grid:\n  train.seq_len: [64, 128]\n{base}search:\n  key: train.seq_len\n  values: [64, 128]\n  criterion: {{test: collapsed}}\n"
+    )));
+    assert!(e.contains("set twice"), "{e}");
+    let e = error(&inline(&format!("{base}search:\n  key: train.seq_len\n  values: [128, 64]\n  criterion: {{test: collapsed}}\n")));
+    assert!(e.contains(":14:3: key `search.values`") && e.contains("strictly ascending"), "{e}");
+    let e = error(&inline(&format!(
+        "{base}search:\n  key: train.seq_len\n  values: [64, 128]\n  criterion: {{test: passkey, len: 64, accuracy: 0.9}}\n"
+    )));
+    assert!(e.contains("search.criterion") && e.contains("has none"), "{e}");
+    let e = error(&inline(&format!(
+        "{base}search:\n  key: train.seq_len\n  values: [64, 128]\n  criterion: {{test: collapsed}}\n  budgt: 3\n"
+    )));
+    assert!(e.contains("budgt"), "{e}");
+}

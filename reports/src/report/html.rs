@@ -157,7 +157,17 @@ pub(super) fn page(a: &Analysis) -> String {
         let counts: Vec<String> = s.counts.iter().map(|(k, v)| format!("{k}: {v}")).collect();
         row(&mut o, &[s.name.clone(), s.description.clone(), s.created_at.clone(), counts.join(", ")], &[]);
     }
-    o.push_str("</table>\n<h2>Jobs</h2>\n");
+    o.push_str("</table>\n");
+    let search = super::search::rows(a);
+    if !search.is_empty() {
+        o.push_str("<h2>Adaptive search</h2>\n");
+        header(&mut o, &["sweep", "cell", "outcome", "probes", "rounds"]);
+        for r in &search {
+            row(&mut o, r, &[false, false, false, true, true]);
+        }
+        o.push_str("</table>\n");
+    }
+    o.push_str("<h2>Jobs</h2>\n");
     header(&mut o, &["job", "label", "sweep", "status", "state size", "train length", "params", "final loss", "T_recall", "collapse"]);
     for j in &d.jobs {
         row(

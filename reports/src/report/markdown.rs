@@ -73,6 +73,13 @@ pub(super) fn page(a: &Analysis) -> String {
         let _ = writeln!(o, "| {} | {} | {t} | {job} |", r.state_size, cells::s_m(r.state_size));
     }
 
+    let search = super::search::rows(a);
+    if !search.is_empty() {
+        o.push_str("\n## Adaptive search\n\n| sweep | cell | outcome | probes | rounds |\n|---|---|---|---:|---:|\n");
+        for r in &search {
+            let _ = writeln!(o, "| {} |", r.iter().map(|c| md(c)).collect::<Vec<_>>().join(" | "));
+        }
+    }
     o.push_str("\n## Figures\n\n");
     if a.figures.is_empty() {
         o.push_str("None.\n");

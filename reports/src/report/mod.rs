@@ -5,6 +5,7 @@ mod figs;
 mod html;
 pub use html::esc as html_escape;
 mod markdown;
+mod search;
 mod summary;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -1,5 +1,8 @@
 //! `stuffed sweep ...`: run a sweep file (expanding its grid, skipping completed jobs by hash,
-//! resuming the rest), watch its status, cancel it.
+//! resuming the rest), watch its status, cancel it. A sweep with a `search:` block runs in
+//! rounds of probes (`search`).
+mod search;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -204,6 +207,9 @@ impl RunArgs {
             Some(other) => bail!("--backend: unknown backend '{other}' (expected local or slurm)"),
         };
         if let Backend::Slurm(cfg) = backend {
+            if loaded.search.is_some() {
+                bail!("{}: a `search:` sweep runs on the local backend only (the Slurm backend does not advance search rounds yet); use --backend local", self.file.display());
+            }
             return self.run_slurm(loaded, cfg);
         }
         if self.detach {
@@ -216,6 +222,7 @@ impl RunArgs {
         let too_big = memory_problems(&planned, device_memory_gb(&gpus, false));
         if self.dry_run {
             print_plan(&loaded, &planned, &gpus, max_parallel)?;
+            search::print_plan(&loaded, &planned);
             for p in &too_big {
                 println!("warning: {p}");
             }
@@ -237,17 +244,18 @@ impl RunArgs {
         let name = loaded.spec.name.clone();
         runtime()?.block_on(async {
             let db = self.db.open().await?;
-            register(&db, &loaded, &self.file, "local", &planned).await?;
-            let jobs: Vec<PlannedJob> = planned.into_iter().map(|(j, _)| j).collect();
-            let device =
-                if opts.gpus.is_empty() { format!("{} CPU worker(s)", opts.max_parallel) } else { format!("{} GPU(s)", opts.gpus.len()) };
-            eprintln!("sweep {name}: {} jobs on {device}; database {}", jobs.len(), self.db.db.display());
-            let summary = Controller::new(&db, &name, &jobs, &opts).run(&stop).await?;
+            let summary = if loaded.search.is_some() {
+                eprintln!("sweep {name}: adaptive search in rounds; database {}", self.db.db.display());
+                search::run(&db, &loaded, &self.file, &planned, &opts, &stop).await?
+            } else {
+                self.run_grid(&db, &loaded, planned, &opts, &stop).await?
+            };
             eprintln!(
                 "sweep {name}: {} completed, {} skipped (already done), {} failed, {} interrupted, {} retries",
                 summary.completed, summary.skipped, summary.failed, summary.interrupted, summary.retried
             );
             print_sweep_table(&db, &name).await?;
+            search::print_status(&db, &name).await?;
             Ok(if summary.interrupted > 0 {
                 crate::exit::INTERRUPTED
             } else if summary.failed > 0 {
@@ -256,6 +264,24 @@ impl RunArgs {
                 crate::exit::OK
             })
         })
+    }
+
+    /// Runs every job of a grid sweep once on the local controller.
+    async fn run_grid(
+        &self,
+        db: &Db,
+        loaded: &LoadedSweep,
+        planned: Vec<Planned>,
+        opts: &Options,
+        stop: &std::sync::atomic::AtomicBool,
+    ) -> anyhow::Result<crate::sched::local::Summary> {
+        let name = loaded.name();
+        register(db, loaded, &self.file, "local", &planned).await?;
+        let jobs: Vec<PlannedJob> = planned.into_iter().map(|(j, _)| j).collect();
+        let device =
+            if opts.gpus.is_empty() { format!("{} CPU worker(s)", opts.max_parallel) } else { format!("{} GPU(s)", opts.gpus.len()) };
+        eprintln!("sweep {name}: {} jobs on {device}; database {}", jobs.len(), self.db.db.display());
+        Controller::new(db, name, &jobs, opts).run(stop).await
     }
 }
 
@@ -339,6 +365,9 @@ impl SyncArgs {
         let source = PathBuf::from(row.source_path.clone().unwrap_or_default());
         // The stored spec (perhaps imported) passes the same checks as a sweep file.
         let loaded = SweepSpec::parse(&row.spec, &source)?;
+        if loaded.search.is_some() {
+            bail!("sweep {}: a `search:` sweep runs on the local backend only; `sweep run` resumes it", self.name);
+        }
         if loaded.spec.name != self.name {
             bail!("the stored spec of sweep '{}' names '{}': refusing to run it", self.name, crate::safety::short(&loaded.spec.name));
         }
@@ -450,6 +479,7 @@ impl StatusArgs {
                     .unwrap_or_else(|| "-".into())
                 );
             }
+            search::print_status(&db, &s.name).await?;
         }
         Ok(0)
     }

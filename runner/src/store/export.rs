@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use stuffed_model::protocol::{EvalResult, JobRecord};
+use stuffed_model::protocol::{EvalResult, JobRecord, SearchStep};
 use stuffed_reports::{EvalRecord, MetricRecord, ReportData, SweepRecord};
 
 use super::{job_from_row, AttemptRow, Db, SweepRow, JOB_COLUMNS};
@@ -47,6 +47,9 @@ pub struct Dump {
     pub evals: Vec<EvalDump>,
     /// (job, kind, path, step)
     pub artifacts: Vec<(String, String, String, Option<i64>)>,
+    /// The adaptive searches' steps (dumps before them have none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub search_steps: Vec<SearchStep>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -101,6 +104,10 @@ impl Db {
         let metrics = bind_all!(sqlx::query_as(&q_metrics)).fetch_all(&self.pool).await?;
         let evals = bind_all!(sqlx::query_as::<_, EvalDump>(&q_evals)).fetch_all(&self.pool).await?;
         let artifacts = bind_all!(sqlx::query_as(&q_artifacts)).fetch_all(&self.pool).await?;
+        let mut search_steps = Vec::new();
+        for s in &sweeps {
+            search_steps.extend(self.search_steps(&s.name).await?);
+        }
         Ok(Dump {
             format: DUMP_FORMAT.into(),
             version: 1,
@@ -120,6 +127,7 @@ impl Db {
             metrics,
             evals,
             artifacts,
+            search_steps,
         })
     }
 
@@ -197,6 +205,13 @@ impl Db {
                 .execute(&mut *tx)
                 .await?;
         }
+        let cells: std::collections::BTreeSet<(&str, &str)> = d.search_steps.iter().map(|s| (s.sweep.as_str(), s.cell.as_str())).collect();
+        for (sweep, cell) in cells {
+            sqlx::query("DELETE FROM search_steps WHERE sweep = ? AND cell = ?").bind(sweep).bind(cell).execute(&mut *tx).await?;
+        }
+        for s in &d.search_steps {
+            super::search::insert_step(&mut tx, s).await?;
+        }
         tx.commit().await?;
         Ok(ImportSummary { sweeps: d.sweeps.len(), jobs: d.jobs.len(), metrics: d.metrics.len(), evals: d.evals.len() })
     }
@@ -243,6 +258,7 @@ impl Db {
                 .iter()
                 .map(|(job_id, key, step, value)| MetricRecord { job_id: job_id.clone(), step: *step, key: key.clone(), value: *value })
                 .collect(),
+            search_steps: d.search_steps,
         })
     }
 }

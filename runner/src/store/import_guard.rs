@@ -119,6 +119,37 @@ pub fn check_dump(d: &Dump) -> anyhow::Result<()> {
     for (job, ..) in &d.artifacts {
         unknown_job("artifact", job)?;
     }
+    check_search_steps(d, &sweeps, &jobs)
+}
+
+/// Most search steps a dump may carry per sweep (cells x rounds x probes of any real search).
+const MAX_SEARCH_STEPS: usize = 100_000;
+
+/// The dump's search steps: about sweeps and jobs it holds, bounded, no duplicate keys.
+fn check_search_steps(d: &Dump, sweeps: &BTreeSet<&str>, jobs: &BTreeSet<&str>) -> anyhow::Result<()> {
+    if d.search_steps.len() > MAX_SEARCH_STEPS * d.sweeps.len().max(1) {
+        bail!("the dump holds {} search steps, more than {MAX_SEARCH_STEPS} per sweep", d.search_steps.len());
+    }
+    duplicates(
+        "the search step (sweep, cell, round, probe)",
+        d.search_steps.iter().map(|s| (s.sweep.as_str(), s.cell.as_str(), s.round, s.probe)),
+    )?;
+    for s in &d.search_steps {
+        if !sweeps.contains(s.sweep.as_str()) {
+            bail!("the dump has search steps of sweep {:?}, which it does not hold", short(&s.sweep));
+        }
+        if s.cell.len() > 4096
+            || !(0..=crate::sweep::search::MAX_VALUES as i64).contains(&s.round)
+            || !(-1..crate::sweep::search::MAX_VALUES as i64).contains(&s.probe)
+        {
+            bail!("the dump's search step (cell {:?}, round {}, probe {}) is out of bounds", short(&s.cell), s.round, s.probe);
+        }
+        if let Some(id) = &s.job_id {
+            if !jobs.contains(id.as_str()) {
+                bail!("the dump's search step refers to job {:?}, which it does not hold", short(id));
+            }
+        }
+    }
     Ok(())
 }
 
@@ -211,6 +242,30 @@ mod tests {
         let mut d = dump();
         d.sweep_jobs[0].sweep = "other".into();
         bad.push((d, "which it does not hold"));
+        let step = |sweep: &str, job: Option<&str>, round: i64| stuffed_model::protocol::SearchStep {
+            sweep: sweep.into(),
+            cell: "c".into(),
+            round,
+            probe: 0,
+            value: json!(64),
+            job_id: job.map(str::to_string),
+            answer: None,
+            decision: stuffed_model::protocol::SearchDecision::AllYes,
+            lo: None,
+            hi: None,
+        };
+        let mut d = dump();
+        d.search_steps.push(step("other", None, 0));
+        bad.push((d, "search steps of sweep \"other\""));
+        let mut d = dump();
+        d.search_steps.push(step("s", Some("nope"), 0));
+        bad.push((d, "search step refers to job \"nope\""));
+        let mut d = dump();
+        d.search_steps.push(step("s", Some("abc1"), 1 << 40));
+        bad.push((d, "out of bounds"));
+        let mut d = dump();
+        d.search_steps.extend([step("s", None, 0), step("s", None, 0)]);
+        bad.push((d, "twice"));
         for (d, want) in bad {
             let e = db.import_checked(&d, false).await.unwrap_err().to_string();
             assert!(e.contains(want), "{want}: {e}");

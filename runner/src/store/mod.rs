@@ -7,6 +7,7 @@ mod filter;
 mod import_guard;
 mod ingest;
 mod schema;
+mod search;
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;

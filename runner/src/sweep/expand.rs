@@ -49,6 +49,13 @@ pub fn expand(sweep: &LoadedSweep, max_jobs: usize) -> Result<Vec<ExpandedJob>, 
         let label = names.iter().zip(&varied).map(|(n, (_, v))| format!("{n}={}", show(v))).collect::<Vec<_>>().join(" ");
         let mut config = build(sweep, plan, &varied)?;
         config.name = Some(if label.is_empty() { sweep.spec.name.clone() } else { format!("{}/{label}", sweep.spec.name) });
+        if let Some(s) = &sweep.search {
+            let kinds: Vec<&str> = config.evals.iter().map(|e| e.kind()).collect();
+            if let Err(msg) = s.spec.criterion.resolve(&kinds) {
+                let loc = yaml::locate(&sweep.text, "search.criterion");
+                return Err(at(&sweep.path, loc, Some("search.criterion"), format!("{msg} (job {label})")));
+            }
+        }
         let id = job_id(&config).map_err(|e| at(&sweep.path, None, None, format!("cannot hash job `{label}`: {e}")))?;
         if let Some(first) = seen.insert(id.clone(), label.clone()) {
             return Err(SweepError::DuplicateJob { file: sweep.path.clone(), id, first, second: label });
@@ -110,6 +117,10 @@ fn build(sweep: &LoadedSweep, plan: &Plan, varied: &[(String, Value)]) -> Result
     let mut v = sweep.base.value.clone();
     if let (Value::Object(m), Some(evals)) = (&mut v, &sweep.spec.evals) {
         m.insert("evals".into(), Value::Array(evals.clone()));
+    }
+    if let (Value::Object(m), Some(es)) = (&mut v, sweep.search.as_ref().and_then(|s| s.spec.early_stop())) {
+        let es = serde_json::to_value(es).map_err(|e| at(&sweep.path, None, Some("search.early_stop"), e.to_string()))?;
+        m.insert("early_stop".into(), es);
     }
     for (key, (_, value)) in plan.varied.iter().zip(varied) {
         key.key.set(&mut v, value.clone()).map_err(|msg| job.at_key(key, msg))?;

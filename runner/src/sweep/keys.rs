@@ -142,6 +142,8 @@ pub enum Origin {
     Zip(usize),
     Derived,
     Seeds,
+    /// The `search:` block's key.
+    Search,
 }
 
 /// Line and column (1-based) of `key` in `origin`'s section of the sweep text, falling back to
@@ -151,6 +153,7 @@ pub(crate) fn locate_origin(text: &str, origin: Origin, key: &str) -> Option<(us
     let section = |name: &str| yaml::locate(text, name).map(|(l, c)| (l - 1, c - 1));
     match origin {
         Origin::Seeds => yaml::locate(text, "seeds"),
+        Origin::Search => yaml::locate(text, "search.key").or_else(|| yaml::locate(text, "search")),
         Origin::Grid | Origin::Derived => {
             let name = if origin == Origin::Grid { "grid" } else { "derived" };
             let (line, indent) = section(name)?;

@@ -49,6 +49,8 @@ pub struct VariedKeys<'a> {
     pub zip: &'a [Map<String, Value>],
     pub seeds: &'a [u64],
     pub derived: &'a Map<String, Value>,
+    /// The searched key and its values: the last axis, so a cell's probes are adjacent.
+    pub search: Option<(&'a str, &'a [Value])>,
 }
 
 impl Plan {
@@ -71,6 +73,10 @@ impl Plan {
         if !spec.seeds.is_empty() {
             let key = sweep_key(sweep, "train.seed", Origin::Seeds)?;
             plan.push_axis(vec![key], spec.seeds.iter().map(|&s| vec![Value::from(s)]).collect());
+        }
+        if let Some((k, values)) = spec.search {
+            let key = sweep_key(sweep, k, Origin::Search)?;
+            plan.push_axis(vec![key], values.iter().map(|v| vec![v.clone()]).collect());
         }
         for (k, v) in spec.derived {
             let key = sweep_key(sweep, k, Origin::Derived)?;
@@ -183,6 +189,7 @@ pub(crate) fn section(origin: Origin) -> String {
         Origin::Zip(g) => format!("zip group {g}"),
         Origin::Derived => "derived".into(),
         Origin::Seeds => "seeds".into(),
+        Origin::Search => "search".into(),
     }
 }
 

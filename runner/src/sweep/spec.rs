@@ -10,6 +10,7 @@ use stuffed_model::yaml::{self, YamlError};
 use super::error::{at, SweepError};
 use super::plan::{Plan, Source, VariedKeys};
 use super::resources::{Backend, Resources};
+use super::search::{SearchSpec, Settings};
 
 fn two() -> u32 {
     2
@@ -49,6 +50,9 @@ pub struct SweepSpec {
     pub retries: u32,
     #[serde(default)]
     pub backend: Backend,
+    /// Adaptive threshold search over one ordered key, per cell of the other varied keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search: Option<SearchSpec>,
 }
 
 /// The base job config: a path to a job config YAML file, or the config inline.
@@ -70,6 +74,17 @@ pub struct LoadedSweep {
     pub base: BaseConfig,
     /// The checked shape of its jobs, built once here.
     pub(crate) plan: Plan,
+    /// The search's values and engine settings, when the sweep has a `search:` block.
+    pub search: Option<LoadedSearch>,
+}
+
+/// A sweep's `search:` block, checked.
+#[derive(Debug, Clone)]
+pub struct LoadedSearch {
+    pub spec: SearchSpec,
+    /// The searched values, ascending.
+    pub values: Vec<Value>,
+    pub settings: Settings,
 }
 
 /// The base job config as JSON, and where it is written.
@@ -124,9 +139,23 @@ impl SweepSpec {
             return Err(at(path, loc("name"), Some("name"), msg));
         }
         let base = resolve_base(&spec.base, path, text)?;
-        let keys = VariedKeys { grid: &spec.grid, zip: &spec.zip, seeds: &spec.seeds, derived: &spec.derived };
+        let search = match &spec.search {
+            None => None,
+            Some(s) => {
+                let err = |(field, msg): (&str, String)| {
+                    let key = format!("search.{field}");
+                    let loc = loc(&key).or_else(|| loc("search"));
+                    at(path, loc, Some(&key), msg)
+                };
+                let values = s.values().map_err(err)?;
+                let settings = s.settings(values.len()).map_err(err)?;
+                Some(LoadedSearch { spec: s.clone(), values, settings })
+            }
+        };
+        let searched = search.as_ref().map(|s| (s.spec.key.as_str(), s.values.as_slice()));
+        let keys = VariedKeys { grid: &spec.grid, zip: &spec.zip, seeds: &spec.seeds, derived: &spec.derived, search: searched };
         let plan = Plan::new(&Source { path, text }, &keys)?;
-        Ok(LoadedSweep { spec, path: path.to_path_buf(), text: text.to_string(), base, plan })
+        Ok(LoadedSweep { spec, path: path.to_path_buf(), text: text.to_string(), base, plan, search })
     }
 }
 
