@@ -65,7 +65,7 @@ fn run(job: &JobConfig, dir: &Path, stop_at: Option<i64>) -> stuffed_model::Resu
             stop.store(true, Ordering::SeqCst);
         }
     };
-    train::train(job, dir, &mut log, &stop, &mut cb)
+    train::train(job, dir, &mut log, &stop, &mut cb, &mut |_: &train::EvalMoment, _: &mut EventLog| Ok::<_, Error>(train::Control::Continue))
 }
 
 fn weights(ckpt: &Path) -> Vec<(String, tch::Tensor)> {

@@ -12,8 +12,13 @@ use crate::Error;
 pub struct ReportData {
     pub sweeps: Vec<SweepRecord>,
     pub jobs: Vec<JobRecord>,
+    /// Final evaluations: each of a job's evaluations at the last step it ran at.
     pub evals: Vec<EvalRecord>,
     pub metrics: Vec<MetricRecord>,
+    /// Every step of the evaluations that ran at two steps or more (`evals_at`): the final
+    /// ones again, and those during training.
+    #[serde(default)]
+    pub eval_history: Vec<EvalRecord>,
 }
 
 /// One sweep: its name, description, creation time and job counts per status.
@@ -32,9 +37,15 @@ pub use stuffed_protocol::JobRecord;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EvalRecord {
     pub job_id: String,
+    /// Its index in the job's `evals`.
+    #[serde(default)]
+    pub eval_index: i64,
     /// The checkpoint's training step.
     #[serde(default)]
     pub step: i64,
+    /// Training tokens of the checkpoint, when recorded.
+    #[serde(default)]
+    pub tokens: Option<i64>,
     pub result: EvalResult,
 }
 

@@ -1,7 +1,7 @@
 //! Ingestion of worker events (docs/results-schema.md) into the database, idempotently: only
 //! events with a sequence number above the job's `last_seq` are applied, all in one
 //! transaction with the new `last_seq`; metric rows are keyed by (job, key, step) and
-//! evaluations by (job, eval index), so a crash or a resume never duplicates a row.
+//! evaluations by (job, eval index, step), so a crash or a resume never duplicates a row.
 use serde::Serialize;
 use stuffed_model::protocol::{Done, Envelope, Event};
 
@@ -79,9 +79,9 @@ impl Db {
                     .execute(&mut *tx)
                     .await?;
                 }
-                Event::Eval { eval_index, step, result, .. } => {
+                Event::Eval { eval_index, step, tokens, result } => {
                     sqlx::query(
-                        "INSERT OR REPLACE INTO evals (job_id, eval_index, step, kind, params, result, seq) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        "INSERT OR REPLACE INTO evals (job_id, eval_index, step, kind, params, result, seq, tokens) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     )
                     .bind(job_id)
                     .bind(eval_index)
@@ -90,10 +90,17 @@ impl Db {
                     .bind(result.params_json().to_string())
                     .bind(serde_json::to_string(result)?)
                     .bind(seq)
+                    .bind(tokens)
                     .execute(&mut *tx)
                     .await?;
                 }
-                Event::Done(d) => sum.done = Some(d.clone()),
+                Event::EarlyStop { step, .. } => set_stopped_early(&mut tx, job_id, *step).await?,
+                Event::Done(d) => {
+                    if let Some(step) = d.early_stop {
+                        set_stopped_early(&mut tx, job_id, step).await?;
+                    }
+                    sum.done = Some(d.clone());
+                }
                 Event::Interrupted { .. } | Event::Diverged { .. } => {}
             }
             sum.applied += 1;
@@ -108,6 +115,11 @@ impl Db {
         tx.commit().await?;
         Ok(sum)
     }
+}
+
+async fn set_stopped_early(tx: &mut sqlx::SqliteConnection, job: &str, step: i64) -> anyhow::Result<()> {
+    sqlx::query("UPDATE jobs SET stopped_early = ? WHERE id = ?").bind(step).bind(job).execute(tx).await?;
+    Ok(())
 }
 
 async fn upsert_metric(tx: &mut sqlx::SqliteConnection, job: &str, key: &str, step: i64, value: f64, seq: i64) -> anyhow::Result<()> {
