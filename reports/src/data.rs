@@ -114,6 +114,7 @@ impl ReportData {
         d.sweeps.sort_by(|a, b| a.name.cmp(&b.name));
         d.jobs.sort_by(|a, b| (a.state_size, a.train_len(), &a.id).cmp(&(b.state_size, b.train_len(), &b.id)));
         d.evals.sort_by_key(EvalRecord::sort_key);
+        d.eval_history.sort_by(|a, b| (&a.job_id, a.eval_index, a.step).cmp(&(&b.job_id, b.eval_index, b.step)));
         d.metrics.sort_by(|a, b| (&a.job_id, &a.key, a.step).cmp(&(&b.job_id, &b.key, b.step)).then(a.value.total_cmp(&b.value)));
         d
     }
