@@ -90,13 +90,16 @@ pub enum EvalPoint {
     Keyed(KeyedPoint),
 }
 
-/// The spelled-out forms of an [`EvalPoint`].
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase", deny_unknown_fields)]
-pub enum KeyedPoint {
-    Tokens(i64),
-    Step(i64),
-    Fraction(f64),
+/// The spelled-out forms of an [`EvalPoint`]: exactly one of the three keys.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyedPoint {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fraction: Option<f64>,
 }
 
 impl EvalPoint {
@@ -104,26 +107,32 @@ impl EvalPoint {
     /// rounded up to a multiple of `multiple` (the TBPTT window: a checkpoint is only exact at
     /// its boundaries) and capped at `total`; an error when the point is outside the training.
     pub fn step(&self, total: i64, tokens_per_step: i64, multiple: i64) -> Result<i64, String> {
-        let raw = match *self {
-            EvalPoint::Step(n) | EvalPoint::Keyed(KeyedPoint::Step(n)) => {
+        let (step, fraction, tokens) = match *self {
+            EvalPoint::Step(n) => (Some(n), None, None),
+            EvalPoint::Fraction(f) => (None, Some(f), None),
+            EvalPoint::Keyed(KeyedPoint { tokens, step, fraction }) => (step, fraction, tokens),
+        };
+        let raw = match (step, fraction, tokens) {
+            (Some(n), None, None) => {
                 if n < 1 || n > total {
                     return Err(format!("step {n} is not within the job's steps 1..={total}"));
                 }
                 n
             }
-            EvalPoint::Fraction(f) | EvalPoint::Keyed(KeyedPoint::Fraction(f)) => {
+            (None, Some(f), None) => {
                 if !(f > 0.0 && f <= 1.0) {
                     return Err(format!("fraction {f} is not within (0, 1] (write a step as an integer, e.g. 500)"));
                 }
                 ((f * total as f64).ceil() as i64).max(1)
             }
-            EvalPoint::Keyed(KeyedPoint::Tokens(n)) => {
+            (None, None, Some(n)) => {
                 let all = total.saturating_mul(tokens_per_step);
                 if n < 1 || n > all {
                     return Err(format!("{n} tokens is not within the job's training tokens 1..={all}"));
                 }
                 (n + tokens_per_step - 1) / tokens_per_step.max(1)
             }
+            _ => return Err("give exactly one of `tokens`, `step` and `fraction`".into()),
         };
         let m = multiple.max(1);
         Ok((((raw + m - 1) / m) * m).min(total))
