@@ -62,7 +62,8 @@ fn three_points_are_stored_at_distinct_steps_drawn_by_the_report_and_leave_the_l
     let tokens: Vec<i64> = query(&db, &format!("SELECT tokens FROM evals WHERE job_id = '{}' ORDER BY step", with[0]));
     assert_eq!(tokens, [128, 256, 512]);
     // The loss curves of the two jobs are the same, step for step.
-    let curve = |id: &str| -> Vec<f64> { query(&db, &format!("SELECT value FROM metrics WHERE job_id = '{id}' AND key = 'loss' ORDER BY step")) };
+    let curve =
+        |id: &str| -> Vec<f64> { query(&db, &format!("SELECT value FROM metrics WHERE job_id = '{id}' AND key = 'loss' ORDER BY step")) };
     let without: Vec<String> = query(&db, &format!("SELECT id FROM jobs WHERE id != '{}'", with[0]));
     let (a, b) = (curve(&with[0]), curve(&without[0]));
     assert_eq!(a.len(), 8);
@@ -78,7 +79,10 @@ fn three_points_are_stored_at_distinct_steps_drawn_by_the_report_and_leave_the_l
     ok(d, &["results", "export", "--db", "r.db", "--format", "dump", "--out", "dump.json"]);
     let dump: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(d.join("dump.json")).unwrap()).unwrap();
     let evals = dump["evals"].as_array().unwrap();
-    assert_eq!(evals.iter().filter(|e| e["job_id"] == with[0].as_str()).map(|e| e["tokens"].as_i64().unwrap()).collect::<Vec<_>>(), [128, 256, 512]);
+    assert_eq!(
+        evals.iter().filter(|e| e["job_id"] == with[0].as_str()).map(|e| e["tokens"].as_i64().unwrap()).collect::<Vec<_>>(),
+        [128, 256, 512]
+    );
     ok(d, &["results", "import", "--db", "b.db", "dump.json"]);
     assert_eq!(query::<i64>(&d.join("b.db"), "SELECT COUNT(*) FROM evals"), [4]);
     ok(d, &["report", "--db", "b.db", "--out", "rep"]);
@@ -139,8 +143,11 @@ fn a_job_interrupted_around_its_points_evaluates_each_exactly_once() {
     assert_eq!((o.steps, o.stopped_early), (12, None));
     assert_eq!(eval_events(&run), [(4, 0), (4, 1), (8, 0), (8, 1), (12, 0), (12, 1)]);
     // keep_checkpoints 1 keeps the latest; the points' checkpoints are kept beside it.
-    let mut kept: Vec<String> =
-        std::fs::read_dir(run.join("ckpt")).unwrap().filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| n.starts_with("step-")).collect();
+    let mut kept: Vec<String> = std::fs::read_dir(run.join("ckpt"))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("step-"))
+        .collect();
     kept.sort();
     assert_eq!(kept, ["step-00000004", "step-00000008", "step-00000012"]);
 }

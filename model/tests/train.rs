@@ -65,7 +65,9 @@ fn run(job: &JobConfig, dir: &Path, stop_at: Option<i64>) -> stuffed_model::Resu
             stop.store(true, Ordering::SeqCst);
         }
     };
-    train::train(job, dir, &mut log, &stop, &mut cb, &mut |_: &train::EvalMoment, _: &mut EventLog| Ok::<_, Error>(train::Control::Continue))
+    train::train(job, dir, &mut log, &stop, &mut cb, &mut |_: &train::EvalMoment, _: &mut EventLog| {
+        Ok::<_, Error>(train::Control::Continue)
+    })
 }
 
 fn weights(ckpt: &Path) -> Vec<(String, tch::Tensor)> {
@@ -223,7 +225,8 @@ fn gradient_accumulation_gives_the_same_update() {
 
 #[test]
 fn evals_at_points_resolve_to_steps_and_bad_ones_name_their_key() {
-    let base = "model: {preset: tiny}\ntrain:\n  seq_len: 64\n  batch_size: 2\n  steps: 10\n  lr: 0.001\nevals:\n  - {kind: loss, len: 128}\n";
+    let base =
+        "model: {preset: tiny}\ntrain:\n  seq_len: 64\n  batch_size: 2\n  steps: 10\n  lr: 0.001\nevals:\n  - {kind: loss, len: 128}\n";
     let with = |points: &str| format!("{base}evals_at: {points}\n");
     // Fractions round up, tokens become the step that reaches them, repeats merge, and the
     // final step may be listed (it is evaluated anyway).
@@ -276,8 +279,11 @@ fn evaluation_points_keep_the_loss_curve_their_checkpoints_and_can_stop_training
     train::train(&points, &b, &mut log, &stop, &mut |_| {}, &mut on_eval).unwrap();
     assert_eq!(seen, [(2, 2 * 3 * 48, Some(2)), (4, 4 * 3 * 48, Some(4))]);
     assert_eq!(losses(&a.join("events.jsonl")), losses(&b.join("events.jsonl")));
-    let mut kept: Vec<String> =
-        std::fs::read_dir(b.join("ckpt")).unwrap().filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| n.starts_with("step-")).collect();
+    let mut kept: Vec<String> = std::fs::read_dir(b.join("ckpt"))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("step-"))
+        .collect();
     kept.sort();
     assert_eq!(kept, ["step-00000002", "step-00000004", "step-00000008"]);
 

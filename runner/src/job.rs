@@ -92,7 +92,14 @@ fn train_and_evaluate(
 
 /// Runs the job's evaluations on the checkpoint of a moment, skipping those already recorded
 /// for its step; at a point during training (`during`), answers `early_stop` from them.
-fn evaluate_point(job: &JobConfig, tok: &Tokenizer, m: &EvalMoment, log: &mut EventLog, stop: &AtomicBool, during: bool) -> anyhow::Result<Control> {
+fn evaluate_point(
+    job: &JobConfig,
+    tok: &Tokenizer,
+    m: &EvalMoment,
+    log: &mut EventLog,
+    stop: &AtomicBool,
+    during: bool,
+) -> anyhow::Result<Control> {
     let (mut results, stopped_before) = recorded_at(log.path(), m.step);
     let mut lm = None;
     for (i, spec) in job.evals.iter().enumerate() {

@@ -85,7 +85,11 @@ pub fn ratio_vs_tokens(series: &[RatioSeries], title: &str, stem: &Path) -> Resu
         return Err(Error::Plot(format!("{title}: no points to draw")));
     }
     let xs: Vec<f64> = series.iter().flat_map(|s| s.points.iter().map(|p| p.tokens)).chain([0.0]).collect();
-    let mut ys: Vec<f64> = series.iter().flat_map(|s| s.points.iter().flat_map(|p| [Some(p.ratio), p.ratio_ci.map(|c| c[0]), p.ratio_ci.map(|c| c[1])])).flatten().collect();
+    let mut ys: Vec<f64> = series
+        .iter()
+        .flat_map(|s| s.points.iter().flat_map(|p| [Some(p.ratio), p.ratio_ci.map(|c| c[0]), p.ratio_ci.map(|c| c[1])]))
+        .flatten()
+        .collect();
     ys.retain(|y| y.is_finite());
     ys.extend([FACTOR, 1.0]);
     let fig = RatioFigure {

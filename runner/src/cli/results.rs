@@ -279,10 +279,7 @@ impl ShowArgs {
             Some(step) => format!("{} (stopped early at step {step})", j.status),
             None => j.status.to_string(),
         };
-        println!(
-            "status {status}  attempts {}  state size {}  params {}  train_len {}",
-            j.attempts, j.state_size, j.n_params, j.train_len
-        );
+        println!("status {status}  attempts {}  state size {}  params {}  train_len {}", j.attempts, j.state_size, j.n_params, j.train_len);
         if let Some(e) = &j.error {
             println!("error ({}): {e}", j.error_class.as_deref().unwrap_or("?"));
         }

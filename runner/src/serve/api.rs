@@ -34,6 +34,7 @@ pub async fn index(State(st): State<AppState>) -> Json<Value> {
             "GET /charts/sweeps/{name}/metrics.svg?key=loss",
             "GET /charts/jobs/{id}/metrics.svg?key=loss",
             "GET /charts/jobs/{id}/evals/{index}",
+            "GET /charts/jobs/{id}/during.svg",
             "GET /files/jobs/{id}/attempts/{number}/log",
             "GET /files/jobs/{id}/artifacts/{index}[/{name}]"
         ]
@@ -290,8 +291,11 @@ pub async fn job(State(st): State<AppState>, Param(id): Param<String>) -> ApiRes
     let during_json: Vec<Value> = during
         .iter()
         .map(|s| {
-            let pts: Vec<Value> =
-                s.points.iter().map(|p| json!({"tokens": p.tokens, "ratio": p.ratio, "ratio_ci": p.ratio_ci, "verdict": p.verdict})).collect();
+            let pts: Vec<Value> = s
+                .points
+                .iter()
+                .map(|p| json!({"tokens": p.tokens, "ratio": p.ratio, "ratio_ci": p.ratio_ci, "verdict": p.verdict}))
+                .collect();
             json!({"label": s.label, "points": pts})
         })
         .collect();
