@@ -171,7 +171,7 @@ pub fn fixture() -> ReportData {
         created_at: "2026-11-28T10:00:00Z".into(),
         counts,
     }];
-    ReportData { sweeps, jobs, evals, metrics }
+    ReportData { sweeps, jobs, evals, metrics, eval_history: Vec::new() }
 }
 
 /// The fixture without passkey evals.
