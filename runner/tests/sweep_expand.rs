@@ -360,3 +360,17 @@ fn the_example_grid_expands() {
     assert_eq!(labels(&j), ["d_state=8 seq_len=64", "d_state=8 seq_len=256", "d_state=32 seq_len=64", "d_state=32 seq_len=256"]);
     assert_eq!(j[3].config.train.batch_size, Some(8));
 }
+
+#[test]
+fn sweep_evals_at_sets_every_job_and_a_bad_point_is_located_in_the_sweep() {
+    let evals = "evals:\n  - {kind: loss, len: 512}\n";
+    let j = jobs(&inline(&format!("grid:\n  model.d_state: [8, 16]\n{evals}evals_at: [0.5, {{tokens: 4096}}]\n")));
+    assert!(j.iter().all(|j| j.config.eval_steps() == [2, 5]), "{:?}", j[0].config.evals_at);
+    // Without evals_at, ids stay those of before (the key is left out of the canonical config).
+    let plain = jobs(&inline(&format!("grid:\n  model.d_state: [8, 16]\n{evals}")));
+    let empty = jobs(&inline(&format!("grid:\n  model.d_state: [8, 16]\n{evals}evals_at: []\n")));
+    assert_eq!(plain.iter().map(|j| &j.id).collect::<Vec<_>>(), empty.iter().map(|j| &j.id).collect::<Vec<_>>());
+    assert_ne!(plain[0].id, j[0].id);
+    let e = error(&inline(&format!("{evals}evals_at: [0.5, 2.5]\n")));
+    assert!(e.starts_with("x.yaml:12:") && e.contains("`evals_at[1]`") && e.contains("fraction 2.5"), "{e}");
+}
