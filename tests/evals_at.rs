@@ -91,6 +91,8 @@ fn three_points_are_stored_at_distinct_steps_drawn_by_the_report_and_leave_the_l
     let readme = std::fs::read_to_string(d.join("rep/README.md")).unwrap();
     assert!(readme.contains("### Evaluations during training"), "{readme}");
     assert_eq!(readme.lines().filter(|l| l.starts_with("| ") && l.contains(" | #0 corpus | ")).count(), 3, "{readme}");
+    let html = std::fs::read_to_string(d.join("rep/index.html")).unwrap();
+    assert!(html.contains("<h2>Evaluations during training</h2>") && html.contains("figures/ratio_during_training.svg"), "{html}");
 }
 
 /// The (step, eval index) pairs of the `eval` events of a run directory.

@@ -463,7 +463,7 @@ fn during_training(a: &Analysis, sink: &mut Sink) -> Result<(), Error> {
         let rel = sink.fresh(format!("figures/ratio_during_training_{stem_part}").trim_end_matches('_').to_string());
         let title = format!("Collapse ratio during training, {title_part}by training tokens");
         let drawn = figures::ratio_vs_tokens(&series, &title, &sink.stem(&rel));
-        sink.add("Evaluations during training", title, rel, drawn)?;
+        sink.add(super::html::DURING, title, rel, drawn)?;
     }
     Ok(())
 }
