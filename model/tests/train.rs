@@ -111,6 +111,8 @@ fn resume_continues_exactly() {
 
 #[test]
 fn no_weight_decay_on_dt_bias_a_log_d_norms_and_biases() {
+    // An unseeded init draws from torch's global generator: not while another test seeds it.
+    let _one_at_a_time = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
     let cfg = MambaConfig::preset("tiny").unwrap();
     let lm = Mamba2LM::new(&cfg, Device::Cpu).unwrap();
     let opt = AdamW::new(lm.params(), AdamWConfig::default());
@@ -202,6 +204,8 @@ fn tokenizer_mismatch_between_corpus_and_job_is_an_error() {
 #[test]
 fn gradient_accumulation_gives_the_same_update() {
     use stuffed_model::train::{train_step, Batch};
+    // Random tokens and an unseeded init: not while another test seeds the global generator.
+    let _one_at_a_time = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
     let cfg = MambaConfig::preset("tiny").unwrap();
     let data = tch::Tensor::randint(256, [4, 33], (tch::Kind::Int64, Device::Cpu));
     let batch = Batch { inputs: data.narrow(1, 0, 32), targets: data.narrow(1, 1, 32) };
