@@ -65,7 +65,9 @@ fn run(job: &JobConfig, dir: &Path, stop_at: Option<i64>) -> stuffed_model::Resu
             stop.store(true, Ordering::SeqCst);
         }
     };
-    train::train(job, dir, &mut log, &stop, &mut cb)
+    train::train(job, dir, &mut log, &stop, &mut cb, &mut |_: &train::EvalMoment, _: &mut EventLog| {
+        Ok::<_, Error>(train::Control::Continue)
+    })
 }
 
 fn weights(ckpt: &Path) -> Vec<(String, tch::Tensor)> {
@@ -109,6 +111,8 @@ fn resume_continues_exactly() {
 
 #[test]
 fn no_weight_decay_on_dt_bias_a_log_d_norms_and_biases() {
+    // An unseeded init draws from torch's global generator: not while another test seeds it.
+    let _one_at_a_time = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
     let cfg = MambaConfig::preset("tiny").unwrap();
     let lm = Mamba2LM::new(&cfg, Device::Cpu).unwrap();
     let opt = AdamW::new(lm.params(), AdamWConfig::default());
@@ -200,6 +204,8 @@ fn tokenizer_mismatch_between_corpus_and_job_is_an_error() {
 #[test]
 fn gradient_accumulation_gives_the_same_update() {
     use stuffed_model::train::{train_step, Batch};
+    // Random tokens and an unseeded init: not while another test seeds the global generator.
+    let _one_at_a_time = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
     let cfg = MambaConfig::preset("tiny").unwrap();
     let data = tch::Tensor::randint(256, [4, 33], (tch::Kind::Int64, Device::Cpu));
     let batch = Batch { inputs: data.narrow(1, 0, 32), targets: data.narrow(1, 1, 32) };
@@ -219,4 +225,78 @@ fn gradient_accumulation_gives_the_same_update() {
     let tol = 1e-5 * g1.abs().max().double_value(&[]).max(1.0);
     assert!((&g1 - &g2).abs().max().double_value(&[]) < tol);
     assert!((&g1 - &g3).abs().max().double_value(&[]) < tol);
+}
+
+#[test]
+fn evals_at_points_resolve_to_steps_and_bad_ones_name_their_key() {
+    let base =
+        "model: {preset: tiny}\ntrain:\n  seq_len: 64\n  batch_size: 2\n  steps: 10\n  lr: 0.001\nevals:\n  - {kind: loss, len: 128}\n";
+    let with = |points: &str| format!("{base}evals_at: {points}\n");
+    // Fractions round up, tokens become the step that reaches them, repeats merge, and the
+    // final step may be listed (it is evaluated anyway).
+    let j = JobConfig::from_yaml(&with("[0.25, 3, {tokens: 300}, {step: 3}, {fraction: 1.0}]"), Path::new("job.yaml")).unwrap();
+    assert_eq!(j.eval_steps(), [3, 10]);
+    let j = JobConfig::from_yaml(&with("[0.5, {tokens: 129}]"), Path::new("job.yaml")).unwrap();
+    assert_eq!(j.eval_steps(), [2, 5]);
+    // With truncated BPTT a point moves up to the next window boundary (an exact checkpoint).
+    let tbptt = with("[0.25]").replace("model: {preset: tiny}\n", "model: {preset: tiny}\ndata: {tbptt_segments: 4}\n");
+    assert_eq!(JobConfig::from_yaml(&tbptt, Path::new("job.yaml")).unwrap().eval_steps(), [4]);
+
+    let e = config_error(&with("[0.5, 1.5]"));
+    assert!(e.contains("job.yaml:9") && e.contains("`evals_at[1]`") && e.contains("fraction 1.5 is not within (0, 1]"), "{e}");
+    let e = config_error(&with("[11]"));
+    assert!(e.contains("`evals_at[0]`") && e.contains("step 11 is not within the job's steps 1..=10"), "{e}");
+    let e = config_error(&with("[{tokens: 5000}]"));
+    assert!(e.contains("`evals_at[0]`") && e.contains("5000 tokens is not within the job's training tokens 1..=1280"), "{e}");
+    let e = config_error(&with("[{tokens: 5, step: 2}]"));
+    assert!(e.contains("`evals_at[0]`") && e.contains("exactly one of"), "{e}");
+    let e = config_error(&with("[{tokns: 5}]"));
+    assert!(e.contains("evals_at") && e.contains("a fraction in (0, 1], a step"), "{e}");
+    let e = config_error(&with("[0]"));
+    assert!(e.contains("`evals_at[0]`") && e.contains("step 0"), "{e}");
+    let e = config_error(&with("[0.5]").replace("evals:\n  - {kind: loss, len: 128}\n", ""));
+    assert!(e.contains("`evals_at`") && e.contains("need `evals`"), "{e}");
+}
+
+#[test]
+fn evaluation_points_keep_the_loss_curve_their_checkpoints_and_can_stop_training() {
+    use stuffed_model::train::{Control, EvalMoment};
+    let tmp = tempfile::tempdir().unwrap();
+    let c = fixture_corpus(tmp.path());
+    let plain = job(&c, 8, 0);
+    let mut points = plain.clone();
+    points.evals_at = serde_json::from_str("[0.25, 0.5]").unwrap();
+    points.train.keep_checkpoints = 1;
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    run(&plain, &a, None).unwrap();
+    let _one_at_a_time = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
+    std::fs::create_dir_all(&b).unwrap();
+    let mut log = EventLog::open(&b.join("events.jsonl")).unwrap();
+    let stop = AtomicBool::new(false);
+    let mut seen = Vec::new();
+    // The hook reads the checkpoint of its moment (as the worker's evaluations do).
+    let mut on_eval = |m: &EvalMoment, _: &mut EventLog| {
+        let (_lm, meta) = checkpoint::load(m.checkpoint, Device::Cpu)?;
+        seen.push((m.step, m.tokens, meta.step));
+        Ok::<_, Error>(Control::Continue)
+    };
+    train::train(&points, &b, &mut log, &stop, &mut |_| {}, &mut on_eval).unwrap();
+    assert_eq!(seen, [(2, 2 * 3 * 48, Some(2)), (4, 4 * 3 * 48, Some(4))]);
+    assert_eq!(losses(&a.join("events.jsonl")), losses(&b.join("events.jsonl")));
+    let mut kept: Vec<String> = std::fs::read_dir(b.join("ckpt"))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("step-"))
+        .collect();
+    kept.sort();
+    assert_eq!(kept, ["step-00000002", "step-00000004", "step-00000008"]);
+
+    // A hook that stops at the first point ends training there, with that checkpoint.
+    let s = tmp.path().join("s");
+    std::fs::create_dir_all(&s).unwrap();
+    let mut log = EventLog::open(&s.join("events.jsonl")).unwrap();
+    let o = train::train(&points, &s, &mut log, &stop, &mut |_| {}, &mut |_: &EvalMoment, _: &mut EventLog| Ok::<_, Error>(Control::Stop))
+        .unwrap();
+    assert_eq!((o.steps, o.stopped_early), (2, Some(2)));
+    assert!(o.checkpoint.ends_with("step-00000002"));
 }

@@ -4,6 +4,7 @@
 //! Lines written before the `format` field existed read as format 1 with the same fields.
 use serde::{Deserialize, Serialize};
 
+use crate::criterion::Answer;
 use crate::eval::EvalResult;
 use crate::serde_nan::f64_or_nan;
 use crate::{AttemptEnd, FailureKind};
@@ -111,6 +112,16 @@ pub enum Event {
         tokens: Option<i64>,
         result: EvalResult,
     },
+    /// Training stopped early (`early_stop`): the evaluations at `step` answered `criterion`
+    /// with the answer that stops it. The job completes with those evaluations as its final ones.
+    #[serde(rename = "early_stop")]
+    EarlyStop {
+        step: i64,
+        tokens: i64,
+        /// The criterion as [`crate::Criterion::describe`] writes it (`ratio > 1.5`).
+        criterion: String,
+        answer: Answer,
+    },
     /// The worker's final word on this attempt.
     Done(Done),
 }
@@ -127,6 +138,7 @@ impl Event {
             Event::Interrupted { .. } => "interrupted",
             Event::Diverged { .. } => "diverged",
             Event::Eval { .. } => "eval",
+            Event::EarlyStop { .. } => "early_stop",
             Event::Done(_) => "done",
         }
     }
@@ -161,6 +173,9 @@ pub struct Done {
     pub val_loss: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wall_s: Option<f64>,
+    /// The step at which training stopped early (`early_stop`); the job is completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub early_stop: Option<i64>,
 }
 
 impl Done {
@@ -181,6 +196,7 @@ impl Done {
             final_loss: None,
             val_loss: None,
             wall_s: None,
+            early_stop: None,
         }
     }
 

@@ -54,6 +54,8 @@ pub struct JobRecord {
     pub created_at: String,
     pub updated_at: String,
     pub finished_at: Option<String>,
+    /// The step at which training stopped early (`early_stop`): a completed job, not a failure.
+    pub stopped_early: Option<i64>,
 }
 
 impl Default for JobRecord {
@@ -83,6 +85,7 @@ impl Default for JobRecord {
             created_at: String::new(),
             updated_at: String::new(),
             finished_at: None,
+            stopped_early: None,
         }
     }
 }

@@ -23,6 +23,7 @@ fn sample_events() -> Vec<Event> {
         final_loss: Some(0.0),
         val_loss: Some(0.0),
         wall_s: Some(0.0),
+        early_stop: Some(0),
     };
     let s = || String::new();
     vec![
@@ -34,6 +35,7 @@ fn sample_events() -> Vec<Event> {
         Event::Interrupted { step: 0, checkpoint: s() },
         Event::Diverged { step: 0, loss: 0.0, grad_norm: 0.0 },
         Event::Eval { eval_index: 0, step: 0, tokens: Some(0), result: EvalResult::Loss(LossResult::default()) },
+        Event::EarlyStop { step: 0, tokens: 0, criterion: s(), answer: crate::criterion::Answer::Yes },
         Event::Done(done),
     ]
 }

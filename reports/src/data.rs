@@ -12,11 +12,16 @@ use crate::Error;
 pub struct ReportData {
     pub sweeps: Vec<SweepRecord>,
     pub jobs: Vec<JobRecord>,
+    /// Final evaluations: each of a job's evaluations at the last step it ran at.
     pub evals: Vec<EvalRecord>,
     pub metrics: Vec<MetricRecord>,
     /// The adaptive searches' steps (`search:` sweeps), in the order the store lists them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub search_steps: Vec<stuffed_protocol::SearchStep>,
+    /// Every step of the evaluations that ran at two steps or more (`evals_at`): the final
+    /// ones again, and those during training.
+    #[serde(default)]
+    pub eval_history: Vec<EvalRecord>,
 }
 
 /// One sweep: its name, description, creation time and job counts per status.
@@ -35,9 +40,15 @@ pub use stuffed_protocol::JobRecord;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EvalRecord {
     pub job_id: String,
+    /// Its index in the job's `evals`.
+    #[serde(default)]
+    pub eval_index: i64,
     /// The checkpoint's training step.
     #[serde(default)]
     pub step: i64,
+    /// Training tokens of the checkpoint, when recorded.
+    #[serde(default)]
+    pub tokens: Option<i64>,
     pub result: EvalResult,
 }
 
@@ -106,6 +117,7 @@ impl ReportData {
         d.sweeps.sort_by(|a, b| a.name.cmp(&b.name));
         d.jobs.sort_by(|a, b| (a.state_size, a.train_len(), &a.id).cmp(&(b.state_size, b.train_len(), &b.id)));
         d.evals.sort_by_key(EvalRecord::sort_key);
+        d.eval_history.sort_by(|a, b| (&a.job_id, a.eval_index, a.step).cmp(&(&b.job_id, b.eval_index, b.step)));
         d.metrics.sort_by(|a, b| (&a.job_id, &a.key, a.step).cmp(&(&b.job_id, &b.key, b.step)).then(a.value.total_cmp(&b.value)));
         d
     }

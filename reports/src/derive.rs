@@ -414,3 +414,47 @@ mod tests {
         assert_eq!(row(&[]).t_forget, None);
     }
 }
+
+/// One loss evaluation of a job during training (`evals_at`), as the report's figure and table
+/// of "when did collapse appear" read it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DuringRow {
+    pub job_id: String,
+    pub eval_index: i64,
+    /// Input source and mitigation of the evaluation (`corpus`, `newlines rri:...`).
+    pub what: String,
+    pub step: i64,
+    pub tokens: Option<i64>,
+    pub ratio: Option<f64>,
+    pub ratio_ci: Option<[f64; 2]>,
+    pub verdict: Option<Verdict>,
+}
+
+/// The loss evaluations of `eval_history` (those that ran at two steps or more), by job,
+/// evaluation and step.
+pub fn during_training(data: &ReportData) -> Vec<DuringRow> {
+    let mut rows: Vec<DuringRow> = data
+        .eval_history
+        .iter()
+        .filter(|e| e.kind() == "loss")
+        .map(|e| {
+            let v = eval_verdict(e, data.job(&e.job_id));
+            let what = match e.mitigation() {
+                "none" => e.source().to_string(),
+                m => format!("{} {m}", e.source()),
+            };
+            DuringRow {
+                job_id: e.job_id.clone(),
+                eval_index: e.eval_index,
+                what,
+                step: e.step,
+                tokens: e.tokens,
+                ratio: v.as_ref().and_then(|v| v.ratio),
+                ratio_ci: v.as_ref().and_then(|v| v.ratio_ci),
+                verdict: v.map(|v| v.verdict),
+            }
+        })
+        .collect();
+    rows.sort_by(|a, b| (&a.job_id, a.eval_index, a.step).cmp(&(&b.job_id, b.eval_index, b.step)));
+    rows
+}

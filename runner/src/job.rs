@@ -1,6 +1,9 @@
 //! Running one job end to end in its run directory: train (resuming when a checkpoint is
 //! there), then the evaluations its config lists (skipping those already recorded for the
 //! final checkpoint), then a final `done` event. Shared by `stuffed train` and `stuffed worker`.
+//! The same evaluations run at the points of `evals_at` during training, on the checkpoint of
+//! each, and may stop training there (`early_stop`).
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
@@ -10,7 +13,7 @@ use stuffed_model::protocol::eval::{EvalResult, LossParams, PasskeyParams, State
 use stuffed_model::protocol::event::DoneStatus;
 use stuffed_model::protocol::{Done, Envelope, Event};
 use stuffed_model::train::config::EvalSpec;
-use stuffed_model::train::{self, EventLog, JobConfig, StepInfo, TrainOutcome};
+use stuffed_model::train::{self, Control, EvalMoment, EventLog, JobConfig, StepInfo, TrainOutcome};
 use stuffed_model::{cuda, Error as ModelError, Mamba2LM, Tokenizer};
 
 use crate::evaluate::{self, source_name};
@@ -22,16 +25,21 @@ pub fn failure_of(err: &anyhow::Error) -> Done {
     Done::failed(crate::failure_kind(err), crate::exit_code_for(err), crate::report_error(err))
 }
 
-/// Evaluation indices already recorded for the checkpoint at `step`.
-fn done_evals(events: &Path, step: i64) -> Vec<i64> {
+/// Evaluations already recorded for the checkpoint at `step`, by index, and whether an early
+/// stop was recorded there.
+fn recorded_at(events: &Path, step: i64) -> (BTreeMap<i64, EvalResult>, bool) {
     let text = std::fs::read_to_string(events).unwrap_or_default();
-    text.lines()
-        .filter_map(|l| Envelope::parse(l.as_bytes()).ok())
-        .filter_map(|e| match e.event {
-            Event::Eval { eval_index, step: s, .. } if s == step => Some(eval_index),
-            _ => None,
-        })
-        .collect()
+    let (mut evals, mut stopped) = (BTreeMap::new(), false);
+    for e in text.lines().filter_map(|l| Envelope::parse(l.as_bytes()).ok()) {
+        match e.event {
+            Event::Eval { eval_index, step: s, result, .. } if s == step => {
+                evals.insert(eval_index, result);
+            }
+            Event::EarlyStop { step: s, .. } if s == step => stopped = true,
+            _ => {}
+        }
+    }
+    (evals, stopped)
 }
 
 /// Trains and evaluates; every outcome ends with a `done` event. `seq_floor` is the last event
@@ -57,6 +65,7 @@ pub fn run_job(
             final_loss: Some(o.final_loss),
             val_loss: o.val_loss,
             wall_s: Some(o.wall_s),
+            early_stop: o.stopped_early,
         },
         Err(e) => failure_of(e),
     };
@@ -71,25 +80,56 @@ fn train_and_evaluate(
     stop: &AtomicBool,
     on_step: &mut dyn FnMut(&StepInfo),
 ) -> anyhow::Result<TrainOutcome> {
-    let outcome = train::train(job, run_dir, log, stop, on_step)?;
-    if job.evals.is_empty() {
-        return Ok(outcome);
-    }
-    let device = cuda::parse_device(&job.train.device)?;
-    let lm = checkpoint::load(&outcome.checkpoint, device)?.0.with_ssd(job.train.ssd)?;
     let tok = Tokenizer::from_spec(&job.tokenizer)?;
-    let done = done_evals(log.path(), outcome.steps);
+    let mut on_eval = |m: &EvalMoment, log: &mut EventLog| evaluate_point(job, &tok, m, log, stop, true);
+    let outcome = train::train(job, run_dir, log, stop, on_step, &mut on_eval)?;
+    if outcome.stopped_early.is_none() {
+        let m = EvalMoment { step: outcome.steps, tokens: outcome.tokens, checkpoint: &outcome.checkpoint };
+        evaluate_point(job, &tok, &m, log, stop, false)?;
+    }
+    Ok(outcome)
+}
+
+/// Runs the job's evaluations on the checkpoint of a moment, skipping those already recorded
+/// for its step; at a point during training (`during`), answers `early_stop` from them.
+fn evaluate_point(
+    job: &JobConfig,
+    tok: &Tokenizer,
+    m: &EvalMoment,
+    log: &mut EventLog,
+    stop: &AtomicBool,
+    during: bool,
+) -> anyhow::Result<Control> {
+    let (mut results, stopped_before) = recorded_at(log.path(), m.step);
+    let mut lm = None;
     for (i, spec) in job.evals.iter().enumerate() {
-        if done.contains(&(i as i64)) {
+        if results.contains_key(&(i as i64)) {
             continue;
         }
         if stop.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(ModelError::Interrupted.into());
         }
-        let result = run_eval(spec, &lm, &tok, job).with_context(|| format!("evaluation {i} ({})", spec.kind()))?;
-        log.emit(Event::Eval { eval_index: i as i64, step: outcome.steps, tokens: Some(outcome.tokens), result })?;
+        if lm.is_none() {
+            let device = cuda::parse_device(&job.train.device)?;
+            lm = Some(checkpoint::load(m.checkpoint, device)?.0.with_ssd(job.train.ssd)?);
+        }
+        let Some(model) = &lm else { unreachable!("loaded above") };
+        let result = run_eval(spec, model, tok, job).with_context(|| format!("evaluation {i} ({}) at step {}", spec.kind(), m.step))?;
+        log.emit(Event::Eval { eval_index: i as i64, step: m.step, tokens: Some(m.tokens), result: result.clone() })?;
+        results.insert(i as i64, result);
     }
-    Ok(outcome)
+    let Some(es) = job.early_stop.as_ref().filter(|_| during) else { return Ok(Control::Continue) };
+    let kinds: Vec<&str> = job.evals.iter().map(EvalSpec::kind).collect();
+    let index = es.criterion.resolve(&kinds).map_err(|e| anyhow::anyhow!("early_stop.criterion: {e}"))?;
+    let Some(result) = results.get(&(index as i64)) else { return Ok(Control::Continue) };
+    let answer = es.criterion.answer(result).map_err(|e| anyhow::anyhow!("early_stop.criterion: {e}"))?;
+    if answer.as_bool() != Some(es.stop_when) {
+        return Ok(Control::Continue);
+    }
+    if !stopped_before {
+        log.emit(Event::EarlyStop { step: m.step, tokens: m.tokens, criterion: es.criterion.describe(), answer })?;
+    }
+    Ok(Control::Stop)
 }
 
 /// Runs one evaluation of a job's config on `lm`.

@@ -377,7 +377,7 @@ fn passkey_length_searches_take_templates() {
 #[test]
 fn search_key_is_the_last_axis_and_probes_carry_early_stop() {
     let text = inline(
-        "grid:\n  model.d_state: [8, 16]\nevals:\n  - {kind: loss, source: corpus, len: 1024, bucket: 64}\n\
+        "grid:\n  model.d_state: [8, 16]\nevals:\n  - {kind: loss, source: corpus, len: 1024, bucket: 64}\nevals_at: [0.5]\n\
          search:\n  key: train.seq_len\n  range: {from: 64, to: 256, factor: 2}\n  criterion: {test: ratio, above: 1.5}\n\
          \x20 early_stop: {stop_when: true}\n",
     );
@@ -401,6 +401,10 @@ fn search_key_is_the_last_axis_and_probes_carry_early_stop() {
     let es = jobs[0].config.early_stop.as_ref().unwrap();
     assert_eq!(es.criterion, search.spec.criterion);
     assert!(es.stop_when);
+    // Early stopping needs evaluations during training to stop at.
+    let (_dir, loaded) = load(&text.replace("evals_at: [0.5]\n", ""));
+    let e = expand(&loaded.unwrap(), 100).unwrap_err().to_string();
+    assert!(e.contains("early_stop") && e.contains("evals_at"), "{e}");
 }
 
 #[test]
@@ -420,4 +424,18 @@ fn search_errors_point_at_the_search_block() {
         "{base}search:\n  key: train.seq_len\n  values: [64, 128]\n  criterion: {{test: collapsed}}\n  budgt: 3\n"
     )));
     assert!(e.contains("budgt"), "{e}");
+}
+
+#[test]
+fn sweep_evals_at_sets_every_job_and_a_bad_point_is_located_in_the_sweep() {
+    let evals = "evals:\n  - {kind: loss, len: 512}\n";
+    let j = jobs(&inline(&format!("grid:\n  model.d_state: [8, 16]\n{evals}evals_at: [0.5, {{tokens: 4096}}]\n")));
+    assert!(j.iter().all(|j| j.config.eval_steps() == [2, 5]), "{:?}", j[0].config.evals_at);
+    // Without evals_at, ids stay those of before (the key is left out of the canonical config).
+    let plain = jobs(&inline(&format!("grid:\n  model.d_state: [8, 16]\n{evals}")));
+    let empty = jobs(&inline(&format!("grid:\n  model.d_state: [8, 16]\n{evals}evals_at: []\n")));
+    assert_eq!(plain.iter().map(|j| &j.id).collect::<Vec<_>>(), empty.iter().map(|j| &j.id).collect::<Vec<_>>());
+    assert_ne!(plain[0].id, j[0].id);
+    let e = error(&inline(&format!("{evals}evals_at: [0.5, 2.5]\n")));
+    assert!(e.starts_with("x.yaml:12:") && e.contains("`evals_at[1]`") && e.contains("fraction 2.5"), "{e}");
 }

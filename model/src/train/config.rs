@@ -40,6 +40,11 @@ pub struct JobConfig {
     /// Evaluations run after training, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub evals: Vec<EvalSpec>,
+    /// Moments during training at which the evaluations also run (on the checkpoint of that
+    /// step): fractions of the training (`0.25`), steps (`500`) or `{tokens: N}`. The final
+    /// step is always evaluated.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evals_at: Vec<EvalPoint>,
     /// Stop training when an evaluation during training answers a criterion
     /// (`{criterion: {test: collapsed}, stop_when: true}`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -73,6 +78,66 @@ impl Default for DataConfig {
 }
 
 pub use stuffed_protocol::criterion::EarlyStop;
+
+/// A moment of training at which the job's evaluations run (`evals_at`). A bare float is a
+/// fraction of the training steps, a bare integer a step; `{tokens: N}` is the first step by
+/// which N training tokens were seen (`{step: N}` and `{fraction: F}` are spelled out too).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(untagged, expecting = "a fraction in (0, 1], a step (an integer >= 1), or one of {tokens: N}, {step: N}, {fraction: F}")]
+pub enum EvalPoint {
+    Step(i64),
+    Fraction(f64),
+    Keyed(KeyedPoint),
+}
+
+/// The spelled-out forms of an [`EvalPoint`]: exactly one of the three keys.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyedPoint {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fraction: Option<f64>,
+}
+
+impl EvalPoint {
+    /// The step of this point in a training of `total` steps of `tokens_per_step` tokens each,
+    /// rounded up to a multiple of `multiple` (the TBPTT window: a checkpoint is only exact at
+    /// its boundaries) and capped at `total`; an error when the point is outside the training.
+    pub fn step(&self, total: i64, tokens_per_step: i64, multiple: i64) -> Result<i64, String> {
+        let (step, fraction, tokens) = match *self {
+            EvalPoint::Step(n) => (Some(n), None, None),
+            EvalPoint::Fraction(f) => (None, Some(f), None),
+            EvalPoint::Keyed(KeyedPoint { tokens, step, fraction }) => (step, fraction, tokens),
+        };
+        let raw = match (step, fraction, tokens) {
+            (Some(n), None, None) => {
+                if n < 1 || n > total {
+                    return Err(format!("step {n} is not within the job's steps 1..={total}"));
+                }
+                n
+            }
+            (None, Some(f), None) => {
+                if !(f > 0.0 && f <= 1.0) {
+                    return Err(format!("fraction {f} is not within (0, 1] (write a step as an integer, e.g. 500)"));
+                }
+                ((f * total as f64).ceil() as i64).max(1)
+            }
+            (None, None, Some(n)) => {
+                let all = total.saturating_mul(tokens_per_step);
+                if n < 1 || n > all {
+                    return Err(format!("{n} tokens is not within the job's training tokens 1..={all}"));
+                }
+                (n + tokens_per_step - 1) / tokens_per_step.max(1)
+            }
+            _ => return Err("give exactly one of `tokens`, `step` and `fraction`".into()),
+        };
+        let m = multiple.max(1);
+        Ok((((raw + m - 1) / m) * m).min(total))
+    }
+}
 pub use stuffed_protocol::Precision;
 
 /// What a [`Precision`] means on a device: the tensor kind of matmuls and convolutions.
@@ -206,6 +271,10 @@ impl TrainConfig {
     }
     pub fn schedule(&self) -> Schedule {
         Schedule { lr: self.lr, warmup_steps: self.warmup_steps, decay_frac: self.decay_frac, final_lr_frac: self.final_lr_frac }
+    }
+    /// Training tokens of one optimizer step.
+    pub fn tokens_per_step(&self) -> i64 {
+        self.batch() * self.seq_len
     }
     pub fn adamw(&self) -> AdamWConfig {
         AdamWConfig { beta1: self.beta1, beta2: self.beta2, eps: self.eps, weight_decay: self.weight_decay }
@@ -469,6 +538,16 @@ impl JobConfig {
         self.model.resolve(Some(tok.vocab_size()))
     }
 
+    /// The steps of `evals_at`, sorted and without repeats (the final step may be among them:
+    /// it is evaluated anyway). Points that do not resolve are left out: `problems` names them.
+    pub fn eval_steps(&self) -> Vec<i64> {
+        let (total, k) = (self.train.total_steps(), self.data.tbptt_segments);
+        let mut steps: Vec<i64> = self.evals_at.iter().filter_map(|p| p.step(total, self.train.tokens_per_step(), k).ok()).collect();
+        steps.sort_unstable();
+        steps.dedup();
+        steps
+    }
+
     /// Every semantic problem as (key path, message).
     pub fn problems(&self) -> Vec<(String, String)> {
         let mut p: Vec<(String, String)> = Vec::new();
@@ -554,6 +633,20 @@ impl JobConfig {
             let kinds: Vec<&str> = self.evals.iter().map(EvalSpec::kind).collect();
             if let Err(e) = es.criterion.resolve(&kinds) {
                 p.push(("early_stop.criterion".into(), e));
+            } else if self.evals_at.is_empty() {
+                let msg = "can never stop a job without `evals_at`: training stops only at an evaluation during training (add e.g. `evals_at: [0.25, 0.5, 0.75]`)";
+                p.push(("early_stop".into(), msg.into()));
+            }
+        }
+        if !self.evals_at.is_empty() && self.evals.is_empty() {
+            p.push(("evals_at".into(), "evaluations during training need `evals` to run".into()));
+        }
+        let (total, k) = (t.total_steps(), self.data.tbptt_segments);
+        if total > 0 && t.tokens_per_step() > 0 {
+            for (i, point) in self.evals_at.iter().enumerate() {
+                if let Err(e) = point.step(total, t.tokens_per_step(), k) {
+                    p.push((format!("evals_at[{i}]"), e));
+                }
             }
         }
         for (i, m) in self.data.mixture.iter().enumerate() {

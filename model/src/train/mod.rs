@@ -8,8 +8,8 @@ pub mod step;
 pub mod trainer;
 
 pub use adamw::{AdamW, AdamWConfig};
-pub use config::{EvalSpec, JobConfig, Precision, PrecisionExt};
+pub use config::{EvalPoint, EvalSpec, JobConfig, Precision, PrecisionExt};
 pub use events::EventLog;
 pub use schedule::Schedule;
 pub use step::{train_step, Batch, StepResult, IGNORE};
-pub use trainer::{latest_checkpoint, train, StepInfo, TrainOutcome};
+pub use trainer::{latest_checkpoint, train, Control, EvalMoment, OnEval, StepInfo, TrainOutcome};

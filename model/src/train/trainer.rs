@@ -1,7 +1,9 @@
 //! The training loop as a plain function over a job config: resumes from the run directory's
 //! latest checkpoint when there is one (weights, optimizer moments, step, data cursor: the
 //! continuation is exact), logs JSON-line events, checkpoints atomically, stops cleanly on a
-//! stop request and refuses to go on after a NaN/inf loss or gradient.
+//! stop request and refuses to go on after a NaN/inf loss or gradient. At each point of
+//! `evals_at` before the end it checkpoints (that checkpoint is never pruned) and hands it to
+//! the caller's evaluation hook, which may stop training there (`early_stop`).
 //!
 //! Run directory: `events.jsonl`, `ckpt/step-NNNNNNNN/` (model checkpoint + optimizer +
 //! `trainer.json`) and `ckpt/latest` naming the newest complete one.
@@ -57,7 +59,29 @@ pub struct TrainOutcome {
     pub wall_s: f64,
     pub checkpoint: PathBuf,
     pub resumed_from: Option<i64>,
+    /// The step at which the evaluation hook stopped training (`early_stop`).
+    pub stopped_early: Option<i64>,
 }
+
+/// A point of `evals_at` reached during training: its step, tokens and kept checkpoint.
+pub struct EvalMoment<'a> {
+    pub step: i64,
+    pub tokens: i64,
+    pub checkpoint: &'a Path,
+}
+
+/// What training does after the evaluations of an [`EvalMoment`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    Continue,
+    /// Stop here: the job is complete at this step (early stopping).
+    Stop,
+}
+
+/// The evaluation hook of [`train`]: runs the job's evaluations at a moment (logging them)
+/// and says whether training goes on. It is also called, on a resume, for every earlier point
+/// whose checkpoint is there, so it must skip evaluations already recorded.
+pub type OnEval<'a, E> = dyn FnMut(&EvalMoment, &mut EventLog) -> std::result::Result<Control, E> + 'a;
 
 /// The newest complete checkpoint of a run directory.
 pub fn latest_checkpoint(run_dir: &Path) -> Option<PathBuf> {
@@ -81,6 +105,8 @@ fn identity(job: &JobConfig) -> serde_json::Value {
 
 struct Ctx<'a> {
     job: &'a JobConfig,
+    /// The steps of `evals_at`, whose checkpoints are kept.
+    eval_steps: Vec<i64>,
     run_dir: &'a Path,
     lm: Mamba2LM,
     opt: AdamW,
@@ -120,7 +146,11 @@ impl Ctx<'_> {
             .collect();
         steps.sort();
         let keep = self.job.train.keep_checkpoints.max(1) as usize;
-        for old in steps.iter().take(steps.len().saturating_sub(keep)) {
+        let at_eval_point = |p: &Path| {
+            let step = p.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_prefix("step-")).and_then(|n| n.parse::<i64>().ok());
+            step.is_some_and(|s| self.eval_steps.binary_search(&s).is_ok())
+        };
+        for old in steps.iter().take(steps.len().saturating_sub(keep)).filter(|p| !at_eval_point(p)) {
             std::fs::remove_dir_all(old).map_err(|e| Error::io(old, e))?;
         }
         Ok(())
@@ -141,14 +171,16 @@ fn validation(lm: &Mamba2LM, batches: &[Batch], kind: Kind) -> Option<f64> {
     Some(sum / batches.len() as f64)
 }
 
-/// Trains `job` in `run_dir`, resuming when a checkpoint is there.
-pub fn train(
+/// Trains `job` in `run_dir`, resuming when a checkpoint is there; `on_eval` runs at the
+/// points of `evals_at` before the last step.
+pub fn train<E: From<Error>>(
     job: &JobConfig,
     run_dir: &Path,
     log: &mut EventLog,
     stop: &AtomicBool,
     on_step: &mut dyn FnMut(&StepInfo),
-) -> Result<TrainOutcome> {
+    on_eval: &mut OnEval<E>,
+) -> std::result::Result<TrainOutcome, E> {
     let started = Instant::now();
     let t = &job.train;
     let device = cuda::parse_device(&t.device)?;
@@ -168,7 +200,7 @@ pub fn train(
             let text = std::fs::read_to_string(dir.join(TRAINER_FILE)).map_err(|e| Error::io(dir, e))?;
             let st: TrainerState = serde_json::from_str(&text).map_err(|e| Error::at(dir.join(TRAINER_FILE), e.to_string()))?;
             if st.identity != identity(job) {
-                return Err(Error::at(dir, "this run directory holds a checkpoint of a different job: use another output directory"));
+                return Err(Error::at(dir, "this run directory holds a checkpoint of a different job: use another output directory").into());
             }
             let (lm, meta) = checkpoint::load(dir, device)?;
             if let Some(tk) = &meta.tokenizer {
@@ -185,7 +217,7 @@ pub fn train(
                 }
                 let init_cfg = crate::config::MambaConfig::from_json_file(&init.join(checkpoint::CONFIG_FILE))?;
                 if init_cfg.padded_vocab() != cfg.padded_vocab() || init_cfg.d_model != cfg.d_model || init_cfg.n_layer != cfg.n_layer {
-                    return Err(Error::at(init, "init_from checkpoint does not have this job's model shape"));
+                    return Err(Error::at(init, "init_from checkpoint does not have this job's model shape").into());
                 }
                 checkpoint::load_weights(&lm, &init.join(checkpoint::WEIGHTS_FILE))?;
             }
@@ -219,7 +251,8 @@ pub fn train(
         Err(_) => Vec::new(), // no validation documents
     };
     let resumed_from = trainer_state.as_ref().map(|s| s.step);
-    let mut ctx = Ctx { job, run_dir, lm, opt, tok: &tok };
+    let eval_steps: Vec<i64> = job.eval_steps().into_iter().filter(|&s| s < total).collect();
+    let mut ctx = Ctx { job, eval_steps, run_dir, lm, opt, tok: &tok };
     if resumed_from.is_none() {
         log.emit(Event::Start {
             total_steps: total,
@@ -235,15 +268,32 @@ pub fn train(
         log.emit(Event::Resume { step, tokens, total_steps: total, ssd: Some(ssd.name().into()) })?;
     }
 
+    // A resumed job revisits the points it passed: the hook evaluates what is missing and
+    // repeats an early stop that was decided before the kill.
+    let mut stopped_early = None;
+    for &p in ctx.eval_steps.iter().take_while(|&&p| p <= step) {
+        let dir = run_dir.join(CKPT_DIR).join(rundir::checkpoint_name(p));
+        if !dir.join(TRAINER_FILE).exists() {
+            continue;
+        }
+        let text = std::fs::read_to_string(dir.join(TRAINER_FILE)).map_err(|e| Error::io(&dir, e))?;
+        let at: TrainerState = serde_json::from_str(&text).map_err(|e| Error::at(dir.join(TRAINER_FILE), e.to_string()))?;
+        if on_eval(&EvalMoment { step: p, tokens: at.tokens, checkpoint: &dir }, log)? == Control::Stop {
+            (step, tokens) = (p, at.tokens);
+            stopped_early = Some(p);
+            break;
+        }
+    }
+
     let schedule = t.schedule();
     let mut tbptt: Option<State> = None;
     let (mut last_loss, mut interval_tokens, mut interval_start) = (f64::NAN, 0i64, Instant::now());
     cuda::reset_peak(device);
-    while step < total {
+    while step < total && stopped_early.is_none() {
         if stop.load(Ordering::SeqCst) {
             let path = ctx.save(step, tokens, &sampler.state, log)?;
             log.emit(Event::Interrupted { step, checkpoint: path.display().to_string() })?;
-            return Err(Error::Interrupted);
+            return Err(Error::Interrupted.into());
         }
         let lr = schedule.lr_at(step, total);
         let b = to_device(&sampler.next_batch()?, device);
@@ -261,7 +311,7 @@ pub fn train(
         if !loss.is_finite() || !grad_norm.is_finite() {
             let msg = format!("loss {loss}, gradient norm {grad_norm} at step {step}");
             log.emit(Event::Diverged { step, loss, grad_norm })?;
-            return Err(Error::Diverged(msg));
+            return Err(Error::Diverged(msg).into());
         }
         last_loss = loss;
         let tps = interval_tokens as f64 / interval_start.elapsed().as_secs_f64().max(1e-9);
@@ -277,16 +327,27 @@ pub fn train(
                 log.emit(Event::Val { step, loss: v, tokens })?;
             }
         }
-        if t.checkpoint_every > 0 && step % t.checkpoint_every == 0 && step % k == 0 && step < total {
-            ctx.save(step, tokens, &sampler.state, log)?;
+        let at_point = ctx.eval_steps.binary_search(&step).is_ok();
+        if (at_point || t.checkpoint_every > 0 && step % t.checkpoint_every == 0 && step % k == 0) && step < total {
+            let dir = ctx.save(step, tokens, &sampler.state, log)?;
+            if at_point && on_eval(&EvalMoment { step, tokens, checkpoint: &dir }, log)? == Control::Stop {
+                stopped_early = Some(step);
+            }
         }
     }
-    let val_loss = validation(&ctx.lm, &val_batches, kind);
+    let at_step = |dir: &PathBuf| dir.ends_with(rundir::checkpoint_name(step));
+    // The model in memory is that of the latest checkpoint: an early stop replayed on a resume
+    // at an earlier point (only if the job's history is unusual) has no validation loss here.
+    let val_loss = match latest_checkpoint(run_dir) {
+        Some(dir) if stopped_early.is_some() && !at_step(&dir) => None,
+        _ => validation(&ctx.lm, &val_batches, kind),
+    };
     if let Some(v) = val_loss {
         log.emit(Event::Val { step, loss: v, tokens })?;
     }
     let checkpoint = match latest_checkpoint(run_dir) {
-        Some(dir) if dir.ends_with(format!("step-{step:08}")) => dir,
+        Some(dir) if at_step(&dir) => dir,
+        _ if stopped_early.is_some() => run_dir.join(CKPT_DIR).join(rundir::checkpoint_name(step)),
         _ => ctx.save(step, tokens, &sampler.state, log)?,
     };
     Ok(TrainOutcome {
@@ -297,5 +358,6 @@ pub fn train(
         wall_s: started.elapsed().as_secs_f64(),
         checkpoint,
         resumed_from,
+        stopped_early,
     })
 }

@@ -9,12 +9,13 @@
 // * every heat-map cell is one `<polygon`;
 // * reference lines (training lengths, thresholds) are rows or columns of dashes drawn as `<rect`
 //   elements;
-// * markers on the points of a curve (passkey accuracy) are circles of radius 4 or `<rect`
+// * markers on the points of a curve (passkey accuracy, verdicts during training) are circles of radius 4 or `<rect`
 //   squares; per-training-length points of the T_recall figure are hollow `<rect` squares joined
 //   by 1-px lines: none of them is counted.
 // [`count_series`] applies these rules.
 mod axis;
 mod capacity;
+mod during;
 mod loss;
 mod passkey;
 pub mod smooth;
@@ -29,6 +30,7 @@ use plotters::style::FontStyle;
 
 pub use axis::{binary_tokens, fmt_general, Axis, Scale, TickFmt, Ticked};
 pub use capacity::{capacity_plot, forget_law, recall_law, recall_law_by_length, recall_series_by_length, CapacityPlot, PointSeries};
+pub use during::{ratio_vs_tokens, RatioPoint, RatioSeries};
 pub use loss::{loss_vs_position, mitigation_comparison, position_smoothing, training_curves, Curve};
 pub use passkey::{passkey_accuracy, passkey_heatmap, AccuracyCurve, PasskeyGrid, RECALL_THRESHOLD};
 pub use states::{retention_per_head, state_histogram, state_variance_per_head};

@@ -81,6 +81,7 @@ pub(super) fn draw_all(a: &mut Analysis, out_dir: &Path, opts: &ReportOptions) -
     passkey(a, &mut sink)?;
     states(a, &mut sink)?;
     training(a, &mut sink)?;
+    during_training(a, &mut sink)?;
     a.figures = sink.figures;
     a.skipped.extend(sink.skipped);
     Ok(sink.files)
@@ -424,6 +425,45 @@ fn training(a: &Analysis, sink: &mut Sink) -> Result<(), Error> {
         let title = format!("Training loss, {title_part}S = {state}");
         let drawn = figures::training_curves(&curves, &title, &sink.stem(&rel));
         sink.add("Training", title, rel, drawn)?;
+    }
+    Ok(())
+}
+
+/// The collapse ratio against training tokens of the jobs evaluated during training
+/// (`evals_at`), one figure per sweep, one curve per job and loss evaluation.
+fn during_training(a: &Analysis, sink: &mut Sink) -> Result<(), Error> {
+    if a.during.is_empty() {
+        return Ok(());
+    }
+    // sweep -> (job, eval index) -> points
+    let mut groups: BTreeMap<&str, BTreeMap<(&str, i64), Vec<&crate::derive::DuringRow>>> = BTreeMap::new();
+    for r in &a.during {
+        let Some(job) = a.data.job(&r.job_id) else { continue };
+        groups.entry(job.sweep.as_str()).or_default().entry((r.job_id.as_str(), r.eval_index)).or_default().push(r);
+    }
+    for (sweep, by_eval) in groups {
+        let evals_per_job = |id: &str| by_eval.keys().filter(|(j, _)| *j == id).count();
+        let series: Vec<figures::RatioSeries> = by_eval
+            .iter()
+            .map(|((job, index), rows)| {
+                let mut label = job_label(a, job);
+                if evals_per_job(job) > 1 {
+                    label = format!("{label} #{index} {}", rows[0].what);
+                }
+                let points = rows
+                    .iter()
+                    .filter_map(|r| {
+                        Some(figures::RatioPoint { tokens: r.tokens? as f64, ratio: r.ratio?, ratio_ci: r.ratio_ci, verdict: r.verdict })
+                    })
+                    .collect();
+                figures::RatioSeries { label, points }
+            })
+            .collect();
+        let (stem_part, title_part) = sweep_part(a, sweep);
+        let rel = sink.fresh(format!("figures/ratio_during_training_{stem_part}").trim_end_matches('_').to_string());
+        let title = format!("Collapse ratio during training, {title_part}by training tokens");
+        let drawn = figures::ratio_vs_tokens(&series, &title, &sink.stem(&rel));
+        sink.add(super::html::DURING, title, rel, drawn)?;
     }
     Ok(())
 }

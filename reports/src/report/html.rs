@@ -12,6 +12,29 @@ color:#222;line-height:1.4}table{border-collapse:collapse;margin:0.8em 0}th,td{b
 td.num{text-align:right;font-variant-numeric:tabular-nums}figure{margin:1.2em 0}img{max-width:100%;\
 border:1px solid #eee}figcaption{color:#555}p.note{color:#555;font-size:0.92em}";
 
+/// The section of the figures and table of evaluations during training (`evals_at`).
+pub(super) const DURING: &str = "Evaluations during training";
+
+/// One row per loss evaluation during training: job, evaluation, step, tokens, ratio, verdict.
+fn during_table(o: &mut String, a: &Analysis) {
+    header(o, &["job", "evaluation", "step", "tokens", "worst ratio", "95% interval", "verdict"]);
+    for r in &a.during {
+        let num = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_else(|| NONE.into());
+        let ci = r.ratio_ci.map(|[lo, hi]| format!("[{lo:.3}, {hi:.3}]")).unwrap_or_else(|| NONE.into());
+        let cells = [
+            super::job_label(a, &r.job_id),
+            format!("#{} {}", r.eval_index, r.what),
+            r.step.to_string(),
+            r.tokens.map(|t| t.to_string()).unwrap_or_else(|| NONE.into()),
+            num(r.ratio),
+            ci,
+            r.verdict.map_or(NONE, |v| v.words()).to_string(),
+        ];
+        row(o, &cells, &[false, false, true, true, true, false, false]);
+    }
+    o.push_str("</table>\n");
+}
+
 /// Escape text for HTML element content and attribute values.
 pub fn esc(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
@@ -141,13 +164,16 @@ pub(super) fn page(a: &Analysis) -> String {
     }
     o.push_str("</table>\n");
 
-    for section in ["Loss by position", "Mitigations", "Passkey retrieval", "State diagnostics", "Training"] {
-        if a.figures.iter().any(|f| f.section == section) {
+    for section in ["Loss by position", "Mitigations", "Passkey retrieval", "State diagnostics", "Training", DURING] {
+        if a.figures.iter().any(|f| f.section == section) || (section == DURING && !a.during.is_empty()) {
             let _ = writeln!(o, "<h2>{}</h2>", esc(section));
             if let Some(note) = section_note(a, section) {
                 let _ = writeln!(o, "<p class=\"note\">{}</p>", esc(&note));
             }
             figures(&mut o, a, section);
+        }
+        if section == DURING && !a.during.is_empty() {
+            during_table(&mut o, a);
         }
     }
 
@@ -176,7 +202,10 @@ pub(super) fn page(a: &Analysis) -> String {
                 j.id.clone(),
                 j.label.clone(),
                 j.sweep.clone(),
-                j.status.to_string(),
+                match j.stopped_early {
+                    Some(step) => format!("{} (stopped early at step {step})", j.status),
+                    None => j.status.to_string(),
+                },
                 j.state_size.to_string(),
                 cells::opt_int(j.train_len()),
                 j.n_params.to_string(),

@@ -80,6 +80,24 @@ pub(super) fn page(a: &Analysis) -> String {
             let _ = writeln!(o, "| {} |", r.iter().map(|c| md(c)).collect::<Vec<_>>().join(" | "));
         }
     }
+    if !a.during.is_empty() {
+        o.push_str("\n### Evaluations during training\n\n| job | eval | step | tokens | worst ratio | 95% interval | verdict |\n|---|---:|---:|---:|---:|---|---|\n");
+        for r in &a.during {
+            let num = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_else(|| NONE.into());
+            let ci = r.ratio_ci.map(|[lo, hi]| format!("[{lo:.3}, {hi:.3}]")).unwrap_or_else(|| NONE.into());
+            let _ = writeln!(
+                o,
+                "| {} | #{} {} | {} | {} | {} | {ci} | {} |",
+                md(&super::job_label(a, &r.job_id)),
+                r.eval_index,
+                md(&r.what),
+                r.step,
+                r.tokens.map(|t| t.to_string()).unwrap_or_else(|| NONE.into()),
+                num(r.ratio),
+                r.verdict.map_or(NONE, |v| v.words())
+            );
+        }
+    }
     o.push_str("\n## Figures\n\n");
     if a.figures.is_empty() {
         o.push_str("None.\n");

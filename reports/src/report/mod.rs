@@ -67,6 +67,8 @@ pub(crate) struct Analysis {
     pub recalls: Vec<StateRecall>,
     pub forget_fit: Option<Fit>,
     pub recall_fit: Option<Fit>,
+    /// Loss evaluations during training (`evals_at`), by job, evaluation and step.
+    pub during: Vec<derive::DuringRow>,
     pub figures: Vec<FigureEntry>,
     pub skipped: Vec<(String, String)>,
 }
@@ -78,6 +80,7 @@ pub fn write_report(data: &ReportData, out_dir: &Path, opts: &ReportOptions) -> 
     let forget = derive::t_forget(&data);
     let job_recalls = derive::job_recalls(&data);
     let recalls = derive::state_recalls(&job_recalls);
+    let during = derive::during_training(&data);
     let sweeps: BTreeSet<&str> = data.jobs.iter().map(|j| j.sweep.as_str()).collect();
     let multi_sweep = sweeps.len() > 1;
     let mut a = Analysis {
@@ -89,6 +92,7 @@ pub fn write_report(data: &ReportData, out_dir: &Path, opts: &ReportOptions) -> 
         recalls,
         forget_fit: None,
         recall_fit: None,
+        during,
         figures: Vec::new(),
         skipped: Vec::new(),
     };

@@ -111,7 +111,7 @@ pub fn states_result() -> Value {
 }
 
 pub fn eval(job: &str, result: Value) -> EvalRecord {
-    EvalRecord { job_id: job.into(), step: 0, result: serde_json::from_value(result).expect("a valid result") }
+    EvalRecord { job_id: job.into(), eval_index: 0, step: 0, tokens: None, result: serde_json::from_value(result).expect("a valid result") }
 }
 
 /// An evaluation of `kind` with the given params and result fields.
@@ -171,7 +171,7 @@ pub fn fixture() -> ReportData {
         created_at: "2026-11-28T10:00:00Z".into(),
         counts,
     }];
-    ReportData { sweeps, jobs, evals, metrics, search_steps: vec![] }
+    ReportData { sweeps, jobs, evals, metrics, search_steps: vec![], eval_history: Vec::new() }
 }
 
 /// The fixture without passkey evals.

@@ -157,9 +157,10 @@ pub async fn list_rows(db: &Db, jobs: &[JobRow]) -> anyhow::Result<(Vec<String>,
     for j in jobs {
         let (collapsed, t_recall) = verdicts(db, &j.id).await?;
         let val = db.metrics(&j.id, "val_loss").await?.last().map(|v| json!(v.1)).unwrap_or(Value::Null);
-        let step = match (j.step, j.total_steps) {
-            (Some(s), Some(t)) => json!(format!("{s}/{t}")),
-            (Some(s), None) => json!(s),
+        let step = match (j.stopped_early, j.step, j.total_steps) {
+            (Some(s), _, Some(t)) => json!(format!("{s}/{t} (stopped early)")),
+            (None, Some(s), Some(t)) => json!(format!("{s}/{t}")),
+            (_, Some(s), None) => json!(s),
             _ => Value::Null,
         };
         rows.push(vec![
@@ -208,6 +209,9 @@ pub async fn wide_rows(db: &Db, jobs: &[JobRow]) -> anyhow::Result<(Vec<String>,
             ("train_len".into(), json!(j.train_len)),
             ("attempts".into(), json!(j.attempts)),
         ];
+        if let Some(step) = j.stopped_early {
+            m.push(("stopped_early".into(), json!(step)));
+        }
         let mut cfg = j.config.clone();
         if let Some(o) = cfg.as_object_mut() {
             o.remove("evals");
@@ -257,18 +261,25 @@ impl ShowArgs {
         let attempts = db.attempts(&j.id).await?;
         let metrics = db.latest_metrics(&j.id).await?;
         let evals = db.evals(&j.id).await?;
+        let history = db.eval_history(&j.id).await?;
+        let during: Vec<_> = history.iter().filter(|h| !evals.iter().any(|e| e.eval_index == h.eval_index && e.step == h.step)).collect();
         let artifacts = db.artifacts(&j.id).await?;
         if self.format == super::Format::Json {
             let ev: Vec<&EvalResult> = evals.iter().map(|e| &e.result).collect();
+            let dur: Vec<Value> = during
+                .iter()
+                .map(|e| json!({"eval_index": e.eval_index, "step": e.step, "tokens": e.tokens, "result": e.result}))
+                .collect();
             super::common::print_json(&json!({"job": j, "config": j.config, "attempts": attempts,
-                "latest_metrics": metrics, "evals": ev, "artifacts": artifacts}))?;
+                "latest_metrics": metrics, "evals": ev, "evals_during_training": dur, "artifacts": artifacts}))?;
             return Ok(0);
         }
         println!("job {}  ({}: {})", j.id, j.sweep, j.label);
-        println!(
-            "status {}  attempts {}  state size {}  params {}  train_len {}",
-            j.status, j.attempts, j.state_size, j.n_params, j.train_len
-        );
+        let status = match j.stopped_early {
+            Some(step) => format!("{} (stopped early at step {step})", j.status),
+            None => j.status.to_string(),
+        };
+        println!("status {status}  attempts {}  state size {}  params {}  train_len {}", j.attempts, j.state_size, j.n_params, j.train_len);
         if let Some(e) = &j.error {
             println!("error ({}): {e}", j.error_class.as_deref().unwrap_or("?"));
         }
@@ -310,6 +321,14 @@ impl ShowArgs {
         for e in &evals {
             let s: Vec<String> = e.result.headline().iter().map(|(k, v)| format!("{k}={v}")).collect();
             println!("  #{} {} {}", e.eval_index, e.result.kind(), s.join(" "));
+        }
+        if !during.is_empty() {
+            println!("\nevaluations during training:");
+            for e in &during {
+                let s: Vec<String> = e.result.headline().iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let tokens = e.tokens.map(|t| format!(" ({t} tokens)")).unwrap_or_default();
+                println!("  #{} {} step {}{tokens} {}", e.eval_index, e.result.kind(), e.step, s.join(" "));
+            }
         }
         if !artifacts.is_empty() {
             println!("\nartifacts:");

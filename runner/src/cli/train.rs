@@ -67,8 +67,9 @@ impl Args {
         let mut printer = step_printer(job.train.log_every);
         let o = run_job(&job, &out, 0, &stop, &mut printer)?;
         println!(
-            "trained {} steps ({} tokens) in {:.1}s: final loss {:.4}{}; checkpoint {}",
+            "trained {} steps{} ({} tokens) in {:.1}s: final loss {:.4}{}; checkpoint {}",
             o.steps,
+            if o.stopped_early.is_some() { " (stopped early)" } else { "" },
             o.tokens,
             o.wall_s,
             o.final_loss,

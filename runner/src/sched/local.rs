@@ -397,7 +397,8 @@ impl<'a> Controller<'a> {
                         | Event::Checkpoint { .. }
                         | Event::Interrupted { .. }
                         | Event::Diverged { .. }
-                        | Event::Eval { .. } => {}
+                        | Event::Eval { .. }
+                        | Event::EarlyStop { .. } => {}
                     }
                 }
                 self.db.ingest(&job.id, &events).await?;

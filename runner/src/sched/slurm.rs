@@ -239,7 +239,8 @@ fn attempt_done(events: &[Envelope], started_at: &str) -> Option<Done> {
             | Event::Checkpoint { .. }
             | Event::Interrupted { .. }
             | Event::Diverged { .. }
-            | Event::Eval { .. } => {}
+            | Event::Eval { .. }
+            | Event::EarlyStop { .. } => {}
         }
     }
     None

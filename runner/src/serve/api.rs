@@ -34,6 +34,7 @@ pub async fn index(State(st): State<AppState>) -> Json<Value> {
             "GET /charts/sweeps/{name}/metrics.svg?key=loss",
             "GET /charts/jobs/{id}/metrics.svg?key=loss",
             "GET /charts/jobs/{id}/evals/{index}",
+            "GET /charts/jobs/{id}/during.svg",
             "GET /files/jobs/{id}/attempts/{number}/log",
             "GET /files/jobs/{id}/artifacts/{index}[/{name}]"
         ]
@@ -136,6 +137,7 @@ fn job_json(j: &JobRow, a: Option<&AttemptRow>) -> Value {
         "train_len": j.train_len,
         "error": j.error,
         "error_class": j.error_class,
+        "stopped_early": j.stopped_early,
         "started_at": a.map(|a| a.started_at.clone()),
         "finished_at": j.finished_at,
         "updated_at": j.updated_at,
@@ -284,6 +286,19 @@ pub async fn job(State(st): State<AppState>, Param(id): Param<String>) -> ApiRes
     };
     let keys = db.metric_keys(&j.id).await?;
     let training = keys.iter().any(|k| k == "loss").then(|| format!("/charts/jobs/{jid}/metrics.svg?key=loss&v={}", j.last_seq));
+    let during = super::charts::during_series(db, &j).await?;
+    let during_chart = (!during.is_empty()).then(|| format!("/charts/jobs/{jid}/during.svg?v={}", j.last_seq));
+    let during_json: Vec<Value> = during
+        .iter()
+        .map(|s| {
+            let pts: Vec<Value> = s
+                .points
+                .iter()
+                .map(|p| json!({"tokens": p.tokens, "ratio": p.ratio, "ratio_ci": p.ratio_ci, "verdict": p.verdict}))
+                .collect();
+            json!({"label": s.label, "points": pts})
+        })
+        .collect();
     let config = &j.config;
     Ok(Json(json!({
         "job": job_json(&j, attempts.last()),
@@ -295,9 +310,10 @@ pub async fn job(State(st): State<AppState>, Param(id): Param<String>) -> ApiRes
         "latest_metrics": latest,
         "metric_keys": keys,
         "evals": evals,
+        "evals_during_training": during_json,
         "artifacts": artifacts,
         "log": log,
-        "charts": {"training": training},
+        "charts": {"training": training, "during_training": during_chart},
     })))
 }
 

@@ -1,6 +1,7 @@
 //! Server-side SVG charts, drawn by the reports crate so that the dashboard looks like the static
 //! report: training-loss curves of a job or of a whole sweep, loss by position of a `loss`
-//! evaluation, the heat map of a `passkey` evaluation. The reports crate writes files (SVG and
+//! evaluation, the heat map of a `passkey` evaluation, the collapse ratio of a job evaluated
+//! during training against its training tokens. The reports crate writes files (SVG and
 //! PNG to a path stem), so each chart is drawn in the scratch directory on a blocking thread,
 //! read back, deleted, and kept in memory under a key that changes with the data.
 use std::collections::{BTreeMap, HashMap};
@@ -13,6 +14,10 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use stuffed_model::protocol::EvalResult;
 use stuffed_reports::figures::{self, Curve, PasskeyGrid};
+use stuffed_reports::verdict::eval_verdict;
+use stuffed_reports::EvalRecord;
+
+use crate::store::JobRow;
 
 use super::api::{find_job, find_sweep};
 use super::error::{ApiError, ApiResult, Param, QueryPairs};
@@ -199,6 +204,42 @@ pub async fn job_eval(State(st): State<AppState>, Param((id, index)): Param<(Str
         }
     };
     Ok(svg_response(st.charts.get(cache, draw).await?))
+}
+
+/// The points of a job's loss evaluations that ran at two steps or more (`evals_at`), one
+/// series per evaluation; empty when there are none.
+pub async fn during_series(db: &crate::store::Db, job: &JobRow) -> anyhow::Result<Vec<figures::RatioSeries>> {
+    let mut by_index: BTreeMap<i64, Vec<figures::RatioPoint>> = BTreeMap::new();
+    for e in db.eval_history(&job.id).await? {
+        let record = EvalRecord { job_id: e.job_id, eval_index: e.eval_index, step: e.step, tokens: e.tokens, result: e.result };
+        let (Some(v), Some(tokens)) = (eval_verdict(&record, Some(job)), record.tokens) else { continue };
+        let Some(ratio) = v.ratio.filter(|r| r.is_finite()) else { continue };
+        by_index.entry(e.eval_index).or_default().push(figures::RatioPoint {
+            tokens: tokens as f64,
+            ratio,
+            ratio_ci: v.ratio_ci,
+            verdict: Some(v.verdict),
+        });
+    }
+    let name = if job.label.is_empty() { job.id.clone() } else { job.label.clone() };
+    Ok(by_index
+        .into_iter()
+        .filter(|(_, pts)| pts.len() >= 2)
+        .map(|(i, points)| figures::RatioSeries { label: format!("{name} #{i}"), points })
+        .collect())
+}
+
+/// The collapse ratio of a job's loss evaluations during training against training tokens.
+pub async fn job_during(State(st): State<AppState>, Param(id): Param<String>) -> ApiResult<Response> {
+    let j = find_job(&st.db, &id).await?;
+    let series = during_series(&st.db, &j).await?;
+    if series.is_empty() {
+        return Err(ApiError::not_found(format!("job {} has no loss evaluation at two steps or more", j.id)));
+    }
+    let title = format!("collapse ratio during training: {}", if j.label.is_empty() { &j.id } else { &j.label });
+    let cache = format!("during:{}:{}", j.id, j.last_seq);
+    let svg = st.charts.get(cache, Box::new(move |stem| figures::ratio_vs_tokens(&series, &title, stem))).await?;
+    Ok(svg_response(svg))
 }
 
 #[cfg(test)]

@@ -98,6 +98,7 @@ pub fn router(db: Db, opts: Options) -> anyhow::Result<Router> {
         .route("/charts/sweeps/{name}/metrics.svg", get(charts::sweep_metrics))
         .route("/charts/jobs/{id}/metrics.svg", get(charts::job_metrics))
         .route("/charts/jobs/{id}/evals/{index}", get(charts::job_eval))
+        .route("/charts/jobs/{id}/during.svg", get(charts::job_during))
         .route("/files/jobs/{id}/attempts/{number}/log", get(files::log_file))
         .route("/files/jobs/{id}/artifacts/{index}", get(files::artifact))
         .route("/files/jobs/{id}/artifacts/{index}/{name}", get(files::artifact_entry))

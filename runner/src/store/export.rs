@@ -21,6 +21,9 @@ pub struct EvalDump {
     pub kind: String,
     pub params: String,
     pub result: String,
+    /// Training tokens of the checkpoint (absent in older dumps and for format-1 events).
+    #[serde(default)]
+    pub tokens: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -60,6 +63,12 @@ pub struct ImportSummary {
     pub evals: usize,
 }
 
+/// A dumped evaluation as the report reads it.
+fn eval_record(e: &EvalDump) -> anyhow::Result<EvalRecord> {
+    let result = EvalResult::from_json(&e.result).with_context(|| format!("evaluation {} of job {}", e.eval_index, e.job_id))?;
+    Ok(EvalRecord { job_id: e.job_id.clone(), eval_index: e.eval_index, step: e.step, tokens: e.tokens, result })
+}
+
 /// `IN (?, ?, ...)` for n values.
 fn placeholders(n: usize) -> String {
     vec!["?"; n].join(", ")
@@ -94,7 +103,7 @@ impl Db {
         let q_attempts = format!("SELECT * FROM attempts WHERE job_id IN ({in_jobs}) ORDER BY job_id, number");
         let q_metrics = format!("SELECT job_id, key, step, value FROM metrics WHERE job_id IN ({in_jobs}) ORDER BY job_id, key, step");
         let q_evals = format!(
-            "SELECT job_id, eval_index, step, kind, params, result FROM evals WHERE job_id IN ({in_jobs}) ORDER BY job_id, eval_index"
+            "SELECT job_id, eval_index, step, kind, params, result, tokens FROM evals WHERE job_id IN ({in_jobs}) ORDER BY job_id, eval_index, step"
         );
         let q_artifacts = format!("SELECT job_id, kind, path, step FROM artifacts WHERE job_id IN ({in_jobs}) ORDER BY job_id, kind, path");
         let sweeps = bind_all!(sqlx::query_as::<_, SweepRow>(&q_sweeps)).fetch_all(&self.pool).await?;
@@ -148,12 +157,12 @@ impl Db {
         for j in &d.jobs {
             sqlx::query(
                 "INSERT OR REPLACE INTO jobs (id, config, state_size, n_params, train_len, run_dir, status, attempts, error, error_class, last_seq,
-                   step, total_steps, last_loss, tokens_per_s, peak_mem_gb, created_at, updated_at, finished_at)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   step, total_steps, last_loss, tokens_per_s, peak_mem_gb, created_at, updated_at, finished_at, stopped_early)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
             .bind(&j.id).bind(j.config.to_string()).bind(j.state_size).bind(j.n_params).bind(j.train_len).bind(&j.run_dir).bind(j.status.as_str())
             .bind(j.attempts).bind(&j.error).bind(&j.error_class).bind(j.step).bind(j.total_steps).bind(j.last_loss).bind(j.tokens_per_s)
-            .bind(j.peak_mem_gb).bind(&j.created_at).bind(&j.created_at).bind(&j.finished_at)
+            .bind(j.peak_mem_gb).bind(&j.created_at).bind(&j.created_at).bind(&j.finished_at).bind(j.stopped_early)
             .execute(&mut *tx).await?;
         }
         for sj in &d.sweep_jobs {
@@ -186,15 +195,18 @@ impl Db {
                 .await?;
         }
         for e in &d.evals {
-            sqlx::query("INSERT OR REPLACE INTO evals (job_id, eval_index, step, kind, params, result, seq) VALUES (?, ?, ?, ?, ?, ?, 0)")
-                .bind(&e.job_id)
-                .bind(e.eval_index)
-                .bind(e.step)
-                .bind(&e.kind)
-                .bind(&e.params)
-                .bind(&e.result)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT OR REPLACE INTO evals (job_id, eval_index, step, kind, params, result, seq, tokens) VALUES (?, ?, ?, ?, ?, ?, 0, ?)",
+            )
+            .bind(&e.job_id)
+            .bind(e.eval_index)
+            .bind(e.step)
+            .bind(&e.kind)
+            .bind(&e.params)
+            .bind(&e.result)
+            .bind(e.tokens)
+            .execute(&mut *tx)
+            .await?;
         }
         for (job, kind, path, step) in &d.artifacts {
             sqlx::query("INSERT OR REPLACE INTO artifacts (job_id, kind, path, step, created_at) VALUES (?, ?, ?, ?, '')")
@@ -220,6 +232,16 @@ impl Db {
     /// resolved model sizes filled in, so figures can label models by d_state, d_model, ...
     pub async fn report_data(&self, sweeps: &[String]) -> anyhow::Result<ReportData> {
         let d = self.dump(sweeps).await?;
+        // Final evaluations (each at the last step it ran at) for the figures of finished jobs;
+        // every step of the evaluations that ran at two steps or more for those during training.
+        let mut last: BTreeMap<(&str, i64), (i64, usize)> = BTreeMap::new();
+        for e in &d.evals {
+            let l = last.entry((e.job_id.as_str(), e.eval_index)).or_insert((e.step, 0));
+            *l = (l.0.max(e.step), l.1 + 1);
+        }
+        let at = |e: &EvalDump| last.get(&(e.job_id.as_str(), e.eval_index)).copied().unwrap_or_default();
+        let final_evals: Vec<&EvalDump> = d.evals.iter().filter(|e| at(e).0 == e.step).collect();
+        let history: Vec<&EvalDump> = d.evals.iter().filter(|e| at(e).1 >= 2).collect();
         let jobs_by_id: BTreeMap<&str, &JobRecord> = d.jobs.iter().map(|j| (j.id.as_str(), j)).collect();
         let mut counts: BTreeMap<&str, BTreeMap<String, i64>> = BTreeMap::new();
         let mut jobs = Vec::new();
@@ -244,15 +266,8 @@ impl Db {
                 })
                 .collect(),
             jobs,
-            evals: d
-                .evals
-                .iter()
-                .map(|e| {
-                    let result =
-                        EvalResult::from_json(&e.result).with_context(|| format!("evaluation {} of job {}", e.eval_index, e.job_id))?;
-                    Ok(EvalRecord { job_id: e.job_id.clone(), step: e.step, result })
-                })
-                .collect::<anyhow::Result<_>>()?,
+            evals: final_evals.into_iter().map(eval_record).collect::<anyhow::Result<_>>()?,
+            eval_history: history.into_iter().map(eval_record).collect::<anyhow::Result<_>>()?,
             metrics: d
                 .metrics
                 .iter()

@@ -14,7 +14,7 @@ use super::export::DUMP_FORMAT;
 use super::{job_from_row, JOB_COLUMNS};
 use super::{Db, Dump, ImportSummary};
 use crate::safety::{check_id, check_sweep_name, short};
-use stuffed_model::protocol::JobRecord;
+use stuffed_model::protocol::{JobRecord, JobStatus};
 
 /// The largest dump read, decompressed (1 GiB; the study's whole export is 3.5 MB).
 pub const MAX_DUMP_BYTES: u64 = 1 << 30;
@@ -91,7 +91,24 @@ pub fn check_dump(d: &Dump) -> anyhow::Result<()> {
     duplicates("the job", d.jobs.iter().map(|j| j.id.as_str()))?;
     duplicates("the sweep/job pair", d.sweep_jobs.iter().map(|s| (s.sweep.as_str(), s.job_id.as_str())))?;
     duplicates("the attempt (job, number)", d.attempts.iter().map(|a| (a.job_id.as_str(), a.number)))?;
-    duplicates("the evaluation (job, index)", d.evals.iter().map(|e| (e.job_id.as_str(), e.eval_index)))?;
+    duplicates("the evaluation (job, index, step)", d.evals.iter().map(|e| (e.job_id.as_str(), e.eval_index, e.step)))?;
+    for e in &d.evals {
+        if e.step < 0 || e.tokens.is_some_and(|t| t < 0) {
+            bail!("the dump's evaluation {} of job {:?} has a negative step or token count", e.eval_index, short(&e.job_id));
+        }
+    }
+    for j in &d.jobs {
+        if let Some(s) = j.stopped_early {
+            if j.status != JobStatus::Completed || s < 1 || j.total_steps.is_some_and(|t| s > t) {
+                bail!(
+                    "the dump's job {:?} stopped early at step {s}, which a {} job of {} steps cannot have",
+                    short(&j.id),
+                    j.status,
+                    j.total_steps.map_or("?".into(), |t| t.to_string())
+                );
+            }
+        }
+    }
     let sweeps: BTreeSet<&str> = d.sweeps.iter().map(|s| s.name.as_str()).collect();
     let jobs: BTreeSet<&str> = d.jobs.iter().map(|j| j.id.as_str()).collect();
     let unknown_job = |what: &str, id: &str| -> anyhow::Result<()> {

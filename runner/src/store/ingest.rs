@@ -1,7 +1,7 @@
 //! Ingestion of worker events (docs/results-schema.md) into the database, idempotently: only
 //! events with a sequence number above the job's `last_seq` are applied, all in one
 //! transaction with the new `last_seq`; metric rows are keyed by (job, key, step) and
-//! evaluations by (job, eval index), so a crash or a resume never duplicates a row.
+//! evaluations by (job, eval index, step), so a crash or a resume never duplicates a row.
 use serde::Serialize;
 use stuffed_model::protocol::{Done, Envelope, Event};
 
@@ -79,9 +79,9 @@ impl Db {
                     .execute(&mut *tx)
                     .await?;
                 }
-                Event::Eval { eval_index, step, result, .. } => {
+                Event::Eval { eval_index, step, tokens, result } => {
                     sqlx::query(
-                        "INSERT OR REPLACE INTO evals (job_id, eval_index, step, kind, params, result, seq) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        "INSERT OR REPLACE INTO evals (job_id, eval_index, step, kind, params, result, seq, tokens) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     )
                     .bind(job_id)
                     .bind(eval_index)
@@ -90,10 +90,17 @@ impl Db {
                     .bind(result.params_json().to_string())
                     .bind(serde_json::to_string(result)?)
                     .bind(seq)
+                    .bind(tokens)
                     .execute(&mut *tx)
                     .await?;
                 }
-                Event::Done(d) => sum.done = Some(d.clone()),
+                Event::EarlyStop { step, .. } => set_stopped_early(&mut tx, job_id, *step).await?,
+                Event::Done(d) => {
+                    if let Some(step) = d.early_stop {
+                        set_stopped_early(&mut tx, job_id, step).await?;
+                    }
+                    sum.done = Some(d.clone());
+                }
                 Event::Interrupted { .. } | Event::Diverged { .. } => {}
             }
             sum.applied += 1;
@@ -108,6 +115,11 @@ impl Db {
         tx.commit().await?;
         Ok(sum)
     }
+}
+
+async fn set_stopped_early(tx: &mut sqlx::SqliteConnection, job: &str, step: i64) -> anyhow::Result<()> {
+    sqlx::query("UPDATE jobs SET stopped_early = ? WHERE id = ?").bind(step).bind(job).execute(tx).await?;
+    Ok(())
 }
 
 async fn upsert_metric(tx: &mut sqlx::SqliteConnection, job: &str, key: &str, step: i64, value: f64, seq: i64) -> anyhow::Result<()> {
@@ -148,6 +160,7 @@ pub fn read_events(path: &std::path::Path, offset: u64) -> std::io::Result<(Vec<
 
 #[cfg(test)]
 mod tests {
+    use stuffed_model::protocol::criterion::Answer;
     use stuffed_model::protocol::eval::{EvalResult, LossResult};
     use stuffed_model::protocol::{Envelope, Event};
 
@@ -217,5 +230,26 @@ mod tests {
         let result = EvalResult::Loss(LossResult::default());
         db.ingest("j1", &[ev(6, Event::Eval { eval_index: 0, step: 10, tokens: Some(80), result })]).await.unwrap();
         assert_eq!(db.incomplete("j1", 1).await.unwrap(), None);
+    }
+
+    /// Issue 19: evaluations during training keep one row per (job, index, step), with their
+    /// tokens; `evals` reads the final ones; an early stop completes the job at its step.
+    #[tokio::test]
+    async fn evaluations_at_several_steps_are_kept_and_an_early_stop_completes_the_job_there() {
+        let db = db_with_job().await;
+        let eval = |seq, step| {
+            let result = EvalResult::Loss(LossResult::default());
+            ev(seq, Event::Eval { eval_index: 0, step, tokens: Some(step * 8), result })
+        };
+        db.ingest("j1", &[start(1), train(2, 2), eval(3, 2), train(4, 4), eval(5, 4), eval(6, 4)]).await.unwrap();
+        let history = db.eval_history("j1").await.unwrap();
+        assert_eq!(history.iter().map(|e| (e.step, e.tokens)).collect::<Vec<_>>(), [(2, Some(16)), (4, Some(32))]);
+        assert_eq!(db.evals("j1").await.unwrap().iter().map(|e| e.step).collect::<Vec<_>>(), [4]);
+        // Stopped early at step 4 of 10: complete, with its evaluation at that step.
+        assert!(db.incomplete("j1", 1).await.unwrap().expect("not yet").contains("step is 4 of 10"));
+        let stop = Event::EarlyStop { step: 4, tokens: 32, criterion: "ratio > 1.5".into(), answer: Answer::Yes };
+        db.ingest("j1", &[ev(7, stop)]).await.unwrap();
+        assert_eq!(db.incomplete("j1", 1).await.unwrap(), None);
+        assert_eq!(db.job("j1").await.unwrap().stopped_early, Some(4));
     }
 }

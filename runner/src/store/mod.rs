@@ -107,6 +107,7 @@ fn job_from_row(row: SqliteRow) -> sqlx::Result<JobRecord> {
         created_at: text("created_at")?,
         updated_at: text("updated_at")?,
         finished_at: row.try_get("finished_at")?,
+        stopped_early: row.try_get("stopped_early")?,
     })
 }
 
@@ -161,6 +162,8 @@ pub struct EvalRow {
     pub job_id: String,
     pub eval_index: i64,
     pub step: i64,
+    /// Training tokens of the checkpoint (absent for events before format 2).
+    pub tokens: Option<i64>,
     pub result: EvalResult,
 }
 
@@ -168,7 +171,13 @@ fn eval_from_row(row: SqliteRow) -> sqlx::Result<EvalRow> {
     let text: String = row.try_get("result")?;
     let result =
         EvalResult::from_json(&text).map_err(|e| sqlx::Error::ColumnDecode { index: "result".into(), source: e.to_string().into() })?;
-    Ok(EvalRow { job_id: row.try_get("job_id")?, eval_index: row.try_get("eval_index")?, step: row.try_get("step")?, result })
+    Ok(EvalRow {
+        job_id: row.try_get("job_id")?,
+        eval_index: row.try_get("eval_index")?,
+        step: row.try_get("step")?,
+        tokens: row.try_get("tokens")?,
+        result,
+    })
 }
 
 /// A new job of a sweep, as expansion produced it.
@@ -211,7 +220,7 @@ pub struct SweepSummary {
 
 const JOB_COLUMNS: &str = "j.id, sj.sweep, sj.label, sj.varied, sj.position, j.config, j.state_size, j.n_params, \
     j.train_len, j.run_dir, j.status, j.attempts, j.error, j.error_class, j.last_seq, j.step, j.total_steps, \
-    j.last_loss, j.tokens_per_s, j.peak_mem_gb, j.created_at, j.updated_at, j.finished_at";
+    j.last_loss, j.tokens_per_s, j.peak_mem_gb, j.created_at, j.updated_at, j.finished_at, j.stopped_early";
 
 impl Db {
     /// Opens (creating if needed) the database at `path`, in WAL mode with a busy timeout, and
@@ -531,8 +540,22 @@ impl Db {
             .await?)
     }
 
+    /// A job's final evaluations: each evaluation at the last step it ran at.
     pub async fn evals(&self, job_id: &str) -> anyhow::Result<Vec<EvalRow>> {
-        Ok(sqlx::query("SELECT job_id, eval_index, step, result FROM evals WHERE job_id = ? ORDER BY eval_index")
+        Ok(sqlx::query(
+            "SELECT job_id, eval_index, step, tokens, result FROM evals e WHERE job_id = ?
+               AND step = (SELECT MAX(step) FROM evals e2 WHERE e2.job_id = e.job_id AND e2.eval_index = e.eval_index)
+             ORDER BY eval_index",
+        )
+        .bind(job_id)
+        .try_map(eval_from_row)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Every evaluation of a job, during training (`evals_at`) and final, by index then step.
+    pub async fn eval_history(&self, job_id: &str) -> anyhow::Result<Vec<EvalRow>> {
+        Ok(sqlx::query("SELECT job_id, eval_index, step, tokens, result FROM evals WHERE job_id = ? ORDER BY eval_index, step")
             .bind(job_id)
             .try_map(eval_from_row)
             .fetch_all(&self.pool)
@@ -547,10 +570,16 @@ impl Db {
     }
 
     /// What a job that its worker called done lacks in the database, if anything: its final
-    /// training step, or one of its `n_evals` evaluations at that step.
+    /// training step (the one it stopped at, when it stopped early), or one of its `n_evals`
+    /// evaluations at that step.
     pub async fn incomplete(&self, job_id: &str, n_evals: usize) -> anyhow::Result<Option<String>> {
-        let (step, total): (Option<i64>, Option<i64>) =
-            sqlx::query_as("SELECT step, total_steps FROM jobs WHERE id = ?").bind(job_id).fetch_one(&self.pool).await?;
+        let (step, total, stopped): (Option<i64>, Option<i64>, Option<i64>) =
+            sqlx::query_as("SELECT step, total_steps, stopped_early FROM jobs WHERE id = ?").bind(job_id).fetch_one(&self.pool).await?;
+        // A job stopped early is complete at the step it stopped at (its evaluations are there).
+        let (step, total) = match stopped {
+            Some(s) => (Some(s), Some(s)),
+            None => (step, total),
+        };
         let (Some(step), Some(total)) = (step, total) else { return Ok(Some("no training step was recorded".into())) };
         if step < total {
             return Ok(Some(format!("the last recorded step is {step} of {total}")));

@@ -122,6 +122,9 @@ fn build(sweep: &LoadedSweep, plan: &Plan, varied: &[(String, Value)]) -> Result
         let es = serde_json::to_value(es).map_err(|e| at(&sweep.path, None, Some("search.early_stop"), e.to_string()))?;
         m.insert("early_stop".into(), es);
     }
+    if let (Value::Object(m), Some(points)) = (&mut v, &sweep.spec.evals_at) {
+        m.insert("evals_at".into(), Value::Array(points.clone()));
+    }
     for (key, (_, value)) in plan.varied.iter().zip(varied) {
         key.key.set(&mut v, value.clone()).map_err(|msg| job.at_key(key, msg))?;
     }
@@ -178,10 +181,11 @@ impl Job<'_> {
     }
 
     /// Where a job-config key not set by a grid, zip or derived key is written: the sweep's
-    /// `evals` when it has them, else the base config.
+    /// `evals` (or `evals_at`) when it has them, else the base config.
     fn where_written(&self, key: &str) -> (PathBuf, Option<(usize, usize)>) {
         let sweep = self.sweep;
-        if sweep.spec.evals.is_some() && key.starts_with("evals") {
+        let in_sweep = if key.starts_with("evals_at") { sweep.spec.evals_at.is_some() } else { sweep.spec.evals.is_some() };
+        if in_sweep && key.starts_with("evals") {
             let mut k = key.to_string();
             loop {
                 if let Some(loc) = yaml::locate(&sweep.text, &k) {

@@ -43,6 +43,9 @@ pub struct SweepSpec {
     /// Replaces the base config's evals; strings with `{...}` are templates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub evals: Option<Vec<Value>>,
+    /// Replaces the base config's `evals_at` (evaluations during training) for every job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evals_at: Option<Vec<Value>>,
     #[serde(default)]
     pub resources: Resources,
     /// Attempts after the first failure of a job.

@@ -193,6 +193,8 @@
     const title = el('h1');
     const facts = el('dl', { id: 'facts' });
     const training = chart('chart-training', 'training loss');
+    const during = chart('chart-during', 'collapse ratio during training');
+    const duringHead = el('h2', { text: 'Evaluations during training' });
     const evals = el('div', { id: 'evals' });
     const attempts = el('div', { id: 'attempts' });
     const log = el('pre', { id: 'log', class: 'log' });
@@ -201,7 +203,7 @@
     const artifacts = el('div', { id: 'artifacts' });
     const config = el('pre', { id: 'config', class: 'config' });
     let evalVersion = null;
-    fill(app, title, facts, el('h2', { text: 'Training curves' }), training.box,
+    fill(app, title, facts, el('h2', { text: 'Training curves' }), training.box, duringHead, during.box,
       el('h2', { text: 'Evaluations' }), evals, el('h2', { text: 'Attempts' }), attempts, logHead, log,
       el('h2', { text: 'Latest metrics' }), metrics, el('h2', { text: 'Artifacts' }), artifacts,
       el('h2', { text: 'Resolved config' }), config);
@@ -215,6 +217,7 @@
         fact('id', j.id),
         fact('sweeps', d.sweeps.map((s, i) => [i ? ', ' : '', el('a', { href: '/sweeps/' + enc(s), text: s })])),
         fact('step', [bar(j.progress), ' ', (j.step === null ? '—' : j.step) + (j.total_steps ? ' / ' + j.total_steps : '')]),
+        j.stopped_early === null || j.stopped_early === undefined ? [] : fact('stopped early', 'at step ' + j.stopped_early),
         fact('last loss', num(j.last_loss, 4)),
         fact('tokens/s', j.tokens_per_s === null ? '—' : Math.round(j.tokens_per_s).toLocaleString('en')),
         fact('peak memory', j.peak_mem_gb === null ? '—' : num(j.peak_mem_gb, 2) + ' GB'),
@@ -226,6 +229,8 @@
         j.error ? fact('error', el('span', { class: 'error', text: (j.error_class ? j.error_class + ': ' : '') + j.error })) : [],
       ].flat());
       training.set(d.charts.training);
+      during.set(d.charts.during_training);
+      duringHead.hidden = during.box.hidden = !d.charts.during_training;
       const ev = JSON.stringify(d.evals.map((e) => [e.index, e.step])) + ':' + j.version;
       if (ev !== evalVersion) {
         evalVersion = ev;
