@@ -127,10 +127,12 @@ pub struct LossArgs {
     out: Option<PathBuf>,
 }
 
-/// The tokenizer to use with a model: the flag, else the checkpoint's, else bytes; a flag that
-/// contradicts the checkpoint is an error.
+/// The tokenizer to use with a model: the flag, else the checkpoint's (recorded, else likely:
+/// its tokenizer.json, GPT-NeoX for the official checkpoints), else bytes; a flag that
+/// contradicts the checkpoint's record is an error.
 pub fn resolve_tokenizer(flag: Option<&str>, meta: &stuffed_model::checkpoint::CheckpointMeta) -> anyhow::Result<Tokenizer> {
-    let tok = Tokenizer::from_spec(flag.or(meta.tokenizer.as_deref()).unwrap_or("bytes"))?;
+    let spec = flag.or(meta.tokenizer.as_deref()).or(meta.tokenizer_hint.as_deref()).unwrap_or("bytes");
+    let tok = Tokenizer::from_spec(spec)?;
     if let Some(recorded) = &meta.tokenizer {
         tok.check_same(recorded, "the checkpoint")?;
     }
