@@ -15,7 +15,8 @@ use tch::Device;
 /// A tiny random Mamba-2 (bytes vocabulary) written as transformers writes one: Mamba2Config
 /// keys and Hugging Face parameter names, no stuffed.json.
 fn transformers_checkpoint(dir: &Path) -> PathBuf {
-    let spec = ModelSpec { d_model: Some(32), n_layer: Some(2), d_state: Some(8), headdim: Some(16), chunk_size: Some(32), ..Default::default() };
+    let spec =
+        ModelSpec { d_model: Some(32), n_layer: Some(2), d_state: Some(8), headdim: Some(16), chunk_size: Some(32), ..Default::default() };
     let cfg = spec.resolve(Some(257)).unwrap();
     let lm = Mamba2LM::seeded(&cfg, Device::Cpu, 1).unwrap();
     let out = dir.join("hf-tiny");
@@ -41,9 +42,28 @@ fn analyze_a_tiny_checkpoint_stores_results_and_a_report_within_two_minutes() {
     let out = d.join("analysis");
     let t0 = Instant::now();
     let args = [
-        "analyze", ckpt.to_str().unwrap(), "--out", out.to_str().unwrap(), "--train-len", "64", "--len", "1024",
-        "--corpus", corpus.to_str().unwrap(), "--prompts", "2", "--passkey-n", "2", "--bucket", "64", "--chunk", "256",
-        "--device", "cpu", "--db", db.to_str().unwrap(),
+        "analyze",
+        ckpt.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--train-len",
+        "64",
+        "--len",
+        "1024",
+        "--corpus",
+        corpus.to_str().unwrap(),
+        "--prompts",
+        "2",
+        "--passkey-n",
+        "2",
+        "--bucket",
+        "64",
+        "--chunk",
+        "256",
+        "--device",
+        "cpu",
+        "--db",
+        db.to_str().unwrap(),
     ];
     let stdout = ok(d, &args);
     let secs = t0.elapsed().as_secs_f64();
@@ -68,7 +88,8 @@ fn analyze_a_tiny_checkpoint_stores_results_and_a_report_within_two_minutes() {
     let show = ok(d, &["results", "show", jobs[0]["id"].as_str().unwrap(), "--db", db.to_str().unwrap()]);
     assert!(show.contains("passkey") && show.contains("states"), "{show}");
     assert!(out.join("README.md").exists() && out.join("report/index.html").exists());
-    let figures: Vec<String> = std::fs::read_dir(out.join("report/figures")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let figures: Vec<String> =
+        std::fs::read_dir(out.join("report/figures")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert!(figures.iter().any(|f| f.starts_with("mitigation_")) && figures.iter().any(|f| f.starts_with("passkey_")), "{figures:?}");
 }
 

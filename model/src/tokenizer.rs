@@ -12,7 +12,12 @@ pub enum Tokenizer {
     Gpt2(&'static tiktoken_rs::CoreBPE),
     /// `repo` is set when it came from the hub cache: the spec names the repository, not the
     /// machine's cache path.
-    Hf { path: PathBuf, repo: Option<String>, tok: Box<tokenizers::Tokenizer>, eos: u32 },
+    Hf {
+        path: PathBuf,
+        repo: Option<String>,
+        tok: Box<tokenizers::Tokenizer>,
+        eos: u32,
+    },
 }
 
 impl std::fmt::Debug for Tokenizer {

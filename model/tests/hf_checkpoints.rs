@@ -65,6 +65,16 @@ fn every_checkpoint_form_gives_transformers_losses() {
         ConfigLayout::Transformers,
         "safetensors",
     );
+    // Its tokenizer through the same name, recorded by name (not by this machine's cache path),
+    // and offered as the checkpoint's tokenizer.
+    let tok = stuffed_model::Tokenizer::from_spec("hf:test-org/tiny-mamba2").unwrap();
+    assert_eq!(tok.spec(), "hf:test-org/tiny-mamba2");
+    assert_eq!(tok.encode("hello world"), vec![2, 3]);
+    assert_eq!(tok.eos(), 0);
+    let hint = checkpoint::open(Path::new("hf:test-org/tiny-mamba2")).unwrap().meta.tokenizer_hint.unwrap();
+    assert!(hint.ends_with("tokenizer.json"), "{hint}");
+    let e = stuffed_model::Tokenizer::from_spec("hf:test-org/absent").unwrap_err().to_string();
+    assert!(e.contains("models--test-org--absent"), "{e}");
     let e = checkpoint::open(Path::new("hf:test-org/absent")).unwrap_err().to_string();
     assert!(e.contains("hf:test-org/absent") && e.contains("models--test-org--absent") && e.contains("hub"), "{e}");
     let e = checkpoint::open(Path::new("hf:test-org/tiny-mamba2@v9")).unwrap_err().to_string();

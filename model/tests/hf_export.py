@@ -6,7 +6,8 @@ usage: hf_export.py OUT_DIR TOKENS_JSON TIE(0|1) GROUPS VOCAB CHUNK
 Writes under OUT_DIR: st/ (save_pretrained: transformers config + model.safetensors), shard/
 (sharded safetensors + index), bin/ (transformers config + pytorch_model.bin), ssm_bin/
 (mamba_ssm config + pytorch_model.bin with mamba_ssm names, like state-spaces/mamba2-*),
-hub/models--test-org--tiny-mamba2/ (a hub cache tree: blobs, refs/main, snapshots/<sha>) and
+hub/models--test-org--tiny-mamba2/ (a hub cache tree: blobs, refs/main, snapshots/<sha> with a
+tiny word-level tokenizer.json) and
 losses.safetensors (per-token cross-entropy [B, L-1], fp32).
 """
 import json
@@ -56,6 +57,12 @@ def main(out, tokens_path, tie, groups, vocab, chunk):
         shutil.copy(os.path.join(out, "st", name), blob)
         os.symlink(os.path.join("..", "..", "blobs", f"blob{i}"), os.path.join(snap, name))
     open(os.path.join(repo, "refs", "main"), "w").write(SHA)
+    # A tiny word-level tokenizer.json (with GPT-NeoX's end-of-text token) in the snapshot.
+    from tokenizers import Tokenizer, models, pre_tokenizers  # noqa: E402
+    vocab = {w: i for i, w in enumerate(["<|endoftext|>", "[UNK]", "hello", "world"])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.save(os.path.join(snap, "tokenizer.json"))
     tokens = torch.tensor(json.load(open(tokens_path)), dtype=torch.long)
     with torch.no_grad():
         logits = model(input_ids=tokens).logits.float()

@@ -156,8 +156,7 @@ fn canonical_name(name: &str) -> String {
 /// Copies the tensors of `weights` into the model's parameters, checking names, shapes and
 /// dtypes; an error names the file and the tensor.
 pub fn load_weights(lm: &Mamba2LM, weights: &WeightFiles) -> Result<()> {
-    let mut file: BTreeMap<String, (Tensor, PathBuf)> =
-        weights.read()?.into_iter().map(|(n, t, f)| (canonical_name(&n), (t, f))).collect();
+    let mut file: BTreeMap<String, (Tensor, PathBuf)> = weights.read()?.into_iter().map(|(n, t, f)| (canonical_name(&n), (t, f))).collect();
     if lm.cfg.tie_embeddings {
         file.remove("lm_head.weight"); // tied: the embedding is the head
     }

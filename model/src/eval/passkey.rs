@@ -121,7 +121,13 @@ fn complete(lm: &Mamba2LM, tok: &Tokenizer, prompts: &Tensor, cfg: &PasskeyEval)
 }
 
 pub fn run(lm: &Mamba2LM, tok: &Tokenizer, cfg: &PasskeyEval) -> Result<PasskeyResult> {
+    run_with_progress(lm, tok, cfg, &super::no_progress)
+}
+
+/// `run`, reporting the prompt tokens read so far to `progress`.
+pub fn run_with_progress(lm: &Mamba2LM, tok: &Tokenizer, cfg: &PasskeyEval, progress: super::Progress) -> Result<PasskeyResult> {
     let _g = tch::no_grad_guard();
+    let total: u64 = cfg.lengths.iter().map(|&l| l.max(0) as u64).sum::<u64>() * cfg.depths.len() as u64 * cfg.n.max(0) as u64;
     let start = Instant::now();
     let tpl = PasskeyTemplate::new(tok, cfg.template);
     let mut cells = Vec::new();
@@ -150,6 +156,7 @@ pub fn run(lm: &Mamba2LM, tok: &Tokenizer, cfg: &PasskeyEval) -> Result<PasskeyR
                     }
                 }
                 tokens += l * group.len() as i64;
+                progress(tokens as u64, total.max(tokens as u64));
             }
         }
         for (di, &depth) in cfg.depths.iter().enumerate() {

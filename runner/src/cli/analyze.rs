@@ -12,6 +12,7 @@ use anyhow::Context;
 use serde_json::json;
 use stuffed_model::data::passkey::{PasskeyFormat, PasskeyTemplate};
 use stuffed_model::data::{probes, Corpus};
+use stuffed_model::eval::Progress;
 use stuffed_model::protocol::eval::{EvalResult, LossParams, PasskeyParams, StatesParams};
 use stuffed_model::protocol::{Envelope, Event, JobStatus, Precision};
 use stuffed_model::ssd::SsdBackend;
@@ -85,6 +86,9 @@ pub struct Args {
     db: DbArgs,
 }
 
+/// The shortest held-out document taken and the number of documents behind the prompts.
+type Docs = (i64, usize);
+
 /// One evaluation of the analysis: a label and what to run.
 enum Step {
     Loss { label: String, source: &'static str, mitigation: String },
@@ -108,22 +112,26 @@ impl Args {
         self.out = std::fs::canonicalize(&self.out).with_context(|| format!("output directory {}", self.out.display()))?;
         let text_source = if self.corpus.is_some() { Some("corpus") } else { self.text.as_ref().map(|_| "text") };
         let steps = self.plan(&tok, text_source);
-        let pb = super::progress::bar(steps.len() as u64, "evaluations");
         let mut results = Vec::new();
-        for step in &steps {
+        for (i, step) in steps.iter().enumerate() {
             let label = match step {
                 Step::Loss { label, .. } => label.clone(),
                 Step::Passkey => "passkey".into(),
                 Step::States { source } => format!("states on {source}"),
             };
-            pb.set_message(label.clone());
+            // One bar per evaluation, over its tokens (a plain log line when not on a terminal).
+            let pb = super::progress::bar(0, "tokens");
+            pb.set_message(format!("[{}/{}] {label}", i + 1, steps.len()));
             if !super::progress::is_terminal() {
-                eprintln!("analyze: {label}");
+                eprintln!("analyze [{}/{}]: {label}", i + 1, steps.len());
             }
-            results.push(self.evaluate(&lm, &tok, step).with_context(|| format!("evaluation '{label}'"))?);
-            pb.inc(1);
+            let report = |done: u64, total: u64| {
+                pb.set_length(total);
+                pb.set_position(done);
+            };
+            results.push(self.evaluate(&lm, &tok, step, &report).with_context(|| format!("evaluation '{label}'"))?);
+            pb.finish_and_clear();
         }
-        pb.finish_and_clear();
         let job_id = runtime()?.block_on(self.store(&lm, &tok, &results))?;
         std::fs::write(self.out.join("analysis.json"), serde_json::to_string_pretty(&json!({"job": job_id, "results": results}))? + "\n")
             .with_context(|| format!("writing {}", self.out.join("analysis.json").display()))?;
@@ -181,7 +189,7 @@ impl Args {
 
     /// `n` prompts of `len` tokens from `source`, with the corpus's shortest document and the
     /// number of documents behind them.
-    fn prompts(&self, tok: &Tokenizer, source: &str, len: usize) -> anyhow::Result<(Vec<Vec<u32>>, Option<(i64, usize)>)> {
+    fn prompts(&self, tok: &Tokenizer, source: &str, len: usize) -> anyhow::Result<(Vec<Vec<u32>>, Option<Docs>)> {
         Ok(match (source, &self.corpus, &self.text) {
             ("corpus", Some(dir), _) => {
                 let c = Corpus::open(dir)?;
@@ -195,7 +203,7 @@ impl Args {
         })
     }
 
-    fn evaluate(&self, lm: &Mamba2LM, tok: &Tokenizer, step: &Step) -> anyhow::Result<EvalResult> {
+    fn evaluate(&self, lm: &Mamba2LM, tok: &Tokenizer, step: &Step, progress: Progress) -> anyhow::Result<EvalResult> {
         Ok(match step {
             Step::Loss { source, mitigation, .. } => {
                 let (prompts, docs) = self.prompts(tok, source, self.len as usize + 1)?;
@@ -213,7 +221,7 @@ impl Args {
                     min_doc_tokens: docs.map(|d| d.0),
                     documents: docs.map(|d| d.1),
                 };
-                EvalResult::Loss(evaluate::loss(lm, &prompts, params, false)?.0)
+                EvalResult::Loss(evaluate::loss_with_progress(lm, &prompts, params, false, progress)?.0)
             }
             Step::Passkey => {
                 let params = PasskeyParams {
@@ -227,7 +235,7 @@ impl Args {
                     template: Default::default(),
                     recall_rule: Default::default(),
                 };
-                EvalResult::Passkey(evaluate::passkey(lm, tok, params, Some(self.train_len))?)
+                EvalResult::Passkey(evaluate::passkey_with_progress(lm, tok, params, Some(self.train_len), progress)?)
             }
             Step::States { source } => {
                 let len = self.states_len.unwrap_or(self.len.min(8 * self.train_len));
@@ -270,7 +278,7 @@ impl Args {
             "train": {"seq_len": self.train_len, "lr": 0.0, "steps": 0},
             "init_from": self.checkpoint,
         });
-        Ok(serde_json::from_value(v).context("building the analysis job config")?)
+        serde_json::from_value(v).context("building the analysis job config")
     }
 
     async fn store(&self, lm: &Mamba2LM, tok: &Tokenizer, results: &[EvalResult]) -> anyhow::Result<String> {
@@ -318,10 +326,13 @@ impl Args {
             .collect();
         // A re-run of the same analysis replaces its rows (sequence numbers restart above the last).
         let last = db.job(&id).await?.last_seq.max(0) as u64;
-        let events: Vec<Envelope> = events.into_iter().map(|mut e| {
-            e.seq += last;
-            e
-        }).collect();
+        let events: Vec<Envelope> = events
+            .into_iter()
+            .map(|mut e| {
+                e.seq += last;
+                e
+            })
+            .collect();
         db.ingest(&id, &events).await?;
         db.set_status(&id, JobStatus::Completed, None, None).await?;
         Ok(id)
@@ -342,7 +353,10 @@ impl Args {
                 let verdict = match (v.and_then(|v| v.collapsed), v.and_then(|v| v.inconclusive.as_ref())) {
                     (Some(true), _) => "yes".to_string(),
                     (Some(false), _) => "no".to_string(),
-                    (None, Some(why)) => format!("inconclusive ({})", serde_json::to_value(why).ok().and_then(|w| w.as_str().map(String::from)).unwrap_or_default()),
+                    (None, Some(why)) => format!(
+                        "inconclusive ({})",
+                        serde_json::to_value(why).ok().and_then(|w| w.as_str().map(String::from)).unwrap_or_default()
+                    ),
                     (None, None) => "inconclusive".to_string(),
                 };
                 let _ = writeln!(
@@ -364,7 +378,8 @@ impl Args {
                     for a in &p.accuracy_by_len {
                         let _ = writeln!(s, "| {} | {:.2} |", a.len, a.accuracy);
                     }
-                    let _ = writeln!(s, "\nT_recall (mean over depths > 0.95): {}", p.t_recall_mean.map_or("none".into(), |t| t.to_string()));
+                    let _ =
+                        writeln!(s, "\nT_recall (mean over depths > 0.95): {}", p.t_recall_mean.map_or("none".into(), |t| t.to_string()));
                     let _ = writeln!(s, "T_recall (every depth > 0.95): {}", p.t_recall_strict.map_or("none".into(), |t| t.to_string()));
                 }
                 EvalResult::States(st) => {
@@ -387,7 +402,8 @@ impl Args {
         let data = runtime()?.block_on(async { self.db.open_read_only().await?.report_data(std::slice::from_ref(&self.sweep)).await })?;
         let dir = self.out.join("report");
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let opts = stuffed_reports::ReportOptions { log_scale: false, title: Some(format!("stuffed analyze: {}", self.checkpoint.display())) };
+        let opts =
+            stuffed_reports::ReportOptions { log_scale: false, title: Some(format!("stuffed analyze: {}", self.checkpoint.display())) };
         stuffed_reports::write_report(&data, &dir, &opts).with_context(|| format!("writing the report into {}", dir.display()))?;
         Ok(())
     }

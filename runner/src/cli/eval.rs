@@ -159,7 +159,13 @@ impl LossArgs {
             min_doc_tokens: docs.map(|d| d.0),
             documents: docs.map(|d| d.1),
         };
-        let (result, per_token) = evaluate::loss(&lm, &prompts, params, self.per_token)?;
+        let pb = super::progress::bar(0, "tokens");
+        let report = |done: u64, total: u64| {
+            pb.set_length(total);
+            pb.set_position(done);
+        };
+        let (result, per_token) = evaluate::loss_with_progress(&lm, &prompts, params, self.per_token, &report)?;
+        pb.finish_and_clear();
         let json = match &per_token {
             Some(losses) => json!({"tokens": result.tokens, "mean_loss": result.mean_loss, "losses": losses}),
             None => serde_json::to_value(EvalResult::Loss(result.clone()))?,
@@ -265,7 +271,13 @@ impl PasskeyArgs {
             template: Default::default(),
             recall_rule: Default::default(),
         };
-        let r = evaluate::passkey(&lm, &tok, params, self.train_len)?;
+        let pb = super::progress::bar(0, "tokens");
+        let report = |done: u64, total: u64| {
+            pb.set_length(total);
+            pb.set_position(done);
+        };
+        let r = evaluate::passkey_with_progress(&lm, &tok, params, self.train_len, &report)?;
+        pb.finish_and_clear();
         let result = EvalResult::Passkey(r.clone());
         if let Some(out) = &self.out {
             std::fs::write(out, serde_json::to_string_pretty(&result)? + "\n").with_context(|| format!("writing {}", out.display()))?;
