@@ -81,7 +81,7 @@ impl HubRef {
             }
         }
         let rev = self.revision.as_deref().unwrap_or("main");
-        Err(Error::Config(format!(
+        Err(Error::NotFound(format!(
             "hf:{self}: revision '{rev}' is not in the local Hugging Face cache (nothing is downloaded); searched {}. \
              Fetch it with `huggingface-cli download {}/{}`, or set HF_HUB_CACHE or HF_HOME to the cache that holds it",
             searched.join(", "),
