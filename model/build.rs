@@ -1,6 +1,6 @@
 // Build script of stuffed-model: compiles the small C++ shim (caching-allocator statistics,
 // memory info, current stream) and the fused SSD's autograd node and kernel launcher
-// (csrc/ssd.cpp) against the same libtorch that torch-sys found, and links libtorch_cuda explicitly so CUDA is never silently dropped by --as-needed.
+// (csrc/ssd.cpp) and the torch-pickle reader (csrc/pickle.cpp) against the same libtorch that torch-sys found, and links libtorch_cuda explicitly so CUDA is never silently dropped by --as-needed.
 // The fused SSD's CUDA kernels (csrc/kernels/*.cu, *.cuh) are embedded as string literals in a
 // generated header (OUT_DIR/ssd_kernels.h: NVRTC compiles them at first use), with the list of
 // their entry points read from the `extern "C" __global__` declarations after the preprocessor;
@@ -16,6 +16,7 @@ fn main() {
     println!("cargo:rerun-if-changed=csrc/shim.cpp");
     println!("cargo:rerun-if-changed=csrc/ssd.cpp");
     println!("cargo:rerun-if-changed=csrc/profile.cpp");
+    println!("cargo:rerun-if-changed=csrc/pickle.cpp");
     println!("cargo:rerun-if-changed=build.rs");
     let lib = PathBuf::from(env::var("DEP_TCH_LIBTORCH_LIB").expect("torch-sys did not report its libtorch lib dir"));
     let torch = lib.parent().expect("libtorch lib dir has a parent").to_path_buf();
@@ -30,6 +31,7 @@ fn main() {
         .file("csrc/shim.cpp")
         .file("csrc/ssd.cpp")
         .file("csrc/profile.cpp")
+        .file("csrc/pickle.cpp")
         .include(&include)
         .include(&out)
         .include(include.join("torch/csrc/api/include"))

@@ -18,6 +18,9 @@ pub enum Error {
     Device(String),
     #[error("tokenizer: {0}")]
     Tokenizer(String),
+    /// Something named (a hub repository, a revision) is not on this machine.
+    #[error("{0}")]
+    NotFound(String),
     #[error("data: {0}")]
     Data(String),
     #[error("training diverged: {0}")]
@@ -41,7 +44,9 @@ impl Error {
     pub fn failure_kind(&self) -> FailureKind {
         match self {
             Error::Config(_) | Error::Shape { .. } | Error::Device(_) => FailureKind::Config,
-            Error::Io { .. } | Error::WithPath { .. } | Error::Tokenizer(_) | Error::Data(_) | Error::Json(_) => FailureKind::Data,
+            Error::Io { .. } | Error::WithPath { .. } | Error::Tokenizer(_) | Error::Data(_) | Error::Json(_) | Error::NotFound(_) => {
+                FailureKind::Data
+            }
             Error::Diverged(_) => FailureKind::Diverged,
             Error::Interrupted => FailureKind::Interrupted,
             Error::Eval(_) => FailureKind::Internal,

@@ -12,6 +12,7 @@ pub mod cuda;
 pub mod data;
 pub mod error;
 pub mod eval;
+pub mod hub;
 pub mod limits;
 pub mod lm;
 pub mod mixer;

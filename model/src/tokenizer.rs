@@ -1,7 +1,8 @@
 //! Tokenizers, named by a spec string recorded with every corpus and checkpoint:
 //! `bytes` (ids 0..255 = the UTF-8 bytes, 256 = EOS), `gpt2` (the r50k BPE that tiktoken-rs
-//! embeds, EOS 50256; works offline) and `hf:PATH` (any local `tokenizer.json`, e.g. the
-//! GPT-NeoX tokenizer of the official Mamba-2 checkpoints).
+//! embeds, EOS 50256; works offline), `hf:PATH` (any local `tokenizer.json`) and
+//! `hf:ORG/NAME[@REVISION]` (the `tokenizer.json` of a repository in the local Hugging Face
+//! cache, e.g. `hf:EleutherAI/gpt-neox-20b`, the tokenizer of the official Mamba-2 checkpoints).
 use std::path::{Path, PathBuf};
 
 use crate::{Error, Result};
@@ -9,7 +10,14 @@ use crate::{Error, Result};
 pub enum Tokenizer {
     Bytes,
     Gpt2(&'static tiktoken_rs::CoreBPE),
-    Hf { path: PathBuf, tok: Box<tokenizers::Tokenizer>, eos: u32 },
+    /// `repo` is set when it came from the hub cache: the spec names the repository, not the
+    /// machine's cache path.
+    Hf {
+        path: PathBuf,
+        repo: Option<String>,
+        tok: Box<tokenizers::Tokenizer>,
+        eos: u32,
+    },
 }
 
 impl std::fmt::Debug for Tokenizer {
@@ -28,13 +36,19 @@ impl Tokenizer {
             "bytes" => Ok(Tokenizer::Bytes),
             "gpt2" => Ok(Tokenizer::Gpt2(tiktoken_rs::r50k_base_singleton())),
             s => match s.strip_prefix("hf:") {
-                Some(p) => Self::hf(Path::new(p)),
-                None => Err(Error::Tokenizer(format!("unknown tokenizer '{s}': expected bytes, gpt2 or hf:PATH/tokenizer.json"))),
+                Some(p) if Path::new(p).exists() => Self::hf(Path::new(p), None),
+                Some(p) => match crate::hub::HubRef::parse(p) {
+                    Some(r) => Self::hf(&r.resolve()?, Some(r.to_string())),
+                    None => Err(Error::at(p, "tokenizer file not found (and not a hub repository name hf:ORG/NAME)")),
+                },
+                None => Err(Error::Tokenizer(format!(
+                    "unknown tokenizer '{s}': expected bytes, gpt2, hf:PATH/tokenizer.json or hf:ORG/NAME (local hub cache)"
+                ))),
             },
         }
     }
 
-    fn hf(path: &Path) -> Result<Tokenizer> {
+    fn hf(path: &Path, repo: Option<String>) -> Result<Tokenizer> {
         let file = if path.is_dir() { path.join("tokenizer.json") } else { path.to_path_buf() };
         let tok = tokenizers::Tokenizer::from_file(&file).map_err(|e| Error::at(&file, format!("cannot load tokenizer: {e}")))?;
         let eos = ["<|endoftext|>", "</s>", "<eos>", "<|end_of_text|>"]
@@ -42,7 +56,7 @@ impl Tokenizer {
             .find_map(|t| tok.token_to_id(t))
             .ok_or_else(|| Error::at(&file, "tokenizer has no end-of-text token (<|endoftext|>, </s> or <eos>)"))?;
         let path = std::fs::canonicalize(&file).unwrap_or(file);
-        Ok(Tokenizer::Hf { path, tok: Box::new(tok), eos })
+        Ok(Tokenizer::Hf { path, repo, tok: Box::new(tok), eos })
     }
 
     /// Canonical spec string (what corpora and checkpoints record).
@@ -50,6 +64,7 @@ impl Tokenizer {
         match self {
             Tokenizer::Bytes => "bytes".into(),
             Tokenizer::Gpt2(_) => "gpt2".into(),
+            Tokenizer::Hf { repo: Some(r), .. } => format!("hf:{r}"),
             Tokenizer::Hf { path, .. } => format!("hf:{}", path.display()),
         }
     }
@@ -128,7 +143,7 @@ mod tests {
     #[test]
     fn unknown_spec_is_an_error() {
         let e = Tokenizer::from_spec("sentencepiece").unwrap_err().to_string();
-        assert!(e.contains("expected bytes, gpt2 or hf:"), "{e}");
+        assert!(e.contains("expected bytes, gpt2, hf:"), "{e}");
         assert!(Tokenizer::from_spec("hf:/nonexistent/tokenizer.json").is_err());
     }
 

@@ -64,7 +64,7 @@ fn logits_match_transformers_mamba2() {
 fn round_trip_preserves_weights_and_outputs() {
     let lm = Mamba2LM::seeded(&config(1, 16), Device::Cpu, 3).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let meta = CheckpointMeta { tokenizer: Some("bytes".into()), step: Some(5), tokens: Some(10) };
+    let meta = CheckpointMeta { tokenizer: Some("bytes".into()), step: Some(5), tokens: Some(10), ..Default::default() };
     checkpoint::save(&lm, dir.path(), &meta).unwrap();
     let (back, meta2) = checkpoint::load(dir.path(), Device::Cpu).unwrap();
     assert_eq!(meta, meta2);

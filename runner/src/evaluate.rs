@@ -59,6 +59,17 @@ pub fn source_name(s: EvalSource) -> &'static str {
 
 /// Loss by position over `prompts`; also returns the per-position losses when `per_token`.
 pub fn loss(lm: &Mamba2LM, prompts: &[Vec<u32>], params: LossParams, per_token: bool) -> anyhow::Result<(LossResult, Option<Vec<f64>>)> {
+    loss_with_progress(lm, prompts, params, per_token, &eval::no_progress)
+}
+
+/// `loss`, reporting the tokens scored so far (a progress bar).
+pub fn loss_with_progress(
+    lm: &Mamba2LM,
+    prompts: &[Vec<u32>],
+    params: LossParams,
+    per_token: bool,
+    progress: eval::Progress,
+) -> anyhow::Result<(LossResult, Option<Vec<f64>>)> {
     let cfg = LossEval {
         chunk: params.chunk,
         bucket: params.bucket,
@@ -70,7 +81,7 @@ pub fn loss(lm: &Mamba2LM, prompts: &[Vec<u32>], params: LossParams, per_token: 
         // The probe (and a single text) is one fixed input: no sampling over prompts.
         probe: params.source != "corpus",
     };
-    let c = eval::loss::run(lm, prompts, &cfg)?;
+    let c = eval::loss::run_with_progress(lm, prompts, &cfg, progress)?;
     let result = LossResult {
         params,
         buckets: c.buckets,
@@ -86,7 +97,19 @@ pub fn loss(lm: &Mamba2LM, prompts: &[Vec<u32>], params: LossParams, per_token: 
 
 /// Passkey accuracy over lengths x depths and T_recall; with `params.search`, T_recall by
 /// bisection over that range (then `params.lengths` become the lengths it probed, ascending).
-pub fn passkey(lm: &Mamba2LM, tok: &Tokenizer, mut params: PasskeyParams, train_len: Option<i64>) -> anyhow::Result<PasskeyResult> {
+pub fn passkey(lm: &Mamba2LM, tok: &Tokenizer, params: PasskeyParams, train_len: Option<i64>) -> anyhow::Result<PasskeyResult> {
+    passkey_with_progress(lm, tok, params, train_len, &eval::no_progress)
+}
+
+/// `passkey`, reporting the prompt tokens read so far (a progress bar; a length search reports
+/// nothing: its probes are not known in advance).
+pub fn passkey_with_progress(
+    lm: &Mamba2LM,
+    tok: &Tokenizer,
+    mut params: PasskeyParams,
+    train_len: Option<i64>,
+    progress: eval::Progress,
+) -> anyhow::Result<PasskeyResult> {
     let cfg = PasskeyEval {
         lengths: params.lengths.clone(),
         depths: params.depths.clone(),
@@ -102,7 +125,7 @@ pub fn passkey(lm: &Mamba2LM, tok: &Tokenizer, mut params: PasskeyParams, train_
         recall_rule: params.recall_rule,
     };
     let r = match params.search {
-        None => eval::passkey::run(lm, tok, &cfg)?,
+        None => eval::passkey::run_with_progress(lm, tok, &cfg, progress)?,
         Some(range) => {
             let grid = LengthGrid::new(range).map_err(|(key, msg)| anyhow::anyhow!("passkey length search: {key} {msg}"))?;
             let r = eval::passkey::run_search(lm, tok, &cfg, &grid)?;

@@ -439,3 +439,31 @@ fn sweep_evals_at_sets_every_job_and_a_bad_point_is_located_in_the_sweep() {
     let e = error(&inline(&format!("{evals}evals_at: [0.5, 2.5]\n")));
     assert!(e.starts_with("x.yaml:12:") && e.contains("`evals_at[1]`") && e.contains("fraction 2.5"), "{e}");
 }
+
+/// Issue 23: the continued pre-training example starts every job from the official checkpoint
+/// in the hub cache, at three training lengths, with the official models' tokenizer (here a
+/// stand-in tokenizer.json in a fake hub cache: the only test of this binary that reads
+/// HF_HUB_CACHE).
+#[test]
+fn continued_pretraining_example_starts_from_the_hub_checkpoint() {
+    let hub = tempfile::tempdir().unwrap();
+    let sha = "0123456789abcdef0123456789abcdef01234567";
+    let repo = hub.path().join("models--EleutherAI--gpt-neox-20b");
+    write(&repo, "refs/main", sha);
+    let vocab = r#"{"<|endoftext|>": 0, "[UNK]": 1}"#;
+    let tok = format!(
+        r#"{{"version": "1.0", "truncation": null, "padding": null, "added_tokens": [], "normalizer": null, "pre_tokenizer": null,
+            "post_processor": null, "decoder": null, "model": {{"type": "WordLevel", "vocab": {vocab}, "unk_token": "[UNK]"}}}}"#
+    );
+    write(&repo, &format!("snapshots/{sha}/tokenizer.json"), &tok);
+    std::env::set_var("HF_HUB_CACHE", hub.path());
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sweeps/paper/continued-pretraining.yaml");
+    let jobs = expand(&SweepSpec::load(&path).unwrap(), 100).unwrap();
+    let lens: Vec<i64> = jobs.iter().map(|j| j.config.train.seq_len).collect();
+    assert_eq!(lens, [4096, 16384, 65536]);
+    for j in &jobs {
+        assert_eq!(j.config.init_from.as_deref(), Some(Path::new("hf:state-spaces/mamba2-130m")));
+        assert_eq!(j.config.tokenizer, "hf:EleutherAI/gpt-neox-20b");
+        assert_eq!(j.config.model.preset.as_deref(), Some("130m"));
+    }
+}

@@ -63,6 +63,11 @@ pub fn bucketize(per_pos: &[f64], width: i64) -> Vec<Bucket> {
 /// Runs the evaluation over `prompts`, each of the same length n + 1 (n positions scored:
 /// the loss at position t is that of token t+1 given tokens <= t).
 pub fn run(lm: &Mamba2LM, prompts: &[Vec<u32>], cfg: &LossEval) -> Result<LossCurve> {
+    run_with_progress(lm, prompts, cfg, &super::no_progress)
+}
+
+/// `run`, reporting the tokens scored so far to `progress`.
+pub fn run_with_progress(lm: &Mamba2LM, prompts: &[Vec<u32>], cfg: &LossEval, progress: super::Progress) -> Result<LossCurve> {
     let n = prompts.first().map(|p| p.len() as i64 - 1).unwrap_or(0);
     if n < 1 || prompts.iter().any(|p| p.len() as i64 != n + 1) {
         return Err(Error::Eval("loss evaluation needs prompts of equal length >= 2 tokens".into()));
@@ -107,6 +112,7 @@ pub fn run(lm: &Mamba2LM, prompts: &[Vec<u32>], cfg: &LossEval) -> Result<LossCu
                 }
             }
             pos += c;
+            progress((g * batch) as u64 * n as u64 + rows as u64 * pos as u64, prompts.len() as u64 * n as u64);
             if let Some(nm) = normer.as_mut() {
                 let calibrating = cfg.train_len.is_some_and(|t| pos <= t);
                 nm.apply(&mut state, calibrating);

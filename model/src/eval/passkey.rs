@@ -114,12 +114,19 @@ fn complete(lm: &Mamba2LM, tok: &Tokenizer, prompts: &Tensor, cfg: &PasskeyEval)
 
 /// Passkey accuracy at every length of `cfg.lengths` x every depth, and T_recall.
 pub fn run(lm: &Mamba2LM, tok: &Tokenizer, cfg: &PasskeyEval) -> Result<PasskeyResult> {
+    run_with_progress(lm, tok, cfg, &super::no_progress)
+}
+
+/// `run`, reporting the prompt tokens read so far to `progress`.
+pub fn run_with_progress(lm: &Mamba2LM, tok: &Tokenizer, cfg: &PasskeyEval, progress: super::Progress) -> Result<PasskeyResult> {
     let _g = tch::no_grad_guard();
     let start = Instant::now();
     let tpl = PasskeyTemplate::new(tok, cfg.template);
+    let total: u64 = cfg.lengths.iter().map(|&l| l.max(0) as u64).sum::<u64>() * cfg.depths.len() as u64 * cfg.n.max(0) as u64;
     let (mut cells, mut tokens) = (Vec::new(), 0i64);
     for &len in &cfg.lengths {
         cells.extend(length_cells(lm, tok, &tpl, cfg, len, &mut tokens)?);
+        progress(tokens as u64, total.max(tokens as u64));
     }
     Ok(summarize(cfg, &cfg.lengths, cells, None, start, tokens))
 }

@@ -123,7 +123,7 @@ impl Ctx<'_> {
             std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
         }
         std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        let meta = CheckpointMeta { tokenizer: Some(self.tok.spec()), step: Some(step), tokens: Some(tokens) };
+        let meta = CheckpointMeta { tokenizer: Some(self.tok.spec()), step: Some(step), tokens: Some(tokens), ..Default::default() };
         checkpoint::save(&self.lm, &tmp, &meta)?;
         self.opt.save(&tmp)?;
         let state = TrainerState { step, tokens, sampler: sampler.clone(), identity: identity(self.job) };
@@ -211,15 +211,23 @@ pub fn train<E: From<Error>>(
         None => {
             let lm = Mamba2LM::seeded(&cfg, device, t.seed as i64)?;
             if let Some(init) = &job.init_from {
-                let meta = checkpoint::read_meta(init)?;
-                if let Some(tk) = &meta.tokenizer {
+                // Any checkpoint form: ours, transformers', pytorch_model.bin, hf:ORG/NAME.
+                let src = checkpoint::open(init)?;
+                if let Some(tk) = &src.meta.tokenizer {
                     tok.check_same(tk, &format!("init_from checkpoint {}", init.display()))?;
                 }
-                let init_cfg = crate::config::MambaConfig::from_json_file(&init.join(checkpoint::CONFIG_FILE))?;
-                if init_cfg.padded_vocab() != cfg.padded_vocab() || init_cfg.d_model != cfg.d_model || init_cfg.n_layer != cfg.n_layer {
-                    return Err(Error::at(init, "init_from checkpoint does not have this job's model shape").into());
+                let c = &src.cfg;
+                if c.padded_vocab() != cfg.padded_vocab() || c.d_model != cfg.d_model || c.n_layer != cfg.n_layer {
+                    return Err(Error::at(
+                        init,
+                        format!(
+                            "init_from checkpoint does not have this job's model shape: d_model {} n_layer {} vocab {} (padded), the job has {} {} {}",
+                            c.d_model, c.n_layer, c.padded_vocab(), cfg.d_model, cfg.n_layer, cfg.padded_vocab()
+                        ),
+                    )
+                    .into());
                 }
-                checkpoint::load_weights(&lm, &init.join(checkpoint::WEIGHTS_FILE))?;
+                checkpoint::load_weights(&lm, &src.weights)?;
             }
             (lm, None)
         }

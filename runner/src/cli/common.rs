@@ -18,7 +18,9 @@ pub struct ModelSource {
     /// A named size: 130m, 370m, 780m, 1.3b, 2.7b, small, tiny.
     #[arg(long)]
     pub preset: Option<String>,
-    /// A checkpoint directory (config.json + model.safetensors).
+    /// A checkpoint: a directory (config.json in mamba_ssm's or transformers' layout, with
+    /// model.safetensors, sharded safetensors or pytorch_model.bin) or hf:ORG/NAME[@REVISION]
+    /// from the local Hugging Face cache.
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
 }
@@ -27,7 +29,7 @@ impl ModelSource {
     pub fn config(&self) -> anyhow::Result<MambaConfig> {
         match (&self.preset, &self.checkpoint) {
             (Some(p), _) => Ok(MambaConfig::preset(p)?),
-            (_, Some(dir)) => Ok(MambaConfig::from_json_file(&dir.join(checkpoint::CONFIG_FILE))?),
+            (_, Some(dir)) => Ok(checkpoint::open(dir)?.cfg),
             _ => anyhow::bail!("give --preset NAME or --checkpoint DIR"),
         }
     }

@@ -131,10 +131,12 @@ pub struct LossArgs {
     out: Option<PathBuf>,
 }
 
-/// The tokenizer to use with a model: the flag, else the checkpoint's, else bytes; a flag that
-/// contradicts the checkpoint is an error.
+/// The tokenizer to use with a model: the flag, else the checkpoint's (recorded, else likely:
+/// its tokenizer.json, GPT-NeoX for the official checkpoints), else bytes; a flag that
+/// contradicts the checkpoint's record is an error.
 pub fn resolve_tokenizer(flag: Option<&str>, meta: &stuffed_model::checkpoint::CheckpointMeta) -> anyhow::Result<Tokenizer> {
-    let tok = Tokenizer::from_spec(flag.or(meta.tokenizer.as_deref()).unwrap_or("bytes"))?;
+    let spec = flag.or(meta.tokenizer.as_deref()).or(meta.tokenizer_hint.as_deref()).unwrap_or("bytes");
+    let tok = Tokenizer::from_spec(spec)?;
     if let Some(recorded) = &meta.tokenizer {
         tok.check_same(recorded, "the checkpoint")?;
     }
@@ -161,7 +163,13 @@ impl LossArgs {
             min_doc_tokens: docs.map(|d| d.0),
             documents: docs.map(|d| d.1),
         };
-        let (result, per_token) = evaluate::loss(&lm, &prompts, params, self.per_token)?;
+        let pb = super::progress::bar(0, "tokens");
+        let report = |done: u64, total: u64| {
+            pb.set_length(total);
+            pb.set_position(done);
+        };
+        let (result, per_token) = evaluate::loss_with_progress(&lm, &prompts, params, self.per_token, &report)?;
+        pb.finish_and_clear();
         let json = match &per_token {
             Some(losses) => json!({"tokens": result.tokens, "mean_loss": result.mean_loss, "losses": losses}),
             None => serde_json::to_value(EvalResult::Loss(result.clone()))?,
@@ -283,7 +291,13 @@ impl PasskeyArgs {
             recall_rule: Default::default(),
             search,
         };
-        let r = evaluate::passkey(&lm, &tok, params, self.train_len)?;
+        let pb = super::progress::bar(0, "tokens");
+        let report = |done: u64, total: u64| {
+            pb.set_length(total);
+            pb.set_position(done);
+        };
+        let r = evaluate::passkey_with_progress(&lm, &tok, params, self.train_len, &report)?;
+        pb.finish_and_clear();
         let result = EvalResult::Passkey(r.clone());
         if let Some(out) = &self.out {
             std::fs::write(out, serde_json::to_string_pretty(&result)? + "\n").with_context(|| format!("writing {}", out.display()))?;

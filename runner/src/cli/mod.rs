@@ -2,6 +2,7 @@
 //! `stuffed doctor`). Each subcommand is an `Args` struct with a `run`.
 use clap::{Parser, Subcommand, ValueEnum};
 
+pub mod analyze;
 pub mod bench;
 pub mod common;
 pub mod corpus;
@@ -49,6 +50,10 @@ pub enum Command {
     /// Evaluate a model: loss by position (state collapse), passkey retrieval, state diagnostics.
     #[command(subcommand)]
     Eval(eval::Command),
+    /// The paper's first experiment on one checkpoint (e.g. hf:state-spaces/mamba2-130m): loss
+    /// by position and the newline probe with the collapse verdict, passkey and T_recall, state
+    /// diagnostics and every training-free mitigation, stored as an analysis job, with a report.
+    Analyze(analyze::Args),
     /// Run sweeps of jobs (YAML grids), watch and cancel them.
     #[command(subcommand)]
     Sweep(sweep::Command),
@@ -87,6 +92,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Corpus(c) => c.run(),
         Command::Train(a) => a.run(),
         Command::Eval(c) => c.run(cli.ssd),
+        Command::Analyze(a) => a.run(cli.ssd),
         Command::Passkey(c) => c.run(),
         Command::Sweep(c) => c.run(),
         Command::Results(c) => c.run(),

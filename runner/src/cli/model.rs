@@ -1,4 +1,8 @@
-//! `stuffed model ...`: inspect model configurations and checkpoints.
+//! `stuffed model ...`: inspect model configurations and checkpoints, and import a checkpoint
+//! from any supported form into our canonical directory.
+use std::path::PathBuf;
+
+use anyhow::Context;
 use serde::Serialize;
 
 use super::common::{print_json, ModelSource};
@@ -8,6 +12,45 @@ use super::Format;
 pub enum Command {
     /// Parameter count, state size and per-layer shapes of a preset or checkpoint.
     Info(InfoArgs),
+    /// Writes a checkpoint (mamba_ssm's or transformers' config; model.safetensors, sharded
+    /// safetensors or pytorch_model.bin; or hf:ORG/NAME[@REVISION] from the local hub cache)
+    /// as our canonical directory: mamba_ssm's config.json, fp32 model.safetensors, stuffed.json.
+    /// Loading never needs it: every command reads those forms directly.
+    Import(ImportArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ImportArgs {
+    /// The checkpoint to read: a directory or hf:ORG/NAME[@REVISION].
+    src: PathBuf,
+    /// The directory to write (created; an existing checkpoint there is refused).
+    #[arg(long)]
+    out: PathBuf,
+    /// Tokenizer to record (default: the source's, its tokenizer.json, or GPT-NeoX's for the
+    /// official Mamba-2 vocabulary).
+    #[arg(long)]
+    tokenizer: Option<String>,
+}
+
+impl ImportArgs {
+    fn run(self) -> anyhow::Result<i32> {
+        if self.out.join(stuffed_model::checkpoint::CONFIG_FILE).exists() {
+            anyhow::bail!("{}: already holds a checkpoint; choose another --out", self.out.display());
+        }
+        let src = stuffed_model::checkpoint::import(&self.src, &self.out, self.tokenizer)
+            .with_context(|| format!("importing {}", self.src.display()))?;
+        let meta = stuffed_model::checkpoint::read_meta(&self.out)?;
+        eprintln!(
+            "imported {} ({:?} config, {} weights, {:.1}M parameters) into {}; tokenizer {}",
+            src.dir.display(),
+            src.layout,
+            src.weights.kind(),
+            src.cfg.num_params() as f64 / 1e6,
+            self.out.display(),
+            meta.tokenizer.as_deref().unwrap_or("unknown (give --tokenizer)")
+        );
+        Ok(0)
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -35,6 +78,7 @@ impl Command {
     pub fn run(self) -> anyhow::Result<i32> {
         match self {
             Command::Info(a) => a.run(),
+            Command::Import(a) => a.run(),
         }
     }
 }
