@@ -1,6 +1,5 @@
 //! `stuffed worker --run-dir DIR`: the process a scheduler starts for one job. Runs DIR/job.yaml
 //! under an exclusive lock on DIR (so a job never runs twice at once), writing only to DIR.
-use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
@@ -31,11 +30,11 @@ pub fn lock_run_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
         .write(true)
         .open(&path)
         .with_context(|| format!("opening {}", path.display()))?;
-    // Safety: flock on a file descriptor we own.
-    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-        bail!("another worker is running the job in {}", dir.display());
+    match f.try_lock() {
+        Ok(()) => Ok(f),
+        Err(std::fs::TryLockError::WouldBlock) => bail!("another worker is running the job in {}", dir.display()),
+        Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("locking {}", path.display())),
     }
-    Ok(f)
 }
 
 impl Args {

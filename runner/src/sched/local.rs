@@ -6,7 +6,6 @@
 //! and stops cleanly on Ctrl-C or `sweep cancel` (workers checkpoint, jobs are marked).
 use std::collections::{HashMap, VecDeque};
 use std::fs::OpenOptions;
-use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -89,9 +88,8 @@ struct Running {
 /// Whether a live worker holds the run directory's lock.
 pub fn lock_held(run_dir: &Path) -> bool {
     let Ok(f) = OpenOptions::new().write(true).open(run_dir.join(stuffed_model::protocol::rundir::LOCK_FILE)) else { return false };
-    // Safety: flock on a descriptor we own; a successful probe lock is dropped with the file.
-    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    rc != 0
+    // A successful probe lock is dropped with the file; any failure counts as held.
+    f.try_lock().is_err()
 }
 
 /// Signals the worker of `r`: our own child directly (its pid cannot be reused before we reap
