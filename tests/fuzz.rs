@@ -258,9 +258,9 @@ proptest! {
         let cfg = stuffed::sweep::SlurmBackend { partition, time, mem, extra_sbatch: extra.clone(), ..Default::default() };
         let opts = stuffed::sched::slurm::SlurmOptions {
             cfg, runs_dir: "/shared/runs".into(), slurm_dir: "/shared/runs/slurm".into(), retries: 0, timeout_secs: None,
-            poll: std::time::Duration::from_secs(1), exe: "/opt/stuffed".into(),
+            gpus: 1, poll: std::time::Duration::from_secs(1), exe: "/opt/stuffed".into(),
         };
-        if let Ok(script) = stuffed::sched::slurm::array_script(&opts, "sweep", &[format!("/shared/runs/{dir}")]) {
+        if let Ok(script) = stuffed::sched::slurm::array_script(&opts, "sweep", &[format!("/shared/runs/{dir}")], true) {
             // job name, array, output, gres, the values set, the extras.
             let sbatch = 4 + set + extra.len();
             prop_assert_eq!(script.lines().filter(|l| l.starts_with("#SBATCH ")).count(), sbatch, "{}", script);

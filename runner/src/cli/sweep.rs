@@ -322,6 +322,7 @@ fn slurm_options(cfg: crate::sweep::SlurmBackend, loaded: &LoadedSweep, runs_dir
         slurm_dir: runs_dir.join("slurm"),
         retries: loaded.spec.retries,
         timeout_secs: loaded.spec.resources.timeout_secs(),
+        gpus: loaded.spec.resources.gpus,
         poll: Duration::from_secs(poll.max(1)),
         exe: std::env::current_exe().context("locating the stuffed binary")?,
     })

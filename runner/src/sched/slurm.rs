@@ -32,6 +32,8 @@ pub struct SlurmOptions {
     pub retries: u32,
     /// Per-task time limit when the backend sets no `time`.
     pub timeout_secs: Option<u64>,
+    /// The sweep's `resources.gpus`: 0 asks Slurm for no GPU (no `--gres`).
+    pub gpus: u32,
     pub poll: Duration,
     /// The `stuffed` binary the tasks run.
     pub exe: PathBuf,
@@ -84,10 +86,17 @@ fn slurm_time(secs: u64) -> String {
     format!("{}:{:02}:00", m / 60, m % 60)
 }
 
-/// The sbatch script of one array over `dirs`. Every value is checked again here (whatever
-/// its source: a sweep file, a spec stored in the database, an import): no control character
-/// reaches a `#SBATCH` line, options come from a known set, paths are quoted.
-pub fn array_script(opts: &SlurmOptions, sweep: &str, dirs: &[String]) -> anyhow::Result<String> {
+/// Whether job config `config` needs a GPU: the sweep asks for GPUs and the job does not
+/// train on the CPU (`train.device: cpu`).
+pub fn uses_gpu(opts: &SlurmOptions, config: &serde_json::Value) -> bool {
+    opts.gpus > 0 && config["train"]["device"].as_str() != Some("cpu")
+}
+
+/// The sbatch script of one array over `dirs`; `gpu` says whether its jobs use a GPU (only then
+/// is the backend's `gres` requested). Every value is checked again here (whatever its source:
+/// a sweep file, a spec stored in the database, an import): no control character reaches a
+/// `#SBATCH` line, options come from a known set, paths are quoted.
+pub fn array_script(opts: &SlurmOptions, sweep: &str, dirs: &[String], gpu: bool) -> anyhow::Result<String> {
     let c = &opts.cfg;
     crate::safety::check_slurm_backend(c).map_err(|e| anyhow::anyhow!("backend.{e}"))?;
     crate::safety::check_sweep_name(sweep).map_err(anyhow::Error::msg)?;
@@ -120,7 +129,7 @@ pub fn array_script(opts: &SlurmOptions, sweep: &str, dirs: &[String]) -> anyhow
     if let Some(n) = c.cpus_per_task {
         sb(format!("--cpus-per-task={n}"));
     }
-    if !c.gres.trim().is_empty() {
+    if gpu && !c.gres.trim().is_empty() {
         sb(format!("--gres={}", c.gres.trim()));
     }
     for extra in &c.extra_sbatch {
@@ -140,8 +149,22 @@ fn run_cmd(cmd: &mut Command) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// Submits `jobs` as arrays (one for the jobs that use a GPU, one for those that run on the
+/// CPU, so a CPU job never waits for or fails on a GPU request) and records an attempt per
+/// task. Returns the array job ids.
+pub async fn submit(db: &Db, sweep: &str, jobs: &[JobRow], opts: &SlurmOptions) -> anyhow::Result<Vec<String>> {
+    let (gpu, cpu): (Vec<JobRow>, Vec<JobRow>) = jobs.iter().cloned().partition(|j| uses_gpu(opts, &j.config));
+    let mut ids = Vec::new();
+    for (group, uses) in [(gpu, true), (cpu, false)] {
+        if let Some(id) = submit_array(db, sweep, &group, opts, uses).await? {
+            ids.push(id);
+        }
+    }
+    Ok(ids)
+}
+
 /// Submits `jobs` as one array and records an attempt per task. Returns the array job id.
-pub async fn submit(db: &Db, sweep: &str, jobs: &[JobRow], opts: &SlurmOptions) -> anyhow::Result<Option<String>> {
+async fn submit_array(db: &Db, sweep: &str, jobs: &[JobRow], opts: &SlurmOptions, gpu: bool) -> anyhow::Result<Option<String>> {
     if jobs.is_empty() {
         return Ok(None);
     }
@@ -155,7 +178,7 @@ pub async fn submit(db: &Db, sweep: &str, jobs: &[JobRow], opts: &SlurmOptions) 
         std::fs::write(dir.join(JOB_FILE), serde_norway::to_string(&j.config)?)?;
         dirs.push(dir.display().to_string());
     }
-    let script = array_script(opts, sweep, &dirs)?;
+    let script = array_script(opts, sweep, &dirs, gpu)?;
     let n = std::fs::read_dir(&opts.slurm_dir).map(|d| d.count()).unwrap_or(0);
     let path = opts.slurm_dir.join(format!("{sweep}-{n:04}.sh"));
     std::fs::write(&path, &script).with_context(|| format!("writing {}", path.display()))?;
@@ -405,6 +428,7 @@ mod tests {
             slurm_dir: "/shared/slurm".into(),
             retries: 1,
             timeout_secs: None,
+            gpus: 1,
             poll: Duration::from_secs(1),
             exe: "/opt/stuffed".into(),
         }
@@ -423,17 +447,17 @@ mod tests {
             SlurmBackend { extra_sbatch: vec!["--output=/etc/cron.d/x".into()], ..Default::default() },
         ];
         for cfg in bad {
-            let r = array_script(&options(cfg.clone()), "sw", &["/shared/a".into()]);
+            let r = array_script(&options(cfg.clone()), "sw", &["/shared/a".into()], true);
             assert!(r.is_err(), "{cfg:?} gave a script: {r:?}");
         }
-        assert!(array_script(&options(SlurmBackend::default()), "..", &["/shared/a".into()]).is_err(), "a sweep name that is a path");
-        assert!(array_script(&options(SlurmBackend::default()), "sw", &["/shared/a\nid".into()]).is_err());
+        assert!(array_script(&options(SlurmBackend::default()), "..", &["/shared/a".into()], true).is_err(), "a sweep name that is a path");
+        assert!(array_script(&options(SlurmBackend::default()), "sw", &["/shared/a\nid".into()], true).is_err());
         let ok = SlurmBackend {
             extra_sbatch: vec!["--constraint=a100".into(), "--exclusive".into()],
             partition: Some("gpu".into()),
             ..Default::default()
         };
-        let s = array_script(&options(ok), "sw", &["/shared/a".into()]).unwrap();
+        let s = array_script(&options(ok), "sw", &["/shared/a".into()], true).unwrap();
         assert!(s.contains("#SBATCH --constraint=a100\n#SBATCH --exclusive\n"), "{s}");
         // Every line is a comment, `set -u`, the array or the exec: nothing else became a line.
         assert!(s.lines().all(|l| l.starts_with("#") || l == "set -u" || l.starts_with("DIRS=(") || l.starts_with("exec ")), "{s}");
@@ -447,13 +471,28 @@ mod tests {
             slurm_dir: "/shared/slurm".into(),
             retries: 1,
             timeout_secs: Some(5400),
+            gpus: 1,
             poll: Duration::from_secs(1),
             exe: "/opt/stuffed".into(),
         };
-        let s = array_script(&opts, "sw", &["/r/a".into(), "/r/it's".into()]).unwrap();
+        let s = array_script(&opts, "sw", &["/r/a".into(), "/r/it's".into()], true).unwrap();
         assert!(s.contains("#SBATCH --array=0-1%2\n") && s.contains("#SBATCH --partition=gpu\n"));
         assert!(s.contains("#SBATCH --time=1:30:00\n") && s.contains("#SBATCH --gres=gpu:1\n"));
         assert!(s.contains("DIRS=('/r/a' '/r/it'\\''s')"));
         assert!(s.contains("'/opt/stuffed' worker --run-dir \"${DIRS[$SLURM_ARRAY_TASK_ID]}\""));
+    }
+
+    #[test]
+    fn cpu_jobs_ask_for_no_gpu() {
+        let mut opts = options(SlurmBackend::default());
+        let gpu = serde_json::json!({"train": {"device": "auto"}});
+        let cpu = serde_json::json!({"train": {"device": "cpu"}});
+        assert!(uses_gpu(&opts, &gpu) && !uses_gpu(&opts, &cpu));
+        opts.gpus = 0;
+        assert!(!uses_gpu(&opts, &gpu), "resources.gpus: 0");
+        let s = array_script(&opts, "sw", &["/r/a".into()], false).unwrap();
+        assert!(!s.contains("--gres"), "{s}");
+        let s = array_script(&opts, "sw", &["/r/a".into()], true).unwrap();
+        assert!(s.contains("#SBATCH --gres=gpu:1\n"), "{s}");
     }
 }
