@@ -231,6 +231,8 @@ impl RunArgs {
         if let Some(p) = too_big.first() {
             bail!("{p}{}", if too_big.len() > 1 { format!(" (and {} more job(s))", too_big.len() - 1) } else { String::new() });
         }
+        // One controller per sweep and database: a second one would adopt the first's workers.
+        let _lock = crate::sched::ctllock::acquire(&self.db.db, &loaded.spec.name)?;
         let opts = Options {
             max_parallel,
             per_gpu: self.per_gpu.max(1),
@@ -337,6 +339,7 @@ impl RunArgs {
             print_plan(&loaded, &planned, &[], 1)?;
             return Ok(0);
         }
+        let _lock = crate::sched::ctllock::acquire(&self.db.db, &loaded.spec.name)?;
         let opts = slurm_options(cfg, &loaded, &runs_dir, self.poll)?;
         let stop = super::train::stop_flag()?;
         let name = loaded.spec.name.clone();
@@ -377,6 +380,7 @@ impl SyncArgs {
             Backend::Local if row.backend == "slurm" => Default::default(),
             Backend::Local => bail!("sweep {} runs on the local backend: `sweep run` resumes it", self.name),
         };
+        let _lock = crate::sched::ctllock::acquire(&self.db.db, &self.name)?;
         let runs_dir = std::fs::canonicalize(&self.runs_dir).with_context(|| format!("--runs-dir {}", self.runs_dir.display()))?;
         let opts = slurm_options(cfg, &loaded, &runs_dir, 10)?;
         let s = slurm::sync_once(&db, &self.name, &opts).await?;

@@ -1,5 +1,6 @@
 //! Scheduling sweep jobs: the plan (what each job needs), resource estimates, how an attempt's
 //! end is classified (retry or not), and the backends that run workers (`local` now).
+pub mod ctllock;
 pub mod display;
 pub mod local;
 pub mod owner;
