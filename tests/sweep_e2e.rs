@@ -182,3 +182,36 @@ fn walk(p: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn second_controller_on_the_same_sweep_is_refused_and_the_first_runs_each_job_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let corpus = common::fixture_corpus(d);
+    let sweep = small_sweep(d, "twice", &corpus, 40);
+    let db = d.join("t.db");
+    let args = ["sweep", "run", sweep.to_str().unwrap(), "--db", db.to_str().unwrap(), "--gpus", "none", "--max-parallel", "2"];
+    let mut first = Command::new(common::bin()).args(args).current_dir(d).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    // Wait until the first controller holds the lock and has named itself in it.
+    let lock = d.join("t.db.twice.controller.lock");
+    let start = Instant::now();
+    while !std::fs::read_to_string(&lock).is_ok_and(|s| s.ends_with('\n')) {
+        assert!(start.elapsed() < Duration::from_secs(60), "the first controller never took its lock");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let t = Instant::now();
+    let second = stuffed(d, &args);
+    assert!(!second.status.success(), "{}", text(&second));
+    let msg = text(&second);
+    let holder = format!("sweep twice is already run by pid {} on host ", first.id());
+    assert!(msg.contains(&holder) && msg.contains("(since "), "{msg}");
+    assert!(t.elapsed() < Duration::from_secs(10), "the refusal took {:?}", t.elapsed());
+    assert!(first.wait().unwrap().success(), "the first controller failed");
+    let jobs = jobs_json(d, &db, &["--sweep", "twice"]);
+    assert_eq!(jobs.len(), 4);
+    assert!(jobs.iter().all(|j| j["status"] == "completed"), "{jobs:?}");
+    assert_eq!(db_counts(&db)["attempts"], 4, "a job ran more than once");
+    // The lock went with the first controller: a rerun is allowed (and skips everything).
+    let again = stuffed(d, &args);
+    assert!(again.status.success() && text(&again).contains("4 skipped"), "{}", text(&again));
+}
