@@ -87,6 +87,15 @@ fn slurm_backend_end_to_end() {
     let a = attempts(d, &db, jobs[0]["id"].as_str().unwrap());
     assert_eq!(a[0]["backend"], "slurm");
     assert!(a[0]["backend_id"].as_str().unwrap().contains('_'), "array task id recorded: {a:?}");
+    // CPU jobs (train.device: cpu) ask Slurm for no GPU, whatever the backend's gres.
+    let slurm_dir = PathBuf::from(a[0]["log_path"].as_str().unwrap()).parent().unwrap().to_path_buf();
+    let scripts: Vec<String> = std::fs::read_dir(&slurm_dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("sgrid-"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect();
+    assert!(!scripts.is_empty() && scripts.iter().all(|s| !s.contains("--gres")), "{scripts:?}");
     let status = ok(d, &["sweep", "status", "--db", dbs, "sgrid"]);
     assert!(status.contains("completed 4"), "{status}");
 
