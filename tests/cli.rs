@@ -319,3 +319,33 @@ fn walk(d: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn read_only_commands_refuse_a_missing_database_and_create_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let none = d.join("none.db");
+    let db = none.to_str().unwrap();
+    let out = d.join("report");
+    let commands: [&[&str]; 8] = [
+        &["results", "list", "--db", db],
+        &["results", "show", "--db", db, "abc"],
+        &["results", "export", "--db", db],
+        &["report", "--db", db, "--out", out.to_str().unwrap()],
+        &["sweep", "status", "--db", db],
+        &["sweep", "cancel", "--db", db, "s"],
+        &["sweep", "sync", "--db", db, "s"],
+        &["serve", "--db", db, "--bind", "127.0.0.1:0"],
+    ];
+    for args in commands {
+        let o = stuffed(d, args);
+        let t = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {t}");
+        assert!(t.contains(&format!("no results database at {db} (run a sweep first, or pass --db)")), "{args:?}: {t}");
+        assert!(!none.exists(), "{args:?} created {db}");
+    }
+    // The default path, from a directory without one: nothing appears either.
+    let o = stuffed(d, &["results", "list"]);
+    assert!(!o.status.success() && text(&o).contains("no results database at results/stuffed.db"), "{}", text(&o));
+    assert!(!d.join("results").exists());
+}

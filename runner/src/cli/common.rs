@@ -69,7 +69,15 @@ impl DbArgs {
         crate::store::Db::open(&self.db).await
     }
 
-    /// The database for a command that only reads (nothing created or written).
+    /// The database for a command that only changes what is already there (`sweep cancel`):
+    /// a missing one is an error, never created.
+    pub async fn open_existing(&self) -> anyhow::Result<crate::store::Db> {
+        crate::store::Db::must_exist(&self.db)?;
+        self.open().await
+    }
+
+    /// The database for a command that only reads (a missing one is an error; nothing created
+    /// or written).
     pub async fn open_read_only(&self) -> anyhow::Result<crate::store::Db> {
         crate::store::Db::open_read_only(&self.db).await
     }

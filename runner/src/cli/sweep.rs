@@ -360,7 +360,7 @@ impl RunArgs {
 
 impl SyncArgs {
     async fn run(self) -> anyhow::Result<i32> {
-        let db = self.db.open().await?;
+        let db = self.db.open_existing().await?;
         let Some(row) = db.sweep(&self.name).await? else { bail!("no sweep named '{}' in {}", self.name, self.db.db.display()) };
         let source = PathBuf::from(row.source_path.clone().unwrap_or_default());
         // The stored spec (perhaps imported) passes the same checks as a sweep file.
@@ -487,7 +487,7 @@ impl StatusArgs {
 
 impl CancelArgs {
     async fn run(self) -> anyhow::Result<i32> {
-        let db = self.db.open().await?;
+        let db = self.db.open_existing().await?;
         if db.sweep(&self.name).await?.is_none() {
             bail!("no sweep named '{}' in {}", self.name, self.db.db.display());
         }
