@@ -349,3 +349,18 @@ fn read_only_commands_refuse_a_missing_database_and_create_none() {
     assert!(!o.status.success() && text(&o).contains("no results database at results/stuffed.db"), "{}", text(&o));
     assert!(!d.join("results").exists());
 }
+
+#[test]
+fn a_mistyped_where_key_is_an_error_with_a_did_you_mean() {
+    let root = repo();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    let db = db.to_str().unwrap();
+    ok(&root, &["results", "import", "--db", db, "results/h200-repro/export.json.gz"]);
+    let o = stuffed(&root, &["results", "list", "--db", db, "--where", "model.d_stat=4"]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{t}");
+    assert!(t.contains("`model` has no field 'd_stat' (did you mean 'model.d_state'?)"), "{t}");
+    let rows = ok(&root, &["results", "list", "--db", db, "--where", "model.d_state=16", "--format", "json"]);
+    assert!(!serde_json::from_str::<Vec<serde_json::Value>>(&rows).unwrap().is_empty());
+}
