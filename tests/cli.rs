@@ -364,3 +364,22 @@ fn a_mistyped_where_key_is_an_error_with_a_did_you_mean() {
     let rows = ok(&root, &["results", "list", "--db", db, "--where", "model.d_state=16", "--format", "json"]);
     assert!(!serde_json::from_str::<Vec<serde_json::Value>>(&rows).unwrap().is_empty());
 }
+
+#[test]
+fn results_show_and_list_print_short_numbers_and_none_for_no_recall() {
+    let root = repo();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    let db = db.to_str().unwrap();
+    ok(&root, &["results", "import", "--db", db, "results/h200-repro/export.json.gz"]);
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_str(&ok(&root, &["results", "list", "--db", db, "--where", "sweep=repro-pilot", "--format", "json"])).unwrap();
+    assert!(rows.iter().all(|r| r["t_recall"].is_null()), "JSON keeps null");
+    let table = ok(&root, &["results", "list", "--db", db, "--where", "sweep=repro-pilot"]);
+    assert!(table.lines().skip(1).all(|l| l.split_whitespace().rev().nth(1) == Some("none")), "{table}");
+    let show = ok(&root, &["results", "show", "--db", db, rows[0]["id"].as_str().unwrap()]);
+    assert!(show.contains("\nlatest metrics:\n") && show.contains("\nevaluations:\n") && show.contains("passkey.t_recall=none"), "{show}");
+    // No number in the text has more than 5 significant digits after its point.
+    let long = show.split(|c: char| !(c.is_ascii_digit() || c == '.')).find(|w| w.split_once('.').is_some_and(|(_, f)| f.len() > 8));
+    assert!(long.is_none(), "{long:?} in {show}");
+}

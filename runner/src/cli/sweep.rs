@@ -390,7 +390,7 @@ impl SyncArgs {
 
 pub async fn print_sweep_table(db: &Db, name: &str) -> anyhow::Result<()> {
     let jobs = db.sweep_jobs(name).await?;
-    let (h, rows) = super::results::list_rows(db, &jobs).await?;
+    let (h, rows) = super::results::list_rows(db, &jobs, TableFormat::Table).await?;
     print_rows(TableFormat::Table, &h, &rows)
 }
 
