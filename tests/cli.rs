@@ -319,3 +319,67 @@ fn walk(d: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn read_only_commands_refuse_a_missing_database_and_create_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let none = d.join("none.db");
+    let db = none.to_str().unwrap();
+    let out = d.join("report");
+    let commands: [&[&str]; 8] = [
+        &["results", "list", "--db", db],
+        &["results", "show", "--db", db, "abc"],
+        &["results", "export", "--db", db],
+        &["report", "--db", db, "--out", out.to_str().unwrap()],
+        &["sweep", "status", "--db", db],
+        &["sweep", "cancel", "--db", db, "s"],
+        &["sweep", "sync", "--db", db, "s"],
+        &["serve", "--db", db, "--bind", "127.0.0.1:0"],
+    ];
+    for args in commands {
+        let o = stuffed(d, args);
+        let t = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {t}");
+        assert!(t.contains(&format!("no results database at {db} (run a sweep first, or pass --db)")), "{args:?}: {t}");
+        assert!(!none.exists(), "{args:?} created {db}");
+    }
+    // The default path, from a directory without one: nothing appears either.
+    let o = stuffed(d, &["results", "list"]);
+    assert!(!o.status.success() && text(&o).contains("no results database at results/stuffed.db"), "{}", text(&o));
+    assert!(!d.join("results").exists());
+}
+
+#[test]
+fn a_mistyped_where_key_is_an_error_with_a_did_you_mean() {
+    let root = repo();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    let db = db.to_str().unwrap();
+    ok(&root, &["results", "import", "--db", db, "results/h200-repro/export.json.gz"]);
+    let o = stuffed(&root, &["results", "list", "--db", db, "--where", "model.d_stat=4"]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{t}");
+    assert!(t.contains("`model` has no field 'd_stat' (did you mean 'model.d_state'?)"), "{t}");
+    let rows = ok(&root, &["results", "list", "--db", db, "--where", "model.d_state=16", "--format", "json"]);
+    assert!(!serde_json::from_str::<Vec<serde_json::Value>>(&rows).unwrap().is_empty());
+}
+
+#[test]
+fn results_show_and_list_print_short_numbers_and_none_for_no_recall() {
+    let root = repo();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    let db = db.to_str().unwrap();
+    ok(&root, &["results", "import", "--db", db, "results/h200-repro/export.json.gz"]);
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_str(&ok(&root, &["results", "list", "--db", db, "--where", "sweep=repro-pilot", "--format", "json"])).unwrap();
+    assert!(rows.iter().all(|r| r["t_recall"].is_null()), "JSON keeps null");
+    let table = ok(&root, &["results", "list", "--db", db, "--where", "sweep=repro-pilot"]);
+    assert!(table.lines().skip(1).all(|l| l.split_whitespace().rev().nth(1) == Some("none")), "{table}");
+    let show = ok(&root, &["results", "show", "--db", db, rows[0]["id"].as_str().unwrap()]);
+    assert!(show.contains("\nlatest metrics:\n") && show.contains("\nevaluations:\n") && show.contains("passkey.t_recall=none"), "{show}");
+    // No number in the text has more than 5 significant digits after its point.
+    let long = show.split(|c: char| !(c.is_ascii_digit() || c == '.')).find(|w| w.split_once('.').is_some_and(|(_, f)| f.len() > 8));
+    assert!(long.is_none(), "{long:?} in {show}");
+}

@@ -637,8 +637,8 @@ fn sweep_page_in_headless_chromium_goes_live_to_completed_and_job_page_has_a_los
     let corpus = common::fixture_corpus(d);
     let sweep = common::small_sweep(d, "live", &corpus, 24);
     let db = d.join("live.db");
-    common::ok(d, &["results", "list", "--db", db.to_str().unwrap()]); // creates the database
-                                                                       // Served from another directory: relative log and checkpoint paths are found next to the db.
+    common::empty_db(d, &db); // served before the sweep runs
+                              // Served from another directory: relative log and checkpoint paths are found next to the db.
     std::fs::create_dir_all(d.join("elsewhere")).unwrap();
     let (_serve, addr) = start_serve(&db, &d.join("elsewhere"));
     let base = format!("http://{addr}");

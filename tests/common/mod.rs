@@ -77,3 +77,15 @@ pub fn jobs_json(dir: &Path, db: &Path, extra: &[&str]) -> Vec<serde_json::Value
     args.extend_from_slice(extra);
     serde_json::from_str(&ok(dir, &args)).expect("json job list")
 }
+
+/// Creates an empty results database at `db` (read-only commands never create one): an empty
+/// dump imported, written into `dir`.
+pub fn empty_db(dir: &Path, db: &Path) {
+    let dump = dir.join("empty-dump.json");
+    std::fs::write(
+        &dump,
+        r#"{"format":"stuffed-results","version":1,"sweeps":[],"jobs":[],"sweep_jobs":[],"attempts":[],"metrics":[],"evals":[],"artifacts":[]}"#,
+    )
+    .unwrap();
+    ok(dir, &["results", "import", "--db", db.to_str().unwrap(), dump.to_str().unwrap()]);
+}

@@ -69,7 +69,15 @@ impl DbArgs {
         crate::store::Db::open(&self.db).await
     }
 
-    /// The database for a command that only reads (nothing created or written).
+    /// The database for a command that only changes what is already there (`sweep cancel`):
+    /// a missing one is an error, never created.
+    pub async fn open_existing(&self) -> anyhow::Result<crate::store::Db> {
+        crate::store::Db::must_exist(&self.db)?;
+        self.open().await
+    }
+
+    /// The database for a command that only reads (a missing one is an error; nothing created
+    /// or written).
     pub async fn open_read_only(&self) -> anyhow::Result<crate::store::Db> {
         crate::store::Db::open_read_only(&self.db).await
     }
@@ -144,6 +152,41 @@ pub fn render_rows(
     Ok(())
 }
 
+/// A number for people to read: whole numbers in full, others to 5 significant digits
+/// (`1.3073`, `149387`, `0.00021`, `3.2e-7`); JSON output keeps full precision.
+pub fn short_num(x: f64) -> String {
+    if !x.is_finite() {
+        return x.to_string();
+    }
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        return format!("{x:.0}");
+    }
+    let mag = x.abs().log10().floor() as i32;
+    if mag < -4 {
+        let s = format!("{x:.4e}");
+        let (m, e) = s.split_once('e').unwrap_or((&s, "0"));
+        return format!("{}e{e}", m.trim_end_matches('0').trim_end_matches('.'));
+    }
+    let decimals = (4 - mag).max(0) as usize;
+    let s = format!("{x:.decimals$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
+/// A JSON value as text output shows it: numbers by `short_num`, a missing value as `none`,
+/// strings unquoted.
+pub fn text_value(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Null => "none".into(),
+        serde_json::Value::Number(n) if n.is_f64() => n.as_f64().map_or_else(|| n.to_string(), short_num),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
 /// Output format of tabular commands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
 pub enum TableFormat {
@@ -151,4 +194,28 @@ pub enum TableFormat {
     Table,
     Csv,
     Json,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_for_people_have_five_significant_digits() {
+        let cases = [
+            (1.3073150080907747, "1.3073"),
+            (149387.218903, "149387"),
+            (50003968.0, "50003968"),
+            (0.000212345, "0.00021234"),
+            (3.25e-7, "3.25e-7"),
+            (-2.5, "-2.5"),
+            (0.0, "0"),
+        ];
+        for (x, want) in cases {
+            assert_eq!(short_num(x), want, "{x}");
+        }
+        assert_eq!(text_value(&serde_json::Value::Null), "none");
+        assert_eq!(text_value(&serde_json::json!(6.387900545803859)), "6.3879");
+        assert_eq!(text_value(&serde_json::json!(false)), "false");
+    }
 }

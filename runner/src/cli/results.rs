@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use serde_json::{json, Value};
 
-use super::common::{print_rows, render_rows, runtime, DbArgs, TableFormat};
+use super::common::{print_rows, render_rows, runtime, short_num, text_value, DbArgs, TableFormat};
 use stuffed_model::protocol::EvalResult;
 
 use crate::store::{Cond, Db, Dump, JobRow};
@@ -128,10 +128,12 @@ pub struct ImportArgs {
     max_bytes: u64,
 }
 
-/// Collapse verdict and T_recall of a job from its stored evaluations without mitigation.
-async fn verdicts(db: &Db, job: &str) -> anyhow::Result<(Value, Value)> {
+/// Collapse verdict and T_recall of a job from its stored evaluations without mitigation, and
+/// whether a passkey evaluation ran (a null T_recall then means nothing was recalled).
+async fn verdicts(db: &Db, job: &str) -> anyhow::Result<(Value, Value, bool)> {
     let mut collapsed: Option<bool> = None;
     let mut t_recall = Value::Null;
+    let mut passkey = false;
     for e in db.evals(job).await? {
         if e.result.mitigation() != "none" {
             continue;
@@ -142,20 +144,27 @@ async fn verdicts(db: &Db, job: &str) -> anyhow::Result<(Value, Value)> {
                     collapsed = Some(c || collapsed.unwrap_or(false));
                 }
             }
-            EvalResult::Passkey(r) => t_recall = json!(r.t_recall),
+            EvalResult::Passkey(r) => {
+                t_recall = json!(r.t_recall);
+                passkey = true;
+            }
             EvalResult::States(_) => {}
         }
     }
-    Ok((json!(collapsed), t_recall))
+    Ok((json!(collapsed), t_recall, passkey))
 }
 
-/// The job table shown by `results list` and at the end of `sweep run`.
-pub async fn list_rows(db: &Db, jobs: &[JobRow]) -> anyhow::Result<(Vec<String>, Vec<Vec<Value>>)> {
+/// The job table shown by `results list` and at the end of `sweep run`. In a text table a
+/// passkey evaluation that recalled nothing shows T_recall `none` (null in CSV and JSON).
+pub async fn list_rows(db: &Db, jobs: &[JobRow], format: TableFormat) -> anyhow::Result<(Vec<String>, Vec<Vec<Value>>)> {
     let header =
         ["id", "sweep", "label", "status", "state_size", "train_len", "step", "loss", "val_loss", "collapsed", "t_recall", "attempts"];
     let mut rows = Vec::new();
     for j in jobs {
-        let (collapsed, t_recall) = verdicts(db, &j.id).await?;
+        let (collapsed, mut t_recall, passkey) = verdicts(db, &j.id).await?;
+        if format == TableFormat::Table && passkey && t_recall.is_null() {
+            t_recall = json!("none");
+        }
         let val = db.metrics(&j.id, "val_loss").await?.last().map(|v| json!(v.1)).unwrap_or(Value::Null);
         let step = match (j.stopped_early, j.step, j.total_steps) {
             (Some(s), _, Some(t)) => json!(format!("{s}/{t} (stopped early)")),
@@ -195,6 +204,27 @@ fn flatten(prefix: &str, v: &Value, out: &mut Vec<(String, Value)>) {
     }
 }
 
+/// Adds an evaluation's headline columns to a wide row. A mitigation with parameters (often
+/// templated per job, `sliding-window:r={train.seq_len}`) is named by its kind alone, with its
+/// full value in a `.mitigation` column, so that every job fills the same columns; a job with
+/// two of one kind keeps the full names for the second.
+fn add_headline(row: &mut Vec<(String, Value)>, result: &EvalResult) {
+    let headline = result.headline();
+    let mitigation = result.mitigation();
+    if let Some((kind, _)) = mitigation.split_once(':') {
+        let short: Vec<(String, Value)> = headline.iter().map(|(k, v)| (k.replacen(mitigation, kind, 1), v.clone())).collect();
+        if let Some((tag, _)) = short.first().and_then(|(k, _)| k.rsplit_once('.')) {
+            let column = format!("{tag}.mitigation");
+            if !row.iter().any(|(k, _)| *k == column) {
+                row.push((column, json!(mitigation)));
+                row.extend(short);
+                return;
+            }
+        }
+    }
+    row.extend(headline);
+}
+
 /// One row per job: identity, every config key, final metrics, evaluation summaries.
 pub async fn wide_rows(db: &Db, jobs: &[JobRow]) -> anyhow::Result<(Vec<String>, Vec<Vec<Value>>)> {
     let mut maps: Vec<Vec<(String, Value)>> = Vec::new();
@@ -225,7 +255,7 @@ pub async fn wide_rows(db: &Db, jobs: &[JobRow]) -> anyhow::Result<(Vec<String>,
             }
         }
         for e in db.evals(&j.id).await? {
-            m.extend(e.result.headline());
+            add_headline(&mut m, &e.result);
         }
         maps.push(m);
     }
@@ -248,7 +278,7 @@ impl ListArgs {
     async fn run(self) -> anyhow::Result<i32> {
         let db = self.db.open_read_only().await?;
         let jobs = self.filters.jobs(&db).await?;
-        let (h, rows) = list_rows(&db, &jobs).await?;
+        let (h, rows) = list_rows(&db, &jobs, self.format).await?;
         print_rows(self.format, &h, &rows)?;
         Ok(0)
     }
@@ -285,7 +315,9 @@ impl ShowArgs {
         }
         println!("run dir {}", j.run_dir);
         println!("\nresolved config:\n{}", serde_norway::to_string(&j.config)?.trim_end());
-        println!("\nattempts:");
+        if !attempts.is_empty() {
+            println!("\nattempts:");
+        }
         for a in &attempts {
             println!(
                 "  #{} {} {} on {}{} pid {} {} -> {} exit {} {}",
@@ -313,21 +345,24 @@ impl ShowArgs {
                 a.log_path.as_deref().unwrap_or("-")
             );
         }
-        println!("\nlatest metrics:");
-        for (k, step, v) in &metrics {
-            println!("  {k:<14} {v:<14.6} (step {step})");
+        if !metrics.is_empty() {
+            println!("\nlatest metrics:");
         }
-        println!("\nevaluations:");
+        for (k, step, v) in &metrics {
+            println!("  {k:<14} {:<14} (step {step})", short_num(*v));
+        }
+        let summary = |r: &EvalResult| -> String { r.headline().iter().map(|(k, v)| format!(" {k}={}", text_value(v))).collect() };
+        if !evals.is_empty() {
+            println!("\nevaluations:");
+        }
         for e in &evals {
-            let s: Vec<String> = e.result.headline().iter().map(|(k, v)| format!("{k}={v}")).collect();
-            println!("  #{} {} {}", e.eval_index, e.result.kind(), s.join(" "));
+            println!("  #{} {}{}", e.eval_index, e.result.kind(), summary(&e.result));
         }
         if !during.is_empty() {
             println!("\nevaluations during training:");
             for e in &during {
-                let s: Vec<String> = e.result.headline().iter().map(|(k, v)| format!("{k}={v}")).collect();
                 let tokens = e.tokens.map(|t| format!(" ({t} tokens)")).unwrap_or_default();
-                println!("  #{} {} step {}{tokens} {}", e.eval_index, e.result.kind(), e.step, s.join(" "));
+                println!("  #{} {} step {}{tokens}{}", e.eval_index, e.result.kind(), e.step, summary(&e.result));
             }
         }
         if !artifacts.is_empty() {
@@ -413,5 +448,36 @@ impl ImportArgs {
             self.db.db.display()
         );
         Ok(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn passkey(mitigation: &str, t_recall: i64) -> EvalResult {
+        let params = json!({"lengths": [256], "depths": [0.5], "n": 1, "seed": 1, "mitigation": mitigation, "precision": "fp32", "answer_tokens": 8});
+        EvalResult::from_json(&json!({"kind": "passkey", "params": params, "cells": [], "t_recall": t_recall}).to_string()).unwrap()
+    }
+
+    fn keys(row: &[(String, Value)]) -> Vec<&str> {
+        row.iter().map(|(k, _)| k.as_str()).collect()
+    }
+
+    #[test]
+    fn a_templated_mitigation_fills_one_column_of_the_export() {
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        add_headline(&mut a, &passkey("sliding-window:r=64", 64));
+        add_headline(&mut b, &passkey("sliding-window:r=128", 128));
+        for row in [&a, &b] {
+            assert_eq!(keys(row), ["passkey[sliding-window].mitigation", "passkey[sliding-window].t_recall"]);
+        }
+        assert_eq!(b[0].1, "sliding-window:r=128");
+        assert_eq!(b[1].1, 128);
+        // A second of the same kind in one job keeps its full name; plain mitigations are as before.
+        add_headline(&mut a, &passkey("sliding-window:r=32", 32));
+        add_headline(&mut a, &passkey("rri", 16));
+        add_headline(&mut a, &passkey("none", 8));
+        assert_eq!(&keys(&a)[2..], ["passkey[sliding-window:r=32].t_recall", "passkey[rri].t_recall", "passkey.t_recall"]);
     }
 }

@@ -29,9 +29,7 @@ pub struct Args {
 
 impl Args {
     pub fn run(self) -> anyhow::Result<i32> {
-        if !self.db.db.exists() {
-            anyhow::bail!("no results database at {} (run a sweep first, or give --db PATH)", self.db.db.display());
-        }
+        crate::store::Db::must_exist(&self.db.db)?;
         runtime()?.block_on(async {
             let addr: SocketAddr = match self.bind.parse() {
                 Ok(a) => a,

@@ -364,7 +364,7 @@ impl RunArgs {
 
 impl SyncArgs {
     async fn run(self) -> anyhow::Result<i32> {
-        let db = self.db.open().await?;
+        let db = self.db.open_existing().await?;
         let Some(row) = db.sweep(&self.name).await? else { bail!("no sweep named '{}' in {}", self.name, self.db.db.display()) };
         let source = PathBuf::from(row.source_path.clone().unwrap_or_default());
         // The stored spec (perhaps imported) passes the same checks as a sweep file.
@@ -395,7 +395,7 @@ impl SyncArgs {
 
 pub async fn print_sweep_table(db: &Db, name: &str) -> anyhow::Result<()> {
     let jobs = db.sweep_jobs(name).await?;
-    let (h, rows) = super::results::list_rows(db, &jobs).await?;
+    let (h, rows) = super::results::list_rows(db, &jobs, TableFormat::Table).await?;
     print_rows(TableFormat::Table, &h, &rows)
 }
 
@@ -492,7 +492,7 @@ impl StatusArgs {
 
 impl CancelArgs {
     async fn run(self) -> anyhow::Result<i32> {
-        let db = self.db.open().await?;
+        let db = self.db.open_existing().await?;
         if db.sweep(&self.name).await?.is_none() {
             bail!("no sweep named '{}' in {}", self.name, self.db.db.display());
         }

@@ -60,12 +60,46 @@ impl FromStr for Cond {
                 COLUMNS.join(", ")
             ));
         }
+        if key.contains(['.', '[']) {
+            check_config_path(key).map_err(|e| format!("filter '{s}': {e}"))?;
+        }
         let value = value.trim_matches('"').trim_matches('\'');
         if matches!(op, Op::Ge | Op::Le | Op::Gt | Op::Lt) && !value.parse::<f64>().is_ok_and(f64::is_finite) {
             return Err(format!("filter '{s}': `{sym}` compares numbers, and '{value}' is not a number"));
         }
         Ok(Cond { key: key.into(), op, value: value.to_string() })
     }
+}
+
+/// Refuses a config path that no job config has (`model.d_stat`), with a did-you-mean, as the
+/// sweep YAML does: the path is tried on a job config (a config with only that key, read with
+/// the job config's own unknown-field check). Paths into values that the check cannot see
+/// (an evaluation without its `kind`, a list of points) are let through.
+fn check_config_path(key: &str) -> Result<(), String> {
+    let names: Vec<&str> = key.split('.').collect();
+    let mut probe = serde_json::Value::Null;
+    for seg in names.iter().rev() {
+        let (name, idx) = seg.split_at(seg.find('[').unwrap_or(seg.len()));
+        for _ in 0..idx.matches('[').count() {
+            probe = serde_json::Value::Array(vec![probe]);
+        }
+        probe = serde_json::json!({ name: probe });
+    }
+    let Err(e) = serde_json::from_value::<stuffed_model::train::JobConfig>(probe) else { return Ok(()) };
+    let msg = e.to_string();
+    let Some(unknown) = msg.split("unknown field `").nth(1).and_then(|r| r.split('`').next()) else { return Ok(()) };
+    // The first segment of that name is the unknown one (keys are read outside in).
+    let Some(at) = names.iter().position(|seg| seg.split('[').next() == Some(unknown)) else { return Ok(()) };
+    let owner = if at == 0 { "a job config".to_string() } else { format!("`{}`", names[..at].join(".")) };
+    let hint = match stuffed_model::yaml::did_you_mean(&msg) {
+        Some(fix) => {
+            let mut fixed: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+            fixed[at] = format!("{fix}{}", &names[at][unknown.len()..]);
+            format!("did you mean '{}'?", fixed.join("."))
+        }
+        None => msg.split_once(", ").map_or(msg.clone(), |(_, expected)| expected.to_string()),
+    };
+    Err(format!("'{key}' is not a job config key: {owner} has no field '{unknown}' ({hint})"))
 }
 
 /// `name(.name)*` where each name is `[A-Za-z0-9_]+` optionally followed by `[N]` indices.
@@ -184,7 +218,29 @@ mod tests {
         assert!(e.contains("`==` is not an operator") && e.contains("did you mean `=`"), "{e}");
         let e = "train.seq_len>=big".parse::<Cond>().unwrap_err();
         assert!(e.contains("compares numbers"), "{e}");
-        for ok in ["tokenizer=gpt2", "model.d_state<=64", "status=completed", "label~x", "train.lr>1e-3"] {
+        let e = "model.d_stat=4".parse::<Cond>().unwrap_err();
+        assert!(
+            e.contains("'model.d_stat' is not a job config key: `model` has no field 'd_stat'")
+                && e.contains("did you mean 'model.d_state'?"),
+            "{e}"
+        );
+        let e = "trian.seq_len=64".parse::<Cond>().unwrap_err();
+        assert!(e.contains("a job config has no field 'trian'") && e.contains("did you mean 'train.seq_len'?"), "{e}");
+        let e = "model.zzzzzzzz=1".parse::<Cond>().unwrap_err();
+        assert!(e.contains("has no field 'zzzzzzzz'") && e.contains("expected one of"), "{e}");
+        for ok in [
+            "tokenizer=gpt2",
+            "model.d_state<=64",
+            "status=completed",
+            "label~x",
+            "train.lr>1e-3",
+            "train.seq_len=64",
+            "data.corpus~x",
+            "data.mixture[0].weight>0",
+            "evals[0].len>=8",
+            "evals_at[0]=1",
+            "early_stop.stop_when=true",
+        ] {
             assert!(ok.parse::<Cond>().is_ok(), "{ok}");
         }
     }

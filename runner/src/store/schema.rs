@@ -41,12 +41,10 @@ pub(super) async fn check_not_newer(pool: &SqlitePool) -> anyhow::Result<i64> {
 
 impl Db {
     /// Opens an existing database for reading only: nothing is migrated or written. A missing
-    /// database (created empty, as every command does) or one that still needs migrations is
-    /// opened as `open` does.
+    /// database is an error naming the path (nothing is created); one that still needs
+    /// migrations is opened as `open` does.
     pub async fn open_read_only(path: &Path) -> anyhow::Result<Db> {
-        if !path.exists() {
-            return Db::open(path).await;
-        }
+        Db::must_exist(path)?;
         let opts =
             SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?.read_only(true).busy_timeout(Duration::from_secs(60));
         let connect = |o: SqliteConnectOptions| async move { SqlitePoolOptions::new().max_connections(4).connect_with(o).await };
@@ -61,6 +59,15 @@ impl Db {
             return Db::open(path).await;
         }
         Ok(Db { pool })
+    }
+
+    /// Refuses a missing database, for the commands that only read it or change what is
+    /// already there: "no results database at PATH" with a hint, and nothing created.
+    pub fn must_exist(path: &Path) -> anyhow::Result<()> {
+        if !path.exists() {
+            anyhow::bail!("no results database at {} (run a sweep first, or pass --db)", path.display());
+        }
+        Ok(())
     }
 }
 
