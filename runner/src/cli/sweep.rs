@@ -297,23 +297,28 @@ async fn register(
 ) -> anyhow::Result<()> {
     let name = &loaded.spec.name;
     db.upsert_sweep(name, &loaded.spec.description, &loaded.text, Some(&file.display().to_string()), backend).await?;
-    for (pos, (j, varied)) in planned.iter().enumerate() {
-        let varied_obj = Value::Object(varied.iter().cloned().collect());
-        db.add_job(&crate::store::NewJob {
-            id: &j.id,
-            sweep: name,
-            label: &j.label,
-            varied: &varied_obj,
-            position: pos as i64,
-            config: &serde_json::to_value(&j.config)?,
-            state_size: j.model.state_size(),
-            n_params: j.model.num_params(),
-            train_len: j.config.train.seq_len,
-            run_dir: &j.run_dir.display().to_string(),
-        })
-        .await?;
+    for (pos, p) in planned.iter().enumerate() {
+        add_planned(db, name, p, pos).await?;
     }
     Ok(())
+}
+
+/// Stores one planned job of sweep `name` at `position` in its expansion.
+async fn add_planned(db: &Db, name: &str, (j, varied): &Planned, position: usize) -> anyhow::Result<()> {
+    let varied_obj = Value::Object(varied.iter().cloned().collect());
+    db.add_job(&crate::store::NewJob {
+        id: &j.id,
+        sweep: name,
+        label: &j.label,
+        varied: &varied_obj,
+        position: position as i64,
+        config: &serde_json::to_value(&j.config)?,
+        state_size: j.model.state_size(),
+        n_params: j.model.num_params(),
+        train_len: j.config.train.seq_len,
+        run_dir: &j.run_dir.display().to_string(),
+    })
+    .await
 }
 
 /// Slurm options of a sweep: the backend settings, shared directories, this binary.

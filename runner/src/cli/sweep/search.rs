@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use stuffed_model::protocol::criterion::Answer;
 use stuffed_model::protocol::{JobStatus, SearchStep};
 
-use super::{register, Planned};
+use super::{add_planned, register, Planned};
 use crate::cli::common::{print_rows, TableFormat};
 use crate::sched::local::{Controller, Options, Summary};
 use crate::sched::PlannedJob;
@@ -124,7 +124,7 @@ async fn advance(db: &Db, loaded: &LoadedSweep, planned: &[Planned], failed: &Ha
         db.record_search_cell(loaded.name(), &cell.label, &steps(loaded.name(), search, cell, &rounds)).await?;
         // Every probe decided on belongs to the sweep, run here or answered by another sweep.
         for (i, _) in rounds.iter().flat_map(|r| &r.probes) {
-            register_one(db, loaded, &cell.jobs[*i], c * n + i).await?;
+            add_planned(db, loaded.name(), &cell.jobs[*i], c * n + i).await?;
         }
         if let Some(Round { decision: Decision::Probe(_), probes, .. }) = rounds.last() {
             next.extend(probes.iter().filter(|(_, p)| *p == Probe::Pending).map(|(i, _)| c * n + i));
@@ -174,25 +174,6 @@ pub async fn run(
         }
     }
     Ok(total)
-}
-
-/// Registers one probe at its position in the full grid.
-async fn register_one(db: &Db, loaded: &LoadedSweep, p: &Planned, position: usize) -> anyhow::Result<()> {
-    let (j, varied) = p;
-    let varied_obj = Value::Object(varied.iter().cloned().collect());
-    db.add_job(&crate::store::NewJob {
-        id: &j.id,
-        sweep: loaded.name(),
-        label: &j.label,
-        varied: &varied_obj,
-        position: position as i64,
-        config: &serde_json::to_value(&j.config)?,
-        state_size: j.model.state_size(),
-        n_params: j.model.num_params(),
-        train_len: j.config.train.seq_len,
-        run_dir: &j.run_dir.display().to_string(),
-    })
-    .await
 }
 
 /// The dry run's search summary: cells, the full grid, and the search's worst-case and
