@@ -80,6 +80,11 @@ fn analyze_a_tiny_checkpoint_stores_results_and_a_report_within_two_minutes() {
     for m in ["none", "rri", "dt-scale", "state-norm", "sliding-window"] {
         assert!(mitigations.iter().any(|x| x.starts_with(m)), "{m} missing from {mitigations:?}");
     }
+    // What each stage cost: one row per evaluation, in analysis.json and the README.
+    let stages = v["stages"].as_array().unwrap();
+    assert_eq!(stages.len(), results.len(), "{stages:?}");
+    assert!(stages.iter().all(|s| s["wall_s"].as_f64().unwrap() >= 0.0 && s["peak_memory_gb"].as_f64().unwrap() > 0.0), "{stages:?}");
+    assert!(std::fs::read_to_string(out.join("README.md")).unwrap().contains("## Cost of each stage"));
     let jobs = jobs_json(d, &db, &[]);
     assert_eq!(jobs.len(), 1, "{jobs:?}");
     assert_eq!(jobs[0]["sweep"], "analyze");
@@ -91,6 +96,24 @@ fn analyze_a_tiny_checkpoint_stores_results_and_a_report_within_two_minutes() {
     let figures: Vec<String> =
         std::fs::read_dir(out.join("report/figures")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert!(figures.iter().any(|f| f.starts_with("mitigation_")) && figures.iter().any(|f| f.starts_with("passkey_")), "{figures:?}");
+}
+
+#[test]
+fn model_init_writes_a_loadable_checkpoint_and_refuses_to_overwrite() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = d.join("init");
+    ok(d, &["model", "init", "--preset", "tiny", "--seed", "3", "--out", out.to_str().unwrap()]);
+    let (lm, meta) = checkpoint::load(&out, Device::Cpu).unwrap();
+    let again = Mamba2LM::seeded(&lm.cfg, Device::Cpu, 3).unwrap();
+    for ((name, a), (_, b)) in lm.params().iter().zip(again.params().iter()) {
+        assert!(a.equal(b), "{name} differs from the seed's initialisation");
+    }
+    assert_eq!(meta.tokenizer, None, "tiny's 256 ids cannot hold the byte tokenizer's 257");
+    let o = common::stuffed(d, &["model", "init", "--preset", "tiny", "--out", out.to_str().unwrap()]);
+    assert!(!o.status.success() && common::text(&o).contains("already holds a checkpoint"));
+    let o = common::stuffed(d, &["model", "init", "--preset", "tiny", "--tokenizer", "gpt2", "--out", d.join("x").to_str().unwrap()]);
+    assert!(!o.status.success() && common::text(&o).contains("do not fit"), "{}", common::text(&o));
 }
 
 #[test]

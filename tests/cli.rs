@@ -228,12 +228,24 @@ fn bench_suite_writes_a_record_and_names_unknown_cases() {
     let ssd: Vec<&str> = case["runs"].as_array().unwrap().iter().map(|r| r["ssd"].as_str().unwrap()).collect();
     assert_eq!(ssd, ["tensor", "fused"]);
     assert!(case["fused_over_tensor"].as_f64().unwrap() > 0.0);
-    assert_eq!(case["anchor"]["tokens_per_s"], 4_570_852.0);
-    assert!(case["best_over_anchor"].is_null(), "another shape than the anchor's is not compared: {case}");
+    assert_eq!(case["reference"]["tokens_per_s"], 4_570_852.0);
+    assert!(case["anchor"].is_null() && case["best_over_anchor"].is_null(), "no ratio without a same-run anchor: {case}");
 
     let o = stuffed(dir.path(), &["bench", "suite", "--only", "train-tiny,train-huge", "--device", "cpu"]);
     let msg = text(&o);
     assert!(!o.status.success() && msg.contains("unknown case 'train-huge'") && msg.contains("eval-130m"), "{msg}");
+
+    // The same-run anchor: needs the mamba_ssm source and a CUDA device, said before any run.
+    let o = stuffed(dir.path(), &["bench", "suite", "--only", "train-study-128", "--anchor", "--device", "cpu"]);
+    assert!(!o.status.success() && text(&o).contains("--anchor-src"), "{}", text(&o));
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(src.join("mamba_ssm")).unwrap();
+    std::fs::write(src.join("mamba_ssm/__init__.py"), "__version__ = '0'\n").unwrap();
+    let o = stuffed(dir.path(), &["bench", "suite", "--only", "train-study-128", "--anchor", "--anchor-src", "src", "--device", "cpu"]);
+    assert!(!o.status.success() && text(&o).contains("mamba_ssm runs on a CUDA device"), "{}", text(&o));
+    // Packing measures training cases only.
+    let o = stuffed(dir.path(), &["bench", "pack", "--case", "eval-130m"]);
+    assert!(!o.status.success() && text(&o).contains("not a training case"), "{}", text(&o));
 }
 
 #[test]

@@ -35,6 +35,9 @@ pub struct TrainBench {
     /// with the loss, backward, optimizer (clip + AdamW); and the SSD's share of forward +
     /// backward (all layers, the layer shapes on random inputs).
     pub phases_ms: Phases,
+    /// The timed steps' start and end (seconds since the Unix epoch): packed runs add up over
+    /// the span their windows share.
+    pub window: (f64, f64),
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -121,20 +124,34 @@ pub fn profile(device: Device, path: &std::path::Path, f: impl FnOnce()) -> Resu
     Ok(())
 }
 
-/// Times `steps` training steps after `warmup` steps on random tokens, with SSD backend `ssd`;
-/// with `profile`, also writes the per-operator profile of two more steps there.
-#[allow(clippy::too_many_arguments)]
-pub fn train(
-    cfg: &MambaConfig,
-    batch: i64,
-    seq: i64,
-    steps: i64,
-    warmup: i64,
-    device: Device,
-    kind: Kind,
-    ssd: SsdBackend,
-    profile_to: Option<&std::path::Path>,
-) -> Result<TrainBench> {
+/// The shape of a timed training run: `batch` x `seq` tokens per step, `steps` timed after
+/// `warmup` untimed ones.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct TrainShape {
+    pub batch: i64,
+    pub seq: i64,
+    pub steps: i64,
+    pub warmup: i64,
+}
+
+/// How a timed training run is driven, beyond its shape.
+#[derive(Debug, Default, Clone)]
+pub struct TrainOpts {
+    /// Also profile two more steps and write the per-operator summary there.
+    pub profile_to: Option<std::path::PathBuf>,
+    /// Wait until this time after the warm-up, so that packed runs time the same window.
+    pub start_at: Option<std::time::SystemTime>,
+}
+
+/// Seconds since the Unix epoch.
+fn unix_now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Times `shape.steps` training steps after `shape.warmup` steps on random tokens, with SSD
+/// backend `ssd`.
+pub fn train(cfg: &MambaConfig, shape: TrainShape, device: Device, kind: Kind, ssd: SsdBackend, opts: &TrainOpts) -> Result<TrainBench> {
+    let TrainShape { batch, seq, steps, warmup } = shape;
     let lm = Mamba2LM::seeded(cfg, device, 0)?.with_ssd(ssd)?;
     let ssd = lm.ssd();
     let mut opt = AdamW::new(lm.params(), AdamWConfig::default());
@@ -147,6 +164,12 @@ pub fn train(
     }
     synchronize(device);
     cuda::reset_peak(device);
+    if let Some(at) = opts.start_at {
+        if let Ok(wait) = at.duration_since(std::time::SystemTime::now()) {
+            std::thread::sleep(wait);
+        }
+    }
+    let window_start = unix_now();
     let start = Instant::now();
     let mut last = None;
     for _ in 0..steps {
@@ -157,9 +180,10 @@ pub fn train(
     }
     synchronize(device);
     let secs = start.elapsed().as_secs_f64();
+    let window = (window_start, window_start + secs);
     let peak_memory_gb = cuda::peak_memory_bytes(device) as f64 / 1e9;
     let phases_ms = phases(&lm, cfg, &b, secs * 1000.0 / steps as f64, device, kind);
-    if let Some(path) = profile_to {
+    if let Some(path) = &opts.profile_to {
         profile(device, path, || {
             for _ in 0..2 {
                 train_step(&lm, &mut opt, &b, None, kind, 1e-4, 1.0, None);
@@ -189,6 +213,7 @@ pub fn train(
         peak_memory_gb,
         final_loss: loss,
         phases_ms,
+        window,
     })
 }
 

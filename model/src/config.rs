@@ -164,8 +164,10 @@ impl MambaConfig {
         }
     }
 
-    /// The named presets: the official Mamba-2 sizes (GPT-NeoX vocabulary) and the two small
-    /// benchmark shapes of `shared/bench` (byte vocabulary).
+    /// The named presets: the official Mamba-2 sizes (GPT-NeoX vocabulary), the two small
+    /// benchmark shapes of `shared/bench` and the study's own shape (byte vocabulary): `study`
+    /// is d_model 512 x 8 layers with d_state 256 (a state of 2.1M), the shape of the H200
+    /// collapse pilots and of issue 20's throughput cases.
     pub fn preset(name: &str) -> Result<Self> {
         let big = |d, l| MambaConfig::new(d, l, 50277, SsmConfig::default());
         Ok(match name {
@@ -176,6 +178,7 @@ impl MambaConfig {
             "2.7b" => big(2560, 64),
             "small" => MambaConfig::new(256, 4, 256, SsmConfig { d_state: 64, ..Default::default() }),
             "tiny" => MambaConfig::new(128, 2, 256, SsmConfig { d_state: 16, headdim: 32, chunk_size: 128, ..Default::default() }),
+            "study" => MambaConfig::new(512, 8, 256, SsmConfig { d_state: 256, ..Default::default() }),
             other => return Err(Error::Config(format!("unknown preset '{other}': expected one of {}", PRESETS.join(", ")))),
         })
     }
@@ -340,7 +343,7 @@ impl MambaConfig {
     }
 }
 
-pub const PRESETS: &[&str] = &["130m", "370m", "780m", "1.3b", "2.7b", "small", "tiny"];
+pub const PRESETS: &[&str] = &["130m", "370m", "780m", "1.3b", "2.7b", "small", "tiny", "study"];
 
 /// An optional key that, when written, must hold a value: `d_state: null` is an error, never
 /// the default in disguise.

@@ -60,6 +60,9 @@ pub fn bucketize(per_pos: &[f64], width: i64) -> Vec<Bucket> {
         .collect()
 }
 
+/// Scored tokens kept on the device between two reads of their losses.
+const FLUSH_TOKENS: i64 = 1 << 16;
+
 /// Runs the evaluation over `prompts`, each of the same length n + 1 (n positions scored:
 /// the loss at position t is that of token t+1 given tokens <= t).
 pub fn run(lm: &Mamba2LM, prompts: &[Vec<u32>], cfg: &LossEval) -> Result<LossCurve> {
@@ -91,6 +94,33 @@ pub fn run_with_progress(lm: &Mamba2LM, prompts: &[Vec<u32>], cfg: &LossEval, pr
             Mitigation::StateNorm { tau, .. } => Some(StateNormer::new(tau, lm.cfg.n_layer as usize)),
             _ => None,
         };
+        // Per-token losses stay on the device until FLUSH_TOKENS of them wait (one host sync per
+        // flush, not per chunk: short chunks, as state-norm's period asks, stay launch-bound
+        // instead of sync-bound).
+        let mut pending: Vec<(i64, i64, Tensor)> = Vec::new(); // (pos, c, [B * c] f64)
+        let mut pending_tokens = 0;
+        let mut flush = |pending: &mut Vec<(i64, i64, Tensor)>| -> Result<()> {
+            if pending.is_empty() {
+                return Ok(());
+            }
+            let all = Tensor::cat(&pending.iter().map(|(_, _, t)| t.shallow_clone()).collect::<Vec<_>>(), 0);
+            let host = Vec::<f64>::try_from(all.to_device(Device::Cpu))?;
+            let mut off = 0;
+            for (pos, c, _) in pending.drain(..) {
+                for r in 0..rows as usize {
+                    let sums = &mut psums[g * batch + r];
+                    for (i, l) in host[off..off + c as usize].iter().enumerate() {
+                        let at = pos as usize + i;
+                        sums[at / width] += l;
+                        if cfg.per_token {
+                            tok_sums[at] += l;
+                        }
+                    }
+                    off += c as usize;
+                }
+            }
+            Ok(())
+        };
         let mut pos = 0;
         while pos < n {
             let c = chunk.min(n - pos);
@@ -100,18 +130,13 @@ pub fn run_with_progress(lm: &Mamba2LM, prompts: &[Vec<u32>], cfg: &LossEval, pr
             let logits = lm.forward(&window.narrow(1, 0, c), Some(&mut state), &mut ex); // [B, c, V]
             vocab = logits.size().last().copied();
             let losses = Mamba2LM::token_losses(&logits, &window.narrow(1, 1, c)).to_kind(Kind::Double).reshape([-1]); // [B * c]
-            let host = Vec::<f64>::try_from(losses.to_device(Device::Cpu))?;
-            for (r, row) in host.chunks(c as usize).enumerate() {
-                let sums = &mut psums[g * batch + r];
-                for (i, l) in row.iter().enumerate() {
-                    let at = pos as usize + i;
-                    sums[at / width] += l;
-                    if cfg.per_token {
-                        tok_sums[at] += l;
-                    }
-                }
-            }
+            pending.push((pos, c, losses));
+            pending_tokens += rows * c;
             pos += c;
+            if pending_tokens >= FLUSH_TOKENS || pos >= n {
+                flush(&mut pending)?;
+                pending_tokens = 0;
+            }
             progress((g * batch) as u64 * n as u64 + rows as u64 * pos as u64, prompts.len() as u64 * n as u64);
             if let Some(nm) = normer.as_mut() {
                 let calibrating = cfg.train_len.is_some_and(|t| pos <= t);

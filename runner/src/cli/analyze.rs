@@ -89,6 +89,16 @@ pub struct Args {
 /// The shortest held-out document taken and the number of documents behind the prompts.
 type Docs = (i64, usize);
 
+/// What one evaluation of the analysis cost: wall time and the peak memory it reached (the
+/// GPU allocator's peak on CUDA, the process's peak resident set on the CPU).
+#[derive(Debug, serde::Serialize)]
+struct StageCost {
+    stage: String,
+    wall_s: f64,
+    peak_memory_gb: f64,
+    memory: &'static str,
+}
+
 /// One evaluation of the analysis: a label and what to run.
 enum Step {
     Loss { label: String, source: &'static str, mitigation: String },
@@ -113,6 +123,7 @@ impl Args {
         let text_source = if self.corpus.is_some() { Some("corpus") } else { self.text.as_ref().map(|_| "text") };
         let steps = self.plan(&tok, text_source);
         let mut results = Vec::new();
+        let mut costs = Vec::new();
         for (i, step) in steps.iter().enumerate() {
             let label = match step {
                 Step::Loss { label, .. } => label.clone(),
@@ -129,13 +140,26 @@ impl Args {
                 pb.set_length(total);
                 pb.set_position(done);
             };
+            stuffed_model::bench::synchronize(dev);
+            stuffed_model::cuda::reset_peak(dev);
+            let start = std::time::Instant::now();
             results.push(self.evaluate(&lm, &tok, step, &report).with_context(|| format!("evaluation '{label}'"))?);
+            stuffed_model::bench::synchronize(dev);
             pb.finish_and_clear();
+            costs.push(StageCost {
+                stage: label,
+                wall_s: start.elapsed().as_secs_f64(),
+                peak_memory_gb: stuffed_model::cuda::peak_memory_bytes(dev) as f64 / 1e9,
+                memory: if dev.is_cuda() { "GPU allocator peak" } else { "process peak RSS" },
+            });
         }
         let job_id = runtime()?.block_on(self.store(&lm, &tok, &results))?;
-        std::fs::write(self.out.join("analysis.json"), serde_json::to_string_pretty(&json!({"job": job_id, "results": results}))? + "\n")
-            .with_context(|| format!("writing {}", self.out.join("analysis.json").display()))?;
-        let summary = self.summary(&job_id, &results);
+        std::fs::write(
+            self.out.join("analysis.json"),
+            serde_json::to_string_pretty(&json!({"job": job_id, "stages": costs, "results": results}))? + "\n",
+        )
+        .with_context(|| format!("writing {}", self.out.join("analysis.json").display()))?;
+        let summary = self.summary(&job_id, &results, &costs);
         std::fs::write(self.out.join("README.md"), &summary).with_context(|| format!("writing {}/README.md", self.out.display()))?;
         self.figures()?;
         print!("{summary}");
@@ -340,7 +364,7 @@ impl Args {
     }
 
     /// The verdicts and tables, as Markdown.
-    fn summary(&self, job_id: &str, results: &[EvalResult]) -> String {
+    fn summary(&self, job_id: &str, results: &[EvalResult], costs: &[StageCost]) -> String {
         use std::fmt::Write;
         let mut s = String::new();
         let _ = writeln!(s, "# Analysis of {}\n", self.checkpoint.display());
@@ -393,6 +417,11 @@ impl Args {
                 }
                 _ => {}
             }
+        }
+        let _ = writeln!(s, "\n## Cost of each stage\n");
+        let _ = writeln!(s, "| stage | wall time (s) | peak memory (GB) |\n|---|---|---|");
+        for c in costs {
+            let _ = writeln!(s, "| {} | {:.1} | {:.2} ({}) |", c.stage, c.wall_s, c.peak_memory_gb, c.memory);
         }
         let _ = writeln!(s, "\nFigures: report/index.html. Typed results: analysis.json.");
         s

@@ -17,6 +17,64 @@ pub enum Command {
     /// as our canonical directory: mamba_ssm's config.json, fp32 model.safetensors, stuffed.json.
     /// Loading never needs it: every command reads those forms directly.
     Import(ImportArgs),
+    /// Writes a freshly initialised model (the reference initialisation for --seed) as a
+    /// checkpoint directory: what to benchmark `stuffed analyze` on, or to start from.
+    Init(InitArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct InitArgs {
+    #[command(flatten)]
+    source: ModelSource,
+    /// Seed of the initialisation.
+    #[arg(long, default_value_t = 0)]
+    seed: i64,
+    /// The directory to write (created; an existing checkpoint there is refused).
+    #[arg(long)]
+    out: PathBuf,
+    /// Tokenizer to record (bytes, gpt2, hf:...); default: bytes when its 257 ids fit the
+    /// vocabulary, else none (give --tokenizer to the commands that read the checkpoint).
+    #[arg(long)]
+    tokenizer: Option<String>,
+}
+
+impl InitArgs {
+    fn run(self) -> anyhow::Result<i32> {
+        if self.out.join(stuffed_model::checkpoint::CONFIG_FILE).exists() {
+            anyhow::bail!("{}: already holds a checkpoint; choose another --out", self.out.display());
+        }
+        let cfg = self.source.config()?;
+        let tokenizer = match &self.tokenizer {
+            Some(spec) => {
+                let tok = stuffed_model::Tokenizer::from_spec(spec).with_context(|| format!("--tokenizer {spec}"))?;
+                anyhow::ensure!(
+                    tok.vocab_size() <= cfg.vocab_size,
+                    "--tokenizer {spec}: {} ids do not fit the model's vocabulary of {}",
+                    tok.vocab_size(),
+                    cfg.vocab_size
+                );
+                Some(tok.spec())
+            }
+            None => (stuffed_model::Tokenizer::Bytes.vocab_size() <= cfg.vocab_size).then(|| "bytes".to_string()),
+        };
+        let lm = stuffed_model::Mamba2LM::seeded(&cfg, tch::Device::Cpu, self.seed)?;
+        let meta = stuffed_model::checkpoint::CheckpointMeta {
+            tokenizer: tokenizer.clone(),
+            step: Some(0),
+            tokens: Some(0),
+            tokenizer_hint: None,
+        };
+        stuffed_model::checkpoint::save(&lm, &self.out, &meta)?;
+        eprintln!(
+            "wrote a model initialised with seed {} ({:.1}M parameters, state {:.2}M, tokenizer {}) into {}",
+            self.seed,
+            cfg.num_params() as f64 / 1e6,
+            cfg.state_size() as f64 / 1e6,
+            tokenizer.as_deref().unwrap_or("none recorded"),
+            self.out.display()
+        );
+        Ok(0)
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -79,6 +137,7 @@ impl Command {
         match self {
             Command::Info(a) => a.run(),
             Command::Import(a) => a.run(),
+            Command::Init(a) => a.run(),
         }
     }
 }
