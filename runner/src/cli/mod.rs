@@ -77,10 +77,13 @@ pub enum Command {
     Bench(bench::Command),
 }
 
-/// Output format of commands that print results.
+/// Output format of every command that prints results: `text` for people (`table` is
+/// accepted too), `json` for programs, one document on standard output whose shape
+/// docs/cli-json.md gives. Tables that also write CSV take `common::TableFormat`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
 pub enum Format {
     #[default]
+    #[value(alias = "table")]
     Text,
     Json,
 }

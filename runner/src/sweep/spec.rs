@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 use stuffed_model::yaml::{self, YamlError};
 
 use super::error::{at, SweepError};
+use super::overrides::{self, Override};
 use super::plan::{Plan, Source, VariedKeys};
 use super::resources::{Backend, Resources};
 use super::search::{SearchSpec, Settings};
@@ -56,6 +57,11 @@ pub struct SweepSpec {
     /// Adaptive threshold search over one ordered key, per cell of the other varied keys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub search: Option<SearchSpec>,
+    /// Job-config keys set on the command line (`sweep run --set KEY=VALUE`, recorded here):
+    /// a list is a grid key, any other value the one value of every job; either replaces the
+    /// grid's or derived entry of its key.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub set: Map<String, Value>,
 }
 
 /// The base job config: a path to a job config YAML file, or the config inline.
@@ -79,6 +85,8 @@ pub struct LoadedSweep {
     pub(crate) plan: Plan,
     /// The search's values and engine settings, when the sweep has a `search:` block.
     pub search: Option<LoadedSearch>,
+    /// Where `--set` arguments are recorded in `text`, so their problems name them.
+    pub(crate) overrides: overrides::OverrideLines,
 }
 
 /// A sweep's `search:` block, checked.
@@ -125,12 +133,25 @@ impl BaseConfig {
 impl SweepSpec {
     /// Reads, parses and checks a sweep file, and reads its base job config.
     pub fn load(path: &Path) -> Result<LoadedSweep, SweepError> {
+        SweepSpec::load_with(path, &[])
+    }
+
+    /// Reads a sweep file and records `overrides` (`--set KEY=VALUE`) in its `set:` block
+    /// before it is parsed and checked like any sweep file; the returned text (what the
+    /// database stores) holds them.
+    pub fn load_with(path: &Path, overrides: &[Override]) -> Result<LoadedSweep, SweepError> {
         let text = stuffed_model::limits::read_text_bounded(path, stuffed_model::limits::MAX_CONFIG_BYTES).map_err(|e| {
             let e = e.to_string();
             let msg = e.strip_prefix(&format!("{}: ", path.display())).unwrap_or(&e).to_string();
             at(path, None, None, format!("cannot read: {msg}"))
         })?;
-        SweepSpec::parse(&text, path)
+        if overrides.is_empty() {
+            return SweepSpec::parse(&text, path);
+        }
+        let (text, lines) = overrides::apply(&text, path, overrides)?;
+        let mut loaded = SweepSpec::parse(&text, path).map_err(|e| overrides::explain(e, path, &lines))?;
+        loaded.overrides = lines;
+        Ok(loaded)
     }
 
     /// Parses and checks sweep YAML read from `path` (relative base paths resolve against its
@@ -156,9 +177,9 @@ impl SweepSpec {
             }
         };
         let searched = search.as_ref().map(|s| (s.spec.key.as_str(), s.values.as_slice()));
-        let keys = VariedKeys { grid: &spec.grid, zip: &spec.zip, seeds: &spec.seeds, derived: &spec.derived, search: searched };
+        let keys = VariedKeys { grid: &spec.grid, zip: &spec.zip, seeds: &spec.seeds, derived: &spec.derived, set: &spec.set, search: searched };
         let plan = Plan::new(&Source { path, text }, &keys)?;
-        Ok(LoadedSweep { spec, path: path.to_path_buf(), text: text.to_string(), base, plan, search })
+        Ok(LoadedSweep { spec, path: path.to_path_buf(), text: text.to_string(), base, plan, search, overrides: vec![] })
     }
 }
 
@@ -166,6 +187,11 @@ impl LoadedSweep {
     /// The sweep's name.
     pub fn name(&self) -> &str {
         &self.spec.name
+    }
+
+    /// `e` told against the `--set` argument it comes from, when it does.
+    pub fn explain(&self, e: SweepError) -> SweepError {
+        overrides::explain(e, &self.path, &self.overrides)
     }
 }
 
