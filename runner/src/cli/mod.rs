@@ -14,6 +14,7 @@ pub mod passkey;
 pub mod progress;
 pub mod report;
 pub mod results;
+pub mod schema;
 pub mod serve;
 pub mod sweep;
 pub mod train;
@@ -62,6 +63,8 @@ pub enum Command {
     Results(results::Command),
     /// Figures, fitted capacity laws and an HTML/Markdown report from the database.
     Report(report::Args),
+    /// JSON Schema of job or sweep files, for editors (docs/schema/ holds the same).
+    Schema(schema::Args),
     /// Fit the paper's capacity laws (linear or exponential) to two columns of a CSV file.
     Fit(fit::Args),
     /// A local, read-only web dashboard: sweeps, jobs, live curves, figures.
@@ -100,6 +103,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Sweep(c) => c.run(),
         Command::Results(c) => c.run(),
         Command::Report(a) => a.run(),
+        Command::Schema(a) => a.run(),
         Command::Fit(a) => a.run(),
         Command::Serve(a) => a.run(),
         Command::Worker(a) => a.run(),

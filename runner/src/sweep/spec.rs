@@ -18,7 +18,7 @@ fn two() -> u32 {
 }
 
 /// A sweep as written in its YAML file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SweepSpec {
     /// Letters, digits, `-`, `_` and `.`; prefixes every job's name.
@@ -30,22 +30,27 @@ pub struct SweepSpec {
     /// Dotted job-config keys to lists of values; every combination is a job. Keys keep the
     /// order they are written in.
     #[serde(default)]
+    #[schemars(with = "std::collections::BTreeMap<String, Vec<Value>>")]
     pub grid: Map<String, Value>,
     /// Groups of equally long lists advanced together; groups combine with the grid as a
     /// cartesian product.
     #[serde(default)]
+    #[schemars(with = "Vec<std::collections::BTreeMap<String, Vec<Value>>>")]
     pub zip: Vec<Map<String, Value>>,
     /// Keys computed from others, in order (`train.steps: "{train.total_tokens} / 1024"`).
     #[serde(default)]
+    #[schemars(with = "std::collections::BTreeMap<String, String>")]
     pub derived: Map<String, Value>,
     /// Every job is repeated per seed (setting `train.seed`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub seeds: Vec<u64>,
     /// Replaces the base config's evals; strings with `{...}` are templates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<Vec<stuffed_model::train::config::EvalSpec>>")]
     pub evals: Option<Vec<Value>>,
     /// Replaces the base config's `evals_at` (evaluations during training) for every job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<Vec<stuffed_model::train::config::EvalPoint>>")]
     pub evals_at: Option<Vec<Value>>,
     #[serde(default)]
     pub resources: Resources,
@@ -65,11 +70,11 @@ pub struct SweepSpec {
 }
 
 /// The base job config: a path to a job config YAML file, or the config inline.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged, expecting = "expected a path to a job config file or an inline job config mapping")]
 pub enum Base {
     Path(PathBuf),
-    Inline(Map<String, Value>),
+    Inline(#[schemars(with = "stuffed_model::train::JobConfig")] Map<String, Value>),
 }
 
 /// A sweep file read and checked, with its base job config resolved.
