@@ -78,7 +78,21 @@ fn sweep_commands_print_json_and_record_the_overrides() {
     let db = d.join("r.db");
     let db = db.to_str().unwrap();
     let file = sweep.to_str().unwrap();
-    let run = ["sweep", "run", file, "--db", db, "--gpus", "none", "--format", "json", "--set", "model.d_state=[4]", "--set", "train.seq_len=[32]"];
+    let run = [
+        "sweep",
+        "run",
+        file,
+        "--db",
+        db,
+        "--gpus",
+        "none",
+        "--format",
+        "json",
+        "--set",
+        "model.d_state=[4]",
+        "--set",
+        "train.seq_len=[32]",
+    ];
     let out = json(&ok(d, &run));
     has_keys(&out, &["sweep", "summary", "jobs", "search"], "sweep run");
     has_keys(&out["summary"], &["completed", "failed", "interrupted", "skipped", "retried"], "sweep run summary");
@@ -113,7 +127,7 @@ fn model_info_and_fit_print_json() {
     has_keys(&info, &["config", "params", "state_size"], "model info");
     std::fs::write(d.join("t.csv"), "s,t\n1,2.1\n2,3.9\n3,6.2\n4,7.8\n").unwrap();
     let fit = json(&ok(d, &["fit", "--model", "linear", "--csv", "t.csv", "--x", "s", "--y", "t", "--format", "json"]));
-    has_keys(&fit, &["model", "params"], "fit");
+    has_keys(&fit, &["a", "b", "r2", "ci", "n"], "fit");
     let schema = json(&ok(d, &["schema", "sweep"]));
     assert_eq!(schema["title"], "stuffed sweep file");
 }

@@ -45,7 +45,11 @@ fn committed_schemas_match_the_types() {
             std::fs::write(&path, &want).unwrap();
         }
         let have = std::fs::read_to_string(&path).unwrap_or_default();
-        assert!(have == want, "{} is out of date: run STUFFED_BLESS=1 cargo test --release -p stuffed --test config_schema", path.display());
+        assert!(
+            have == want,
+            "{} is out of date: run STUFFED_BLESS=1 cargo test --release -p stuffed --test config_schema",
+            path.display()
+        );
     }
 }
 
@@ -86,7 +90,10 @@ fn a_mistyped_key_is_rejected() {
         assert!(!errors(&job, &doc).is_empty(), "accepted: {bad}");
     }
     let sweep = validator(Kind::Sweep);
-    let ok: Value = serde_norway::from_str("name: s\nbase: job.yaml\ngrid: {model.d_state: [4, 8]}\nevals: [{kind: loss, len: \"8 * {train.seq_len}\"}]\n").unwrap();
+    let ok: Value = serde_norway::from_str(
+        "name: s\nbase: job.yaml\ngrid: {model.d_state: [4, 8]}\nevals: [{kind: loss, len: \"8 * {train.seq_len}\"}]\n",
+    )
+    .unwrap();
     assert!(errors(&sweep, &ok).is_empty(), "{:?}", errors(&sweep, &ok));
     for bad in [
         "name: s\nbase: job.yaml\ngird: {model.d_state: [4, 8]}\n",

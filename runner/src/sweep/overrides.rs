@@ -110,10 +110,7 @@ pub fn apply(text: &str, path: &Path, overrides: &[Override]) -> Result<(String,
             format!("# {} with --set {}\n{body}", path.display(), args.replace('\n', " "))
         }
     };
-    let lines = overrides
-        .iter()
-        .filter_map(|o| locate_origin(&text, Origin::Set, &o.key).map(|(line, _)| (line, o.arg.clone())))
-        .collect();
+    let lines = overrides.iter().filter_map(|o| locate_origin(&text, Origin::Set, &o.key).map(|(line, _)| (line, o.arg.clone()))).collect();
     Ok((text, lines))
 }
 

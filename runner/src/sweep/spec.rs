@@ -182,7 +182,8 @@ impl SweepSpec {
             }
         };
         let searched = search.as_ref().map(|s| (s.spec.key.as_str(), s.values.as_slice()));
-        let keys = VariedKeys { grid: &spec.grid, zip: &spec.zip, seeds: &spec.seeds, derived: &spec.derived, set: &spec.set, search: searched };
+        let keys =
+            VariedKeys { grid: &spec.grid, zip: &spec.zip, seeds: &spec.seeds, derived: &spec.derived, set: &spec.set, search: searched };
         let plan = Plan::new(&Source { path, text }, &keys)?;
         Ok(LoadedSweep { spec, path: path.to_path_buf(), text: text.to_string(), base, plan, search, overrides: vec![] })
     }
