@@ -356,30 +356,40 @@ fn not_null<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> std:
 
 /// The model section of a job config: a preset (or the reference defaults) with flat overrides,
 /// so sweeps can vary `model.d_state` directly.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSpec {
     /// One of PRESETS; without it every size below must be given.
     #[serde(default, deserialize_with = "not_null", skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
     pub preset: Option<String>,
     #[serde(default, deserialize_with = "not_null", skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "i64")]
     pub d_model: Option<i64>,
     #[serde(default, deserialize_with = "not_null", skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "i64")]
     pub n_layer: Option<i64>,
     #[serde(default, deserialize_with = "not_null", skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "i64")]
     pub d_state: Option<i64>,
     #[serde(default, deserialize_with = "not_null", skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "i64")]
     pub headdim: Option<i64>,
     #[serde(default, deserialize_with = "not_null", skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "i64")]
     pub expand: Option<i64>,
     #[serde(default, deserialize_with = "not_null", skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "i64")]
     pub ngroups: Option<i64>,
     #[serde(default, deserialize_with = "not_null", skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "i64")]
     pub d_conv: Option<i64>,
     #[serde(default, deserialize_with = "not_null", skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "i64")]
     pub chunk_size: Option<i64>,
     /// Defaults to the tokenizer's vocabulary.
     #[serde(default, deserialize_with = "not_null", skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "i64")]
     pub vocab_size: Option<i64>,
 }
 

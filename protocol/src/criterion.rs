@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::eval::{EvalResult, Verdict};
 
 /// The question, and which evaluation answers it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "test", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Criterion {
     /// The loss evaluation's state-collapse verdict (docs/methodology.md): yes when collapsed,
@@ -174,7 +174,7 @@ impl Criterion {
 /// during training (`evals_at`) whose answer to `criterion` is `stop_when`, the job is recorded
 /// as completed and stopped early (never as failed), and its later evaluation points are not
 /// run. An adaptive search sets it on its probes when the sweep asks for it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EarlyStop {
     pub criterion: Criterion,

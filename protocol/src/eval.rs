@@ -279,7 +279,7 @@ impl LossResult {
 // ---- passkey retrieval ----
 
 /// The passkey prompt generator.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PasskeyFormat {
     /// The authors' text, byte for byte (prompts of at most the length).
@@ -302,7 +302,7 @@ impl std::fmt::Display for PasskeyFormat {
 pub const RECALL_THRESHOLD: f64 = 0.95;
 
 /// Which reading of the accuracy grid `t_recall` reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RecallRule {
     /// The authors': the largest length whose accuracy averaged over depths is > 0.95.
@@ -329,7 +329,7 @@ impl RecallRule {
 
 /// The range of a passkey length search (`lengths: {search: [LO, HI], resolution: R}` in a job
 /// config): LO, HI and the multiples of R between them are the lengths it may probe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SearchRange {
     /// [LO, HI], LO < HI, probed as written (they need not be multiples of the resolution).
     pub range: [i64; 2],

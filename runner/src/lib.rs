@@ -1,6 +1,7 @@
 //! Library behind the `stuffed` binary: the CLI tree (`cli/`), sweep expansion, the scheduler
 //! and its backends, the worker entry point and the SQLite store.
 pub mod cli;
+pub mod config_schema;
 pub mod evaluate;
 pub mod job;
 pub mod safety;

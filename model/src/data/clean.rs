@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 /// What a document is: human prose (documentation, books, manuals) or source code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DocKind {
     Prose,

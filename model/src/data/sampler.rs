@@ -21,7 +21,7 @@ use crate::train::{Batch, IGNORE};
 use crate::{Error, Result};
 
 /// Sources a training sample can come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SourceKind {
     Corpus,
@@ -30,7 +30,7 @@ pub enum SourceKind {
 }
 
 /// One entry of a data mixture.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MixtureItem {
     pub source: SourceKind,
@@ -45,7 +45,7 @@ pub struct MixtureItem {
 }
 
 /// Which documents of a cleaned corpus training draws, and how often.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Selection {
     /// Only prose or only code documents.

@@ -18,7 +18,7 @@ pub mod fused;
 /// Which implementation runs the chunked SSD. `auto` is `fused` on a CUDA device whose kernels
 /// compile and load, `tensor` elsewhere (the CPU, or a GPU without libnvrtc). A model carries
 /// its backend (`Mamba2LM::ssd`, `set_ssd`); there is no process-wide default.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SsdBackend {
     #[default]

@@ -21,7 +21,7 @@ fn one() -> i64 {
     1
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JobConfig {
     /// A label for humans (the sweep runner sets it).
@@ -51,7 +51,7 @@ pub struct JobConfig {
     pub early_stop: Option<EarlyStop>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DataConfig {
     /// Corpus directory built by `stuffed corpus build`.
@@ -82,7 +82,7 @@ pub use stuffed_protocol::criterion::EarlyStop;
 /// A moment of training at which the job's evaluations run (`evals_at`). A bare float is a
 /// fraction of the training steps, a bare integer a step; `{tokens: N}` is the first step by
 /// which N training tokens were seen (`{step: N}` and `{fraction: F}` are spelled out too).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged, expecting = "a fraction in (0, 1], a step (an integer >= 1), or one of {tokens: N}, {step: N}, {fraction: F}")]
 pub enum EvalPoint {
     Step(i64),
@@ -91,7 +91,7 @@ pub enum EvalPoint {
 }
 
 /// The spelled-out forms of an [`EvalPoint`]: exactly one of the three keys.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KeyedPoint {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -195,7 +195,7 @@ fn d_keep() -> i64 {
     2
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TrainConfig {
     /// Training length: tokens per sequence.
@@ -282,7 +282,7 @@ impl TrainConfig {
 }
 
 /// An evaluation run after training (see docs/results-schema.md for their results).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum EvalSpec {
     Loss(LossSpec),
@@ -300,7 +300,7 @@ impl EvalSpec {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum EvalSource {
     /// Held-out documents of the job's corpus, concatenated with EOS.
@@ -415,6 +415,36 @@ impl<'de> Deserialize<'de> for PasskeyLengths {
     }
 }
 
+fn depths_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "description": "A list of depths in [0, 1], or a count n for the depths (i + 0.5) / n.",
+        "anyOf": [
+            {"type": "integer", "minimum": 0},
+            {"type": "array", "items": {"type": "number", "minimum": 0, "maximum": 1}}
+        ]
+    })
+}
+
+impl schemars::JsonSchema for PasskeyLengths {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "PasskeyLengths".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let int = || serde_json::json!({"type": "integer"});
+        schemars::json_schema!({
+            "description": "A list of lengths, a grid {from, to, step} or a search {search: [LO, HI], resolution: R}.",
+            "anyOf": [
+                {"type": "array", "items": int()},
+                {"type": "object", "additionalProperties": false, "required": ["from", "to", "step"],
+                 "properties": {"from": int(), "to": int(), "step": int()}},
+                {"type": "object", "additionalProperties": false, "required": ["search", "resolution"],
+                 "properties": {"search": {"type": "array", "items": int(), "minItems": 2, "maxItems": 2}, "resolution": int()}}
+            ]
+        })
+    }
+}
+
 fn depths_count<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged, expecting = "a list of depths or a count n (depths (i + 0.5) / n)")]
@@ -435,7 +465,7 @@ fn d_one_prompt() -> i64 {
     1
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LossSpec {
     #[serde(default)]
@@ -462,7 +492,7 @@ pub struct LossSpec {
 pub use stuffed_protocol::eval::RecallRule;
 pub use stuffed_protocol::eval::SearchRange;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasskeySpec {
     /// A list of lengths, a grid `{from, to, step}` (both ends included when on the grid), or
@@ -470,6 +500,7 @@ pub struct PasskeySpec {
     pub lengths: PasskeyLengths,
     /// A list of depths in [0, 1], or a count n for the authors' depths (i + 0.5) / n.
     #[serde(default = "d_depths", deserialize_with = "depths_count")]
+    #[schemars(schema_with = "depths_schema")]
     pub depths: Vec<f64>,
     /// Prompt generator: `authors` (default, their released code) or `exact` (exact lengths).
     #[serde(default)]
@@ -488,7 +519,7 @@ pub struct PasskeySpec {
     pub precision: Precision,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StatesSpec {
     pub len: i64,

@@ -88,6 +88,11 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
 }
 
+/// Rows as a JSON array of objects keyed by `header`.
+pub fn rows_json(header: &[String], rows: &[Vec<serde_json::Value>]) -> serde_json::Value {
+    rows.iter().map(|r| serde_json::Value::Object(header.iter().cloned().zip(r.iter().cloned()).collect())).collect()
+}
+
 /// Prints rows as an aligned table, CSV or JSON (an array of objects).
 pub fn print_rows(format: TableFormat, header: &[String], rows: &[Vec<serde_json::Value>]) -> anyhow::Result<()> {
     let mut buf = Vec::new();
@@ -115,9 +120,7 @@ pub fn render_rows(
     };
     match format {
         TableFormat::Json => {
-            let objs: Vec<serde_json::Value> =
-                rows.iter().map(|r| serde_json::Value::Object(header.iter().cloned().zip(r.iter().cloned()).collect())).collect();
-            writeln!(out, "{}", serde_json::to_string_pretty(&objs)?)?;
+            writeln!(out, "{}", serde_json::to_string_pretty(&rows_json(header, rows))?)?;
         }
         TableFormat::Csv => {
             let esc = |s: String| if s.contains([',', '"', '\n']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s };
@@ -187,10 +190,12 @@ pub fn text_value(v: &serde_json::Value) -> String {
     }
 }
 
-/// Output format of tabular commands.
+/// Output format of tabular commands: `--format table` (or `text`, as every other command
+/// spells it), `csv` or `json`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
 pub enum TableFormat {
     #[default]
+    #[value(alias = "text")]
     Table,
     Csv,
     Json,

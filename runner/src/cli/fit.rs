@@ -14,7 +14,7 @@ use super::Format;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// linear (T = a*S + b) or exp (T = b*(a^S - 1) + c).
-    #[arg(long)]
+    #[arg(long, value_parser = model_values())]
     model: String,
     /// CSV file with a header row.
     #[arg(long)]
@@ -33,6 +33,12 @@ pub struct Args {
     hi: Option<String>,
     #[arg(long, value_enum, default_value_t)]
     format: Format,
+}
+
+/// The laws `--model` names (with the spellings `FitModel` also reads).
+fn model_values() -> clap::builder::PossibleValuesParser {
+    use clap::builder::PossibleValue;
+    [PossibleValue::new("linear").alias("lin"), PossibleValue::new("exp").alias("exponential")].into()
 }
 
 impl Args {

@@ -14,6 +14,7 @@ pub mod passkey;
 pub mod progress;
 pub mod report;
 pub mod results;
+pub mod schema;
 pub mod serve;
 pub mod sweep;
 pub mod train;
@@ -62,6 +63,8 @@ pub enum Command {
     Results(results::Command),
     /// Figures, fitted capacity laws and an HTML/Markdown report from the database.
     Report(report::Args),
+    /// JSON Schema of job or sweep files, for editors (docs/schema/ holds the same).
+    Schema(schema::Args),
     /// Fit the paper's capacity laws (linear or exponential) to two columns of a CSV file.
     Fit(fit::Args),
     /// A local, read-only web dashboard: sweeps, jobs, live curves, figures.
@@ -77,10 +80,13 @@ pub enum Command {
     Bench(bench::Command),
 }
 
-/// Output format of commands that print results.
+/// Output format of every command that prints results: `text` for people (`table` is
+/// accepted too), `json` for programs, one document on standard output whose shape
+/// docs/cli-json.md gives. Tables that also write CSV take `common::TableFormat`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
 pub enum Format {
     #[default]
+    #[value(alias = "table")]
     Text,
     Json,
 }
@@ -97,6 +103,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Sweep(c) => c.run(),
         Command::Results(c) => c.run(),
         Command::Report(a) => a.run(),
+        Command::Schema(a) => a.run(),
         Command::Fit(a) => a.run(),
         Command::Serve(a) => a.run(),
         Command::Worker(a) => a.run(),

@@ -11,12 +11,13 @@ use serde_json::{json, Value};
 use stuffed_model::cuda;
 use stuffed_model::protocol::JobStatus;
 
-use super::common::{print_rows, runtime, DbArgs, TableFormat};
+use super::common::{print_json, print_rows, rows_json, runtime, DbArgs, TableFormat};
+use super::Format;
 use crate::sched::local::{Controller, GpuSlot, Options};
 use crate::sched::slurm::{self, SlurmOptions};
 use crate::sched::{estimate_memory_gb, estimate_secs, PlannedJob};
 use crate::store::Db;
-use crate::sweep::{expand, Backend, LoadedSweep, SweepSpec};
+use crate::sweep::{expand, Backend, LoadedSweep, Override, SweepSpec};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -50,6 +51,13 @@ pub struct RunArgs {
     file: PathBuf,
     #[command(flatten)]
     db: DbArgs,
+    /// Set a job-config key for this run, Hydra style (repeatable): `--set train.lr=1e-3`,
+    /// `--set 'model.d_state=[64,128]'`. VALUE is YAML; a list is a grid key (use [[a, b]] for
+    /// one list value), anything else one value for every job. It replaces the file's grid or
+    /// derived entry of that key, is checked like the file, and is recorded in the sweep's
+    /// stored spec (its `set:` block).
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = parse_override)]
+    set: Vec<Override>,
     /// Print the job table (ids, varied keys, estimated memory and time) and validate every
     /// job, without running anything.
     #[arg(long)]
@@ -69,15 +77,31 @@ pub struct RunArgs {
     /// Where run directories go (one per job id; on the shared file system for Slurm).
     #[arg(long, default_value = "results/runs")]
     runs_dir: PathBuf,
-    /// Override the sweep file's backend: local or slurm.
-    #[arg(long)]
-    backend: Option<String>,
+    /// Override the sweep file's backend.
+    #[arg(long, value_enum)]
+    backend: Option<BackendKind>,
     /// Slurm: submit and exit; `stuffed sweep sync NAME` picks the results up later.
     #[arg(long)]
     detach: bool,
     /// Slurm: seconds between polls of the cluster.
     #[arg(long, default_value_t = 10)]
     poll: u64,
+    /// text, or json: the plan (--dry-run) or the outcome as one JSON object (docs/cli-json.md).
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
+}
+
+/// Where a sweep's jobs run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendKind {
+    /// Workers on this machine.
+    Local,
+    /// Slurm tasks (`sbatch`).
+    Slurm,
+}
+
+fn parse_override(s: &str) -> Result<Override, String> {
+    s.parse()
 }
 
 #[derive(Debug, clap::Args)]
@@ -89,6 +113,9 @@ pub struct SyncArgs {
     /// are created and read only inside it, whatever the database records.
     #[arg(long, default_value = "results/runs")]
     runs_dir: PathBuf,
+    /// text, or json: the round's counts and the job table as one object.
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
 }
 
 #[derive(Debug, clap::Args)]
@@ -97,6 +124,9 @@ pub struct StatusArgs {
     db: DbArgs,
     /// A sweep (default: every sweep).
     name: Option<String>,
+    /// text, or json: every sweep with its counts, running jobs and search steps.
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
 }
 
 #[derive(Debug, clap::Args)]
@@ -104,6 +134,9 @@ pub struct CancelArgs {
     #[command(flatten)]
     db: DbArgs,
     name: String,
+    /// text, or json: what was cancelled and signalled.
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
 }
 
 /// The GPUs a `--gpus` value selects, with the memory the scheduler may fill.
@@ -196,15 +229,14 @@ fn human_secs(s: f64) -> String {
 
 impl RunArgs {
     fn run(self) -> anyhow::Result<i32> {
-        let loaded = SweepSpec::load(&self.file)?;
-        let backend = match self.backend.as_deref() {
+        let loaded = SweepSpec::load_with(&self.file, &self.set)?;
+        let backend = match self.backend {
             None => loaded.spec.backend.clone(),
-            Some("local") => Backend::Local,
-            Some("slurm") => match &loaded.spec.backend {
+            Some(BackendKind::Local) => Backend::Local,
+            Some(BackendKind::Slurm) => match &loaded.spec.backend {
                 Backend::Slurm(c) => Backend::Slurm(c.clone()),
                 Backend::Local => Backend::Slurm(Default::default()),
             },
-            Some(other) => bail!("--backend: unknown backend '{other}' (expected local or slurm)"),
         };
         if let Backend::Slurm(cfg) = backend {
             if loaded.search.is_some() {
@@ -221,6 +253,13 @@ impl RunArgs {
         let planned = plan(&loaded, self.max_jobs, &self.runs_dir, !gpus.is_empty(), max_parallel)?;
         let too_big = memory_problems(&planned, device_memory_gb(&gpus, false));
         if self.dry_run {
+            if self.format == Format::Json {
+                let mut plan = plan_json(&loaded, &planned, gpus.len(), max_parallel);
+                plan["search"] = search::plan_json(&loaded, &planned);
+                plan["warnings"] = json!(too_big);
+                print_json(&plan)?;
+                return Ok(0);
+            }
             print_plan(&loaded, &planned, &gpus, max_parallel)?;
             search::print_plan(&loaded, &planned);
             for p in &too_big {
@@ -256,8 +295,13 @@ impl RunArgs {
                 "sweep {name}: {} completed, {} skipped (already done), {} failed, {} interrupted, {} retries",
                 summary.completed, summary.skipped, summary.failed, summary.interrupted, summary.retried
             );
-            print_sweep_table(&db, &name).await?;
-            search::print_status(&db, &name).await?;
+            if self.format == Format::Json {
+                print_json(&json!({"sweep": name, "summary": summary, "jobs": sweep_jobs_json(&db, &name).await?,
+                    "search": search::status_json(&db, &name).await?}))?;
+            } else {
+                print_sweep_table(&db, &name).await?;
+                search::print_status(&db, &name).await?;
+            }
             Ok(if summary.interrupted > 0 {
                 crate::exit::INTERRUPTED
             } else if summary.failed > 0 {
@@ -341,7 +385,10 @@ impl RunArgs {
         let runs_dir = std::fs::canonicalize(&self.runs_dir)?;
         let planned = plan(&loaded, self.max_jobs, &runs_dir, true, 1)?;
         if self.dry_run {
-            print_plan(&loaded, &planned, &[], 1)?;
+            match self.format {
+                Format::Json => print_json(&json!(plan_json(&loaded, &planned, 0, 1)))?,
+                Format::Text => print_plan(&loaded, &planned, &[], 1)?,
+            }
             return Ok(0);
         }
         let _lock = crate::sched::ctllock::acquire(&self.db.db, &loaded.spec.name)?;
@@ -358,7 +405,9 @@ impl RunArgs {
                 }
             }
             slurm::run(&db, &name, &opts, self.detach, &stop).await?;
-            if !self.detach {
+            if self.format == Format::Json {
+                print_json(&json!({"sweep": name, "detached": self.detach, "jobs": sweep_jobs_json(&db, &name).await?}))?;
+            } else if !self.detach {
                 print_sweep_table(&db, &name).await?;
             }
             let jobs = db.sweep_jobs(&name).await?;
@@ -389,6 +438,10 @@ impl SyncArgs {
         let runs_dir = std::fs::canonicalize(&self.runs_dir).with_context(|| format!("--runs-dir {}", self.runs_dir.display()))?;
         let opts = slurm_options(cfg, &loaded, &runs_dir, 10)?;
         let s = slurm::sync_once(&db, &self.name, &opts).await?;
+        if self.format == Format::Json {
+            print_json(&json!({"sweep": self.name, "summary": s, "jobs": sweep_jobs_json(&db, &self.name).await?}))?;
+            return Ok(0);
+        }
         println!(
             "sweep {}: {} completed, {} failed, {} resubmitted, {} running, {} newly submitted, {} pending",
             self.name, s.completed, s.failed, s.resubmitted, s.running, s.submitted, s.pending
@@ -402,6 +455,40 @@ pub async fn print_sweep_table(db: &Db, name: &str) -> anyhow::Result<()> {
     let jobs = db.sweep_jobs(name).await?;
     let (h, rows) = super::results::list_rows(db, &jobs, TableFormat::Table).await?;
     print_rows(TableFormat::Table, &h, &rows)
+}
+
+/// The jobs of sweep `name` as `results list --format json` shows them.
+async fn sweep_jobs_json(db: &Db, name: &str) -> anyhow::Result<Value> {
+    let jobs = db.sweep_jobs(name).await?;
+    let (h, rows) = super::results::list_rows(db, &jobs, TableFormat::Json).await?;
+    Ok(rows_json(&h, &rows))
+}
+
+/// Bucket widths of a job's loss evaluations (the collapse verdict needs them <= train_len / 4).
+fn loss_buckets(j: &PlannedJob) -> Vec<i64> {
+    j.config
+        .evals
+        .iter()
+        .filter_map(|e| match e {
+            stuffed_model::train::config::EvalSpec::Loss(l) => Some(l.bucket),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The dry run as JSON: the sweep, its jobs (full ids, varied keys, sizes, estimates) and totals.
+fn plan_json(loaded: &LoadedSweep, planned: &[Planned], gpus: usize, parallel: usize) -> Value {
+    let jobs: Vec<Value> = planned
+        .iter()
+        .map(|(j, varied)| {
+            json!({"id": j.id, "label": j.label, "varied": Value::Object(varied.iter().cloned().collect()),
+                "state_size": j.model.state_size(), "loss_buckets": loss_buckets(j), "params": j.model.num_params(),
+                "steps": j.config.train.total_steps(), "est_mem_gb": j.est_mem_gb, "est_secs": j.est_secs})
+        })
+        .collect();
+    let total: f64 = planned.iter().map(|(j, _)| j.est_secs).sum();
+    json!({"sweep": loaded.spec.name, "set": loaded.spec.set, "jobs": jobs, "gpus": gpus, "workers": parallel,
+        "est_total_secs": total, "est_wall_secs": total / parallel.max(1) as f64, "warnings": [], "search": null})
 }
 
 fn print_plan(
@@ -421,16 +508,7 @@ fn print_plan(
             for k in &keys {
                 r.push(varied.iter().find(|(vk, _)| vk == k).map(|(_, v)| v.clone()).unwrap_or(Value::Null));
             }
-            // Bucket widths of the loss evals (the collapse verdict needs them <= train_len / 4).
-            let buckets: Vec<String> = j
-                .config
-                .evals
-                .iter()
-                .filter_map(|e| match e {
-                    stuffed_model::train::config::EvalSpec::Loss(l) => Some(l.bucket.to_string()),
-                    _ => None,
-                })
-                .collect();
+            let buckets: Vec<String> = loss_buckets(j).iter().map(i64::to_string).collect();
             r.extend([
                 json!(j.model.state_size()),
                 json!(buckets.join("/")),
@@ -465,34 +543,62 @@ impl StatusArgs {
                 bail!("no sweep named '{n}' in {}", self.db.db.display());
             }
         }
+        if self.format == Format::Json {
+            let mut out = Vec::new();
+            for s in chosen {
+                let running: Vec<Value> = running(&db, &s.name)
+                    .await?
+                    .into_iter()
+                    .map(|(j, on)| {
+                        json!({"id": j.id, "label": j.label, "step": j.step, "total_steps": j.total_steps,
+                            "loss": j.last_loss, "tokens_per_s": j.tokens_per_s, "on": on})
+                    })
+                    .collect();
+                out.push(json!({"name": s.name, "description": s.description, "created_at": s.created_at,
+                    "cancelled": s.cancelled, "total": s.total, "counts": s.counts, "running": running,
+                    "search": search::status_json(&db, &s.name).await?}));
+            }
+            print_json(&json!({"sweeps": out}))?;
+            return Ok(0);
+        }
         if chosen.is_empty() {
             println!("no sweeps in {}", self.db.db.display());
         }
         for s in chosen {
             let counts: Vec<String> = s.counts.iter().map(|(k, v)| format!("{k} {v}")).collect();
             println!("{}{}: {} jobs ({})", s.name, if s.cancelled { " [cancelled]" } else { "" }, s.total, counts.join(", "));
-            for j in db.sweep_jobs(&s.name).await?.iter().filter(|j| j.status == JobStatus::Running) {
-                let att = db.open_attempt(&j.id).await?;
+            for (j, on) in running(&db, &s.name).await? {
                 println!(
-                    "  running {} [{}] step {}/{} loss {} {} on {}",
+                    "  running {} [{}] step {}/{} loss {} {} on {on}",
                     j.label,
                     &j.id[..8.min(j.id.len())],
                     j.step.map_or("-".into(), |s| s.to_string()),
                     j.total_steps.map_or("-".into(), |s| s.to_string()),
                     j.last_loss.map_or("-".into(), |l| format!("{l:.4}")),
                     j.tokens_per_s.map_or(String::new(), |t| format!("{t:.0} tok/s")),
-                    att.map(|a| match (a.backend_id, a.gpu) {
-                        (Some(id), _) => format!("Slurm task {id}"),
-                        (None, Some(g)) => format!("gpu {g}"),
-                        (None, None) => "cpu".into(),
-                    })
-                    .unwrap_or_else(|| "-".into())
                 );
             }
             search::print_status(&db, &s.name).await?;
         }
         Ok(0)
     }
+}
+
+/// The running jobs of sweep `name`, each with where it runs (`gpu 0`, `cpu`, `Slurm task 12`).
+async fn running(db: &Db, name: &str) -> anyhow::Result<Vec<(crate::store::JobRow, String)>> {
+    let mut out = Vec::new();
+    for j in db.sweep_jobs(name).await?.into_iter().filter(|j| j.status == JobStatus::Running) {
+        let on = match db.open_attempt(&j.id).await? {
+            Some(a) => match (a.backend_id, a.gpu) {
+                (Some(id), _) => format!("Slurm task {id}"),
+                (None, Some(g)) => format!("gpu {g}"),
+                (None, None) => "cpu".into(),
+            },
+            None => "-".into(),
+        };
+        out.push((j, on));
+    }
+    Ok(out)
 }
 
 impl CancelArgs {
@@ -504,7 +610,7 @@ impl CancelArgs {
         let slurm_cancelled =
             if db.sweep(&self.name).await?.is_some_and(|s| s.backend == "slurm") { slurm::cancel(&db, &self.name).await? } else { 0 };
         let n = db.cancel_sweep(&self.name).await?;
-        if slurm_cancelled > 0 {
+        if slurm_cancelled > 0 && self.format == Format::Text {
             println!("sweep {}: scancelled {slurm_cancelled} Slurm task(s)", self.name);
         }
         // Workers of a controller that is gone: signal them directly (their controller, if
@@ -519,7 +625,11 @@ impl CancelArgs {
                 }
             }
         }
-        println!("sweep {}: cancelled {n} pending job(s), asked {signalled} running worker(s) to stop", self.name);
+        if self.format == Format::Json {
+            print_json(&json!({"sweep": self.name, "cancelled_pending": n, "scancelled": slurm_cancelled, "signalled": signalled}))?;
+        } else {
+            println!("sweep {}: cancelled {n} pending job(s), asked {signalled} running worker(s) to stop", self.name);
+        }
         Ok(0)
     }
 }

@@ -19,6 +19,9 @@ pub enum SweepError {
         file.display()
     )]
     DuplicateJob { file: PathBuf, id: String, first: String, second: String },
+    /// A problem with a value given on the command line (`--set KEY=VALUE`).
+    #[error("--set {arg}: {}{msg}", key.as_ref().filter(|k| !msg.contains(&format!("`{k}`"))).map(|k| format!("key `{k}`: ")).unwrap_or_default())]
+    Override { arg: String, key: Option<String>, msg: String },
 }
 
 impl SweepError {

@@ -35,6 +35,10 @@ pub struct ExpandedJob {
 /// All jobs of the sweep, or the first problem. Fails before building any job when there
 /// would be more than `max_jobs`.
 pub fn expand(sweep: &LoadedSweep, max_jobs: usize) -> Result<Vec<ExpandedJob>, SweepError> {
+    expand_all(sweep, max_jobs).map_err(|e| sweep.explain(e))
+}
+
+fn expand_all(sweep: &LoadedSweep, max_jobs: usize) -> Result<Vec<ExpandedJob>, SweepError> {
     let plan = &sweep.plan;
     let jobs = plan.count();
     if jobs > max_jobs as u128 {

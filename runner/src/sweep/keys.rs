@@ -144,6 +144,8 @@ pub enum Origin {
     Seeds,
     /// The `search:` block's key.
     Search,
+    /// The `set:` block (job-config keys set on the command line with `--set KEY=VALUE`).
+    Set,
 }
 
 /// Line and column (1-based) of `key` in `origin`'s section of the sweep text, falling back to
@@ -154,8 +156,12 @@ pub(crate) fn locate_origin(text: &str, origin: Origin, key: &str) -> Option<(us
     match origin {
         Origin::Seeds => yaml::locate(text, "seeds"),
         Origin::Search => yaml::locate(text, "search.key").or_else(|| yaml::locate(text, "search")),
-        Origin::Grid | Origin::Derived => {
-            let name = if origin == Origin::Grid { "grid" } else { "derived" };
+        Origin::Grid | Origin::Derived | Origin::Set => {
+            let name = match origin {
+                Origin::Grid => "grid",
+                Origin::Derived => "derived",
+                _ => "set",
+            };
             let (line, indent) = section(name)?;
             entry_in_block(&lines, line + 1, indent, key).or(Some((line + 1, indent + 1)))
         }

@@ -49,6 +49,8 @@ pub struct VariedKeys<'a> {
     pub zip: &'a [Map<String, Value>],
     pub seeds: &'a [u64],
     pub derived: &'a Map<String, Value>,
+    /// Keys set on the command line: each replaces the grid's or derived entry of its key.
+    pub set: &'a Map<String, Value>,
     /// The searched key and its values: the last axis, so a cell's probes are adjacent.
     pub search: Option<(&'a str, &'a [Value])>,
 }
@@ -59,13 +61,26 @@ impl Plan {
     pub fn new(sweep: &Source, keys: &VariedKeys) -> Result<Plan, SweepError> {
         let mut plan = Plan { varied: vec![], derived: vec![], axes: vec![] };
         let spec = keys;
-        for (k, v) in spec.grid {
+        for (k, v) in spec.grid.iter().filter(|(k, _)| !spec.set.contains_key(*k)) {
             let key = sweep_key(sweep, k, Origin::Grid)?;
             let list = as_list(sweep, &key, v)?;
             if list.is_empty() {
                 return Err(key_err(sweep, &key, format!("grid key `{k}` has no values")));
             }
             plan.push_axis(vec![key], list.iter().map(|v| vec![v.clone()]).collect());
+        }
+        // A list set on the command line is a grid key; any other value is one value for
+        // every job (an axis of one, so the label shows it).
+        for (k, v) in spec.set {
+            let key = sweep_key(sweep, k, Origin::Set)?;
+            let list = match v {
+                Value::Array(list) => list.clone(),
+                one => vec![one.clone()],
+            };
+            if list.is_empty() {
+                return Err(key_err(sweep, &key, format!("`{k}` is set to an empty list: give at least one value")));
+            }
+            plan.push_axis(vec![key], list.into_iter().map(|v| vec![v]).collect());
         }
         for (g, group) in spec.zip.iter().enumerate() {
             plan.push_zip(sweep, g, group)?;
@@ -78,7 +93,7 @@ impl Plan {
             let key = sweep_key(sweep, k, Origin::Search)?;
             plan.push_axis(vec![key], values.iter().map(|v| vec![v.clone()]).collect());
         }
-        for (k, v) in spec.derived {
+        for (k, v) in spec.derived.iter().filter(|(k, _)| !spec.set.contains_key(*k)) {
             let key = sweep_key(sweep, k, Origin::Derived)?;
             let template = match v {
                 Value::String(s) => s.clone(),
@@ -189,6 +204,7 @@ pub(crate) fn section(origin: Origin) -> String {
         Origin::Zip(g) => format!("zip group {g}"),
         Origin::Derived => "derived".into(),
         Origin::Seeds => "seeds".into(),
+        Origin::Set => "set (--set)".into(),
         Origin::Search => "search".into(),
     }
 }

@@ -7,7 +7,7 @@ fn one() -> u32 {
     1
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Resources {
     /// GPUs per job; 0 runs on the CPU.
@@ -18,6 +18,7 @@ pub struct Resources {
     pub memory: MemorySpec,
     /// Wall-clock limit per attempt: `90m`, `2h`, `3600s`, `1h30m` or a number of seconds.
     #[serde(default, deserialize_with = "timeout", skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "duration_schema")]
     pub timeout: Option<String>,
 }
 
@@ -39,6 +40,49 @@ impl Resources {
     /// The timeout in seconds, if one is set.
     pub fn timeout_secs(&self) -> Option<u64> {
         self.timeout.as_deref().and_then(|t| parse_duration(t).ok())
+    }
+}
+
+fn duration_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"anyOf": [{"type": "string"}, {"type": "integer", "minimum": 1}]})
+}
+
+impl schemars::JsonSchema for MemorySpec {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "MemorySpec".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "`auto`, a number of GB, or a size like `12GB` / `512MB`.",
+            "anyOf": [{"type": "string"}, {"type": "number", "exclusiveMinimum": 0}]
+        })
+    }
+}
+
+impl schemars::JsonSchema for Backend {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Backend".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let mut slurm = generator.root_schema_for::<SlurmBackend>().to_value();
+        if let Some(o) = slurm.as_object_mut() {
+            o.remove("$schema");
+            o.remove("title");
+            if let Some(p) = o.get_mut("properties").and_then(|p| p.as_object_mut()) {
+                p.insert("kind".into(), serde_json::json!({"const": "slurm"}));
+            }
+            o.insert("required".into(), serde_json::json!(["kind"]));
+        }
+        schemars::json_schema!({
+            "description": "Where the jobs run: `local`, `slurm`, or a mapping with `kind: local` or `kind: slurm` and sbatch settings.",
+            "anyOf": [
+                {"enum": ["local", "slurm"]},
+                {"type": "object", "additionalProperties": false, "required": ["kind"], "properties": {"kind": {"const": "local"}}},
+                slurm
+            ]
+        })
     }
 }
 
@@ -144,7 +188,7 @@ pub enum Backend {
 }
 
 /// sbatch settings; everything but `gres` is left to the cluster's defaults when unset.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SlurmBackend {
     #[serde(default, skip_serializing_if = "Option::is_none")]

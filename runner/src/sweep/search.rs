@@ -15,7 +15,7 @@ use stuffed_model::protocol::SearchDecision;
 pub const MAX_VALUES: usize = 256;
 
 /// The `search:` block of a sweep file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SearchSpec {
     /// The ordered job-config key searched (not also set by grid, zip, seeds or derived).
@@ -52,7 +52,7 @@ fn yes() -> bool {
 }
 
 /// `range: {from: 64, to: 4096, factor: 2}`: from, from * factor, ... up to `to`, rounded.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GeometricRange {
     pub from: i64,
@@ -61,7 +61,7 @@ pub struct GeometricRange {
 }
 
 /// `early_stop: {stop_when: true}` in a search: the criterion is the search's.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SearchEarlyStop {
     #[serde(default = "yes")]
@@ -69,7 +69,7 @@ pub struct SearchEarlyStop {
 }
 
 /// Which way a monotone answer flips along the ordered values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
     /// Yes at small values, no at large ones.

@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 use stuffed_model::yaml::{self, YamlError};
 
 use super::error::{at, SweepError};
+use super::overrides::{self, Override};
 use super::plan::{Plan, Source, VariedKeys};
 use super::resources::{Backend, Resources};
 use super::search::{SearchSpec, Settings};
@@ -17,7 +18,7 @@ fn two() -> u32 {
 }
 
 /// A sweep as written in its YAML file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SweepSpec {
     /// Letters, digits, `-`, `_` and `.`; prefixes every job's name.
@@ -29,22 +30,27 @@ pub struct SweepSpec {
     /// Dotted job-config keys to lists of values; every combination is a job. Keys keep the
     /// order they are written in.
     #[serde(default)]
+    #[schemars(with = "std::collections::BTreeMap<String, Vec<Value>>")]
     pub grid: Map<String, Value>,
     /// Groups of equally long lists advanced together; groups combine with the grid as a
     /// cartesian product.
     #[serde(default)]
+    #[schemars(with = "Vec<std::collections::BTreeMap<String, Vec<Value>>>")]
     pub zip: Vec<Map<String, Value>>,
     /// Keys computed from others, in order (`train.steps: "{train.total_tokens} / 1024"`).
     #[serde(default)]
+    #[schemars(with = "std::collections::BTreeMap<String, String>")]
     pub derived: Map<String, Value>,
     /// Every job is repeated per seed (setting `train.seed`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub seeds: Vec<u64>,
     /// Replaces the base config's evals; strings with `{...}` are templates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<Vec<stuffed_model::train::config::EvalSpec>>")]
     pub evals: Option<Vec<Value>>,
     /// Replaces the base config's `evals_at` (evaluations during training) for every job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<Vec<stuffed_model::train::config::EvalPoint>>")]
     pub evals_at: Option<Vec<Value>>,
     #[serde(default)]
     pub resources: Resources,
@@ -56,14 +62,19 @@ pub struct SweepSpec {
     /// Adaptive threshold search over one ordered key, per cell of the other varied keys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub search: Option<SearchSpec>,
+    /// Job-config keys set on the command line (`sweep run --set KEY=VALUE`, recorded here):
+    /// a list is a grid key, any other value the one value of every job; either replaces the
+    /// grid's or derived entry of its key.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub set: Map<String, Value>,
 }
 
 /// The base job config: a path to a job config YAML file, or the config inline.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged, expecting = "expected a path to a job config file or an inline job config mapping")]
 pub enum Base {
     Path(PathBuf),
-    Inline(Map<String, Value>),
+    Inline(#[schemars(with = "stuffed_model::train::JobConfig")] Map<String, Value>),
 }
 
 /// A sweep file read and checked, with its base job config resolved.
@@ -79,6 +90,8 @@ pub struct LoadedSweep {
     pub(crate) plan: Plan,
     /// The search's values and engine settings, when the sweep has a `search:` block.
     pub search: Option<LoadedSearch>,
+    /// Where `--set` arguments are recorded in `text`, so their problems name them.
+    pub(crate) overrides: overrides::OverrideLines,
 }
 
 /// A sweep's `search:` block, checked.
@@ -125,12 +138,25 @@ impl BaseConfig {
 impl SweepSpec {
     /// Reads, parses and checks a sweep file, and reads its base job config.
     pub fn load(path: &Path) -> Result<LoadedSweep, SweepError> {
+        SweepSpec::load_with(path, &[])
+    }
+
+    /// Reads a sweep file and records `overrides` (`--set KEY=VALUE`) in its `set:` block
+    /// before it is parsed and checked like any sweep file; the returned text (what the
+    /// database stores) holds them.
+    pub fn load_with(path: &Path, overrides: &[Override]) -> Result<LoadedSweep, SweepError> {
         let text = stuffed_model::limits::read_text_bounded(path, stuffed_model::limits::MAX_CONFIG_BYTES).map_err(|e| {
             let e = e.to_string();
             let msg = e.strip_prefix(&format!("{}: ", path.display())).unwrap_or(&e).to_string();
             at(path, None, None, format!("cannot read: {msg}"))
         })?;
-        SweepSpec::parse(&text, path)
+        if overrides.is_empty() {
+            return SweepSpec::parse(&text, path);
+        }
+        let (text, lines) = overrides::apply(&text, path, overrides)?;
+        let mut loaded = SweepSpec::parse(&text, path).map_err(|e| overrides::explain(e, path, &lines))?;
+        loaded.overrides = lines;
+        Ok(loaded)
     }
 
     /// Parses and checks sweep YAML read from `path` (relative base paths resolve against its
@@ -156,9 +182,10 @@ impl SweepSpec {
             }
         };
         let searched = search.as_ref().map(|s| (s.spec.key.as_str(), s.values.as_slice()));
-        let keys = VariedKeys { grid: &spec.grid, zip: &spec.zip, seeds: &spec.seeds, derived: &spec.derived, search: searched };
+        let keys =
+            VariedKeys { grid: &spec.grid, zip: &spec.zip, seeds: &spec.seeds, derived: &spec.derived, set: &spec.set, search: searched };
         let plan = Plan::new(&Source { path, text }, &keys)?;
-        Ok(LoadedSweep { spec, path: path.to_path_buf(), text: text.to_string(), base, plan, search })
+        Ok(LoadedSweep { spec, path: path.to_path_buf(), text: text.to_string(), base, plan, search, overrides: vec![] })
     }
 }
 
@@ -166,6 +193,11 @@ impl LoadedSweep {
     /// The sweep's name.
     pub fn name(&self) -> &str {
         &self.spec.name
+    }
+
+    /// `e` told against the `--set` argument it comes from, when it does.
+    pub fn explain(&self, e: SweepError) -> SweepError {
+        overrides::explain(e, &self.path, &self.overrides)
     }
 }
 

@@ -176,6 +176,24 @@ pub async fn run(
     Ok(total)
 }
 
+/// The dry run's search summary as JSON (null without a search): the key, its values, the
+/// criterion, cells, budget and the grid's, worst-case and expected job counts.
+pub fn plan_json(loaded: &LoadedSweep, planned: &[Planned]) -> Value {
+    let Some(search) = &loaded.search else { return Value::Null };
+    let n = search.values.len();
+    let cells = planned.len() / n.max(1);
+    let c = counts(&search.settings);
+    json!({"key": search.spec.key, "values": search.values, "criterion": search.spec.criterion.describe(), "cells": cells,
+        "budget_per_cell": search.settings.budget, "per_round": search.settings.per_round, "jobs_full_grid": planned.len(),
+        "jobs_worst_case": cells * c.worst.min(search.settings.budget), "jobs_expected": cells as f64 * c.expected})
+}
+
+/// `sweep status --format json` of a search sweep: its steps as stored (null without a search).
+pub async fn status_json(db: &Db, name: &str) -> anyhow::Result<Value> {
+    let steps = db.search_steps(name).await?;
+    Ok(if steps.is_empty() { Value::Null } else { json!({"steps": steps}) })
+}
+
 /// The dry run's search summary: cells, the full grid, and the search's worst-case and
 /// expected job counts (every monotone threshold position simulated with the engine).
 pub fn print_plan(loaded: &LoadedSweep, planned: &[Planned]) {

@@ -1,0 +1,133 @@
+//! The command-line conventions of issue 24: `--format json` on every command that prints a
+//! table, with the keys docs/cli-json.md documents, and Hydra-style `--set KEY=VALUE`
+//! overrides on `sweep run` (applied, checked like the file, recorded in the stored spec).
+mod common;
+
+use std::path::Path;
+
+use common::{ok, stuffed, text};
+use serde_json::Value;
+
+fn json(out: &str) -> Value {
+    serde_json::from_str(out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+}
+
+/// Asserts that `v` is an object holding every key of `keys`.
+fn has_keys(v: &Value, keys: &[&str], what: &str) {
+    let o = v.as_object().unwrap_or_else(|| panic!("{what}: not an object: {v}"));
+    for k in keys {
+        assert!(o.contains_key(*k), "{what}: no key `{k}` in {v}");
+    }
+}
+
+const JOB_KEYS: [&str; 12] =
+    ["id", "sweep", "label", "status", "state_size", "train_len", "step", "loss", "val_loss", "collapsed", "t_recall", "attempts"];
+
+fn dry_run(d: &Path, file: &Path, set: &[&str]) -> Value {
+    let mut args = vec!["sweep", "run", file.to_str().unwrap(), "--dry-run", "--gpus", "none", "--format", "json"];
+    for s in set {
+        args.extend(["--set", s]);
+    }
+    json(&ok(d, &args))
+}
+
+#[test]
+fn dry_run_json_and_set_overrides() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let sweep = common::small_sweep(d, "conv", Path::new("/nonexistent/corpus"), 4);
+    let plan = dry_run(d, &sweep, &[]);
+    has_keys(&plan, &["sweep", "set", "jobs", "gpus", "workers", "est_total_secs", "est_wall_secs", "warnings", "search"], "dry run");
+    assert_eq!(plan["jobs"].as_array().unwrap().len(), 4);
+    let job_keys = ["id", "label", "varied", "state_size", "loss_buckets", "params", "steps", "est_mem_gb", "est_secs"];
+    has_keys(&plan["jobs"][0], &job_keys, "dry-run job");
+    // A list expands the grid (replacing the file's list); a scalar is every job's value.
+    let plan = dry_run(d, &sweep, &["model.d_state=[2, 4, 8]", "train.lr=1e-3"]);
+    let jobs = plan["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 6, "3 state sizes x 2 lengths: {plan}");
+    assert!(jobs.iter().all(|j| j["varied"]["train.lr"] == 1e-3 && j["label"].as_str().unwrap().contains("lr=0.001")), "{plan}");
+    assert_eq!(plan["set"], serde_json::json!({"model.d_state": [2, 4, 8], "train.lr": 1e-3}));
+}
+
+#[test]
+fn bad_set_keys_name_the_argument_with_a_suggestion() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let sweep = common::small_sweep(d, "bad", Path::new("/nonexistent/corpus"), 4);
+    let cases = [
+        ("model.d_stat=4", "did you mean `model.d_state`"),
+        ("train.lr=fast", "expected f64"),
+        ("train.seq_len=[]", "empty list"),
+        ("retries=0", "key of the sweep file"),
+        ("train.lr", "expected KEY=VALUE"),
+    ];
+    for (set, want) in cases {
+        let o = stuffed(d, &["sweep", "run", sweep.to_str().unwrap(), "--dry-run", "--set", set]);
+        let t = text(&o);
+        assert!(!o.status.success(), "--set {set} should fail: {t}");
+        assert!(t.contains(set) && t.contains(want), "--set {set}: {t}");
+    }
+}
+
+#[test]
+fn sweep_commands_print_json_and_record_the_overrides() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let corpus = common::fixture_corpus(d);
+    let sweep = common::small_sweep(d, "tiny", &corpus, 2);
+    let db = d.join("r.db");
+    let db = db.to_str().unwrap();
+    let file = sweep.to_str().unwrap();
+    let run = [
+        "sweep",
+        "run",
+        file,
+        "--db",
+        db,
+        "--gpus",
+        "none",
+        "--format",
+        "json",
+        "--set",
+        "model.d_state=[4]",
+        "--set",
+        "train.seq_len=[32]",
+    ];
+    let out = json(&ok(d, &run));
+    has_keys(&out, &["sweep", "summary", "jobs", "search"], "sweep run");
+    has_keys(&out["summary"], &["completed", "failed", "interrupted", "skipped", "retried"], "sweep run summary");
+    assert_eq!(out["summary"]["completed"], 1, "{out}");
+    has_keys(&out["jobs"][0], &JOB_KEYS, "sweep run job");
+    // The stored spec holds the overrides: a rerun with the same ones resumes (nothing to do).
+    let dump = json(&ok(d, &["results", "export", "--db", db, "--format", "dump"]));
+    let spec = dump["sweeps"][0]["spec"].as_str().unwrap();
+    assert!(spec.contains("set:\n  \"model.d_state\": [4]\n  \"train.seq_len\": [32]\n"), "{spec}");
+    assert_eq!(json(&ok(d, &run))["summary"]["skipped"], 1);
+
+    let status = json(&ok(d, &["sweep", "status", "--db", db, "--format", "json"]));
+    has_keys(&status["sweeps"][0], &["name", "description", "created_at", "cancelled", "total", "counts", "running", "search"], "status");
+    assert_eq!(status["sweeps"][0]["counts"]["completed"], 1, "{status}");
+    let list = json(&ok(d, &["results", "list", "--db", db, "--format", "json"]));
+    has_keys(&list[0], &JOB_KEYS, "results list");
+    let id = list[0]["id"].as_str().unwrap();
+    let show = json(&ok(d, &["results", "show", "--db", db, id, "--format", "json"]));
+    has_keys(&show, &["job", "config", "attempts", "latest_metrics", "evals", "evals_during_training", "artifacts"], "results show");
+    let cancel = json(&ok(d, &["sweep", "cancel", "tiny", "--db", db, "--format", "json"]));
+    has_keys(&cancel, &["sweep", "cancelled_pending", "scancelled", "signalled"], "sweep cancel");
+    // `table` and `text` name the same format everywhere.
+    ok(d, &["sweep", "status", "--db", db, "--format", "table"]);
+    ok(d, &["results", "list", "--db", db, "--format", "text"]);
+}
+
+#[test]
+fn model_info_and_fit_print_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let info = json(&ok(d, &["model", "info", "--preset", "tiny", "--format", "json"]));
+    has_keys(&info, &["config", "params", "state_size"], "model info");
+    std::fs::write(d.join("t.csv"), "s,t\n1,2.1\n2,3.9\n3,6.2\n4,7.8\n").unwrap();
+    let fit = json(&ok(d, &["fit", "--model", "linear", "--csv", "t.csv", "--x", "s", "--y", "t", "--format", "json"]));
+    has_keys(&fit, &["a", "b", "r2", "ci", "n"], "fit");
+    let schema = json(&ok(d, &["schema", "sweep"]));
+    assert_eq!(schema["title"], "stuffed sweep file");
+}
