@@ -82,7 +82,12 @@ impl EvalResult {
             EvalResult::Passkey(r) => {
                 out.push(EvalPoint::new("t_recall", r.t_recall.map(|t| t as f64)));
                 for c in &r.cells {
-                    out.push(EvalPoint { length: Some(c.len), depth: Some(c.depth), n: Some(c.n), ..EvalPoint::new("accuracy", Some(c.accuracy)) });
+                    out.push(EvalPoint {
+                        length: Some(c.len),
+                        depth: Some(c.depth),
+                        n: Some(c.n),
+                        ..EvalPoint::new("accuracy", Some(c.accuracy))
+                    });
                 }
             }
             EvalResult::States(r) => {
