@@ -83,12 +83,64 @@ fn csv_cell(v: &Value) -> String {
     }
 }
 
+/// Where CSV text goes, closed once written (a gzip stream writes its trailer, a file is
+/// synced).
+pub trait Output: Write {
+    fn close(self) -> std::io::Result<()>;
+}
+
+impl Output for std::io::BufWriter<std::io::Stdout> {
+    fn close(mut self) -> std::io::Result<()> {
+        self.flush()
+    }
+}
+
+impl Output for std::io::BufWriter<std::fs::File> {
+    fn close(self) -> std::io::Result<()> {
+        self.into_inner().map_err(|e| e.into_error())?.sync_all()
+    }
+}
+
+impl Output for flate2::write::GzEncoder<std::io::BufWriter<std::fs::File>> {
+    fn close(self) -> std::io::Result<()> {
+        self.finish()?.into_inner().map_err(|e| e.into_error())?.sync_all()
+    }
+}
+
+impl Output for &mut Vec<u8> {
+    fn close(self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A sink for rows of `columns`: CSV on standard output when `out` is `None`, else a file by
+/// its name: `.parquet` Parquet, `.gz` gzip-compressed CSV (deterministic: no time or name in
+/// the header), anything else CSV.
+pub fn sink_for(out: Option<&Path>, columns: &[Column]) -> anyhow::Result<Box<dyn RowSink>> {
+    let Some(path) = out else {
+        return Ok(Box::new(CsvSink::new(std::io::BufWriter::new(std::io::stdout()), columns)?));
+    };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    if ext == "parquet" {
+        return Ok(Box::new(ParquetSink::create(path, columns)?));
+    }
+    let file = std::io::BufWriter::new(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?);
+    if ext == "gz" {
+        let gz = flate2::GzBuilder::new().mtime(0).write(file, flate2::Compression::best());
+        return Ok(Box::new(CsvSink::new(gz, columns)?));
+    }
+    Ok(Box::new(CsvSink::new(file, columns)?))
+}
+
 /// Rows as CSV with a header line.
-pub struct CsvSink<W: Write> {
+pub struct CsvSink<W: Output> {
     w: csv::Writer<W>,
 }
 
-impl<W: Write> CsvSink<W> {
+impl<W: Output> CsvSink<W> {
     pub fn new(out: W, columns: &[Column]) -> anyhow::Result<CsvSink<W>> {
         let mut w = csv::Writer::from_writer(out);
         w.write_record(columns.iter().map(|c| c.name.as_str()))?;
@@ -96,15 +148,15 @@ impl<W: Write> CsvSink<W> {
     }
 }
 
-impl<W: Write> RowSink for CsvSink<W> {
+impl<W: Output> RowSink for CsvSink<W> {
     fn write_row(&mut self, row: &[Value]) -> anyhow::Result<()> {
         Ok(self.w.write_record(row.iter().map(csv_cell))?)
     }
 
     fn finish(mut self: Box<Self>) -> anyhow::Result<()> {
         self.w.flush().context("writing CSV")?;
-        let mut inner = self.w.into_inner().map_err(|e| anyhow::anyhow!("writing CSV: {}", e.error()))?;
-        inner.flush().context("writing CSV")
+        let inner = self.w.into_inner().map_err(|e| anyhow::anyhow!("writing CSV: {}", e.error()))?;
+        inner.close().context("writing CSV")
     }
 }
 
