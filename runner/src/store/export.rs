@@ -37,6 +37,18 @@ pub struct EvalDump {
     pub tokens: Option<i64>,
 }
 
+/// An `evals` row as stored (JSON columns as text).
+#[derive(sqlx::FromRow)]
+struct EvalText {
+    job_id: String,
+    eval_index: i64,
+    step: i64,
+    kind: String,
+    params: String,
+    result: String,
+    tokens: Option<i64>,
+}
+
 /// A JSON value, or a string holding one (how a version-1 dump stored JSON columns); the
 /// text is parsed with serde_json's nesting limit.
 fn object_or_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
@@ -131,22 +143,21 @@ impl Db {
         let jobs = bind_all!(sqlx::query(&q_jobs)).try_map(job_from_row).fetch_all(&self.pool).await?;
         let attempts = bind_all!(sqlx::query_as::<_, AttemptRow>(&q_attempts)).fetch_all(&self.pool).await?;
         let metrics = bind_all!(sqlx::query_as(&q_metrics)).fetch_all(&self.pool).await?;
-        let eval_rows: Vec<(String, i64, i64, String, String, String, Option<i64>)> =
-            bind_all!(sqlx::query_as(&q_evals)).fetch_all(&self.pool).await?;
-        let mut evals = Vec::with_capacity(eval_rows.len());
-        for (job_id, eval_index, step, kind, params, result, tokens) in eval_rows {
+        let mut evals = Vec::new();
+        for e in bind_all!(sqlx::query_as::<_, EvalText>(&q_evals)).fetch_all(&self.pool).await? {
             let json = |what: &str, text: &str| -> anyhow::Result<Value> {
                 serde_json::from_str(text)
-                    .with_context(|| format!("the stored {what} of evaluation {eval_index} of job {job_id} (step {step})"))
+                    .with_context(|| format!("the stored {what} of evaluation {} of job {} (step {})", e.eval_index, e.job_id, e.step))
             };
+            let (params, result) = (json("parameters", &e.params)?, json("result", &e.result)?);
             evals.push(EvalDump {
-                params: json("parameters", &params)?,
-                result: json("result", &result)?,
-                job_id,
-                eval_index,
-                step,
-                kind,
-                tokens,
+                params,
+                result,
+                job_id: e.job_id,
+                eval_index: e.eval_index,
+                step: e.step,
+                kind: e.kind,
+                tokens: e.tokens,
             });
         }
         let artifacts = bind_all!(sqlx::query_as(&q_artifacts)).fetch_all(&self.pool).await?;
