@@ -22,7 +22,7 @@ corpus: build
 
 # Test-only dependencies: transformers (the independent Mamba-2 of the parity tests).
 test-deps: venv
-	@scripts/bootstrap-venv.sh "transformers==5.24.0"
+	@scripts/bootstrap-venv.sh "transformers==5.24.0" "pandas==3.1.1" "pyarrow==26.0.1" "duckdb==2.0.0"
 
 # Formatting (rustfmt.toml) and clippy are part of the suite: CI enforces them.
 test: corpus test-deps

@@ -62,6 +62,11 @@ impl EvalResult {
         serde_json::from_str(text).map_err(|e| crate::Error::Malformed { what: "evaluation result", message: e.to_string() })
     }
 
+    /// Reads a result held as a JSON value (a dump's evaluation).
+    pub fn from_value(v: &serde_json::Value) -> Result<EvalResult, crate::Error> {
+        EvalResult::deserialize(v).map_err(|e| crate::Error::Malformed { what: "evaluation result", message: e.to_string() })
+    }
+
     /// The headline numbers of the result, as (column, value) pairs: `loss[corpus].mean`,
     /// `loss[newlines,rri:...].collapsed`, `passkey.t_recall`, ... (`results list`, `results
     /// show`, the dashboard).

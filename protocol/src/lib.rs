@@ -12,6 +12,7 @@
 //! - [`job`]: a job as the store lists it and the reports read it ([`JobRecord`]).
 //! - [`search`]: the adaptive threshold search's steps ([`SearchStep`]).
 //! - [`rundir`]: file names inside a job's run directory.
+//! - [`tidy`]: evaluation results in long form ([`EvalPoint`]), for the long-format exports.
 pub mod criterion;
 pub mod eval;
 pub mod event;
@@ -23,6 +24,7 @@ pub mod schema;
 pub mod search;
 mod serde_nan;
 pub mod status;
+pub mod tidy;
 
 pub use eval::{EvalResult, LossResult, PasskeyResult, StatesResult};
 pub use event::{Done, Envelope, Event, EVENT_FORMAT};
@@ -31,6 +33,7 @@ pub use job::{JobRecord, ModelDims};
 pub use precision::Precision;
 pub use search::{SearchDecision, SearchStep};
 pub use status::JobStatus;
+pub use tidy::{EvalPoint, EVAL_POINT_COLUMNS};
 
 /// A value that does not parse as a member of the contract.
 #[derive(Debug, thiserror::Error)]

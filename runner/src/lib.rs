@@ -9,6 +9,7 @@ pub mod sched;
 pub mod serve;
 pub mod store;
 pub mod sweep;
+pub mod tabular;
 pub mod version;
 
 /// Exit codes shared by every command (documented in the README).

@@ -9,7 +9,6 @@ mod search;
 mod summary;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
@@ -166,17 +165,20 @@ fn write(out_dir: &Path, name: &str, text: &str) -> Result<PathBuf, Error> {
 /// The censored points the laws are fitted to, in the units of the laws: the threshold lies in
 /// (T_lo_K, T_hi_K]; an empty end is unbounded (`stuffed fit --lo T_lo_K --hi T_hi_K` reads it).
 fn censored_csv(name: &str, rows: &[(i64, crate::censored::Censored)]) -> String {
-    let mut s = format!("state_size,S_M,{name}_lo_K,{name}_hi_K,kind\n");
+    let mut w = csv::Writer::from_writer(Vec::new());
     let opt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
+    let header = ["state_size".to_string(), "S_M".into(), format!("{name}_lo_K"), format!("{name}_hi_K"), "kind".into()];
+    // Writing to memory cannot fail.
+    let _ = w.write_record(&header);
     for (state, c) in rows {
         let kind = match (c.lo, c.hi) {
             (Some(_), Some(_)) => "interval",
             (Some(_), None) => "lower_bound",
             _ => "upper_bound",
         };
-        let _ = writeln!(s, "{state},{},{},{},{kind}", c.x, opt(c.lo), opt(c.hi));
+        let _ = w.write_record([state.to_string(), c.x.to_string(), opt(c.lo), opt(c.hi), kind.into()]);
     }
-    s
+    w.into_inner().ok().and_then(|b| String::from_utf8(b).ok()).unwrap_or_default()
 }
 
 fn fits_json(a: &Analysis) -> String {

@@ -123,11 +123,12 @@ pub fn render_rows(
             writeln!(out, "{}", serde_json::to_string_pretty(&rows_json(header, rows))?)?;
         }
         TableFormat::Csv => {
-            let esc = |s: String| if s.contains([',', '"', '\n']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s };
-            writeln!(out, "{}", header.iter().cloned().map(esc).collect::<Vec<_>>().join(","))?;
+            let mut w = csv::Writer::from_writer(out);
+            w.write_record(header)?;
             for r in rows {
-                writeln!(out, "{}", r.iter().map(|v| esc(cell(v))).collect::<Vec<_>>().join(","))?;
+                w.write_record(r.iter().map(cell))?;
             }
+            w.flush()?;
         }
         TableFormat::Table => {
             let cells: Vec<Vec<String>> = rows.iter().map(|r| r.iter().map(cell).collect()).collect();
@@ -222,5 +223,14 @@ mod tests {
         assert_eq!(text_value(&serde_json::Value::Null), "none");
         assert_eq!(text_value(&serde_json::json!(6.387900545803859)), "6.3879");
         assert_eq!(text_value(&serde_json::json!(false)), "false");
+    }
+
+    #[test]
+    fn csv_rows_are_quoted_by_the_csv_crate() {
+        let header = vec!["label".to_string(), "x".into()];
+        let rows = vec![vec![serde_json::json!("a,\"b\"\nc"), serde_json::json!(1.5)], vec![serde_json::Value::Null, serde_json::json!(2)]];
+        let mut out = Vec::new();
+        render_rows(TableFormat::Csv, &header, &rows, &mut out).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "label,x\n\"a,\"\"b\"\"\nc\",1.5\n,2\n");
     }
 }

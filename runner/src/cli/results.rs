@@ -8,7 +8,8 @@ use serde_json::{json, Value};
 use super::common::{print_rows, render_rows, runtime, short_num, text_value, DbArgs, TableFormat};
 use stuffed_model::protocol::EvalResult;
 
-use crate::store::{Cond, Db, Dump, JobRow};
+use crate::store::{long_columns, Cond, Db, Dump, JobRow, LongTable};
+use crate::tabular::{self, Column, ColumnType};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -16,8 +17,9 @@ pub enum Command {
     List(ListArgs),
     /// Everything about one job: config, attempts (host, GPU, commit, versions), metrics, evals.
     Show(ShowArgs),
-    /// A wide table (one row per job: config keys, final metrics, eval summaries) or a full
-    /// dump that `results import` loads elsewhere.
+    /// A wide table (one row per job: config keys, final metrics, eval summaries), a long
+    /// table of metrics or evaluation points (CSV or Parquet), or a full dump that `results
+    /// import` loads elsewhere.
     Export(ExportArgs),
     /// Load a dump written by `results export --format dump`.
     Import(ImportArgs),
@@ -105,12 +107,36 @@ pub struct ExportArgs {
     db: DbArgs,
     #[command(flatten)]
     filters: Filters,
-    /// table, csv, json (wide rows) or dump (everything, for `results import`).
-    #[arg(long, default_value = "csv")]
-    format: String,
-    /// Write to this file instead of standard output (gzip-compressed when it ends with .gz).
+    /// What to write (see the values); docs/results-schema.md has the columns and pandas and
+    /// DuckDB examples.
+    #[arg(long, value_enum, default_value_t)]
+    format: ExportFormat,
+    /// Write to this file instead of standard output: `.parquet` writes Parquet (csv, long and
+    /// long-evals), `.gz` gzip-compresses, anything else is text.
     #[arg(long)]
     out: Option<PathBuf>,
+}
+
+/// What `results export` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
+pub enum ExportFormat {
+    /// Wide rows (one per job: identity, every config key, final metrics, evaluation
+    /// headlines) as an aligned text table.
+    Table,
+    /// Wide rows as CSV (Parquet with `--out FILE.parquet`).
+    #[default]
+    Csv,
+    /// Wide rows as a JSON array of objects.
+    Json,
+    /// Tidy metrics: one row per job, key and step (`key`, `step`, `value`), with the job's
+    /// sweep, label, state size, training length and varied keys as columns. CSV or Parquet.
+    Long,
+    /// Tidy evaluations: one row per job, evaluation, step and point (loss bucket, passkey
+    /// cell, state statistic, `mean_loss`, `t_recall`), evaluations during training included.
+    /// CSV or Parquet.
+    LongEvals,
+    /// Everything about whole sweeps as JSON, for `results import`.
+    Dump,
 }
 
 #[derive(Debug, clap::Args)]
@@ -377,43 +403,86 @@ impl ShowArgs {
 
 impl ExportArgs {
     async fn run(self) -> anyhow::Result<i32> {
+        let parquet = self.out.as_deref().is_some_and(|p| p.extension().is_some_and(|e| e == "parquet"));
+        if parquet && !matches!(self.format, ExportFormat::Csv | ExportFormat::Long | ExportFormat::LongEvals) {
+            anyhow::bail!(
+                "--out {}: Parquet holds the csv, long and long-evals formats, not --format {}",
+                self.out.as_deref().map(|p| p.display().to_string()).unwrap_or_default(),
+                self.format_name()
+            );
+        }
         let db = self.db.open_read_only().await?;
-        let text = if self.format == "dump" {
-            if !self.filters.conds.is_empty() || self.filters.status.is_some() {
-                anyhow::bail!("--format dump exports whole sweeps: use --sweep, not --where/--status");
+        let table = match self.format {
+            ExportFormat::Dump => {
+                if !self.filters.conds.is_empty() || self.filters.status.is_some() {
+                    anyhow::bail!("--format dump exports whole sweeps: use --sweep, not --where/--status");
+                }
+                let text = serde_json::to_string_pretty(&db.dump(&self.filters.sweep).await?)? + "\n";
+                return self.write_text(text.as_bytes());
             }
-            serde_json::to_string_pretty(&db.dump(&self.filters.sweep).await?)? + "\n"
-        } else {
-            let format = match self.format.as_str() {
-                "table" => TableFormat::Table,
-                "csv" => TableFormat::Csv,
-                "json" => TableFormat::Json,
-                other => anyhow::bail!("unknown export format '{other}': expected table, csv, json or dump"),
-            };
-            let jobs = self.filters.jobs(&db).await?;
-            let (h, rows) = wide_rows(&db, &jobs).await?;
-            match &self.out {
-                None => {
-                    print_rows(format, &h, &rows)?;
-                    return Ok(0);
+            ExportFormat::Long => LongTable::Metrics,
+            ExportFormat::LongEvals => LongTable::Evals,
+            ExportFormat::Table | ExportFormat::Csv | ExportFormat::Json => {
+                let jobs = self.filters.jobs(&db).await?;
+                let (h, rows) = wide_rows(&db, &jobs).await?;
+                if parquet {
+                    let columns: Vec<Column> = h
+                        .iter()
+                        .enumerate()
+                        .map(|(i, name)| Column::new(name.clone(), ColumnType::infer(rows.iter().map(|r| &r[i]))))
+                        .collect();
+                    let mut sink = tabular::sink_for(self.out.as_deref(), &columns)?;
+                    for r in &rows {
+                        sink.write_row(r)?;
+                    }
+                    sink.finish()?;
+                    return self.wrote();
                 }
-                Some(_) => {
-                    // Render through a string for the file.
-                    let mut buf = Vec::new();
-                    render_rows(format, &h, &rows, &mut buf)?;
-                    String::from_utf8(buf)?
-                }
+                let format = match self.format {
+                    ExportFormat::Table => TableFormat::Table,
+                    ExportFormat::Json => TableFormat::Json,
+                    _ => TableFormat::Csv,
+                };
+                let mut buf = Vec::new();
+                render_rows(format, &h, &rows, &mut buf)?;
+                return self.write_text(&buf);
             }
         };
+        let jobs = self.filters.jobs(&db).await?;
+        let columns = long_columns(table, &jobs);
+        let mut sink = tabular::sink_for(self.out.as_deref(), &columns)?;
+        let n = db.long_rows(table, &jobs, sink.as_mut()).await?;
+        sink.finish()?;
+        if let Some(p) = &self.out {
+            eprintln!("wrote {} ({n} rows)", p.display());
+        }
+        Ok(0)
+    }
+
+    /// The `--format` value as typed.
+    fn format_name(&self) -> String {
+        use clap::ValueEnum;
+        self.format.to_possible_value().map(|v| v.get_name().to_string()).unwrap_or_default()
+    }
+
+    /// Writes text to `--out` (gzip-compressed for `.gz`) or standard output.
+    fn write_text(&self, bytes: &[u8]) -> anyhow::Result<i32> {
         match &self.out {
             Some(p) => {
                 if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
                     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
                 }
-                write_maybe_gz(p, text.as_bytes()).with_context(|| format!("writing {}", p.display()))?;
-                eprintln!("wrote {}", p.display());
+                write_maybe_gz(p, bytes).with_context(|| format!("writing {}", p.display()))?;
             }
-            None => super::common::write_stdout(text.as_bytes())?,
+            None => super::common::write_stdout(bytes)?,
+        }
+        self.wrote()
+    }
+
+    /// Names the file written, if any.
+    fn wrote(&self) -> anyhow::Result<i32> {
+        if let Some(p) = &self.out {
+            eprintln!("wrote {}", p.display());
         }
         Ok(0)
     }

@@ -12,18 +12,50 @@ use super::{job_from_row, AttemptRow, Db, SweepRow, JOB_COLUMNS};
 
 pub const DUMP_FORMAT: &str = "stuffed-results";
 
-/// A dumped evaluation: the database row as stored.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, sqlx::FromRow)]
+/// The dump version written: 2 stores evaluation parameters and results as JSON objects.
+/// Version 1 stored them as JSON text inside JSON strings; both are read.
+pub const DUMP_VERSION: u32 = 2;
+
+/// The dump versions `results import` reads.
+pub const DUMP_VERSIONS: std::ops::RangeInclusive<u32> = 1..=DUMP_VERSION;
+
+/// A dumped evaluation: one row of the `evals` table, its JSON columns as objects.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct EvalDump {
     pub job_id: String,
     pub eval_index: i64,
     pub step: i64,
     pub kind: String,
-    pub params: String,
-    pub result: String,
+    /// The parameters it ran with (JSON text in a version-1 dump).
+    #[serde(deserialize_with = "object_or_text")]
+    pub params: Value,
+    /// The result (docs/results-schema.md; JSON text in a version-1 dump).
+    #[serde(deserialize_with = "object_or_text")]
+    pub result: Value,
     /// Training tokens of the checkpoint (absent in older dumps and for format-1 events).
     #[serde(default)]
     pub tokens: Option<i64>,
+}
+
+/// An `evals` row as stored (JSON columns as text).
+#[derive(sqlx::FromRow)]
+struct EvalText {
+    job_id: String,
+    eval_index: i64,
+    step: i64,
+    kind: String,
+    params: String,
+    result: String,
+    tokens: Option<i64>,
+}
+
+/// A JSON value, or a string holding one (how a version-1 dump stored JSON columns); the
+/// text is parsed with serde_json's nesting limit.
+fn object_or_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
+    match Value::deserialize(d)? {
+        Value::String(s) => serde_json::from_str(&s).map_err(|e| serde::de::Error::custom(format!("a JSON column holds no JSON: {e}"))),
+        v => Ok(v),
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -65,7 +97,7 @@ pub struct ImportSummary {
 
 /// A dumped evaluation as the report reads it.
 fn eval_record(e: &EvalDump) -> anyhow::Result<EvalRecord> {
-    let result = EvalResult::from_json(&e.result).with_context(|| format!("evaluation {} of job {}", e.eval_index, e.job_id))?;
+    let result = EvalResult::from_value(&e.result).with_context(|| format!("evaluation {} of job {}", e.eval_index, e.job_id))?;
     Ok(EvalRecord { job_id: e.job_id.clone(), eval_index: e.eval_index, step: e.step, tokens: e.tokens, result })
 }
 
@@ -111,7 +143,23 @@ impl Db {
         let jobs = bind_all!(sqlx::query(&q_jobs)).try_map(job_from_row).fetch_all(&self.pool).await?;
         let attempts = bind_all!(sqlx::query_as::<_, AttemptRow>(&q_attempts)).fetch_all(&self.pool).await?;
         let metrics = bind_all!(sqlx::query_as(&q_metrics)).fetch_all(&self.pool).await?;
-        let evals = bind_all!(sqlx::query_as::<_, EvalDump>(&q_evals)).fetch_all(&self.pool).await?;
+        let mut evals = Vec::new();
+        for e in bind_all!(sqlx::query_as::<_, EvalText>(&q_evals)).fetch_all(&self.pool).await? {
+            let json = |what: &str, text: &str| -> anyhow::Result<Value> {
+                serde_json::from_str(text)
+                    .with_context(|| format!("the stored {what} of evaluation {} of job {} (step {})", e.eval_index, e.job_id, e.step))
+            };
+            let (params, result) = (json("parameters", &e.params)?, json("result", &e.result)?);
+            evals.push(EvalDump {
+                params,
+                result,
+                job_id: e.job_id,
+                eval_index: e.eval_index,
+                step: e.step,
+                kind: e.kind,
+                tokens: e.tokens,
+            });
+        }
         let artifacts = bind_all!(sqlx::query_as(&q_artifacts)).fetch_all(&self.pool).await?;
         let mut search_steps = Vec::new();
         for s in &sweeps {
@@ -119,7 +167,7 @@ impl Db {
         }
         Ok(Dump {
             format: DUMP_FORMAT.into(),
-            version: 1,
+            version: DUMP_VERSION,
             sweeps,
             jobs,
             sweep_jobs: sj_rows
@@ -145,8 +193,8 @@ impl Db {
         if d.format != DUMP_FORMAT {
             anyhow::bail!("not a stuffed results export (format '{}', expected '{DUMP_FORMAT}')", d.format);
         }
-        if d.version != 1 {
-            anyhow::bail!("results export version {} is not supported (expected 1)", d.version);
+        if !DUMP_VERSIONS.contains(&d.version) {
+            anyhow::bail!("results export version {} is not supported (expected 1 to {DUMP_VERSION})", d.version);
         }
         let mut tx = self.pool.begin().await?;
         for s in &d.sweeps {
@@ -202,8 +250,8 @@ impl Db {
             .bind(e.eval_index)
             .bind(e.step)
             .bind(&e.kind)
-            .bind(&e.params)
-            .bind(&e.result)
+            .bind(e.params.to_string())
+            .bind(e.result.to_string())
             .bind(e.tokens)
             .execute(&mut *tx)
             .await?;

@@ -10,11 +10,11 @@ use std::path::Path;
 
 use anyhow::{bail, Context};
 
-use super::export::DUMP_FORMAT;
+use super::export::{DUMP_FORMAT, DUMP_VERSION, DUMP_VERSIONS};
 use super::{job_from_row, JOB_COLUMNS};
 use super::{Db, Dump, ImportSummary};
 use crate::safety::{check_id, check_sweep_name, short};
-use stuffed_model::protocol::{JobRecord, JobStatus};
+use stuffed_model::protocol::{EvalResult, JobRecord, JobStatus};
 
 /// The largest dump read, decompressed (1 GiB; the study's whole export is 3.5 MB).
 pub const MAX_DUMP_BYTES: u64 = 1 << 30;
@@ -78,8 +78,8 @@ pub fn check_dump(d: &Dump) -> anyhow::Result<()> {
     if d.format != DUMP_FORMAT {
         bail!("not a stuffed results export (format '{}', expected '{DUMP_FORMAT}')", short(&d.format));
     }
-    if d.version != 1 {
-        bail!("results export version {} is not supported (expected 1)", d.version);
+    if !DUMP_VERSIONS.contains(&d.version) {
+        bail!("results export version {} is not supported (expected 1 to {DUMP_VERSION})", d.version);
     }
     for s in &d.sweeps {
         check_sweep_name(&s.name).map_err(|e| anyhow::anyhow!("the dump's sweep {e}"))?;
@@ -96,6 +96,7 @@ pub fn check_dump(d: &Dump) -> anyhow::Result<()> {
         if e.step < 0 || e.tokens.is_some_and(|t| t < 0) {
             bail!("the dump's evaluation {} of job {:?} has a negative step or token count", e.eval_index, short(&e.job_id));
         }
+        check_eval(e)?;
     }
     for j in &d.jobs {
         if let Some(s) = j.stopped_early {
@@ -137,6 +138,20 @@ pub fn check_dump(d: &Dump) -> anyhow::Result<()> {
         unknown_job("artifact", job)?;
     }
     check_search_steps(d, &sweeps, &jobs)
+}
+
+/// An evaluation of the dump is one the readers can read: its result parses as the protocol's
+/// [`EvalResult`] of its `kind`, its parameters are an object.
+fn check_eval(e: &super::export::EvalDump) -> anyhow::Result<()> {
+    let at = || format!("the dump's evaluation {} of job {:?} (step {})", e.eval_index, short(&e.job_id), e.step);
+    let r = EvalResult::from_value(&e.result).map_err(|err| anyhow::anyhow!("{}: {}", at(), short(&err.to_string())))?;
+    if r.kind() != e.kind {
+        bail!("{}: its kind is {:?} but its result is a {} result", at(), short(&e.kind), r.kind());
+    }
+    if !e.params.is_object() {
+        bail!("{}: its parameters are not a JSON object", at());
+    }
+    Ok(())
 }
 
 /// Most search steps a dump may carry per sweep (cells x rounds x probes of any real search).
@@ -296,6 +311,59 @@ mod tests {
         let e = db.import_checked(&d, false).await.unwrap_err().to_string();
         assert!(e.contains("job abc1") && e.contains("--replace"), "{e}");
         db.import_checked(&d, true).await.unwrap();
+    }
+
+    /// The version-1 fixture (JSON columns as text), as committed.
+    pub(crate) fn fixture_v1() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/dump-v1.json")
+    }
+
+    #[tokio::test]
+    async fn a_version_1_dump_imports_and_dumps_again_with_objects() {
+        let mut old = read_dump(&fixture_v1(), MAX_DUMP_BYTES).unwrap();
+        old.evals.sort_by(|a, b| (&a.job_id, a.eval_index, a.step).cmp(&(&b.job_id, b.eval_index, b.step)));
+        assert_eq!((old.version, old.evals.len()), (1, 5));
+        assert!(old.evals.iter().all(|e| e.result.is_object() && e.params.is_object()), "JSON text read as objects");
+        let db = Db::open_memory().await.unwrap();
+        db.import_checked(&old, false).await.unwrap();
+        let new = db.dump(&[]).await.unwrap();
+        assert_eq!(new.version, super::DUMP_VERSION);
+        assert!(new.evals == old.evals, "the same evaluations, as objects");
+        let text = serde_json::to_value(&new).unwrap();
+        assert!(text["evals"][0]["result"]["buckets"].is_array() && text["evals"][0]["params"]["len"].is_number(), "{}", text["evals"][0]);
+        // The new dump imports into the same database without conflict, and into a fresh one.
+        db.import_checked(&new, false).await.unwrap();
+        let fresh = Db::open_memory().await.unwrap();
+        fresh.import_checked(&serde_json::from_value(text).unwrap(), false).await.unwrap();
+        assert!(fresh.dump(&[]).await.unwrap().evals == old.evals);
+    }
+
+    #[tokio::test]
+    async fn evaluations_that_no_reader_can_read_are_refused() {
+        let db = Db::open_memory().await.unwrap();
+        let eval = |kind: &str, result: serde_json::Value| json!({"job_id": "abc1", "eval_index": 0, "step": 1, "kind": kind, "params": {}, "result": result, "tokens": null});
+        for (e, want) in [
+            (eval("loss", json!("{not json")), "holds no JSON"),
+            (eval("loss", json!({"kind": "vibes"})), "evaluation 0 of job \"abc1\" (step 1): malformed evaluation result"),
+            (eval("passkey", json!({"kind": "loss"})), "its kind is \"passkey\" but its result is a loss result"),
+            (
+                json!({"job_id": "abc1", "eval_index": 0, "step": 1, "kind": "loss", "params": [1], "result": {"kind": "loss"}}),
+                "not a JSON object",
+            ),
+        ] {
+            let mut v = serde_json::to_value(dump()).unwrap();
+            v["evals"] = json!([e]);
+            let e = match serde_json::from_value::<Dump>(v) {
+                Ok(d) => db.import_checked(&d, false).await.unwrap_err().to_string(),
+                Err(e) => e.to_string(),
+            };
+            assert!(e.contains(want), "{want}: {e}");
+        }
+        let mut d = dump();
+        d.version = 3;
+        let e = db.import_checked(&d, false).await.unwrap_err().to_string();
+        assert!(e.contains("version 3 is not supported (expected 1 to 2)"), "{e}");
+        assert!(db.sweep_names().await.unwrap().is_empty(), "nothing was written");
     }
 
     #[test]

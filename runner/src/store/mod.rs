@@ -6,6 +6,7 @@ mod export;
 mod filter;
 mod import_guard;
 mod ingest;
+mod long;
 mod schema;
 mod search;
 
@@ -25,6 +26,8 @@ pub use export::{Dump, ImportSummary};
 pub use filter::{Cond, Op};
 pub use import_guard::{check_dump, read_dump, MAX_DUMP_BYTES};
 pub use ingest::{read_events, IngestSummary};
+pub use long::{long_columns, LongTable};
+pub use schema::{tables_doc, TABLES_BEGIN, TABLES_END};
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 

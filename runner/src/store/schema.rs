@@ -71,9 +71,58 @@ impl Db {
     }
 }
 
+/// Where the generated SQLite section starts and ends in docs/results-schema.md.
+pub const TABLES_BEGIN: &str = "<!-- BEGIN GENERATED: SQLite tables (runner/src/store/schema.rs) -->";
+pub const TABLES_END: &str = "<!-- END GENERATED: SQLite tables -->";
+
+/// The generated section of docs/results-schema.md, markers included: the tables, views and
+/// indexes of a database with every migration applied, as SQLite holds them (the statements
+/// of the migrations with their comments, columns added later appended).
+pub async fn tables_doc() -> anyhow::Result<String> {
+    let db = Db::open_memory().await?;
+    let rows: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL AND name != '_sqlx_migrations' AND name NOT LIKE 'sqlite%'
+         ORDER BY CASE type WHEN 'table' THEN 0 WHEN 'view' THEN 1 ELSE 2 END, name",
+    )
+    .fetch_all(&db.pool)
+    .await?;
+    let mut out = format!("{TABLES_BEGIN}\n\nSchema version {} (`runner/migrations/`).\n\n```sql\n", known_version());
+    for (_, _, sql) in &rows {
+        out.push_str(sql.trim_end());
+        out.push_str(";\n\n");
+    }
+    out.truncate(out.trim_end().len());
+    out.push_str(&format!("\n```\n\n{TABLES_END}\n"));
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// docs/results-schema.md lists the tables of the migrations; `STUFFED_BLESS=1` rewrites
+    /// the section.
+    #[tokio::test]
+    async fn the_schema_doc_lists_the_sqlite_tables_of_the_migrations() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/results-schema.md");
+        let doc = std::fs::read_to_string(&path).unwrap();
+        let (Some(a), Some(b)) = (doc.find(TABLES_BEGIN), doc.find(TABLES_END)) else {
+            panic!("{}: no generated section ({TABLES_BEGIN} ... {TABLES_END})", path.display())
+        };
+        let current = &doc[a..b + TABLES_END.len() + 1];
+        let fresh = tables_doc().await.unwrap();
+        assert!(fresh.contains("CREATE TABLE \"evals\"") || fresh.contains("CREATE TABLE evals"), "{fresh}");
+        if current != fresh {
+            if std::env::var_os("STUFFED_BLESS").is_some() {
+                std::fs::write(&path, doc.replacen(current, &fresh, 1)).unwrap();
+                return;
+            }
+            panic!(
+                "{} lists other SQLite tables than the migrations make; run `STUFFED_BLESS=1 cargo test -p stuffed --lib schema` and review.\nexpected:\n{fresh}",
+                path.display()
+            );
+        }
+    }
 
     #[tokio::test]
     async fn read_commands_never_write_and_newer_schemas_are_named() {
