@@ -243,6 +243,16 @@ fn bench_suite_writes_a_record_and_names_unknown_cases() {
     std::fs::write(src.join("mamba_ssm/__init__.py"), "__version__ = '0'\n").unwrap();
     let o = stuffed(dir.path(), &["bench", "suite", "--only", "train-study-128", "--anchor", "--anchor-src", "src", "--device", "cpu"]);
     assert!(!o.status.success() && text(&o).contains("mamba_ssm runs on a CUDA device"), "{}", text(&o));
+    // Packed jobs: separate processes timing one common window (here two tiny CPU jobs).
+    let rec = dir.path().join("pack.json");
+    let args = ["bench", "pack", "--case", "train-tiny", "--batch", "1", "--len", "64", "--jobs", "1,2", "--steps", "2", "--warmup", "0"];
+    ok(dir.path(), &[&args[..], &["--device", "cpu", "--out", rec.to_str().unwrap()]].concat());
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&rec).unwrap()).unwrap();
+    let points = v["points"].as_array().unwrap();
+    assert_eq!(points.iter().map(|p| p["jobs"].as_u64().unwrap()).collect::<Vec<_>>(), [1, 2], "{v}");
+    assert!(points.iter().all(|p| p["aggregate_tokens_per_s"].as_f64().unwrap() > 0.0), "{v}");
+    assert_eq!(points[1]["per_job_tokens_per_s"].as_array().unwrap().len(), 2, "{v}");
+    assert!(points[1]["over_one"].as_f64().unwrap() > 0.0, "{v}");
     // Packing measures training cases only.
     let o = stuffed(dir.path(), &["bench", "pack", "--case", "eval-130m"]);
     assert!(!o.status.success() && text(&o).contains("not a training case"), "{}", text(&o));

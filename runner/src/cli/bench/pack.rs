@@ -23,6 +23,12 @@ pub struct PackArgs {
     /// Numbers of packed jobs to measure (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "1,2,4,8")]
     jobs: Vec<u32>,
+    /// Override the case's batch.
+    #[arg(long)]
+    batch: Option<i64>,
+    /// Override the case's training length.
+    #[arg(long)]
+    len: Option<i64>,
     /// Timed steps per job.
     #[arg(long, default_value_t = 30)]
     steps: i64,
@@ -64,6 +70,8 @@ impl PackArgs {
             .with_context(|| format!("--case: '{}' is not a training case of `bench suite`", self.case))?;
         anyhow::ensure!(!self.jobs.is_empty() && self.jobs.iter().all(|&n| (1..=64).contains(&n)), "--jobs: expected numbers in 1..=64");
         anyhow::ensure!(self.steps >= 1 && self.warmup >= 0, "--steps: at least 1; --warmup: 0 or more");
+        let (batch, len) = (self.batch.unwrap_or(case.batch), self.len.unwrap_or(case.len));
+        anyhow::ensure!(batch >= 1 && len >= 1, "--batch and --len: expected at least 1");
         let exe = std::env::current_exe().context("locating the stuffed binary")?;
         let mut points = Vec::new();
         let mut modes = vec![false];
@@ -80,7 +88,7 @@ impl PackArgs {
                 // Enough for every job to build its model and warm up before the common start.
                 let start_at = (n > 1).then(|| SystemTime::now() + Duration::from_secs_f64(setup_s * (1.0 + n as f64 / 8.0) + 3.0));
                 let children: Vec<_> =
-                    (0..n).map(|_| self.spawn(&exe, case.preset, case.batch, case.len, start_at, &env)).collect::<anyhow::Result<_>>()?;
+                    (0..n).map(|_| self.spawn(&exe, case.preset, batch, len, start_at, &env)).collect::<anyhow::Result<_>>()?;
                 let mut runs = Vec::new();
                 for child in children {
                     runs.push(finish(child)?);
@@ -122,8 +130,9 @@ impl PackArgs {
             "date": crate::store::now(),
             "case": case.name,
             "preset": case.preset,
-            "batch": case.batch,
-            "seq": case.len,
+            "batch": batch,
+            "seq": len,
+            "device": self.device,
             "steps": self.steps,
             "ssd": "fused",
             "points": points,
