@@ -131,6 +131,18 @@ fn backends(asked: &[SsdBackend], dev: tch::Device) -> Vec<SsdBackend> {
     out
 }
 
+/// Writes a benchmark record to `out` (atomically), or prints it without one.
+fn write_record(out: Option<&std::path::Path>, record: &serde_json::Value) -> anyhow::Result<()> {
+    match out {
+        Some(out) => {
+            stuffed_model::checkpoint::write_json_atomic(out, record)?;
+            println!("record: {}", out.display());
+        }
+        None => print_json(record)?,
+    }
+    Ok(())
+}
+
 /// Throughput of `fused` over `tensor`, when both ran.
 fn ratio<'a>(runs: impl Iterator<Item = (&'a str, f64)> + Clone) -> Option<f64> {
     let of = |name: &str| runs.clone().find(|(n, _)| *n == name).map(|(_, v)| v);

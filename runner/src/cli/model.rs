@@ -38,11 +38,17 @@ pub struct InitArgs {
     tokenizer: Option<String>,
 }
 
+/// An output directory that already holds a checkpoint is refused, never overwritten.
+fn refuse_existing(out: &std::path::Path) -> anyhow::Result<()> {
+    if out.join(stuffed_model::checkpoint::CONFIG_FILE).exists() {
+        anyhow::bail!("{}: already holds a checkpoint; choose another --out", out.display());
+    }
+    Ok(())
+}
+
 impl InitArgs {
     fn run(self) -> anyhow::Result<i32> {
-        if self.out.join(stuffed_model::checkpoint::CONFIG_FILE).exists() {
-            anyhow::bail!("{}: already holds a checkpoint; choose another --out", self.out.display());
-        }
+        refuse_existing(&self.out)?;
         let cfg = self.source.config()?;
         let tokenizer = match &self.tokenizer {
             Some(spec) => {
@@ -92,9 +98,7 @@ pub struct ImportArgs {
 
 impl ImportArgs {
     fn run(self) -> anyhow::Result<i32> {
-        if self.out.join(stuffed_model::checkpoint::CONFIG_FILE).exists() {
-            anyhow::bail!("{}: already holds a checkpoint; choose another --out", self.out.display());
-        }
+        refuse_existing(&self.out)?;
         let src = stuffed_model::checkpoint::import(&self.src, &self.out, self.tokenizer)
             .with_context(|| format!("importing {}", self.src.display()))?;
         let meta = stuffed_model::checkpoint::read_meta(&self.out)?;

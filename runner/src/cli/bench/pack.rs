@@ -13,7 +13,6 @@ use anyhow::Context;
 use serde::Serialize;
 
 use super::suite::CASES;
-use crate::cli::common::print_json;
 
 #[derive(Debug, clap::Args)]
 pub struct PackArgs {
@@ -137,13 +136,7 @@ impl PackArgs {
             "ssd": "fused",
             "points": points,
         });
-        match &self.out {
-            Some(out) => {
-                stuffed_model::checkpoint::write_json_atomic(out, &record)?;
-                println!("record: {}", out.display());
-            }
-            None => print_json(&record)?,
-        }
+        super::write_record(self.out.as_deref(), &record)?;
         Ok(0)
     }
 

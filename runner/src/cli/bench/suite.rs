@@ -8,7 +8,6 @@ use stuffed_model::bench::TrainShape;
 
 use super::anchor::{self, AnchorArgs, AnchorCase, AnchorKind, AnchorResult};
 use super::{eval_runs, ratio, train_runs, Target};
-use crate::cli::common::print_json;
 
 /// A case of the standard set.
 pub(super) struct Case {
@@ -245,13 +244,7 @@ impl SuiteArgs {
             "anchor": anchors.as_ref().map(|a| &a.meta),
             "cases": records,
         });
-        match &self.out {
-            Some(out) => {
-                stuffed_model::checkpoint::write_json_atomic(out, &record)?;
-                println!("record: {}", out.display());
-            }
-            None => print_json(&record)?,
-        }
+        super::write_record(self.out.as_deref(), &record)?;
         Ok(0)
     }
 }
