@@ -173,6 +173,10 @@ fn early_stop_completes_the_job_at_the_first_point_and_a_rerun_leaves_it() {
     let id = jobs[0]["id"].as_str().unwrap();
     let show = ok(d, &["results", "show", "--db", "s.db", id]);
     assert!(show.contains("status completed (stopped early at step 2)"), "{show}");
+    let status = ok(d, &["sweep", "status", "stop", "--db", "s.db"]);
+    assert!(status.contains("1 of them stopped early") && status.contains("at step 2/8"), "{status}");
+    let status: serde_json::Value = serde_json::from_str(&ok(d, &["sweep", "status", "stop", "--db", "s.db", "--format", "json"])).unwrap();
+    assert_eq!(status["sweeps"][0]["stopped_early"][0]["step"], 2, "{status}");
     let run_dir: Vec<String> = query(&db, "SELECT run_dir FROM jobs");
     let events = std::fs::read_to_string(d.join(&run_dir[0]).join("events.jsonl")).unwrap();
     assert_eq!(events.lines().filter(|l| l.contains("\"kind\":\"early_stop\"")).count(), 1, "{events}");

@@ -554,9 +554,14 @@ impl StatusArgs {
                             "loss": j.last_loss, "tokens_per_s": j.tokens_per_s, "on": on})
                     })
                     .collect();
+                let early: Vec<Value> = stopped_early(&db, &s.name)
+                    .await?
+                    .into_iter()
+                    .map(|(j, step)| json!({"id": j.id, "label": j.label, "step": step, "total_steps": j.total_steps}))
+                    .collect();
                 out.push(json!({"name": s.name, "description": s.description, "created_at": s.created_at,
                     "cancelled": s.cancelled, "total": s.total, "counts": s.counts, "running": running,
-                    "search": search::status_json(&db, &s.name).await?}));
+                    "stopped_early": early, "search": search::status_json(&db, &s.name).await?}));
             }
             print_json(&json!({"sweeps": out}))?;
             return Ok(0);
@@ -566,7 +571,17 @@ impl StatusArgs {
         }
         for s in chosen {
             let counts: Vec<String> = s.counts.iter().map(|(k, v)| format!("{k} {v}")).collect();
-            println!("{}{}: {} jobs ({})", s.name, if s.cancelled { " [cancelled]" } else { "" }, s.total, counts.join(", "));
+            let early = stopped_early(&db, &s.name).await?;
+            let early_note = if early.is_empty() { String::new() } else { format!("; {} of them stopped early", early.len()) };
+            println!("{}{}: {} jobs ({}{early_note})", s.name, if s.cancelled { " [cancelled]" } else { "" }, s.total, counts.join(", "));
+            for (j, step) in &early {
+                println!(
+                    "  stopped early {} [{}] at step {step}/{} (its early_stop criterion answered)",
+                    j.label,
+                    &j.id[..8.min(j.id.len())],
+                    j.total_steps.map_or("-".into(), |s| s.to_string())
+                );
+            }
             for (j, on) in running(&db, &s.name).await? {
                 println!(
                     "  running {} [{}] step {}/{} loss {} {} on {on}",
@@ -582,6 +597,12 @@ impl StatusArgs {
         }
         Ok(0)
     }
+}
+
+/// The jobs of sweep `name` that ended early (their `early_stop` criterion answered), with the
+/// step they stopped at.
+async fn stopped_early(db: &Db, name: &str) -> anyhow::Result<Vec<(crate::store::JobRow, i64)>> {
+    Ok(db.sweep_jobs(name).await?.into_iter().filter_map(|j| j.stopped_early.map(|s| (j, s))).collect())
 }
 
 /// The running jobs of sweep `name`, each with where it runs (`gpu 0`, `cpu`, `Slurm task 12`).
