@@ -32,7 +32,7 @@ mod tests {
     fn completions_for_bash_zsh_and_fish_name_the_subcommands() {
         for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
             let s = script(shell);
-            for word in ["sweep", "results", "report", "completions", "--ssd"] {
+            for word in ["sweep", "results", "report", "completions", "ssd"] {
                 assert!(s.contains(word), "{shell} completions lack {word}");
             }
         }
