@@ -40,6 +40,7 @@ endef
 # output in target/apt.log) and runs those tests; the last step checks that `make demo` reuses
 # this build.
 test: corpus test-deps
+	@scripts/system-tests.sh --check
 	$(core_tests)
 	@scripts/system-tests.sh
 	@scripts/check-build-fresh.sh
@@ -48,6 +49,7 @@ test: corpus test-deps
 # SKIPPED by name, with what they would need.
 test-core: export STUFFED_NO_APT := 1
 test-core: corpus test-deps
+	@scripts/system-tests.sh --check
 	$(core_tests)
 	@scripts/system-tests.sh --skip
 

@@ -7,6 +7,8 @@
 #   scripts/system-tests.sh           install (as root, one line per group first) and run them
 #   scripts/system-tests.sh --skip    print "SKIPPED <test>: <why>" for each (make test-core)
 #   scripts/system-tests.sh --list    the tests, one per line: FILE NAME
+#   scripts/system-tests.sh --check   each listed test is #[ignore = "system-level..."] in its
+#                                     file, and every such test is listed (make test-core runs it)
 #
 # apt's output goes to $STUFFED_APT_LOG (default target/apt.log, path printed), never to the
 # test log. Where packages are missing and this is not root with apt-get, each test is
@@ -32,7 +34,28 @@ skip_all() {
   done
 }
 
+# check: the list here and the #[ignore = "system-level ..."] attributes agree.
+check() {
+  local t file name bad=0 f n
+  for t in "${TESTS[@]}"; do
+    file=$(field "$t" 0) name=$(field "$t" 1)
+    if ! grep -B2 -E "^fn $name\(" "$file" | grep -q '#\[ignore = "system-level'; then
+      echo "error: $file: $name is listed as a system-level test but not #[ignore = \"system-level ...\"]" >&2
+      bad=1
+    fi
+  done
+  for f in tests/*.rs; do
+    for n in $(grep -A2 '#\[ignore = "system-level' "$f" | sed -n 's/^fn \([a-z0-9_]*\)(.*/\1/p'); do
+      [[ " ${TESTS[*]} " == *"|$n|"* ]] ||
+        { echo "error: $f: $n is #[ignore]d as system-level but not listed in $0" >&2; bad=1; }
+    done
+  done
+  ((bad == 0)) && echo "system-tests: ${#TESTS[@]} system-level tests, each #[ignore]d and listed"
+  return $bad
+}
+
 case ${1:-} in
+  --check) check; exit ;;
   --list) for t in "${TESTS[@]}"; do echo "$(field "$t" 0) $(field "$t" 1)"; done; exit 0 ;;
   --skip) skip_all "make test-core never installs system packages (make test does, as root)"; exit 0 ;;
   "") ;;
