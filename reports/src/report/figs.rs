@@ -433,6 +433,7 @@ fn training(a: &Analysis, sink: &mut Sink) -> Result<(), Error> {
 /// (`evals_at`), one figure per sweep, one curve per job and loss evaluation.
 fn during_training(a: &Analysis, sink: &mut Sink) -> Result<(), Error> {
     if a.during.is_empty() {
+        sink.skip("collapse ratio during training", "no loss evaluations during training (evals_at)");
         return Ok(());
     }
     // sweep -> (job, eval index) -> points
