@@ -512,7 +512,7 @@ mod tests {
         let note = coincide_note(&[none.clone(), curve("rri", &[2.0, 2.105, 2.2])]).expect("a note");
         assert!(note.starts_with("The curves coincide") && note.contains("0.005 nats"), "{note}");
         assert!(coincide_note(&[none.clone(), curve("sliding-window", &[2.0, 2.3, 2.2])]).is_none());
-        assert!(coincide_note(&[none.clone()]).is_none());
+        assert!(coincide_note(std::slice::from_ref(&none)).is_none());
         assert!(coincide_note(&[none, curve("rri", &[2.0, 2.1])]).is_none(), "different positions");
     }
 }
