@@ -144,6 +144,26 @@ fn capacity_figures_show_points_and_fit_curve() {
     }
 }
 
+/// Issue 24 item 3: the legend lists only what is drawn: no entry for measured points when
+/// there are none (only bounds), and no paper law (it is not drawn; the report's text has it).
+#[test]
+fn capacity_legend_lists_only_what_is_drawn() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rows = vec![ForgetRow {
+        state_size: 1_000_000,
+        t_forget: None,
+        lengths_tried: vec![256, 1024],
+        collapsed_lengths: vec![256, 1024],
+        inconclusive_lengths: vec![],
+    }];
+    let stem = dir.path().join("t_forget_bounds");
+    let svg = check_written(&figures::forget_law(&rows, None, false, "T_forget", &stem).expect("drawn"), &stem);
+    assert_eq!(count_series(&svg), SeriesCount { lines: 0, points: 0, cells: 0 });
+    assert!(svg.contains("not reached"), "the bound is drawn and in the legend");
+    assert!(!svg.contains("smallest length without collapse"), "no entry for points not drawn");
+    assert!(!svg.contains("paper:"), "no entry for a law not drawn");
+}
+
 #[test]
 fn training_curves_have_one_curve_per_job() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -349,6 +349,50 @@ fn summary_states_plainly_when_nothing_collapsed() {
     assert!(!readme.contains("The T_forget law was not fitted"));
 }
 
+/// Issue 24 item 3: a report without collapse says so at the top, before the summary, and
+/// points to the committed campaign results; one with collapse does not.
+#[test]
+fn no_collapse_is_stated_at_the_top_with_the_campaign_results() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_report(&fixture_without_collapse(), dir.path(), &ReportOptions::default()).expect("report");
+    let readme = std::fs::read_to_string(dir.path().join("README.md")).expect("readme");
+    let html = std::fs::read_to_string(dir.path().join("index.html")).expect("html");
+    let notice = "No state collapse in these results: none of the 7 loss evaluations collapsed (7 showed no collapse, 0 inconclusive)";
+    for (text, summary) in [(&readme, "## Summary"), (&html, "<h2>Summary</h2>")] {
+        let at = text.find(notice).unwrap_or_else(|| panic!("no notice in {text}"));
+        assert!(at < text.find(summary).expect("summary"), "the notice comes first");
+        assert!(text.contains("results/h200-campaign/") && text.contains("REPRODUCTION.md"));
+    }
+    assert!(readme.contains(&format!("> **{notice}")));
+    assert!(html.contains(&format!("<p class=\"notice\"><strong>{notice}")));
+
+    assert!(!readme.contains("No passkey retrieved"), "passkeys were retrieved: {readme}");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_report(&common::fixture(), dir.path(), &ReportOptions::default()).expect("report");
+    let readme = std::fs::read_to_string(dir.path().join("README.md")).expect("readme");
+    assert!(!readme.contains("No state collapse in these results"), "{readme}");
+
+    // every passkey cell 0: said at the top too
+    let mut data = fixture_without_collapse();
+    for e in data.evals.iter_mut().filter(|e| e.kind() == "passkey") {
+        let mut v = serde_json::to_value(&e.result).expect("json");
+        for c in v["cells"].as_array_mut().expect("cells") {
+            c["accuracy"] = json!(0.0);
+        }
+        for c in v["accuracy_by_len"].as_array_mut().expect("by len") {
+            c["accuracy"] = json!(0.0);
+        }
+        v["t_recall"] = json!(null);
+        e.result = serde_json::from_value(v).expect("passkey");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_report(&data, dir.path(), &ReportOptions::default()).expect("report");
+    let readme = std::fs::read_to_string(dir.path().join("README.md")).expect("readme");
+    let at = readme.find("> **No passkey retrieved: accuracy is 0 in all").unwrap_or_else(|| panic!("{readme}"));
+    assert!(at < readme.find("## Summary").expect("summary"));
+}
+
 #[test]
 fn unusable_exponential_fit_is_explained_in_plain_words() {
     // T_recall of the H200 repro-recall sweep: not exponential in S at all

@@ -6,7 +6,7 @@
 #   cluster.sh down DIR    stop slurmd, slurmctld, munged (by pid file, never by name)
 #   cluster.sh status DIR  print sinfo output, or "down"
 #
-# Exit codes: 0 ok, 77 skipped (not root / no apt-get and packages missing),
+# Exit codes: 0 ok, 77 skipped (not root / no apt-get or STUFFED_NO_APT set and packages missing),
 #             1 failure, 2 usage, 3 status: down.
 # Environment: SLURM_UP_TIMEOUT (s, default 30), SLURM_DOWN_TIMEOUT (s, default 15).
 set -uo pipefail
@@ -185,7 +185,8 @@ install_packages() {
     for p in "${PACKAGES[@]}"; do pkg_installed "$p" || missing+=("$p"); done
     ((${#missing[@]})) || return 0
     command -v apt-get >/dev/null || skip "apt-get not found and packages missing: ${missing[*]}"
-    log "installing ${missing[*]}"
+    [[ -z ${STUFFED_NO_APT:-} ]] || skip "STUFFED_NO_APT is set and packages missing: ${missing[*]}"
+    log "installing ${missing[*]} (a real one-node Slurm cluster for tests/slurm_e2e.rs; then writes $SLURM_CONF, $GRES_CONF, $MUNGE_KEY); apt output: /tmp/stuffed-slurm-apt.log"
     export DEBIAN_FRONTEND=noninteractive
     local opts=(-y -q --no-install-recommends -o Dpkg::Options::=--force-confdef
                 -o Dpkg::Options::=--force-confold)

@@ -11,4 +11,4 @@ pub mod reader;
 pub mod sampler;
 
 pub use corpus::{Corpus, Split};
-pub use sampler::{MixtureItem, Sampler, SamplerState, Selection, SourceKind};
+pub use sampler::{MixtureItem, PasskeyScore, Sampler, SamplerState, Selection, SourceKind};

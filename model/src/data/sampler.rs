@@ -42,6 +42,22 @@ pub struct MixtureItem {
     /// passkey sources so that job ids tell the two apart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<PasskeyFormat>,
+    /// Passkey prompts: which tokens the loss scores (`answer`, the default: the answer only;
+    /// `prompt`: the whole prompt and its answer, so a small model also learns the template
+    /// and to copy the key inside the needle, a denser signal for the same skill).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<PasskeyScore>,
+}
+
+/// Which tokens of a training passkey prompt the loss scores.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PasskeyScore {
+    /// The answer tokens only (the campaign's recall training).
+    #[default]
+    Answer,
+    /// Every token of the prompt and the answer (not the EOS padding in front).
+    Prompt,
 }
 
 /// Which documents of a cleaned corpus training draws, and how often.
@@ -216,7 +232,7 @@ impl<'a> Sampler<'a> {
 
     /// A passkey prompt with its answer, EOS-padded in front to seq_len + 1; only the answer
     /// tokens are targets.
-    fn passkey_window(&mut self, min_len: Option<i64>) -> Result<(Vec<u32>, Vec<bool>)> {
+    fn passkey_window(&mut self, min_len: Option<i64>, score: PasskeyScore) -> Result<(Vec<u32>, Vec<bool>)> {
         let tpl = self.passkey.as_ref().expect("passkey template for a passkey mixture");
         let passkey = tpl.draw_passkey(&mut self.state.rng);
         let answer_len = tpl.prompt(tpl.min_len(&passkey), 0.5, &passkey)?.answer.len();
@@ -236,27 +252,32 @@ impl<'a> Sampler<'a> {
         let mut toks = vec![self.corpus.eos(); pad];
         toks.extend_from_slice(&p.tokens);
         toks.extend_from_slice(&p.answer);
+        let take = match score {
+            PasskeyScore::Answer => p.answer.len(),
+            // the first prompt token has no predecessor in the window: scored from the second
+            PasskeyScore::Prompt => p.tokens.len() + p.answer.len() - 1,
+        };
         let mut scored = vec![false; toks.len()];
-        for s in scored.iter_mut().rev().take(p.answer.len()) {
+        for s in scored.iter_mut().rev().take(take) {
             *s = true;
         }
         Ok((toks, scored))
     }
 
-    fn pick_source(&mut self) -> (SourceKind, Option<i64>) {
+    fn pick_source(&mut self) -> (SourceKind, Option<i64>, PasskeyScore) {
         if self.mixture.is_empty() {
-            return (SourceKind::Corpus, None);
+            return (SourceKind::Corpus, None, PasskeyScore::Answer);
         }
         let total: f64 = self.mixture.iter().map(|m| m.weight).sum();
         let mut x = self.state.rng.unit() * total;
         for m in &self.mixture {
             if x < m.weight {
-                return (m.source, m.min_len);
+                return (m.source, m.min_len, m.score.unwrap_or_default());
             }
             x -= m.weight;
         }
         let last = self.mixture.last().expect("non-empty mixture");
-        (last.source, last.min_len)
+        (last.source, last.min_len, last.score.unwrap_or_default())
     }
 
     /// The next batch: inputs [B, L] and targets [B, L] (IGNORE where not scored), on the CPU.
@@ -265,12 +286,12 @@ impl<'a> Sampler<'a> {
         let mut inputs = Vec::with_capacity(b * l);
         let mut targets = Vec::with_capacity(b * l);
         for row in 0..b {
-            let (src, min_len) = self.pick_source();
+            let (src, min_len, score) = self.pick_source();
             let (toks, scored) = match src {
                 SourceKind::Corpus => (self.corpus_window(row), None),
                 SourceKind::Newlines => (self.newline.iter().copied().cycle().take(l + 1).collect(), None),
                 SourceKind::Passkey => {
-                    let (t, s) = self.passkey_window(min_len)?;
+                    let (t, s) = self.passkey_window(min_len, score)?;
                     (t, Some(s))
                 }
             };
@@ -416,5 +437,28 @@ mod tests {
         assert!(new().with_selection(&typo).is_err());
         let none = Selection { only: None, source_weights: [("prose".to_string(), 0.0), ("code".to_string(), 0.0)].into_iter().collect() };
         assert!(new().with_selection(&none).is_err());
+    }
+
+    #[test]
+    fn passkey_prompts_score_the_answer_or_the_whole_prompt() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let out = cleaned(dir.path());
+        let corpus = Corpus::open(&out).expect("open");
+        let tok = Tokenizer::Bytes;
+        let item = |score| MixtureItem { source: SourceKind::Passkey, weight: 1.0, min_len: None, template: None, score };
+        for score in [None, Some(PasskeyScore::Answer), Some(PasskeyScore::Prompt)] {
+            let mut s = Sampler::new(&corpus, &tok, Split::Train, 256, 4, 0, &[item(score)], 3).expect("sampler");
+            let b = s.next_batch().expect("batch");
+            let t: Vec<i64> = Vec::try_from(b.targets.flatten(0, -1)).expect("ids");
+            for row in t.chunks(256) {
+                let first = row.iter().position(|&x| x != IGNORE).expect("something scored");
+                assert!(row[first..].iter().all(|&x| x != IGNORE), "the scored tokens are one run at the end");
+                let scored = row.len() - first;
+                match score.unwrap_or_default() {
+                    PasskeyScore::Answer => assert!((5..=8).contains(&scored), "answer only: {scored}"),
+                    PasskeyScore::Prompt => assert!(scored > 150, "the whole prompt: {scored}"),
+                }
+            }
+        }
     }
 }

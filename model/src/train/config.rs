@@ -708,6 +708,9 @@ impl JobConfig {
             if m.template.is_some() && m.source != SourceKind::Passkey {
                 p.push((format!("data.mixture[{i}].template"), "only passkey sources take template".into()));
             }
+            if m.score.is_some() && m.source != SourceKind::Passkey {
+                p.push((format!("data.mixture[{i}].score"), "only passkey sources take score".into()));
+            }
         }
         for (i, e) in self.evals.iter().enumerate() {
             self.eval_problems(i, e, &mut p);

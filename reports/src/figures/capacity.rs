@@ -1,6 +1,7 @@
 // The headline figures (paper Fig. 11/12 v4): T_forget vs state size with the linear law and
 // T_recall vs state size with the exponential law (plus, for T_recall, one point series per
-// training length); the fitted equation and R² in the legend, optional log y. Units as in the
+// training length); the fitted equation and R² in the legend, optional log y. The legend lists
+// only what is drawn (the paper's laws are in the report's text and fit table). Units as in the
 // paper: S in millions of state parameters, T in K tokens.
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -52,8 +53,6 @@ pub struct CapacityPlot<'a> {
     /// (S in millions, lo, hi in K tokens): the threshold lies in (lo, hi], drawn as a bar
     pub intervals: Vec<(f64, f64, f64)>,
     pub fit: Option<&'a Fit>,
-    /// the paper's law, shown as text in the legend
-    pub paper_law: Option<&'a str>,
     pub log_y: bool,
     /// extra point series, drawn under the measured points (at most 5 get distinct colours)
     pub series: Vec<PointSeries>,
@@ -109,7 +108,10 @@ impl Figure for CapacityFigure<'_> {
         }
         let pts: Vec<(f64, f64)> = p.points.iter().filter_map(tf).collect();
         chart.draw_series(pts.iter().map(|c| Circle::new(*c, POINT_RADIUS, colour(0).filled())))?;
-        entries.insert(0, (p.point_label.to_string(), Sample::Point(colour(0))));
+        // The legend lists only what is drawn (issue 24 item 3: "measured" with no point drawn).
+        if !pts.is_empty() {
+            entries.insert(0, (p.point_label.to_string(), Sample::Point(colour(0))));
+        }
         if !p.lower_bounds.is_empty() {
             let style = colour(0).stroke_width(2);
             let b: Vec<(f64, f64)> = p.lower_bounds.iter().filter_map(tf).collect();
@@ -121,9 +123,6 @@ impl Figure for CapacityFigure<'_> {
             let b: Vec<(f64, f64)> = p.upper_bounds.iter().filter_map(tf).collect();
             chart.draw_series(b.iter().map(|c| Circle::new(*c, BOUND_RADIUS, style)))?;
             entries.push(("at or below the shortest length tried".into(), Sample::Hollow(colour(2))));
-        }
-        if let Some(law) = p.paper_law {
-            entries.push((format!("paper: {law}"), Sample::Blank));
         }
         legend(&panel, &entries)
     }
@@ -195,7 +194,6 @@ pub fn forget_law(rows: &[ForgetRow], fit: Option<&Fit>, log_y: bool, title: &st
         upper_bounds,
         intervals,
         fit,
-        paper_law: Some(crate::report::PAPER_FORGET_LAW),
         log_y,
         series: Vec::new(),
     };
@@ -265,7 +263,6 @@ pub fn recall_law_by_length(
         upper_bounds: censored.iter().filter(|c| c.lo.is_none()).filter_map(|c| Some((c.x, c.hi?))).collect(),
         intervals: censored.iter().filter_map(|c| Some((c.x, c.lo?, c.hi?))).collect(),
         fit,
-        paper_law: Some(crate::report::PAPER_RECALL_LAW),
         log_y,
         series,
     };

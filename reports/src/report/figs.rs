@@ -219,7 +219,10 @@ fn mitigations(a: &Analysis, sink: &mut Sink) -> Result<(), Error> {
             let rel = sink.fresh(format!("figures/mitigation_{slug_id}_{}", slug(source)));
             let title = format!("Mitigations, {} ({source})", job_title(a, job));
             let train = job.train_len().map(|t| t as f64);
-            let note = smoothing_note(&curves);
+            let note = match (smoothing_note(&curves), coincide_note(&curves)) {
+                (Some(a), Some(b)) => Some(format!("{b} {a}")),
+                (a, b) => b.or(a),
+            };
             let drawn = figures::mitigation_comparison(&curves, train, &title, &sink.stem(&rel));
             sink.add_noted("Mitigations", title, note, rel, drawn)?;
         }
@@ -228,6 +231,31 @@ fn mitigations(a: &Analysis, sink: &mut Sink) -> Result<(), Error> {
         sink.skip("mitigation comparison", "no job has loss results under two or more mitigations");
     }
     Ok(())
+}
+
+/// Largest difference (nats) below which mitigation curves are said to coincide.
+const COINCIDE_NATS: f64 = 0.02;
+
+/// A note when every curve stays within [`COINCIDE_NATS`] of the first (no mitigation) at the
+/// same positions: drawn on top of each other they cannot be told apart, so the page says so.
+fn coincide_note(curves: &[Curve]) -> Option<String> {
+    let (first, rest) = curves.split_first()?;
+    if rest.is_empty() {
+        return None;
+    }
+    let mut most = 0.0f64;
+    for c in rest {
+        if c.points.len() != first.points.len() || c.points.iter().zip(&first.points).any(|(p, q)| p.0 != q.0) {
+            return None; // different positions: not comparable point by point
+        }
+        most = c.points.iter().zip(&first.points).map(|(p, q)| (p.1 - q.1).abs()).fold(most, f64::max);
+    }
+    (most < COINCIDE_NATS).then(|| {
+        format!(
+            "The curves coincide: no mitigation changes the loss by more than {most:.3} nats at any position (they \
+             target state collapse, which these curves do not show)."
+        )
+    })
 }
 
 /// The passkey evals of a job: the first per mitigation, `none` first.
@@ -433,6 +461,7 @@ fn training(a: &Analysis, sink: &mut Sink) -> Result<(), Error> {
 /// (`evals_at`), one figure per sweep, one curve per job and loss evaluation.
 fn during_training(a: &Analysis, sink: &mut Sink) -> Result<(), Error> {
     if a.during.is_empty() {
+        sink.skip("collapse ratio during training", "no loss evaluations during training (evals_at)");
         return Ok(());
     }
     // sweep -> (job, eval index) -> points
@@ -466,4 +495,24 @@ fn during_training(a: &Analysis, sink: &mut Sink) -> Result<(), Error> {
         sink.add(super::html::DURING, title, rel, drawn)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn curve(label: &str, ys: &[f64]) -> Curve {
+        Curve { label: label.into(), points: ys.iter().enumerate().map(|(i, y)| (i as f64, *y)).collect(), ..Curve::default() }
+    }
+
+    /// Issue 24 item 3: mitigation curves drawn on top of each other are said to coincide.
+    #[test]
+    fn coinciding_mitigation_curves_get_a_note() {
+        let none = curve("none", &[2.0, 2.1, 2.2]);
+        let note = coincide_note(&[none.clone(), curve("rri", &[2.0, 2.105, 2.2])]).expect("a note");
+        assert!(note.starts_with("The curves coincide") && note.contains("0.005 nats"), "{note}");
+        assert!(coincide_note(&[none.clone(), curve("sliding-window", &[2.0, 2.3, 2.2])]).is_none());
+        assert!(coincide_note(std::slice::from_ref(&none)).is_none());
+        assert!(coincide_note(&[none, curve("rri", &[2.0, 2.1])]).is_none(), "different positions");
+    }
 }

@@ -10,7 +10,8 @@ const STYLE: &str = "body{font-family:'DejaVu Sans',sans-serif;margin:2em auto;m
 color:#222;line-height:1.4}table{border-collapse:collapse;margin:0.8em 0}th,td{border:1px solid \
 #ccc;padding:0.25em 0.6em;text-align:left;vertical-align:top}th{background:#f2f2f2}\
 td.num{text-align:right;font-variant-numeric:tabular-nums}figure{margin:1.2em 0}img{max-width:100%;\
-border:1px solid #eee}figcaption{color:#555}p.note{color:#555;font-size:0.92em}";
+border:1px solid #eee}figcaption{color:#555}p.note{color:#555;font-size:0.92em}\
+p.notice{background:#fff4d6;border:1px solid #e3c26b;padding:0.6em 0.9em}";
 
 /// The section of the figures and table of evaluations during training (`evals_at`).
 pub(super) const DURING: &str = "Evaluations during training";
@@ -119,6 +120,24 @@ pub(super) fn page(a: &Analysis) -> String {
         d.metrics.len()
     );
 
+    for notice in summary::notices(a) {
+        let mut text = esc(&notice);
+        if let Some((dir, doc)) = &a.campaign_links {
+            text = text.replacen(summary::CAMPAIGN_DIR, &format!("<a href=\"{}\">{}</a>", esc(dir), summary::CAMPAIGN_DIR), 1).replacen(
+                summary::REPRODUCTION,
+                &format!("<a href=\"{}\">{}</a>", esc(doc), summary::REPRODUCTION),
+                1,
+            );
+        }
+        let _ = writeln!(o, "<p class=\"notice\"><strong>{text}</strong></p>");
+    }
+    if !a.skipped.is_empty() {
+        let _ = writeln!(
+            o,
+            "<p class=\"note\">Not drawn or not fitted: {}, each with the reason under <a href=\"#skipped\">Skipped</a>.</p>",
+            a.skipped.len()
+        );
+    }
     let summary = summary::sentences(a);
     if !summary.is_empty() {
         o.push_str("<h2>Summary</h2>\n<ul>\n");
@@ -219,7 +238,7 @@ pub(super) fn page(a: &Analysis) -> String {
     o.push_str("</table>\n");
 
     if !a.skipped.is_empty() {
-        o.push_str("<h2>Skipped</h2>\n<ul>\n");
+        o.push_str("<h2 id=\"skipped\">Skipped</h2>\n<ul>\n");
         for (what, why) in &a.skipped {
             let _ = writeln!(o, "<li>{}: {}</li>", esc(what), esc(why));
         }

@@ -37,6 +37,20 @@ pub(super) fn page(a: &Analysis) -> String {
         d.jobs.len(),
         d.evals.len()
     );
+    for notice in summary::notices(a) {
+        let mut text = md(&notice);
+        if let Some((dir, doc)) = &a.campaign_links {
+            text = text.replacen(&md(summary::CAMPAIGN_DIR), &format!("[{}]({dir})", md(summary::CAMPAIGN_DIR)), 1).replacen(
+                &md(summary::REPRODUCTION),
+                &format!("[{}]({doc})", md(summary::REPRODUCTION)),
+                1,
+            );
+        }
+        let _ = writeln!(o, "> **{text}**\n");
+    }
+    if !a.skipped.is_empty() {
+        let _ = writeln!(o, "Not drawn or not fitted: {}, each with the reason under [Skipped](#skipped).\n", a.skipped.len());
+    }
     let summary = summary::sentences(a);
     if !summary.is_empty() {
         o.push_str("## Summary\n\n");

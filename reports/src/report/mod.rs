@@ -70,6 +70,29 @@ pub(crate) struct Analysis {
     pub during: Vec<derive::DuringRow>,
     pub figures: Vec<FigureEntry>,
     pub skipped: Vec<(String, String)>,
+    /// (campaign dir, REPRODUCTION.md) relative to the output dir, when the report is written
+    /// from a checkout that has them (`make demo` runs in the repository root).
+    pub campaign_links: Option<(String, String)>,
+}
+
+/// `to` relative to the directory `from` (both made absolute), e.g. "../h200-campaign/".
+fn relative(from: &Path, to: &Path) -> Option<String> {
+    let (from, to) = (from.canonicalize().ok()?, to.canonicalize().ok()?);
+    let common = from.components().zip(to.components()).take_while(|(a, b)| a == b).count();
+    let mut rel = PathBuf::new();
+    for _ in from.components().skip(common) {
+        rel.push("..");
+    }
+    rel.extend(to.components().skip(common));
+    Some(rel.to_string_lossy().into_owned())
+}
+
+/// Links from `out_dir` to the campaign results and REPRODUCTION.md of the checkout the report
+/// is written from (the current directory), if it has them.
+fn campaign_links(out_dir: &Path) -> Option<(String, String)> {
+    let dir = relative(out_dir, Path::new(summary::CAMPAIGN_DIR))?;
+    let doc = relative(out_dir, Path::new(summary::REPRODUCTION))?;
+    Some((format!("{dir}/"), doc))
 }
 
 /// Write the full report of `data` into `out_dir` (created if missing).
@@ -94,6 +117,7 @@ pub fn write_report(data: &ReportData, out_dir: &Path, opts: &ReportOptions) -> 
         during,
         figures: Vec::new(),
         skipped: Vec::new(),
+        campaign_links: campaign_links(out_dir),
     };
     // Both laws are fitted to censored thresholds (intervals and one-sided bounds) by maximum
     // likelihood (`censored`), not to points alone.

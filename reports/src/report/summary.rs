@@ -27,6 +27,59 @@ fn plural(n: usize, one: &str, many: &str) -> String {
     }
 }
 
+/// Where the committed campaign results are, for the no-collapse notice.
+pub(crate) const CAMPAIGN_DIR: &str = "results/h200-campaign/";
+/// The write-up of the reproduction and the campaign.
+pub(crate) const REPRODUCTION: &str = "REPRODUCTION.md";
+
+/// The plain statement at the top of a report whose loss evaluations show no state collapse
+/// (issue 24 item 3: the demo is too small to reach it), pointing to the committed campaign
+/// results; `None` when a verdict collapsed or there is no loss verdict.
+pub(crate) fn no_collapse_notice(a: &Analysis) -> Option<String> {
+    use crate::verdict::{eval_verdict, Verdict};
+    let vs: Vec<Verdict> = a
+        .data
+        .evals
+        .iter()
+        .filter(|e| e.kind() == "loss" && e.mitigation() == "none")
+        .filter_map(|e| Some(eval_verdict(e, a.data.job(&e.job_id))?.verdict))
+        .collect();
+    if vs.is_empty() || vs.contains(&Verdict::Collapsed) {
+        return None;
+    }
+    let clear = vs.iter().filter(|v| **v == Verdict::NotCollapsed).count();
+    Some(format!(
+        "No state collapse in these results: none of the {} loss evaluations collapsed ({clear} \
+         showed no collapse, {} inconclusive), so this report cannot show collapse or measure \
+         T_forget. The committed campaign results at larger states and lengths are in \
+         {CAMPAIGN_DIR} and {REPRODUCTION}.",
+        vs.len(),
+        vs.len() - clear
+    ))
+}
+
+/// The plain statement at the top of a report whose passkey evaluations retrieved nothing at
+/// all (every cell 0: the models never learned retrieval, as in the demo's few CPU minutes);
+/// `None` when a passkey was retrieved somewhere or there is no passkey result.
+pub(crate) fn no_recall_notice(a: &Analysis) -> Option<String> {
+    let results: Vec<_> = a.data.evals.iter().filter(|e| e.kind() == "passkey").filter_map(|e| e.passkey().ok()).collect();
+    let cells = results.iter().flat_map(|r| &r.cells).count();
+    if cells == 0 || results.iter().flat_map(|r| &r.cells).any(|c| c.accuracy > 0.0) {
+        return None;
+    }
+    Some(format!(
+        "No passkey retrieved: accuracy is 0 in all {cells} cells (length x depth) of {}, so these \
+         models did not learn retrieval and T_recall cannot be measured here. The campaign's recall \
+         models, trained on passkey prompts for 100M tokens, are in {CAMPAIGN_DIR} and {REPRODUCTION}.",
+        plural(results.len(), "passkey evaluation", "passkey evaluations")
+    ))
+}
+
+/// The notices at the top of a report: what it cannot show, pointing to the campaign results.
+pub(crate) fn notices(a: &Analysis) -> Vec<String> {
+    no_collapse_notice(a).into_iter().chain(no_recall_notice(a)).collect()
+}
+
 /// The summary sentences, in order: collapse and T_forget, T_recall, the laws.
 pub(crate) fn sentences(a: &Analysis) -> Vec<String> {
     let mut out = Vec::new();
