@@ -88,8 +88,14 @@ fn relative(from: &Path, to: &Path) -> Option<String> {
 }
 
 /// Links from `out_dir` to the campaign results and REPRODUCTION.md of the checkout the report
-/// is written from (the current directory), if it has them.
+/// is written from (the current directory), if it has them and the report is written inside
+/// it: a report written elsewhere names them without links, so that its bytes do not depend
+/// on where it was written (a committed report regenerates byte for byte anywhere).
 fn campaign_links(out_dir: &Path) -> Option<(String, String)> {
+    let cwd = std::env::current_dir().ok()?.canonicalize().ok()?;
+    if !out_dir.canonicalize().ok()?.starts_with(&cwd) {
+        return None;
+    }
     let dir = relative(out_dir, Path::new(summary::CAMPAIGN_DIR))?;
     let doc = relative(out_dir, Path::new(summary::REPRODUCTION))?;
     Some((format!("{dir}/"), doc))
