@@ -43,27 +43,12 @@ impl FromStr for Override {
         if text.trim().is_empty() {
             return Err(format!("`{arg}`: no value after `=` (write a YAML value, like {key}=1 or '{key}=[1, 2]')"));
         }
-        let value: Value = serde_norway::from_str(text).map_err(|e| format!("`{arg}`: the value is not YAML: {e}"))?;
-        if has_non_finite(text) {
+        let value: Value = yaml::value_from_str(text).map_err(|e| format!("`{arg}`: the value is not YAML: {e}"))?;
+        if yaml::non_finite_key(text).is_some() {
             return Err(format!("`{arg}`: not a finite number (.nan and .inf are not values here)"));
         }
         Ok(Override { arg: arg.to_string(), key: key.to_string(), value })
     }
-}
-
-/// Whether the YAML `text` holds a NaN or an infinity (which JSON values cannot carry).
-fn has_non_finite(text: &str) -> bool {
-    fn walk(v: &serde_norway::Value) -> bool {
-        use serde_norway::Value as V;
-        match v {
-            V::Number(n) => n.as_f64().is_some_and(|f| !f.is_finite()),
-            V::Sequence(items) => items.iter().any(walk),
-            V::Mapping(m) => m.values().any(walk),
-            V::Tagged(t) => walk(&t.value),
-            _ => false,
-        }
-    }
-    serde_norway::from_str::<serde_norway::Value>(text).is_ok_and(|v| walk(&v))
 }
 
 /// The line (1-based, in the sweep text) of each override's entry in the `set:` block, with
@@ -97,7 +82,7 @@ pub fn apply(text: &str, path: &Path, overrides: &[Override]) -> Result<(String,
     });
     let mut expected = doc.clone();
     expected.insert("set".into(), Value::Object(set.clone()));
-    let text = match appended.filter(|t| serde_norway::from_str::<Value>(t).ok().as_ref() == Some(&Value::Object(expected.clone()))) {
+    let text = match appended.filter(|t| yaml::value_from_str::<Value>(t).ok().as_ref() == Some(&Value::Object(expected.clone()))) {
         Some(t) => t,
         None => {
             let merged = doc.entry("set").or_insert_with(|| Value::Object(Map::new()));
@@ -106,7 +91,7 @@ pub fn apply(text: &str, path: &Path, overrides: &[Override]) -> Result<(String,
                 return Err(at(path, loc, Some("set"), "`set` must be a mapping of job-config keys to values"));
             };
             m.extend(set.clone());
-            let body = serde_norway::to_string(&doc).map_err(|e| at(path, None, None, format!("cannot record --set: {e}")))?;
+            let body = yaml::to_string(&doc).map_err(|e| at(path, None, None, format!("cannot record --set: {e}")))?;
             format!("# {} with --set {}\n{body}", path.display(), args.replace('\n', " "))
         }
     };
@@ -162,7 +147,7 @@ mod tests {
         assert_eq!(lines, vec![(7, "train.lr=0.01".to_string()), (8, "model.d_state=[16]".to_string())]);
         // A file that has a `set:` block already is merged and rewritten.
         let (out, _) = apply(&out, Path::new("s.yaml"), &[ov("train.lr=0.1")]).unwrap();
-        let doc: Value = serde_norway::from_str(&out).unwrap();
+        let doc: Value = yaml::value_from_str(&out).unwrap();
         assert_eq!(doc["set"], serde_json::json!({"train.lr": 0.1, "model.d_state": [16]}));
     }
 }
