@@ -1,6 +1,7 @@
 //! The command-line conventions of issue 24: `--format json` on every command that prints a
 //! table, with the keys docs/cli-json.md documents, and Hydra-style `--set KEY=VALUE`
-//! overrides on `sweep run` (applied, checked like the file, recorded in the stored spec).
+//! overrides on `sweep run` (applied, checked like the file, recorded in the stored spec),
+//! and progress bars only on a terminal.
 mod common;
 
 use std::path::Path;
@@ -130,4 +131,30 @@ fn model_info_and_fit_print_json() {
     has_keys(&fit, &["a", "b", "r2", "ci", "n"], "fit");
     let schema = json(&ok(d, &["schema", "sweep"]));
     assert_eq!(schema["title"], "stuffed sweep file");
+}
+
+/// Progress bars are drawn only on a terminal (issue 24): with stderr a pipe, `report`,
+/// `corpus build` and `eval loss|passkey|states` write no bar (no carriage return, no escape
+/// sequence).
+#[test]
+fn progress_bars_stay_off_a_redirected_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("text")).unwrap();
+    std::fs::write(d.join("text/a.txt"), "The state of a recurrent model holds what it remembers. ".repeat(200)).unwrap();
+    common::empty_db(d, &d.join("x.db"));
+    let eval = ["--preset", "tiny", "--device", "cpu"];
+    let commands: [Vec<&str>; 5] = [
+        vec!["corpus", "build", "--input", "text", "--out", "corpus", "--val-fraction", "0.5"],
+        vec!["report", "--db", "x.db", "--out", "rep"],
+        [&["eval", "loss", "--newlines", "--len", "64"][..], &eval].concat(),
+        [&["eval", "states", "--newlines", "--len", "64", "--bucket", "16"][..], &eval].concat(),
+        [&["eval", "passkey", "--lengths", "256", "--depths", "1", "--n", "1"][..], &eval].concat(),
+    ];
+    for args in commands {
+        let o = stuffed(d, &args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{args:?}: {}", text(&o));
+        assert!(!err.contains('\r') && !err.contains('\x1b'), "{args:?} drew a bar on a pipe: {err:?}");
+    }
 }
