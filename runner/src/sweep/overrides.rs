@@ -7,10 +7,12 @@ use std::path::Path;
 use std::str::FromStr;
 
 use serde_json::{Map, Value};
+use stuffed_model::train::JobConfig;
 use stuffed_model::yaml;
 
 use super::error::{at, SweepError};
 use super::keys::{locate_origin, KeyPath, Origin};
+use super::SweepSpec;
 
 /// Keys of the sweep file itself that are not job-config keys: `--set` does not take them.
 const SWEEP_ONLY: [&str; 11] =
@@ -97,6 +99,35 @@ pub fn apply(text: &str, path: &Path, overrides: &[Override]) -> Result<(String,
     };
     let lines = overrides.iter().filter_map(|o| locate_origin(&text, Origin::Set, &o.key).map(|(line, _)| (line, o.arg.clone()))).collect();
     Ok((text, lines))
+}
+
+/// Where errors of the one-job sweep of `job_with_overrides` are told (only `--set` lines are in it).
+const COMMAND_LINE: &str = "<command line>";
+
+/// The job config of `file` with `overrides` applied (`stuffed train --config FILE --set ...`):
+/// built as the one-job sweep `base: FILE` with those overrides would build it, so keys, values
+/// and messages (did-you-mean, the `--set` argument named) are exactly those of `sweep run
+/// --set`. The config keeps its own name. A list value would make several jobs: refused.
+pub fn job_with_overrides(file: &Path, overrides: &[Override]) -> Result<JobConfig, SweepError> {
+    let own = JobConfig::load(file)?;
+    let base = std::path::absolute(file).map_err(|e| at(file, None, None, format!("cannot resolve the path: {e}")))?;
+    let text = format!("name: train\nbase: {}\n", Value::String(base.display().to_string()));
+    let sweep = SweepSpec::parse_with(&text, Path::new(COMMAND_LINE), overrides)?;
+    let n = sweep.plan.count();
+    if n != 1 {
+        let lists: Vec<&str> = overrides.iter().filter(|o| o.value.is_array()).map(|o| o.arg.as_str()).collect();
+        return Err(SweepError::Override {
+            arg: lists.join(" --set "),
+            key: None,
+            msg: format!(
+                "a list value makes one job per value ({n} jobs here), which is `stuffed sweep run`; `stuffed train` trains one config (write a list-valued key's value as [[a, b]])"
+            ),
+        });
+    }
+    let mut jobs = super::expand(&sweep, 1)?;
+    let mut job = jobs.remove(0).config;
+    job.name = own.name;
+    Ok(job)
 }
 
 /// `e` told against the `--set` argument whose entry it is located at, when it is one.
