@@ -465,6 +465,34 @@ mod tests {
     }
 
     #[test]
+    fn hostile_yaml_is_refused_quickly() {
+        let t = std::time::Instant::now();
+        let mut laughs = "a: &a [x, x, x, x, x, x, x, x, x]\n".to_string();
+        for (i, c) in "bcdefghij".chars().enumerate() {
+            let prev = (b'a' + i as u8) as char;
+            laughs.push_str(&format!("{c}: &{c} [{}]\n", vec![format!("*{prev}"); 9].join(", ")));
+        }
+        let e = from_str::<serde_json::Value>(&laughs, Path::new("l.yaml")).unwrap_err();
+        assert!(e.msg.contains("too large or too complex"), "{e}");
+        let deep = "[".repeat(10_000) + &"]".repeat(10_000);
+        assert!(from_str::<serde_json::Value>(&deep, Path::new("d.yaml")).is_err());
+        let block: String = (0..200).map(|i| format!("{}k:\n", " ".repeat(i))).collect();
+        assert!(from_str::<serde_json::Value>(&block, Path::new("b.yaml")).is_err());
+        assert!(t.elapsed() < std::time::Duration::from_secs(5), "{:?}", t.elapsed());
+        // YAML 1.2: `yes` is a string, not a boolean.
+        assert_eq!(value_from_str::<serde_json::Value>("a: yes").unwrap(), serde_json::json!({"a": "yes"}));
+    }
+
+    #[test]
+    fn parse_errors_keep_serdes_wording_at_the_parsers_location() {
+        let e = from_str::<crate::train::JobConfig>("model:\n  preset: tiny\ntrain:\n  seq_lne: 4\n", Path::new("j.yaml")).unwrap_err();
+        assert_eq!((e.line, e.column, e.key.as_deref()), (Some(4), Some(3), Some("train.seq_lne")), "{e}");
+        assert!(e.msg.contains("unknown field `seq_lne`, expected one of `") && e.msg.contains("(did you mean `seq_len`?)"), "{e}");
+        let e = from_str::<crate::train::JobConfig>("- 1\n- 2\n", Path::new("j.yaml")).unwrap_err();
+        assert!(e.msg.contains("not a config: expected a YAML mapping"), "{e}");
+    }
+
+    #[test]
     fn locates_nested_keys_and_list_items() {
         assert_eq!(locate(DOC, "train.seq_len"), Some((5, 3)));
         assert_eq!(locate(DOC, "model.preset"), Some((3, 3)));
