@@ -1,6 +1,7 @@
 //! The command-line conventions of issue 24: `--format json` on every command that prints a
 //! table, with the keys docs/cli-json.md documents, and Hydra-style `--set KEY=VALUE`
-//! overrides on `sweep run` (applied, checked like the file, recorded in the stored spec).
+//! overrides on `sweep run` (applied, checked like the file, recorded in the stored spec) and
+//! on `train`, and progress bars only on a terminal.
 mod common;
 
 use std::path::Path;
@@ -130,4 +131,56 @@ fn model_info_and_fit_print_json() {
     has_keys(&fit, &["a", "b", "r2", "ci", "n"], "fit");
     let schema = json(&ok(d, &["schema", "sweep"]));
     assert_eq!(schema["title"], "stuffed sweep file");
+}
+
+/// `stuffed train --config FILE --set KEY=VALUE` takes the overrides of `sweep run --set`: a
+/// bad key or value names the argument (with a did-you-mean), and a list value, which would be
+/// a grid, is refused.
+#[test]
+fn train_set_overrides_are_checked_like_sweep_run_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let job = d.join("job.yaml");
+    std::fs::write(&job, "model: {preset: tiny}\ntrain: {seq_len: 16, batch_size: 2, steps: 1, lr: 0.01, device: cpu}\n").unwrap();
+    let cases = [
+        ("model.d_stat=4", "did you mean `model.d_state`"),
+        ("train.lr=fast", "expected f64"),
+        ("trian.lr=0.1", "did you mean `train.lr`"),
+        ("model.d_state=[4, 8]", "one job per value"),
+        ("train.lr=.nan", "not a finite number"),
+        ("retries=0", "key of the sweep file"),
+    ];
+    for (set, want) in cases {
+        let o = stuffed(d, &["train", "--config", job.to_str().unwrap(), "--out", "run", "--set", set]);
+        let t = text(&o);
+        assert!(!o.status.success(), "--set {set} should fail: {t}");
+        assert!(t.contains(set) && t.contains(want), "--set {set}: {t}");
+        assert!(!d.join("run").exists(), "--set {set}: a run directory was made");
+    }
+}
+
+/// Progress bars are drawn only on a terminal (issue 24): with stderr a pipe, `report`,
+/// `corpus build` and `eval loss|passkey|states` write no bar (no carriage return, no escape
+/// sequence).
+#[test]
+fn progress_bars_stay_off_a_redirected_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("text")).unwrap();
+    std::fs::write(d.join("text/a.txt"), "The state of a recurrent model holds what it remembers. ".repeat(200)).unwrap();
+    common::empty_db(d, &d.join("x.db"));
+    let eval = ["--preset", "tiny", "--device", "cpu"];
+    let commands: [Vec<&str>; 5] = [
+        vec!["corpus", "build", "--input", "text", "--out", "corpus", "--val-fraction", "0.5"],
+        vec!["report", "--db", "x.db", "--out", "rep"],
+        [&["eval", "loss", "--newlines", "--len", "64"][..], &eval].concat(),
+        [&["eval", "states", "--newlines", "--len", "64", "--bucket", "16"][..], &eval].concat(),
+        [&["eval", "passkey", "--lengths", "256", "--depths", "1", "--n", "1"][..], &eval].concat(),
+    ];
+    for args in commands {
+        let o = stuffed(d, &args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{args:?}: {}", text(&o));
+        assert!(!err.contains('\r') && !err.contains('\x1b'), "{args:?} drew a bar on a pipe: {err:?}");
+    }
 }

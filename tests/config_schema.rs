@@ -28,7 +28,7 @@ fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 fn read_yaml(p: &Path) -> Value {
-    serde_norway::from_str(&std::fs::read_to_string(p).unwrap()).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    stuffed_model::yaml::value_from_str(&std::fs::read_to_string(p).unwrap()).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
 fn errors(v: &jsonschema::Validator, doc: &Value) -> Vec<String> {
@@ -78,7 +78,7 @@ fn every_shipped_sweep_and_job_file_validates() {
 #[test]
 fn a_mistyped_key_is_rejected() {
     let job = validator(Kind::Job);
-    let ok: Value = serde_norway::from_str("model: {preset: tiny}\ntrain: {seq_len: 64, lr: 0.001, steps: 2}\n").unwrap();
+    let ok: Value = stuffed_model::yaml::value_from_str("model: {preset: tiny}\ntrain: {seq_len: 64, lr: 0.001, steps: 2}\n").unwrap();
     assert!(errors(&job, &ok).is_empty(), "{:?}", errors(&job, &ok));
     for bad in [
         "model: {preset: tiny, d_stat: 4}\ntrain: {seq_len: 64, lr: 0.001}\n",
@@ -86,11 +86,11 @@ fn a_mistyped_key_is_rejected() {
         "model: {preset: tiny}\ntrain: {seq_len: 64, lr: 0.001}\nevals: [{kind: loss, len: 8, buckt: 4}]\n",
         "model: {preset: tiny}\ntrain: {seq_len: 64, lr: fast}\n",
     ] {
-        let doc: Value = serde_norway::from_str(bad).unwrap();
+        let doc: Value = stuffed_model::yaml::value_from_str(bad).unwrap();
         assert!(!errors(&job, &doc).is_empty(), "accepted: {bad}");
     }
     let sweep = validator(Kind::Sweep);
-    let ok: Value = serde_norway::from_str(
+    let ok: Value = stuffed_model::yaml::value_from_str(
         "name: s\nbase: job.yaml\ngrid: {model.d_state: [4, 8]}\nevals: [{kind: loss, len: \"8 * {train.seq_len}\"}]\n",
     )
     .unwrap();
@@ -101,7 +101,7 @@ fn a_mistyped_key_is_rejected() {
         "name: s\nbase: job.yaml\nbackend: {kind: slurm, partiton: gpu}\n",
         "name: s\nbase: job.yaml\ngrid: {model.d_state: 4}\n",
     ] {
-        let doc: Value = serde_norway::from_str(bad).unwrap();
+        let doc: Value = stuffed_model::yaml::value_from_str(bad).unwrap();
         assert!(!errors(&sweep, &doc).is_empty(), "accepted: {bad}");
     }
 }

@@ -34,6 +34,50 @@ impl fmt::Display for YamlError {
 
 impl std::error::Error for YamlError {}
 
+/// The parser's bounds on hostile input (docs/security.md): a config has hundreds of nodes,
+/// not hundreds of thousands, and no reason to expand an alias more than a few times, so a
+/// "billion laughs" document or one nested thousands deep is refused in milliseconds. The
+/// file size is bounded before parsing (`limits::MAX_CONFIG_BYTES`).
+pub const MAX_NODES: usize = 100_000;
+/// Deepest nesting of mappings and sequences.
+pub const MAX_DEPTH: usize = 64;
+/// Aliases (`*name`) in one document.
+pub const MAX_ALIASES: usize = 1_000;
+/// Events replayed through aliases in one document (an alias replays its anchor's events).
+pub const MAX_REPLAYED_EVENTS: usize = 100_000;
+
+/// Parser options: YAML 1.2 booleans only (`yes`/`no`/`on`/`off` stay strings), duplicate keys
+/// are errors, and the bounds above.
+pub fn options() -> serde_saphyr::Options {
+    let mut alias_limits = serde_saphyr::options::AliasLimits::default();
+    alias_limits.max_total_replayed_events = MAX_REPLAYED_EVENTS;
+    alias_limits.max_replay_stack_depth = MAX_DEPTH;
+    serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_nodes: MAX_NODES,
+            max_depth: MAX_DEPTH,
+            max_aliases: MAX_ALIASES,
+            max_events: 4 * MAX_NODES,
+            max_documents: 1,
+        },
+        alias_limits: alias_limits,
+        strict_booleans: true,
+        non_finite_float_policy: serde_saphyr::NonFiniteFloatPolicy::PassThrough,
+        with_snippet: false,
+    }
+}
+
+/// Parses one YAML value (a `--set` value, a line of a config) into T; the message has no
+/// location.
+pub fn value_from_str<T: DeserializeOwned>(text: &str) -> Result<T, String> {
+    serde_saphyr::from_str_with_options(text, options()).map_err(|e| message(&e, text))
+}
+
+/// Writes `value` as block YAML.
+pub fn to_string<T: serde::Serialize>(value: &T) -> Result<String, serde_saphyr::SerializeError> {
+    serde_saphyr::to_string(value)
+}
+
 /// Parses `text` (read from `file`) into T.
 pub fn from_str<T: DeserializeOwned>(text: &str, file: &Path) -> Result<T, YamlError> {
     if text.trim().is_empty() {
@@ -43,18 +87,21 @@ pub fn from_str<T: DeserializeOwned>(text: &str, file: &Path) -> Result<T, YamlE
         let msg = "not a finite number (.nan and .inf are not values here)";
         return Err(key_error(text, file, &key, msg));
     }
-    let de = serde_norway::Deserializer::from_str(text);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        let loc = inner.location();
-        let msg = strip_location(&inner.to_string());
-        let key = (path != "." && !path.is_empty()).then_some(path);
+    let mut path = None;
+    let parsed = serde_saphyr::with_deserializer_from_str_with_options(text, options(), |de| {
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            path = Some(e.path().to_string());
+            e.into_inner()
+        })
+    });
+    parsed.map_err(|inner| {
+        let path = path.unwrap_or_default();
+        let key = (path != "." && path != "?" && !path.is_empty()).then_some(path);
+        let msg = message(&inner, text);
         // A file that is not a config at all (`base: /etc/shadow`): say so without echoing
         // its content, which the parser's message would quote.
-        let msg = match (&key, msg.strip_prefix("invalid type: ")) {
-            (None, Some(rest)) => {
-                let found = rest.split([' ', ',']).next().unwrap_or("value");
+        let msg = match (&key, not_a_mapping(&inner, text)) {
+            (None, Some(found)) => {
                 format!("not a config: expected a YAML mapping of keys, found a {found} (is this the right file?)")
             }
             _ => msg,
@@ -67,9 +114,9 @@ pub fn from_str<T: DeserializeOwned>(text: &str, file: &Path) -> Result<T, YamlE
             }
             _ => (key, msg),
         };
-        let (line, column) = match loc {
-            Some(l) => (Some(l.line()), Some(l.column())),
-            None => key.as_deref().and_then(|k| locate(text, k)).map_or((None, None), |(l, c)| (Some(l), Some(c))),
+        let (line, column) = match inner.location() {
+            Some(l) if l.line() > 0 => (Some(l.line() as usize), Some(l.column() as usize)),
+            _ => key.as_deref().and_then(|k| locate(text, k)).map_or((None, None), |(l, c)| (Some(l), Some(c))),
         };
         let msg = match did_you_mean(&msg) {
             Some(s) => format!("{msg} (did you mean `{s}`?)"),
@@ -79,33 +126,155 @@ pub fn from_str<T: DeserializeOwned>(text: &str, file: &Path) -> Result<T, YamlE
     })
 }
 
+/// The parser's message for `e` without its location: serde's own wording for type, value
+/// and field errors (`unknown field `x`, expected one of `a`, `b``), the parser's plain
+/// wording for the rest.
+fn message(e: &serde_saphyr::Error, text: &str) -> String {
+    use serde_saphyr::{render_options, Error as E, SnippetMode, UserMessageFormatter};
+    fn one_of(expected: &[&str]) -> String {
+        let quoted: Vec<String> = expected.iter().map(|x| format!("`{x}`")).collect();
+        match quoted.as_slice() {
+            [] => "there are none".into(),
+            [a] => format!("expected {a}"),
+            [a, b] => format!("expected {a} or {b}"),
+            all => format!("expected one of {}", all.join(", ")),
+        }
+    }
+    match e.without_snippet() {
+        E::Message { msg, .. } => msg.clone(),
+        E::SerdeInvalidType { unexpected, expected, .. } => format!("invalid type: {unexpected}, expected {expected}"),
+        E::SerdeInvalidValue { unexpected, expected, .. } => format!("invalid value: {unexpected}, expected {expected}"),
+        E::SerdeInvalidLength { len, expected, .. } => format!("invalid length {len}, expected {expected}"),
+        E::SerdeUnknownField { field, expected, .. } => format!("unknown field `{field}`, {}", one_of(expected)),
+        E::SerdeUnknownVariant { variant, expected, .. } => format!("unknown variant `{variant}`, {}", one_of(expected)),
+        E::SerdeMissingField { field, .. } => format!("missing field `{field}`"),
+        E::InvalidScalar { ty, location } => {
+            let (from, len) = (location.span().byte_offset(), location.span().byte_len());
+            let written = from.zip(len).and_then(|(f, l)| text.get(f as usize..(f + l) as usize)).filter(|w| w.len() <= 64);
+            match written {
+                Some(w) => format!("invalid value: `{w}`, expected {ty}"),
+                None => format!("invalid value, expected {ty}"),
+            }
+        }
+        other => {
+            let plain = other.render_with_options(render_options! { formatter: &UserMessageFormatter, snippets: SnippetMode::Off });
+            strip_location(&plain)
+        }
+    }
+}
+
+/// What a document that should be a mapping is instead (`sequence`, `string`, ...), when the
+/// parser says it is not a mapping.
+fn not_a_mapping(e: &serde_saphyr::Error, text: &str) -> Option<String> {
+    use serde_saphyr::Error as E;
+    match e.without_snippet() {
+        E::SerdeInvalidType { unexpected, .. } => Some(unexpected.split([' ', ',']).next().unwrap_or("value").to_string()),
+        E::Unexpected { expected, .. } if expected.contains("mapping") => {
+            let first = text.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with("---"));
+            Some(match first.and_then(|l| l.chars().next()) {
+                Some('-' | '[') => "sequence".into(),
+                _ => "scalar".into(),
+            })
+        }
+        _ => None,
+    }
+}
+
 /// Whether `k` could be a config key (so an error may show it): short, letters, digits and
 /// `_ . - [ ]`. Anything else is file content (`root:$6$...` of /etc/shadow read as YAML).
 pub fn looks_like_key(k: &str) -> bool {
     k.len() <= 64 && k.chars().all(|c| c.is_ascii_alphanumeric() || "_.-[]".contains(c))
 }
 
-/// The key path of the first `.nan`/`.inf` in `text`, if any: a JSON value cannot hold them
-/// (they would turn into null and be reported as "invalid type: null").
-fn non_finite_key(text: &str) -> Option<String> {
+/// The key path of the first `.nan`/`.inf` in `text`, if any (`""` for a lone value): a JSON
+/// value cannot hold them (they would turn into null and be reported as "invalid type: null").
+pub fn non_finite_key(text: &str) -> Option<String> {
     let lower = text.to_ascii_lowercase();
     if !lower.contains("nan") && !lower.contains("inf") {
         return None;
     }
-    fn walk(v: &serde_norway::Value, path: &str) -> Option<String> {
-        use serde_norway::Value as V;
-        match v {
-            V::Number(n) if n.as_f64().is_some_and(|f| !f.is_finite()) => Some(path.to_string()),
-            V::Sequence(items) => items.iter().enumerate().find_map(|(i, x)| walk(x, &format!("{path}[{i}]"))),
-            V::Mapping(m) => m.iter().find_map(|(k, x)| {
-                let name = k.as_str().map(str::to_string).unwrap_or_else(|| format!("{k:?}"));
-                walk(x, &if path.is_empty() { name } else { format!("{path}.{name}") })
-            }),
-            V::Tagged(t) => walk(&t.value, path),
-            _ => None,
-        }
+    serde_saphyr::from_str_with_options::<NonFinite>(text, options()).ok()?.0
+}
+
+/// The key path of the first non-finite number of a YAML document, found while reading it.
+struct NonFinite(Option<String>);
+
+impl<'de> serde::Deserialize<'de> for NonFinite {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(Walk(String::new()))
     }
-    walk(&serde_norway::from_str::<serde_norway::Value>(text).ok()?, "")
+}
+
+/// A visitor that walks any value below key path `.0`.
+struct Walk(String);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Walk {
+    type Value = NonFinite;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<NonFinite, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Walk {
+    type Value = NonFinite;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any YAML value")
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<NonFinite, E> {
+        Ok(NonFinite((!v.is_finite()).then_some(self.0)))
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<NonFinite, E> {
+        Ok(NonFinite(None))
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<NonFinite, E> {
+        Ok(NonFinite(None))
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<NonFinite, E> {
+        Ok(NonFinite(None))
+    }
+    fn visit_i128<E>(self, _: i128) -> Result<NonFinite, E> {
+        Ok(NonFinite(None))
+    }
+    fn visit_u128<E>(self, _: u128) -> Result<NonFinite, E> {
+        Ok(NonFinite(None))
+    }
+    fn visit_str<E>(self, _: &str) -> Result<NonFinite, E> {
+        Ok(NonFinite(None))
+    }
+    fn visit_bytes<E>(self, _: &[u8]) -> Result<NonFinite, E> {
+        Ok(NonFinite(None))
+    }
+    fn visit_unit<E>(self) -> Result<NonFinite, E> {
+        Ok(NonFinite(None))
+    }
+    fn visit_none<E>(self) -> Result<NonFinite, E> {
+        Ok(NonFinite(None))
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<NonFinite, D::Error> {
+        d.deserialize_any(self)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<NonFinite, A::Error> {
+        let mut found = None;
+        let mut i = 0;
+        while let Some(NonFinite(f)) = seq.next_element_seed(Walk(format!("{}[{i}]", self.0)))? {
+            found = found.or(f);
+            i += 1;
+        }
+        Ok(NonFinite(found))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<NonFinite, A::Error> {
+        let mut found = None;
+        while let Some(key) = map.next_key::<serde_json::Value>()? {
+            let name = match key {
+                serde_json::Value::String(s) => s,
+                other => other.to_string(),
+            };
+            let path = if self.0.is_empty() { name } else { format!("{}.{name}", self.0) };
+            let NonFinite(f) = map.next_value_seed(Walk(path))?;
+            found = found.or(f);
+        }
+        Ok(NonFinite(found))
+    }
 }
 
 /// Reads and parses a YAML file.
@@ -293,6 +462,34 @@ mod tests {
         std::fs::remove_file(&d).unwrap();
         let e = from_file::<serde_json::Value>(Path::new("/dev/zero")).unwrap_err().to_string();
         assert!(e.contains("not a regular file"), "{e}");
+    }
+
+    #[test]
+    fn hostile_yaml_is_refused_quickly() {
+        let t = std::time::Instant::now();
+        let mut laughs = "a: &a [x, x, x, x, x, x, x, x, x]\n".to_string();
+        for (i, c) in "bcdefghij".chars().enumerate() {
+            let prev = (b'a' + i as u8) as char;
+            laughs.push_str(&format!("{c}: &{c} [{}]\n", vec![format!("*{prev}"); 9].join(", ")));
+        }
+        let e = from_str::<serde_json::Value>(&laughs, Path::new("l.yaml")).unwrap_err();
+        assert!(e.msg.contains("too large or too complex"), "{e}");
+        let deep = "[".repeat(10_000) + &"]".repeat(10_000);
+        assert!(from_str::<serde_json::Value>(&deep, Path::new("d.yaml")).is_err());
+        let block: String = (0..200).map(|i| format!("{}k:\n", " ".repeat(i))).collect();
+        assert!(from_str::<serde_json::Value>(&block, Path::new("b.yaml")).is_err());
+        assert!(t.elapsed() < std::time::Duration::from_secs(5), "{:?}", t.elapsed());
+        // YAML 1.2: `yes` is a string, not a boolean.
+        assert_eq!(value_from_str::<serde_json::Value>("a: yes").unwrap(), serde_json::json!({"a": "yes"}));
+    }
+
+    #[test]
+    fn parse_errors_keep_serdes_wording_at_the_parsers_location() {
+        let e = from_str::<crate::train::JobConfig>("model:\n  preset: tiny\ntrain:\n  seq_lne: 4\n", Path::new("j.yaml")).unwrap_err();
+        assert_eq!((e.line, e.column, e.key.as_deref()), (Some(4), Some(3), Some("train.seq_lne")), "{e}");
+        assert!(e.msg.contains("unknown field `seq_lne`, expected one of `") && e.msg.contains("(did you mean `seq_len`?)"), "{e}");
+        let e = from_str::<crate::train::JobConfig>("- 1\n- 2\n", Path::new("j.yaml")).unwrap_err();
+        assert!(e.msg.contains("not a config: expected a YAML mapping"), "{e}");
     }
 
     #[test]

@@ -30,4 +30,4 @@ pub use data::{EvalRecord, JobRecord, MetricRecord, ReportData, SweepRecord};
 pub use derive::{ForgetRow, JobRecall, StateRecall};
 pub use error::Error;
 pub use fit::{fit, fit_csv, Fit, FitModel};
-pub use report::{write_report, ReportOptions, ReportSummary};
+pub use report::{write_report, write_report_with_progress, ReportOptions, ReportSummary, REPORT_STAGES};

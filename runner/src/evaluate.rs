@@ -149,6 +149,16 @@ pub fn passkey_with_progress(
 
 /// Per-head state statistics along `prompts` (always in fp32: the paper's analyses).
 pub fn states(lm: &Mamba2LM, prompts: &[Vec<u32>], params: StatesParams) -> anyhow::Result<StatesResult> {
+    states_with_progress(lm, prompts, params, &eval::no_progress)
+}
+
+/// `states`, reporting the positions streamed so far to `progress`.
+pub fn states_with_progress(
+    lm: &Mamba2LM,
+    prompts: &[Vec<u32>],
+    params: StatesParams,
+    progress: eval::Progress,
+) -> anyhow::Result<StatesResult> {
     let cfg = StatesEval {
         bucket: params.bucket,
         kind: tch::Kind::Float,
@@ -159,6 +169,6 @@ pub fn states(lm: &Mamba2LM, prompts: &[Vec<u32>], params: StatesParams) -> anyh
         hist_bins: HIST_BINS,
         train_len: params.train_len,
     };
-    let r = eval::states::run(lm, prompts, &cfg)?;
+    let r = eval::states::run_with_progress(lm, prompts, &cfg, progress)?;
     Ok(StatesResult { params, positions: r.positions, layers: r.layers, histogram: r.histogram, wall_s: r.wall_s })
 }

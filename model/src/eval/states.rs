@@ -85,6 +85,11 @@ impl Probe for Recorder {
 
 /// Runs the diagnostics over `prompts` (equal lengths; n positions = prompt length).
 pub fn run(lm: &Mamba2LM, prompts: &[Vec<u32>], cfg: &StatesEval) -> Result<StatesResult> {
+    run_with_progress(lm, prompts, cfg, &super::no_progress)
+}
+
+/// `run`, reporting the positions streamed so far (of n) to `progress` after each bucket.
+pub fn run_with_progress(lm: &Mamba2LM, prompts: &[Vec<u32>], cfg: &StatesEval, progress: super::Progress) -> Result<StatesResult> {
     let _g = tch::no_grad_guard();
     let start = Instant::now();
     let n = prompts.first().map(|p| p.len() as i64).unwrap_or(0);
@@ -123,6 +128,7 @@ pub fn run(lm: &Mamba2LM, prompts: &[Vec<u32>], cfg: &StatesEval) -> Result<Stat
             let _ = lm.forward_hidden(&tokens.narrow(1, pos, c).to_device(lm.device()), Some(&mut state), &mut ex);
         }
         pos += c;
+        progress(pos as u64, n as u64);
         if let Some(nm) = normer.as_mut() {
             nm.apply(&mut state, cfg.train_len.is_some_and(|t| pos <= t));
         }

@@ -777,7 +777,7 @@ mod tests {
     use super::*;
 
     fn passkey(yaml: &str) -> std::result::Result<PasskeySpec, String> {
-        match serde_norway::from_str::<EvalSpec>(yaml).map_err(|e| e.to_string())? {
+        match crate::yaml::value_from_str::<EvalSpec>(yaml)? {
             EvalSpec::Passkey(p) => Ok(p),
             other => Err(format!("not a passkey spec: {other:?}")),
         }
@@ -821,7 +821,7 @@ mod tests {
         let yaml = format!(
             "model: {{d_model: 32, n_layer: 1, d_state: 4, headdim: 16}}\ntrain: {{seq_len: 16, batch_size: 2, steps: 2, lr: 0.01, device: cpu}}\nevals:\n  - kind: passkey\n    lengths: {lengths}\n"
         );
-        let job: JobConfig = serde_norway::from_str(&yaml).unwrap();
+        let job: JobConfig = crate::yaml::value_from_str(&yaml).unwrap();
         job.problems().into_iter().next()
     }
 

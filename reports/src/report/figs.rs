@@ -73,15 +73,30 @@ impl Sink<'_> {
 }
 
 /// Draw every figure the data supports; returns the files written.
-pub(super) fn draw_all(a: &mut Analysis, out_dir: &Path, opts: &ReportOptions) -> Result<Vec<PathBuf>, Error> {
+/// The figure groups `draw_all` draws, in order (each is one `progress` call).
+pub(super) const GROUPS: [&str; 7] =
+    ["capacity laws", "loss", "mitigations", "passkey", "states", "training", "evaluations during training"];
+
+/// Draws every figure group, calling `progress` with each group's name before drawing it.
+pub(super) fn draw_all(
+    a: &mut Analysis,
+    out_dir: &Path,
+    opts: &ReportOptions,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Vec<PathBuf>, Error> {
     let mut sink = Sink { out_dir, files: Vec::new(), figures: Vec::new(), skipped: Vec::new(), used: BTreeSet::new() };
-    capacity(a, &mut sink, opts)?;
-    loss(a, &mut sink)?;
-    mitigations(a, &mut sink)?;
-    passkey(a, &mut sink)?;
-    states(a, &mut sink)?;
-    training(a, &mut sink)?;
-    during_training(a, &mut sink)?;
+    for group in GROUPS {
+        progress(group);
+        match group {
+            "capacity laws" => capacity(a, &mut sink, opts)?,
+            "loss" => loss(a, &mut sink)?,
+            "mitigations" => mitigations(a, &mut sink)?,
+            "passkey" => passkey(a, &mut sink)?,
+            "states" => states(a, &mut sink)?,
+            "training" => training(a, &mut sink)?,
+            _ => during_training(a, &mut sink)?,
+        }
+    }
     a.figures = sink.figures;
     a.skipped.extend(sink.skipped);
     Ok(sink.files)

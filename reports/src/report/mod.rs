@@ -101,8 +101,23 @@ fn campaign_links(out_dir: &Path) -> Option<(String, String)> {
     Some((format!("{dir}/"), doc))
 }
 
+/// The stages of `write_report_with_progress` (the calls of its `progress`): the two fits,
+/// the figure groups and the pages.
+pub const REPORT_STAGES: usize = 3 + figs::GROUPS.len();
+
 /// Write the full report of `data` into `out_dir` (created if missing).
 pub fn write_report(data: &ReportData, out_dir: &Path, opts: &ReportOptions) -> Result<ReportSummary, Error> {
+    write_report_with_progress(data, out_dir, opts, &mut |_| {})
+}
+
+/// `write_report`, calling `progress` with the name of each of its `REPORT_STAGES` stages as
+/// it begins (for a progress bar).
+pub fn write_report_with_progress(
+    data: &ReportData,
+    out_dir: &Path,
+    opts: &ReportOptions,
+    progress: &mut dyn FnMut(&str),
+) -> Result<ReportSummary, Error> {
     std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
     let data = data.canonical();
     let forget = derive::t_forget(&data);
@@ -127,12 +142,15 @@ pub fn write_report(data: &ReportData, out_dir: &Path, opts: &ReportOptions) -> 
     };
     // Both laws are fitted to censored thresholds (intervals and one-sided bounds) by maximum
     // likelihood (`censored`), not to points alone.
+    progress("fitting T_forget");
     let fpts = derive::forget_censored(&a.forget);
     a.forget_fit = fit_or_skip(&mut a.skipped, "T_forget fit", "state sizes with a T_forget interval or bound", FitModel::Linear, &fpts);
+    progress("fitting T_recall");
     let rpts = derive::recall_censored(&a.recalls);
     a.recall_fit = fit_or_skip(&mut a.skipped, "T_recall fit", "state sizes with a T_recall interval or bound", FitModel::Exp, &rpts);
 
-    let mut files = figs::draw_all(&mut a, out_dir, opts)?;
+    let mut files = figs::draw_all(&mut a, out_dir, opts, progress)?;
+    progress("pages");
     files.push(write(
         out_dir,
         "t_forget_points.csv",

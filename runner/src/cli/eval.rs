@@ -410,7 +410,13 @@ impl StatesArgs {
             hist_positions,
             train_len: self.train_len,
         };
-        let r = evaluate::states(&lm, &prompts, params)?;
+        let pb = super::progress::bar(n as u64, "positions");
+        let report = |done: u64, total: u64| {
+            pb.set_length(total);
+            pb.set_position(done);
+        };
+        let r = evaluate::states_with_progress(&lm, &prompts, params, &report)?;
+        pb.finish_and_clear();
         let result = EvalResult::States(r.clone());
         if let Some(out) = &self.out {
             std::fs::write(out, serde_json::to_string(&result)? + "\n").with_context(|| format!("writing {}", out.display()))?;

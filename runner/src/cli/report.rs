@@ -1,10 +1,10 @@
 //! `stuffed report`: every figure the stored results support (SVG and PNG), the fitted capacity
 //! laws, `index.html` and `README.md`, regenerated from the database alone (byte-identical for
-//! the same database).
+//! the same database), with a progress bar over its stages on a terminal.
 use std::path::PathBuf;
 
 use anyhow::Context;
-use stuffed_reports::{write_report, ReportOptions};
+use stuffed_reports::{write_report_with_progress, ReportOptions, REPORT_STAGES};
 
 use super::common::{runtime, DbArgs};
 
@@ -34,7 +34,16 @@ impl Args {
         })?;
         std::fs::create_dir_all(&self.out).with_context(|| format!("creating {}", self.out.display()))?;
         let opts = ReportOptions { log_scale: self.log_scale, title: self.title.clone() };
-        let s = write_report(&data, &self.out, &opts).with_context(|| format!("writing the report into {}", self.out.display()))?;
+        let bar = super::progress::bar(REPORT_STAGES as u64, "stages");
+        let mut begun = 0;
+        let mut progress = |stage: &str| {
+            bar.set_position(begun);
+            bar.set_message(stage.to_string());
+            begun += 1;
+        };
+        let s = write_report_with_progress(&data, &self.out, &opts, &mut progress)
+            .with_context(|| format!("writing the report into {}", self.out.display()))?;
+        bar.finish_and_clear();
         println!("report: {} files in {}", s.files.len(), self.out.display());
         for (what, why) in &s.skipped {
             println!("  skipped {what}: {why}");

@@ -340,7 +340,7 @@ impl ShowArgs {
             println!("error ({}): {e}", j.error_class.as_deref().unwrap_or("?"));
         }
         println!("run dir {}", j.run_dir);
-        println!("\nresolved config:\n{}", serde_norway::to_string(&j.config)?.trim_end());
+        println!("\nresolved config:\n{}", stuffed_model::yaml::to_string(&j.config)?.trim_end());
         if !attempts.is_empty() {
             println!("\nattempts:");
         }

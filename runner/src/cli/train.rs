@@ -8,6 +8,7 @@ use anyhow::{bail, Context};
 use stuffed_model::train::{latest_checkpoint, JobConfig, StepInfo};
 
 use crate::job::{run_job, JOB_FILE};
+use crate::sweep::{job_with_overrides, Override};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -20,6 +21,11 @@ pub struct Args {
     /// Continue the run in --out from its latest checkpoint.
     #[arg(long)]
     resume: bool,
+    /// Set a job-config key, Hydra style (repeatable): `--set train.lr=1e-3`, `--set
+    /// model.d_state=64`. VALUE is YAML, checked exactly as `sweep run --set` checks it; one
+    /// value per key (a list value is written [[a, b]]). The run's job.yaml records the result.
+    #[arg(long = "set", value_name = "KEY=VALUE", value_parser = str::parse::<Override>)]
+    set: Vec<Override>,
 }
 
 /// SIGINT/SIGTERM set the flag (graceful stop: checkpoint, exit 130); a second SIGINT kills.
@@ -51,7 +57,7 @@ pub fn step_printer(every: i64) -> impl FnMut(&StepInfo) {
 
 impl Args {
     pub fn run(self) -> anyhow::Result<i32> {
-        let job = JobConfig::load(&self.config)?;
+        let job = if self.set.is_empty() { JobConfig::load(&self.config)? } else { job_with_overrides(&self.config, &self.set)? };
         let name = job
             .name
             .clone()
@@ -61,7 +67,7 @@ impl Args {
             bail!("{} already holds a run: pass --resume to continue it, or choose another --out", out.display());
         }
         std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-        std::fs::write(out.join(JOB_FILE), serde_norway::to_string(&job)?)
+        std::fs::write(out.join(JOB_FILE), stuffed_model::yaml::to_string(&job)?)
             .with_context(|| format!("writing {}", out.join(JOB_FILE).display()))?;
         let stop = stop_flag()?;
         let mut printer = step_printer(job.train.log_every);

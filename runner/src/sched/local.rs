@@ -315,7 +315,7 @@ impl<'a> Controller<'a> {
     async fn spawn(&mut self, p: Pending, gpu: Option<usize>, mem: f64) -> anyhow::Result<()> {
         let job = &self.jobs[p.job];
         std::fs::create_dir_all(&job.run_dir).with_context(|| format!("creating {}", job.run_dir.display()))?;
-        std::fs::write(job.run_dir.join(JOB_FILE), serde_norway::to_string(&job.config)?)?;
+        std::fs::write(job.run_dir.join(JOB_FILE), stuffed_model::yaml::to_string(&job.config)?)?;
         let log_path = job.run_dir.join(stuffed_model::protocol::rundir::WORKER_LOG);
         let seq_floor = self.db.job(&job.id).await?.last_seq;
         let log =

@@ -175,7 +175,7 @@ async fn submit_array(db: &Db, sweep: &str, jobs: &[JobRow], opts: &SlurmOptions
         // another machine may name any directory.
         let dir = crate::safety::run_dir_inside(&opts.runs_dir, &j.run_dir, &j.id).map_err(anyhow::Error::msg)?;
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        std::fs::write(dir.join(JOB_FILE), serde_norway::to_string(&j.config)?)?;
+        std::fs::write(dir.join(JOB_FILE), stuffed_model::yaml::to_string(&j.config)?)?;
         dirs.push(dir.display().to_string());
     }
     let script = array_script(opts, sweep, &dirs, gpu)?;

@@ -305,7 +305,7 @@ pub async fn job(State(st): State<AppState>, Param(id): Param<String>) -> ApiRes
         "sweeps": db.job_sweeps(&j.id).await?,
         "run_dir": j.run_dir,
         "config": config,
-        "config_yaml": serde_norway::to_string(config).unwrap_or_default(),
+        "config_yaml": stuffed_model::yaml::to_string(config).unwrap_or_default(),
         "attempts": attempts_json,
         "latest_metrics": latest,
         "metric_keys": keys,

@@ -14,6 +14,6 @@ pub use error::SweepError;
 pub use expand::{canonical_json, expand, job_id, ExpandedJob};
 pub use expr::{evaluate, is_template, ExprError};
 pub use keys::{KeyPath, Origin, Segment};
-pub use overrides::Override;
+pub use overrides::{job_with_overrides, Override};
 pub use resources::{parse_duration, parse_memory_gb, Backend, MemorySpec, Resources, SlurmBackend};
 pub use spec::{Base, BaseConfig, LoadedSearch, LoadedSweep, SweepSpec};

@@ -7,10 +7,12 @@ use std::path::Path;
 use std::str::FromStr;
 
 use serde_json::{Map, Value};
+use stuffed_model::train::JobConfig;
 use stuffed_model::yaml;
 
 use super::error::{at, SweepError};
 use super::keys::{locate_origin, KeyPath, Origin};
+use super::SweepSpec;
 
 /// Keys of the sweep file itself that are not job-config keys: `--set` does not take them.
 const SWEEP_ONLY: [&str; 11] =
@@ -43,27 +45,12 @@ impl FromStr for Override {
         if text.trim().is_empty() {
             return Err(format!("`{arg}`: no value after `=` (write a YAML value, like {key}=1 or '{key}=[1, 2]')"));
         }
-        let value: Value = serde_norway::from_str(text).map_err(|e| format!("`{arg}`: the value is not YAML: {e}"))?;
-        if has_non_finite(text) {
+        let value: Value = yaml::value_from_str(text).map_err(|e| format!("`{arg}`: the value is not YAML: {e}"))?;
+        if yaml::non_finite_key(text).is_some() {
             return Err(format!("`{arg}`: not a finite number (.nan and .inf are not values here)"));
         }
         Ok(Override { arg: arg.to_string(), key: key.to_string(), value })
     }
-}
-
-/// Whether the YAML `text` holds a NaN or an infinity (which JSON values cannot carry).
-fn has_non_finite(text: &str) -> bool {
-    fn walk(v: &serde_norway::Value) -> bool {
-        use serde_norway::Value as V;
-        match v {
-            V::Number(n) => n.as_f64().is_some_and(|f| !f.is_finite()),
-            V::Sequence(items) => items.iter().any(walk),
-            V::Mapping(m) => m.values().any(walk),
-            V::Tagged(t) => walk(&t.value),
-            _ => false,
-        }
-    }
-    serde_norway::from_str::<serde_norway::Value>(text).is_ok_and(|v| walk(&v))
 }
 
 /// The line (1-based, in the sweep text) of each override's entry in the `set:` block, with
@@ -97,7 +84,7 @@ pub fn apply(text: &str, path: &Path, overrides: &[Override]) -> Result<(String,
     });
     let mut expected = doc.clone();
     expected.insert("set".into(), Value::Object(set.clone()));
-    let text = match appended.filter(|t| serde_norway::from_str::<Value>(t).ok().as_ref() == Some(&Value::Object(expected.clone()))) {
+    let text = match appended.filter(|t| yaml::value_from_str::<Value>(t).ok().as_ref() == Some(&Value::Object(expected.clone()))) {
         Some(t) => t,
         None => {
             let merged = doc.entry("set").or_insert_with(|| Value::Object(Map::new()));
@@ -106,12 +93,41 @@ pub fn apply(text: &str, path: &Path, overrides: &[Override]) -> Result<(String,
                 return Err(at(path, loc, Some("set"), "`set` must be a mapping of job-config keys to values"));
             };
             m.extend(set.clone());
-            let body = serde_norway::to_string(&doc).map_err(|e| at(path, None, None, format!("cannot record --set: {e}")))?;
+            let body = yaml::to_string(&doc).map_err(|e| at(path, None, None, format!("cannot record --set: {e}")))?;
             format!("# {} with --set {}\n{body}", path.display(), args.replace('\n', " "))
         }
     };
     let lines = overrides.iter().filter_map(|o| locate_origin(&text, Origin::Set, &o.key).map(|(line, _)| (line, o.arg.clone()))).collect();
     Ok((text, lines))
+}
+
+/// Where errors of the one-job sweep of `job_with_overrides` are told (only `--set` lines are in it).
+const COMMAND_LINE: &str = "<command line>";
+
+/// The job config of `file` with `overrides` applied (`stuffed train --config FILE --set ...`):
+/// built as the one-job sweep `base: FILE` with those overrides would build it, so keys, values
+/// and messages (did-you-mean, the `--set` argument named) are exactly those of `sweep run
+/// --set`. The config keeps its own name. A list value would make several jobs: refused.
+pub fn job_with_overrides(file: &Path, overrides: &[Override]) -> Result<JobConfig, SweepError> {
+    let own = JobConfig::load(file)?;
+    let base = std::path::absolute(file).map_err(|e| at(file, None, None, format!("cannot resolve the path: {e}")))?;
+    let text = format!("name: train\nbase: {}\n", Value::String(base.display().to_string()));
+    let sweep = SweepSpec::parse_with(&text, Path::new(COMMAND_LINE), overrides)?;
+    let n = sweep.plan.count();
+    if n != 1 {
+        let lists: Vec<&str> = overrides.iter().filter(|o| o.value.is_array()).map(|o| o.arg.as_str()).collect();
+        return Err(SweepError::Override {
+            arg: lists.join(" --set "),
+            key: None,
+            msg: format!(
+                "a list value makes one job per value ({n} jobs here), which is `stuffed sweep run`; `stuffed train` trains one config (write a list-valued key's value as [[a, b]])"
+            ),
+        });
+    }
+    let mut jobs = super::expand(&sweep, 1)?;
+    let mut job = jobs.remove(0).config;
+    job.name = own.name;
+    Ok(job)
 }
 
 /// `e` told against the `--set` argument whose entry it is located at, when it is one.
@@ -162,7 +178,7 @@ mod tests {
         assert_eq!(lines, vec![(7, "train.lr=0.01".to_string()), (8, "model.d_state=[16]".to_string())]);
         // A file that has a `set:` block already is merged and rewritten.
         let (out, _) = apply(&out, Path::new("s.yaml"), &[ov("train.lr=0.1")]).unwrap();
-        let doc: Value = serde_norway::from_str(&out).unwrap();
+        let doc: Value = yaml::value_from_str(&out).unwrap();
         assert_eq!(doc["set"], serde_json::json!({"train.lr": 0.1, "model.d_state": [16]}));
     }
 }

@@ -150,10 +150,16 @@ impl SweepSpec {
             let msg = e.strip_prefix(&format!("{}: ", path.display())).unwrap_or(&e).to_string();
             at(path, None, None, format!("cannot read: {msg}"))
         })?;
+        SweepSpec::parse_with(&text, path, overrides)
+    }
+
+    /// Parses sweep YAML `text` (read from `path`) with `overrides` recorded in its `set:`
+    /// block, as `load_with` does for a file.
+    pub fn parse_with(text: &str, path: &Path, overrides: &[Override]) -> Result<LoadedSweep, SweepError> {
         if overrides.is_empty() {
-            return SweepSpec::parse(&text, path);
+            return SweepSpec::parse(text, path);
         }
-        let (text, lines) = overrides::apply(&text, path, overrides)?;
+        let (text, lines) = overrides::apply(text, path, overrides)?;
         let mut loaded = SweepSpec::parse(&text, path).map_err(|e| overrides::explain(e, path, &lines))?;
         loaded.overrides = lines;
         Ok(loaded)
