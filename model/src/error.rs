@@ -55,10 +55,44 @@ impl Error {
         }
     }
 
+    /// Runs `f`, turning a panic into an error. tch's infallible tensor methods report a
+    /// libtorch error, a CUDA out-of-memory included, by panicking; a training step run
+    /// through this ends as a classified failure (an OOM is retried alone on its GPU) with
+    /// libtorch's message, instead of killing the worker without a final event.
+    pub fn catch_panic<T>(f: impl FnOnce() -> T) -> Result<T> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|e| {
+            let msg = e
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| e.downcast_ref::<&str>().copied())
+                .unwrap_or("a panic without a message");
+            Error::Torch(tch::TchError::Torch(msg.to_string()))
+        })
+    }
+
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { path: path.into(), source }
     }
     pub fn at(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
         Error::WithPath { path: path.into(), msg: msg.into() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panicking_out_of_memory_becomes_a_retryable_oom() {
+        // What tch's infallible methods panic with when CUDA runs out of memory (lease 3).
+        let r: Result<()> = Error::catch_panic(|| {
+            panic!("called `Result::unwrap()` on an `Err` value: Torch(\"CUDA out of memory. Tried to allocate 4.00 GiB\")")
+        });
+        let e = r.unwrap_err();
+        assert_eq!(e.failure_kind(), FailureKind::Oom);
+        assert!(e.to_string().contains("Tried to allocate 4.00 GiB"), "{e}");
+        let other: Result<()> = Error::catch_panic(|| panic!("index out of range"));
+        assert_eq!(other.unwrap_err().failure_kind(), FailureKind::Internal);
+        assert_eq!(Error::catch_panic(|| 7).unwrap(), 7);
     }
 }

@@ -308,11 +308,13 @@ pub fn train<E: From<Error>>(
         if k > 1 && step % k == 0 {
             tbptt = Some(ctx.lm.zero_state(batch, kind));
         }
-        let res = train_step(&ctx.lm, &mut ctx.opt, &b, tbptt.as_mut(), kind, lr, t.grad_clip, t.micro_batch_size);
-        if let Some(s) = tbptt.as_mut() {
-            *s = s.detach();
-        }
-        let (loss, grad_norm) = res.read();
+        let (loss, grad_norm) = Error::catch_panic(|| {
+            let res = train_step(&ctx.lm, &mut ctx.opt, &b, tbptt.as_mut(), kind, lr, t.grad_clip, t.micro_batch_size);
+            if let Some(s) = tbptt.as_mut() {
+                *s = s.detach();
+            }
+            res.read()
+        })?;
         step += 1;
         tokens += b.tokens();
         interval_tokens += b.tokens();
