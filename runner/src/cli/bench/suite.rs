@@ -133,13 +133,18 @@ impl SuiteArgs {
         Ok(out)
     }
 
+    /// A case's model, batch and length as this invocation runs it (`--batch`, `--len`).
+    fn shape(&self, case: &Case) -> anyhow::Result<(stuffed_model::MambaConfig, i64, i64)> {
+        let cfg = stuffed_model::MambaConfig::preset(case.preset)?;
+        Ok((cfg, self.batch.unwrap_or(case.batch), self.len.unwrap_or(case.len)))
+    }
+
     /// The shapes the anchor runs: each case as this invocation runs it.
     fn anchor_cases(&self, cases: &[&'static Case]) -> anyhow::Result<Vec<AnchorCase>> {
         cases
             .iter()
             .map(|case| {
-                let cfg = stuffed_model::MambaConfig::preset(case.preset)?;
-                let (batch, len) = (self.batch.unwrap_or(case.batch), self.len.unwrap_or(case.len));
+                let (cfg, batch, len) = self.shape(case)?;
                 let (kind, seq) = match case.chunk {
                     None => (AnchorKind::Train, len),
                     Some(_) => (AnchorKind::Eval, len.min(EVAL_ANCHOR_LEN)),
@@ -175,8 +180,7 @@ impl SuiteArgs {
         };
         let mut records = Vec::new();
         for case in cases {
-            let cfg = stuffed_model::MambaConfig::preset(case.preset)?;
-            let (batch, len) = (self.batch.unwrap_or(case.batch), self.len.unwrap_or(case.len));
+            let (cfg, batch, len) = self.shape(case)?;
             println!("== {} ({} {} x {})", case.name, case.preset, batch, len);
             let (runs, profiles) = match case.chunk {
                 None => {
