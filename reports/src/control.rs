@@ -190,20 +190,46 @@ fn bootstrap(pairs: &[(f64, f64)]) -> Option<[f64; 2]> {
     Some([percentile(&ratios, 0.025), percentile(&ratios, 0.975)])
 }
 
-/// Compares a job's curve with its control's over the doubling ranges past `train_len` up to
-/// `len`. Both curves must hold the same prompts in the same order (rows are paired by index);
-/// `per_prompt` says whether the rows are prompts (else each curve is its single mean row).
-/// `probe`: a fixed input (the newline run), decided by its point ratios. `uniform`: ln V, for
-/// the degenerate case (2x the control's loss above ln V: a doubling cannot be seen).
+/// How a job's curve is compared with its control's.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Setting {
+    /// The job's training length T: the ranges start there.
+    pub train_len: i64,
+    /// The evaluation length: the last range ends there.
+    pub len: i64,
+    /// The rows are prompts, paired by index (else each curve is its single mean row).
+    pub per_prompt: bool,
+    /// A fixed input (the newline run), decided by its point ratios.
+    pub probe: bool,
+    /// ln V, for the degenerate case (2x the control's loss above ln V: no doubling can show).
+    pub uniform: Option<f64>,
+    /// The job's own reference: its largest mean loss within T (the paper's, first bucket
+    /// dropped). A range where this is already at or above 2x the control's loss cannot show
+    /// collapse: the job doubled the control without rising past T (a job worse than its
+    /// control at every position, e.g. one that never learned the newline run, did not
+    /// collapse).
+    pub within: Option<f64>,
+}
+
+/// The paper's reference of a mean curve: the largest finite loss of the buckets ending at or
+/// before `train_len`, the first bucket dropped.
+pub fn within_max(bounds: &[(i64, i64)], losses: &[f64], train_len: i64) -> Option<f64> {
+    bounds.iter().zip(losses).skip(1).filter(|(b, l)| b.1 <= train_len && l.is_finite()).map(|(_, l)| *l).reduce(f64::max)
+}
+
+/// Compares a job's curve with its control's over the doubling ranges past T. Both curves must
+/// hold the same prompts in the same order (rows are paired by index).
 ///
-/// Verdict: "collapsed vs control" when some range's interval has its lower bound >= 2, "not
-/// collapsed vs control" when every compared range's upper bound is < 2, else inconclusive;
-/// inconclusive also when no range could be compared, when sampled prompts have no per-prompt
-/// losses or fewer than [`MIN_PROMPTS`] pairs, or (unless collapsed) when degenerate.
-pub fn compare(job: &Curve, control: &Curve, train_len: i64, len: i64, per_prompt: bool, probe: bool, uniform: Option<f64>) -> Comparison {
+/// Verdict: "collapsed vs control" when some range's interval has its lower bound >= 2 and the
+/// job's own reference within T is below 2x the control's loss there (the doubling came from
+/// the rise past T); "not collapsed vs control" when every
+/// compared range's upper bound is < 2; else inconclusive. Inconclusive also when no range could
+/// be compared, when sampled prompts have no per-prompt losses or fewer than [`MIN_PROMPTS`]
+/// pairs, or (unless collapsed) when degenerate.
+pub fn compare(job: &Curve, control: &Curve, s: &Setting) -> Comparison {
     let mut ranges = Vec::new();
     let mut prompts = BTreeSet::new();
-    for (start, end) in doubling_ranges(train_len, len) {
+    for (start, end) in doubling_ranges(s.train_len, s.len) {
         let pairs: Vec<(f64, f64)> = match (range_means(job, start, end), range_means(control, start, end)) {
             (Some(j), Some(c)) => {
                 let pairs: Vec<(usize, (f64, f64))> =
@@ -216,47 +242,50 @@ pub fn compare(job: &Curve, control: &Curve, train_len: i64, len: i64, per_promp
         ranges.push(if pairs.is_empty() {
             RangeRatio { start, end, job_loss: None, control_loss: None, ratio: None, ci: None }
         } else {
-            range_ratio(start, end, &pairs, probe, per_prompt)
+            range_ratio(start, end, &pairs, s.probe, s.per_prompt)
         });
     }
     let worst = (0..ranges.len())
         .filter(|&i| ranges[i].ratio.is_some())
         .max_by(|&a, &b| ranges[a].ratio.unwrap_or(0.0).total_cmp(&ranges[b].ratio.unwrap_or(0.0)));
-    let prompts = if per_prompt { prompts.len() } else { usize::from(!prompts.is_empty()) };
-    let (verdict, reason) = decide(&ranges, per_prompt, probe, prompts, uniform);
+    let prompts = if s.per_prompt { prompts.len() } else { usize::from(!prompts.is_empty()) };
+    let (verdict, reason) = decide(&ranges, s, prompts);
     Comparison {
         ranges,
         verdict,
         reason: reason.map(str::to_string),
         worst,
-        basis: if per_prompt { Basis::PerPrompt } else { Basis::MeanCurve },
+        basis: if s.per_prompt { Basis::PerPrompt } else { Basis::MeanCurve },
         prompts,
     }
 }
 
-fn decide(ranges: &[RangeRatio], per_prompt: bool, probe: bool, prompts: usize, uniform: Option<f64>) -> (Verdict, Option<&'static str>) {
+fn decide(ranges: &[RangeRatio], s: &Setting, prompts: usize) -> (Verdict, Option<&'static str>) {
     let compared: Vec<&RangeRatio> = ranges.iter().filter(|r| r.ratio.is_some()).collect();
     if compared.is_empty() {
         return (Verdict::Inconclusive, Some("no_comparable_range"));
     }
-    if !probe && !per_prompt {
+    if !s.probe && !s.per_prompt {
         return (Verdict::Inconclusive, Some("no_per_prompt_losses"));
     }
-    if !probe && prompts < MIN_PROMPTS {
+    if !s.probe && prompts < MIN_PROMPTS {
         return (Verdict::Inconclusive, Some("too_few_prompts"));
     }
-    let cis: Vec<[f64; 2]> = compared.iter().filter_map(|r| r.ci).collect();
+    let cis: Vec<([f64; 2], &RangeRatio)> = compared.iter().filter_map(|r| Some((r.ci?, *r))).collect();
     if cis.len() < compared.len() {
         return (Verdict::Inconclusive, Some("too_few_prompts"));
     }
-    if cis.iter().any(|ci| ci[0] >= FACTOR) {
+    let rose = |r: &RangeRatio| s.within.zip(r.control_loss).is_none_or(|(w, c)| w < FACTOR * c);
+    if cis.iter().any(|(ci, r)| ci[0] >= FACTOR && rose(r)) {
         return (Verdict::Collapsed, None);
     }
-    let degenerate = compared.iter().any(|r| r.control_loss.zip(uniform).is_some_and(|(c, u)| FACTOR * c > u));
-    if cis.iter().all(|ci| ci[1] < FACTOR) && !degenerate {
-        (Verdict::NotCollapsed, None)
+    let degenerate = compared.iter().any(|r| r.control_loss.zip(s.uniform).is_some_and(|(c, u)| FACTOR * c > u));
+    if cis.iter().any(|(ci, _)| ci[0] >= FACTOR) {
+        (Verdict::Inconclusive, Some("worse_within_t"))
     } else if degenerate {
         (Verdict::Inconclusive, Some("degenerate"))
+    } else if cis.iter().all(|(ci, _)| ci[1] < FACTOR) {
+        (Verdict::NotCollapsed, None)
     } else {
         (Verdict::Inconclusive, Some("interval_contains_threshold"))
     }
@@ -359,7 +388,16 @@ fn control_row(data: &ReportData, evals: &[&EvalRecord], e: &EvalRecord) -> Opti
     let per_prompt = paired.is_some();
     let (jc, cc) = paired.unwrap_or_else(|| (Curve::mean(r), Curve::mean(cr)));
     let len = if r.params.len > 0 { r.params.len } else { r.buckets.iter().map(|b| b.end).max()? };
-    let comparison = compare(&jc, &cc, t, len, per_prompt, e.source() == "newlines", uniform_loss(job));
+    let mean: Vec<f64> = r.buckets.iter().map(|b| b.loss).collect();
+    let setting = Setting {
+        train_len: t,
+        len,
+        per_prompt,
+        probe: e.source() == "newlines",
+        uniform: uniform_loss(job),
+        within: within_max(&bounds(r), &mean, t),
+    };
+    let comparison = compare(&jc, &cc, &setting);
     let paper = eval_verdict(e, Some(job));
     Some(ControlRow {
         job_id: job.id.clone(),
@@ -389,6 +427,10 @@ mod tests {
         let bounds: Vec<(i64, i64)> = (0..len / width).map(|i| (i * width, (i + 1) * width)).collect();
         let rows = (0..prompts).map(|p| bounds.iter().map(|b| f(p, b.0)).collect()).collect();
         Curve { bounds, rows }
+    }
+
+    fn setting(train_len: i64, len: i64, per_prompt: bool, probe: bool, uniform: Option<f64>) -> Setting {
+        Setting { train_len, len, per_prompt, probe, uniform, within: None }
     }
 
     /// A loss that varies by prompt (0.8 .. 1.15), as documents do.
@@ -421,7 +463,7 @@ mod tests {
     fn a_control_equal_to_the_job_gives_ratio_one() {
         let job = curve(32, 4096, 8, |p, s| by_prompt(p) + (s as f64).ln() * 0.01);
         let ctl = curve(512, 4096, 8, |p, s| by_prompt(p) + (s as f64).ln() * 0.01);
-        let same = compare(&job, &job, 128, 4096, true, false, Some(257f64.ln()));
+        let same = compare(&job, &job, &setting(128, 4096, true, false, Some(257f64.ln())));
         assert_eq!(same.verdict, Verdict::NotCollapsed);
         for r in &same.ranges {
             assert!((r.ratio.unwrap() - 1.0).abs() < 1e-12, "{r:?}");
@@ -429,7 +471,7 @@ mod tests {
             assert!((ci[0] - 1.0).abs() < 1e-12 && (ci[1] - 1.0).abs() < 1e-12);
         }
         // a control with coarser buckets: the ranges below its first bucket are not compared
-        let c = compare(&job, &ctl, 128, 4096, true, false, None);
+        let c = compare(&job, &ctl, &setting(128, 4096, true, false, None));
         assert_eq!(c.ranges.iter().map(|r| r.ratio.is_some()).collect::<Vec<_>>(), [false, false, true, true, true]);
         assert_eq!((c.verdict, c.compared_span(), c.prompts), (Verdict::NotCollapsed, Some((512, 4096)), 8));
     }
@@ -438,20 +480,25 @@ mod tests {
     fn a_job_that_doubles_past_4t_collapses() {
         let ctl = curve(32, 4096, 8, |p, _| by_prompt(p));
         let job = curve(32, 4096, 8, |p, s| if s >= 512 { 2.5 * by_prompt(p) } else { by_prompt(p) });
-        let c = compare(&job, &ctl, 128, 4096, true, false, Some(257f64.ln()));
+        let c = compare(&job, &ctl, &setting(128, 4096, true, false, Some(257f64.ln())));
         assert_eq!(c.verdict, Verdict::Collapsed);
         let w = c.worst_range().unwrap();
         assert!((w.ratio.unwrap() - 2.5).abs() < 1e-12 && w.start >= 512, "{w:?}");
         assert!(c.ranges[0].ci.unwrap()[1] < 1.0 + 1e-12);
+        // worse than 2x the control everywhere, within T too: no rise past T, no collapse
+        let worse = curve(32, 4096, 8, |p, _| 2.5 * by_prompt(p));
+        let within = within_max(&worse.bounds, &worse.rows[7], 128);
+        let c = compare(&worse, &ctl, &Setting { within, ..setting(128, 4096, true, false, None) });
+        assert_eq!((c.verdict, c.reason.as_deref()), (Verdict::Inconclusive, Some("worse_within_t")));
         // the same with 4 prompts: too few for a decisive verdict
         let few = |c: &Curve| Curve { bounds: c.bounds.clone(), rows: c.rows[..4].to_vec() };
-        let c = compare(&few(&job), &few(&ctl), 128, 4096, true, false, None);
+        let c = compare(&few(&job), &few(&ctl), &setting(128, 4096, true, false, None));
         assert_eq!((c.verdict, c.reason.as_deref()), (Verdict::Inconclusive, Some("too_few_prompts")));
         // mean curves of sampled prompts: no interval, inconclusive; a probe goes by its point
         let mean = |c: &Curve| Curve { bounds: c.bounds.clone(), rows: c.rows[..1].to_vec() };
-        let c = compare(&mean(&job), &mean(&ctl), 128, 4096, false, false, None);
+        let c = compare(&mean(&job), &mean(&ctl), &setting(128, 4096, false, false, None));
         assert_eq!((c.verdict, c.reason.as_deref()), (Verdict::Inconclusive, Some("no_per_prompt_losses")));
-        let c = compare(&mean(&job), &mean(&ctl), 128, 4096, false, true, None);
+        let c = compare(&mean(&job), &mean(&ctl), &setting(128, 4096, false, true, None));
         let ci = c.worst_range().unwrap().ci.unwrap();
         assert_eq!((c.verdict, ci[0]), (Verdict::Collapsed, ci[1]));
         assert!((ci[0] - 2.5).abs() < 1e-12);
@@ -461,10 +508,10 @@ mod tests {
     fn a_ratio_whose_interval_contains_two_is_inconclusive() {
         let ctl = curve(64, 1024, 8, |_, _| 1.0);
         let job = curve(64, 1024, 8, |p, _| if p % 2 == 0 { 1.0 } else { 3.0 });
-        let c = compare(&job, &ctl, 256, 1024, true, false, None);
+        let c = compare(&job, &ctl, &setting(256, 1024, true, false, None));
         assert_eq!((c.verdict, c.reason.as_deref()), (Verdict::Inconclusive, Some("interval_contains_threshold")));
         // 2x the control's loss above ln V: no doubling can show
-        let c = compare(&ctl, &curve(64, 1024, 8, |_, _| 3.0), 256, 1024, true, false, Some(257f64.ln()));
+        let c = compare(&ctl, &curve(64, 1024, 8, |_, _| 3.0), &setting(256, 1024, true, false, Some(257f64.ln())));
         assert_eq!(c.reason.as_deref(), Some("degenerate"));
     }
 
