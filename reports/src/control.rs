@@ -101,7 +101,7 @@ impl Comparison {
     pub fn compared_span(&self) -> Option<(i64, i64)> {
         let mut it = self.ranges.iter().filter(|r| r.ratio.is_some());
         let first = it.next()?;
-        Some((first.start, it.last().map_or(first.end, |r| r.end)))
+        Some((first.start, it.next_back().map_or(first.end, |r| r.end)))
     }
 }
 
@@ -367,7 +367,7 @@ pub fn control_rows(data: &ReportData) -> Vec<ControlRow> {
     let evals = loss_evals(data);
     let order = |id: &str| data.jobs.iter().position(|j| j.id == id).unwrap_or(usize::MAX);
     let mut rows: Vec<ControlRow> = evals.iter().filter_map(|e| control_row(data, &evals, e)).collect();
-    rows.sort_by(|a, b| (order(&a.job_id), a.eval_index, a.step).cmp(&(order(&b.job_id), b.eval_index, b.step)));
+    rows.sort_by_key(|r| (order(&r.job_id), r.eval_index, r.step));
     rows
 }
 
