@@ -14,6 +14,7 @@
 //! Units of the laws follow the paper: S in millions of state parameters, T in thousands of
 //! tokens.
 pub mod censored;
+pub mod control;
 pub mod csv;
 pub mod data;
 pub mod derive;

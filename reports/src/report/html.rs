@@ -196,6 +196,15 @@ pub(super) fn page(a: &Analysis) -> String {
         }
     }
 
+    if !a.controls.is_empty() {
+        let _ = writeln!(o, "<h2>{}</h2>\n<p class=\"note\">{}</p>", esc(super::CONTROL_SECTION), esc(super::CONTROL_RULE));
+        header(&mut o, &super::CONTROL_HEADER);
+        for r in &a.controls {
+            row(&mut o, &cells::control(a, r), &[false, false, true, false, false, false, true, true, true]);
+        }
+        o.push_str("</table>\n");
+    }
+
     o.push_str("<h2>Sweeps</h2>\n");
     header(&mut o, &["name", "description", "created", "jobs by status"]);
     for s in &d.sweeps {

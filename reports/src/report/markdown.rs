@@ -112,6 +112,13 @@ pub(super) fn page(a: &Analysis) -> String {
             );
         }
     }
+    if !a.controls.is_empty() {
+        let _ = writeln!(o, "\n## {}\n\n{}\n", super::CONTROL_SECTION, md(super::CONTROL_RULE));
+        let _ = writeln!(o, "| {} |\n|---|---|---:|---|---|---|---|---|---|", super::CONTROL_HEADER.join(" | "));
+        for r in &a.controls {
+            let _ = writeln!(o, "| {} |", cells::control(a, r).iter().map(|c| md(c)).collect::<Vec<_>>().join(" | "));
+        }
+    }
     o.push_str("\n## Figures\n\n");
     if a.figures.is_empty() {
         o.push_str("None.\n");

@@ -68,6 +68,8 @@ pub(crate) struct Analysis {
     pub recall_fit: Option<Fit>,
     /// Loss evaluations during training (`evals_at`), by job, evaluation and step.
     pub during: Vec<derive::DuringRow>,
+    /// Loss evaluations with a longer-trained control, compared with it (`control`).
+    pub controls: Vec<crate::control::ControlRow>,
     pub figures: Vec<FigureEntry>,
     pub skipped: Vec<(String, String)>,
     /// (campaign dir, REPRODUCTION.md) relative to the output dir, when the report is written
@@ -101,6 +103,9 @@ fn campaign_links(out_dir: &Path) -> Option<(String, String)> {
     Some((format!("{dir}/"), doc))
 }
 
+/// The comparisons with a longer-trained control, as JSON (written only when there are some).
+pub const CONTROLS_JSON: &str = "controls.json";
+
 /// The stages of `write_report_with_progress` (the calls of its `progress`): the two fits,
 /// the figure groups and the pages.
 pub const REPORT_STAGES: usize = 3 + figs::GROUPS.len();
@@ -124,6 +129,7 @@ pub fn write_report_with_progress(
     let job_recalls = derive::job_recalls(&data);
     let recalls = derive::state_recalls(&job_recalls);
     let during = derive::during_training(&data);
+    let controls = crate::control::control_rows(&data);
     let sweeps: BTreeSet<&str> = data.jobs.iter().map(|j| j.sweep.as_str()).collect();
     let multi_sweep = sweeps.len() > 1;
     let mut a = Analysis {
@@ -136,6 +142,7 @@ pub fn write_report_with_progress(
         forget_fit: None,
         recall_fit: None,
         during,
+        controls,
         figures: Vec::new(),
         skipped: Vec::new(),
         campaign_links: campaign_links(out_dir),
@@ -162,6 +169,11 @@ pub fn write_report_with_progress(
         &censored_csv("t_recall", &a.recalls.iter().filter_map(|r| Some((r.state_size, r.censored()?))).collect::<Vec<_>>()),
     )?);
     files.push(write(out_dir, "fits.json", &fits_json(&a))?);
+    if !a.controls.is_empty() {
+        let mut text = serde_json::to_string_pretty(&a.controls).unwrap_or_else(|_| "[]".into());
+        text.push('\n');
+        files.push(write(out_dir, CONTROLS_JSON, &text)?);
+    }
     files.push(write(out_dir, "index.html", &html::page(&a))?);
     files.push(write(out_dir, "README.md", &markdown::page(&a))?);
     Ok(ReportSummary {
@@ -415,6 +427,42 @@ pub(crate) mod cells {
         format!("{:.4}", fit.r2)
     }
 
+    /// The cells of one row of the control table: job, evaluation, step, control (its T), the
+    /// paper's verdict (ratio), the control verdict, the largest ratio [95% interval], where it
+    /// is, and the positions compared.
+    pub fn control(a: &Analysis, r: &crate::control::ControlRow) -> [String; 9] {
+        let c = &r.comparison;
+        let span = |s: i64, e: i64| format!("{s}–{e}");
+        let paper = match (r.paper, r.paper_ratio) {
+            (Some(v), Some(x)) => format!("{} ({x:.2})", v.words()),
+            (Some(v), None) => v.words().to_string(),
+            (None, _) => NONE.into(),
+        };
+        let verdict = match &c.reason {
+            Some(why) => format!("{} ({})", crate::control::words(c.verdict), why.replace('_', " ")),
+            None => crate::control::words(c.verdict).to_string(),
+        };
+        let worst = c.worst_range();
+        let ratio = worst.and_then(|w| {
+            let x = w.ratio?;
+            Some(match w.ci {
+                Some([lo, hi]) if lo != hi => format!("{x:.3} [{lo:.3}, {hi:.3}]"),
+                _ => format!("{x:.3}"),
+            })
+        });
+        [
+            super::job_label(a, &r.job_id),
+            format!("#{} {}", r.eval_index, r.source),
+            r.step.to_string(),
+            format!("{} (T = {})", super::job_label(a, &r.control_id), r.control_train_len),
+            paper,
+            verdict,
+            ratio.unwrap_or_else(|| NONE.into()),
+            worst.map(|w| span(w.start, w.end)).unwrap_or_else(|| NONE.into()),
+            c.compared_span().map(|(s, e)| span(s, e)).unwrap_or_else(|| NONE.into()),
+        ]
+    }
+
     /// S in millions with 4 significant digits (tiny models have S far below one million).
     pub fn s_m(state_size: i64) -> String {
         let v = crate::derive::s_millions(state_size);
@@ -441,6 +489,37 @@ pub(crate) const SMOOTHING_NOTE: &str = "Loss curves on a logarithmic position a
 into log-spaced bins for display: the loss buckets whose midpoints fall in a bin are averaged, \
 weighted by bucket width (the legend of each figure gives the bins per doubling). Collapse \
 verdicts, T_forget and the tables use the raw buckets.";
+
+/// The header of the control table.
+pub(crate) const CONTROL_HEADER: [&str; 9] = [
+    "job",
+    "evaluation",
+    "step",
+    "control (its T)",
+    "paper's verdict (ratio)",
+    "against the control",
+    "largest ratio [95% interval]",
+    "where",
+    "positions compared",
+];
+
+/// The section of the control table.
+pub(crate) const CONTROL_SECTION: &str = "Against a longer-trained control";
+
+/// How the control verdict is made, for the pages (docs/methodology.md has the full rule).
+pub(crate) const CONTROL_RULE: &str = "The paper's verdict compares the loss past the training \
+length T with the largest loss within it, which content can make small (text that opens every \
+document, such as a licence header, is nearly memorised). Here the reference is instead the same \
+model (same configuration, tokenizer, learning rate, seed and data) trained at the longest longer \
+length in these results, evaluated on the same prompts at the same training step: over the \
+doubling ranges of positions [T, 2T), [2T, 4T), ... (the last one running to the end of the \
+evaluation), the ratio of the two mean losses with a 95% bootstrap interval over prompts resampled \
+in pairs (1000 resamples, fixed seed). Collapsed vs control when some range's interval lies at or \
+above 2 (the paper's factor) while the job's own largest loss within T is below 2x the control's \
+loss there (else the job was as far above the control before T: worse within T, no collapse); not \
+collapsed vs control when every range's interval lies below 2; inconclusive otherwise, with fewer \
+than 8 prompts, or when 2x the control's loss is above ln V (degenerate). Ranges that the control's coarser buckets do \
+not tile are not compared. The paper's verdict is kept unchanged beside it.";
 
 /// How to read the passkey figures, for the pages.
 pub(crate) const PASSKEY_NOTE: &str = "Accuracy vs length shows, per job, the passkey accuracy \

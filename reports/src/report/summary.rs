@@ -75,9 +75,53 @@ pub(crate) fn no_recall_notice(a: &Analysis) -> Option<String> {
     ))
 }
 
+/// The plain statement at the top of a report where the paper's rule says "collapsed" but the
+/// same model trained longer, on the same prompts at the same step, says "not collapsed vs
+/// control" (issue 21): how many, with the figures, and why the two differ; `None` when no
+/// verdict is contradicted.
+pub(crate) fn control_notice(a: &Analysis) -> Option<String> {
+    use crate::verdict::Verdict;
+    let rows: Vec<_> =
+        a.controls.iter().filter(|r| r.paper == Some(Verdict::Collapsed) && r.comparison.verdict == Verdict::NotCollapsed).collect();
+    if rows.is_empty() {
+        return None;
+    }
+    let jobs: BTreeSet<&str> = rows.iter().map(|r| r.job_id.as_str()).collect();
+    let lens: BTreeSet<i64> = rows.iter().map(|r| r.train_len).collect();
+    let controls: BTreeSet<i64> = rows.iter().map(|r| r.control_train_len).collect();
+    let range = |v: Vec<f64>| {
+        let (lo, hi) = v.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), x| (l.min(*x), h.max(*x)));
+        if v.is_empty() {
+            None
+        } else if format!("{lo:.2}") == format!("{hi:.2}") {
+            Some(format!("{hi:.2}"))
+        } else {
+            Some(format!("{lo:.2}-{hi:.2}"))
+        }
+    };
+    let paper = range(rows.iter().filter_map(|r| r.paper_ratio).collect());
+    let worst = rows.iter().filter_map(|r| r.comparison.worst_range()).filter_map(|w| Some((w.ratio?, w.ci.map_or(w.ratio?, |c| c[1]))));
+    let (ratio, upper) = worst.fold((f64::NEG_INFINITY, f64::NEG_INFINITY), |(r, u), (x, y)| (r.max(x), u.max(y)));
+    Some(format!(
+        "The paper's rule says \"collapsed\" for {} of {} trained at T = {}{}, but the same model \
+         trained at T = {} says otherwise: on the same prompts at the same training step, its loss \
+         past T is at most {ratio:.2}x the longer-trained model's over every range of positions \
+         compared (95% upper bound at most {upper:.2}, below the factor 2): not collapsed vs \
+         control. The paper's reference, the largest loss within T, is small here for reasons of \
+         content that differ by position (e.g. a header that opens every document and is nearly \
+         memorised), not because the state holds more there. See \"{}\".",
+        plural(rows.len(), "loss evaluation", "loss evaluations"),
+        plural(jobs.len(), "job", "jobs"),
+        join_and(&ints(lens)),
+        paper.map(|p| format!(" (ratio {p} to the largest loss within T)")).unwrap_or_default(),
+        join_and(&ints(controls)),
+        super::CONTROL_SECTION,
+    ))
+}
+
 /// The notices at the top of a report: what it cannot show, pointing to the campaign results.
 pub(crate) fn notices(a: &Analysis) -> Vec<String> {
-    no_collapse_notice(a).into_iter().chain(no_recall_notice(a)).collect()
+    no_collapse_notice(a).into_iter().chain(no_recall_notice(a)).chain(control_notice(a)).collect()
 }
 
 /// The summary sentences, in order: collapse and T_forget, T_recall, the laws.
