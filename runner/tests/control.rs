@@ -63,6 +63,9 @@ fn lease3_t128_collapse_is_contradicted_by_its_longer_trained_control() {
     let notice = readme.lines().find(|l| l.starts_with("> **The paper's rule says \"collapsed\" for 8 loss evaluations of 2 jobs"));
     assert!(notice.is_some_and(|n| n.contains("T = 2048")), "{readme}");
     assert!(readme.contains("## Against a longer-trained control") && readme.contains("| not collapsed vs control |"));
+    // T_forget does not count a contradicted collapse, and names the collapses no control checks.
+    assert!(readme.contains("S = 2097152 never collapsed"), "{readme}");
+    assert!(readme.contains("no longer-trained model of the same setup to compare with: S = 524288 at 128"), "{readme}");
     let html = std::fs::read_to_string(out.join("index.html")).unwrap();
     assert!(html.contains("<h2>Against a longer-trained control</h2>") && html.contains("p class=\"notice\""));
 }

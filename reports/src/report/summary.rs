@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::{Analysis, PAPER_FORGET_LAW, PAPER_RECALL_LAW};
 use crate::derive::ForgetRow;
 use crate::fit::Fit;
+use crate::verdict::Verdict;
 
 /// "a", "a and b", "a, b and c".
 pub(crate) fn join_and(items: &[String]) -> String {
@@ -244,6 +245,26 @@ fn forget(a: &Analysis, out: &mut Vec<String>) {
         .map(|r| format!("S = {} (trained at {})", r.state_size, join_and(&ints(r.collapsed_lengths.iter().copied()))))
         .collect();
     out.push(format!("State collapse was observed for {} of {} state sizes{reach}: {}.", collapsed.len(), rows.len(), join_and(&which)));
+    // Where a control contradicted the paper's rule, the collapses that no control can check
+    // are no safer: say which they are.
+    let contradicted = a.controls.iter().any(|r| r.paper == Some(Verdict::Collapsed) && r.comparison.verdict == Verdict::NotCollapsed);
+    if contradicted {
+        let checked: BTreeSet<(i64, i64)> =
+            a.controls.iter().filter_map(|r| Some((a.data.job(&r.job_id)?.state_size, r.train_len))).collect();
+        let unchecked: Vec<String> = collapsed
+            .iter()
+            .flat_map(|r| r.collapsed_lengths.iter().map(move |l| (r.state_size, *l)))
+            .filter(|k| !checked.contains(k))
+            .map(|(s, l)| format!("S = {s} at {l}"))
+            .collect();
+        if !unchecked.is_empty() {
+            out.push(format!(
+                "These collapses have no longer-trained model of the same setup to compare with: {}. Elsewhere in this \
+                 report such a control contradicts the paper's rule (see the notice at the top), so they are unconfirmed.",
+                join_and(&unchecked)
+            ));
+        }
+    }
     let measured: Vec<String> = rows
         .iter()
         .filter(|r| !r.is_upper_bound())
