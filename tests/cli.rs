@@ -304,27 +304,51 @@ fn corpus_clean_build_then_pack_and_unpack_refusing_a_missing_chunk() {
 /// export written before the protocol crate: old dumps keep loading).
 #[test]
 fn committed_reproduction_report_regenerates_from_its_export() {
+    let title = "Stuffed Mamba at small scale on one H200";
+    regenerates(&["results/h200-repro/export.json.gz"], &["repro-forget", "repro-recall"], title, "results/h200-repro/report");
+}
+
+#[test]
+fn committed_campaign_reports_regenerate_from_their_exports() {
+    let lease3 = ["results/h200-campaign/lease3/collapse-screen.dump.json.gz", "results/h200-campaign/lease3/collapse-small.dump.json.gz"];
+    let title = "Campaign lease 3: collapse screen, byte tokens, Java sources";
+    regenerates(&lease3, &["camp-collapse", "camp-collapse-small"], title, "results/h200-campaign/lease3/report");
+    let title = "Campaign lease 4: collapse screen, GPT-2 BPE, Java sources";
+    regenerates(
+        &["results/h200-campaign/lease4/collapse-bpe.dump.json.gz"],
+        &["camp-collapse-bpe"],
+        title,
+        "results/h200-campaign/lease4/report",
+    );
+}
+
+/// Imports `exports` into a fresh database, writes the report of `sweeps` and checks it is the
+/// committed one in `committed`, byte for byte.
+fn regenerates(exports: &[&str], sweeps: &[&str], title: &str, committed: &str) {
     let root = repo();
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("h200.db");
+    let db = dir.path().join("results.db");
     let (db, out) = (db.to_str().unwrap(), dir.path().join("report"));
-    ok(&root, &["results", "import", "--db", db, "results/h200-repro/export.json.gz"]);
-    let title = "Stuffed Mamba at small scale on one H200";
-    ok(
-        &root,
-        &["report", "--db", db, "--sweep", "repro-forget", "--sweep", "repro-recall", "--title", title, "--out", out.to_str().unwrap()],
-    );
-    let committed = root.join("results/h200-repro/report");
+    for e in exports {
+        ok(&root, &["results", "import", "--db", db, e]);
+    }
+    let mut args = vec!["report", "--db", db, "--title", title, "--out", out.to_str().unwrap()];
+    for s in sweeps {
+        args.extend(["--sweep", s]);
+    }
+    ok(&root, &args);
+    let committed = root.join(committed);
     let files = |d: &std::path::Path| -> Vec<String> {
         let mut v: Vec<String> = walk(d).into_iter().map(|p| p.strip_prefix(d).unwrap().display().to_string()).collect();
         v.sort();
         v
     };
-    assert_eq!(files(&out), files(&committed), "the regenerated report has other files");
+    assert_eq!(files(&out), files(&committed), "the regenerated report has other files than {}", committed.display());
     for f in files(&committed) {
         assert!(
             std::fs::read(out.join(&f)).unwrap() == std::fs::read(committed.join(&f)).unwrap(),
-            "{f} differs from the committed report"
+            "{f} differs from the committed report in {}",
+            committed.display()
         );
     }
 }
