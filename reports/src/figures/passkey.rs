@@ -99,7 +99,7 @@ impl Figure for AccuracyFigure<'_> {
             }
             entries.push((c.label.clone(), Sample::LineMarker(rgb, c.marker)));
         }
-        entries.push((format!("T_recall threshold {RECALL_THRESHOLD} (needed at every depth)"), Sample::Dashed(BLACK)));
+        entries.push((format!("T_recall threshold {RECALL_THRESHOLD} (on the mean over depths)"), Sample::Dashed(BLACK)));
         legend(&panel, &entries)
     }
 }
