@@ -57,6 +57,7 @@ demo: corpus
 	$(BIN) doctor
 	$(BIN) sweep run sweeps/demo.yaml --db $(DB)
 	$(BIN) report --db $(DB) --sweep demo --out results/demo-report
+	@scripts/check-demo.sh results/demo-report
 	@echo "demo report: $(CURDIR)/results/demo-report/index.html"
 
 # The binary as built (its rpath keeps finding the .venv's libtorch: keep this checkout), the

@@ -429,3 +429,30 @@ fn results_show_and_list_print_short_numbers_and_none_for_no_recall() {
     let long = show.split(|c: char| !(c.is_ascii_digit() || c == '.')).find(|w| w.split_once('.').is_some_and(|(_, f)| f.len() > 8));
     assert!(long.is_none(), "{long:?} in {show}");
 }
+
+/// `scripts/check-demo.sh` (the last step of `make demo`): passes on a report with a T_recall
+/// interval or with the report's own "no passkey retrieved" notice, fails on a report whose
+/// summary does not match its T_recall points and on a missing report.
+#[test]
+fn check_demo_script_reads_the_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |csv_rows: &str, readme: &str| {
+        std::fs::write(dir.path().join("t_recall_points.csv"), format!("state_size,S_M,t_recall_lo_K,t_recall_hi_K,kind\n{csv_rows}"))
+            .unwrap();
+        std::fs::write(dir.path().join("README.md"), readme).unwrap();
+        let out = std::process::Command::new("bash").arg(repo().join("scripts/check-demo.sh")).arg(dir.path()).output().unwrap();
+        (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    };
+    let (pass, said) = check("1024,0.001024,,0.256,upper_bound\n4096,0.004096,0.256,0.512,interval\n", "# report\n");
+    assert!(pass && said.contains("learned and failing at longer prompts") && said.contains("[0.256K, 0.512K) at S = 4096"), "{said}");
+    let (pass, said) = check("4096,0.004096,2.048,,lower_bound\n", "# report\n");
+    assert!(pass && said.contains("at every length tried"), "{said}");
+    let notice = "> **No passkey retrieved: accuracy is 0 in all 24 cells**\n";
+    let (pass, said) = check("1024,0.001024,,0.256,upper_bound\n", notice);
+    assert!(pass && said.contains("no model learned"), "{said}");
+    let (pass, said) = check("1024,0.001024,,0.256,upper_bound\n", "# report\n");
+    assert!(!pass && said.contains("does not say"), "{said}");
+    std::fs::remove_file(dir.path().join("README.md")).unwrap();
+    let out = std::process::Command::new("bash").arg(repo().join("scripts/check-demo.sh")).arg(dir.path()).output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("is missing"));
+}
