@@ -35,10 +35,14 @@ impl Kind {
     }
 }
 
-/// The job config schema.
+/// The job config schema. A job file is also a sweep's `base:`, whose evaluations may hold
+/// `{...}` templates filled per job (sweeps/campaign/base-collapse.yaml: `bucket: "{train.seq_len}
+/// / 4"`), so evaluation fields take template strings here as in [`sweep`]; `stuffed train`
+/// refuses an unfilled template when it loads the file, with a located message.
 pub fn job() -> Value {
     let mut v = schemars::schema_for!(JobConfig).to_value();
     titled(&mut v, "stuffed job config");
+    templated_evals(&mut v);
     v
 }
 
@@ -47,6 +51,12 @@ pub fn job() -> Value {
 pub fn sweep() -> Value {
     let mut v = schemars::schema_for!(SweepSpec).to_value();
     titled(&mut v, "stuffed sweep file");
+    templated_evals(&mut v);
+    v
+}
+
+/// Lets the evaluation definitions' fields of schema `v` be template strings.
+fn templated_evals(v: &mut Value) {
     if let Some(defs) = v.get_mut("$defs").and_then(Value::as_object_mut) {
         for name in ["LossSpec", "PasskeySpec", "StatesSpec", "EvalSpec", "PasskeyLengths"] {
             if let Some(def) = defs.get_mut(name) {
@@ -54,7 +64,6 @@ pub fn sweep() -> Value {
             }
         }
     }
-    v
 }
 
 fn titled(v: &mut Value, title: &str) {
