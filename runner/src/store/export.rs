@@ -87,6 +87,40 @@ pub struct Dump {
     pub search_steps: Vec<SearchStep>,
 }
 
+impl Dump {
+    /// Rounds every float of the evaluation results and the metric values to `digits`
+    /// significant digits (1-17); integers, parameters and everything else stay as they are.
+    pub fn round_floats(&mut self, digits: u8) {
+        for m in &mut self.metrics {
+            m.3 = round_significant(m.3, digits);
+        }
+        for e in &mut self.evals {
+            round_value(&mut e.result, digits);
+        }
+    }
+}
+
+/// `x` rounded to `digits` significant digits (non-finite values unchanged).
+fn round_significant(x: f64, digits: u8) -> f64 {
+    if !x.is_finite() || x == 0.0 {
+        return x;
+    }
+    format!("{x:.*e}", usize::from(digits.clamp(1, 17)) - 1).parse().unwrap_or(x)
+}
+
+fn round_value(v: &mut Value, digits: u8) {
+    match v {
+        Value::Number(n) if n.is_f64() => {
+            if let Some(r) = n.as_f64().and_then(|x| serde_json::Number::from_f64(round_significant(x, digits))) {
+                *n = r;
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|i| round_value(i, digits)),
+        Value::Object(o) => o.values_mut().for_each(|i| round_value(i, digits)),
+        _ => {}
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ImportSummary {
     pub sweeps: usize,
@@ -323,5 +357,22 @@ impl Db {
                 .collect(),
             search_steps: d.search_steps,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floats_round_to_significant_digits_and_integers_stay() {
+        assert_eq!(round_significant(2.512005571566988, 6), 2.51201);
+        assert_eq!(round_significant(0.00016269528714474, 3), 0.000163);
+        assert_eq!(round_significant(-1234.5678, 2), -1200.0);
+        assert_eq!(round_significant(0.0, 4), 0.0);
+        assert!(round_significant(f64::NAN, 4).is_nan());
+        let mut v = serde_json::json!({"loss": 1.23456789, "n": 8, "buckets": [{"start": 0, "loss": [0.987654321]}]});
+        round_value(&mut v, 4);
+        assert_eq!(v, serde_json::json!({"loss": 1.235, "n": 8, "buckets": [{"start": 0, "loss": [0.9877]}]}));
     }
 }
