@@ -319,6 +319,14 @@ pub struct ControlRow {
     pub comparison: Comparison,
 }
 
+impl ControlRow {
+    /// Whether the control contradicts the paper's verdict: "collapsed" by the paper's rule,
+    /// "not collapsed vs control" here.
+    pub fn contradicts_paper(&self) -> bool {
+        self.paper == Some(Verdict::Collapsed) && self.comparison.verdict == Verdict::NotCollapsed
+    }
+}
+
 /// Whether two jobs differ at most in their training length (and what follows from it: name,
 /// eval buckets): the same model config, tokenizer, learning rate, seed and data.
 pub fn same_setup(a: &JobRecord, b: &JobRecord) -> bool {

@@ -26,6 +26,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::censored::Censored;
+use crate::control::ControlRow;
 use crate::data::{EvalRecord, JobRecord, ReportData};
 use crate::verdict::{combine, eval_verdict, Verdict};
 
@@ -156,9 +157,22 @@ impl StateRecall {
 
 /// The verdict of one job from its `loss` evals without mitigation; `None` when it has none.
 pub fn job_verdict(data: &ReportData, job_id: &str) -> Option<Verdict> {
+    job_verdict_except(data, job_id, &BTreeSet::new())
+}
+
+/// [`job_verdict`] where a collapse of an evaluation in `contradicted` (job, eval index, step)
+/// counts as inconclusive, neither as collapse nor as its absence.
+fn job_verdict_except(data: &ReportData, job_id: &str, contradicted: &BTreeSet<(String, i64, i64)>) -> Option<Verdict> {
     let job = data.job(job_id);
-    let vs: Vec<Verdict> =
-        data.evals_of(job_id, "loss").filter(|e| e.mitigation() == "none").filter_map(|e| Some(eval_verdict(e, job)?.verdict)).collect();
+    let vs: Vec<Verdict> = data
+        .evals_of(job_id, "loss")
+        .filter(|e| e.mitigation() == "none")
+        .filter_map(|e| {
+            let v = eval_verdict(e, job)?.verdict;
+            let key = (job_id.to_string(), e.eval_index, e.step);
+            Some(if v == Verdict::Collapsed && contradicted.contains(&key) { Verdict::Inconclusive } else { v })
+        })
+        .collect();
     combine(&vs)
 }
 
@@ -176,40 +190,25 @@ pub fn job_collapse(data: &ReportData, job_id: &str) -> Option<bool> {
 /// longer-trained control on the same prompts contradicts ("not collapsed vs control":
 /// docs/methodology.md). Lease 3's jobs trained at 128 tokens are the case: every long file of
 /// its corpus starts with the same licence header, so the rule's reference within T is tiny.
-pub fn contradicted_by_control(data: &ReportData) -> BTreeSet<(String, i64, i64)> {
-    crate::control::control_rows(data)
-        .into_iter()
-        .filter(|r| r.paper == Some(Verdict::Collapsed) && r.comparison.verdict == Verdict::NotCollapsed)
-        .map(|r| (r.job_id, r.eval_index, r.step))
-        .collect()
-}
-
-/// [`job_verdict`] for T_forget: a collapse that its control contradicts counts as
-/// inconclusive, neither as collapse nor as its absence.
-fn job_verdict_for_forget(data: &ReportData, job_id: &str, contradicted: &BTreeSet<(String, i64, i64)>) -> Option<Verdict> {
-    let job = data.job(job_id);
-    let vs: Vec<Verdict> = data
-        .evals_of(job_id, "loss")
-        .filter(|e| e.mitigation() == "none")
-        .filter_map(|e| {
-            let v = eval_verdict(e, job)?.verdict;
-            let key = (job_id.to_string(), e.eval_index, e.step);
-            Some(if v == Verdict::Collapsed && contradicted.contains(&key) { Verdict::Inconclusive } else { v })
-        })
-        .collect();
-    combine(&vs)
+pub fn contradicted_by_control(controls: &[ControlRow]) -> BTreeSet<(String, i64, i64)> {
+    controls.iter().filter(|r| r.contradicts_paper()).map(|r| (r.job_id.clone(), r.eval_index, r.step)).collect()
 }
 
 /// T_forget for every state size that has at least one job (rows ascending by state size).
 /// A paper's-rule collapse that a longer-trained control contradicts does not count
 /// ([`contradicted_by_control`]).
 pub fn t_forget(data: &ReportData) -> Vec<ForgetRow> {
-    let contradicted = contradicted_by_control(data);
+    t_forget_with(data, &crate::control::control_rows(data))
+}
+
+/// [`t_forget`] with the comparisons with a control already made (`control_rows(data)`).
+pub fn t_forget_with(data: &ReportData, controls: &[ControlRow]) -> Vec<ForgetRow> {
+    let contradicted = contradicted_by_control(controls);
     // state size -> length -> (verdict, passkey validation accuracy) of each run at this point
     let mut runs: BTreeMap<i64, BTreeMap<i64, Vec<Run>>> = BTreeMap::new();
     for job in &data.jobs {
         let per_len = runs.entry(job.state_size).or_default();
-        let (Some(len), Some(v)) = (job.train_len(), job_verdict_for_forget(data, &job.id, &contradicted)) else {
+        let (Some(len), Some(v)) = (job.train_len(), job_verdict_except(data, &job.id, &contradicted)) else {
             continue;
         };
         per_len.entry(len).or_default().push((v, validation_accuracy(data, job)));

@@ -125,11 +125,11 @@ pub fn write_report_with_progress(
 ) -> Result<ReportSummary, Error> {
     std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
     let data = data.canonical();
-    let forget = derive::t_forget(&data);
+    let controls = crate::control::control_rows(&data);
+    let forget = derive::t_forget_with(&data, &controls);
     let job_recalls = derive::job_recalls(&data);
     let recalls = derive::state_recalls(&job_recalls);
     let during = derive::during_training(&data);
-    let controls = crate::control::control_rows(&data);
     let sweeps: BTreeSet<&str> = data.jobs.iter().map(|j| j.sweep.as_str()).collect();
     let multi_sweep = sweeps.len() > 1;
     let mut a = Analysis {

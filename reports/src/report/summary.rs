@@ -81,9 +81,7 @@ pub(crate) fn no_recall_notice(a: &Analysis) -> Option<String> {
 /// control" (issue 21): how many, with the figures, and why the two differ; `None` when no
 /// verdict is contradicted.
 pub(crate) fn control_notice(a: &Analysis) -> Option<String> {
-    use crate::verdict::Verdict;
-    let rows: Vec<_> =
-        a.controls.iter().filter(|r| r.paper == Some(Verdict::Collapsed) && r.comparison.verdict == Verdict::NotCollapsed).collect();
+    let rows: Vec<_> = a.controls.iter().filter(|r| r.contradicts_paper()).collect();
     if rows.is_empty() {
         return None;
     }
