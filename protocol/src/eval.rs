@@ -482,6 +482,11 @@ impl PasskeyResult {
         (!a.is_empty()).then(|| a.iter().sum::<f64>() / a.len() as f64)
     }
 
+    /// The highest depth-averaged accuracy at any length (`None` without cells).
+    pub fn best_mean_accuracy(&self) -> Option<f64> {
+        self.lengths().into_iter().filter_map(|l| self.mean_accuracy(l)).reduce(f64::max)
+    }
+
     /// The largest length recalled under `rule`, from the cells.
     pub fn recall_from_cells(&self, rule: RecallRule) -> Option<i64> {
         t_recall_of(&self.cells, rule)

@@ -7,6 +7,15 @@ use serde_json::{Map, Value};
 
 use crate::JobStatus;
 
+/// How a job label writes one value of a varied key (`d_state=16`, `corpus=results/corpora/java`):
+/// strings bare, everything else as compact JSON.
+pub fn label_value(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
 /// Model sizes of a job, resolved from its preset and overrides.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]

@@ -101,7 +101,16 @@ pub struct JobRecall {
     pub lengths: Vec<i64>,
     /// The eval behind `t_recall` was a length search (`lengths: {search: ...}`).
     pub searched: bool,
+    /// The job learned retrieval: at some length its depth-averaged accuracy is above
+    /// [`LEARNED_ACCURACY`].
+    pub learned: bool,
 }
+
+/// Depth-averaged passkey accuracy above which, at some length, a job counts as having learned
+/// retrieval. A job below it at every length (lease 5: 0 or 1 of 10 prompts at every length
+/// from 512 to 32K, where the jobs that learned answer 8-10 of 10 at 512) failed to learn the
+/// task; its "no T_recall" says nothing about its state's capacity.
+pub const LEARNED_ACCURACY: f64 = 0.5;
 
 impl JobRecall {
     /// The next length of the grid above T_recall (`None` when T_recall is the longest tried).
@@ -128,14 +137,18 @@ pub struct StateRecall {
     pub shortest_len: Option<i64>,
     /// Some job of this state size found its T_recall by a length search.
     pub searched: bool,
+    /// Jobs of this state size that learned retrieval ([`JobRecall::learned`]).
+    pub learned: usize,
 }
 
 impl StateRecall {
-    /// T_recall as censored data in (S millions, K tokens).
+    /// T_recall as censored data in (S millions, K tokens); `None` when no job of this state
+    /// size learned retrieval (a failed training bounds nothing).
     pub fn censored(&self) -> Option<Censored> {
         let x = s_millions(self.state_size);
         match self.t_recall {
             Some(t) => Some(Censored { x, lo: Some(t_kilo(t)), hi: self.next_len.map(t_kilo) }),
+            None if self.learned == 0 => None,
             None => Some(Censored { x, lo: None, hi: Some(t_kilo(self.shortest_len?)) }),
         }
     }
@@ -144,6 +157,7 @@ impl StateRecall {
     /// [4096, 5120))`, `≥ 262144 (...)`, `none (below 1024)`); lists show the value alone.
     pub fn describe(&self) -> String {
         match (self.t_recall, self.searched) {
+            (None, _) if self.learned == 0 => "not learned (no job above 50% at any length)".into(),
             (Some(t), false) => t.to_string(),
             (None, false) => "none".into(),
             (Some(t), true) => match self.next_len {
@@ -287,7 +301,7 @@ pub fn job_recalls(data: &ReportData) -> Vec<JobRecall> {
     let mut out = Vec::new();
     for job in &data.jobs {
         let mut any = false;
-        let (mut best, mut strict, mut lengths, mut searched) = (None, None, Vec::new(), false);
+        let (mut best, mut strict, mut lengths, mut searched, mut learned) = (None, None, Vec::new(), false, false);
         for e in plain_passkeys(data, job) {
             let Ok(r) = e.passkey() else {
                 continue;
@@ -301,6 +315,7 @@ pub fn job_recalls(data: &ReportData) -> Vec<JobRecall> {
                 searched = r.search.is_some();
             }
             strict = strict.max(r.recall_strict());
+            learned |= r.best_mean_accuracy().is_some_and(|a| a > LEARNED_ACCURACY);
         }
         if any {
             out.push(JobRecall {
@@ -311,6 +326,7 @@ pub fn job_recalls(data: &ReportData) -> Vec<JobRecall> {
                 t_recall_strict: strict,
                 lengths,
                 searched,
+                learned,
             });
         }
     }
@@ -348,6 +364,7 @@ pub fn state_recalls(jobs: &[JobRecall]) -> Vec<StateRecall> {
                 next_len: best_job.and_then(|j| j.next_len()),
                 shortest_len: js.iter().filter_map(|j| j.lengths.first().copied()).min(),
                 searched: js.iter().any(|j| j.searched),
+                learned: js.iter().filter(|j| j.learned).count(),
             }
         })
         .collect()

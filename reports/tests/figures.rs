@@ -133,6 +133,7 @@ fn capacity_figures_show_points_and_fit_curve() {
             next_len: None,
             shortest_len: None,
             searched: false,
+            learned: 1,
         })
         .collect();
     let (xs, ys) = derive::recall_points(&rows);
@@ -310,6 +311,7 @@ fn recall_figure_shows_one_series_per_training_length() {
         t_recall_strict: t,
         lengths: vec![],
         searched: false,
+        learned: true,
     };
     let jobs = vec![
         job("a", 1_000_000, 256, Some(512)),

@@ -230,7 +230,8 @@ fn passkey_eval(job: &str, lens: &[(i64, f64)], search: Option<(&str, Option<i64
 
 /// A search that ends above its range is right-censored exactly like a list whose longest
 /// length is recalled; a bracketed search is an interval between its adjacent probes; a search
-/// below its range is an upper bound at LO. The report's table shows the search brackets.
+/// below its range is an upper bound at LO. The report's table shows the search brackets. A job
+/// that never learned retrieval (at most half of the prompts at every length) bounds nothing.
 #[test]
 fn passkey_search_results_are_censored_like_lists() {
     let mut data = ReportData::default();
@@ -244,8 +245,9 @@ fn passkey_search_results_are_censored_like_lists() {
             ),
         ),
         (16, passkey_eval("j16", &[(1024, 1.0), (8192, 1.0)], Some(("above_range", Some(8192), None)))),
-        (32, passkey_eval("j32", &[(1024, 0.0), (8192, 0.0)], Some(("below_range", None, Some(1024))))),
+        (32, passkey_eval("j32", &[(1024, 0.75), (8192, 0.0)], Some(("below_range", None, Some(1024))))),
         (64, passkey_eval("j64", &[(1024, 1.0), (8192, 1.0)], None)),
+        (128, passkey_eval("j128", &[(1024, 0.5), (8192, 0.125)], None)),
     ];
     for (d_state, e) in evals {
         let mut j = common::job(d_state, 256);
@@ -257,7 +259,16 @@ fn passkey_search_results_are_censored_like_lists() {
     let c: Vec<_> = derive::recall_censored(&per_size).iter().map(|c| (c.lo, c.hi)).collect();
     assert_eq!(c, vec![(Some(5.12), Some(6.144)), (Some(8.192), None), (None, Some(1.024)), (Some(8.192), None)]);
     let cells: Vec<String> = per_size.iter().map(|r| r.describe()).collect();
-    assert_eq!(cells, ["5120 (in [5120, 6144))", "≥ 8192 (recalled at the longest length tried)", "none (below 1024)", "8192"]);
+    assert_eq!(
+        cells,
+        [
+            "5120 (in [5120, 6144))",
+            "≥ 8192 (recalled at the longest length tried)",
+            "none (below 1024)",
+            "8192",
+            "not learned (no job above 50% at any length)"
+        ]
+    );
     let dir = tempfile::tempdir().expect("tempdir");
     write_report(&data, dir.path(), &ReportOptions::default()).expect("report");
     let readme = std::fs::read_to_string(dir.path().join("README.md")).expect("README.md");

@@ -17,6 +17,7 @@ use crate::data::{JobRecord, ReportData};
 use crate::derive::{self, ForgetRow, JobRecall, StateRecall};
 use crate::fit::{Fit, FitModel, DEFAULT_BOOTSTRAP, DEFAULT_SEED};
 use crate::Error;
+use stuffed_protocol::job::label_value;
 
 /// The paper's forget-threshold law (K tokens, millions of state parameters).
 pub const PAPER_FORGET_LAW: &str = "T = 5.172·S − 4.469";
@@ -124,7 +125,8 @@ pub fn write_report_with_progress(
     progress: &mut dyn FnMut(&str),
 ) -> Result<ReportSummary, Error> {
     std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
-    let data = data.canonical();
+    let mut data = data.canonical();
+    drop_shared_label_parts(&mut data.jobs);
     let controls = crate::control::control_rows(&data);
     let forget = derive::t_forget_with(&data, &controls);
     let job_recalls = derive::job_recalls(&data);
@@ -294,6 +296,53 @@ pub(crate) fn job_slugs(data: &ReportData) -> BTreeMap<String, String> {
     out
 }
 
+/// Labels without the `key=value` parts that every job of the report shares. A sweep's `set:`
+/// entry is an axis of one value, which the stored label shows (`grad_clip=10.0`) so that a
+/// job names its override; in a report where every job has it, it only lengthens each legend
+/// and table row (lease 5's labels carried the whole passkey mixture). A label left empty, or
+/// one that would then repeat another's, stays as stored.
+fn drop_shared_label_parts(jobs: &mut [JobRecord]) {
+    let Some(first) = jobs.first() else { return };
+    if jobs.len() < 2 {
+        return;
+    }
+    let shared: Vec<(String, String)> = first
+        .varied
+        .iter()
+        .filter(|(k, v)| jobs.iter().all(|j| j.varied.get(*k) == Some(*v)))
+        .map(|(k, v)| (k.clone(), label_value(v)))
+        .collect();
+    if shared.is_empty() {
+        return;
+    }
+    let short: Vec<String> = jobs.iter().map(|j| without_parts(&j.label, &shared)).collect();
+    let before: BTreeSet<(&str, &str)> = jobs.iter().map(|j| (j.sweep.as_str(), j.label.as_str())).collect();
+    let after: BTreeSet<(&str, &str)> = jobs.iter().zip(&short).map(|(j, l)| (j.sweep.as_str(), l.as_str())).collect();
+    if after.len() < before.len() || short.iter().any(String::is_empty) {
+        return;
+    }
+    for (j, l) in jobs.iter_mut().zip(short) {
+        j.label = l;
+    }
+}
+
+/// `label` without the parts `name=value` of `parts` (keys by their full name or last segment,
+/// as the sweep names them), each matched as a whole space-separated part.
+fn without_parts(label: &str, parts: &[(String, String)]) -> String {
+    let mut out = format!(" {label} ");
+    for (key, value) in parts {
+        let last = key.rsplit('.').next().unwrap_or(key);
+        for name in [last, key.as_str()] {
+            let part = format!(" {name}={value} ");
+            if let Some(at) = out.find(&part) {
+                out.replace_range(at..at + part.len(), " ");
+                break;
+            }
+        }
+    }
+    out.trim().to_string()
+}
+
 /// The label to show for a job (its id when the label is empty).
 pub(crate) fn job_label(a: &Analysis, id: &str) -> String {
     match a.data.job(id) {
@@ -367,6 +416,41 @@ mod tests {
         // one sweep: plain labels, the id after labels that repeat
         let d = job("j4", "recall", "d_state=8 seq_len=256");
         assert_eq!(unique_labels(&[&b, &d, &c]), ["d_state=8 seq_len=256 (j2)", "d_state=8 seq_len=256 (j4)", "j3"]);
+    }
+
+    #[test]
+    fn labels_drop_what_every_job_shares() {
+        let job = |id: &str, label: &str, varied: Value| JobRecord {
+            id: id.into(),
+            sweep: "recall".into(),
+            label: label.into(),
+            varied: varied.as_object().cloned().unwrap_or_default(),
+            ..JobRecord::default()
+        };
+        let mix = json!([{"source": "corpus", "weight": 0.25}, {"source": "passkey", "weight": 0.75}]);
+        let label = |n: i64, seed: i64| format!("d_state={n} mixture={mix} grad_clip=10.0 seed={seed}");
+        let varied = |n: i64, seed: i64| json!({"model.d_state": n, "data.mixture": mix, "train.grad_clip": 10.0, "train.seed": seed});
+        let mut jobs = vec![job("a", &label(256, 0), varied(256, 0)), job("b", &label(512, 0), varied(512, 0))];
+        drop_shared_label_parts(&mut jobs);
+        assert_eq!([jobs[0].label.as_str(), jobs[1].label.as_str()], ["d_state=256", "d_state=512"]);
+        // a value that only some jobs share stays; a full key name is matched too
+        let mut jobs = vec![
+            job("a", "model.d_state=256 seed=0", json!({"model.d_state": 256, "train.seed": 0})),
+            job("b", "model.d_state=256 seed=1", json!({"model.d_state": 256, "train.seed": 1})),
+            job("c", "model.d_state=512 seed=1", json!({"model.d_state": 512, "train.seed": 1})),
+        ];
+        drop_shared_label_parts(&mut jobs);
+        assert_eq!(
+            jobs.iter().map(|j| j.label.as_str()).collect::<Vec<_>>(),
+            ["model.d_state=256 seed=0", "model.d_state=256 seed=1", "model.d_state=512 seed=1"]
+        );
+        // nothing left, or labels that would repeat: kept as stored
+        let mut jobs = vec![job("a", "seed=0", json!({"train.seed": 0})), job("b", "seed=0", json!({"train.seed": 0}))];
+        drop_shared_label_parts(&mut jobs);
+        assert_eq!(jobs[0].label, "seed=0");
+        let mut jobs = vec![job("a", "lr=0.1 seed=0", json!({"train.seed": 0})), job("b", "lr=0.2 seed=0", json!({"train.seed": 0}))];
+        drop_shared_label_parts(&mut jobs);
+        assert_eq!([jobs[0].label.as_str(), jobs[1].label.as_str()], ["lr=0.1", "lr=0.2"]);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Analysis, PAPER_FORGET_LAW, PAPER_RECALL_LAW};
-use crate::derive::ForgetRow;
+use crate::derive::{self, ForgetRow};
 use crate::fit::Fit;
 use crate::verdict::Verdict;
 
@@ -320,12 +320,24 @@ fn recall(a: &Analysis, out: &mut Vec<String>) {
          accuracy averaged over depths), best job per state size: {}.",
         join_and(&per_size)
     ));
-    let none: Vec<i64> = a.recalls.iter().filter(|r| r.t_recall.is_none()).map(|r| r.state_size).collect();
+    let none: Vec<i64> = a.recalls.iter().filter(|r| r.t_recall.is_none() && r.learned > 0).map(|r| r.state_size).collect();
     if !none.is_empty() {
         out.push(format!("No model of state size {} retrieved the passkey reliably at any prompt length tried.", join_and(&ints(none))));
     }
-    let values: Vec<i64> = a.recalls.iter().map(|r| r.t_recall.unwrap_or(0)).collect();
-    if a.recalls.len() >= 2 {
+    let unlearned: Vec<String> =
+        a.recalls.iter().filter(|r| r.learned == 0).map(|r| format!("{} ({} jobs)", r.state_size, r.jobs)).collect();
+    if !unlearned.is_empty() {
+        out.push(format!(
+            "At state size {} no job learned retrieval (depth-averaged accuracy at most {:.0}% at every \
+             length tried): a failed training, left out of the T_recall fit and of the trend below \
+             rather than read as a capacity below the shortest length.",
+            join_and(&unlearned),
+            derive::LEARNED_ACCURACY * 100.0
+        ));
+    }
+    let learned: Vec<&derive::StateRecall> = a.recalls.iter().filter(|r| r.learned > 0).collect();
+    let values: Vec<i64> = learned.iter().map(|r| r.t_recall.unwrap_or(0)).collect();
+    if learned.len() >= 2 {
         if values.windows(2).all(|w| w[0] <= w[1]) {
             out.push("T_recall rises or stays level as the state grows.".into());
         } else {

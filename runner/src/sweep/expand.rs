@@ -9,6 +9,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use stuffed_model::train::JobConfig;
 use stuffed_model::yaml;
+use stuffed_protocol::job::label_value;
 
 use super::error::{at, SweepError};
 use super::expr;
@@ -50,7 +51,7 @@ fn expand_all(sweep: &LoadedSweep, max_jobs: usize) -> Result<Vec<ExpandedJob>, 
     for index in 0..jobs as usize {
         let values = plan.combination(index);
         let varied: Vec<(String, Value)> = plan.varied.iter().map(|k| k.text.clone()).zip(values).collect();
-        let label = names.iter().zip(&varied).map(|(n, (_, v))| format!("{n}={}", show(v))).collect::<Vec<_>>().join(" ");
+        let label = names.iter().zip(&varied).map(|(n, (_, v))| format!("{n}={}", label_value(v))).collect::<Vec<_>>().join(" ");
         let mut config = build(sweep, plan, &varied)?;
         config.name = Some(if label.is_empty() { sweep.spec.name.clone() } else { format!("{}/{label}", sweep.spec.name) });
         if let Some(s) = &sweep.search {
@@ -108,13 +109,6 @@ fn label_names(plan: &Plan) -> Vec<String> {
 }
 
 /// A value in a label: strings bare, anything else as compact JSON.
-fn show(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
 /// The resolved, validated config of one combination.
 fn build(sweep: &LoadedSweep, plan: &Plan, varied: &[(String, Value)]) -> Result<JobConfig, SweepError> {
     let job = Job { sweep, plan, varied };
