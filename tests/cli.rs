@@ -320,6 +320,13 @@ fn committed_campaign_reports_regenerate_from_their_exports() {
         title,
         "results/h200-campaign/lease4/report",
     );
+    let lease5 = [
+        "results/h200-campaign/lease2/recall.dump.json.gz",
+        "results/h200-campaign/lease5/recall-clip.dump.json.gz",
+        "results/h200-campaign/lease5/recall-clip-more.dump.json.gz",
+    ];
+    let title = "Campaign leases 2 and 5: T_recall against state size";
+    regenerates(&lease5, &["camp-recall", "camp-recall-clip", "camp-recall-clip-more"], title, "results/h200-campaign/lease5/report");
 }
 
 /// Imports `exports` into a fresh database, writes the report of `sweeps` and checks it is the

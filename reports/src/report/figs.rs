@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use super::{job_label, job_slugs, job_title, ordered_jobs, slug, unique_labels, Analysis, FigureEntry, ReportOptions};
+use super::{job_label, job_slugs, job_title, label_of, ordered_jobs, slug, unique_labels, Analysis, FigureEntry, ReportOptions};
 use crate::data::{EvalRecord, JobRecord};
 use crate::figures::{self, binary_tokens, AccuracyCurve, Curve, Marker, PasskeyGrid};
 use crate::Error;
@@ -490,7 +490,7 @@ fn during_training(a: &Analysis, sink: &mut Sink) -> Result<(), Error> {
         let series: Vec<figures::RatioSeries> = by_eval
             .iter()
             .map(|((job, index), rows)| {
-                let mut label = job_label(a, job);
+                let mut label = a.data.job(job).map_or_else(|| job.to_string(), label_of);
                 if evals_per_job(job) > 1 {
                     label = format!("{label} #{index} {}", rows[0].what);
                 }

@@ -296,12 +296,24 @@ pub(crate) fn job_slugs(data: &ReportData) -> BTreeMap<String, String> {
     out
 }
 
-/// Labels without the `key=value` parts that every job of the report shares. A sweep's `set:`
+/// Labels without the `key=value` parts that every job of their sweep shares. A sweep's `set:`
 /// entry is an axis of one value, which the stored label shows (`grad_clip=10.0`) so that a
-/// job names its override; in a report where every job has it, it only lengthens each legend
+/// job names its override; where every job of the sweep has it, it only lengthens each legend
 /// and table row (lease 5's labels carried the whole passkey mixture). A label left empty, or
 /// one that would then repeat another's, stays as stored.
 fn drop_shared_label_parts(jobs: &mut [JobRecord]) {
+    let sweeps: BTreeSet<String> = jobs.iter().map(|j| j.sweep.clone()).collect();
+    for sweep in sweeps {
+        let mut of_sweep: Vec<JobRecord> = jobs.iter().filter(|j| j.sweep == sweep).cloned().collect();
+        drop_shared_in(&mut of_sweep);
+        for (j, short) in jobs.iter_mut().filter(|j| j.sweep == sweep).zip(of_sweep) {
+            j.label = short.label;
+        }
+    }
+}
+
+/// [`drop_shared_label_parts`] for the jobs of one sweep.
+fn drop_shared_in(jobs: &mut [JobRecord]) {
     let Some(first) = jobs.first() else { return };
     if jobs.len() < 2 {
         return;
@@ -316,8 +328,8 @@ fn drop_shared_label_parts(jobs: &mut [JobRecord]) {
         return;
     }
     let short: Vec<String> = jobs.iter().map(|j| without_parts(&j.label, &shared)).collect();
-    let before: BTreeSet<(&str, &str)> = jobs.iter().map(|j| (j.sweep.as_str(), j.label.as_str())).collect();
-    let after: BTreeSet<(&str, &str)> = jobs.iter().zip(&short).map(|(j, l)| (j.sweep.as_str(), l.as_str())).collect();
+    let before: BTreeSet<&str> = jobs.iter().map(|j| j.label.as_str()).collect();
+    let after: BTreeSet<&str> = short.iter().map(String::as_str).collect();
     if after.len() < before.len() || short.iter().any(String::is_empty) {
         return;
     }
@@ -343,15 +355,18 @@ fn without_parts(label: &str, parts: &[(String, String)]) -> String {
     out.trim().to_string()
 }
 
-/// The label to show for a job (its id when the label is empty).
+/// The label to show for a job in a table: its label (its id when the label is empty), after
+/// its sweep when the report holds several sweeps (labels are per sweep: lease 3's `seed=1`
+/// names a job of each of its two sweeps).
 pub(crate) fn job_label(a: &Analysis, id: &str) -> String {
     match a.data.job(id) {
-        Some(j) => label_of(j),
+        Some(j) => job_title(a, j),
         None => id.to_string(),
     }
 }
 
-fn label_of(j: &JobRecord) -> String {
+/// A job's label within its sweep (its id when the label is empty).
+pub(crate) fn label_of(j: &JobRecord) -> String {
     if j.label.is_empty() {
         j.id.clone()
     } else {
@@ -451,6 +466,14 @@ mod tests {
         let mut jobs = vec![job("a", "lr=0.1 seed=0", json!({"train.seed": 0})), job("b", "lr=0.2 seed=0", json!({"train.seed": 0}))];
         drop_shared_label_parts(&mut jobs);
         assert_eq!([jobs[0].label.as_str(), jobs[1].label.as_str()], ["lr=0.1", "lr=0.2"]);
+        // per sweep: what one sweep's jobs share goes, though another sweep's jobs lack it
+        let mut jobs = vec![
+            job("a", &label(256, 0), varied(256, 0)),
+            job("b", &label(512, 0), varied(512, 0)),
+            JobRecord { sweep: "forget".into(), ..job("c", "seq_len=128", json!({"train.seq_len": 128})) },
+        ];
+        drop_shared_label_parts(&mut jobs);
+        assert_eq!(jobs.iter().map(|j| j.label.as_str()).collect::<Vec<_>>(), ["d_state=256", "d_state=512", "seq_len=128"]);
     }
 
     #[test]

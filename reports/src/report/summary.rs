@@ -298,8 +298,12 @@ fn forget(a: &Analysis, out: &mut Vec<String>) {
     }
 }
 
-fn recall_text(t: Option<i64>) -> String {
-    t.map(|t| t.to_string()).unwrap_or_else(|| "none".into())
+fn recall_text(r: &derive::StateRecall) -> String {
+    match r.t_recall {
+        Some(t) => t.to_string(),
+        None if r.learned == 0 => "not learned".into(),
+        None => "none".into(),
+    }
 }
 
 fn recall(a: &Analysis, out: &mut Vec<String>) {
@@ -314,7 +318,7 @@ fn recall(a: &Analysis, out: &mut Vec<String>) {
         );
         return;
     }
-    let per_size: Vec<String> = a.recalls.iter().map(|r| format!("{} at S = {}", recall_text(r.t_recall), r.state_size)).collect();
+    let per_size: Vec<String> = a.recalls.iter().map(|r| format!("{} at S = {}", recall_text(r), r.state_size)).collect();
     out.push(format!(
         "T_recall (the authors' definition: the longest prompt length tried with > 95% passkey \
          accuracy averaged over depths), best job per state size: {}.",
@@ -361,7 +365,8 @@ fn recall(a: &Analysis, out: &mut Vec<String>) {
         let mut parts: Vec<String> = some
             .iter()
             .map(|(len, per_size)| {
-                let v: Vec<String> = per_size.iter().map(|(s, t)| format!("{} at S = {s}", recall_text(*t))).collect();
+                let v: Vec<String> =
+                    per_size.iter().map(|(s, t)| format!("{} at S = {s}", t.map_or_else(|| "none".into(), |t| t.to_string()))).collect();
                 format!("trained at {len} tokens: {}", join_and(&v))
             })
             .collect();
