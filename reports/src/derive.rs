@@ -157,7 +157,7 @@ impl StateRecall {
     /// [4096, 5120))`, `≥ 262144 (...)`, `none (below 1024)`); lists show the value alone.
     pub fn describe(&self) -> String {
         match (self.t_recall, self.searched) {
-            (None, _) if self.learned == 0 => "not learned (no job above 50% at any length)".into(),
+            (None, _) if self.learned == 0 => format!("not learned (no job above {:.0}% at any length)", LEARNED_ACCURACY * 100.0),
             (Some(t), false) => t.to_string(),
             (None, false) => "none".into(),
             (Some(t), true) => match self.next_len {

@@ -302,18 +302,17 @@ pub(crate) fn job_slugs(data: &ReportData) -> BTreeMap<String, String> {
 /// and table row (lease 5's labels carried the whole passkey mixture). A label left empty, or
 /// one that would then repeat another's, stays as stored.
 fn drop_shared_label_parts(jobs: &mut [JobRecord]) {
-    let sweeps: BTreeSet<String> = jobs.iter().map(|j| j.sweep.clone()).collect();
-    for sweep in sweeps {
-        let mut of_sweep: Vec<JobRecord> = jobs.iter().filter(|j| j.sweep == sweep).cloned().collect();
-        drop_shared_in(&mut of_sweep);
-        for (j, short) in jobs.iter_mut().filter(|j| j.sweep == sweep).zip(of_sweep) {
-            j.label = short.label;
-        }
+    let mut by_sweep: BTreeMap<String, Vec<&mut JobRecord>> = BTreeMap::new();
+    for j in jobs.iter_mut() {
+        by_sweep.entry(j.sweep.clone()).or_default().push(j);
+    }
+    for of_sweep in by_sweep.values_mut() {
+        drop_shared_in(of_sweep);
     }
 }
 
 /// [`drop_shared_label_parts`] for the jobs of one sweep.
-fn drop_shared_in(jobs: &mut [JobRecord]) {
+fn drop_shared_in(jobs: &mut [&mut JobRecord]) {
     let Some(first) = jobs.first() else { return };
     if jobs.len() < 2 {
         return;

@@ -108,7 +108,6 @@ fn label_names(plan: &Plan) -> Vec<String> {
         .collect()
 }
 
-/// A value in a label: strings bare, anything else as compact JSON.
 /// The resolved, validated config of one combination.
 fn build(sweep: &LoadedSweep, plan: &Plan, varied: &[(String, Value)]) -> Result<JobConfig, SweepError> {
     let job = Job { sweep, plan, varied };
