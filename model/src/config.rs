@@ -325,8 +325,12 @@ impl MambaConfig {
                 "unsupported mixer variant: need rmsnorm=true, norm_before_gate=false, bias=false, conv_bias=true, D_has_hdim=false".into(),
             );
         }
-        if !(s.dt_min > 0.0 && s.dt_max >= s.dt_min && s.a_init_range.0 > 0.0 && s.a_init_range.1 >= s.a_init_range.0) {
-            errs.push("dt_min/dt_max and A_init_range must be positive, increasing ranges".into());
+        let (a_lo, a_hi) = s.a_init_range;
+        if !(s.dt_min > 0.0 && s.dt_max >= s.dt_min && s.dt_max.is_finite() && a_lo > 0.0 && a_hi >= a_lo && a_hi.is_finite()) {
+            errs.push("dt_min/dt_max and A_init_range must be positive, finite, increasing ranges".into());
+        }
+        if !(s.dt_init_floor >= 0.0 && s.dt_init_floor.is_finite()) {
+            errs.push("dt_init_floor must be a finite number >= 0".into());
         }
         if errs.is_empty() {
             Ok(())
@@ -391,6 +395,22 @@ pub struct ModelSpec {
     #[serde(default, deserialize_with = "not_null", skip_serializing_if = "Option::is_none")]
     #[schemars(with = "i64")]
     pub vocab_size: Option<i64>,
+    /// Initial A = -U(lo, hi) per head (mamba_ssm's `A_init_range`, default [1, 16]). With dt,
+    /// it sets how fast each head forgets at initialisation: per-token decay exp(-dt * A).
+    #[serde(default, rename = "A_init_range", deserialize_with = "not_null", skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "[f64; 2]")]
+    pub a_init_range: Option<(f64, f64)>,
+    /// Initial dt of each head, log-uniform in [dt_min, dt_max] (defaults 0.001 and 0.1), then
+    /// floored at dt_init_floor (default 1e-4).
+    #[serde(default, deserialize_with = "not_null", skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "f64")]
+    pub dt_min: Option<f64>,
+    #[serde(default, deserialize_with = "not_null", skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "f64")]
+    pub dt_max: Option<f64>,
+    #[serde(default, deserialize_with = "not_null", skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "f64")]
+    pub dt_init_floor: Option<f64>,
 }
 
 impl ModelSpec {
@@ -426,6 +446,10 @@ impl ModelSpec {
         set!(s.ngroups, self.ngroups);
         set!(s.d_conv, self.d_conv);
         set!(s.chunk_size, self.chunk_size);
+        set!(s.a_init_range, self.a_init_range);
+        set!(s.dt_min, self.dt_min);
+        set!(s.dt_max, self.dt_max);
+        set!(s.dt_init_floor, self.dt_init_floor);
         if let Some(v) = self.vocab_size.or(tokenizer_vocab) {
             cfg.vocab_size = v;
         }
@@ -448,6 +472,32 @@ mod tests {
         let m36 = ModelSpec { d_model: Some(512), n_layer: Some(6), ..Default::default() }.resolve(Some(50277)).unwrap();
         assert_eq!(m36.nheads(), 16);
         assert_eq!(m36.state_size(), 786_432); // 0.79M
+    }
+
+    #[test]
+    fn init_ranges_are_set_from_the_spec() {
+        let spec: ModelSpec = serde_json::from_str(
+            r#"{"d_model": 64, "n_layer": 2, "A_init_range": [0.01, 0.16], "dt_min": 1e-4, "dt_max": 0.01, "dt_init_floor": 1e-5}"#,
+        )
+        .unwrap();
+        let s = spec.resolve(Some(257)).unwrap().ssm_cfg;
+        assert_eq!((s.a_init_range, s.dt_min, s.dt_max, s.dt_init_floor), ((0.01, 0.16), 1e-4, 1e-2, 1e-5));
+        // Unset, they keep mamba_ssm's defaults and stay out of the serialised spec (job ids).
+        let plain = ModelSpec { d_model: Some(64), n_layer: Some(2), ..Default::default() };
+        assert_eq!(plain.resolve(None).unwrap().ssm_cfg, SsmConfig::default());
+        assert_eq!(serde_json::to_string(&plain).unwrap(), r#"{"d_model":64,"n_layer":2}"#);
+        let bad = [
+            ModelSpec { a_init_range: Some((0.0, 1.0)), ..plain.clone() },
+            ModelSpec { a_init_range: Some((2.0, 1.0)), ..plain.clone() },
+            ModelSpec { dt_min: Some(0.5), ..plain.clone() },
+            ModelSpec { dt_max: Some(f64::INFINITY), ..plain.clone() },
+            ModelSpec { dt_init_floor: Some(-1.0), ..plain.clone() },
+        ];
+        for spec in bad {
+            assert!(spec.resolve(None).is_err(), "{spec:?} accepted");
+        }
+        let null = serde_json::from_str::<ModelSpec>(r#"{"A_init_range": null}"#).unwrap_err();
+        assert!(null.to_string().contains("null is not a value"), "{null}");
     }
 
     #[test]
