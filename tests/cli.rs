@@ -327,6 +327,15 @@ fn committed_campaign_reports_regenerate_from_their_exports() {
     ];
     let title = "Campaign leases 2 and 5: T_recall against state size";
     regenerates(&lease5, &["camp-recall", "camp-recall-clip", "camp-recall-clip-more"], title, "results/h200-campaign/lease5/report");
+    let lease6 =
+        ["forget-slowa", "forget-slowa-bracket", "forget-slowa-mitigate"].map(|n| format!("results/h200-campaign/lease6/{n}.dump.json.gz"));
+    let title = "Campaign lease 6: state collapse and T_forget with A/100 initialisation";
+    regenerates(
+        &lease6.each_ref().map(String::as_str),
+        &["camp-forget-slowa", "camp-forget-slowa-bracket", "camp-forget-slowa-mitigate"],
+        title,
+        "results/h200-campaign/lease6/report",
+    );
 }
 
 /// Imports `exports` into a fresh database, writes the report of `sweeps` and checks it is the

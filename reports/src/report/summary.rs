@@ -78,8 +78,10 @@ pub(crate) fn no_recall_notice(a: &Analysis) -> Option<String> {
 
 /// The plain statement at the top of a report where the paper's rule says "collapsed" but the
 /// same model trained longer, on the same prompts at the same step, says "not collapsed vs
-/// control" (issue 21): how many, with the figures, and why the two differ; `None` when no
-/// verdict is contradicted.
+/// control" (issue 21): how many, with the figures, and why the two differ; when the control
+/// also confirms some of the rule's verdicts or leaves some undecided, it counts those too, so
+/// that one overturned verdict never reads as the fate of all. `None` when no verdict is
+/// contradicted.
 pub(crate) fn control_notice(a: &Analysis) -> Option<String> {
     let rows: Vec<_> = a.controls.iter().filter(|r| r.contradicts_paper()).collect();
     if rows.is_empty() {
@@ -101,19 +103,41 @@ pub(crate) fn control_notice(a: &Analysis) -> Option<String> {
     let paper = range(rows.iter().filter_map(|r| r.paper_ratio).collect());
     let worst = rows.iter().filter_map(|r| r.comparison.worst_range()).filter_map(|w| Some((w.ratio?, w.ci.map_or(w.ratio?, |c| c[1]))));
     let (ratio, upper) = worst.fold((f64::NEG_INFINITY, f64::NEG_INFINITY), |(r, u), (x, y)| (r.max(x), u.max(y)));
-    Some(format!(
-        "The paper's rule says \"collapsed\" for {} of {} trained at T = {}{}, but the same model \
-         trained at T = {} says otherwise: on the same prompts at the same training step, its loss \
-         past T is at most {ratio:.2}x the longer-trained model's over every range of positions \
-         compared (95% upper bound at most {upper:.2}, below the factor 2): not collapsed vs \
-         control. The paper's reference, the largest loss within T, is small here for reasons of \
-         content that differ by position (e.g. a header that opens every document and is nearly \
-         memorised), not because the state holds more there. See \"{}\".",
+    let flagged: Vec<_> = a.controls.iter().filter(|r| r.paper == Some(Verdict::Collapsed)).collect();
+    let confirmed = flagged.iter().filter(|r| r.comparison.verdict == Verdict::Collapsed).count();
+    let undecided = flagged.len() - confirmed - rows.len();
+    let overturned = format!(
+        "{} of {} trained at T = {}{}",
         plural(rows.len(), "loss evaluation", "loss evaluations"),
         plural(jobs.len(), "job", "jobs"),
         join_and(&ints(lens)),
         paper.map(|p| format!(" (ratio {p} to the largest loss within T)")).unwrap_or_default(),
-        join_and(&ints(controls)),
+    );
+    let against = format!(
+        "on the same prompts at the same training step, its loss past T is at most {ratio:.2}x the \
+         longer-trained model's over every range of positions compared (95% upper bound at most \
+         {upper:.2}, below the factor 2): not collapsed vs control"
+    );
+    if confirmed + undecided == 0 {
+        return Some(format!(
+            "The paper's rule says \"collapsed\" for {overturned}, but the same model trained at T = {} \
+             says otherwise: {against}. The paper's reference, the largest loss within T, is small \
+             here for reasons of content that differ by position (e.g. a header that opens every \
+             document and is nearly memorised), not because the state holds more there. See \"{}\".",
+            join_and(&ints(controls)),
+            super::CONTROL_SECTION,
+        ));
+    }
+    Some(format!(
+        "Of the {} that the paper's rule calls \"collapsed\" and that have a longer-trained control \
+         (the same model trained at T = {}), the control confirms {confirmed} (loss past T more \
+         than twice the control's), leaves {undecided} undecided and \
+         contradicts {}: for {overturned}, {against}. A reference within T made small by content \
+         (e.g. a header that opens every document and is nearly memorised) lets the paper's rule \
+         say \"collapsed\" where the state holds nothing more. See \"{}\".",
+        plural(flagged.len(), "loss evaluation", "loss evaluations"),
+        join_and(&ints(flagged.iter().map(|r| r.control_train_len).collect::<BTreeSet<_>>())),
+        rows.len(),
         super::CONTROL_SECTION,
     ))
 }
