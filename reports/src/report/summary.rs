@@ -446,6 +446,83 @@ fn laws(a: &Analysis, out: &mut Vec<String>) {
 mod tests {
     use super::*;
 
+    /// A control row of a job trained at 128 against its control at 8192: the paper's verdict,
+    /// the verdict against the control and the worst range's ratio with its interval.
+    fn row(job: &str, paper: Verdict, vs_control: Verdict, ratio: f64) -> crate::control::ControlRow {
+        use crate::control::{Basis, Comparison, ControlRow, RangeRatio};
+        let range = RangeRatio {
+            start: 32768,
+            end: 65536,
+            job_loss: Some(ratio),
+            control_loss: Some(1.0),
+            ratio: Some(ratio),
+            ci: Some([ratio - 0.2, ratio + 0.3]),
+        };
+        ControlRow {
+            job_id: job.into(),
+            eval_index: 0,
+            step: 610,
+            tokens: None,
+            source: "corpus".into(),
+            train_len: 128,
+            control_id: "control".into(),
+            control_eval_index: 0,
+            control_train_len: 8192,
+            paper: Some(paper),
+            paper_ratio: Some(3.5),
+            comparison: Comparison {
+                ranges: vec![range],
+                verdict: vs_control,
+                reason: None,
+                worst: Some(0),
+                basis: Basis::PerPrompt,
+                prompts: 8,
+            },
+        }
+    }
+
+    fn analysis(controls: Vec<crate::control::ControlRow>) -> Analysis {
+        Analysis {
+            data: Default::default(),
+            title: String::new(),
+            multi_sweep: false,
+            forget: Vec::new(),
+            job_recalls: Vec::new(),
+            recalls: Vec::new(),
+            forget_fit: None,
+            recall_fit: None,
+            during: Vec::new(),
+            controls,
+            figures: Vec::new(),
+            skipped: Vec::new(),
+            campaign_links: None,
+        }
+    }
+
+    #[test]
+    fn the_control_notice_counts_what_the_control_confirms() {
+        use Verdict::*;
+        assert_eq!(control_notice(&analysis(vec![row("a", Collapsed, Collapsed, 3.0)])), None, "nothing contradicted, nothing to say");
+        // Every verdict of the rule overturned (lease 3): the rule's reference is blamed.
+        let all = control_notice(&analysis(vec![row("a", Collapsed, NotCollapsed, 1.2), row("b", Collapsed, NotCollapsed, 1.4)])).unwrap();
+        assert!(all.starts_with("The paper's rule says \"collapsed\" for 2 loss evaluations of 2 jobs trained at T = 128"), "{all}");
+        assert!(all.contains("at most 1.40x") && all.contains("upper bound at most 1.70"), "{all}");
+        // One overturned among confirmed and undecided ones (lease 6): the counts come first.
+        let rows = vec![
+            row("a", Collapsed, NotCollapsed, 1.4),
+            row("b", Collapsed, Collapsed, 3.0),
+            row("c", Collapsed, Collapsed, 4.0),
+            row("d", Collapsed, Inconclusive, 2.1),
+            row("e", NotCollapsed, NotCollapsed, 1.0),
+        ];
+        let mixed = control_notice(&analysis(rows)).unwrap();
+        assert!(
+            mixed.starts_with("Of the 4 loss evaluations that the paper's rule calls \"collapsed\" and that have a longer-trained control (the same model trained at T = 8192), the control confirms 2"),
+            "{mixed}"
+        );
+        assert!(mixed.contains("leaves 1 undecided and contradicts 1: for 1 loss evaluation of 1 job trained at T = 128"), "{mixed}");
+    }
+
     #[test]
     fn lists_read_naturally() {
         assert_eq!(join_and(&[]), "");
