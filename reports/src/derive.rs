@@ -404,6 +404,45 @@ pub fn recall_points(rows: &[StateRecall]) -> (Vec<f64>, Vec<f64>) {
 mod tests {
     use super::*;
 
+    #[test]
+    fn state_summaries_read_growth_past_t_retention_and_dt() {
+        use stuffed_protocol::eval::{HeadStates, LayerStates, StatesResult};
+        use stuffed_protocol::EvalResult;
+        let head = |head: i64, rms: [f64; 3], log_ret: f64, dt: f64| HeadStates {
+            head,
+            state_rms: rms.to_vec(),
+            log_retention: vec![0.0, log_ret / 2.0, log_ret],
+            dt_mean: vec![dt; 3],
+            ..HeadStates::default()
+        };
+        let states = StatesResult {
+            positions: vec![1024, 2048, 4096],
+            layers: vec![
+                LayerStates { layer: 0, heads: vec![head(0, [1.0, 2.0, 4.0], -0.1, 0.01), head(1, [1.0, 100.0, 3.0], -5.0, 1e-4)] },
+                LayerStates { layer: 1, heads: vec![head(0, [0.0, 1.0, 9.0], -1.0, f64::NAN)] },
+            ],
+            ..StatesResult::default()
+        };
+        let job = |id: &str, t: i64| JobRecord { id: id.into(), train_len: t, ..JobRecord::default() };
+        let data = ReportData {
+            jobs: vec![job("a", 2048), job("b", 128), job("none", 128)],
+            evals: ["a", "b"]
+                .map(|j| EvalRecord { job_id: j.into(), eval_index: 0, step: 1, tokens: None, result: EvalResult::States(states.clone()) })
+                .to_vec(),
+            ..ReportData::default()
+        };
+        let s = state_summaries(&data);
+        assert_eq!(s.len(), 2, "a job without states has no row");
+        // Trained at 2048: growth from 2048 on (head 0.1 shrinks 100 -> 3, head 0.0 doubles; the
+        // zero RMS of 1.0 at 1024 does not matter past T).
+        assert_eq!((s[0].from, s[0].to), (2048, 4096));
+        assert_eq!(s[0].rms_growth, Some((9.0, (1, 0))));
+        // Trained at 128: from the first position, 1024; a zero RMS there gives no ratio.
+        assert_eq!((s[1].from, s[1].rms_growth), (1024, Some((4.0, (0, 0)))));
+        assert_eq!(s[1].retention.map(|(r, at)| ((r - (-0.1f64).exp()).abs() < 1e-12, at)), Some((true, (0, 0))));
+        assert_eq!(s[1].min_dt, Some((1e-4, (0, 1))), "a NaN dt is skipped");
+    }
+
     fn row(pairs: &[(i64, bool)]) -> ForgetRow {
         let m: BTreeMap<i64, bool> = pairs.iter().copied().collect();
         forget_row(1, &m)
@@ -504,4 +543,62 @@ pub fn during_training(data: &ReportData) -> Vec<DuringRow> {
         .collect();
     rows.sort_by(|a, b| (&a.job_id, a.eval_index, a.step).cmp(&(&b.job_id, b.eval_index, b.step)));
     rows
+}
+
+/// The state diagnostics of one job's final states evaluation (no mitigation) in three numbers,
+/// each with the head it comes from (paper section 3): how much the state grew past the training
+/// length, how much of the first token the most retentive head still holds at the end, and the
+/// smallest mean dt at the end (a head that neither writes nor forgets).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StateSummary {
+    pub job_id: String,
+    /// The positions compared: the first at or past the training length, and the last.
+    pub from: i64,
+    pub to: i64,
+    /// Largest ratio of a head's state RMS at `to` to its RMS at `from`, and its (layer, head).
+    pub rms_growth: Option<(f64, (i64, i64))>,
+    /// Largest first-token retention at `to` over heads, and its (layer, head).
+    pub retention: Option<(f64, (i64, i64))>,
+    /// Smallest mean dt at `to` over heads, and its (layer, head).
+    pub min_dt: Option<(f64, (i64, i64))>,
+}
+
+/// [`StateSummary`] of every job with a final states evaluation without mitigation (the first
+/// such evaluation of a job), in job order.
+pub fn state_summaries(data: &ReportData) -> Vec<StateSummary> {
+    let mut out = Vec::new();
+    for job in &data.jobs {
+        let Some(s) = data.evals_of(&job.id, "states").filter(|e| e.mitigation() == "none").find_map(|e| e.states().ok()) else {
+            continue;
+        };
+        let (Some(last), Some(&to)) = (s.positions.len().checked_sub(1), s.positions.last()) else {
+            continue;
+        };
+        let t = job.train_len().unwrap_or(0);
+        let first = s.positions.iter().position(|&p| p >= t).unwrap_or(last);
+        let (mut rms_growth, mut retention, mut min_dt) = (None, None, None);
+        let keep = |slot: &mut Option<(f64, (i64, i64))>, v: f64, at: (i64, i64), larger: bool| {
+            if v.is_finite() && slot.is_none_or(|(b, _)| if larger { v > b } else { v < b }) {
+                *slot = Some((v, at));
+            }
+        };
+        for layer in &s.layers {
+            for h in &layer.heads {
+                let at = (layer.layer, h.head);
+                if let (Some(&a), Some(&b)) = (h.state_rms.get(first), h.state_rms.get(last)) {
+                    if a > 0.0 && first < last {
+                        keep(&mut rms_growth, b / a, at, true);
+                    }
+                }
+                if let Some(&r) = h.log_retention.get(last) {
+                    keep(&mut retention, r.exp(), at, true);
+                }
+                if let Some(&d) = h.dt_mean.get(last) {
+                    keep(&mut min_dt, d, at, false);
+                }
+            }
+        }
+        out.push(StateSummary { job_id: job.id.clone(), from: s.positions[first], to, rms_growth, retention, min_dt });
+    }
+    out
 }

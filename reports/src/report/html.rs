@@ -205,6 +205,15 @@ pub(super) fn page(a: &Analysis) -> String {
         o.push_str("</table>\n");
     }
 
+    if !a.states.is_empty() {
+        let _ = writeln!(o, "<h2>{}</h2>\n<p class=\"note\">{}</p>", esc(super::STATES_SECTION), esc(super::STATES_NOTE));
+        header(&mut o, &super::STATES_HEADER);
+        for r in &a.states {
+            row(&mut o, &cells::states(a, r), &[false, false, true, true, true]);
+        }
+        o.push_str("</table>\n");
+    }
+
     o.push_str("<h2>Sweeps</h2>\n");
     header(&mut o, &["name", "description", "created", "jobs by status"]);
     for s in &d.sweeps {

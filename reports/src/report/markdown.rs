@@ -119,6 +119,13 @@ pub(super) fn page(a: &Analysis) -> String {
             let _ = writeln!(o, "| {} |", cells::control(a, r).iter().map(|c| md(c)).collect::<Vec<_>>().join(" | "));
         }
     }
+    if !a.states.is_empty() {
+        let _ = writeln!(o, "\n## {}\n\n{}\n", super::STATES_SECTION, md(super::STATES_NOTE));
+        let _ = writeln!(o, "| {} |\n|---|---|---:|---:|---:|", super::STATES_HEADER.join(" | "));
+        for r in &a.states {
+            let _ = writeln!(o, "| {} |", cells::states(a, r).iter().map(|c| md(c)).collect::<Vec<_>>().join(" | "));
+        }
+    }
     o.push_str("\n## Figures\n\n");
     if a.figures.is_empty() {
         o.push_str("None.\n");

@@ -71,6 +71,8 @@ pub(crate) struct Analysis {
     pub during: Vec<derive::DuringRow>,
     /// Loss evaluations with a longer-trained control, compared with it (`control`).
     pub controls: Vec<crate::control::ControlRow>,
+    /// The final state diagnostics of every job that has them, in three numbers.
+    pub states: Vec<derive::StateSummary>,
     pub figures: Vec<FigureEntry>,
     pub skipped: Vec<(String, String)>,
     /// (campaign dir, REPRODUCTION.md) relative to the output dir, when the report is written
@@ -132,6 +134,7 @@ pub fn write_report_with_progress(
     let job_recalls = derive::job_recalls(&data);
     let recalls = derive::state_recalls(&job_recalls);
     let during = derive::during_training(&data);
+    let states = derive::state_summaries(&data);
     let sweeps: BTreeSet<&str> = data.jobs.iter().map(|j| j.sweep.as_str()).collect();
     let multi_sweep = sweeps.len() > 1;
     let mut a = Analysis {
@@ -145,6 +148,7 @@ pub fn write_report_with_progress(
         recall_fit: None,
         during,
         controls,
+        states,
         figures: Vec::new(),
         skipped: Vec::new(),
         campaign_links: campaign_links(out_dir),
@@ -533,6 +537,22 @@ pub(crate) mod cells {
         format!("{:.4}", fit.r2)
     }
 
+    /// The cells of one row of the state-diagnostics table ([`super::STATES_HEADER`]).
+    pub fn states(a: &Analysis, r: &crate::derive::StateSummary) -> [String; 5] {
+        let small = |x: f64| if x == 0.0 || x.abs() >= 0.01 { format!("{x:.3}") } else { format!("{x:.2e}") };
+        let at = |v: Option<(f64, (i64, i64))>, f: &dyn Fn(f64) -> String| match v {
+            Some((x, (l, h))) => format!("{} (L{l} H{h})", f(x)),
+            None => NONE.into(),
+        };
+        [
+            super::job_label(a, &r.job_id),
+            format!("{}→{}", r.from, r.to),
+            at(r.rms_growth, &|x| format!("{x:.1}x")),
+            at(r.retention, &small),
+            at(r.min_dt, &small),
+        ]
+    }
+
     /// The cells of one row of the control table: job, evaluation, step, control (its T), the
     /// paper's verdict (ratio), the control verdict, the largest ratio [95% interval], where it
     /// is, and the positions compared.
@@ -608,6 +628,20 @@ pub(crate) const CONTROL_HEADER: [&str; 9] = [
     "where",
     "positions compared",
 ];
+
+/// The header of the state-diagnostics table.
+pub(crate) const STATES_HEADER: [&str; 5] =
+    ["job", "positions", "largest growth of a head's state RMS", "largest first-token retention", "smallest mean dt"];
+
+/// The section of the state-diagnostics table.
+pub(crate) const STATES_SECTION: &str = "State diagnostics in numbers";
+
+/// What the state-diagnostics table holds, for the pages.
+pub(crate) const STATES_NOTE: &str = "From each job's final states evaluation (no mitigation), \
+over every layer and head: the largest ratio of a head's state RMS at the last position to its \
+RMS at the first position at or past the training length; the largest retention of the first \
+token at the last position (exp of the summed log decays); the smallest mean dt at the last \
+position. Each with its layer and head (L, H).";
 
 /// The section of the control table.
 pub(crate) const CONTROL_SECTION: &str = "Against a longer-trained control";

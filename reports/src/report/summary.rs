@@ -493,6 +493,7 @@ mod tests {
             recall_fit: None,
             during: Vec::new(),
             controls,
+            states: Vec::new(),
             figures: Vec::new(),
             skipped: Vec::new(),
             campaign_links: None,
