@@ -405,9 +405,11 @@ pub struct ModelSpec {
     #[serde(default, deserialize_with = "not_null", skip_serializing_if = "Option::is_none")]
     #[schemars(with = "f64")]
     pub dt_min: Option<f64>,
+    /// The upper end of the initial dt range (default 0.1).
     #[serde(default, deserialize_with = "not_null", skip_serializing_if = "Option::is_none")]
     #[schemars(with = "f64")]
     pub dt_max: Option<f64>,
+    /// The smallest initial dt (default 1e-4): set it below dt_min for a range that starts lower.
     #[serde(default, deserialize_with = "not_null", skip_serializing_if = "Option::is_none")]
     #[schemars(with = "f64")]
     pub dt_init_floor: Option<f64>,
