@@ -2,6 +2,7 @@
 //! or cleaned: filtered and deduplicated), inspect them, pack them for transfer.
 mod large;
 mod pack;
+pub(crate) use pack::parse_size;
 
 use std::path::PathBuf;
 

@@ -23,6 +23,29 @@ pub enum Command {
     Export(ExportArgs),
     /// Load a dump written by `results export --format dump`.
     Import(ImportArgs),
+    /// Split a dump file already written into parts (as `export --part-size` does), for a
+    /// repository that refuses large files; `results import FILE.parts.json` reads them.
+    Split(SplitArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SplitArgs {
+    /// The dump file (it is replaced by its parts and their index).
+    file: PathBuf,
+    /// The largest part (`1900KiB`, `2MB`, bytes).
+    #[arg(long, value_parser = super::corpus::parse_size)]
+    part_size: u64,
+}
+
+impl SplitArgs {
+    fn run(self) -> anyhow::Result<i32> {
+        crate::store::read_dump(&self.file, crate::store::MAX_DUMP_BYTES)?;
+        match crate::store::split_dump(&self.file, self.part_size)? {
+            Some(index) => println!("split into parts of at most {} bytes: {}", self.part_size, index.display()),
+            None => println!("{} fits in one part of {} bytes: left whole", self.file.display(), self.part_size),
+        }
+        Ok(0)
+    }
 }
 
 impl Command {
@@ -33,6 +56,7 @@ impl Command {
                 Command::Show(a) => a.run().await,
                 Command::Export(a) => a.run().await,
                 Command::Import(a) => a.run().await,
+                Command::Split(a) => a.run(),
             }
         })
     }
@@ -121,6 +145,11 @@ pub struct ExportArgs {
     /// written without indentation.
     #[arg(long, value_parser = clap::value_parser!(u8).range(1..=17))]
     digits: Option<u8>,
+    /// `--format dump --out FILE` only: a dump larger than this (`1900KiB`, `2MB`, bytes) is
+    /// written as parts of at most this size beside FILE (`FILE.part-000`, ...) with their sizes
+    /// and sha256 in `FILE.parts.json`, which `results import` reads as the one file.
+    #[arg(long, value_parser = super::corpus::parse_size)]
+    part_size: Option<u64>,
 }
 
 /// What `results export` writes.
@@ -149,7 +178,8 @@ pub enum ExportFormat {
 pub struct ImportArgs {
     #[command(flatten)]
     db: DbArgs,
-    /// A dump written by `results export --format dump` (plain or .gz).
+    /// A dump written by `results export --format dump` (plain or .gz), or the `.parts.json`
+    /// index of one written in parts (`--part-size`).
     file: PathBuf,
     /// Overwrite jobs and sweeps already in the database with different data (otherwise the
     /// import is refused, listing them).
@@ -420,6 +450,9 @@ impl ExportArgs {
         if self.digits.is_some() && self.format != ExportFormat::Dump {
             anyhow::bail!("--digits rounds a dump: it goes with --format dump, not --format {}", self.format_name());
         }
+        if self.part_size.is_some() && (self.format != ExportFormat::Dump || self.out.is_none()) {
+            anyhow::bail!("--part-size splits a dump file: it goes with --format dump and --out FILE");
+        }
         let db = self.db.open_read_only().await?;
         let table = match self.format {
             ExportFormat::Dump => {
@@ -432,7 +465,13 @@ impl ExportArgs {
                     dump.round_floats(d);
                 }
                 let text = if compact { serde_json::to_string(&dump)? } else { serde_json::to_string_pretty(&dump)? } + "\n";
-                return self.write_text(text.as_bytes());
+                let code = self.write_text(text.as_bytes())?;
+                if let (Some(size), Some(out)) = (self.part_size, &self.out) {
+                    if let Some(index) = crate::store::split_dump(out, size)? {
+                        eprintln!("split into parts of at most {size} bytes: {}", index.display());
+                    }
+                }
+                return Ok(code);
             }
             ExportFormat::Long => LongTable::Metrics,
             ExportFormat::LongEvals => LongTable::Evals,

@@ -41,8 +41,13 @@ impl<R: Read> Read for Bounded<R> {
 }
 
 /// Parses a dump from `path` (gunzipped when it ends with `.gz`), streaming, refusing a file that
-/// is not regular or that expands past `limit` bytes.
+/// is not regular or that expands past `limit` bytes; a parts index (`FILE.parts.json`) is read
+/// as the file its checked parts make.
 pub fn read_dump(path: &Path, limit: u64) -> anyhow::Result<Dump> {
+    if super::dump_parts::is_index(path) {
+        let (bytes, file) = super::dump_parts::join(path, limit)?;
+        return parse_dump(std::io::Cursor::new(bytes), file.ends_with(".gz"), limit, path);
+    }
     let meta = std::fs::metadata(path).with_context(|| format!("reading {}", path.display()))?;
     if !meta.is_file() {
         bail!("{}: not a regular file (a device, a pipe or a directory): refusing to read it", path.display());
@@ -51,8 +56,13 @@ pub fn read_dump(path: &Path, limit: u64) -> anyhow::Result<Dump> {
         bail!("{}: file too large: {} bytes, limit {limit}", path.display(), meta.len());
     }
     let f = std::io::BufReader::new(std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?);
-    let inner: Box<dyn Read> =
-        if path.extension().is_some_and(|e| e == "gz") { Box::new(flate2::read::GzDecoder::new(f)) } else { Box::new(f) };
+    parse_dump(f, path.extension().is_some_and(|e| e == "gz"), limit, path)
+}
+
+/// Parses a dump from `f` (gunzipped when `gz`), refusing more than `limit` bytes decompressed;
+/// errors name `path`.
+fn parse_dump(f: impl Read + 'static, gz: bool, limit: u64, path: &Path) -> anyhow::Result<Dump> {
+    let inner: Box<dyn Read> = if gz { Box::new(flate2::read::GzDecoder::new(f)) } else { Box::new(f) };
     let reader = std::io::BufReader::new(Bounded { inner, left: limit, limit });
     serde_json::from_reader(reader).map_err(|e| {
         let io = e.io_error_kind().is_some();

@@ -2,6 +2,7 @@
 //! busy timeout are set when the pool opens; migrations are embedded. Only the controller
 //! writes; ingestion of worker events is idempotent (by sequence number and natural keys).
 mod dash;
+mod dump_parts;
 mod export;
 mod filter;
 mod import_guard;
@@ -22,6 +23,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Row, SqlitePool};
 use stuffed_model::protocol::{EvalResult, JobRecord, JobStatus, ModelDims};
 
+pub use dump_parts::split as split_dump;
 pub use export::{Dump, ImportSummary};
 pub use filter::{Cond, Op};
 pub use import_guard::{check_dump, read_dump, MAX_DUMP_BYTES};
