@@ -17,6 +17,7 @@ fn main() {
     println!("cargo:rerun-if-changed=csrc/ssd.cpp");
     println!("cargo:rerun-if-changed=csrc/profile.cpp");
     println!("cargo:rerun-if-changed=csrc/pickle.cpp");
+    println!("cargo:rerun-if-changed=csrc/graph.cpp");
     println!("cargo:rerun-if-changed=build.rs");
     let lib = PathBuf::from(env::var("DEP_TCH_LIBTORCH_LIB").expect("torch-sys did not report its libtorch lib dir"));
     let torch = lib.parent().expect("libtorch lib dir has a parent").to_path_buf();
@@ -32,12 +33,17 @@ fn main() {
         .file("csrc/ssd.cpp")
         .file("csrc/profile.cpp")
         .file("csrc/pickle.cpp")
+        .file("csrc/graph.cpp")
         .include(&include)
         .include(&out)
         .include(include.join("torch/csrc/api/include"))
         .flag("-std=c++17")
         .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
         .flag("-DGLOG_USE_GLOG_EXPORT");
+    // CUDA graphs (csrc/graph.cpp) call libtorch_cuda.
+    if has_cuda {
+        build.define("STUFFED_CUDA_GRAPHS", None);
+    }
     build.compile("stuffed_shim");
 
     println!("cargo:rustc-link-search=native={}", lib.display());

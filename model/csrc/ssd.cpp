@@ -648,7 +648,8 @@ int stuffed_ssd_decay_bwd(at::Tensor* dm, at::Tensor* cb, at::Tensor* acs, at::T
 }
 
 // One of the SSD's row kernels (ssd_out, ssd_xw, ssd_dy, ssd_dx) on `n` contiguous CUDA tensors in
-// its argument order; tensor `kind_of` picks the kernel's kind; dims = B, L, H, P, G, Q, C.
+// its argument order (null where the kernel takes none); tensor `kind_of` picks the kernel's kind
+// and device; dims = B, L, H, P, G, Q, C.
 int stuffed_ssd_rows(const char* stem, at::Tensor** ts, int n, int kind_of, const int* dims) {
   return guarded([&] {
     struct {
@@ -656,9 +657,12 @@ int stuffed_ssd_rows(const char* stem, at::Tensor** ts, int n, int kind_of, cons
     } rows{dims[0], dims[1], dims[2], dims[3], dims[4], dims[5], dims[6]};
     std::vector<void*> ptrs(n);
     std::vector<void*> args;
+    require(ts[kind_of] != nullptr, "SSD row kernel: the operand that picks the kind is missing");
     for (int i = 0; i < n; ++i) {
-      require(ts[i]->is_contiguous() && ts[i]->is_cuda(), "SSD row kernel: an operand is not a contiguous CUDA tensor");
-      ptrs[i] = ts[i]->data_ptr();
+      // A null operand is one the kernel does without (see rows.cu).
+      require(ts[i] == nullptr || (ts[i]->is_contiguous() && ts[i]->is_cuda()),
+              "SSD row kernel: an operand is not a contiguous CUDA tensor");
+      ptrs[i] = ts[i] ? ts[i]->data_ptr() : nullptr;
       args.push_back(&ptrs[i]);
     }
     args.push_back(&rows);
@@ -666,8 +670,8 @@ int stuffed_ssd_rows(const char* stem, at::Tensor** ts, int n, int kind_of, cons
     require(tokens * rows.H < (1LL << 31), "SSD row kernel: more than 2^31 rows");
     require(rows.P % 2 == 0, "SSD row kernel: odd head dim");
     unsigned threads = (unsigned)std::min(256, std::max(32, (rows.H + 1) / 2 * 32));  // about 2 heads a warp
-    long long blocks = std::min<long long>(tokens, 32LL * sms(*ts[0]));
-    launch_grid(*ts[0], std::string(stem) + suffix(*ts[kind_of]), {(unsigned)std::max(1LL, blocks)}, threads, 0, args);
+    long long blocks = std::min<long long>(tokens, 32LL * sms(*ts[kind_of]));
+    launch_grid(*ts[kind_of], std::string(stem) + suffix(*ts[kind_of]), {(unsigned)std::max(1LL, blocks)}, threads, 0, args);
   });
 }
 
@@ -687,9 +691,12 @@ int stuffed_ssd_pass_fwd(at::Tensor* states, at::Tensor* last, at::Tensor* h0, a
     require(prev->numel() == states->numel() && last->numel() == (int64_t)b * c * h &&
                 fin->numel() == (int64_t)b * h * pn && (h0 == nullptr || h0->numel() == fin->numel()),
             "pass_fwd: shapes disagree");
+    require(pn % 2 == 0 && (int64_t)b * h <= 65535, "pass_fwd: odd state size or more than 65535 (batch, head) pairs");
     void *ps = states->data_ptr(), *pl = last->data_ptr(), *ph = h0 ? h0->data_ptr() : nullptr,
          *pp = prev->data_ptr(), *pf = fin->data_ptr();
-    launch(*states, std::string("pass_fwd") + suffix(*states), fin->numel(), {&ps, &pl, &ph, &pp, &pf, &b, &c, &h, &pn});
+    unsigned blocks = (unsigned)((pn / 2 + 255) / 256);  // pairs of e
+    launch_grid(*states, std::string("pass_fwd") + suffix(*states), {blocks, (unsigned)(b * h)}, 256, 0,
+                {&ps, &pl, &ph, &pp, &pf, &b, &c, &h, &pn});
   });
 }
 
@@ -710,7 +717,8 @@ int stuffed_ssd_pass_bwd(at::Tensor* dprev, at::Tensor* dfin, at::Tensor* prev, 
     require(prev->numel() == dprev->numel() && dstates->numel() == dprev->numel() && last->numel() == (int64_t)b * c * h &&
                 dh0->numel() == (int64_t)b * h * pn && (dfin == nullptr || dfin->numel() == dh0->numel()),
             "pass_bwd: shapes disagree");
-    unsigned blocks = (unsigned)((pn + 255) / 256);
+    require(pn % 2 == 0 && (int64_t)b * h <= 65535, "pass_bwd: odd state size or more than 65535 (batch, head) pairs");
+    unsigned blocks = (unsigned)((pn / 2 + 255) / 256);  // pairs of e
     auto part = at::empty({b, c, h, (int64_t)blocks}, last->options());
     void *pg = dprev->data_ptr(), *pf = dfin ? dfin->data_ptr() : nullptr, *pp = prev->data_ptr(),
          *pl = last->data_ptr(), *pd = dstates->data_ptr(), *ph = dh0->data_ptr(), *pq = part.data_ptr();

@@ -9,13 +9,15 @@ use crate::config::MambaConfig;
 use crate::cuda;
 use crate::lm::Mamba2LM;
 use crate::ssd::SsdBackend;
-use crate::train::{train_step, AdamW, AdamWConfig, Batch};
+use crate::train::{train_step, AdamW, AdamWConfig, Batch, GraphedStep, StepResult};
 use crate::Result;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TrainBench {
     /// SSD implementation: tensor or fused.
     pub ssd: String,
+    /// Whether each step ran as one CUDA graph.
+    pub graph: bool,
     pub batch: i64,
     pub seq: i64,
     pub steps: i64,
@@ -104,6 +106,25 @@ extern "C" {
     fn stuffed_profile_start(cuda: std::ffi::c_int) -> std::ffi::c_int;
     fn stuffed_profile_stop(path: *const std::ffi::c_char) -> std::ffi::c_int;
     fn stuffed_profile_last_error() -> *const std::ffi::c_char;
+    fn stuffed_kernels_start() -> std::ffi::c_int;
+    fn stuffed_kernels_stop(path: *const std::ffi::c_char) -> std::ffi::c_int;
+}
+
+/// Runs `f` under Kineto (CUPTI) on a GPU and writes the device time of every kernel to `path`
+/// as TSV: kernel, calls, device_ms, sorted by device time (the fused SSD's kernels included).
+pub fn kernel_profile(device: Device, path: &std::path::Path, f: impl FnOnce()) -> Result<()> {
+    let err = || unsafe { std::ffi::CStr::from_ptr(stuffed_profile_last_error()).to_string_lossy().into_owned() };
+    synchronize(device);
+    if unsafe { stuffed_kernels_start() } != 0 {
+        return Err(crate::Error::Device(format!("kernel profiler: {}", err())));
+    }
+    f();
+    synchronize(device);
+    let c = std::ffi::CString::new(path.to_string_lossy().as_bytes()).map_err(|e| crate::Error::at(path, e.to_string()))?;
+    if unsafe { stuffed_kernels_stop(c.as_ptr()) } != 0 {
+        return Err(crate::Error::at(path, format!("kernel profiler: {}", err())));
+    }
+    Ok(())
 }
 
 /// Runs `f` under libtorch's profiler (device time of every op via CUDA events on a GPU) and
@@ -137,10 +158,14 @@ pub struct TrainShape {
 /// How a timed training run is driven, beyond its shape.
 #[derive(Debug, Default, Clone)]
 pub struct TrainOpts {
-    /// Also profile two more steps and write the per-operator summary there.
+    /// Also profile two more steps and write the per-operator summary there (and, on a GPU,
+    /// the per-kernel one beside it: the same name with `.kernels.tsv`).
     pub profile_to: Option<std::path::PathBuf>,
     /// Wait until this time after the warm-up, so that packed runs time the same window.
     pub start_at: Option<std::time::SystemTime>,
+    /// Run every step as one CUDA graph (`train::GraphedStep`), the warm-up's first step
+    /// eagerly: the trainer's `train.cuda_graph`.
+    pub graph: bool,
 }
 
 /// Seconds since the Unix epoch.
@@ -158,9 +183,17 @@ pub fn train(cfg: &MambaConfig, shape: TrainShape, device: Device, kind: Kind, s
     let vocab = cfg.vocab_size;
     let data = Tensor::randint(vocab, [batch, seq + 1], (Kind::Int64, device));
     let b = Batch { inputs: data.narrow(1, 0, seq), targets: data.narrow(1, 1, seq) };
+    let mut graphed = if opts.graph { Some(GraphedStep::new(&lm, kind, 1.0)?) } else { None };
+    let mut step = |opt: &mut AdamW| -> Result<StepResult> {
+        match graphed.as_mut() {
+            Some(g) => g.step(&lm, opt, &b, 1e-4),
+            None => Ok(train_step(&lm, opt, &b, None, kind, 1e-4, 1.0, None)),
+        }
+    };
     let mut loss = 0.0;
-    for _ in 0..warmup {
-        loss = train_step(&lm, &mut opt, &b, None, kind, 1e-4, 1.0, None).read().0;
+    // A graphed run captures on its second step: at least two warm-up steps.
+    for _ in 0..if opts.graph { warmup.max(2) } else { warmup } {
+        loss = step(&mut opt)?.read().0;
     }
     synchronize(device);
     cuda::reset_peak(device);
@@ -173,7 +206,7 @@ pub fn train(cfg: &MambaConfig, shape: TrainShape, device: Device, kind: Kind, s
     let start = Instant::now();
     let mut last = None;
     for _ in 0..steps {
-        last = Some(train_step(&lm, &mut opt, &b, None, kind, 1e-4, 1.0, None));
+        last = Some(step(&mut opt)?);
     }
     if let Some(r) = last {
         loss = r.read().0;
@@ -189,6 +222,13 @@ pub fn train(cfg: &MambaConfig, shape: TrainShape, device: Device, kind: Kind, s
                 train_step(&lm, &mut opt, &b, None, kind, 1e-4, 1.0, None);
             }
         })?;
+        if device.is_cuda() {
+            kernel_profile(device, &path.with_extension("kernels.tsv"), || {
+                for _ in 0..2 {
+                    train_step(&lm, &mut opt, &b, None, kind, 1e-4, 1.0, None);
+                }
+            })?;
+        }
     }
     let tokens = (batch * seq * steps) as f64;
     let tokens_per_s = tokens / secs;
@@ -199,6 +239,7 @@ pub fn train(cfg: &MambaConfig, shape: TrainShape, device: Device, kind: Kind, s
     };
     Ok(TrainBench {
         ssd: ssd.name().into(),
+        graph: opts.graph,
         batch,
         seq,
         steps,

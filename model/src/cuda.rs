@@ -218,3 +218,89 @@ pub fn device_name(d: Device) -> String {
         _ => "cpu".into(),
     }
 }
+
+extern "C" {
+    fn stuffed_graph_last_error() -> *const c_char;
+    fn stuffed_graph_new(dev: c_int, out: *mut *mut libc::c_void) -> c_int;
+    fn stuffed_graph_free(g: *mut libc::c_void);
+    fn stuffed_graph_enter(g: *mut libc::c_void) -> c_int;
+    fn stuffed_graph_leave(g: *mut libc::c_void) -> c_int;
+    fn stuffed_graph_begin(g: *mut libc::c_void) -> c_int;
+    fn stuffed_graph_end(g: *mut libc::c_void) -> c_int;
+    fn stuffed_graph_replay(g: *mut libc::c_void) -> c_int;
+    fn stuffed_grad_set_none(t: *mut torch_sys::C_tensor) -> c_int;
+}
+
+fn graph_call(rc: c_int, what: &str) -> Result<()> {
+    match rc {
+        0 => Ok(()),
+        _ => Err(Error::Device(format!("CUDA graph {what}: {}", unsafe { CStr::from_ptr(stuffed_graph_last_error()) }.to_string_lossy()))),
+    }
+}
+
+/// A CUDA graph (libtorch's `at::cuda::CUDAGraph`, with its private memory pool) and the side
+/// stream it is captured on. Work run inside `on_side` or `capture` is ordered after the work
+/// queued before and before the work queued after, as if it ran on the current stream.
+pub struct Graph {
+    raw: *mut libc::c_void,
+    captured: bool,
+}
+
+impl Graph {
+    pub fn new(device: Device) -> Result<Graph> {
+        let Device::Cuda(index) = device else {
+            return Err(Error::Device(format!("CUDA graphs need a CUDA device, not {device:?}")));
+        };
+        let mut raw = std::ptr::null_mut();
+        graph_call(unsafe { stuffed_graph_new(index as c_int, &mut raw) }, "creation")?;
+        Ok(Graph { raw, captured: false })
+    }
+
+    /// Runs `f` eagerly on the graph's stream (warm-up: the lazy initialisations a capture
+    /// must not meet happen there).
+    pub fn on_side<T>(&mut self, f: impl FnOnce() -> T) -> Result<T> {
+        graph_call(unsafe { stuffed_graph_enter(self.raw) }, "stream")?;
+        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        let left = graph_call(unsafe { stuffed_graph_leave(self.raw) }, "stream");
+        let out = out.map_err(|e| Error::Device(format!("CUDA graph warm-up: {}", panic_text(&e))))?;
+        left.map(|()| out)
+    }
+
+    /// Captures the work `f` queues (run nothing: `replay` runs it). A panic inside `f`
+    /// (an operation a capture does not allow) ends the capture and is returned as an error.
+    pub fn capture<T>(&mut self, f: impl FnOnce() -> T) -> Result<T> {
+        if self.captured {
+            return Err(Error::Device("this CUDA graph is already captured".into()));
+        }
+        graph_call(unsafe { stuffed_graph_begin(self.raw) }, "capture")?;
+        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        let ended = graph_call(unsafe { stuffed_graph_end(self.raw) }, "capture");
+        let out = out.map_err(|e| Error::Device(format!("CUDA graph capture: {}", panic_text(&e))))?;
+        ended?;
+        self.captured = true;
+        Ok(out)
+    }
+
+    /// Runs the captured work on the current stream.
+    pub fn replay(&self) -> Result<()> {
+        if !self.captured {
+            return Err(Error::Device("replay of a CUDA graph that was never captured".into()));
+        }
+        graph_call(unsafe { stuffed_graph_replay(self.raw) }, "replay")
+    }
+}
+
+impl Drop for Graph {
+    fn drop(&mut self) {
+        unsafe { stuffed_graph_free(self.raw) }
+    }
+}
+
+fn panic_text(e: &Box<dyn std::any::Any + Send>) -> String {
+    e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_else(|| "panic".into())
+}
+
+/// Sets the gradient of `t` to none (undefined), so that the next backward allocates it.
+pub fn grad_set_none(t: &tch::Tensor) -> Result<()> {
+    graph_call(unsafe { stuffed_grad_set_none(t.as_ptr() as *mut torch_sys::C_tensor) }, "gradient reset")
+}

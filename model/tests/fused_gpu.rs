@@ -6,6 +6,7 @@
 //! counts as passed; CI has no GPU, and the CPU tests of `ssd::fused` check the same backward with
 //! the tensor twins of the kernels). `STUFFED_FUSED_TESTS_ON_CPU=1` runs them on the CPU.
 use stuffed_model::ssd::{fused, ssd_chunked, SsdBackend};
+use stuffed_model::train::{train_step, AdamW, AdamWConfig, Batch, GraphedStep};
 use stuffed_model::{Exec, Mamba2LM, MambaConfig};
 use tch::{Device, Kind, Tensor};
 
@@ -39,7 +40,7 @@ fn gpu() -> Device {
 
 fn main() {
     let args = libtest_mimic::Arguments::from_args();
-    let tests: [(&str, fn()); 7] = [
+    let tests: [(&str, fn()); 8] = [
         ("fused_equals_tensor_ops_fp32", fused_equals_tensor_ops_fp32),
         ("fused_equals_tensor_ops_bf16", fused_equals_tensor_ops_bf16),
         ("model_logits_and_gradients_agree", model_logits_and_gradients_agree),
@@ -47,11 +48,14 @@ fn main() {
         ("gated_norm_equals_tensor_ops", gated_norm_equals_tensor_ops),
         ("conv_silu_equals_conv1d", conv_silu_equals_conv1d),
         ("scale_heads_equals_tensor_ops", scale_heads_equals_tensor_ops),
+        ("graphed_steps_equal_eager_steps", graphed_steps_equal_eager_steps),
     ];
     let skip = target().is_none();
     if skip {
         eprintln!("no CUDA device: the {} fused-kernel GPU tests are skipped (reported as ignored)", tests.len());
     }
+    // CUDA graphs exist on CUDA only: on the CPU (STUFFED_FUSED_TESTS_ON_CPU) that test is ignored.
+    let cuda = target().is_some_and(|d| d.is_cuda());
     let trials = tests
         .into_iter()
         .map(|(name, f)| {
@@ -59,7 +63,7 @@ fn main() {
                 f();
                 Ok(())
             })
-            .with_ignored_flag(skip)
+            .with_ignored_flag(skip || (name == "graphed_steps_equal_eager_steps" && !cuda))
         })
         .collect();
     libtest_mimic::run(&args, trials).exit();
@@ -88,6 +92,8 @@ struct Case {
     n: i64,
     q: i64,
     h0: bool,
+    /// Whether the loss reads the final state (else its gradient is none).
+    fin: bool,
 }
 
 /// (y, final state, input grads) of one backend on the same inputs and output weights.
@@ -104,17 +110,25 @@ fn run(c: &Case, kind: Kind, dev: Device, fused_path: bool) -> (Tensor, Tensor, 
     let ws = Tensor::randn([c.bsz, c.h, c.p, c.n], o);
     let (y, s) =
         if fused_path { fused::ssd_fused(&xdt, &la, &b, &cc, c.q, h0.as_ref()) } else { ssd_chunked(&xdt, &la, &b, &cc, c.q, h0.as_ref()) };
-    ((&y * &wy).sum(Kind::Float) + (&s * &ws).sum(Kind::Float)).backward();
+    let mut loss = (&y * &wy).sum(Kind::Float);
+    if c.fin {
+        loss += (&s * &ws).sum(Kind::Float);
+    }
+    loss.backward();
     let grads = [&xdt, &la, &b, &cc].into_iter().chain(h0.as_ref()).map(|t| t.grad()).collect();
     (y.detach(), s.detach(), grads)
 }
 
 fn cases() -> Vec<Case> {
     vec![
-        Case { bsz: 2, l: 1000, h: 8, p: 64, g: 1, n: 128, q: 256, h0: false },
-        Case { bsz: 2, l: 777, h: 8, p: 32, g: 2, n: 64, q: 128, h0: true },
-        Case { bsz: 1, l: 300, h: 4, p: 64, g: 2, n: 16, q: 256, h0: true },
-        Case { bsz: 3, l: 2048, h: 24, p: 64, g: 1, n: 128, q: 256, h0: true },
+        Case { bsz: 2, l: 1000, h: 8, p: 64, g: 1, n: 128, q: 256, h0: false, fin: true },
+        Case { bsz: 2, l: 777, h: 8, p: 32, g: 2, n: 64, q: 128, h0: true, fin: true },
+        Case { bsz: 1, l: 300, h: 4, p: 64, g: 2, n: 16, q: 256, h0: true, fin: true },
+        Case { bsz: 3, l: 2048, h: 24, p: 64, g: 1, n: 128, q: 256, h0: true, fin: true },
+        // One chunk from zero (the training steps of short sequences): nothing enters it.
+        Case { bsz: 8, l: 128, h: 16, p: 64, g: 1, n: 256, q: 256, h0: false, fin: false },
+        Case { bsz: 8, l: 128, h: 16, p: 64, g: 1, n: 256, q: 256, h0: false, fin: true },
+        Case { bsz: 4, l: 100, h: 8, p: 32, g: 2, n: 64, q: 128, h0: false, fin: false },
     ]
 }
 
@@ -126,7 +140,7 @@ fn compare_backends(kind: Kind, name: &str, metric: fn(&Tensor, &Tensor) -> f64,
     for c in cases() {
         let (y1, s1, g1) = run(&c, kind, dev, true);
         let (y2, s2, g2) = run(&c, kind, dev, false);
-        let tag = format!("{name} L={} Q={} G={} h0={}", c.l, c.q, c.g, c.h0);
+        let tag = format!("{name} L={} Q={} G={} h0={} final={}", c.l, c.q, c.g, c.h0, c.fin);
         assert!(metric(&y1, &y2) < tol, "y {tag}: {}", metric(&y1, &y2));
         assert!(metric(&s1, &s2) < tol, "state {tag}: {}", metric(&s1, &s2));
         assert!(s2.abs().max().double_value(&[]) > 1e-3, "state {tag} is not trivially zero");
@@ -331,4 +345,52 @@ fn scale_heads_equals_tensor_ops() {
         };
         assert_close(&format!("{kind:?}"), run(true), run(false), tol);
     }
+}
+
+/// Training steps replayed as one CUDA graph each (the first eager, the second captured) give
+/// the eager steps' losses and parameters: a tiny model from one seed, 6 batches, a learning
+/// rate that changes every step (read by the graph from the device), bf16.
+fn graphed_steps_equal_eager_steps() {
+    let _one = serial();
+    let dev = gpu();
+    let cfg = MambaConfig::preset("tiny").unwrap();
+    tch::manual_seed(11);
+    let batches: Vec<Batch> = (0..6)
+        .map(|_| {
+            let d = Tensor::randint(cfg.vocab_size, [8, 257], (Kind::Int64, dev));
+            Batch { inputs: d.narrow(1, 0, 256), targets: d.narrow(1, 1, 256) }
+        })
+        .collect();
+    let kind = Kind::BFloat16;
+    let run = |graph: bool| {
+        let lm = Mamba2LM::seeded(&cfg, dev, 5).unwrap().with_ssd(SsdBackend::Fused).unwrap();
+        let mut opt = AdamW::new(lm.params(), AdamWConfig::default());
+        let mut g = graph.then(|| GraphedStep::new(&lm, kind, 1.0).unwrap());
+        let mut losses = Vec::new();
+        for (i, b) in batches.iter().enumerate() {
+            let lr = 1e-3 * (i + 1) as f64;
+            let r = match g.as_mut() {
+                Some(g) => g.step(&lm, &mut opt, b, lr).unwrap(),
+                None => train_step(&lm, &mut opt, b, None, kind, lr, 1.0, None),
+            };
+            losses.push(r.read());
+        }
+        let params: Vec<Tensor> = lm.params().iter().map(|(_, p)| p.detach().copy()).collect();
+        (losses, params, opt.step)
+    };
+    let (l1, p1, s1) = run(true);
+    let (l2, p2, s2) = run(false);
+    assert_eq!(s1, s2, "optimizer steps");
+    for (i, ((a, ga), (b, gb))) in l1.iter().zip(&l2).enumerate() {
+        assert!((a - b).abs() <= 1e-4 * b.abs(), "loss of step {i}: graphed {a}, eager {b}");
+        assert!((ga - gb).abs() <= 1e-3 * gb.abs(), "gradient norm of step {i}: graphed {ga}, eager {gb}");
+    }
+    for (a, b) in p1.iter().zip(&p2) {
+        assert!(rel(a, b) < 1e-4, "parameters after 6 steps: {}", rel(a, b));
+    }
+    eprintln!(
+        "graphed vs eager: losses {:?} / {:?}",
+        l1.iter().map(|x| x.0).collect::<Vec<_>>(),
+        l2.iter().map(|x| x.0).collect::<Vec<_>>()
+    );
 }

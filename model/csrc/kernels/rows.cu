@@ -45,16 +45,16 @@ struct Token {
       if (const At o = Token(R, b, t).at(R, h); true)
 
 // y (natural, fp32) = raw (cols) * exp(acs) + ydiag (heads): the output from the states
-// entering the chunks plus the diagonal blocks'.
+// entering the chunks plus the diagonal blocks'. raw null: no state enters (one chunk, no h0).
 template <typename T>
 __device__ void ssd_out(const T* raw, const T* ydiag, const float* acs, float* y, Rows R) {
   ROWS_LOOP(R) {
     if (t >= R.L) continue;
-    float e = expf(acs[o.factor]);
+    float e = raw ? expf(acs[o.factor]) : 0.f;
     long long oc = o.cols, oh = o.heads, on = o.natural;
     for (int p = 2 * lane; p < R.P; p += 64) {
-      float r0, r1, d0, d1;
-      ld2(raw, oc + p, r0, r1);
+      float r0 = 0.f, r1 = 0.f, d0, d1;
+      if (raw) ld2(raw, oc + p, r0, r1);
       ld2(ydiag, oh + p, d0, d1);
       st2(y, on + p, r0 * e + d0, r1 * e + d1);
     }
@@ -62,7 +62,7 @@ __device__ void ssd_out(const T* raw, const T* ydiag, const float* acs, float* y
 }
 
 // xw (cols) = x (natural) * w: the inputs weighted by their decay to the chunk end; xh (heads) =
-// x, the diagonal blocks' operand.
+// x, the diagonal blocks' operand. xw null: only xh (no chunk states wanted).
 template <typename T>
 __device__ void ssd_xw(const T* x, const float* w, T* xw, T* xh, Rows R) {
   ROWS_LOOP(R) {
@@ -73,27 +73,28 @@ __device__ void ssd_xw(const T* x, const float* w, T* xw, T* xh, Rows R) {
     for (int p = 2 * lane; p < R.P; p += 64) {
       float v0 = 0.f, v1 = 0.f;
       if (in) ld2(x, on + p, v0, v1);
-      st2(xw, oc + p, v0 * wv, v1 * wv);
+      if (xw) st2(xw, oc + p, v0 * wv, v1 * wv);
       st2(xh, oh + p, v0, v1);
     }
   }
 }
 
 // From dy (natural, fp32): dyo (cols) = dy * exp(acs), dyh (heads) = dy, and
-// dacs[row] = sum over p of dy * exp(acs) * raw (the gradient of acs through exp(acs)).
+// dacs[row] = sum over p of dy * exp(acs) * raw (the gradient of acs through exp(acs)). raw and
+// dyo null: no state enters (one chunk, no h0), so dyo is not wanted and dacs is 0.
 template <typename T>
 __device__ void ssd_dy(const float* dy, const T* raw, const float* acs, T* dyo, T* dyh, float* dacs, Rows R) {
   ROWS_LOOP(R) {
     long long of = o.factor, oc = o.cols, oh = o.heads;
     bool in = t < R.L;
     long long on = in ? o.natural : 0;
-    float e = expf(acs[of]), acc = 0.f;
+    float e = raw ? expf(acs[of]) : 0.f, acc = 0.f;
     for (int p = 2 * lane; p < R.P; p += 64) {
-      float g0 = 0.f, g1 = 0.f, r0, r1;
+      float g0 = 0.f, g1 = 0.f, r0 = 0.f, r1 = 0.f;
       if (in) ld2(dy, on + p, g0, g1);
-      ld2(raw, oc + p, r0, r1);
+      if (raw) ld2(raw, oc + p, r0, r1);
       acc += g0 * e * r0 + g1 * e * r1;
-      st2(dyo, oc + p, g0 * e, g1 * e);
+      if (dyo) st2(dyo, oc + p, g0 * e, g1 * e);
       st2(dyh, oh + p, g0, g1);
     }
     acc = warp_sum(acc);
@@ -102,7 +103,8 @@ __device__ void ssd_dy(const float* dy, const T* raw, const float* acs, T* dyo, 
 }
 
 // dxdt (natural) = dxw (cols) * w + dxdiag (heads), and dws[row] = w * sum over p of dxw * x
-// (the gradient of the decay to the chunk end).
+// (the gradient of the decay to the chunk end). dxw null: no gradient reaches the chunk states
+// (dxdt = dxdiag, dws = 0).
 template <typename T>
 __device__ void ssd_dx(const T* dxw, const T* x, const float* w, const T* dxdiag, T* dxdt, float* dws, Rows R) {
   ROWS_LOOP(R) {
@@ -114,9 +116,11 @@ __device__ void ssd_dx(const T* dxw, const T* x, const float* w, const T* dxdiag
     long long on = o.natural;
     float wv = w[of], acc = 0.f;
     for (int p = 2 * lane; p < R.P; p += 64) {
-      float g0, g1, x0, x1, d0, d1;
-      ld2(dxw, oc + p, g0, g1);
-      ld2(x, on + p, x0, x1);
+      float g0 = 0.f, g1 = 0.f, x0 = 0.f, x1 = 0.f, d0, d1;
+      if (dxw) {
+        ld2(dxw, oc + p, g0, g1);
+        ld2(x, on + p, x0, x1);
+      }
       ld2(dxdiag, oh + p, d0, d1);
       acc += g0 * x0 + g1 * x1;
       st2(dxdt, on + p, g0 * wv + d0, g1 * wv + d1);

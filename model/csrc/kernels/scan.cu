@@ -1,55 +1,63 @@
 // The state passing between chunks, per (b, h) and state element e (of P * N): s_0 = h0,
 // s_{c+1} = exp(last_c) s_c + states_c; prev_c = s_c is the state entering chunk c, s_C the final
 // state. states, prev: [B, C, H, PN] (T); last: [B, C, H] (fp32, <= 0); h0, final: [B, H, PN]
-// (fp32, h0 may be null). Rust side: `recompute` and `backward` in src/ssd/fused.rs (tensor-op
+// (fp32, h0 may be null). PN is even (P is). Rust side: `recompute` and `backward` in src/ssd/fused.rs (tensor-op
 // twin: `pass_states` and `pass_states_backward` there, one segment-sum matmul).
 #include "common.cuh"
 
+// Grid (blocks of pairs of e, B * H): 2 values a thread, no 64-bit index division.
 template <typename T>
 __device__ void pass_fwd(const T* states, const float* last, const float* h0, T* prev, float* fin, int B, int C,
                          int H, int PN) {
-  long long total = (long long)B * H * PN;
-  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
-       i += (long long)gridDim.x * blockDim.x) {
-    int e = (int)(i % PN);
-    long long bh = i / PN;
-    int h = (int)(bh % H), b = (int)(bh / H);
-    float v = h0 ? h0[i] : 0.f;
-    for (int c = 0; c < C; ++c) {
-      long long r = ((long long)b * C + c) * H + h;
-      st(prev, r * PN + e, v);
-      v = v * expf(last[r]) + ld(states, r * PN + e);
-    }
-    fin[i] = v;
+  int e = 2 * (blockIdx.x * blockDim.x + threadIdx.x);
+  int bh = blockIdx.y, h = bh % H, b = bh / H;
+  if (e >= PN) return;
+  long long i = (long long)bh * PN + e;
+  float v0 = 0.f, v1 = 0.f;
+  if (h0) ld2(h0, i, v0, v1);
+  for (int c = 0; c < C; ++c) {
+    long long r = ((long long)b * C + c) * H + h;
+    float el = expf(last[r]), s0, s1;
+    st2(prev, r * PN + e, v0, v1);
+    ld2(states, r * PN + e, s0, s1);
+    v0 = v0 * el + s0;
+    v1 = v1 * el + s1;
   }
+  st2(fin, i, v0, v1);
 }
 
 // Its backward, from dprev [B, C, H, PN] (T) and dfinal [B, H, PN] (fp32, may be null): with
 // G_C = dfinal and G_c = dprev_c + exp(last_c) G_{c+1}: dstates_c = G_{c+1} (T), dh0 = G_0, and
 // dlast_c = exp(last_c) <G_{c+1}, prev_c>, summed here per block of e: dlpart [B, C, H, gridDim.x].
 // Grid (blocks of e, B * H).
+// Grid (blocks of pairs of e, B * H), 2 values a thread.
 template <typename T>
 __device__ void pass_bwd(const T* dprev, const float* dfin, const T* prev, const float* last, T* dstates, float* dh0,
                          float* dlpart, int B, int C, int H, int PN) {
   __shared__ float red[64];
-  int e = blockIdx.x * blockDim.x + threadIdx.x;
+  int e = 2 * (blockIdx.x * blockDim.x + threadIdx.x);
   int bh = blockIdx.y, h = bh % H, b = bh / H;
   bool in = e < PN;
   long long i = (long long)bh * PN + e;
-  float g = (in && dfin) ? dfin[i] : 0.f;
+  float g0 = 0.f, g1 = 0.f;
+  if (in && dfin) ld2(dfin, i, g0, g1);
   for (int c = C - 1; c >= 0; --c) {
     long long r = ((long long)b * C + c) * H + h;
     float el = expf(last[r]);
     float part = 0.f, unused = 0.f;
     if (in) {
-      st(dstates, r * PN + e, g);
-      part = el * g * ld(prev, r * PN + e);
-      g = ld(dprev, r * PN + e) + el * g;
+      float p0, p1, d0, d1;
+      st2(dstates, r * PN + e, g0, g1);
+      ld2(prev, r * PN + e, p0, p1);
+      part = el * (g0 * p0 + g1 * p1);
+      ld2(dprev, r * PN + e, d0, d1);
+      g0 = d0 + el * g0;
+      g1 = d1 + el * g1;
     }
     block_sum2(part, unused, red);
     if (threadIdx.x == 0) dlpart[r * gridDim.x + blockIdx.x] = part;
   }
-  if (in) dh0[i] = g;
+  if (in) st2(dh0, i, g0, g1);
 }
 
 #define PASS(S, T)                                                                                             \

@@ -311,8 +311,8 @@ impl Dims {
 
 /// Everything the forward computes that the backward needs again.
 struct Recomputed {
-    /// x * w, columns layout (compute kind).
-    xw: Tensor,
+    /// x * w, columns layout (compute kind); None where no chunk state is wanted.
+    xw: Option<Tensor>,
     /// x per head [B, C, G, H/G, Q, P] (compute kind; contiguous from the kernels).
     xh: Tensor,
     /// [B, C, G, Q, N] (compute kind)
@@ -325,14 +325,15 @@ struct Recomputed {
     /// Decay from each position to the chunk end, exp(acs_last - acs_s) [B, C, H, Q] (fp32).
     w: Tensor,
     /// The states passed between chunks in one matmul (see `pass_states`; None where the
-    /// scan kernels did it).
+    /// scan kernels did it, or nothing was passed).
     passing: Option<Passing>,
     /// Chunk log-decays [B, C, H] (fp32, contiguous).
     last: Tensor,
-    /// State entering each chunk [B, C, H, P, N] (fp32; compute kind from the kernels) and the
-    /// final state [B, H, P, N] (fp32).
-    prev: Tensor,
-    final_state: Tensor,
+    /// State entering each chunk [B, C, H, P, N] (fp32; compute kind from the kernels); None
+    /// for one chunk without an initial state (nothing enters it).
+    prev: Option<Tensor>,
+    /// The final state [B, H, P, N] (fp32); None where no chunk state is wanted.
+    final_state: Option<Tensor>,
 }
 
 /// Between chunks: with X = [h0, S_0, .., S_{C-1}] and per-chunk log-decays
@@ -384,8 +385,19 @@ fn pass_states_backward(d: &Dims, p: &Passing, dprev: &Tensor, dfinal: Option<&T
     (dstates, dh0, dlast)
 }
 
-fn recompute(d: &Dims, xdt: &Tensor, la: &Tensor, b: &Tensor, c: &Tensor, h0: Option<&Tensor>) -> Recomputed {
+/// Whether nothing enters the chunks: one chunk and no initial state. Then the states entering
+/// the chunks are zero and are neither stored nor multiplied (the training steps of short
+/// sequences), and the chunk state is only the final state.
+fn single_chunk(d: &Dims, h0: Option<&Tensor>) -> bool {
+    d.nc == 1 && h0.is_none()
+}
+
+/// The chunk products; with `states` false (allowed for one chunk without h0 only), not the
+/// chunk states nor the final state.
+fn recompute(d: &Dims, xdt: &Tensor, la: &Tensor, b: &Tensor, c: &Tensor, h0: Option<&Tensor>, states: bool) -> Recomputed {
     let kind = d.kind;
+    let single = single_chunk(d, h0);
+    debug_assert!(states || single, "the chunk states are needed unless one chunk starts from zero");
     let la_c = d.chunked(&la.clamp_max(0.0).to_kind(Kind::Float).unsqueeze(-1)).squeeze_dim(-1); // [B, C, H, Q]
     let b = d.chunked(&b.to_kind(kind)); // [B, C, G, Q, N]
     let c = d.chunked(&c.to_kind(kind));
@@ -397,29 +409,34 @@ fn recompute(d: &Dims, xdt: &Tensor, la: &Tensor, b: &Tensor, c: &Tensor, h0: Op
     let w = super::exp_clamped(&(&last - &acs)).contiguous();
     // Chunk states S_c[p, n] = sum_s x_s[p] w_s B_s[n], then passed along the chunks.
     let (xw, xh) = if d.on_gpu() {
-        let xw = Tensor::empty(d.cols_shape(), (kind, xdt.device()));
+        let xw = states.then(|| Tensor::empty(d.cols_shape(), (kind, xdt.device())));
         let xh = Tensor::empty([d.bsz, d.nc, d.g, d.hpg, d.q, d.p], (kind, xdt.device()));
-        rows_kernel(RowKernel::Xw, &[xdt, &w, &xw, &xh], 0, d);
+        rows_kernel(RowKernel::Xw, &[Some(xdt), Some(&w), xw.as_ref(), Some(&xh)], 0, d);
         (xw, xh)
     } else {
         let x = d.cols(xdt); // [B, C, G, Q, H/G * P]
-        let xw = (d.split_cols(&x.to_kind(Kind::Float)) * d.head_factor(&w)).to_kind(kind).reshape(d.cols_shape());
+        let xw = states.then(|| (d.split_cols(&x.to_kind(Kind::Float)) * d.head_factor(&w)).to_kind(kind).reshape(d.cols_shape()));
         (xw, d.cols_to_heads(&x))
     };
-    let states = xw.transpose(-1, -2).matmul(&b).reshape([d.bsz, d.nc, d.h, d.p, d.n]); // compute kind
     let last = last.squeeze_dim(-1).contiguous(); // [B, C, H]
-    let (passing, prev, final_state) = if d.on_gpu() {
+    let Some(xw_) = xw.as_ref() else {
+        return Recomputed { xw, xh, b, c, acs, cb, w, passing: None, last, prev: None, final_state: None };
+    };
+    let states = xw_.transpose(-1, -2).matmul(&b).reshape([d.bsz, d.nc, d.h, d.p, d.n]); // compute kind
+    let (passing, prev, final_state) = if single {
+        (None, None, states.to_kind(Kind::Float).reshape([d.bsz, d.h, d.p, d.n]))
+    } else if d.on_gpu() {
         let h0 = h0.map(|t| t.to_kind(Kind::Float).contiguous());
         let prev = Tensor::empty([d.bsz, d.nc, d.h, d.p, d.n], (kind, xdt.device()));
         let fin = Tensor::empty([d.bsz, d.h, d.p, d.n], (Kind::Float, xdt.device()));
         let h0p = h0.as_ref().map_or(std::ptr::null_mut(), ptr);
         check(unsafe { stuffed_ssd_pass_fwd(ptr(&states), ptr(&last), h0p, ptr(&prev), ptr(&fin)) });
-        (None, prev, fin)
+        (None, Some(prev), fin)
     } else {
         let (passing, prev, fin) = pass_states(d, &states.to_kind(Kind::Float), &last, h0);
-        (Some(passing), prev, fin)
+        (Some(passing), Some(prev), fin)
     };
-    Recomputed { xw, xh, b, c, acs, cb, w, passing, last, prev, final_state }
+    Recomputed { xw, xh, b, c, acs, cb, w, passing, last, prev, final_state: Some(final_state) }
 }
 
 /// The row kernels of csrc/kernels/rows.cu (one per kind: `ssd_out_f32`, `ssd_out_bf16`, ..).
@@ -445,11 +462,11 @@ impl RowKernel {
     }
 }
 
-/// Runs one of the row kernels on contiguous tensors in the kernel's argument order; `kind_of`
-/// names the tensor whose kind picks the kernel.
-fn rows_kernel(kernel: RowKernel, ts: &[&Tensor], kind_of: usize, d: &Dims) {
+/// Runs one of the row kernels on contiguous tensors in the kernel's argument order (None where
+/// the kernel takes none, see rows.cu); `kind_of` names the tensor whose kind picks the kernel.
+fn rows_kernel(kernel: RowKernel, ts: &[Option<&Tensor>], kind_of: usize, d: &Dims) {
     let stem = CString::new(kernel.stem()).expect("kernel name");
-    let ptrs: Vec<*mut C_tensor> = ts.iter().map(|t| ptr(t)).collect();
+    let ptrs: Vec<*mut C_tensor> = ts.iter().map(|t| t.map_or(std::ptr::null_mut(), ptr)).collect();
     let dims = [d.bsz, d.l, d.h, d.p, d.g, d.q, d.nc].map(|v| v as c_int);
     check(unsafe { stuffed_ssd_rows(stem.as_ptr(), ptrs.as_ptr(), ptrs.len() as c_int, kind_of as c_int, dims.as_ptr()) });
 }
@@ -459,26 +476,29 @@ fn forward(xdt: &Tensor, la: &Tensor, b: &Tensor, c: &Tensor, h0: Option<&Tensor
     let _guard = tch::no_grad_guard();
     let d = Dims::new(xdt, b, chunk);
     let xdt = &xdt.contiguous();
-    let r = recompute(&d, xdt, la, b, c, h0);
+    let r = recompute(&d, xdt, la, b, c, h0, true);
     let m = decay_fwd(&r.cb, &r.acs, d.hpg); // [B, C, H, Q, Q]
     let y_diag = d.by_group(&m).matmul(&r.xh); // [B, C, G, H/G, Q, P]
     drop(m);
     let raw = raw_state_output(&d, &r);
+    let final_state = r.final_state.expect("recomputed with the states");
     if d.on_gpu() {
         let y = Tensor::empty([d.bsz, d.l, d.h, d.p], (Kind::Float, xdt.device()));
-        rows_kernel(RowKernel::Out, &[&raw, &y_diag, &r.acs, &y], 0, &d);
-        return (y, r.final_state);
+        rows_kernel(RowKernel::Out, &[raw.as_ref(), Some(&y_diag), Some(&r.acs), Some(&y)], 1, &d);
+        return (y, final_state);
     }
-    let decay_out = d.head_factor(&r.acs.exp());
-    let y_off = d.split_cols(&raw.to_kind(Kind::Float)) * decay_out;
-    let y = y_off.reshape(d.cols_shape()) + d.heads_to_cols(&y_diag); // fp32
-    (d.uncols(&y), r.final_state)
+    let mut y = d.heads_to_cols(&y_diag).to_kind(Kind::Float);
+    if let Some(raw) = raw {
+        let decay_out = d.head_factor(&r.acs.exp());
+        y += (d.split_cols(&raw.to_kind(Kind::Float)) * decay_out).reshape(d.cols_shape());
+    }
+    (d.uncols(&y), final_state)
 }
 
-/// C_l . S_prev without the decay, columns layout (compute kind).
-fn raw_state_output(d: &Dims, r: &Recomputed) -> Tensor {
-    let prev = d.state_rows(&r.prev.to_kind(d.kind)); // [B, C, G, H/G * P, N]
-    r.c.matmul(&prev.transpose(-1, -2))
+/// C_l . S_prev without the decay, columns layout (compute kind); None where no state enters.
+fn raw_state_output(d: &Dims, r: &Recomputed) -> Option<Tensor> {
+    let prev = d.state_rows(&r.prev.as_ref()?.to_kind(d.kind)); // [B, C, G, H/G * P, N]
+    Some(r.c.matmul(&prev.transpose(-1, -2)))
 }
 
 struct Grads {
@@ -506,51 +526,75 @@ fn backward(
     let (kind, f32) = (d.kind, Kind::Float);
     let dev = xdt.device();
     let xdt = &xdt.contiguous();
-    let r = recompute(&d, xdt, la, b, c, h0);
+    // One chunk from zero: the chunk state only feeds the final state, so without a gradient of
+    // that, nothing of the states is needed.
+    let single = single_chunk(&d, h0);
+    let r = recompute(&d, xdt, la, b, c, h0, !single || dfinal.is_some());
     let dy = match dy {
         Some(t) => t.to_kind(f32).contiguous(),
         None => Tensor::zeros([d.bsz, d.l, d.h, d.p], (f32, dev)),
     }; // [B, L, H, P]
 
     // Y_off = exp(acs) * (C . S_prev): dyo = dy * exp(acs) (columns layout), dy per head for the
-    // diagonal blocks, and the gradient of acs through exp(acs).
+    // diagonal blocks, and the gradient of acs through exp(acs). Without a state entering the
+    // chunks: dy per head only (dacs 0).
     let raw = raw_state_output(&d, &r);
     let (dyo_k, dy_h, mut dacs) = if d.on_gpu() {
-        let dyo_k = Tensor::empty(d.cols_shape(), (kind, dev));
+        let dyo_k = raw.as_ref().map(|_| Tensor::empty(d.cols_shape(), (kind, dev)));
         let dy_h = Tensor::empty([d.bsz, d.nc, d.g, d.hpg, d.q, d.p], (kind, dev));
         let dacs = Tensor::empty([d.bsz, d.nc, d.h, d.q], (f32, dev));
-        rows_kernel(RowKernel::Dy, &[&dy, &raw, &r.acs, &dyo_k, &dy_h, &dacs], 1, &d);
+        rows_kernel(RowKernel::Dy, &[Some(&dy), raw.as_ref(), Some(&r.acs), dyo_k.as_ref(), Some(&dy_h), Some(&dacs)], 4, &d);
         (dyo_k, dy_h, dacs)
     } else {
         let dy = d.cols(&dy);
-        let dyo = d.split_cols(&dy) * d.head_factor(&r.acs.exp()); // [B, C, G, Q, H/G, P]
-        let dacs = d.head_sums(&(&dyo * d.split_cols(&raw.to_kind(f32)))); // [B, C, H, Q]
         let dy_h = d.cols_to_heads(&dy.to_kind(kind)); // [B, C, G, H/G, Q, P]
-        (dyo.to_kind(kind).reshape(d.cols_shape()), dy_h, dacs)
+        match &raw {
+            Some(raw) => {
+                let dyo = d.split_cols(&dy) * d.head_factor(&r.acs.exp()); // [B, C, G, Q, H/G, P]
+                let dacs = d.head_sums(&(&dyo * d.split_cols(&raw.to_kind(f32)))); // [B, C, H, Q]
+                (Some(dyo.to_kind(kind).reshape(d.cols_shape())), dy_h, dacs)
+            }
+            None => (None, dy_h, Tensor::zeros([d.bsz, d.nc, d.h, d.q], (f32, dev))),
+        }
     };
     drop(raw);
-    let prev_rows = d.state_rows(&r.prev.to_kind(kind)); // [B, C, G, H/G * P, N]
-    let mut dc = dyo_k.matmul(&prev_rows).to_kind(f32); // [B, C, G, Q, N]
-    let dprev = dyo_k.transpose(-1, -2).matmul(&r.c).reshape([d.bsz, d.nc, d.h, d.p, d.n]); // compute kind
-    drop((dyo_k, prev_rows));
+    let (mut dc, dprev) = match (&dyo_k, &r.prev) {
+        (Some(dyo_k), Some(prev)) => {
+            let prev_rows = d.state_rows(&prev.to_kind(kind)); // [B, C, G, H/G * P, N]
+            let dc = dyo_k.matmul(&prev_rows).to_kind(f32); // [B, C, G, Q, N]
+            let dprev = dyo_k.transpose(-1, -2).matmul(&r.c).reshape([d.bsz, d.nc, d.h, d.p, d.n]); // compute kind
+            (Some(dc), Some(dprev))
+        }
+        _ => (None, None),
+    };
+    drop(dyo_k);
 
     // Between chunks.
-    let (dstates, dh0, mut dlast) = match &r.passing {
-        Some(passing) => pass_states_backward(&d, passing, &dprev.to_kind(f32), dfinal),
-        None => {
+    let (dstates, dh0, mut dlast) = match (&dprev, &r.passing) {
+        (Some(dprev), Some(passing)) => {
+            let (ds, dh0, dl) = pass_states_backward(&d, passing, &dprev.to_kind(f32), dfinal);
+            (Some(ds), Some(dh0), dl)
+        }
+        (Some(dprev), None) => {
             let dfinal = dfinal.map(|t| t.to_kind(f32).contiguous());
             let dstates = Tensor::empty([d.bsz, d.nc, d.h, d.p, d.n], (kind, dev));
             let dh0 = Tensor::empty([d.bsz, d.h, d.p, d.n], (f32, dev));
             let mut part = std::ptr::null_mut();
             let dfp = dfinal.as_ref().map_or(std::ptr::null_mut(), ptr);
-            check(unsafe { stuffed_ssd_pass_bwd(ptr(&dprev), dfp, ptr(&r.prev), ptr(&r.last), ptr(&dstates), ptr(&dh0), &mut part) });
+            let prev = r.prev.as_ref().expect("states entered the chunks");
+            check(unsafe { stuffed_ssd_pass_bwd(ptr(dprev), dfp, ptr(prev), ptr(&r.last), ptr(&dstates), ptr(&dh0), &mut part) });
             let dlast = unsafe { Tensor::from_ptr(part) }.sum_dim_intlist(-1, false, f32); // [B, C, H]
-            (dstates, dh0, dlast)
+            (Some(dstates), Some(dh0), dlast)
+        }
+        // One chunk from zero: the final state is the chunk state.
+        (None, _) => {
+            let ds = dfinal.map(|t| t.to_kind(kind).reshape([d.bsz, 1, d.h, d.p, d.n]));
+            (ds, None, Tensor::zeros([d.bsz, d.nc, d.h], (f32, dev)))
         }
     };
-    let dh0 = h0.map(|_| dh0);
-    let ds_rows = d.state_rows(&dstates.to_kind(kind)); // [B, C, G, H/G * P, N]
-    drop((dstates, dprev));
+    let dh0 = h0.and(dh0);
+    let ds_rows = dstates.map(|t| d.state_rows(&t.to_kind(kind))); // [B, C, G, H/G * P, N]
+    drop(dprev);
 
     // Diagonal blocks: Y_diag = M X with M = C.B * decay (masked), per head.
     let m = decay_fwd(&r.cb, &r.acs, d.hpg);
@@ -558,19 +602,26 @@ fn backward(
     drop(m);
 
     // Chunk states: S = sum_s (x_s w_s) (x) B_s.
-    let dxw = r.b.matmul(&ds_rows.transpose(-1, -2)); // columns layout
-    let mut db = r.xw.matmul(&ds_rows).to_kind(f32); // [B, C, G, Q, N]
+    let (dxw, db_states) = match (&ds_rows, &r.xw) {
+        (Some(ds), Some(xw)) => (Some(r.b.matmul(&ds.transpose(-1, -2))), Some(xw.matmul(ds).to_kind(f32))), // columns layout, [B, C, G, Q, N]
+        _ => (None, None),
+    };
     drop(ds_rows);
     let (dxdt, dw) = if d.on_gpu() {
         let dxdt = Tensor::empty([d.bsz, d.l, d.h, d.p], (kind, dev));
         let dw = Tensor::empty([d.bsz, d.nc, d.h, d.q], (f32, dev));
-        rows_kernel(RowKernel::Dx, &[&dxw, xdt, &r.w, &dx_diag, &dxdt, &dw], 0, &d);
+        rows_kernel(RowKernel::Dx, &[dxw.as_ref(), Some(xdt), Some(&r.w), Some(&dx_diag), Some(&dxdt), Some(&dw)], 1, &d);
         (dxdt, dw)
     } else {
-        let (xf, dxw) = (d.split_cols(&d.cols(xdt).to_kind(f32)), d.split_cols(&dxw.to_kind(f32))); // [B, C, G, Q, H/G, P]
-        let wf = d.head_factor(&r.w);
-        let dx = (&dxw * &wf).reshape(d.cols_shape()) + d.heads_to_cols(&dx_diag); // fp32
-        let dw = d.head_sums(&(&dxw * &xf)) * &r.w;
+        let mut dx = d.heads_to_cols(&dx_diag).to_kind(f32);
+        let dw = match &dxw {
+            Some(dxw) => {
+                let (xf, dxw) = (d.split_cols(&d.cols(xdt).to_kind(f32)), d.split_cols(&dxw.to_kind(f32))); // [B, C, G, Q, H/G, P]
+                dx += (&dxw * d.head_factor(&r.w)).reshape(d.cols_shape());
+                d.head_sums(&(&dxw * &xf)) * &r.w
+            }
+            None => Tensor::zeros([d.bsz, d.nc, d.h, d.q], (f32, dev)),
+        };
         (d.uncols(&dx).to_kind(kind), dw)
     };
     drop((dxw, dx_diag));
@@ -582,8 +633,16 @@ fn backward(
     drop(dm);
     dacs += dacs_decay;
     let dcb = dcb.to_kind(kind);
-    dc += dcb.matmul(&r.b).to_kind(f32);
-    db += dcb.transpose(-1, -2).matmul(&r.c).to_kind(f32);
+    let dc_diag = dcb.matmul(&r.b).to_kind(f32);
+    let dc = match dc.take() {
+        Some(dc) => dc + dc_diag,
+        None => dc_diag,
+    };
+    let db_diag = dcb.transpose(-1, -2).matmul(&r.c).to_kind(f32);
+    let db = match db_states {
+        Some(db) => db + db_diag,
+        None => db_diag,
+    };
 
     // acs = within-chunk cumsum of la: dla_s = sum_{l >= s} dacs_l.
     let mut dacs_last = dacs.narrow(-1, d.q - 1, 1);
@@ -708,6 +767,12 @@ mod tests {
             (100, 32, 4, 2, false, false),
             (5, 64, 2, 1, true, true),
             (300, 8, 2, 2, true, true), // 38 chunks
+            // One chunk from zero (nothing enters it), with and without the final state's
+            // gradient, whole and tail-padded.
+            (64, 64, 2, 1, false, false),
+            (64, 64, 4, 2, false, true),
+            (20, 32, 4, 2, false, false),
+            (20, 32, 4, 2, false, true),
         ] {
             let (bsz, p, n) = (2, 8, 6);
             let leaf = |t: Tensor| t.set_requires_grad(true);

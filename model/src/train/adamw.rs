@@ -51,6 +51,24 @@ pub struct StepStats {
     pub grad_norm: Tensor,
 }
 
+/// The step-dependent factors of an update (`AdamW::factors`): known on the host, or read from
+/// the device when the update runs.
+#[derive(Clone, Copy)]
+enum Factors<'a> {
+    Host([f64; 3]),
+    Device(&'a Tensor),
+}
+
+impl Factors<'_> {
+    /// `t` times factor `i`.
+    fn mul(self, t: &Tensor, i: usize) -> Tensor {
+        match self {
+            Factors::Host(h) => t * h[i],
+            Factors::Device(d) => t * d.get(i as i64),
+        }
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct StateMeta {
     step: i64,
@@ -93,6 +111,38 @@ impl AdamW {
     /// Clips the global gradient norm to `max_norm` (no clipping when <= 0) and applies one
     /// AdamW update with learning rate `lr`. Parameters without a gradient count as zero.
     pub fn step(&mut self, lr: f64, max_norm: f64) -> StepStats {
+        self.step += 1;
+        let f = self.factors(lr);
+        self.update(max_norm, Factors::Host(f))
+    }
+
+    /// `step` for a captured CUDA graph: the step-dependent factors are read from `factors`
+    /// (a [3] fp32 tensor on the device, see `advance`) when the work runs, not fixed when it
+    /// is queued. The same float operations as `step`, so the same result.
+    pub fn step_from(&self, factors: &Tensor, max_norm: f64) -> StepStats {
+        self.update(max_norm, Factors::Device(factors))
+    }
+
+    /// Counts one step and writes its factors for learning rate `lr` into `factors` (see
+    /// `step_from`), before the captured step runs.
+    pub fn advance(&mut self, lr: f64, factors: &Tensor) {
+        let _guard = tch::no_grad_guard();
+        self.step += 1;
+        for (i, v) in self.factors(lr).into_iter().enumerate() {
+            let _ = factors.get(i as i64).fill_(v);
+        }
+    }
+
+    /// The step-dependent factors of step `self.step`: lr / (1 - beta1^t), 1 / sqrt(1 - beta2^t)
+    /// and the weight decay's 1 - lr * weight_decay.
+    fn factors(&self, lr: f64) -> [f64; 3] {
+        let AdamWConfig { beta1, beta2, weight_decay, .. } = self.cfg;
+        let bc1 = 1.0 - beta1.powi(self.step as i32);
+        let bc2 = 1.0 - beta2.powi(self.step as i32);
+        [lr / bc1, 1.0 / bc2.sqrt(), 1.0 - lr * weight_decay]
+    }
+
+    fn update(&self, max_norm: f64, f: Factors) -> StepStats {
         let _guard = tch::no_grad_guard();
         let grads: Vec<Tensor> = self
             .slots
@@ -113,18 +163,19 @@ impl AdamW {
             let coef = (max_norm / (&grad_norm + 1e-6)).clamp_max(1.0);
             g = g * coef;
         }
-        self.step += 1;
         let AdamWConfig { beta1, beta2, eps, weight_decay } = self.cfg;
-        let bc1 = 1.0 - beta1.powi(self.step as i32);
-        let bc2 = 1.0 - beta2.powi(self.step as i32);
-        let _ = self.m.lerp_(&g, 1.0 - beta1);
-        let _ = self.v.lerp_(&g.square(), 1.0 - beta2);
-        let denom = self.v.sqrt() / bc2.sqrt() + eps;
-        let update = &self.m / denom * (lr / bc1); // [numel]
-        for s in &mut self.slots {
+        let (mut m, mut v) = (self.m.shallow_clone(), self.v.shallow_clone());
+        let _ = m.lerp_(&g, 1.0 - beta1);
+        let _ = v.lerp_(&g.square(), 1.0 - beta2);
+        let denom = f.mul(&v.sqrt(), 1) + eps;
+        let update = f.mul(&(&m / denom), 0); // [numel]
+        for s in &self.slots {
             let mut p = s.param.shallow_clone();
             if s.decay && weight_decay > 0.0 {
-                let _ = p.g_mul_scalar_(1.0 - lr * weight_decay);
+                let _ = match f {
+                    Factors::Host(h) => p.g_mul_scalar_(h[2]),
+                    Factors::Device(d) => p.g_mul_(&d.get(2)),
+                };
             }
             let _ = p.g_sub_(&update.narrow(0, s.offset, s.numel).view_as(&p));
         }

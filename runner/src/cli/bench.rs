@@ -44,6 +44,29 @@ pub struct Target {
     /// SSD backends to run, side by side (comma-separated: tensor, fused).
     #[arg(long, value_delimiter = ',', default_value = "tensor,fused")]
     compare: Vec<SsdBackend>,
+    /// Training steps as one CUDA graph each: off, on, or both side by side (on a CUDA device;
+    /// ignored elsewhere and by `bench eval`).
+    #[arg(long, value_enum, default_value_t = GraphMode::Both)]
+    graph: GraphMode,
+}
+
+/// Whether the training benchmarks run eagerly, as CUDA graphs, or both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GraphMode {
+    Off,
+    On,
+    Both,
+}
+
+impl GraphMode {
+    /// The runs on `dev`: eager and/or graphed (graphs only on CUDA).
+    fn runs(self, dev: tch::Device) -> Vec<bool> {
+        match (self, dev.is_cuda()) {
+            (_, false) | (GraphMode::Off, true) => vec![false],
+            (GraphMode::On, true) => vec![true],
+            (GraphMode::Both, true) => vec![false, true],
+        }
+    }
 }
 
 impl Target {
@@ -219,11 +242,11 @@ impl TrainArgs {
             Some(t) => anyhow::bail!("--start-at: expected seconds since the Unix epoch, got {t}"),
             None => None,
         };
-        let runs: Vec<_> = train_runs(&cfg, shape, start_at, dev, prec, &self.target.compare, profile, self.format == Format::Text)?
+        let runs: Vec<_> = train_runs(&cfg, shape, start_at, dev, prec, &self.target, profile, self.format == Format::Text)?
             .into_iter()
             .map(|(r, _)| r)
             .collect();
-        let ratio = ratio(runs.iter().map(|r| (r.ssd.as_str(), r.tokens_per_s)));
+        let ratio = ratio(runs.iter().filter(|r| !r.graph).map(|r| (r.ssd.as_str(), r.tokens_per_s)));
         finish(self.format, &runs, ratio)
     }
 }
@@ -238,25 +261,26 @@ fn train_runs(
     start_at: Option<std::time::SystemTime>,
     dev: tch::Device,
     prec: Precision,
-    compare: &[SsdBackend],
+    target: &Target,
     profile: Option<(&std::path::Path, &str)>,
     print: bool,
 ) -> anyhow::Result<Vec<(bench::TrainBench, Option<std::path::PathBuf>)>> {
     let mut runs = Vec::new();
-    for b in backends(compare, dev) {
+    for (b, graph) in backends(&target.compare, dev).into_iter().flat_map(|b| target.graph.runs(dev).into_iter().map(move |g| (b, g))) {
+        // The profile is of eager steps (a graph's kernels run outside the profiler's operators).
         let prof = match profile {
-            Some((dir, stem)) => {
+            Some((dir, stem)) if !graph => {
                 std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
                 Some(dir.join(format!("{stem}-{}.tsv", b.name())))
             }
-            None => None,
+            _ => None,
         };
-        let opts = TrainOpts { profile_to: prof.clone(), start_at };
+        let opts = TrainOpts { profile_to: prof.clone(), start_at, graph };
         let r = bench::train(cfg, shape, dev, prec.kind(dev), b, &opts)?;
         if print {
             println!(
-                "train [{:>6}] {} x {} on {}{} ({}): {:.0} tokens/s, {:.1} ms/step, {:.1} model TFLOP/s{}, peak memory {:.2} GB",
-                r.ssd,
+                "train [{:>12}] {} x {} on {}{} ({}): {:.0} tokens/s, {:.1} ms/step, {:.1} model TFLOP/s{}, peak memory {:.2} GB",
+                if r.graph { format!("{}+graph", r.ssd) } else { r.ssd.clone() },
                 r.batch,
                 r.seq,
                 r.device,

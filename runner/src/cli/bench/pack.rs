@@ -40,6 +40,9 @@ pub struct PackArgs {
     /// Also measure the curve under CUDA MPS (needs nvidia-cuda-mps-control on PATH).
     #[arg(long)]
     mps: bool,
+    /// Every job runs its steps as CUDA graphs.
+    #[arg(long)]
+    graph: bool,
     /// Write the record (JSON) here; without it, it goes to stdout.
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
@@ -134,6 +137,7 @@ impl PackArgs {
             "device": self.device,
             "steps": self.steps,
             "ssd": "fused",
+            "graph": self.graph,
             "points": points,
         });
         super::write_record(self.out.as_deref(), &record)?;
@@ -153,7 +157,8 @@ impl PackArgs {
         cmd.args(["bench", "train", "--preset", preset, "--format", "json"])
             .args(["--batch", &batch.to_string(), "--seq", &seq.to_string()])
             .args(["--steps", &self.steps.to_string(), "--warmup", &self.warmup.to_string()])
-            .args(["--compare", "fused", "--device", &self.device]);
+            .args(["--compare", "fused", "--device", &self.device])
+            .args(["--graph", if self.graph { "on" } else { "off" }]);
         if let Some(at) = start_at {
             let secs = at.duration_since(UNIX_EPOCH).context("clock before 1970")?.as_secs_f64();
             cmd.args(["--start-at", &format!("{secs:.3}")]);

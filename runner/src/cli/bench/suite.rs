@@ -188,7 +188,7 @@ impl SuiteArgs {
                     let profile = self.profile.as_ref().map(|d| (d.as_path(), case.name));
                     let mut runs = Vec::new();
                     let mut profiles = Vec::new();
-                    for (r, prof) in train_runs(&cfg, shape, None, dev, prec, &self.target.compare, profile, true)? {
+                    for (r, prof) in train_runs(&cfg, shape, None, dev, prec, &self.target, profile, true)? {
                         runs.push(serde_json::to_value(r)?);
                         profiles.extend(prof.map(|p| p.display().to_string()));
                     }
