@@ -36,11 +36,13 @@ thread_local std::string g_err;
 
 // ---------------------------------------------------------------------------------------------
 // 1. Autograd Function with Rust callbacks.
-//    Forward inputs:  xdt, la, b, c, h0 (null when absent); outputs y, final state.
+//    Forward inputs:  xdt, la, b, c, h0 (null when absent); outputs y, final state (a 0-element
+//    placeholder when not wanted). Unused outputs' gradients reach backward undefined (null),
+//    not as zeros.
 //    Backward inputs: xdt, la, b, c, h0, dy, dfinal (each null when absent/undefined);
 //    outputs dxdt, dla, db, dc, dh0 (null for none).
 // Pointers handed to Rust are borrowed; pointers handed back are owned (allocated by tch).
-using Callback = int (*)(at::Tensor* const* in, int64_t chunk, at::Tensor** out);
+using Callback = int (*)(at::Tensor* const* in, int64_t chunk, int64_t want_final, at::Tensor** out);
 Callback g_fwd = nullptr;
 Callback g_bwd = nullptr;
 
@@ -60,12 +62,13 @@ at::Tensor* borrow_h0(at::Tensor& t) { return t.defined() && t.numel() > 0 ? &t 
 struct SsdFunction : public torch::autograd::Function<SsdFunction> {
   static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, at::Tensor xdt,
                                                 at::Tensor la, at::Tensor b, at::Tensor c, at::Tensor h0,
-                                                int64_t chunk) {
+                                                int64_t chunk, int64_t want_final) {
+    ctx->set_materialize_grads(false);
     ctx->save_for_backward({xdt, la, b, c, h0});
     ctx->saved_data["chunk"] = chunk;
     at::Tensor* in[5] = {&xdt, &la, &b, &c, borrow_h0(h0)};
     at::Tensor* out[2] = {nullptr, nullptr};
-    if (g_fwd == nullptr || g_fwd(in, chunk, out) != 0) {
+    if (g_fwd == nullptr || g_fwd(in, chunk, want_final, out) != 0) {
       throw std::runtime_error("fused SSD forward failed: " + g_err);
     }
     return {take(out[0]), take(out[1])};
@@ -78,10 +81,10 @@ struct SsdFunction : public torch::autograd::Function<SsdFunction> {
     at::Tensor dy = grads[0], dfinal = grads[1];
     at::Tensor* in[7] = {&saved[0], &saved[1], &saved[2], &saved[3], borrow_h0(saved[4]), borrow(dy), borrow(dfinal)};
     at::Tensor* out[5] = {nullptr, nullptr, nullptr, nullptr, nullptr};
-    if (g_bwd == nullptr || g_bwd(in, chunk, out) != 0) {
+    if (g_bwd == nullptr || g_bwd(in, chunk, 1, out) != 0) {
       throw std::runtime_error("fused SSD backward failed: " + g_err);
     }
-    return {take(out[0]), take(out[1]), take(out[2]), take(out[3]), take(out[4]), at::Tensor()};
+    return {take(out[0]), take(out[1]), take(out[2]), take(out[3]), take(out[4]), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -574,10 +577,10 @@ void stuffed_ssd_register(Callback fwd, Callback bwd) {
 }
 
 int stuffed_ssd_apply(at::Tensor* xdt, at::Tensor* la, at::Tensor* b, at::Tensor* c, at::Tensor* h0, int64_t chunk,
-                      at::Tensor** y, at::Tensor** final_state) {
+                      int64_t want_final, at::Tensor** y, at::Tensor** final_state) {
   return guarded([&] {
     auto none = at::empty({0}, xdt->options().dtype(at::kFloat));
-    auto r = SsdFunction::apply(*xdt, *la, *b, *c, h0 ? *h0 : none, chunk);
+    auto r = SsdFunction::apply(*xdt, *la, *b, *c, h0 ? *h0 : none, chunk, want_final);
     *y = new at::Tensor(r[0]);
     *final_state = new at::Tensor(r[1]);
   });

@@ -81,7 +81,7 @@ fn phases(lm: &Mamba2LM, cfg: &MambaConfig, b: &Batch, step_ms: f64, device: Dev
     let cc = leaf(Tensor::randn([bsz, l, g, nst], o));
     let backend = lm.ssd();
     let ssd = time_ms(device, n, || {
-        let (y, _) = crate::ssd::ssd(backend, &xdt, &la, &bb, &cc, cfg.ssm_cfg.chunk_size, None);
+        let (y, _) = crate::ssd::ssd(backend, &xdt, &la, &bb, &cc, cfg.ssm_cfg.chunk_size, None, false);
         y.sum(Kind::Float).backward();
     }) * cfg.n_layer as f64;
     Phases { forward, backward: (fwd_bwd - forward).max(0.0), optimizer: (step_ms - fwd_bwd).max(0.0), ssd }

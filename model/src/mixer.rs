@@ -175,12 +175,15 @@ impl Mixer {
         let xdt = if fused { ssd::fused::scale_heads(&xbc[0], &dt) } else { (xf() * dt.unsqueeze(-1)).to_kind(kind) }; // [B, L, H, P]
 
         let h0 = state.as_ref().map(|st| st.ssm.shallow_clone());
-        let (mut y, mut h_last) = ssd::ssd(backend, &xdt, &la, &b, &c, self.chunk, h0.as_ref());
+        // The final state is read by a carried state, the window correction and the probes; a
+        // training step without them never asks for it.
+        let want_final = state.is_some() || ex.knobs.window.is_some() || ex.probe.is_some();
+        let (mut y, mut h_last) = ssd::ssd(backend, &xdt, &la, &b, &c, self.chunk, h0.as_ref(), want_final);
         if let Some(r) = ex.knobs.window {
             let window = state.as_ref().and_then(|st| st.window.as_ref());
             let (y2, h2, buf) = self.window_correction(r, &xdt, &la, &b, &c, window, backend);
             y = y + y2;
-            h_last = h_last + h2;
+            h_last = h_last.map(|h| h + h2);
             if let Some(st) = state.as_deref_mut() {
                 st.window = Some(buf);
             }
@@ -188,11 +191,11 @@ impl Mixer {
         if let Some(probe) = ex.probe.as_deref_mut() {
             let (dt, la, xf, bf, cf) =
                 (dt.detach(), la.detach(), xf().detach(), b.to_kind(Kind::Float).detach(), c.to_kind(Kind::Float).detach());
-            let hs = h_last.detach();
+            let hs = h_last.as_ref().expect("final state asked for").detach();
             probe.observe(layer, &MixerObservation { dt: &dt, log_decay: &la, x: &xf, b: &bf, c: &cf, state: &hs });
         }
         if let Some(st) = state {
-            st.ssm = h_last;
+            st.ssm = h_last.expect("final state asked for");
             st.conv = new_conv.expect("conv state computed with a state");
         }
         if fused && ssd::fused::gated_norm_fits(di / g) && y.kind() == Kind::Float {
@@ -237,7 +240,8 @@ impl Mixer {
         let w = (cs.narrow(1, r, l) - cs.narrow(1, 0, l)).clamp_max(0.0).exp(); // [B, L, H]
         let leaving_x = (all_x.narrow(1, 0, l) * w.unsqueeze(-1)).neg().to_kind(xdt.kind());
         let leaving_b = all_b.narrow(1, 0, l).to_kind(b.kind());
-        let (y2, h2) = ssd::ssd(backend, &leaving_x, la, &leaving_b, c, self.chunk, None);
+        let (y2, h2) = ssd::ssd(backend, &leaving_x, la, &leaving_b, c, self.chunk, None, true);
+        let h2 = h2.expect("final state asked for");
         let buf = WindowBuf { xdt: all_x.narrow(1, l, r), b: all_b.narrow(1, l, r), la: all_la.narrow(1, l, r) };
         (y2, h2, buf)
     }

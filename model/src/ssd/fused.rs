@@ -32,7 +32,7 @@ mod kernel_list {
 }
 pub use kernel_list::KERNELS;
 
-type Callback = extern "C" fn(*const *mut C_tensor, i64, *mut *mut C_tensor) -> c_int;
+type Callback = extern "C" fn(*const *mut C_tensor, i64, i64, *mut *mut C_tensor) -> c_int;
 
 extern "C" {
     fn stuffed_ssd_last_error() -> *const c_char;
@@ -46,6 +46,7 @@ extern "C" {
         c: *mut C_tensor,
         h0: *mut C_tensor,
         chunk: i64,
+        want_final: i64,
         y: *mut *mut C_tensor,
         final_state: *mut *mut C_tensor,
     ) -> c_int;
@@ -124,19 +125,36 @@ pub fn kernels_ptx(major: i32, minor: i32) -> Result<String, String> {
 /// The fused SSD, same contract as `ssd_chunked`: y [B, L, H, P] (fp32) and the final state
 /// [B, H, P, N] (fp32). Under autograd it is one graph node saving only its inputs.
 pub fn ssd_fused(xdt: &Tensor, la: &Tensor, b: &Tensor, c: &Tensor, chunk: i64, h0: Option<&Tensor>) -> (Tensor, Tensor) {
+    let (y, s) = ssd_fused_with(xdt, la, b, c, chunk, h0, true);
+    (y, s.expect("the final state was asked for"))
+}
+
+/// `ssd_fused`, with the final state only when `want_final`: without it, a single chunk from
+/// zero (a training step on short sequences) computes no chunk state at all.
+pub fn ssd_fused_with(
+    xdt: &Tensor,
+    la: &Tensor,
+    b: &Tensor,
+    c: &Tensor,
+    chunk: i64,
+    h0: Option<&Tensor>,
+    want_final: bool,
+) -> (Tensor, Option<Tensor>) {
     let needs_grad = [xdt, la, b, c].iter().any(|t| t.requires_grad()) || h0.is_some_and(|t| t.requires_grad());
     if !needs_grad {
-        return forward(xdt, la, b, c, h0, chunk);
+        let (y, s) = forward(xdt, la, b, c, h0, chunk, want_final);
+        return (y, want_final.then_some(s));
     }
     static REGISTER: Once = Once::new();
     REGISTER.call_once(|| unsafe { stuffed_ssd_register(forward_callback, backward_callback) });
     let (mut y, mut s) = (std::ptr::null_mut(), std::ptr::null_mut());
     let h0p = h0.map_or(std::ptr::null_mut(), ptr);
-    let rc = unsafe { stuffed_ssd_apply(ptr(xdt), ptr(la), ptr(b), ptr(c), h0p, chunk, &mut y, &mut s) };
+    let rc = unsafe { stuffed_ssd_apply(ptr(xdt), ptr(la), ptr(b), ptr(c), h0p, chunk, want_final as i64, &mut y, &mut s) };
     if rc != 0 {
         panic!("{}", last_error());
     }
-    unsafe { (Tensor::from_ptr(y), Tensor::from_ptr(s)) }
+    let (y, s) = unsafe { (Tensor::from_ptr(y), Tensor::from_ptr(s)) };
+    (y, want_final.then_some(s))
 }
 
 /// Runs a callback body, turning a panic (tch reports libtorch errors, OOM included, as
@@ -175,17 +193,17 @@ unsafe fn give(outputs: *mut *mut C_tensor, i: usize, t: Option<Tensor>) {
     };
 }
 
-extern "C" fn forward_callback(inputs: *const *mut C_tensor, chunk: i64, outputs: *mut *mut C_tensor) -> c_int {
+extern "C" fn forward_callback(inputs: *const *mut C_tensor, chunk: i64, want_final: i64, outputs: *mut *mut C_tensor) -> c_int {
     guarded(|| unsafe {
         let [xdt, la, b, c] = [0, 1, 2, 3].map(|i| arg(inputs, i).expect("fused SSD input missing"));
         let h0 = arg(inputs, 4);
-        let (y, s) = forward(&xdt, &la, &b, &c, h0.as_ref(), chunk);
+        let (y, s) = forward(&xdt, &la, &b, &c, h0.as_ref(), chunk, want_final != 0);
         give(outputs, 0, Some(y));
         give(outputs, 1, Some(s));
     })
 }
 
-extern "C" fn backward_callback(inputs: *const *mut C_tensor, chunk: i64, outputs: *mut *mut C_tensor) -> c_int {
+extern "C" fn backward_callback(inputs: *const *mut C_tensor, chunk: i64, _want_final: i64, outputs: *mut *mut C_tensor) -> c_int {
     guarded(|| unsafe {
         let [xdt, la, b, c] = [0, 1, 2, 3].map(|i| arg(inputs, i).expect("fused SSD input missing"));
         let (h0, dy, dfinal) = (arg(inputs, 4), arg(inputs, 5), arg(inputs, 6));
@@ -471,17 +489,18 @@ fn rows_kernel(kernel: RowKernel, ts: &[Option<&Tensor>], kind_of: usize, d: &Di
     check(unsafe { stuffed_ssd_rows(stem.as_ptr(), ptrs.as_ptr(), ptrs.len() as c_int, kind_of as c_int, dims.as_ptr()) });
 }
 
-/// Forward without autograd: (y [B, L, H, P] fp32, final state [B, H, P, N] fp32).
-fn forward(xdt: &Tensor, la: &Tensor, b: &Tensor, c: &Tensor, h0: Option<&Tensor>, chunk: i64) -> (Tensor, Tensor) {
+/// Forward without autograd: (y [B, L, H, P] fp32, final state [B, H, P, N] fp32; without
+/// `want_final`, a 0-element placeholder where that saved work, a single chunk from zero).
+fn forward(xdt: &Tensor, la: &Tensor, b: &Tensor, c: &Tensor, h0: Option<&Tensor>, chunk: i64, want_final: bool) -> (Tensor, Tensor) {
     let _guard = tch::no_grad_guard();
     let d = Dims::new(xdt, b, chunk);
     let xdt = &xdt.contiguous();
-    let r = recompute(&d, xdt, la, b, c, h0, true);
+    let r = recompute(&d, xdt, la, b, c, h0, want_final || !single_chunk(&d, h0));
     let m = decay_fwd(&r.cb, &r.acs, d.hpg); // [B, C, H, Q, Q]
     let y_diag = d.by_group(&m).matmul(&r.xh); // [B, C, G, H/G, Q, P]
     drop(m);
     let raw = raw_state_output(&d, &r);
-    let final_state = r.final_state.expect("recomputed with the states");
+    let final_state = r.final_state.unwrap_or_else(|| Tensor::empty([0], (Kind::Float, xdt.device())));
     if d.on_gpu() {
         let y = Tensor::empty([d.bsz, d.l, d.h, d.p], (Kind::Float, xdt.device()));
         rows_kernel(RowKernel::Out, &[raw.as_ref(), Some(&y_diag), Some(&r.acs), Some(&y)], 1, &d);
@@ -788,21 +807,28 @@ mod tests {
                 for t in &inputs {
                     let _ = t.grad().f_zero_();
                 }
-                let (y, s) =
-                    if fused { ssd_fused(&xdt, &la, &b, &c, q, h0.as_ref()) } else { ssd_chunked(&xdt, &la, &b, &c, q, h0.as_ref()) };
+                // The fused node is asked for the final state only where the loss reads it.
+                let (y, s) = if fused {
+                    ssd_fused_with(&xdt, &la, &b, &c, q, h0.as_ref(), use_final)
+                } else {
+                    let (y, s) = ssd_chunked(&xdt, &la, &b, &c, q, h0.as_ref());
+                    (y, use_final.then_some(s))
+                };
                 let mut loss = (&y * &wy).sum(Kind::Float);
-                if use_final {
-                    loss = loss + (&s * &ws).sum(Kind::Float);
+                if let Some(s) = &s {
+                    loss = loss + (s * &ws).sum(Kind::Float);
                 }
                 loss.backward();
                 let grads: Vec<Tensor> = inputs.iter().map(|t| t.grad().copy()).collect();
-                (y.detach(), s.detach(), grads)
+                (y.detach(), s.map(|s| s.detach()), grads)
             };
             let (y1, s1, g1) = run(true);
             let (y2, s2, g2) = run(false);
             let case = format!("l={l} q={q} h={h} g={g} h0={with_h0} final={use_final}");
             assert!(max_rel(&y1, &y2) < 1e-5, "y {case}: {}", max_rel(&y1, &y2));
-            assert!(max_rel(&s1, &s2) < 1e-5, "state {case}");
+            if let (Some(s1), Some(s2)) = (&s1, &s2) {
+                assert!(max_rel(s1, s2) < 1e-5, "state {case}");
+            }
             for (i, (a, e)) in g1.iter().zip(&g2).enumerate() {
                 assert!(max_rel(a, e) < 1e-4, "grad {i} {case}: {}", max_rel(a, e));
             }

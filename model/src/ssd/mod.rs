@@ -68,10 +68,25 @@ impl std::str::FromStr for SsdBackend {
 
 /// The chunked SSD through `backend` (`auto` counts as `tensor`): same contract as
 /// `ssd_chunked`.
-pub fn ssd(backend: SsdBackend, xdt: &Tensor, la: &Tensor, b: &Tensor, c: &Tensor, chunk: i64, h0: Option<&Tensor>) -> (Tensor, Tensor) {
+/// The final state comes back when `want_final` (the fused backend skips the chunk states
+/// without it where it can: a single chunk from zero).
+#[allow(clippy::too_many_arguments)]
+pub fn ssd(
+    backend: SsdBackend,
+    xdt: &Tensor,
+    la: &Tensor,
+    b: &Tensor,
+    c: &Tensor,
+    chunk: i64,
+    h0: Option<&Tensor>,
+    want_final: bool,
+) -> (Tensor, Option<Tensor>) {
     match backend {
-        SsdBackend::Fused => fused::ssd_fused(xdt, la, b, c, chunk, h0),
-        _ => ssd_chunked(xdt, la, b, c, chunk, h0),
+        SsdBackend::Fused => fused::ssd_fused_with(xdt, la, b, c, chunk, h0, want_final),
+        _ => {
+            let (y, s) = ssd_chunked(xdt, la, b, c, chunk, h0);
+            (y, want_final.then_some(s))
+        }
     }
 }
 
