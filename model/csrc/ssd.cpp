@@ -413,6 +413,10 @@ struct GatedNorm {
     return std::string("gnorm_") + dir + std::to_string(columns(gs)) + suffix(x);
   }
 
+  // Row blocks per multiprocessor: enough to fill it (2048 threads, at most 32 blocks) when the
+  // groups are narrow (a tiny model's 256 columns make blocks of 64 threads), at least 8.
+  static int64_t blocks_per_sm(unsigned threads) { return std::max<int64_t>(8, std::min<int64_t>(32, 2048 / threads)); }
+
   // The sizes of one call, as the kernels take them (their addresses are the launch arguments).
   struct Call {
     int64_t bsz, l, di, gs;
@@ -422,7 +426,8 @@ struct GatedNorm {
     float eps;
     Call(const GatedNorm& op, const at::Tensor& y, const at::Tensor& x, const at::Tensor& z)
         : bsz(y.size(0)), l(y.size(1)), di(y.size(2)), gs(di / op.groups),
-          rows((unsigned)std::min<int64_t>(bsz * l, 8 * sms(y))), groups((unsigned)op.groups), sx(x.stride(1)),
+          rows((unsigned)std::min<int64_t>(bsz * l, blocks_per_sm(op.threads(di / op.groups)) * sms(y))),
+          groups((unsigned)op.groups), sx(x.stride(1)),
           sz(z.stride(1)), m((int)(bsz * l)), d((int)di), g((int)gs), p((int)op.headdim), eps((float)op.eps) {}
   };
 

@@ -202,6 +202,17 @@ fn tokenizer_mismatch_between_corpus_and_job_is_an_error() {
 }
 
 #[test]
+fn cuda_graph_on_a_cpu_job_is_an_error_before_any_step() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = fixture_corpus(tmp.path());
+    let mut j = job(&c, 2, 0);
+    j.train.cuda_graph = true;
+    let err = run(&j, &tmp.path().join("r"), None).unwrap_err().to_string();
+    assert!(err.contains("train.cuda_graph") && err.contains("CUDA device"), "{err}");
+    assert!(!tmp.path().join("r").join("checkpoints").exists(), "nothing trained");
+}
+
+#[test]
 fn gradient_accumulation_gives_the_same_update() {
     use stuffed_model::train::{train_step, Batch};
     // Random tokens and an unseeded init: not while another test seeds the global generator.

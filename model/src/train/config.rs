@@ -255,10 +255,20 @@ pub struct TrainConfig {
     /// fused. The one that ran is recorded with each attempt.
     #[serde(default, skip_serializing_if = "is_auto")]
     pub ssd: SsdBackend,
+    /// Run every training step as one CUDA graph (captured on the second step, replayed after):
+    /// the same updates with a few thousand fewer kernel launches a step. Needs a CUDA device,
+    /// the whole batch at once (no micro_batch_size below it) and no tbptt_segments; the attempt
+    /// records its SSD as `<backend>+graph`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub cuda_graph: bool,
 }
 
 fn is_auto(b: &SsdBackend) -> bool {
     *b == SsdBackend::Auto
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl TrainConfig {
@@ -604,6 +614,15 @@ impl JobConfig {
         if t.micro_batch_size.is_some() && self.data.tbptt_segments > 1 {
             p.push(("train.micro_batch_size".into(), "gradient accumulation does not combine with data.tbptt_segments > 1".into()));
         }
+        if t.cuda_graph && self.data.tbptt_segments > 1 {
+            p.push(("train.cuda_graph".into(), "a CUDA-graphed step does not carry a state: not with data.tbptt_segments > 1".into()));
+        }
+        if t.cuda_graph && t.micro_batch_size.is_some_and(|m| m < t.batch()) {
+            p.push((
+                "train.cuda_graph".into(),
+                "a CUDA-graphed step takes the whole batch at once: not with train.micro_batch_size below the batch".into(),
+            ));
+        }
         if t.batch_size.is_some() == t.tokens_per_step.is_some() {
             p.push(("train.batch_size".into(), "give exactly one of train.batch_size and train.tokens_per_step".into()));
         } else if let Some(tps) = t.tokens_per_step {
@@ -823,6 +842,31 @@ mod tests {
         );
         let job: JobConfig = crate::yaml::value_from_str(&yaml).unwrap();
         job.problems().into_iter().next()
+    }
+
+    /// `train.cuda_graph` is refused where a step cannot be one graph, by its key; unset it stays
+    /// out of the canonical config (existing job ids keep their value).
+    #[test]
+    fn cuda_graph_is_checked_and_unset_stays_out() {
+        let job = |train: &str, data: &str| -> JobConfig {
+            let yaml = format!(
+                "model: {{d_model: 32, n_layer: 1, d_state: 4, headdim: 16}}\ntrain: {{seq_len: 16, batch_size: 4, steps: 2, lr: 0.01, device: cpu{train}}}\n{data}"
+            );
+            crate::yaml::value_from_str(&yaml).unwrap()
+        };
+        let first = |j: &JobConfig| j.problems().into_iter().next();
+        assert_eq!(first(&job(", cuda_graph: true", "")), None);
+        let (key, msg) = first(&job(", cuda_graph: true", "data: {tbptt_segments: 2}\n")).unwrap();
+        assert_eq!(key, "train.cuda_graph");
+        assert!(msg.contains("tbptt_segments"), "{msg}");
+        let (key, msg) = first(&job(", cuda_graph: true, micro_batch_size: 2", "")).unwrap();
+        assert_eq!(key, "train.cuda_graph");
+        assert!(msg.contains("micro_batch_size"), "{msg}");
+        assert_eq!(first(&job(", cuda_graph: true, micro_batch_size: 4", "")), None);
+        let plain = serde_json::to_value(job("", "")).unwrap();
+        assert!(plain["train"].get("cuda_graph").is_none(), "{plain}");
+        let on = serde_json::to_value(job(", cuda_graph: true", "")).unwrap();
+        assert_eq!(on["train"]["cuda_graph"], serde_json::json!(true));
     }
 
     #[test]

@@ -17,12 +17,6 @@ use crate::train::adamw::AdamW;
 use crate::train::step::{batch_loss, train_step, Batch, StepResult};
 use crate::{Error, Result};
 
-/// Whether a step of this kind can be captured: a CUDA device, the whole batch at once (no
-/// micro-batches) and no carried state (truncated BPTT).
-pub fn capturable(device: tch::Device, micro: Option<i64>, rows: i64, tbptt: bool) -> bool {
-    device.is_cuda() && !tbptt && micro.is_none_or(|m| m >= rows)
-}
-
 /// A training step captured as a CUDA graph (see the module's text).
 pub struct GraphedStep {
     graph: Option<Graph>,
@@ -78,7 +72,8 @@ impl GraphedStep {
         opt.advance(lr, &self.factors);
         if self.out.is_none() {
             if let Err(e) = self.capture(lm, opt) {
-                self.graph = None; // its pool goes with it; the caller may go on eagerly
+                self.graph = None; // its pool goes with it
+                opt.step -= 1; // this step did not run
                 return Err(e);
             }
         }

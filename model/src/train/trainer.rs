@@ -23,7 +23,7 @@ use crate::state::State;
 use crate::tokenizer::Tokenizer;
 use crate::train::events::EventLog;
 use crate::train::step::{batch_loss, Batch};
-use crate::train::{train_step, AdamW, JobConfig, PrecisionExt};
+use crate::train::{train_step, AdamW, GraphedStep, JobConfig, PrecisionExt};
 use crate::{Error, Result};
 use stuffed_protocol::rundir;
 use stuffed_protocol::Event;
@@ -233,6 +233,11 @@ pub fn train<E: From<Error>>(
         }
     };
     lm.set_ssd(ssd)?;
+    if t.cuda_graph && !device.is_cuda() {
+        return Err(Error::Config(format!("train.cuda_graph: needs a CUDA device, this job runs on {}", cuda::device_name(device))).into());
+    }
+    // What the attempt records as its SSD: the backend, and whether steps are CUDA graphs.
+    let ssd_name = if t.cuda_graph { format!("{}+graph", ssd.name()) } else { ssd.name().to_string() };
     let mut opt = AdamW::new(lm.params(), t.adamw());
     if let Some(dir) = &resume {
         opt.load(dir)?;
@@ -270,10 +275,10 @@ pub fn train<E: From<Error>>(
             state_size: cfg.state_size(),
             device: cuda::device_name(device),
             precision: format!("{kind:?}"),
-            ssd: Some(ssd.name().into()),
+            ssd: Some(ssd_name.clone()),
         })?;
     } else {
-        log.emit(Event::Resume { step, tokens, total_steps: total, ssd: Some(ssd.name().into()) })?;
+        log.emit(Event::Resume { step, tokens, total_steps: total, ssd: Some(ssd_name.clone()) })?;
     }
 
     // A resumed job revisits the points it passed: the hook evaluates what is missing and
@@ -294,6 +299,7 @@ pub fn train<E: From<Error>>(
     }
 
     let schedule = t.schedule();
+    let mut graphed = if t.cuda_graph { Some(GraphedStep::new(&ctx.lm, kind, t.grad_clip)?) } else { None };
     let mut tbptt: Option<State> = None;
     let (mut last_loss, mut interval_tokens, mut interval_start) = (f64::NAN, 0i64, Instant::now());
     cuda::reset_peak(device);
@@ -308,13 +314,16 @@ pub fn train<E: From<Error>>(
         if k > 1 && step % k == 0 {
             tbptt = Some(ctx.lm.zero_state(batch, kind));
         }
-        let (loss, grad_norm) = Error::catch_panic(|| {
-            let res = train_step(&ctx.lm, &mut ctx.opt, &b, tbptt.as_mut(), kind, lr, t.grad_clip, t.micro_batch_size);
-            if let Some(s) = tbptt.as_mut() {
-                *s = s.detach();
-            }
-            res.read()
-        })?;
+        let (loss, grad_norm) = match graphed.as_mut() {
+            Some(g) => Error::catch_panic(|| g.step(&ctx.lm, &mut ctx.opt, &b, lr).map(|r| r.read()))??,
+            None => Error::catch_panic(|| {
+                let res = train_step(&ctx.lm, &mut ctx.opt, &b, tbptt.as_mut(), kind, lr, t.grad_clip, t.micro_batch_size);
+                if let Some(s) = tbptt.as_mut() {
+                    *s = s.detach();
+                }
+                res.read()
+            })?,
+        };
         step += 1;
         tokens += b.tokens();
         interval_tokens += b.tokens();
