@@ -31,6 +31,7 @@ pub struct TrainBench {
     pub model_tflops: f64,
     /// Model FLOPs utilisation against the GPU's dense bf16 peak, when known.
     pub mfu: Option<f64>,
+    /// Peak device memory of the timed steps (a graphed run: from its start, see `train`).
     pub peak_memory_gb: f64,
     pub final_loss: f64,
     /// Where a step's time goes (ms, each phase timed on its own with device syncs): forward
@@ -196,7 +197,11 @@ pub fn train(cfg: &MambaConfig, shape: TrainShape, device: Device, kind: Kind, s
         loss = step(&mut opt)?.read().0;
     }
     synchronize(device);
-    cuda::reset_peak(device);
+    // A graphed run's memory is mostly its graph's pool, allocated at the capture: its peak is
+    // counted from the start (the eager warm-up step included), an eager run's from here.
+    if !opts.graph {
+        cuda::reset_peak(device);
+    }
     if let Some(at) = opts.start_at {
         if let Ok(wait) = at.duration_since(std::time::SystemTime::now()) {
             std::thread::sleep(wait);

@@ -234,7 +234,7 @@ pub fn train<E: From<Error>>(
     };
     lm.set_ssd(ssd)?;
     if t.cuda_graph && !device.is_cuda() {
-        return Err(Error::Config(format!("train.cuda_graph: needs a CUDA device, this job runs on {}", cuda::device_name(device))).into());
+        return Err(Error::Device(format!("train.cuda_graph: needs a CUDA device, this job runs on {}", cuda::device_name(device))).into());
     }
     // What the attempt records as its SSD: the backend, and whether steps are CUDA graphs.
     let ssd_name = if t.cuda_graph { format!("{}+graph", ssd.name()) } else { ssd.name().to_string() };
