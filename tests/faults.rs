@@ -304,3 +304,51 @@ fn unwritable_output_and_short_passkey_lengths_are_refused() {
     let t = text(&o);
     assert!(t.contains("pk.yaml:6") && t.contains("evals[0].lengths[1]") && t.contains("shorter than the passkey template"), "{t}");
 }
+
+/// Several GPUs and one of them failing mid-sweep (test aids: `STUFFED_TEST_GPUS=3` gives the
+/// controller three GPU slots that need no device, `STUFFED_TEST_BROKEN_GPU=1` makes every worker
+/// placed on GPU 1 die at once without a final event; the jobs are long enough to keep GPUs 0
+/// and 2 busy while GPU 1 takes new ones). One controller spreads the jobs over the
+/// GPUs, retries the killed attempts on another GPU, retires GPU 1 after three failures in a
+/// row and completes every job on GPUs 0 and 2; the attempts record each GPU.
+#[test]
+fn a_gpu_failing_mid_sweep_is_retired_and_its_jobs_run_elsewhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let corpus = common::fixture_corpus(d);
+    let sweep = d.join("gpus.yaml");
+    std::fs::write(
+        &sweep,
+        format!(
+            "name: gpus\nbase:\n  model: {{d_model: 32, n_layer: 1, d_state: 8, headdim: 16, chunk_size: 32}}\n  data: {{corpus: {}}}\n  train: {{seq_len: 32, batch_size: 2, steps: 40, lr: 0.003, log_every: 10, device: cpu}}\ngrid:\n  train.seed: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]\nretries: 3\n",
+            corpus.display()
+        ),
+    )
+    .unwrap();
+    let db = d.join("g.db");
+    let out = Command::new(common::bin())
+        .args(["sweep", "run", sweep.to_str().unwrap(), "--db", db.to_str().unwrap(), "--per-gpu", "1", "--format", "json"])
+        .env("STUFFED_TEST_GPUS", "3")
+        .env("STUFFED_TEST_BROKEN_GPU", "1")
+        .env_remove("CUDA_VISIBLE_DEVICES")
+        .current_dir(d)
+        .output()
+        .unwrap();
+    let log = text(&out);
+    assert!(out.status.success(), "{log}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {log}"));
+    assert_eq!(v["summary"]["completed"], 10, "{log}");
+    assert_eq!(v["summary"]["failed"], 0, "{log}");
+    assert_eq!(v["summary"]["gpus_retired"], serde_json::json!([1]), "{log}");
+    assert!(log.contains("cuda:1 retired"), "{log}");
+    let q = |sql: &str| scalar(&db, sql);
+    assert_eq!(q("SELECT COUNT(*) FROM attempts WHERE gpu = '1'"), 3, "GPU 1 got three attempts, then none");
+    assert_eq!(q("SELECT COUNT(*) FROM attempts WHERE gpu = '1' AND status = 'killed'"), 3);
+    assert_eq!(q("SELECT COUNT(*) FROM attempts WHERE status = 'completed' AND gpu IN ('0', '2')"), 10);
+    assert_eq!(q("SELECT COUNT(DISTINCT gpu) FROM attempts WHERE status = 'completed'"), 2, "both healthy GPUs ran jobs");
+    // A killed attempt's retry went to another GPU.
+    assert_eq!(
+        q("SELECT COUNT(*) FROM attempts a JOIN attempts b ON a.job_id = b.job_id AND b.number = a.number + 1 WHERE a.gpu = '1' AND b.gpu = '1'"),
+        0
+    );
+}

@@ -140,7 +140,13 @@ pub struct CancelArgs {
 }
 
 /// The GPUs a `--gpus` value selects, with the memory the scheduler may fill.
+/// `STUFFED_TEST_GPUS=N` is a test aid: N GPU slots of 80 GB that need no device (the jobs of
+/// such a test run on the CPU; tests/faults.rs checks the multi-GPU scheduling with it).
 fn select_gpus(spec: &str) -> anyhow::Result<Vec<GpuSlot>> {
+    if let Some(n) = std::env::var("STUFFED_TEST_GPUS").ok().filter(|_| spec == "all") {
+        let n: usize = n.trim().parse().ok().filter(|n| (1..=64).contains(n)).context("STUFFED_TEST_GPUS: expected a count of 1 to 64")?;
+        return Ok((0..n).map(|i| GpuSlot { index: i, name: format!("test GPU {i}"), capacity_gb: 80.0 }).collect());
+    }
     let n = cuda::device_count();
     let wanted: Vec<usize> = match spec {
         "none" | "cpu" => return Ok(vec![]),
@@ -292,8 +298,19 @@ impl RunArgs {
                 self.run_grid(&db, &loaded, planned, &opts, &stop).await?
             };
             eprintln!(
-                "sweep {name}: {} completed, {} skipped (already done), {} failed, {} interrupted, {} retries",
-                summary.completed, summary.skipped, summary.failed, summary.interrupted, summary.retried
+                "sweep {name}: {} completed, {} skipped (already done), {} failed, {} interrupted, {} retries{}",
+                summary.completed,
+                summary.skipped,
+                summary.failed,
+                summary.interrupted,
+                summary.retried,
+                match summary.gpus_retired.as_slice() {
+                    [] => String::new(),
+                    gs => format!(
+                        "; GPUs retired after repeated failures: {}",
+                        gs.iter().map(|g| format!("cuda:{g}")).collect::<Vec<_>>().join(", ")
+                    ),
+                }
             );
             if self.format == Format::Json {
                 print_json(&json!({"sweep": name, "summary": summary, "jobs": sweep_jobs_json(&db, &name).await?,

@@ -43,6 +43,14 @@ impl Args {
         // in a clean checkpoint and a final event, not in a killed worker.
         let stop = super::train::stop_flag()?;
         let _lock = lock_run_dir(&self.run_dir)?;
+        // A test aid (tests/faults.rs, with STUFFED_TEST_GPUS): a worker placed on the GPU this
+        // names dies at once without a final event, as on a failed device.
+        if let (Ok(broken), Ok(visible)) = (std::env::var("STUFFED_TEST_BROKEN_GPU"), std::env::var("CUDA_VISIBLE_DEVICES")) {
+            if !broken.is_empty() && broken.trim() == visible.trim() {
+                eprintln!("STUFFED_TEST_BROKEN_GPU={broken}: this worker's GPU is marked broken; aborting");
+                std::process::abort();
+            }
+        }
         if let Some(n) = std::env::var("STUFFED_THREADS").ok().and_then(|s| s.parse::<i32>().ok()).filter(|n| *n > 0) {
             tch::set_num_threads(n);
         }

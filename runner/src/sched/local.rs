@@ -15,6 +15,7 @@ use anyhow::Context;
 use stuffed_model::protocol::{AttemptEnd, Done, Envelope, Event, FailureKind, JobStatus};
 
 use super::display::{Display, JobView};
+use super::gpus::{Health, Load, Pool};
 use super::{classify, PlannedJob, PROCESS_OVERHEAD_GB};
 use crate::job::{EVENTS_FILE, JOB_FILE};
 use crate::store::{read_events, Db, NewAttempt};
@@ -51,6 +52,8 @@ pub struct Summary {
     pub interrupted: usize,
     pub skipped: usize,
     pub retried: usize,
+    /// GPUs taken out of the sweep after repeated failed attempts (see `gpus::Pool`).
+    pub gpus_retired: Vec<usize>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -64,6 +67,8 @@ struct Pending {
     job: usize,
     not_before: Instant,
     exclusive: bool,
+    /// The GPU the job's last attempt failed on: another one is preferred.
+    avoid: Option<usize>,
 }
 
 struct Running {
@@ -129,6 +134,7 @@ pub struct Controller<'a> {
     running: Vec<Running>,
     tries: HashMap<usize, u32>,
     measured: HashMap<String, f64>,
+    gpus: Pool,
     summary: Summary,
     stopping: Option<StopReason>,
     display: Display,
@@ -145,6 +151,7 @@ impl<'a> Controller<'a> {
             running: Vec::new(),
             tries: HashMap::new(),
             measured: HashMap::new(),
+            gpus: Pool::new(opts.gpus.clone(), opts.per_gpu),
             summary: Summary::default(),
             stopping: None,
             display: Display::new(jobs.len() as u64),
@@ -183,6 +190,7 @@ impl<'a> Controller<'a> {
             }
         }
         self.display.finish();
+        self.summary.gpus_retired = self.gpus.retired();
         Ok(self.summary)
     }
 
@@ -245,7 +253,7 @@ impl<'a> Controller<'a> {
                         }
                     }
                     self.db.set_status(&j.id, JobStatus::Pending, None, None).await?;
-                    self.pending.push_back(Pending { job: i, not_before: Instant::now(), exclusive: false });
+                    self.pending.push_back(Pending { job: i, not_before: Instant::now(), exclusive: false, avoid: None });
                 }
             }
         }
@@ -259,21 +267,9 @@ impl<'a> Controller<'a> {
         }
     }
 
-    /// A GPU with room for a job of `mem` GB (alone on it when `exclusive`), least loaded first.
-    fn pick_gpu(&self, mem: f64, exclusive: bool) -> Option<usize> {
-        let mut best: Option<(usize, f64)> = None;
-        for g in &self.opts.gpus {
-            let on: Vec<&Running> = self.running.iter().filter(|r| r.gpu == Some(g.index)).collect();
-            if on.iter().any(|r| r.exclusive) || (exclusive && !on.is_empty()) || on.len() >= self.opts.per_gpu {
-                continue;
-            }
-            let used: f64 = on.iter().map(|r| r.mem_gb).sum();
-            let fits = used + mem <= g.capacity_gb || (on.is_empty() && exclusive);
-            if fits && best.is_none_or(|(_, u)| used < u) {
-                best = Some((g.index, used));
-            }
-        }
-        best.map(|(i, _)| i)
+    /// The running jobs' loads on the GPUs.
+    fn loads(&self) -> Vec<Load> {
+        self.running.iter().filter_map(|r| r.gpu.map(|gpu| Load { gpu, mem_gb: r.mem_gb, exclusive: r.exclusive })).collect()
     }
 
     async fn start_ready(&mut self) -> anyhow::Result<()> {
@@ -289,16 +285,15 @@ impl<'a> Controller<'a> {
             }
             let job = &self.jobs[p.job];
             let mem = self.mem_for(job);
-            let gpu = if self.opts.gpus.is_empty() {
+            let gpu = if self.gpus.is_empty() {
                 None
             } else {
-                match self.pick_gpu(mem, p.exclusive) {
+                match self.gpus.pick(&self.loads(), mem, p.exclusive, p.avoid) {
                     Some(g) => Some(g),
                     None => {
-                        let too_big = self.opts.gpus.iter().all(|g| mem > g.capacity_gb);
-                        if too_big && self.running.is_empty() {
+                        if self.gpus.too_big(mem) && self.running.is_empty() {
                             // Larger than any GPU by the estimate: give it a GPU alone and let it try.
-                            Some(self.opts.gpus[0].index)
+                            self.gpus.first_usable()
                         } else {
                             waiting.push_back(p);
                             continue;
@@ -332,7 +327,7 @@ impl<'a> Controller<'a> {
             .stderr(log);
         cmd.env("CUDA_VISIBLE_DEVICES", gpu.map_or(String::new(), visible_device));
         cmd.env("STUFFED_THREADS", self.opts.cpu_threads.to_string());
-        let gpu_name = gpu.and_then(|g| self.opts.gpus.iter().find(|s| s.index == g)).map(|s| s.name.clone());
+        let gpu_name = gpu.and_then(|g| self.gpus.slots().iter().find(|s| s.index == g)).map(|s| s.name.clone());
         let attempt = self
             .db
             .start_attempt(&NewAttempt {
@@ -473,6 +468,14 @@ impl<'a> Controller<'a> {
             }
         }
         self.db.finish_attempt(r.attempt, class.as_str(), exit_code, Some(class.as_str()), err.as_deref()).await?;
+        if let Some(g) = r.gpu {
+            if let Health::Retired { failures } = self.gpus.record(g, class) {
+                self.display.event(&format!(
+                    "cuda:{g} retired: {failures} attempts in a row failed on it ({}, the last); its running jobs finish, new ones go to the other GPUs",
+                    class.as_str()
+                ));
+            }
+        }
         let tries = self.tries.get(&r.job).copied().unwrap_or(1);
         let short = &job.id[..8.min(job.id.len())];
         if class == AttemptEnd::Completed {
@@ -483,7 +486,7 @@ impl<'a> Controller<'a> {
             let backoff = Duration::from_secs((2u64 << tries.min(5)).min(60));
             self.db.set_status(&job.id, JobStatus::Pending, Some(class.as_str()), err.as_deref()).await?;
             let exclusive = class == AttemptEnd::Failed(FailureKind::Oom) || r.exclusive;
-            self.pending.push_back(Pending { job: r.job, not_before: Instant::now() + backoff, exclusive });
+            self.pending.push_back(Pending { job: r.job, not_before: Instant::now() + backoff, exclusive, avoid: r.gpu });
             self.summary.retried += 1;
             self.display.event(&format!(
                 "retry  {} [{short}] after {} ({}) in {}s",
@@ -510,17 +513,15 @@ impl<'a> Controller<'a> {
 
     fn redraw(&mut self) {
         let done = (self.summary.completed + self.summary.skipped + self.summary.failed + self.summary.interrupted) as u64;
+        let devices: Vec<String> = self.running.iter().map(|r| r.gpu.map_or_else(|| "cpu".to_string(), |g| format!("cuda:{g}"))).collect();
         let views: Vec<JobView> = self
             .running
             .iter()
-            .map(|r| JobView {
+            .zip(&devices)
+            .map(|(r, device)| JobView {
                 id: &self.jobs[r.job].id,
                 label: &self.jobs[r.job].label,
-                device: match r.gpu {
-                    Some(0) => "cuda:0",
-                    Some(_) => "cuda",
-                    None => "cpu",
-                },
+                device,
                 step: r.step,
                 total: r.total,
                 loss: r.loss,

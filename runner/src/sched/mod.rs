@@ -2,6 +2,7 @@
 //! end is classified (retry or not), and the backends that run workers (`local` now).
 pub mod ctllock;
 pub mod display;
+pub mod gpus;
 pub mod local;
 pub mod owner;
 pub mod slurm;

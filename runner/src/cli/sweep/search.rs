@@ -146,6 +146,8 @@ pub async fn run(
     register(db, loaded, file, "local", &[]).await?;
     let mut total = Summary::default();
     let mut failed: HashSet<String> = HashSet::new();
+    // A GPU retired in one round stays out of the later ones.
+    let mut opts = opts.clone();
     for round in 0.. {
         let next = advance(db, loaded, planned, &failed).await?;
         if next.is_empty() || db.is_cancelled(name).await? {
@@ -158,7 +160,9 @@ pub async fn run(
         }
         let jobs: Vec<PlannedJob> = next.iter().map(|&i| planned[i].0.clone()).collect();
         eprintln!("sweep {name}: search round {round}: {} probe job(s)", jobs.len());
-        let s = Controller::new(db, name, &jobs, opts).run(stop).await?;
+        let s = Controller::new(db, name, &jobs, &opts).run(stop).await?;
+        opts.gpus.retain(|g| !s.gpus_retired.contains(&g.index));
+        total.gpus_retired.extend(&s.gpus_retired);
         for j in &jobs {
             if db.job(&j.id).await?.status != JobStatus::Completed {
                 failed.insert(j.id.clone());
