@@ -1,0 +1,6 @@
+#!/bin/bash
+# Call 8: the suite again (graphed runs' peak memory counted from their start), a second
+# same-run measurement of every figure.
+export LD_LIBRARY_PATH=$(python3 -c 'import torch,os;print(os.path.dirname(torch.__file__))')/lib
+cd .gpu/g1 && python3 -c "import lzma,sys;open('stuffed','wb').write(lzma.open('stuffed.xz').read())" && chmod +x stuffed
+timeout 420 ./stuffed bench suite --compare fused --graph both --out $OUT/h200.json --anchor --anchor-src src --anchor-pythonpath pp --only train-130m,train-small,train-tiny,train-study-128,train-study-2048 2>&1 | grep -E "^==|tokens/s|best" | tail -40
