@@ -62,23 +62,6 @@ const c10::impl::DeviceGuardImplInterface* cuda_impl() {
 // Room for at::cuda::CUDAGraph (a few hundred bytes in torch 2.11).
 constexpr std::size_t kGraphBytes = 16384;
 
-struct Graph {
-  explicit Graph(c10::DeviceIndex dev)
-      : side(cuda_impl()->getStreamFromGlobalPool(c10::Device(c10::DeviceType::CUDA, dev), false)) {
-    graph = new (storage) at::cuda::CUDAGraph(false);
-  }
-  ~Graph() { graph->~CUDAGraph(); }
-  Graph(const Graph&) = delete;
-  Graph& operator=(const Graph&) = delete;
-
-  alignas(64) unsigned char storage[kGraphBytes];
-  at::cuda::CUDAGraph* graph;
-  c10::Stream side;
-  // The stream current before `enter`, while the side stream is current.
-  std::optional<c10::Stream> before;
-  bool capturing = false;
-};
-
 // `to` waits for the work queued on `from` so far.
 void order(const c10::Stream& from, const c10::Stream& to) {
   c10::Event ev(c10::DeviceType::CUDA);
@@ -86,29 +69,83 @@ void order(const c10::Stream& from, const c10::Stream& to) {
   ev.block(to);
 }
 
-// The side stream becomes current after waiting for the current one.
-void enter(Graph& g) {
-  if (g.before) throw std::runtime_error("the graph's stream is already current");
-  c10::Stream current = cuda_impl()->getStream(g.side.device());
-  order(current, g.side);
-  g.before = cuda_impl()->exchangeStream(g.side);
-}
+class Graph {
+ public:
+  explicit Graph(c10::DeviceIndex dev)
+      : side_(cuda_impl()->getStreamFromGlobalPool(c10::Device(c10::DeviceType::CUDA, dev), false)) {
+    graph_ = new (storage_) at::cuda::CUDAGraph(false);
+  }
+  ~Graph() { graph_->~CUDAGraph(); }
+  Graph(const Graph&) = delete;
+  Graph& operator=(const Graph&) = delete;
 
-// The stream current before `enter` is current again, waiting for the side stream.
-void leave(Graph& g) {
-  if (!g.before) throw std::runtime_error("the graph's stream is not current");
-  cuda_impl()->exchangeStream(*g.before);
-  order(g.side, *g.before);
-  g.before.reset();
-}
+  // The side stream becomes current after waiting for the current one.
+  void enter() {
+    if (before_) throw std::runtime_error("the graph's stream is already current");
+    c10::Stream current = cuda_impl()->getStream(side_.device());
+    order(current, side_);
+    before_ = cuda_impl()->exchangeStream(side_);
+  }
+
+  // The stream current before `enter` is current again, waiting for the side stream.
+  void leave() {
+    if (!before_) throw std::runtime_error("the graph's stream is not current");
+    cuda_impl()->exchangeStream(*before_);
+    order(side_, *before_);
+    before_.reset();
+  }
+
+  // Capturing on the side stream (entered here); `end` ends it, instantiates the graph and
+  // leaves the side stream. Nothing captured runs until a replay.
+  void begin() {
+    enter();
+    run_or_leave([&] { graph_->capture_begin({0, 0}, cudaStreamCaptureModeGlobal); });
+    capturing_ = true;
+  }
+
+  void end() {
+    if (!capturing_) throw std::runtime_error("the graph is not capturing");
+    capturing_ = false;
+    run_or_leave([&] { graph_->capture_end(); });
+    leave();
+  }
+
+  // The captured work, on the current stream.
+  void replay() { graph_->replay(); }
+
+ private:
+  // Runs `f`; when it throws, leaves the side stream first.
+  template <typename F>
+  void run_or_leave(F f) {
+    try {
+      f();
+    } catch (...) {
+      leave();
+      throw;
+    }
+  }
+
+  alignas(64) unsigned char storage_[kGraphBytes];
+  at::cuda::CUDAGraph* graph_;
+  c10::Stream side_;
+  // The stream current before `enter`, while the side stream is current.
+  std::optional<c10::Stream> before_;
+  bool capturing_ = false;
+};
 #else
-struct Graph {};
-[[noreturn]] void unavailable() {
-  throw std::runtime_error("this build has no CUDA graphs (no CUDA libtorch or CUDA runtime headers at build time)");
-}
-void enter(Graph&) { unavailable(); }
-void leave(Graph&) { unavailable(); }
+// Never constructed: its constructor reports that graphs are not built in.
+struct Graph {
+  [[noreturn]] static void unavailable() { throw std::runtime_error("this build has no CUDA graphs (no CUDA libtorch at build time)"); }
+  explicit Graph(int) { unavailable(); }
+  void enter() { unavailable(); }
+  void leave() { unavailable(); }
+  void begin() { unavailable(); }
+  void end() { unavailable(); }
+  void replay() { unavailable(); }
+};
 #endif
+
+Graph& graph(void* p) { return *static_cast<Graph*>(p); }
 }  // namespace
 
 extern "C" {
@@ -116,80 +153,33 @@ extern "C" {
 const char* stuffed_graph_last_error() { return g_graph_err.c_str(); }
 
 int stuffed_graph_new(int dev, void** out) {
-  return guarded([&] {
-#ifdef STUFFED_CUDA_GRAPHS
-    *out = new Graph(static_cast<c10::DeviceIndex>(dev));
-#else
-    (void)dev;
-    (void)out;
-    unavailable();
-#endif
-  });
+  return guarded([&] { *out = new Graph(static_cast<c10::DeviceIndex>(dev)); });
 }
 
 void stuffed_graph_free(void* g) { delete static_cast<Graph*>(g); }
 
-// Makes the graph's side stream current (for the warm-up steps and the capture).
+// Makes the graph's side stream current (for the warm-up steps).
 int stuffed_graph_enter(void* g) {
-  return guarded([&] { enter(*static_cast<Graph*>(g)); });
+  return guarded([&] { graph(g).enter(); });
 }
 
 int stuffed_graph_leave(void* g) {
-  return guarded([&] { leave(*static_cast<Graph*>(g)); });
+  return guarded([&] { graph(g).leave(); });
 }
 
-// Begins capturing on the side stream (entered by this call); `stuffed_graph_end` ends the
-// capture, instantiates the graph and leaves the side stream. Nothing captured runs until a
-// replay.
-int stuffed_graph_begin(void* p) {
-  return guarded([&] {
-#ifdef STUFFED_CUDA_GRAPHS
-    auto& g = *static_cast<Graph*>(p);
-    enter(g);
-    try {
-      g.graph->capture_begin({0, 0}, cudaStreamCaptureModeGlobal);
-    } catch (...) {
-      leave(g);
-      throw;
-    }
-    g.capturing = true;
-#else
-    (void)p;
-    unavailable();
-#endif
-  });
+// Begins capturing on the side stream; `stuffed_graph_end` ends the capture, instantiates the
+// graph and leaves the side stream.
+int stuffed_graph_begin(void* g) {
+  return guarded([&] { graph(g).begin(); });
 }
 
-int stuffed_graph_end(void* p) {
-  return guarded([&] {
-#ifdef STUFFED_CUDA_GRAPHS
-    auto& g = *static_cast<Graph*>(p);
-    if (!g.capturing) throw std::runtime_error("the graph is not capturing");
-    g.capturing = false;
-    try {
-      g.graph->capture_end();
-    } catch (...) {
-      leave(g);
-      throw;
-    }
-    leave(g);
-#else
-    (void)p;
-    unavailable();
-#endif
-  });
+int stuffed_graph_end(void* g) {
+  return guarded([&] { graph(g).end(); });
 }
 
 // Replays the captured work on the current stream.
-int stuffed_graph_replay(void* p) {
-  return guarded([&] {
-#ifdef STUFFED_CUDA_GRAPHS
-    static_cast<Graph*>(p)->graph->replay();
-#else
-    (void)p;
-    unavailable();
-#endif
-  });
+int stuffed_graph_replay(void* g) {
+  return guarded([&] { graph(g).replay(); });
 }
 
 // The parameter's .grad becomes undefined (not zeros).

@@ -111,39 +111,41 @@ extern "C" {
     fn stuffed_kernels_stop(path: *const std::ffi::c_char) -> std::ffi::c_int;
 }
 
-/// Runs `f` under Kineto (CUPTI) on a GPU and writes the device time of every kernel to `path`
-/// as TSV: kernel, calls, device_ms, sorted by device time (the fused SSD's kernels included).
-pub fn kernel_profile(device: Device, path: &std::path::Path, f: impl FnOnce()) -> Result<()> {
+/// Runs `f` between a profiler's `start` and `stop` (which writes its summary to `path`),
+/// with the device synchronised on both sides; `what` names the profiler in errors.
+fn profiled(
+    device: Device,
+    path: &std::path::Path,
+    what: &str,
+    start: impl FnOnce() -> std::ffi::c_int,
+    stop: unsafe extern "C" fn(*const std::ffi::c_char) -> std::ffi::c_int,
+    f: impl FnOnce(),
+) -> Result<()> {
     let err = || unsafe { std::ffi::CStr::from_ptr(stuffed_profile_last_error()).to_string_lossy().into_owned() };
     synchronize(device);
-    if unsafe { stuffed_kernels_start() } != 0 {
-        return Err(crate::Error::Device(format!("kernel profiler: {}", err())));
+    if start() != 0 {
+        return Err(crate::Error::Device(format!("{what}: {}", err())));
     }
     f();
     synchronize(device);
     let c = std::ffi::CString::new(path.to_string_lossy().as_bytes()).map_err(|e| crate::Error::at(path, e.to_string()))?;
-    if unsafe { stuffed_kernels_stop(c.as_ptr()) } != 0 {
-        return Err(crate::Error::at(path, format!("kernel profiler: {}", err())));
+    if unsafe { stop(c.as_ptr()) } != 0 {
+        return Err(crate::Error::at(path, format!("{what}: {}", err())));
     }
     Ok(())
+}
+
+/// Runs `f` under Kineto (CUPTI) on a GPU and writes the device time of every kernel to `path`
+/// as TSV: kernel, calls, device_ms, sorted by device time (the fused SSD's kernels included).
+pub fn kernel_profile(device: Device, path: &std::path::Path, f: impl FnOnce()) -> Result<()> {
+    profiled(device, path, "kernel profiler", || unsafe { stuffed_kernels_start() }, stuffed_kernels_stop, f)
 }
 
 /// Runs `f` under libtorch's profiler (device time of every op via CUDA events on a GPU) and
 /// writes the per-operator summary to `path` as TSV: name, calls, device_ms, self_device_ms,
 /// host_ms, sorted by self device time.
 pub fn profile(device: Device, path: &std::path::Path, f: impl FnOnce()) -> Result<()> {
-    let err = || unsafe { std::ffi::CStr::from_ptr(stuffed_profile_last_error()).to_string_lossy().into_owned() };
-    synchronize(device);
-    if unsafe { stuffed_profile_start(device.is_cuda() as std::ffi::c_int) } != 0 {
-        return Err(crate::Error::Device(format!("profiler: {}", err())));
-    }
-    f();
-    synchronize(device);
-    let c = std::ffi::CString::new(path.to_string_lossy().as_bytes()).map_err(|e| crate::Error::at(path, e.to_string()))?;
-    if unsafe { stuffed_profile_stop(c.as_ptr()) } != 0 {
-        return Err(crate::Error::at(path, format!("profiler: {}", err())));
-    }
-    Ok(())
+    profiled(device, path, "profiler", || unsafe { stuffed_profile_start(device.is_cuda() as std::ffi::c_int) }, stuffed_profile_stop, f)
 }
 
 /// The shape of a timed training run: `batch` x `seq` tokens per step, `steps` timed after
@@ -222,17 +224,14 @@ pub fn train(cfg: &MambaConfig, shape: TrainShape, device: Device, kind: Kind, s
     let peak_memory_gb = cuda::peak_memory_bytes(device) as f64 / 1e9;
     let phases_ms = phases(&lm, cfg, &b, secs * 1000.0 / steps as f64, device, kind);
     if let Some(path) = &opts.profile_to {
-        profile(device, path, || {
+        let mut two_steps = || {
             for _ in 0..2 {
                 train_step(&lm, &mut opt, &b, None, kind, 1e-4, 1.0, None);
             }
-        })?;
+        };
+        profile(device, path, &mut two_steps)?;
         if device.is_cuda() {
-            kernel_profile(device, &path.with_extension("kernels.tsv"), || {
-                for _ in 0..2 {
-                    train_step(&lm, &mut opt, &b, None, kind, 1e-4, 1.0, None);
-                }
-            })?;
+            kernel_profile(device, &path.with_extension("kernels.tsv"), two_steps)?;
         }
     }
     let tokens = (batch * seq * steps) as f64;

@@ -260,9 +260,9 @@ impl Graph {
     /// must not meet happen there).
     pub fn on_side<T>(&mut self, f: impl FnOnce() -> T) -> Result<T> {
         graph_call(unsafe { stuffed_graph_enter(self.raw) }, "stream")?;
-        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        let out = Error::catch_panic(f);
         let left = graph_call(unsafe { stuffed_graph_leave(self.raw) }, "stream");
-        let out = out.map_err(|e| Error::Device(format!("CUDA graph warm-up: {}", panic_text(&e))))?;
+        let out = out.map_err(|e| Error::Device(format!("CUDA graph warm-up: {e}")))?;
         left.map(|()| out)
     }
 
@@ -273,9 +273,9 @@ impl Graph {
             return Err(Error::Device("this CUDA graph is already captured".into()));
         }
         graph_call(unsafe { stuffed_graph_begin(self.raw) }, "capture")?;
-        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        let out = Error::catch_panic(f);
         let ended = graph_call(unsafe { stuffed_graph_end(self.raw) }, "capture");
-        let out = out.map_err(|e| Error::Device(format!("CUDA graph capture: {}", panic_text(&e))))?;
+        let out = out.map_err(|e| Error::Device(format!("CUDA graph capture: {e}")))?;
         ended?;
         self.captured = true;
         Ok(out)
@@ -294,10 +294,6 @@ impl Drop for Graph {
     fn drop(&mut self) {
         unsafe { stuffed_graph_free(self.raw) }
     }
-}
-
-fn panic_text(e: &Box<dyn std::any::Any + Send>) -> String {
-    e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_else(|| "panic".into())
 }
 
 /// Sets the gradient of `t` to none (undefined), so that the next backward allocates it.

@@ -67,6 +67,14 @@ impl Factors<'_> {
             Factors::Device(d) => t * d.get(i as i64),
         }
     }
+
+    /// `t` scaled by factor `i` in place.
+    fn mul_(self, t: &mut Tensor, i: usize) {
+        let _ = match self {
+            Factors::Host(h) => t.g_mul_scalar_(h[i]),
+            Factors::Device(d) => t.g_mul_(&d.get(i as i64)),
+        };
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -172,10 +180,7 @@ impl AdamW {
         for s in &self.slots {
             let mut p = s.param.shallow_clone();
             if s.decay && weight_decay > 0.0 {
-                let _ = match f {
-                    Factors::Host(h) => p.g_mul_scalar_(h[2]),
-                    Factors::Device(d) => p.g_mul_(&d.get(2)),
-                };
+                f.mul_(&mut p, 2);
             }
             let _ = p.g_sub_(&update.narrow(0, s.offset, s.numel).view_as(&p));
         }

@@ -85,9 +85,7 @@ impl GraphedStep {
     }
 
     fn capture(&mut self, lm: &Mamba2LM, opt: &AdamW) -> Result<()> {
-        for (_, p) in lm.params().iter() {
-            cuda::grad_set_none(p)?;
-        }
+        opt.zero_grad();
         // What the warm-up left cached goes back to the device before the graph takes its own.
         cuda::empty_cache();
         let (kind, clip) = (self.kind, self.clip);

@@ -275,10 +275,10 @@ pub fn train<E: From<Error>>(
             state_size: cfg.state_size(),
             device: cuda::device_name(device),
             precision: format!("{kind:?}"),
-            ssd: Some(ssd_name.clone()),
+            ssd: Some(ssd_name),
         })?;
     } else {
-        log.emit(Event::Resume { step, tokens, total_steps: total, ssd: Some(ssd_name.clone()) })?;
+        log.emit(Event::Resume { step, tokens, total_steps: total, ssd: Some(ssd_name) })?;
     }
 
     // A resumed job revisits the points it passed: the hook evaluates what is missing and
