@@ -568,6 +568,78 @@ struct ConvSiluFunction : public torch::autograd::Function<ConvSiluFunction> {
   }
 };
 
+// ---------------------------------------------------------------------------------------------
+// 6. The residual stream between blocks: r' = r + delta, out = rmsnorm(r') w, as one node that
+//    saves r' only (the tensor ops run an add, a norm, two casts and, backward, an add per use).
+//    Without delta (the first block) r' is r and the node's only output is out.
+struct AddNorm {
+  // Columns per lane (the kernels' NC): rows of up to 32 NC, NC in 4, 8, 16, 32.
+  static int columns(int64_t d) {
+    int nc = 4;
+    while (32 * nc < d) nc *= 2;
+    require(nc <= 32, "add norm: rows wider than 1024");
+    return nc;
+  }
+  static std::string kernel(const char* dir, int64_t d, const at::Tensor& like) {
+    return std::string("addnorm_") + dir + std::to_string(columns(d)) + suffix(like);
+  }
+  // Blocks of 8 warps (one row each at a time): a few per multiprocessor.
+  static unsigned blocks(int64_t rows, const at::Tensor& like, int per_sm) {
+    return (unsigned)std::max<int64_t>(1, std::min<int64_t>((rows + 7) / 8, (int64_t)per_sm * sms(like)));
+  }
+};
+
+struct AddNormFunction : public torch::autograd::Function<AddNormFunction> {
+  // r [.., D] fp32 contiguous; delta [.., D] (the output kind) contiguous, or 0 elements for none (an
+  // undefined input has no device for autograd's records); w [D] fp32.
+  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, at::Tensor r, at::Tensor delta,
+                                                at::Tensor w, double eps, int64_t bf16) {
+    int64_t d = r.size(-1);
+    int m = (int)(r.numel() / d), dd = (int)d;
+    float e = (float)eps;
+    auto kind = bf16 ? at::kBFloat16 : at::kFloat;
+    auto out = at::empty(r.sizes(), r.options().dtype(kind));
+    bool has_delta = delta.numel() > 0;
+    auto rout = has_delta ? at::empty_like(r) : r;
+    void *pr = r.data_ptr(), *pdl = has_delta ? delta.data_ptr() : nullptr,
+         *pro = has_delta ? rout.data_ptr() : nullptr, *pw = w.data_ptr(), *po = out.data_ptr();
+    launch_grid(r, AddNorm::kernel("fwd", d, out), {AddNorm::blocks(m, r, 8)}, 256, 0,
+                {&pr, &pdl, &pro, &pw, &po, &m, &dd, &e});
+    ctx->saved_data["eps"] = eps;
+    ctx->saved_data["delta"] = has_delta;
+    ctx->saved_data["bf16"] = bf16;
+    if (!has_delta) {
+      ctx->save_for_backward({r, w});
+      return {out};
+    }
+    ctx->save_for_backward({rout, w});
+    return {rout, out};
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto v = ctx->get_saved_variables();
+    const at::Tensor &rr = v[0], &w = v[1];
+    bool has_delta = ctx->saved_data["delta"].toBool();
+    auto kind = ctx->saved_data["bf16"].toInt() ? at::kBFloat16 : at::kFloat;
+    at::Tensor drout = has_delta && grads[0].defined() ? grads[0].contiguous() : at::Tensor();
+    at::Tensor dout = grads[has_delta ? 1 : 0];
+    dout = dout.defined() ? dout.to(kind).contiguous() : at::zeros(rr.sizes(), rr.options().dtype(kind));
+    int64_t d = rr.size(-1);
+    int m = (int)(rr.numel() / d), dd = (int)d;
+    float e = (float)ctx->saved_data["eps"].toDouble();
+    unsigned nb = AddNorm::blocks(m, rr, 4);
+    auto dr = at::empty_like(rr);
+    auto ddelta = has_delta ? at::empty(rr.sizes(), rr.options().dtype(kind)) : at::Tensor();
+    auto wpart = at::empty({(int64_t)nb, d}, rr.options());
+    void *pg = dout.data_ptr(), *pdo = drout.defined() ? drout.data_ptr() : nullptr, *pr = rr.data_ptr(),
+         *pw = w.data_ptr(), *pdr = dr.data_ptr(), *pdd = has_delta ? ddelta.data_ptr() : nullptr,
+         *pwp = wpart.data_ptr();
+    launch_grid(rr, AddNorm::kernel("bwd", d, dout), {nb}, 256, 0, {&pg, &pdo, &pr, &pw, &pdr, &pdd, &pwp, &m, &dd, &e});
+    return {dr, ddelta, wpart.sum(0), at::Tensor(), at::Tensor()};
+  }
+};
+
 }  // namespace
 
 extern "C" {
@@ -791,6 +863,29 @@ int stuffed_conv_silu(at::Tensor* x, at::Tensor* w, at::Tensor* bias, at::Tensor
     } else {
       *out = new at::Tensor(ConvSiluFunction::apply(xv, wc, bc)[0]);
     }
+  });
+}
+
+// The residual stream's add + RMSNorm (an autograd node): r' = r + delta, out = rmsnorm(r') w in
+// fp32, stored as bf16 when `bf16` else fp32. r [.., D] fp32; delta (null: none) [.., D] of the
+// output kind; w [D] fp32; D <= 1024. Returns r' (null without delta) and out.
+int stuffed_add_norm(at::Tensor* r, at::Tensor* delta, at::Tensor* w, double eps, int64_t bf16, at::Tensor** rout,
+                     at::Tensor** out) {
+  return guarded([&] {
+    require(r->scalar_type() == at::kFloat && r->dim() >= 1, "add norm: r is [.., D] fp32");
+    int64_t d = r->size(-1);
+    require(d >= 1 && d <= 1024, "add norm: D from 1 to 1024");
+    require(w->scalar_type() == at::kFloat && w->dim() == 1 && w->size(0) == d, "add norm: w is [D] fp32");
+    require(r->numel() / d < (1LL << 31), "add norm: too many rows");
+    auto kind = bf16 ? at::kBFloat16 : at::kFloat;
+    at::Tensor dl = at::empty({0}, r->options().dtype(kind));
+    if (delta != nullptr) {
+      require(delta->sizes() == r->sizes() && delta->scalar_type() == kind, "add norm: delta is r's shape, of the output kind");
+      dl = delta->contiguous();
+    }
+    auto res = AddNormFunction::apply(r->contiguous(), dl, w->contiguous(), eps, bf16);
+    *rout = delta != nullptr ? new at::Tensor(res[0]) : nullptr;
+    *out = new at::Tensor(res.back());
   });
 }
 

@@ -11,7 +11,7 @@ use tch::{Device, Kind, Tensor};
 use crate::config::MambaConfig;
 use crate::mixer::{Exec, Mixer};
 use crate::params::{init, Params};
-use crate::ssd::SsdBackend;
+use crate::ssd::{fused, SsdBackend};
 use crate::state::State;
 use crate::{Error, Result};
 
@@ -107,10 +107,26 @@ impl Mamba2LM {
         State::zeros(&self.cfg, batch, self.device, kind)
     }
 
-    /// Final hidden states after norm_f, fp32: tokens [B, L] -> [B, L, D].
+    /// Final hidden states after norm_f, fp32: tokens [B, L] -> [B, L, D] (on the fused CUDA path
+    /// rounded to the compute kind first, as the logits read them).
     pub fn forward_hidden(&self, tokens: &Tensor, mut state: Option<&mut State>, ex: &mut Exec) -> Tensor {
         let eps = self.cfg.norm_epsilon;
         let mut residual = Tensor::embedding(&self.embedding, tokens, -1, false, false); // [B, L, D] fp32
+        if self.ssd == SsdBackend::Fused && self.device.is_cuda() && fused::add_norm_fits(self.cfg.d_model, ex.kind) {
+            // The same sums with each add fused into the next norm: one kernel each way per block.
+            let mut pending: Option<Tensor> = None; // the last block's output, not yet added
+            for (i, block) in self.layers.iter().enumerate() {
+                let (r, normed) = fused::add_norm(&residual, pending.as_ref(), &block.norm, eps, ex.kind);
+                residual = r;
+                let layer_state = state.as_deref_mut().map(|s| &mut s.layers[i]);
+                pending = Some(block.mixer.forward(&normed, layer_state, ex, self.ssd, i));
+            }
+            if let Some(s) = state {
+                s.pos += tokens.size()[1];
+            }
+            // Rounded to the compute kind, as the logits read it.
+            return fused::add_norm(&residual, pending.as_ref(), &self.norm_f, eps, ex.kind).1.to_kind(Kind::Float);
+        }
         for (i, block) in self.layers.iter().enumerate() {
             let normed = rms_norm(&residual, &block.norm, eps).to_kind(ex.kind);
             let layer_state = state.as_deref_mut().map(|s| &mut s.layers[i]);

@@ -40,7 +40,7 @@ fn gpu() -> Device {
 
 fn main() {
     let args = libtest_mimic::Arguments::from_args();
-    let tests: [(&str, fn()); 8] = [
+    let tests: [(&str, fn()); 9] = [
         ("fused_equals_tensor_ops_fp32", fused_equals_tensor_ops_fp32),
         ("fused_equals_tensor_ops_bf16", fused_equals_tensor_ops_bf16),
         ("model_logits_and_gradients_agree", model_logits_and_gradients_agree),
@@ -48,6 +48,7 @@ fn main() {
         ("gated_norm_equals_tensor_ops", gated_norm_equals_tensor_ops),
         ("conv_silu_equals_conv1d", conv_silu_equals_conv1d),
         ("scale_heads_equals_tensor_ops", scale_heads_equals_tensor_ops),
+        ("add_norm_equals_tensor_ops", add_norm_equals_tensor_ops),
         ("graphed_steps_equal_eager_steps", graphed_steps_equal_eager_steps),
     ];
     let skip = target().is_none();
@@ -318,6 +319,54 @@ fn conv_silu_equals_conv1d() {
             let (p1, p2) = (fused::conv_silu(&x, &w, &bias, Some(&pre)), reference(&x, Some(&pre)));
             assert!(rel(&p1, &p2) < tol, "with a prefix {tag}: {}", rel(&p1, &p2));
             eprintln!("conv {tag}: {figures}, prefix {:.1e}", rel(&p1, &p2));
+        }
+    }
+}
+
+/// The residual stream's fused add + RMSNorm against lm.rs's tensor ops (r + delta in fp32,
+/// rms_norm, cast): both outputs and the gradients of r, delta and w, with and without delta, the
+/// new residual read further or not, rows of 1 to 1024 columns (1, 4 .. 32 columns a lane),
+/// fp32 and bf16.
+fn add_norm_equals_tensor_ops() {
+    let _one = serial();
+    let dev = gpu();
+    if !dev.is_cuda() {
+        return;
+    }
+    for (kind, tol) in [(Kind::Float, 1e-5), (Kind::BFloat16, 1e-2)] {
+        for d in [1, 100, 256, 512, 768, 1024] {
+            for (with_delta, read_r) in [(true, true), (true, false), (false, false)] {
+                tch::manual_seed(13);
+                let (bsz, l) = (3, 217);
+                let o = (Kind::Float, dev);
+                let r = Tensor::randn([bsz, l, d], o).set_requires_grad(true);
+                let delta = Tensor::randn([bsz, l, d], o).to_kind(kind).set_requires_grad(true);
+                let w = (Tensor::rand([d], o) + 0.5).set_requires_grad(true);
+                let (wout, wr) = (Tensor::randn([bsz, l, d], o), Tensor::randn([bsz, l, d], o));
+                let run = |fused_path: bool| {
+                    for t in [&r, &delta, &w] {
+                        let _ = t.grad().f_zero_();
+                    }
+                    let dl = with_delta.then_some(&delta);
+                    let (rn, out) = if fused_path {
+                        fused::add_norm(&r, dl, &w, 1e-5, kind)
+                    } else {
+                        let rn = dl.map_or_else(|| r.shallow_clone(), |dl| &r + dl.to_kind(Kind::Float));
+                        let out = rn.rms_norm([d], Some(&w), 1e-5).to_kind(kind);
+                        (rn, out)
+                    };
+                    let mut loss = (&out.to_kind(Kind::Float) * &wout).sum(Kind::Float);
+                    if read_r {
+                        loss = loss + (&rn * &wr).sum(Kind::Float);
+                    }
+                    loss.backward();
+                    let grads = [&r, &delta, &w].map(|t| if t.grad().defined() { t.grad().copy() } else { t.zeros_like() });
+                    (Tensor::cat(&[out.to_kind(Kind::Float), rn.detach()], -1), grads)
+                };
+                let tag = format!("{kind:?} D={d} delta={with_delta} r'={read_r}");
+                let figures = assert_close(&tag, run(true), run(false), tol);
+                eprintln!("add norm {tag}: {figures}");
+            }
         }
     }
 }

@@ -85,6 +85,15 @@ extern "C" {
     ) -> c_int;
     fn stuffed_scale_heads(x: *mut C_tensor, dt: *mut C_tensor, out: *mut *mut C_tensor) -> c_int;
     fn stuffed_conv_silu(x: *mut C_tensor, w: *mut C_tensor, bias: *mut C_tensor, pre: *mut C_tensor, out: *mut *mut C_tensor) -> c_int;
+    fn stuffed_add_norm(
+        r: *mut C_tensor,
+        delta: *mut C_tensor,
+        w: *mut C_tensor,
+        eps: f64,
+        bf16: i64,
+        rout: *mut *mut C_tensor,
+        out: *mut *mut C_tensor,
+    ) -> c_int;
 }
 
 fn last_error() -> String {
@@ -748,6 +757,24 @@ pub fn conv_silu(x: &Tensor, w: &Tensor, bias: &Tensor, pre: Option<&Tensor>) ->
     let pre = pre.map_or(std::ptr::null_mut(), ptr);
     check(unsafe { stuffed_conv_silu(ptr(x), ptr(w), ptr(bias), pre, &mut out) });
     unsafe { Tensor::from_ptr(out) }
+}
+
+/// The residual stream between blocks on CUDA as one autograd node: r' = r + delta (fp32) and
+/// rmsnorm(r') * w in fp32, returned as `kind` (bf16 or fp32). r [.., D] fp32; delta [.., D] of
+/// `kind` (None: r' is r, as after the embedding); w [D] fp32. Returns (r', normed). Rows up to
+/// `add_norm_fits`.
+pub fn add_norm(r: &Tensor, delta: Option<&Tensor>, w: &Tensor, eps: f64, kind: Kind) -> (Tensor, Tensor) {
+    let (mut rout, mut out) = (std::ptr::null_mut(), std::ptr::null_mut());
+    let dp = delta.map_or(std::ptr::null_mut(), ptr);
+    check(unsafe { stuffed_add_norm(ptr(r), dp, ptr(w), eps, (kind == Kind::BFloat16) as i64, &mut rout, &mut out) });
+    let out = unsafe { Tensor::from_ptr(out) };
+    let rout = if rout.is_null() { r.shallow_clone() } else { unsafe { Tensor::from_ptr(rout) } };
+    (rout, out)
+}
+
+/// Whether `add_norm` takes rows of this width and this output kind.
+pub fn add_norm_fits(d_model: i64, kind: Kind) -> bool {
+    (1..=1024).contains(&d_model) && matches!(kind, Kind::Float | Kind::BFloat16)
 }
 
 /// xdt = x * dt per head on CUDA, one autograd node: x [B, L, H * P] of the compute kind (a
