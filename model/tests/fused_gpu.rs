@@ -357,7 +357,7 @@ fn add_norm_equals_tensor_ops() {
                     };
                     let mut loss = (&out.to_kind(Kind::Float) * &wout).sum(Kind::Float);
                     if read_r {
-                        loss = loss + (&rn * &wr).sum(Kind::Float);
+                        loss += (&rn * &wr).sum(Kind::Float);
                     }
                     loss.backward();
                     let grads = [&r, &delta, &w].map(|t| if t.grad().defined() { t.grad().copy() } else { t.zeros_like() });
