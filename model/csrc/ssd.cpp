@@ -15,6 +15,7 @@
 #include <dlfcn.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -110,6 +111,8 @@ struct Api {
   CUresult (*cuLaunchKernel)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned,
                              CUstream, void**, void**) = nullptr;
   CUresult (*cuGetErrorString)(CUresult, const char**) = nullptr;
+  // Blocks of a kernel resident on one multiprocessor: optional (grids sized by rule without it).
+  CUresult (*cuOccupancyMaxActiveBlocksPerMultiprocessor)(int*, CUfunction, int, size_t) = nullptr;
   // Kernel timing (STUFFED_KERNEL_TIMES): optional, looked up without failing.
   CUresult (*cuEventCreate)(void**, unsigned) = nullptr;
   CUresult (*cuEventRecord)(void*, CUstream) = nullptr;
@@ -187,6 +190,8 @@ Api& api() {
       sym(cu, "cuModuleGetFunction", a.cuModuleGetFunction);
       sym(cu, "cuLaunchKernel", a.cuLaunchKernel);
       sym(cu, "cuGetErrorString", a.cuGetErrorString);
+      a.cuOccupancyMaxActiveBlocksPerMultiprocessor = reinterpret_cast<decltype(a.cuOccupancyMaxActiveBlocksPerMultiprocessor)>(
+          dlsym(cu, "cuOccupancyMaxActiveBlocksPerMultiprocessor"));
       a.cuEventCreate = reinterpret_cast<decltype(a.cuEventCreate)>(dlsym(cu, "cuEventCreate"));
       a.cuEventRecord = reinterpret_cast<decltype(a.cuEventRecord)>(dlsym(cu, "cuEventRecord"));
       a.cuEventSynchronize = reinterpret_cast<decltype(a.cuEventSynchronize)>(dlsym(cu, "cuEventSynchronize"));
@@ -253,8 +258,28 @@ std::string compile_ptx(int major, int minor) {
     throw std::runtime_error("nvrtcCreateProgram failed");
   }
   std::string arch = "--gpu-architecture=compute_" + std::to_string(major) + std::to_string(minor);
-  const char* opts[] = {arch.c_str(), "--std=c++17", "-default-device"};
-  nvrtcResult r = a.nvrtcCompileProgram(prog, 3, opts);
+  std::vector<const char*> opts = {arch.c_str(), "--std=c++17", "-default-device"};
+  // STUFFED_KERNEL_DEFINES="-DNAME=VALUE ..": the kernels' tuning macros (GNORM_BWD_REGS,
+  // CONV_GROUP, ..) set for an A/B measurement in one process; a measuring aid like
+  // STUFFED_KERNEL_TIMES. Only -D options of [A-Za-z0-9_=] are taken.
+  std::vector<std::string> defines;
+  if (const char* env = std::getenv("STUFFED_KERNEL_DEFINES")) {
+    std::string all(env), tok;
+    for (size_t i = 0; i <= all.size(); ++i) {
+      if (i < all.size() && all[i] != ' ') {
+        tok += all[i];
+        continue;
+      }
+      if (tok.empty()) continue;
+      bool ok = tok.size() > 2 && tok.compare(0, 2, "-D") == 0 && tok.size() < 64;
+      for (size_t j = 2; ok && j < tok.size(); ++j) ok = std::isalnum((unsigned char)tok[j]) || tok[j] == '_' || tok[j] == '=';
+      if (!ok) throw std::runtime_error("STUFFED_KERNEL_DEFINES: '" + tok + "' is not -DNAME or -DNAME=VALUE");
+      defines.push_back(tok);
+      tok.clear();
+    }
+  }
+  for (auto& d : defines) opts.push_back(d.c_str());
+  nvrtcResult r = a.nvrtcCompileProgram(prog, (int)opts.size(), opts.data());
   size_t log_size = 0;
   a.nvrtcGetProgramLogSize(prog, &log_size);
   std::string log(log_size, '\0');
@@ -365,6 +390,23 @@ unsigned row_threads(long long q) { return (unsigned)std::min<long long>(256, (q
 
 int sms(const at::Tensor& like) { return module_for(like.device().index()).sms; }
 
+// The grid of a grid-stride kernel that keeps per-block partial sums: as many blocks as are
+// resident at once on the whole device (one wave: no tail wave of a few blocks while the rest of
+// the device idles), at most `work` (one block per unit of work). Without the occupancy query,
+// `per_sm` blocks a multiprocessor.
+unsigned one_wave(const at::Tensor& like, const std::string& kernel, unsigned threads, int64_t work, int per_sm) {
+  Module& m = module_for(like.device().index());
+  Api& a = api();
+  int resident = 0;
+  auto fn = m.fns.find(kernel);
+  if (fn == m.fns.end()) throw std::runtime_error("no kernel " + kernel + " in csrc/kernels");
+  if (a.cuOccupancyMaxActiveBlocksPerMultiprocessor == nullptr ||
+      a.cuOccupancyMaxActiveBlocksPerMultiprocessor(&resident, fn->second, (int)threads, 0) != 0 || resident < 1) {
+    resident = per_sm;
+  }
+  return (unsigned)std::max<int64_t>(1, std::min<int64_t>(work, (int64_t)resident * m.sms));
+}
+
 // Runs the body of an extern "C" entry point: 0 on success, 1 with the message in g_err.
 template <typename F>
 int guarded(F&& body) {
@@ -415,7 +457,7 @@ struct GatedNorm {
 
   // Row blocks per multiprocessor: enough to fill it (2048 threads, at most 32 blocks) when the
   // groups are narrow (a tiny model's 256 columns make blocks of 64 threads), at least 8.
-  static int64_t blocks_per_sm(unsigned threads) { return std::max<int64_t>(8, std::min<int64_t>(32, 2048 / threads)); }
+  static int blocks_per_sm(unsigned threads) { return (int)std::max<int64_t>(8, std::min<int64_t>(32, 2048 / threads)); }
 
   // The sizes of one call, as the kernels take them (their addresses are the launch arguments).
   struct Call {
@@ -424,16 +466,17 @@ struct GatedNorm {
     long long sx, sz;
     int m, d, g, p;
     float eps;
-    Call(const GatedNorm& op, const at::Tensor& y, const at::Tensor& x, const at::Tensor& z)
+    Call(const GatedNorm& op, const char* dir, const at::Tensor& y, const at::Tensor& x, const at::Tensor& z)
         : bsz(y.size(0)), l(y.size(1)), di(y.size(2)), gs(di / op.groups),
-          rows((unsigned)std::min<int64_t>(bsz * l, blocks_per_sm(op.threads(di / op.groups)) * sms(y))),
+          rows(std::max(1u, one_wave(y, op.kernel(dir, gs, x), op.threads(gs), bsz * l, blocks_per_sm(op.threads(gs))) /
+                                (unsigned)op.groups)),
           groups((unsigned)op.groups), sx(x.stride(1)),
           sz(z.stride(1)), m((int)(bsz * l)), d((int)di), g((int)gs), p((int)op.headdim), eps((float)op.eps) {}
   };
 
   at::Tensor forward(const at::Tensor& y, const at::Tensor& x, const at::Tensor& dsk, const at::Tensor& z,
                      const at::Tensor& w) const {
-    Call c(*this, y, x, z);
+    Call c(*this, "fwd", y, x, z);
     auto out = at::empty({c.bsz, c.l, c.di}, x.options().memory_format(at::MemoryFormat::Contiguous));
     void *py = y.data_ptr(), *px = x.data_ptr(), *pd = dsk.data_ptr(), *pz = z.data_ptr(), *pw = w.data_ptr(),
          *po = out.data_ptr();
@@ -445,7 +488,7 @@ struct GatedNorm {
   // dy, dx, dD, dz, dw
   std::vector<at::Tensor> backward(const at::Tensor& dout, const at::Tensor& y, const at::Tensor& x,
                                    const at::Tensor& dsk, const at::Tensor& z, const at::Tensor& w) const {
-    Call c(*this, y, x, z);
+    Call c(*this, "bwd", y, x, z);
     auto f32 = y.options();
     auto dy = at::empty({c.bsz, c.l, c.di}, f32);
     auto dx = at::empty({c.bsz, c.l, c.di}, x.options().memory_format(at::MemoryFormat::Contiguous));
@@ -583,9 +626,9 @@ struct AddNorm {
   static std::string kernel(const char* dir, int64_t d, const at::Tensor& like) {
     return std::string("addnorm_") + dir + std::to_string(columns(d)) + suffix(like);
   }
-  // Blocks of 8 warps (one row each at a time): a few per multiprocessor.
-  static unsigned blocks(int64_t rows, const at::Tensor& like, int per_sm) {
-    return (unsigned)std::max<int64_t>(1, std::min<int64_t>((rows + 7) / 8, (int64_t)per_sm * sms(like)));
+  // Blocks of 8 warps (one row each at a time), one wave of them.
+  static unsigned blocks(const std::string& kernel, int64_t rows, const at::Tensor& like) {
+    return one_wave(like, kernel, 256, (rows + 7) / 8, 4);
   }
 };
 
@@ -603,7 +646,8 @@ struct AddNormFunction : public torch::autograd::Function<AddNormFunction> {
     auto rout = has_delta ? at::empty_like(r) : r;
     void *pr = r.data_ptr(), *pdl = has_delta ? delta.data_ptr() : nullptr,
          *pro = has_delta ? rout.data_ptr() : nullptr, *pw = w.data_ptr(), *po = out.data_ptr();
-    launch_grid(r, AddNorm::kernel("fwd", d, out), {AddNorm::blocks(m, r, 8)}, 256, 0,
+    std::string k = AddNorm::kernel("fwd", d, out);
+    launch_grid(r, k, {AddNorm::blocks(k, m, r)}, 256, 0,
                 {&pr, &pdl, &pro, &pw, &po, &m, &dd, &e});
     ctx->saved_data["eps"] = eps;
     ctx->saved_data["delta"] = has_delta;
@@ -628,14 +672,15 @@ struct AddNormFunction : public torch::autograd::Function<AddNormFunction> {
     int64_t d = rr.size(-1);
     int m = (int)(rr.numel() / d), dd = (int)d;
     float e = (float)ctx->saved_data["eps"].toDouble();
-    unsigned nb = AddNorm::blocks(m, rr, 4);
+    std::string k = AddNorm::kernel("bwd", d, dout);
+    unsigned nb = AddNorm::blocks(k, m, rr);
     auto dr = at::empty_like(rr);
     auto ddelta = has_delta ? at::empty(rr.sizes(), rr.options().dtype(kind)) : at::Tensor();
     auto wpart = at::empty({(int64_t)nb, d}, rr.options());
     void *pg = dout.data_ptr(), *pdo = drout.defined() ? drout.data_ptr() : nullptr, *pr = rr.data_ptr(),
          *pw = w.data_ptr(), *pdr = dr.data_ptr(), *pdd = has_delta ? ddelta.data_ptr() : nullptr,
          *pwp = wpart.data_ptr();
-    launch_grid(rr, AddNorm::kernel("bwd", d, dout), {nb}, 256, 0, {&pg, &pdo, &pr, &pw, &pdr, &pdd, &pwp, &m, &dd, &e});
+    launch_grid(rr, k, {nb}, 256, 0, {&pg, &pdo, &pr, &pw, &pdr, &pdd, &pwp, &m, &dd, &e});
     return {dr, ddelta, wpart.sum(0), at::Tensor(), at::Tensor()};
   }
 };

@@ -6,24 +6,25 @@
 #include "common.cuh"
 
 template <typename T, int NC>
-__device__ void addnorm_fwd(const float* r, const T* delta, float* rout, const float* w, T* out, int M, int D,
-                            float eps) {
+__device__ void addnorm_fwd(const float* __restrict__ r, const T* __restrict__ delta, float* __restrict__ rout,
+                            const float* __restrict__ w, T* __restrict__ out, int M, int D, float eps) {
   int lane = threadIdx.x & 31, wpb = blockDim.x >> 5;
   for (int row = blockIdx.x * wpb + (threadIdx.x >> 5); row < M; row += gridDim.x * wpb) {
     long long base = (long long)row * D;
     float v[NC];
     float ss = 0.f;
+    // Every load of the row first, then the stores (a lane keeps 2 NC loads in flight).
 #pragma unroll
     for (int k = 0; k < NC; ++k) {
       int c = lane + 32 * k;
-      v[k] = 0.f;
-      if (c < D) {
-        v[k] = r[base + c];
-        if (delta != nullptr) {
-          v[k] += ld(delta, base + c);
-          rout[base + c] = v[k];
-        }
-        ss += v[k] * v[k];
+      v[k] = c < D ? r[base + c] + (delta != nullptr ? ld(delta, base + c) : 0.f) : 0.f;
+      ss += v[k] * v[k];
+    }
+    if (delta != nullptr) {
+#pragma unroll
+      for (int k = 0; k < NC; ++k) {
+        int c = lane + 32 * k;
+        if (c < D) rout[base + c] = v[k];
       }
     }
     float rs = rsqrtf(warp_sum(ss) / D + eps);
@@ -40,8 +41,9 @@ __device__ void addnorm_fwd(const float* r, const T* delta, float* rout, const f
 // the partial sums over its rows of dw (wpart [gridDim.x, D]; summed over the blocks by the caller).
 // rr is r' (or r when the forward had no delta).
 template <typename T, int NC>
-__device__ void addnorm_bwd(const T* dout, const float* drout, const float* rr, const float* w, float* dr, T* ddelta,
-                            float* wpart, int M, int D, float eps) {
+__device__ void addnorm_bwd(const T* __restrict__ dout, const float* __restrict__ drout, const float* __restrict__ rr,
+                            const float* __restrict__ w, float* __restrict__ dr, T* __restrict__ ddelta,
+                            float* __restrict__ wpart, int M, int D, float eps) {
   __shared__ float red[8][32 * NC];  // the block's warps' dw sums (blockDim.x <= 256)
   int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, wpb = blockDim.x >> 5;
   float wacc[NC];
@@ -49,18 +51,17 @@ __device__ void addnorm_bwd(const T* dout, const float* drout, const float* rr, 
   for (int k = 0; k < NC; ++k) wacc[k] = 0.f;
   for (int row = blockIdx.x * wpb + warp; row < M; row += gridDim.x * wpb) {
     long long base = (long long)row * D;
-    float v[NC], go[NC];
+    float v[NC], go[NC], gr[NC];
     float ss = 0.f, sd = 0.f;
 #pragma unroll
     for (int k = 0; k < NC; ++k) {
       int c = lane + 32 * k;
-      v[k] = go[k] = 0.f;
-      if (c < D) {
-        v[k] = rr[base + c];
-        go[k] = ld(dout, base + c);
-        ss += v[k] * v[k];
-        sd += go[k] * w[c] * v[k];
-      }
+      bool in = c < D;
+      v[k] = in ? rr[base + c] : 0.f;
+      go[k] = in ? ld(dout, base + c) : 0.f;
+      gr[k] = in && drout != nullptr ? drout[base + c] : 0.f;
+      ss += v[k] * v[k];
+      sd += go[k] * (in ? w[c] : 0.f) * v[k];
     }
     ss = warp_sum(ss);
     sd = warp_sum(sd);
@@ -70,8 +71,7 @@ __device__ void addnorm_bwd(const T* dout, const float* drout, const float* rr, 
     for (int k = 0; k < NC; ++k) {
       int c = lane + 32 * k;
       if (c < D) {
-        float g = rs * go[k] * w[c] - v[k] * coef;
-        if (drout != nullptr) g += drout[base + c];
+        float g = rs * go[k] * w[c] - v[k] * coef + gr[k];
         dr[base + c] = g;
         if (ddelta != nullptr) st(ddelta, base + c, g);
         wacc[k] += go[k] * v[k] * rs;
@@ -89,13 +89,15 @@ __device__ void addnorm_bwd(const T* dout, const float* drout, const float* rr, 
 }
 
 #define ADDNORM_NC(S, T, NC)                                                                                      \
-  extern "C" __global__ void addnorm_fwd##NC##_##S(const float* r, const T* delta, float* rout, const float* w,     \
-                                                   T* out, int M, int D, float eps) {                              \
+  extern "C" __global__ void addnorm_fwd##NC##_##S(const float* __restrict__ r, const T* __restrict__ delta,          \
+                                                   float* __restrict__ rout, const float* __restrict__ w,             \
+                                                   T* __restrict__ out, int M, int D, float eps) {                    \
     addnorm_fwd<T, NC>(r, delta, rout, w, out, M, D, eps);                                                        \
   }                                                                                                               \
-  extern "C" __global__ void addnorm_bwd##NC##_##S(const T* dout, const float* drout, const float* rr,             \
-                                                   const float* w, float* dr, T* ddelta, float* wpart, int M,      \
-                                                   int D, float eps) {                                             \
+  extern "C" __global__ void addnorm_bwd##NC##_##S(const T* __restrict__ dout, const float* __restrict__ drout,       \
+                                                   const float* __restrict__ rr, const float* __restrict__ w,         \
+                                                   float* __restrict__ dr, T* __restrict__ ddelta,                    \
+                                                   float* __restrict__ wpart, int M, int D, float eps) {              \
     addnorm_bwd<T, NC>(dout, drout, rr, w, dr, ddelta, wpart, M, D, eps);                                         \
   }
 #define ADDNORM(S, T) ADDNORM_NC(S, T, 4) ADDNORM_NC(S, T, 8) ADDNORM_NC(S, T, 16) ADDNORM_NC(S, T, 32)

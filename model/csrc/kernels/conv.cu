@@ -8,16 +8,17 @@
 // row stride sr, channels contiguous. Each thread runs TT consecutive positions of one channel
 // with a sliding window in registers. Grid (channel blocks, position tiles, B).
 template <typename T, int K>
-__device__ __forceinline__ float conv_in(const T* x, long long sb, long long sr, const T* pre, int C, int b, int t,
-                                         int c) {
+__device__ __forceinline__ float conv_in(const T* __restrict__ x, long long sb, long long sr,
+                                         const T* __restrict__ pre, int C, int b, int t, int c) {
   if (t >= 0) return ld(x, b * sb + t * sr + c);
   if (pre == nullptr) return 0.f;
   return ld(pre, ((long long)b * C + c) * (K - 1) + (K - 1) + t);
 }
 
 template <typename T, int K>
-__device__ void conv_fwd(const T* x, long long sb, long long sr, const T* pre, const T* w, const T* bias, T* out,
-                         int L, int C, int TT) {
+__device__ void conv_fwd(const T* __restrict__ x, long long sb, long long sr, const T* __restrict__ pre,
+                         const T* __restrict__ w, const T* __restrict__ bias, T* __restrict__ out, int L, int C,
+                         int TT) {
   int c = blockIdx.x * blockDim.x + threadIdx.x;
   if (c >= C) return;
   int b = blockIdx.z, t0 = blockIdx.y * TT, t1 = min(t0 + TT, L);
@@ -42,8 +43,9 @@ __device__ void conv_fwd(const T* x, long long sb, long long sr, const T* pre, c
 // [B, L, C] (contiguous), dx [B, L, C] (contiguous) and per (b, tile) partial sums of dw
 // [.., C, K] and dbias [.., C] (fp32, summed by the caller).
 template <typename T, int K>
-__device__ void conv_bwd(const T* x, long long sb, long long sr, const T* w, const T* bias, const T* dout, T* dx,
-                         float* wpart, float* bpart, int L, int C, int TT) {
+__device__ void conv_bwd(const T* __restrict__ x, long long sb, long long sr, const T* __restrict__ w,
+                         const T* __restrict__ bias, const T* __restrict__ dout, T* __restrict__ dx,
+                         float* __restrict__ wpart, float* __restrict__ bpart, int L, int C, int TT) {
   int c = blockIdx.x * blockDim.x + threadIdx.x;
   if (c >= C) return;
   int b = blockIdx.z, t0 = blockIdx.y * TT, t1 = min(t0 + TT, L);
@@ -94,15 +96,19 @@ __device__ void conv_bwd(const T* x, long long sb, long long sr, const T* w, con
   bpart[part * C + c] = db;
 }
 
-#define CONV(S, T, K)                                                                                       \
-  extern "C" __global__ void conv_fwd_k##K##_##S(const T* x, long long sb, long long sr, const T* pre,       \
-                                                 const T* w, const T* bias, T* out, int L, int C, int TT) { \
-    conv_fwd<T, K>(x, sb, sr, pre, w, bias, out, L, C, TT);                                                 \
-  }                                                                                                         \
-  extern "C" __global__ void conv_bwd_k##K##_##S(const T* x, long long sb, long long sr, const T* w,         \
-                                                 const T* bias, const T* dout, T* dx, float* wpart,         \
-                                                 float* bpart, int L, int C, int TT) {                      \
-    conv_bwd<T, K>(x, sb, sr, w, bias, dout, dx, wpart, bpart, L, C, TT);                                   \
+#define CONV(S, T, K)                                                                                         \
+  extern "C" __global__ void conv_fwd_k##K##_##S(const T* __restrict__ x, long long sb, long long sr,          \
+                                                 const T* __restrict__ pre, const T* __restrict__ w,           \
+                                                 const T* __restrict__ bias, T* __restrict__ out, int L, int C, \
+                                                 int TT) {                                                      \
+    conv_fwd<T, K>(x, sb, sr, pre, w, bias, out, L, C, TT);                                                   \
+  }                                                                                                           \
+  extern "C" __global__ void conv_bwd_k##K##_##S(const T* __restrict__ x, long long sb, long long sr,          \
+                                                 const T* __restrict__ w, const T* __restrict__ bias,          \
+                                                 const T* __restrict__ dout, T* __restrict__ dx,               \
+                                                 float* __restrict__ wpart, float* __restrict__ bpart, int L,  \
+                                                 int C, int TT) {                                               \
+    conv_bwd<T, K>(x, sb, sr, w, bias, dout, dx, wpart, bpart, L, C, TT);                                     \
   }
 #define CONV_KS(S, T) CONV(S, T, 2) CONV(S, T, 3) CONV(S, T, 4)
 BOTH_KINDS(CONV_KS)

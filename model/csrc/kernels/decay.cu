@@ -8,7 +8,8 @@
 // m[bc, h, l, s] = cb[bc, h / hpg, l, s] * exp(min(acs[l] - acs[s], 0)) for s <= l, else 0.
 // One block per (bc, h); each thread owns columns s and walks down the rows l (coalesced rows).
 template <typename T>
-__device__ void decay_fwd(const T* cb, const float* acs, T* m, int H, int hpg, int Q) {
+__device__ void decay_fwd(const T* __restrict__ cb, const float* __restrict__ acs, T* __restrict__ m, int H, int hpg,
+                          int Q) {
   extern __shared__ float a[];  // acs of the head [Q]
   unsigned bh = blockIdx.x;
   int h = (int)(bh % H);
@@ -48,7 +49,8 @@ __device__ void decay_fwd(const T* cb, const float* acs, T* m, int H, int hpg, i
 // rows w, w + warps, ..: a row's sum is one warp reduction, and each warp keeps its own column
 // sums in shared memory (no atomics), added up at the end.
 template <typename T>
-__device__ void decay_dacs(const T* dm, const T* cb, const float* acs, float* dacs, int G, int hpg, int Q) {
+__device__ void decay_dacs(const T* __restrict__ dm, const T* __restrict__ cb, const float* __restrict__ acs,
+                           float* __restrict__ dacs, int G, int hpg, int Q) {
   extern __shared__ float sh[];  // acs [Q] | row sums [Q] | column sums per warp [warps][Q]
   int nw = blockDim.x >> 5, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   float* a = sh;
@@ -86,7 +88,8 @@ __device__ void decay_dacs(const T* dm, const T* cb, const float* acs, float* da
 // dcb[bc, g, l, s] = sum over the heads h of group g of dm * decay (fp32), s <= l (0 above).
 // One block per row (bc, g, l), its threads along s.
 template <typename T>
-__device__ void decay_dcb(const T* dm, const float* acs, float* dcb, int G, int hpg, int Q) {
+__device__ void decay_dcb(const T* __restrict__ dm, const float* __restrict__ acs, float* __restrict__ dcb, int G,
+                          int hpg, int Q) {
   unsigned row = blockIdx.x;
   int l = (int)(row % Q);
   unsigned bg = row / Q;
@@ -108,15 +111,17 @@ __device__ void decay_dcb(const T* dm, const float* acs, float* dcb, int G, int 
 }
 
 #define DECAY(S, T)                                                                                         \
-  extern "C" __global__ void decay_fwd_##S(const T* cb, const float* acs, T* m, int H, int hpg, int Q) {    \
+  extern "C" __global__ void decay_fwd_##S(const T* __restrict__ cb, const float* __restrict__ acs,                   \
+                                           T* __restrict__ m, int H, int hpg, int Q) {                                \
     decay_fwd<T>(cb, acs, m, H, hpg, Q);                                                                    \
   }                                                                                                         \
-  extern "C" __global__ void decay_dacs_##S(const T* dm, const T* cb, const float* acs, float* dacs, int G, \
-                                            int hpg, int Q) {                                               \
+  extern "C" __global__ void decay_dacs_##S(const T* __restrict__ dm, const T* __restrict__ cb,                       \
+                                            const float* __restrict__ acs, float* __restrict__ dacs, int G, int hpg,  \
+                                            int Q) {                                                                  \
     decay_dacs<T>(dm, cb, acs, dacs, G, hpg, Q);                                                            \
   }                                                                                                         \
-  extern "C" __global__ void decay_dcb_##S(const T* dm, const float* acs, float* dcb, int G, int hpg,       \
-                                           int Q) {                                                         \
+  extern "C" __global__ void decay_dcb_##S(const T* __restrict__ dm, const float* __restrict__ acs,                   \
+                                           float* __restrict__ dcb, int G, int hpg, int Q) {                          \
     decay_dcb<T>(dm, acs, dcb, G, hpg, Q);                                                                  \
   }
 BOTH_KINDS(DECAY)

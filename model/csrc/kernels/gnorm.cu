@@ -2,6 +2,10 @@
 // (`gated_norm` in src/ssd/fused.rs; its tensor-op twin is the mixer's own tail).
 #include "common.cuh"
 
+#ifndef GNORM_BWD_REGS
+#define GNORM_BWD_REGS 40  // registers a thread of gnorm_bwd (occupancy against loads in flight)
+#endif
+
 template <typename T>
 struct GnormCol {
   float z, x, u, sg, g;
@@ -22,8 +26,9 @@ struct GnormCol {
 // group. NC is the register budget per thread: blockDim >= group size / NC (4 up to groups of
 // 4096, else 8: fewer registers, more threads per row).
 template <typename T, int NC>
-__device__ void gnorm_fwd(const float* y, const T* x, long long sx, const float* dsk, const T* z, long long sz,
-                          const float* w, T* out, int M, int Di, int gs, int P, float eps) {
+__device__ void gnorm_fwd(const float* __restrict__ y, const T* __restrict__ x, long long sx,
+                          const float* __restrict__ dsk, const T* __restrict__ z, long long sz,
+                          const float* __restrict__ w, T* __restrict__ out, int M, int Di, int gs, int P, float eps) {
   __shared__ float red[64];
   int g = blockIdx.y;
   float dk[NC];  // D of each owned column's head
@@ -62,9 +67,11 @@ __device__ void gnorm_fwd(const float* y, const T* x, long long sx, const float*
 // (wpart, dpart: [gridDim.x, Di], fp32; summed over the blocks by the caller). Two passes over a
 // row (the second reads it again from cache) keep the registers, and so the occupancy, low.
 template <typename T, int NC>
-__device__ void gnorm_bwd(const T* dout, const float* y, const T* x, long long sx, const float* dsk, const T* z,
-                          long long sz, const float* w, float* dy, T* dx, T* dz, float* wpart, float* dpart, int M,
-                          int Di, int gs, int P, float eps) {
+__device__ void gnorm_bwd(const T* __restrict__ dout, const float* __restrict__ y, const T* __restrict__ x,
+                          long long sx, const float* __restrict__ dsk, const T* __restrict__ z, long long sz,
+                          const float* __restrict__ w, float* __restrict__ dy, T* __restrict__ dx, T* __restrict__ dz,
+                          float* __restrict__ wpart, float* __restrict__ dpart, int M, int Di, int gs, int P,
+                          float eps) {
   __shared__ float red[64];
   int g = blockIdx.y;
   float wacc[NC], dacc[NC], dk[NC];
@@ -123,15 +130,18 @@ __device__ void gnorm_bwd(const T* dout, const float* y, const T* x, long long s
 // previous K-1 inputs pre [B, C, K-1] (or zeros when pre is null) before. x: batch stride sb,
 
 #define GNORM_NC(S, T, NC)                                                                                  \
-  extern "C" __global__ void gnorm_fwd##NC##_##S(const float* y, const T* x, long long sx, const float* dsk,   \
-                                                 const T* z, long long sz, const float* w, T* out, int M,      \
-                                                 int Di, int gs, int P, float eps) {                           \
+  extern "C" __global__ void gnorm_fwd##NC##_##S(const float* __restrict__ y, const T* __restrict__ x, long long sx,  \
+                                                 const float* __restrict__ dsk, const T* __restrict__ z,              \
+                                                 long long sz, const float* __restrict__ w, T* __restrict__ out,      \
+                                                 int M, int Di, int gs, int P, float eps) {                           \
     gnorm_fwd<T, NC>(y, x, sx, dsk, z, sz, w, out, M, Di, gs, P, eps);                                        \
   }                                                                                                          \
-  extern "C" __global__ void __maxnreg__(40) gnorm_bwd##NC##_##S(const T* dout, const float* y, const T* x, long long sx,      \
-                                                 const float* dsk, const T* z, long long sz, const float* w,   \
-                                                 float* dy, T* dx, T* dz, float* wpart, float* dpart, int M,   \
-                                                 int Di, int gs, int P, float eps) {                           \
+  extern "C" __global__ void __maxnreg__(GNORM_BWD_REGS)                                                          \
+      gnorm_bwd##NC##_##S(const T* __restrict__ dout, const float* __restrict__ y, const T* __restrict__ x,          \
+                          long long sx, const float* __restrict__ dsk, const T* __restrict__ z, long long sz,        \
+                          const float* __restrict__ w, float* __restrict__ dy, T* __restrict__ dx,                   \
+                          T* __restrict__ dz, float* __restrict__ wpart, float* __restrict__ dpart, int M, int Di,   \
+                          int gs, int P, float eps) {                                                                \
     gnorm_bwd<T, NC>(dout, y, x, sx, dsk, z, sz, w, dy, dx, dz, wpart, dpart, M, Di, gs, P, eps);             \
   }
 #define GNORM(S, T) GNORM_NC(S, T, 4) GNORM_NC(S, T, 8)

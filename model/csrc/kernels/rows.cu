@@ -8,6 +8,10 @@
 // Rust side: `rows_kernel` in src/ssd/fused.rs, each stage with a tensor-op twin there.
 #include "common.cuh"
 
+#ifndef ROWS_REGS
+#define ROWS_REGS 40  // registers a thread of the row kernels
+#endif
+
 struct Rows {
   int B, L, H, P, G, Q, C;
 };
@@ -36,18 +40,21 @@ struct Token {
 };
 
 // One block per token (b, t) of the padded length (grid-stride), its warps over the heads, each
-// lane over pairs of P (P even): index arithmetic once per (token, head), 2 values per access.
+// lane over pairs of P (P even): index arithmetic once per (token, head), 2 values per access;
+// two heads' loads issued before either's stores (unrolled, restrict pointers).
 #define ROWS_LOOP(R)                                                                                      \
   int lane = threadIdx.x & 31, nw = blockDim.x >> 5;                                                      \
   unsigned ntok = (unsigned)(R).B * (R).C * (R).Q, per_b = (unsigned)(R).C * (R).Q;                       \
   for (unsigned bt = blockIdx.x; bt < ntok; bt += gridDim.x)                                               \
+    _Pragma("unroll 2")                                                                                   \
     for (int h = threadIdx.x >> 5, b = (int)(bt / per_b), t = (int)(bt % per_b); h < (R).H; h += nw)      \
       if (const At o = Token(R, b, t).at(R, h); true)
 
 // y (natural, fp32) = raw (cols) * exp(acs) + ydiag (heads): the output from the states
 // entering the chunks plus the diagonal blocks'. raw null: no state enters (one chunk, no h0).
 template <typename T>
-__device__ void ssd_out(const T* raw, const T* ydiag, const float* acs, float* y, Rows R) {
+__device__ void ssd_out(const T* __restrict__ raw, const T* __restrict__ ydiag, const float* __restrict__ acs,
+                        float* __restrict__ y, Rows R) {
   ROWS_LOOP(R) {
     if (t >= R.L) continue;
     float e = raw ? expf(acs[o.factor]) : 0.f;
@@ -64,7 +71,8 @@ __device__ void ssd_out(const T* raw, const T* ydiag, const float* acs, float* y
 // xw (cols) = x (natural) * w: the inputs weighted by their decay to the chunk end; xh (heads) =
 // x, the diagonal blocks' operand. xw null: only xh (no chunk states wanted).
 template <typename T>
-__device__ void ssd_xw(const T* x, const float* w, T* xw, T* xh, Rows R) {
+__device__ void ssd_xw(const T* __restrict__ x, const float* __restrict__ w, T* __restrict__ xw, T* __restrict__ xh,
+                       Rows R) {
   ROWS_LOOP(R) {
     bool in = t < R.L;
     long long oc = o.cols, oh = o.heads;
@@ -83,7 +91,8 @@ __device__ void ssd_xw(const T* x, const float* w, T* xw, T* xh, Rows R) {
 // dacs[row] = sum over p of dy * exp(acs) * raw (the gradient of acs through exp(acs)). raw and
 // dyo null: no state enters (one chunk, no h0), so dyo is not wanted and dacs is 0.
 template <typename T>
-__device__ void ssd_dy(const float* dy, const T* raw, const float* acs, T* dyo, T* dyh, float* dacs, Rows R) {
+__device__ void ssd_dy(const float* __restrict__ dy, const T* __restrict__ raw, const float* __restrict__ acs,
+                       T* __restrict__ dyo, T* __restrict__ dyh, float* __restrict__ dacs, Rows R) {
   ROWS_LOOP(R) {
     long long of = o.factor, oc = o.cols, oh = o.heads;
     bool in = t < R.L;
@@ -106,7 +115,8 @@ __device__ void ssd_dy(const float* dy, const T* raw, const float* acs, T* dyo, 
 // (the gradient of the decay to the chunk end). dxw null: no gradient reaches the chunk states
 // (dxdt = dxdiag, dws = 0).
 template <typename T>
-__device__ void ssd_dx(const T* dxw, const T* x, const float* w, const T* dxdiag, T* dxdt, float* dws, Rows R) {
+__device__ void ssd_dx(const T* __restrict__ dxw, const T* __restrict__ x, const float* __restrict__ w,
+                       const T* __restrict__ dxdiag, T* __restrict__ dxdt, float* __restrict__ dws, Rows R) {
   ROWS_LOOP(R) {
     long long of = o.factor, oc = o.cols, oh = o.heads;
     if (t >= R.L) {
@@ -131,18 +141,24 @@ __device__ void ssd_dx(const T* dxw, const T* x, const float* w, const T* dxdiag
 }
 
 #define SSD_ROWS(S, T)                                                                                         \
-  extern "C" __global__ void __maxnreg__(40) ssd_out_##S(const T* raw, const T* ydiag, const float* acs, float* y, Rows R) {   \
+  extern "C" __global__ void __maxnreg__(ROWS_REGS) ssd_out_##S(const T* __restrict__ raw,                            \
+                                         const T* __restrict__ ydiag, const float* __restrict__ acs,                  \
+                                         float* __restrict__ y, Rows R) {                                             \
     ssd_out<T>(raw, ydiag, acs, y, R);                                                                         \
   }                                                                                                            \
-  extern "C" __global__ void __maxnreg__(40) ssd_xw_##S(const T* x, const float* w, T* xw, T* xh, Rows R) {                  \
+  extern "C" __global__ void __maxnreg__(ROWS_REGS) ssd_xw_##S(const T* __restrict__ x, const float* __restrict__ w,  \
+                                         T* __restrict__ xw, T* __restrict__ xh, Rows R) {                            \
     ssd_xw<T>(x, w, xw, xh, R);                                                                                \
   }                                                                                                            \
-  extern "C" __global__ void __maxnreg__(40) ssd_dy_##S(const float* dy, const T* raw, const float* acs, T* dyo, T* dyh,       \
-                                        float* dacs, Rows R) {                                                 \
+  extern "C" __global__ void __maxnreg__(ROWS_REGS) ssd_dy_##S(const float* __restrict__ dy,                          \
+                                         const T* __restrict__ raw, const float* __restrict__ acs,                    \
+                                         T* __restrict__ dyo, T* __restrict__ dyh, float* __restrict__ dacs,          \
+                                         Rows R) {                                                                    \
     ssd_dy<T>(dy, raw, acs, dyo, dyh, dacs, R);                                                                \
   }                                                                                                            \
-  extern "C" __global__ void __maxnreg__(40) ssd_dx_##S(const T* dxw, const T* x, const float* w, const T* dxdiag, T* dxdt,    \
-                                        float* dws, Rows R) {                                                  \
+  extern "C" __global__ void __maxnreg__(ROWS_REGS) ssd_dx_##S(const T* __restrict__ dxw, const T* __restrict__ x,    \
+                                         const float* __restrict__ w, const T* __restrict__ dxdiag,                   \
+                                         T* __restrict__ dxdt, float* __restrict__ dws, Rows R) {                     \
     ssd_dx<T>(dxw, x, w, dxdiag, dxdt, dws, R);                                                                \
   }
 BOTH_KINDS(SSD_ROWS)

@@ -4,7 +4,8 @@
 
 // per (token, head).
 template <typename T>
-__device__ void scale_fwd(const T* x, long long sx, const float* dt, T* out, unsigned rows, int H, int P) {
+__device__ void scale_fwd(const T* __restrict__ x, long long sx, const float* __restrict__ dt, T* __restrict__ out,
+                          unsigned rows, int H, int P) {
   int lane = threadIdx.x & 31;
   unsigned warps = gridDim.x * (blockDim.x >> 5);
   for (unsigned r = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5); r < rows; r += warps) {
@@ -16,7 +17,8 @@ __device__ void scale_fwd(const T* x, long long sx, const float* dt, T* out, uns
 
 // Its backward from g [B*L*H, P]: dx = g * dt ([B*L*H, P]) and ddt = sum over p of g * x.
 template <typename T>
-__device__ void scale_bwd(const T* g, const T* x, long long sx, const float* dt, T* dx, float* ddt, unsigned rows,
+__device__ void scale_bwd(const T* __restrict__ g, const T* __restrict__ x, long long sx,
+                          const float* __restrict__ dt, T* __restrict__ dx, float* __restrict__ ddt, unsigned rows,
                           int H, int P) {
   int lane = threadIdx.x & 31;
   unsigned warps = gridDim.x * (blockDim.x >> 5);
@@ -34,12 +36,13 @@ __device__ void scale_bwd(const T* g, const T* x, long long sx, const float* dt,
 }
 
 #define SCALE(S, T)                                                                                            \
-  extern "C" __global__ void scale_fwd_##S(const T* x, long long sx, const float* dt, T* out, unsigned rows,   \
-                                           int H, int P) {                                                     \
+  extern "C" __global__ void scale_fwd_##S(const T* __restrict__ x, long long sx, const float* __restrict__ dt,       \
+                                           T* __restrict__ out, unsigned rows, int H, int P) {                        \
     scale_fwd<T>(x, sx, dt, out, rows, H, P);                                                                  \
   }                                                                                                            \
-  extern "C" __global__ void scale_bwd_##S(const T* g, const T* x, long long sx, const float* dt, T* dx,       \
-                                           float* ddt, unsigned rows, int H, int P) {                          \
+  extern "C" __global__ void scale_bwd_##S(const T* __restrict__ g, const T* __restrict__ x, long long sx,            \
+                                           const float* __restrict__ dt, T* __restrict__ dx,                          \
+                                           float* __restrict__ ddt, unsigned rows, int H, int P) {                    \
     scale_bwd<T>(g, x, sx, dt, dx, ddt, rows, H, P);                                                           \
   }
 BOTH_KINDS(SCALE)

@@ -7,8 +7,8 @@
 
 // Grid (blocks of pairs of e, B * H): 2 values a thread, no 64-bit index division.
 template <typename T>
-__device__ void pass_fwd(const T* states, const float* last, const float* h0, T* prev, float* fin, int B, int C,
-                         int H, int PN) {
+__device__ void pass_fwd(const T* __restrict__ states, const float* __restrict__ last, const float* __restrict__ h0,
+                         T* __restrict__ prev, float* __restrict__ fin, int B, int C, int H, int PN) {
   int e = 2 * (blockIdx.x * blockDim.x + threadIdx.x);
   int bh = blockIdx.y, h = bh % H, b = bh / H;
   if (e >= PN) return;
@@ -32,8 +32,9 @@ __device__ void pass_fwd(const T* states, const float* last, const float* h0, T*
 // Grid (blocks of e, B * H).
 // Grid (blocks of pairs of e, B * H), 2 values a thread.
 template <typename T>
-__device__ void pass_bwd(const T* dprev, const float* dfin, const T* prev, const float* last, T* dstates, float* dh0,
-                         float* dlpart, int B, int C, int H, int PN) {
+__device__ void pass_bwd(const T* __restrict__ dprev, const float* __restrict__ dfin, const T* __restrict__ prev,
+                         const float* __restrict__ last, T* __restrict__ dstates, float* __restrict__ dh0,
+                         float* __restrict__ dlpart, int B, int C, int H, int PN) {
   __shared__ float red[64];
   int e = 2 * (blockIdx.x * blockDim.x + threadIdx.x);
   int bh = blockIdx.y, h = bh % H, b = bh / H;
@@ -61,12 +62,15 @@ __device__ void pass_bwd(const T* dprev, const float* dfin, const T* prev, const
 }
 
 #define PASS(S, T)                                                                                             \
-  extern "C" __global__ void pass_fwd_##S(const T* states, const float* last, const float* h0, T* prev,       \
-                                          float* fin, int B, int C, int H, int PN) {                           \
+  extern "C" __global__ void pass_fwd_##S(const T* __restrict__ states, const float* __restrict__ last,               \
+                                          const float* __restrict__ h0, T* __restrict__ prev,                         \
+                                          float* __restrict__ fin, int B, int C, int H, int PN) {                     \
     pass_fwd<T>(states, last, h0, prev, fin, B, C, H, PN);                                                     \
   }                                                                                                            \
-  extern "C" __global__ void pass_bwd_##S(const T* dprev, const float* dfin, const T* prev, const float* last, \
-                                          T* dstates, float* dh0, float* dlpart, int B, int C, int H, int PN) { \
+  extern "C" __global__ void pass_bwd_##S(const T* __restrict__ dprev, const float* __restrict__ dfin,                \
+                                          const T* __restrict__ prev, const float* __restrict__ last,                 \
+                                          T* __restrict__ dstates, float* __restrict__ dh0,                           \
+                                          float* __restrict__ dlpart, int B, int C, int H, int PN) {                  \
     pass_bwd<T>(dprev, dfin, prev, last, dstates, dh0, dlpart, B, C, H, PN);                                   \
   }
 BOTH_KINDS(PASS)
