@@ -862,10 +862,14 @@ mod tests {
         }
     }
 
+    /// The tests that compile the kernels read STUFFED_KERNEL_DEFINES, which one of them sets.
+    static COMPILING: Mutex<()> = Mutex::new(());
+
     /// The kernels compiled by NVRTC (on the CPU: no GPU needed) are exactly the generated list
     /// that the C++ side loads: build.rs read every `extern "C" __global__` declaration.
     #[test]
     fn kernel_list_matches_the_compiled_kernels() {
+        let _one = COMPILING.lock().unwrap_or_else(|e| e.into_inner());
         let ptx = match kernels_ptx(9, 0) {
             Ok(p) => p,
             Err(e) if e.contains("libnvrtc not found") => {
@@ -882,11 +886,37 @@ mod tests {
         assert_eq!(entries, listed);
     }
 
+    /// STUFFED_KERNEL_DEFINES takes -DNAME[=VALUE] tokens only (nothing else reaches NVRTC's
+    /// command line) and its macros reach the kernels.
+    #[test]
+    fn kernel_defines_are_validated() {
+        let _one = COMPILING.lock().unwrap_or_else(|e| e.into_inner());
+        let compile = |defines: &str| {
+            std::env::set_var("STUFFED_KERNEL_DEFINES", defines);
+            let r = kernels_ptx(9, 0);
+            std::env::remove_var("STUFFED_KERNEL_DEFINES");
+            r
+        };
+        match compile("-DROWS_REGS=64  -DGNORM_BWD_REGS=48") {
+            Err(e) if e.contains("libnvrtc not found") => {
+                eprintln!("SKIPPED kernel_defines_are_validated: {e}");
+                return;
+            }
+            Err(e) => panic!("{e}"),
+            Ok(ptx) => assert!(ptx.contains(".maxnreg 64") && ptx.contains(".maxnreg 48"), "the macros did not reach the kernels"),
+        }
+        for bad in ["--use_fast_math", "-DX;rm", "-D", "-DA=$(id)"] {
+            let e = compile(bad).expect_err(bad);
+            assert!(e.contains("STUFFED_KERNEL_DEFINES") && e.contains("-DNAME"), "{bad}: {e}");
+        }
+    }
+
     /// Regression: libnvrtc beside the torch wheel (site-packages/nvidia/cu13/lib) was never
     /// found, because the C++ side looked for torch's directory through an inline function of
     /// the headers (dladdr named this binary instead of libtorch).
     #[test]
     fn nvrtc_is_found_beside_the_torch_wheel() {
+        let _one = COMPILING.lock().unwrap_or_else(|e| e.into_inner());
         let maps = std::fs::read_to_string("/proc/self/maps").unwrap_or_default();
         let Some(c10) = maps.lines().filter_map(|l| l.split_whitespace().nth(5)).find(|p| p.ends_with("/libc10.so")) else {
             eprintln!("SKIPPED nvrtc_is_found_beside_the_torch_wheel: libc10.so not in /proc/self/maps");
