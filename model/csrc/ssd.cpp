@@ -794,7 +794,11 @@ int stuffed_ssd_rows(const char* stem, at::Tensor** ts, int n, int kind_of, cons
     long long tokens = (long long)rows.B * rows.C * rows.Q;  // one block each, its warps over the heads
     require(tokens * rows.H < (1LL << 31), "SSD row kernel: more than 2^31 rows");
     require(rows.P % 2 == 0, "SSD row kernel: odd head dim");
-    unsigned threads = (unsigned)std::min(256, std::max(32, (rows.H + 1) / 2 * 32));  // about 2 heads a warp
+    // About two passes a warp: a warp takes 32 / lanes heads at once (rows.cu's head_lanes).
+    int lanes = 1;
+    while (lanes < 32 && 2 * lanes < rows.P) lanes *= 2;
+    int per_pass = 32 / lanes;
+    unsigned threads = (unsigned)std::min(256, std::max(32, (rows.H + 2 * per_pass - 1) / (2 * per_pass) * 32));
     long long blocks = std::min<long long>(tokens, 32LL * sms(*ts[kind_of]));
     launch_grid(*ts[kind_of], std::string(stem) + suffix(*ts[kind_of]), {(unsigned)std::max(1LL, blocks)}, threads, 0, args);
   });

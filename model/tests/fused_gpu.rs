@@ -137,6 +137,10 @@ fn cases() -> Vec<Case> {
         Case { bsz: 8, l: 128, h: 16, p: 64, g: 1, n: 256, q: 256, h0: false, fin: false },
         Case { bsz: 8, l: 128, h: 16, p: 64, g: 1, n: 256, q: 256, h0: false, fin: true },
         Case { bsz: 4, l: 100, h: 8, p: 32, g: 2, n: 64, q: 128, h0: false, fin: false },
+        // Short rows share a warp (P 32: two heads, P 16: four), and the last warp's heads run
+        // past H when H is not a multiple.
+        Case { bsz: 2, l: 300, h: 5, p: 32, g: 1, n: 16, q: 128, h0: true, fin: true },
+        Case { bsz: 2, l: 200, h: 3, p: 16, g: 1, n: 16, q: 64, h0: false, fin: true },
     ]
 }
 

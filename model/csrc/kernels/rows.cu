@@ -39,16 +39,35 @@ struct Token {
   }
 };
 
-// One block per token (b, t) of the padded length (grid-stride), its warps over the heads, each
-// lane over pairs of P (P even): index arithmetic once per (token, head), 2 values per access;
-// two heads' loads issued before either's stores (unrolled, restrict pointers).
+// Lanes per (token, head) row: 32 from P = 64 up, else the power of two >= P / 2 (P = 32: 16
+// lanes, two heads a warp), so that no lane idles on short rows.
+__device__ __forceinline__ int head_lanes(int P) {
+  int w = 1;
+  while (w < 32 && 2 * w < P) w *= 2;
+  return w;
+}
+
+// Sum over the `width` lanes of a row (every lane of the warp calls it; each gets its row's sum).
+__device__ __forceinline__ float head_sum(float v, int width) {
+  for (int off = width >> 1; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+  return v;
+}
+
+// One block per token (b, t) of the padded length (grid-stride), its warps over the heads (32 /
+// head_lanes heads a warp), each lane over pairs of P (P even): index arithmetic once per (token,
+// head), 2 values per access; two heads' loads issued before either's stores (unrolled, restrict
+// pointers). `live` is false for the lanes of a warp's last heads past H: they skip the row
+// (loads and stores) but still take part in head_sum.
 #define ROWS_LOOP(R)                                                                                      \
-  int lane = threadIdx.x & 31, nw = blockDim.x >> 5;                                                      \
+  int hl = head_lanes((R).P), hpw = 32 / hl, step = 2 * hl, nw = blockDim.x >> 5;                         \
+  int lane = (threadIdx.x & 31) % hl, sub = (threadIdx.x & 31) / hl;                                      \
   unsigned ntok = (unsigned)(R).B * (R).C * (R).Q, per_b = (unsigned)(R).C * (R).Q;                       \
   for (unsigned bt = blockIdx.x; bt < ntok; bt += gridDim.x)                                               \
     _Pragma("unroll 2")                                                                                   \
-    for (int h = threadIdx.x >> 5, b = (int)(bt / per_b), t = (int)(bt % per_b); h < (R).H; h += nw)      \
-      if (const At o = Token(R, b, t).at(R, h); true)
+    for (int hb = (threadIdx.x >> 5) * hpw, b = (int)(bt / per_b), t = (int)(bt % per_b); hb < (R).H;      \
+         hb += nw * hpw)                                                                                  \
+      if (const int h = min(hb + sub, (R).H - 1), live = hb + sub < (R).H; true)                          \
+        if (const At o = Token(R, b, t).at(R, h); true)
 
 // y (natural, fp32) = raw (cols) * exp(acs) + ydiag (heads): the output from the states
 // entering the chunks plus the diagonal blocks'. raw null: no state enters (one chunk, no h0).
@@ -59,7 +78,7 @@ __device__ void ssd_out(const T* __restrict__ raw, const T* __restrict__ ydiag, 
     if (t >= R.L) continue;
     float e = raw ? expf(acs[o.factor]) : 0.f;
     long long oc = o.cols, oh = o.heads, on = o.natural;
-    for (int p = 2 * lane; p < R.P; p += 64) {
+    for (int p = 2 * lane; live && p < R.P; p += step) {
       float r0 = 0.f, r1 = 0.f, d0, d1;
       if (raw) ld2(raw, oc + p, r0, r1);
       ld2(ydiag, oh + p, d0, d1);
@@ -78,7 +97,7 @@ __device__ void ssd_xw(const T* __restrict__ x, const float* __restrict__ w, T* 
     long long oc = o.cols, oh = o.heads;
     float wv = in ? w[o.factor] : 0.f;
     long long on = in ? o.natural : 0;
-    for (int p = 2 * lane; p < R.P; p += 64) {
+    for (int p = 2 * lane; live && p < R.P; p += step) {
       float v0 = 0.f, v1 = 0.f;
       if (in) ld2(x, on + p, v0, v1);
       if (xw) st2(xw, oc + p, v0 * wv, v1 * wv);
@@ -98,7 +117,7 @@ __device__ void ssd_dy(const float* __restrict__ dy, const T* __restrict__ raw, 
     bool in = t < R.L;
     long long on = in ? o.natural : 0;
     float e = raw ? expf(acs[of]) : 0.f, acc = 0.f;
-    for (int p = 2 * lane; p < R.P; p += 64) {
+    for (int p = 2 * lane; live && p < R.P; p += step) {
       float g0 = 0.f, g1 = 0.f, r0 = 0.f, r1 = 0.f;
       if (in) ld2(dy, on + p, g0, g1);
       if (raw) ld2(raw, oc + p, r0, r1);
@@ -106,8 +125,8 @@ __device__ void ssd_dy(const float* __restrict__ dy, const T* __restrict__ raw, 
       if (dyo) st2(dyo, oc + p, g0 * e, g1 * e);
       st2(dyh, oh + p, g0, g1);
     }
-    acc = warp_sum(acc);
-    if (lane == 0) dacs[of] = acc;
+    acc = head_sum(acc, hl);
+    if (lane == 0 && live) dacs[of] = acc;
   }
 }
 
@@ -120,12 +139,12 @@ __device__ void ssd_dx(const T* __restrict__ dxw, const T* __restrict__ x, const
   ROWS_LOOP(R) {
     long long of = o.factor, oc = o.cols, oh = o.heads;
     if (t >= R.L) {
-      if (lane == 0) dws[of] = 0.f;
+      if (lane == 0 && live) dws[of] = 0.f;
       continue;
     }
     long long on = o.natural;
     float wv = w[of], acc = 0.f;
-    for (int p = 2 * lane; p < R.P; p += 64) {
+    for (int p = 2 * lane; live && p < R.P; p += step) {
       float g0 = 0.f, g1 = 0.f, x0 = 0.f, x1 = 0.f, d0, d1;
       if (dxw) {
         ld2(dxw, oc + p, g0, g1);
@@ -135,8 +154,8 @@ __device__ void ssd_dx(const T* __restrict__ dxw, const T* __restrict__ x, const
       acc += g0 * x0 + g1 * x1;
       st2(dxdt, on + p, g0 * wv + d0, g1 * wv + d1);
     }
-    acc = warp_sum(acc);
-    if (lane == 0) dws[of] = acc * wv;
+    acc = head_sum(acc, hl);
+    if (lane == 0 && live) dws[of] = acc * wv;
   }
 }
 
