@@ -222,6 +222,7 @@ fn bench_suite_writes_a_record_and_names_unknown_cases() {
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&rec).unwrap()).unwrap();
     assert!(v["stuffed"]["git_commit"].is_string() && v["date"].is_string(), "{v}");
     assert_eq!(v["device"], "cpu");
+    assert!(v["device_copy_gb_s"].is_null(), "no copy bandwidth off CUDA: {v}");
     let case = &v["cases"][0];
     assert_eq!(case["case"], "train-tiny");
     assert_eq!((case["batch"].as_i64(), case["len"].as_i64()), (Some(1), Some(128)));

@@ -97,6 +97,33 @@ pub fn bf16_peak_flops(gpu_name: &str) -> Option<f64> {
         .map(|(_, v)| *v)
 }
 
+/// The device's achievable memory bandwidth by libtorch's own copy (GB/s, bytes read plus
+/// written): 512 MiB of bf16 copied 10 times after 2 untimed copies, the best of 3 such timings.
+/// The yardstick for the memory-bound kernels' figures in the same run; None off CUDA.
+pub fn copy_bandwidth(device: Device) -> Option<f64> {
+    if !device.is_cuda() {
+        return None;
+    }
+    let _g = tch::no_grad_guard();
+    let src = Tensor::ones([256 << 20], (Kind::BFloat16, device));
+    let mut dst = Tensor::empty([256 << 20], (Kind::BFloat16, device));
+    let bytes = 2.0 * 2.0 * (256u64 << 20) as f64;
+    for _ in 0..2 {
+        dst.copy_(&src);
+    }
+    let mut best = 0f64;
+    for _ in 0..3 {
+        synchronize(device);
+        let t = Instant::now();
+        for _ in 0..10 {
+            dst.copy_(&src);
+        }
+        synchronize(device);
+        best = best.max(10.0 * bytes / t.elapsed().as_secs_f64() / 1e9);
+    }
+    Some(best)
+}
+
 pub fn synchronize(device: Device) {
     if let Device::Cuda(i) = device {
         tch::Cuda::synchronize(i as i64);

@@ -233,6 +233,11 @@ impl SuiteArgs {
                 profiles,
             });
         }
+        // The yardstick of the kernels' bandwidth in this run (profiles' kernel times against it).
+        let copy_gb_s = stuffed_model::bench::copy_bandwidth(dev);
+        if let Some(bw) = copy_gb_s {
+            println!("== device copy bandwidth (libtorch copy_, 512 MiB bf16, read + written): {bw:.0} GB/s");
+        }
         let gpu = match dev {
             tch::Device::Cuda(i) => stuffed_model::cuda::gpu_info(i).ok().map(|g| g.name),
             _ => None,
@@ -246,6 +251,7 @@ impl SuiteArgs {
             "steps": self.steps,
             "warmup": self.warmup,
             "anchor": anchors.as_ref().map(|a| &a.meta),
+            "device_copy_gb_s": copy_gb_s,
             "cases": records,
         });
         super::write_record(self.out.as_deref(), &record)?;
