@@ -248,20 +248,10 @@ struct Module {
 std::mutex g_mods_mu;
 std::map<int, Module> g_mods;  // per device index
 
-// The PTX of every kernel (csrc/kernels: one program, the .cu files including their headers) for
-// compute capability major.minor.
-std::string compile_ptx(int major, int minor) {
-  Nvrtc& a = nvrtc();
-  nvrtcProgram prog = nullptr;
-  namespace k = stuffed_kernels;
-  if (a.nvrtcCreateProgram(&prog, k::kMain, "stuffed_ssd.cu", k::kFiles, k::kFileTexts, k::kFileNames) != 0) {
-    throw std::runtime_error("nvrtcCreateProgram failed");
-  }
-  std::string arch = "--gpu-architecture=compute_" + std::to_string(major) + std::to_string(minor);
-  std::vector<const char*> opts = {arch.c_str(), "--std=c++17", "-default-device"};
-  // STUFFED_KERNEL_DEFINES="-DNAME=VALUE ..": the kernels' tuning macros (GNORM_BWD_REGS,
-  // CONV_GROUP, ..) set for an A/B measurement in one process; a measuring aid like
-  // STUFFED_KERNEL_TIMES. Only -D options of [A-Za-z0-9_=] are taken.
+// STUFFED_KERNEL_DEFINES="-DNAME=VALUE ..": the kernels' tuning macros (GNORM_BWD_REGS, ..) and
+// the launch choices read by `tuned` (CONV_VEC, CONV_TILE), set for an A/B measurement in one
+// process; a measuring aid like STUFFED_KERNEL_TIMES. Only -D options of [A-Za-z0-9_=] are taken.
+std::vector<std::string> kernel_defines() {
   std::vector<std::string> defines;
   if (const char* env = std::getenv("STUFFED_KERNEL_DEFINES")) {
     std::string all(env), tok;
@@ -278,6 +268,36 @@ std::string compile_ptx(int major, int minor) {
       tok.clear();
     }
   }
+  return defines;
+}
+
+// A launch choice: `dflt`, or the value of -DNAME=VALUE in STUFFED_KERNEL_DEFINES, which must be
+// one of `allowed`.
+int tuned(const std::string& name, int dflt, std::initializer_list<int> allowed) {
+  std::string key = "-D" + name + "=";
+  for (const auto& d : kernel_defines()) {
+    if (d.compare(0, key.size(), key) != 0) continue;
+    std::string v = d.substr(key.size());
+    for (int a : allowed) {
+      if (v == std::to_string(a)) return a;
+    }
+    throw std::runtime_error("STUFFED_KERNEL_DEFINES: " + name + "=" + v + " is not one of the allowed values");
+  }
+  return dflt;
+}
+
+// The PTX of every kernel (csrc/kernels: one program, the .cu files including their headers) for
+// compute capability major.minor.
+std::string compile_ptx(int major, int minor) {
+  Nvrtc& a = nvrtc();
+  nvrtcProgram prog = nullptr;
+  namespace k = stuffed_kernels;
+  if (a.nvrtcCreateProgram(&prog, k::kMain, "stuffed_ssd.cu", k::kFiles, k::kFileTexts, k::kFileNames) != 0) {
+    throw std::runtime_error("nvrtcCreateProgram failed");
+  }
+  std::string arch = "--gpu-architecture=compute_" + std::to_string(major) + std::to_string(minor);
+  std::vector<const char*> opts = {arch.c_str(), "--std=c++17", "-default-device"};
+  std::vector<std::string> defines = kernel_defines();
   for (auto& d : defines) opts.push_back(d.c_str());
   nvrtcResult r = a.nvrtcCompileProgram(prog, (int)opts.size(), opts.data());
   size_t log_size = 0;
@@ -565,21 +585,47 @@ struct ScaleHeadsFunction : public torch::autograd::Function<ScaleHeadsFunction>
 
 // ---------------------------------------------------------------------------------------------
 // 5. Causal depthwise conv + SiLU on the [B, L, C] layout: one node, saving its inputs.
-constexpr int kConvTile = 32;  // positions per thread
+// Positions per thread, and channels per thread (one load of V elements; measured on the H200 at
+// the study shapes, see docs/ssd-backends.md). Both can be set for an A/B with
+// STUFFED_KERNEL_DEFINES (-DCONV_TILE=.., -DCONV_VEC=..).
+constexpr int kConvTile = 32;
+constexpr int kConvVec = 4;
 
-std::string conv_kernel(const char* dir, const at::Tensor& w, const at::Tensor& x) {
-  return std::string("conv_") + dir + "_k" + std::to_string(w.size(-1)) + suffix(x);
+struct ConvLaunch {
+  int v, tt;
+  Grid grid;
+  std::string kernel;
+};
+
+// The widest V (from the chosen one down to 1) for which C, the strides and every pointer are
+// multiples of V elements.
+ConvLaunch conv_launch(const char* dir, const at::Tensor& w, const at::Tensor& x,
+                       std::initializer_list<const at::Tensor*> others) {
+  int64_t bsz = x.size(0), l = x.size(1), c = x.size(2);
+  int v = tuned("CONV_VEC", kConvVec, {1, 2, 4}), tt = tuned("CONV_TILE", kConvTile, {8, 16, 32, 64, 128});
+  auto aligned = [&](int vv) {
+    size_t bytes = (size_t)vv * x.element_size();
+    bool ok = c % vv == 0 && x.stride(0) % vv == 0 && x.stride(1) % vv == 0 &&
+              reinterpret_cast<uintptr_t>(x.data_ptr()) % bytes == 0;
+    for (const at::Tensor* t : others) ok = ok && reinterpret_cast<uintptr_t>(t->data_ptr()) % bytes == 0;
+    return ok;
+  };
+  while (v > 1 && !aligned(v)) v /= 2;
+  unsigned per_block = 128u * (unsigned)v;
+  Grid grid{(unsigned)((c + per_block - 1) / per_block), (unsigned)((l + tt - 1) / tt), (unsigned)bsz};
+  std::string kernel = std::string("conv_") + dir + "_k" + std::to_string(w.size(-1)) + "v" + std::to_string(v) + suffix(x);
+  return {v, tt, grid, kernel};
 }
 
 at::Tensor conv_forward(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias, const at::Tensor* pre) {
   int64_t bsz = x.size(0), l = x.size(1), c = x.size(2);
   auto out = at::empty({bsz, l, c}, x.options().memory_format(at::MemoryFormat::Contiguous));
+  ConvLaunch cl = conv_launch("fwd", w, x, {&out});
   long long sb = x.stride(0), sr = x.stride(1);
-  int ll = (int)l, cc = (int)c, tt = kConvTile;
+  int ll = (int)l, cc = (int)c, tt = cl.tt;
   void *px = x.data_ptr(), *pp = pre ? pre->data_ptr() : nullptr, *pw = w.data_ptr(), *pb = bias.data_ptr(),
        *po = out.data_ptr();
-  Grid grid{(unsigned)((c + 127) / 128), (unsigned)((l + tt - 1) / tt), (unsigned)bsz};
-  launch_grid(x, conv_kernel("fwd", w, x), grid, 128, 0, {&px, &sb, &sr, &pp, &pw, &pb, &po, &ll, &cc, &tt});
+  launch_grid(x, cl.kernel, cl.grid, 128, 0, {&px, &sb, &sr, &pp, &pw, &pb, &po, &ll, &cc, &tt});
   return out;
 }
 
@@ -596,17 +642,17 @@ struct ConvSiluFunction : public torch::autograd::Function<ConvSiluFunction> {
     const at::Tensor &x = v[0], &w = v[1], &bias = v[2];
     at::Tensor dout = grads[0].contiguous();
     int64_t bsz = x.size(0), l = x.size(1), c = x.size(2), k = w.size(-1);
-    int tt = kConvTile;
-    int64_t tiles = (l + tt - 1) / tt;
-    auto f32 = x.options().dtype(at::kFloat);
     auto dx = at::empty({bsz, l, c}, x.options().memory_format(at::MemoryFormat::Contiguous));
+    ConvLaunch cl = conv_launch("bwd", w, x, {&dout, &dx});
+    int tt = cl.tt;
+    int64_t tiles = cl.grid.y;
+    auto f32 = x.options().dtype(at::kFloat);
     auto wpart = at::empty({bsz * tiles, c, k}, f32), bpart = at::empty({bsz * tiles, c}, f32);
     long long sb = x.stride(0), sr = x.stride(1);
     int ll = (int)l, cc = (int)c;
     void *px = x.data_ptr(), *pw = w.data_ptr(), *pb = bias.data_ptr(), *pg = dout.data_ptr(),
          *pdx = dx.data_ptr(), *pwp = wpart.data_ptr(), *pbp = bpart.data_ptr();
-    Grid grid{(unsigned)((c + 127) / 128), (unsigned)tiles, (unsigned)bsz};
-    launch_grid(x, conv_kernel("bwd", w, x), grid, 128, 0, {&px, &sb, &sr, &pw, &pb, &pg, &pdx, &pwp, &pbp, &ll, &cc, &tt});
+    launch_grid(x, cl.kernel, cl.grid, 128, 0, {&px, &sb, &sr, &pw, &pb, &pg, &pdx, &pwp, &pbp, &ll, &cc, &tt});
     return {dx, wpart.sum(0).view(w.sizes()).to(w.scalar_type()), bpart.sum(0).to(bias.scalar_type())};
   }
 };
@@ -772,6 +818,10 @@ int stuffed_ssd_decay_bwd(at::Tensor* dm, at::Tensor* cb, at::Tensor* acs, at::T
   });
 }
 
+// Values of P a lane of the row kernels takes at once (rows.cu; measured on the H200 at the study
+// shapes, see docs/ssd-backends.md); -DROWS_VEC=.. in STUFFED_KERNEL_DEFINES for an A/B.
+constexpr int kRowsVec = 4;
+
 // One of the SSD's row kernels (ssd_out, ssd_xw, ssd_dy, ssd_dx) on `n` contiguous CUDA tensors in
 // its argument order (null where the kernel takes none); tensor `kind_of` picks the kernel's kind
 // and device; dims = B, L, H, P, G, Q, C.
@@ -794,13 +844,22 @@ int stuffed_ssd_rows(const char* stem, at::Tensor** ts, int n, int kind_of, cons
     long long tokens = (long long)rows.B * rows.C * rows.Q;  // one block each, its warps over the heads
     require(tokens * rows.H < (1LL << 31), "SSD row kernel: more than 2^31 rows");
     require(rows.P % 2 == 0, "SSD row kernel: odd head dim");
+    // E values a lane (one load of each operand): the chosen E where P and every operand allow it
+    // (aligned to E of its values), else 2.
+    int e = tuned("ROWS_VEC", kRowsVec, {2, 4, 8});
+    bool fits = rows.P % e == 0;
+    for (int i = 0; i < n; ++i) {
+      if (ts[i] != nullptr) fits = fits && reinterpret_cast<uintptr_t>(ptrs[i]) % ((size_t)e * ts[i]->element_size()) == 0;
+    }
+    if (!fits) e = 2;
     // About two passes a warp: a warp takes 32 / lanes heads at once (rows.cu's head_lanes).
     int lanes = 1;
-    while (lanes < 32 && 2 * lanes < rows.P) lanes *= 2;
+    while (lanes < 32 && e * lanes < rows.P) lanes *= 2;
     int per_pass = 32 / lanes;
     unsigned threads = (unsigned)std::min(256, std::max(32, (rows.H + 2 * per_pass - 1) / (2 * per_pass) * 32));
     long long blocks = std::min<long long>(tokens, 32LL * sms(*ts[kind_of]));
-    launch_grid(*ts[kind_of], std::string(stem) + suffix(*ts[kind_of]), {(unsigned)std::max(1LL, blocks)}, threads, 0, args);
+    launch_grid(*ts[kind_of], std::string(stem) + std::to_string(e) + suffix(*ts[kind_of]),
+                {(unsigned)std::max(1LL, blocks)}, threads, 0, args);
   });
 }
 

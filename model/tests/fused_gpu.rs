@@ -141,6 +141,9 @@ fn cases() -> Vec<Case> {
         // past H when H is not a multiple.
         Case { bsz: 2, l: 300, h: 5, p: 32, g: 1, n: 16, q: 128, h0: true, fin: true },
         Case { bsz: 2, l: 200, h: 3, p: 16, g: 1, n: 16, q: 64, h0: false, fin: true },
+        // P 6 takes the row kernels' 2 values a lane (not a multiple of 4), P 8 their 4 or 8.
+        Case { bsz: 2, l: 150, h: 4, p: 6, g: 2, n: 16, q: 64, h0: true, fin: true },
+        Case { bsz: 2, l: 150, h: 4, p: 8, g: 1, n: 16, q: 64, h0: true, fin: true },
     ]
 }
 
@@ -282,17 +285,20 @@ fn gated_norm_equals_tensor_ops() {
 
 /// The fused causal conv + SiLU against conv1d: output and the gradients of x, w and bias (x a
 /// column slice of a wider tensor), widths 3 and 4, fp32 and bf16, lengths shorter and longer
-/// than the kernel's tile; and with a prefix (a state's conv buffer) outside autograd.
+/// than the kernel's tile; and with a prefix (a state's conv buffer) outside autograd. The slices'
+/// offsets and widths take each load width of the kernels: 4 channels a thread (C 300 at column
+/// 8), 2 (column 10: aligned to 2 only) and 1 (C 301).
 fn conv_silu_equals_conv1d() {
     let _one = serial();
     let dev = gpu();
     if !dev.is_cuda() {
         return;
     }
+    let cases = [(4, 1000, 300, 8), (3, 37, 300, 8), (4, 2, 300, 8), (4, 1000, 300, 10), (4, 70, 301, 10)];
     for (kind, tol) in [(Kind::Float, 1e-5), (Kind::BFloat16, 1e-2)] {
-        for (k, l) in [(4, 1000), (3, 37), (4, 2)] {
+        for (k, l, c, at) in cases {
             tch::manual_seed(12);
-            let (bsz, c) = (2, 300);
+            let bsz = 2;
             let o = (Kind::Float, dev);
             let wide = Tensor::randn([bsz, l, c + 20], o).to_kind(kind).set_requires_grad(true);
             let w = (Tensor::randn([c, 1, k], o) * 0.5).to_kind(kind).set_requires_grad(true);
@@ -310,16 +316,16 @@ fn conv_silu_equals_conv1d() {
                 for t in [&wide, &w, &bias] {
                     let _ = t.grad().f_zero_();
                 }
-                let x = wide.narrow(2, 10, c);
+                let x = wide.narrow(2, at, c);
                 let out = if fused_path { fused::conv_silu(&x, &w, &bias, None) } else { reference(&x, None) };
                 (&out.to_kind(Kind::Float) * &wout).sum(Kind::Float).backward();
                 (out.detach(), [&wide, &w, &bias].map(|t| t.grad().copy()))
             };
-            let tag = format!("{kind:?} K={k} L={l}");
+            let tag = format!("{kind:?} K={k} L={l} C={c} at {at}");
             let figures = assert_close(&tag, run(true), run(false), tol);
             let _g = tch::no_grad_guard();
             let pre = Tensor::randn([bsz, c, k - 1], o).to_kind(kind);
-            let x = wide.narrow(2, 10, c);
+            let x = wide.narrow(2, at, c);
             let (p1, p2) = (fused::conv_silu(&x, &w, &bias, Some(&pre)), reference(&x, Some(&pre)));
             assert!(rel(&p1, &p2) < tol, "with a prefix {tag}: {}", rel(&p1, &p2));
             eprintln!("conv {tag}: {figures}, prefix {:.1e}", rel(&p1, &p2));

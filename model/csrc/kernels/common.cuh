@@ -16,24 +16,95 @@ __device__ __forceinline__ void st(bf16_t* p, long long i, float v) {
   p[i] = (bf16_t)(u >> 16);
 }
 
+// Two bf16 in one 32-bit word (the lower address in the low half).
+__device__ __forceinline__ void unpack2(unsigned v, float& a, float& b) {
+  a = __uint_as_float(v << 16);
+  b = __uint_as_float(v & 0xffff0000u);
+}
+__device__ __forceinline__ unsigned pack2(float a, float b) {
+  bf16_t lo, hi;
+  st(&lo, 0, a);
+  st(&hi, 0, b);
+  return (unsigned)lo | ((unsigned)hi << 16);
+}
 __device__ __forceinline__ void ld2(const float* p, long long i, float& a, float& b) {
   float2 v = *reinterpret_cast<const float2*>(p + i);
   a = v.x;
   b = v.y;
 }
 __device__ __forceinline__ void ld2(const bf16_t* p, long long i, float& a, float& b) {
-  unsigned v = *reinterpret_cast<const unsigned*>(p + i);
-  a = __uint_as_float(v << 16);
-  b = __uint_as_float(v & 0xffff0000u);
+  unpack2(*reinterpret_cast<const unsigned*>(p + i), a, b);
 }
 __device__ __forceinline__ void st2(float* p, long long i, float a, float b) {
   *reinterpret_cast<float2*>(p + i) = make_float2(a, b);
 }
 __device__ __forceinline__ void st2(bf16_t* p, long long i, float a, float b) {
-  bf16_t lo, hi;
-  st(&lo, 0, a);
-  st(&hi, 0, b);
-  *reinterpret_cast<unsigned*>(p + i) = (unsigned)lo | ((unsigned)hi << 16);
+  *reinterpret_cast<unsigned*>(p + i) = pack2(a, b);
+}
+
+// V consecutive elements from p + i, or to p + i (V in 1, 2, 4, 8; p + i aligned to V elements):
+// one load or store of 2, 4, 8 or 16 bytes (two of 16 for 8 fp32).
+template <int V>
+__device__ __forceinline__ void ldv(const float* p, long long i, float* o) {
+  if constexpr (V == 1) {
+    o[0] = p[i];
+  } else if constexpr (V == 2) {
+    ld2(p, i, o[0], o[1]);
+  } else if constexpr (V == 4) {
+    float4 v = *reinterpret_cast<const float4*>(p + i);
+    o[0] = v.x, o[1] = v.y, o[2] = v.z, o[3] = v.w;
+  } else {
+    static_assert(V == 8, "V in 1, 2, 4, 8");
+    ldv<4>(p, i, o);
+    ldv<4>(p, i + 4, o + 4);
+  }
+}
+template <int V>
+__device__ __forceinline__ void ldv(const bf16_t* p, long long i, float* o) {
+  if constexpr (V == 1) {
+    o[0] = ld(p, i);
+  } else if constexpr (V == 2) {
+    ld2(p, i, o[0], o[1]);
+  } else if constexpr (V == 4) {
+    uint2 v = *reinterpret_cast<const uint2*>(p + i);
+    unpack2(v.x, o[0], o[1]);
+    unpack2(v.y, o[2], o[3]);
+  } else {
+    static_assert(V == 8, "V in 1, 2, 4, 8");
+    uint4 v = *reinterpret_cast<const uint4*>(p + i);
+    unpack2(v.x, o[0], o[1]);
+    unpack2(v.y, o[2], o[3]);
+    unpack2(v.z, o[4], o[5]);
+    unpack2(v.w, o[6], o[7]);
+  }
+}
+template <int V>
+__device__ __forceinline__ void stv(float* p, long long i, const float* v) {
+  if constexpr (V == 1) {
+    p[i] = v[0];
+  } else if constexpr (V == 2) {
+    st2(p, i, v[0], v[1]);
+  } else if constexpr (V == 4) {
+    *reinterpret_cast<float4*>(p + i) = make_float4(v[0], v[1], v[2], v[3]);
+  } else {
+    static_assert(V == 8, "V in 1, 2, 4, 8");
+    stv<4>(p, i, v);
+    stv<4>(p, i + 4, v + 4);
+  }
+}
+template <int V>
+__device__ __forceinline__ void stv(bf16_t* p, long long i, const float* v) {
+  if constexpr (V == 1) {
+    st(p, i, v[0]);
+  } else if constexpr (V == 2) {
+    *reinterpret_cast<unsigned*>(p + i) = pack2(v[0], v[1]);
+  } else if constexpr (V == 4) {
+    *reinterpret_cast<uint2*>(p + i) = make_uint2(pack2(v[0], v[1]), pack2(v[2], v[3]));
+  } else {
+    static_assert(V == 8, "V in 1, 2, 4, 8");
+    *reinterpret_cast<uint4*>(p + i) =
+        make_uint4(pack2(v[0], v[1]), pack2(v[2], v[3]), pack2(v[4], v[5]), pack2(v[6], v[7]));
+  }
 }
 
 __device__ __forceinline__ float warp_sum(float v) {
@@ -41,7 +112,9 @@ __device__ __forceinline__ float warp_sum(float v) {
   return v;
 }
 
-__device__ __forceinline__ float sigmoid_f(float v) { return 1.f / (1.f + __expf(-v)); }
+// The logistic function with the fast reciprocal (MUFU.RCP, 1 ulp): `1.f / x` compiles to the
+// IEEE division's branchy slow path in every streaming loop. 1 / inf is 0 (sigmoid of -inf).
+__device__ __forceinline__ float sigmoid_f(float v) { return __fdividef(1.f, 1.f + __expf(-v)); }
 
 // Block-wide sum of two values (every thread gets both); `red` holds 64 floats.
 __device__ __forceinline__ void block_sum2(float& u, float& v, float* red) {

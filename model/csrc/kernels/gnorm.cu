@@ -125,10 +125,6 @@ __device__ void gnorm_bwd(const T* __restrict__ dout, const float* __restrict__ 
   }
 }
 
-// Causal depthwise conv + SiLU on the [B, L, C] layout (the in_proj output's own): out[b, t, c] =
-// silu(bias[c] + sum_k w[c, k] xin[b, t - (K-1) + k, c]), where xin is x for t >= 0 and the
-// previous K-1 inputs pre [B, C, K-1] (or zeros when pre is null) before. x: batch stride sb,
-
 #define GNORM_NC(S, T, NC)                                                                                  \
   extern "C" __global__ void gnorm_fwd##NC##_##S(const float* __restrict__ y, const T* __restrict__ x, long long sx,  \
                                                  const float* __restrict__ dsk, const T* __restrict__ z,              \

@@ -39,11 +39,12 @@ struct Token {
   }
 };
 
-// Lanes per (token, head) row: 32 from P = 64 up, else the power of two >= P / 2 (P = 32: 16
-// lanes, two heads a warp), so that no lane idles on short rows.
-__device__ __forceinline__ int head_lanes(int P) {
+// Lanes per (token, head) row, each over E consecutive values a pass: the power of two >= P / E,
+// at most 32 (P 64, E 4: 16 lanes, two heads a warp), so that no lane idles on short rows. The
+// host mirrors it (stuffed_ssd_rows).
+__device__ __forceinline__ int head_lanes(int P, int E) {
   int w = 1;
-  while (w < 32 && 2 * w < P) w *= 2;
+  while (w < 32 && E * w < P) w *= 2;
   return w;
 }
 
@@ -54,12 +55,14 @@ __device__ __forceinline__ float head_sum(float v, int width) {
 }
 
 // One block per token (b, t) of the padded length (grid-stride), its warps over the heads (32 /
-// head_lanes heads a warp), each lane over pairs of P (P even): index arithmetic once per (token,
-// head), 2 values per access; two heads' loads issued before either's stores (unrolled, restrict
-// pointers). `live` is false for the lanes of a warp's last heads past H: they skip the row
-// (loads and stores) but still take part in head_sum.
-#define ROWS_LOOP(R)                                                                                      \
-  int hl = head_lanes((R).P), hpw = 32 / hl, step = 2 * hl, nw = blockDim.x >> 5;                         \
+// head_lanes heads a warp), each lane over E consecutive values of P (P a multiple of E, the
+// operands aligned to E values: the host falls back to E = 2 otherwise): index arithmetic once
+// per (token, head), one load of E values (8 or 16 bytes for E 4 or 8 in bf16) per operand; two
+// heads' loads issued before either's stores (unrolled, restrict pointers), so that each lane has
+// 2 E values of every operand in flight. `live` is false for the lanes of a warp's last heads
+// past H: they skip the row (loads and stores) but still take part in head_sum.
+#define ROWS_LOOP(R, E)                                                                                   \
+  int hl = head_lanes((R).P, E), hpw = 32 / hl, step = (E) * hl, nw = blockDim.x >> 5;                    \
   int lane = (threadIdx.x & 31) % hl, sub = (threadIdx.x & 31) / hl;                                      \
   unsigned ntok = (unsigned)(R).B * (R).C * (R).Q, per_b = (unsigned)(R).C * (R).Q;                       \
   for (unsigned bt = blockIdx.x; bt < ntok; bt += gridDim.x)                                               \
@@ -71,37 +74,43 @@ __device__ __forceinline__ float head_sum(float v, int width) {
 
 // y (natural, fp32) = raw (cols) * exp(acs) + ydiag (heads): the output from the states
 // entering the chunks plus the diagonal blocks'. raw null: no state enters (one chunk, no h0).
-template <typename T>
+template <typename T, int E>
 __device__ void ssd_out(const T* __restrict__ raw, const T* __restrict__ ydiag, const float* __restrict__ acs,
                         float* __restrict__ y, Rows R) {
-  ROWS_LOOP(R) {
+  ROWS_LOOP(R, E) {
     if (t >= R.L) continue;
     float e = raw ? expf(acs[o.factor]) : 0.f;
     long long oc = o.cols, oh = o.heads, on = o.natural;
-    for (int p = 2 * lane; live && p < R.P; p += step) {
-      float r0 = 0.f, r1 = 0.f, d0, d1;
-      if (raw) ld2(raw, oc + p, r0, r1);
-      ld2(ydiag, oh + p, d0, d1);
-      st2(y, on + p, r0 * e + d0, r1 * e + d1);
+    for (int p = E * lane; live && p < R.P; p += step) {
+      float r[E] = {}, d[E];
+      if (raw) ldv<E>(raw, oc + p, r);
+      ldv<E>(ydiag, oh + p, d);
+#pragma unroll
+      for (int i = 0; i < E; ++i) d[i] += r[i] * e;
+      stv<E>(y, on + p, d);
     }
   }
 }
 
 // xw (cols) = x (natural) * w: the inputs weighted by their decay to the chunk end; xh (heads) =
 // x, the diagonal blocks' operand. xw null: only xh (no chunk states wanted).
-template <typename T>
+template <typename T, int E>
 __device__ void ssd_xw(const T* __restrict__ x, const float* __restrict__ w, T* __restrict__ xw, T* __restrict__ xh,
                        Rows R) {
-  ROWS_LOOP(R) {
+  ROWS_LOOP(R, E) {
     bool in = t < R.L;
     long long oc = o.cols, oh = o.heads;
     float wv = in ? w[o.factor] : 0.f;
     long long on = in ? o.natural : 0;
-    for (int p = 2 * lane; live && p < R.P; p += step) {
-      float v0 = 0.f, v1 = 0.f;
-      if (in) ld2(x, on + p, v0, v1);
-      if (xw) st2(xw, oc + p, v0 * wv, v1 * wv);
-      st2(xh, oh + p, v0, v1);
+    for (int p = E * lane; live && p < R.P; p += step) {
+      float v[E] = {};
+      if (in) ldv<E>(x, on + p, v);
+      stv<E>(xh, oh + p, v);
+      if (xw) {
+#pragma unroll
+        for (int i = 0; i < E; ++i) v[i] *= wv;
+        stv<E>(xw, oc + p, v);
+      }
     }
   }
 }
@@ -109,21 +118,25 @@ __device__ void ssd_xw(const T* __restrict__ x, const float* __restrict__ w, T* 
 // From dy (natural, fp32): dyo (cols) = dy * exp(acs), dyh (heads) = dy, and
 // dacs[row] = sum over p of dy * exp(acs) * raw (the gradient of acs through exp(acs)). raw and
 // dyo null: no state enters (one chunk, no h0), so dyo is not wanted and dacs is 0.
-template <typename T>
+template <typename T, int E>
 __device__ void ssd_dy(const float* __restrict__ dy, const T* __restrict__ raw, const float* __restrict__ acs,
                        T* __restrict__ dyo, T* __restrict__ dyh, float* __restrict__ dacs, Rows R) {
-  ROWS_LOOP(R) {
+  ROWS_LOOP(R, E) {
     long long of = o.factor, oc = o.cols, oh = o.heads;
     bool in = t < R.L;
     long long on = in ? o.natural : 0;
     float e = raw ? expf(acs[of]) : 0.f, acc = 0.f;
-    for (int p = 2 * lane; live && p < R.P; p += step) {
-      float g0 = 0.f, g1 = 0.f, r0 = 0.f, r1 = 0.f;
-      if (in) ld2(dy, on + p, g0, g1);
-      if (raw) ld2(raw, oc + p, r0, r1);
-      acc += g0 * e * r0 + g1 * e * r1;
-      if (dyo) st2(dyo, oc + p, g0 * e, g1 * e);
-      st2(dyh, oh + p, g0, g1);
+    for (int p = E * lane; live && p < R.P; p += step) {
+      float g[E] = {}, r[E] = {};
+      if (in) ldv<E>(dy, on + p, g);
+      if (raw) ldv<E>(raw, oc + p, r);
+      stv<E>(dyh, oh + p, g);
+#pragma unroll
+      for (int i = 0; i < E; ++i) {
+        g[i] *= e;
+        acc += g[i] * r[i];
+      }
+      if (dyo) stv<E>(dyo, oc + p, g);
     }
     acc = head_sum(acc, hl);
     if (lane == 0 && live) dacs[of] = acc;
@@ -133,10 +146,10 @@ __device__ void ssd_dy(const float* __restrict__ dy, const T* __restrict__ raw, 
 // dxdt (natural) = dxw (cols) * w + dxdiag (heads), and dws[row] = w * sum over p of dxw * x
 // (the gradient of the decay to the chunk end). dxw null: no gradient reaches the chunk states
 // (dxdt = dxdiag, dws = 0).
-template <typename T>
+template <typename T, int E>
 __device__ void ssd_dx(const T* __restrict__ dxw, const T* __restrict__ x, const float* __restrict__ w,
                        const T* __restrict__ dxdiag, T* __restrict__ dxdt, float* __restrict__ dws, Rows R) {
-  ROWS_LOOP(R) {
+  ROWS_LOOP(R, E) {
     long long of = o.factor, oc = o.cols, oh = o.heads;
     if (t >= R.L) {
       if (lane == 0 && live) dws[of] = 0.f;
@@ -144,40 +157,46 @@ __device__ void ssd_dx(const T* __restrict__ dxw, const T* __restrict__ x, const
     }
     long long on = o.natural;
     float wv = w[of], acc = 0.f;
-    for (int p = 2 * lane; live && p < R.P; p += step) {
-      float g0 = 0.f, g1 = 0.f, x0 = 0.f, x1 = 0.f, d0, d1;
+    for (int p = E * lane; live && p < R.P; p += step) {
+      float g[E] = {}, xv[E] = {}, d[E];
       if (dxw) {
-        ld2(dxw, oc + p, g0, g1);
-        ld2(x, on + p, x0, x1);
+        ldv<E>(dxw, oc + p, g);
+        ldv<E>(x, on + p, xv);
       }
-      ld2(dxdiag, oh + p, d0, d1);
-      acc += g0 * x0 + g1 * x1;
-      st2(dxdt, on + p, g0 * wv + d0, g1 * wv + d1);
+      ldv<E>(dxdiag, oh + p, d);
+#pragma unroll
+      for (int i = 0; i < E; ++i) {
+        acc += g[i] * xv[i];
+        d[i] += g[i] * wv;
+      }
+      stv<E>(dxdt, on + p, d);
     }
     acc = head_sum(acc, hl);
     if (lane == 0 && live) dws[of] = acc * wv;
   }
 }
 
-#define SSD_ROWS(S, T)                                                                                         \
-  extern "C" __global__ void __maxnreg__(ROWS_REGS) ssd_out_##S(const T* __restrict__ raw,                            \
+#define SSD_ROWS_E(S, T, E)                                                                                    \
+  extern "C" __global__ void __maxnreg__(ROWS_REGS) ssd_out##E##_##S(const T* __restrict__ raw,                      \
                                          const T* __restrict__ ydiag, const float* __restrict__ acs,                  \
                                          float* __restrict__ y, Rows R) {                                             \
-    ssd_out<T>(raw, ydiag, acs, y, R);                                                                         \
+    ssd_out<T, E>(raw, ydiag, acs, y, R);                                                                      \
   }                                                                                                            \
-  extern "C" __global__ void __maxnreg__(ROWS_REGS) ssd_xw_##S(const T* __restrict__ x, const float* __restrict__ w,  \
-                                         T* __restrict__ xw, T* __restrict__ xh, Rows R) {                            \
-    ssd_xw<T>(x, w, xw, xh, R);                                                                                \
+  extern "C" __global__ void __maxnreg__(ROWS_REGS) ssd_xw##E##_##S(const T* __restrict__ x,                         \
+                                         const float* __restrict__ w, T* __restrict__ xw, T* __restrict__ xh,         \
+                                         Rows R) {                                                                    \
+    ssd_xw<T, E>(x, w, xw, xh, R);                                                                             \
   }                                                                                                            \
-  extern "C" __global__ void __maxnreg__(ROWS_REGS) ssd_dy_##S(const float* __restrict__ dy,                          \
+  extern "C" __global__ void __maxnreg__(ROWS_REGS) ssd_dy##E##_##S(const float* __restrict__ dy,                    \
                                          const T* __restrict__ raw, const float* __restrict__ acs,                    \
                                          T* __restrict__ dyo, T* __restrict__ dyh, float* __restrict__ dacs,          \
                                          Rows R) {                                                                    \
-    ssd_dy<T>(dy, raw, acs, dyo, dyh, dacs, R);                                                                \
+    ssd_dy<T, E>(dy, raw, acs, dyo, dyh, dacs, R);                                                             \
   }                                                                                                            \
-  extern "C" __global__ void __maxnreg__(ROWS_REGS) ssd_dx_##S(const T* __restrict__ dxw, const T* __restrict__ x,    \
+  extern "C" __global__ void __maxnreg__(ROWS_REGS) ssd_dx##E##_##S(const T* __restrict__ dxw, const T* __restrict__ x, \
                                          const float* __restrict__ w, const T* __restrict__ dxdiag,                   \
                                          T* __restrict__ dxdt, float* __restrict__ dws, Rows R) {                     \
-    ssd_dx<T>(dxw, x, w, dxdiag, dxdt, dws, R);                                                                \
+    ssd_dx<T, E>(dxw, x, w, dxdiag, dxdt, dws, R);                                                             \
   }
+#define SSD_ROWS(S, T) SSD_ROWS_E(S, T, 2) SSD_ROWS_E(S, T, 4) SSD_ROWS_E(S, T, 8)
 BOTH_KINDS(SSD_ROWS)

@@ -466,7 +466,7 @@ fn recompute(d: &Dims, xdt: &Tensor, la: &Tensor, b: &Tensor, c: &Tensor, h0: Op
     Recomputed { xw, xh, b, c, acs, cb, w, passing, last, prev, final_state: Some(final_state) }
 }
 
-/// The row kernels of csrc/kernels/rows.cu (one per kind: `ssd_out_f32`, `ssd_out_bf16`, ..).
+/// The row kernels of csrc/kernels/rows.cu (per kind and values a lane: `ssd_out4_bf16`, ..).
 #[derive(Debug, Clone, Copy)]
 enum RowKernel {
     Out,
@@ -937,8 +937,9 @@ mod tests {
         }
     }
 
-    /// Every kernel name the Rust and C++ sides launch is in the list: the row kernels, the
-    /// conv widths and gated-norm widths with a kernel, and the stems csrc/ssd.cpp names.
+    /// Every kernel name the Rust and C++ sides launch is in the list: the row kernels (2, 4 or 8
+    /// values a lane), the conv widths (1, 2 or 4 channels a thread) and gated-norm widths with a
+    /// kernel, and the stems csrc/ssd.cpp names.
     #[test]
     fn launched_kernels_are_in_the_list() {
         let has = |name: String| {
@@ -946,13 +947,17 @@ mod tests {
                 assert!(KERNELS.contains(&format!("{name}_{kind}").as_str()), "no kernel {name}_{kind} in csrc/kernels");
             }
         };
-        RowKernel::ALL.iter().for_each(|k| has(k.stem().to_string()));
+        for e in [2, 4, 8] {
+            RowKernel::ALL.iter().for_each(|k| has(format!("{}{e}", k.stem())));
+        }
         for k in 1..=8 {
-            let listed = KERNELS.contains(&format!("conv_fwd_k{k}_f32").as_str());
+            let listed = KERNELS.contains(&format!("conv_fwd_k{k}v1_f32").as_str());
             assert_eq!(conv_fits(k), listed, "conv width {k}: conv_fits and the kernels disagree");
             if listed {
-                has(format!("conv_fwd_k{k}"));
-                has(format!("conv_bwd_k{k}"));
+                for v in [1, 2, 4] {
+                    has(format!("conv_fwd_k{k}v{v}"));
+                    has(format!("conv_bwd_k{k}v{v}"));
+                }
             }
         }
         for nc in [4, 8] {
