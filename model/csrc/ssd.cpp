@@ -459,20 +459,34 @@ at::Tensor rows_view(const at::Tensor& t) {
 // ---------------------------------------------------------------------------------------------
 // 3. The mixer's tail, u = y + x D; g = u silu(z); out = rmsnorm_groups(g) w, as one node that
 //    saves only its inputs (the tensor ops would keep u, silu(z), g and the normed rows in fp32).
+// Adjacent columns a slot of the gated norm's kernels (gnorm.cu; measured on the H200 at the study
+// shapes, see docs/ssd-backends.md); -DGNORM_VEC=1 in STUFFED_KERNEL_DEFINES for an A/B.
+constexpr int kGnormVec = 4;
+
 struct GatedNorm {
   int64_t groups, headdim;
   double eps;
 
-  // Columns per thread (the kernels' NC) and threads per block for groups of gs.
-  static int columns(int64_t gs) { return gs <= 4096 ? 4 : 8; }
-  unsigned threads(int64_t gs) const {
-    int64_t t = (gs + columns(gs) - 1) / columns(gs);
+  // The kernels' layout for one call: V adjacent columns a slot (4 where the group width, the
+  // strides and every pointer allow it, else 1), S slots a thread, and the threads a block.
+  struct Layout {
+    int v, s;
+    unsigned threads;
+  };
+  static Layout layout(int64_t gs, std::initializer_list<const at::Tensor*> ts, std::initializer_list<int64_t> strides) {
+    int v = tuned("GNORM_VEC", kGnormVec, {1, 4});
+    bool fits = gs % v == 0;
+    for (const at::Tensor* t : ts) fits = fits && reinterpret_cast<uintptr_t>(t->data_ptr()) % ((size_t)v * t->element_size()) == 0;
+    for (int64_t st : strides) fits = fits && st % v == 0;
+    if (!fits) v = 1;
+    int s = v == 1 ? (gs <= 4096 ? 4 : 8) : (gs <= 4096 ? 1 : 2);
+    int64_t t = (gs + v * s - 1) / (v * s);
     t = (t + 31) / 32 * 32;
     require(t <= 1024, "gated norm: group wider than 8192");
-    return (unsigned)t;
+    return {v, s, (unsigned)t};
   }
-  std::string kernel(const char* dir, int64_t gs, const at::Tensor& x) const {
-    return std::string("gnorm_") + dir + std::to_string(columns(gs)) + suffix(x);
+  static std::string kernel(const char* dir, const Layout& lo, const at::Tensor& x) {
+    return std::string("gnorm_") + dir + "_v" + std::to_string(lo.v) + "s" + std::to_string(lo.s) + suffix(x);
   }
 
   // Row blocks per multiprocessor: enough to fill it (2048 threads, at most 32 blocks) when the
@@ -482,25 +496,29 @@ struct GatedNorm {
   // The sizes of one call, as the kernels take them (their addresses are the launch arguments).
   struct Call {
     int64_t bsz, l, di, gs;
+    Layout lo;
+    std::string kernel;
     unsigned rows, groups;
     long long sx, sz;
     int m, d, g, p;
     float eps;
-    Call(const GatedNorm& op, const char* dir, const at::Tensor& y, const at::Tensor& x, const at::Tensor& z)
-        : bsz(y.size(0)), l(y.size(1)), di(y.size(2)), gs(di / op.groups),
-          rows(std::max(1u, one_wave(y, op.kernel(dir, gs, x), op.threads(gs), bsz * l, blocks_per_sm(op.threads(gs))) /
-                                (unsigned)op.groups)),
+    Call(const GatedNorm& op, const char* dir, const at::Tensor& y, const at::Tensor& x, const at::Tensor& z,
+         std::initializer_list<const at::Tensor*> ts)
+        : bsz(y.size(0)), l(y.size(1)), di(y.size(2)), gs(di / op.groups), lo(layout(gs, ts, {x.stride(1), z.stride(1)})),
+          kernel(GatedNorm::kernel(dir, lo, x)),
+          rows(std::max(1u, one_wave(y, kernel, lo.threads, bsz * l, blocks_per_sm(lo.threads)) / (unsigned)op.groups)),
           groups((unsigned)op.groups), sx(x.stride(1)),
           sz(z.stride(1)), m((int)(bsz * l)), d((int)di), g((int)gs), p((int)op.headdim), eps((float)op.eps) {}
   };
 
   at::Tensor forward(const at::Tensor& y, const at::Tensor& x, const at::Tensor& dsk, const at::Tensor& z,
                      const at::Tensor& w) const {
-    Call c(*this, "fwd", y, x, z);
-    auto out = at::empty({c.bsz, c.l, c.di}, x.options().memory_format(at::MemoryFormat::Contiguous));
+    int64_t bsz = y.size(0), l = y.size(1), di = y.size(2);
+    auto out = at::empty({bsz, l, di}, x.options().memory_format(at::MemoryFormat::Contiguous));
+    Call c(*this, "fwd", y, x, z, {&y, &x, &z, &w, &out});
     void *py = y.data_ptr(), *px = x.data_ptr(), *pd = dsk.data_ptr(), *pz = z.data_ptr(), *pw = w.data_ptr(),
          *po = out.data_ptr();
-    launch_grid(y, kernel("fwd", c.gs, x), {c.rows, c.groups}, threads(c.gs), 0,
+    launch_grid(y, c.kernel, {c.rows, c.groups}, c.lo.threads, 0,
                 {&py, &px, &c.sx, &pd, &pz, &c.sz, &pw, &po, &c.m, &c.d, &c.g, &c.p, &c.eps});
     return out;
   }
@@ -508,16 +526,17 @@ struct GatedNorm {
   // dy, dx, dD, dz, dw
   std::vector<at::Tensor> backward(const at::Tensor& dout, const at::Tensor& y, const at::Tensor& x,
                                    const at::Tensor& dsk, const at::Tensor& z, const at::Tensor& w) const {
-    Call c(*this, "bwd", y, x, z);
+    int64_t bsz = y.size(0), l = y.size(1), di = y.size(2);
     auto f32 = y.options();
-    auto dy = at::empty({c.bsz, c.l, c.di}, f32);
-    auto dx = at::empty({c.bsz, c.l, c.di}, x.options().memory_format(at::MemoryFormat::Contiguous));
-    auto dz = at::empty({c.bsz, c.l, c.di}, z.options().memory_format(at::MemoryFormat::Contiguous));
+    auto dy = at::empty({bsz, l, di}, f32);
+    auto dx = at::empty({bsz, l, di}, x.options().memory_format(at::MemoryFormat::Contiguous));
+    auto dz = at::empty({bsz, l, di}, z.options().memory_format(at::MemoryFormat::Contiguous));
+    Call c(*this, "bwd", y, x, z, {&dout, &y, &x, &z, &w, &dy, &dx, &dz});
     auto wpart = at::empty({(int64_t)c.rows, c.di}, f32), dpart = at::empty({(int64_t)c.rows, c.di}, f32);
     void *pg = dout.data_ptr(), *py = y.data_ptr(), *px = x.data_ptr(), *pd = dsk.data_ptr(), *pz = z.data_ptr(),
          *pw = w.data_ptr(), *pdy = dy.data_ptr(), *pdx = dx.data_ptr(), *pdz = dz.data_ptr(),
          *pwp = wpart.data_ptr(), *pdp = dpart.data_ptr();
-    launch_grid(y, kernel("bwd", c.gs, x), {c.rows, c.groups}, threads(c.gs), 0,
+    launch_grid(y, c.kernel, {c.rows, c.groups}, c.lo.threads, 0,
                 {&pg, &py, &px, &c.sx, &pd, &pz, &c.sz, &pw, &pdy, &pdx, &pdz, &pwp, &pdp, &c.m, &c.d, &c.g, &c.p, &c.eps});
     auto dd_head = dpart.sum(0).view({c.di / headdim, headdim}).sum(1);
     return {dy, dx, dd_head.to(dsk.scalar_type()), dz, wpart.sum(0).to(w.scalar_type())};

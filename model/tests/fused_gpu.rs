@@ -248,15 +248,18 @@ fn gated_norm_equals_tensor_ops() {
     if !dev.is_cuda() {
         return; // no tensor twin: the mixer takes the tensor ops on the CPU
     }
+    // (heads, head dim, groups, shift): x and z start `shift` columns past a multiple of 4 (1: the
+    // kernels' one column a slot; 0: four), groups of 128 to 4608 columns (two slots a thread).
+    let cases = [(8, 32, 1, 0), (8, 32, 2, 0), (8, 32, 1, 1), (72, 64, 1, 0), (72, 64, 1, 1)];
     for (kind, tol) in [(Kind::Float, 1e-5), (Kind::BFloat16, 1e-2)] {
-        for groups in [1, 2] {
+        for (h, p, groups, shift) in cases {
             tch::manual_seed(11);
-            let (bsz, l, h, p) = (2, 333, 8, 32);
+            let (bsz, l) = (2, 333);
             let di = h * p;
             let o = (Kind::Float, dev);
             let leaf = |t: Tensor| t.detach().set_requires_grad(true);
             let y = leaf(Tensor::randn([bsz, l, di], o));
-            let wide = leaf(Tensor::randn([bsz, l, 3 * di], o).to_kind(kind)); // [.. | x | z]
+            let wide = leaf(Tensor::randn([bsz, l, 3 * di + 1], o).to_kind(kind)); // [.. | x | z]
             let d = leaf(Tensor::randn([h], o));
             let w = leaf(Tensor::rand([di], o) + 0.5);
             let wout = Tensor::randn([bsz, l, di], o);
@@ -264,7 +267,7 @@ fn gated_norm_equals_tensor_ops() {
                 for t in [&y, &wide, &d, &w] {
                     let _ = t.grad().f_zero_();
                 }
-                let (x, z) = (wide.narrow(2, di, di), wide.narrow(2, 2 * di, di));
+                let (x, z) = (wide.narrow(2, di + shift, di), wide.narrow(2, 2 * di + shift, di));
                 let out = if fused_path {
                     fused::gated_norm(&y, &x, &d, &z, &w, groups, p, 1e-5)
                 } else {
@@ -276,7 +279,7 @@ fn gated_norm_equals_tensor_ops() {
                 (&out.to_kind(Kind::Float) * &wout).sum(Kind::Float).backward();
                 (out.detach(), [&y, &wide, &d, &w].map(|t| t.grad().copy()))
             };
-            let tag = format!("{kind:?} G={groups}");
+            let tag = format!("{kind:?} D={di} G={groups} shift {shift}");
             let figures = assert_close(&tag, run(true), run(false), tol);
             eprintln!("gated norm {tag}: {figures}");
         }

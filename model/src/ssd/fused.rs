@@ -938,7 +938,7 @@ mod tests {
     }
 
     /// Every kernel name the Rust and C++ sides launch is in the list: the row kernels (2, 4 or 8
-    /// values a lane), the conv widths (1, 2 or 4 channels a thread) and gated-norm widths with a
+    /// values a lane), the conv widths (1, 2 or 4 channels a thread) and gated-norm layouts with a
     /// kernel, and the stems csrc/ssd.cpp names.
     #[test]
     fn launched_kernels_are_in_the_list() {
@@ -960,9 +960,9 @@ mod tests {
                 }
             }
         }
-        for nc in [4, 8] {
-            has(format!("gnorm_fwd{nc}"));
-            has(format!("gnorm_bwd{nc}"));
+        for vs in ["v1s4", "v1s8", "v4s1", "v4s2"] {
+            has(format!("gnorm_fwd_{vs}"));
+            has(format!("gnorm_bwd_{vs}"));
         }
         let cpp = include_str!("../../csrc/ssd.cpp");
         let stems: Vec<&str> = cpp.split("std::string(\"").skip(1).filter_map(|s| s.split('"').next()).collect();
