@@ -4,6 +4,21 @@
 // `decay_fwd` and `decay_bwd` in src/ssd/fused.rs.
 #include "common.cuh"
 
+// The decay between positions with log-decay sums al (row) and as (column): exp(min(al - as, 0)).
+// With DECAY_FAST_EXP (the default) the hardware exponential (ex2.approx: a relative error of
+// about 2^-21 (2 + 1.16 |al - as|)), which the Q x Q loops otherwise spend most of their
+// instructions on; -DDECAY_FAST_EXP=0 for the library's expf.
+#ifndef DECAY_FAST_EXP
+#define DECAY_FAST_EXP 1
+#endif
+__device__ __forceinline__ float decay(float al, float as) {
+#if DECAY_FAST_EXP
+  return __expf(fminf(al - as, 0.f));
+#else
+  return expf(fminf(al - as, 0.f));
+#endif
+}
+
 // cb: [BC, G, Q, Q]  acs: [BC, H, Q] (fp32)  m: [BC, H, Q, Q];  H = G * hpg.
 // m[bc, h, l, s] = cb[bc, h / hpg, l, s] * exp(min(acs[l] - acs[s], 0)) for s <= l, else 0.
 // One block per (bc, h); each thread owns columns s and walks down the rows l (coalesced rows).
@@ -25,10 +40,10 @@ __device__ void decay_fwd(const T* __restrict__ cb, const float* __restrict__ ac
 #pragma unroll 4
       for (int l = 0; l < Q; ++l) {
         long long o = (long long)l * Q + s;
-        float c0, c1;
-        ld2(cbg, o, c0, c1);
+        float c0 = 0.f, c1 = 0.f;
+        if (s <= l) ld2(cbg, o, c0, c1);  // the upper triangle reads nothing
         float al = a[l];
-        st2(out, o, s <= l ? c0 * expf(fminf(al - a0, 0.f)) : 0.f, s + 1 <= l ? c1 * expf(fminf(al - a1, 0.f)) : 0.f);
+        st2(out, o, s <= l ? c0 * decay(al, a0) : 0.f, s + 1 <= l ? c1 * decay(al, a1) : 0.f);
       }
     }
     return;
@@ -38,7 +53,7 @@ __device__ void decay_fwd(const T* __restrict__ cb, const float* __restrict__ ac
 #pragma unroll 4
     for (int l = 0; l < Q; ++l) {
       long long o = (long long)l * Q + s;
-      st(out, o, s <= l ? ld(cbg, o) * expf(fminf(a[l] - as, 0.f)) : 0.f);
+      st(out, o, s <= l ? ld(cbg, o) * decay(a[l], as) : 0.f);
     }
   }
 }
@@ -68,9 +83,10 @@ __device__ void decay_dacs(const T* __restrict__ dm, const T* __restrict__ cb, c
   float* mycols = cols + warp * Q;
   for (int l = warp; l < Q; l += nw) {
     float al = a[l], acc = 0.f;
+#pragma unroll 4  // loads of several columns in flight
     for (int s = lane; s <= l; s += 32) {
       long long o = (long long)l * Q + s;
-      float tv = ld(dmh, o) * ld(cbg, o) * expf(fminf(al - a[s], 0.f));
+      float tv = ld(dmh, o) * ld(cbg, o) * decay(al, a[s]);
       acc += tv;
       mycols[s] += tv;
     }
@@ -100,10 +116,11 @@ __device__ void decay_dcb(const T* __restrict__ dm, const float* __restrict__ ac
   for (int s = threadIdx.x; s < Q; s += blockDim.x) {
     float acc = 0.f;
     if (s <= l) {
+#pragma unroll 4  // loads of several heads in flight
       for (int j = 0; j < hpg; ++j) {
         long long bh = (long long)bc * H + g * hpg + j;
         const float* a = acs + bh * Q;
-        acc += ld(dm, (bh * Q + l) * Q + s) * expf(fminf(a[l] - a[s], 0.f));
+        acc += ld(dm, (bh * Q + l) * Q + s) * decay(a[l], a[s]);
       }
     }
     out[s] = acc;
