@@ -570,6 +570,16 @@ unsigned warp_blocks(long long rows, const at::Tensor& like) {
   return (unsigned)std::max(1LL, std::min<long long>((rows + 7) / 8, 64LL * sms(like)));
 }
 
+// Values a lane of the scale kernels loads at once (scale.cu): 4 where P, the stride of x and every
+// pointer allow it, else 1; -DSCALE_VEC=1 in STUFFED_KERNEL_DEFINES for an A/B.
+constexpr int kScaleVec = 4;
+std::string scale_kernel(const char* dir, int64_t p, long long sx, std::initializer_list<const at::Tensor*> ts) {
+  int e = tuned("SCALE_VEC", kScaleVec, {1, 4});
+  bool fits = p % e == 0 && sx % e == 0;
+  for (const at::Tensor* t : ts) fits = fits && reinterpret_cast<uintptr_t>(t->data_ptr()) % ((size_t)e * t->element_size()) == 0;
+  return std::string("scale_") + dir + std::to_string(fits ? e : 1) + suffix(*ts.begin()[0]);
+}
+
 struct ScaleHeadsFunction : public torch::autograd::Function<ScaleHeadsFunction> {
   // x [B, L, H * P] (rows of one stride), dt [B, L, H] fp32 contiguous -> [B, L, H, P] (x's kind).
   static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, at::Tensor x, at::Tensor dt) {
@@ -580,7 +590,7 @@ struct ScaleHeadsFunction : public torch::autograd::Function<ScaleHeadsFunction>
     unsigned rows = (unsigned)(bsz * l * h);
     int hh = (int)h, pp = (int)p;
     void *px = x.data_ptr(), *pd = dt.data_ptr(), *po = out.data_ptr();
-    launch_grid(x, std::string("scale_fwd") + suffix(x), {warp_blocks(rows, x)}, 256, 0, {&px, &sx, &pd, &po, &rows, &hh, &pp});
+    launch_grid(x, scale_kernel("fwd", p, sx, {&x, &out}), {warp_blocks(rows, x)}, 256, 0, {&px, &sx, &pd, &po, &rows, &hh, &pp});
     return {out};
   }
 
@@ -596,7 +606,7 @@ struct ScaleHeadsFunction : public torch::autograd::Function<ScaleHeadsFunction>
     unsigned rows = (unsigned)(bsz * l * h);
     int hh = (int)h, pp = (int)p;
     void *pg = g.data_ptr(), *px = x.data_ptr(), *pd = dt.data_ptr(), *pdx = dx.data_ptr(), *pdd = ddt.data_ptr();
-    launch_grid(x, std::string("scale_bwd") + suffix(x), {warp_blocks(rows, x)}, 256, 0,
+    launch_grid(x, scale_kernel("bwd", p, sx, {&x, &g, &dx}), {warp_blocks(rows, x)}, 256, 0,
                 {&pg, &px, &sx, &pd, &pdx, &pdd, &rows, &hh, &pp});
     return {dx, ddt};
   }

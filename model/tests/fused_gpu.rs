@@ -392,27 +392,31 @@ fn scale_heads_equals_tensor_ops() {
     if !dev.is_cuda() {
         return;
     }
+    // (P, column of x in its wider tensor): 4 values a lane at P 48 (16 lanes, 12 busy) and 64 (two
+    // rows a warp), 1 where x starts off a multiple of 4.
     for (kind, tol) in [(Kind::Float, 1e-6), (Kind::BFloat16, 1e-2)] {
-        tch::manual_seed(13);
-        let (bsz, l, h, p) = (2, 301, 6, 48);
-        let o = (Kind::Float, dev);
-        let wide = Tensor::randn([bsz, l, h * p + 16], o).to_kind(kind).set_requires_grad(true);
-        let dt = (Tensor::rand([bsz, l, h], o) + 0.1).set_requires_grad(true);
-        let wout = Tensor::randn([bsz, l, h, p], o);
-        let run = |fused_path: bool| {
-            for t in [&wide, &dt] {
-                let _ = t.grad().f_zero_();
-            }
-            let x = wide.narrow(2, 8, h * p);
-            let out = if fused_path {
-                fused::scale_heads(&x, &dt)
-            } else {
-                (x.to_kind(Kind::Float).reshape([bsz, l, h, p]) * dt.unsqueeze(-1)).to_kind(kind)
+        for (p, at) in [(48, 8), (64, 8), (48, 9)] {
+            tch::manual_seed(13);
+            let (bsz, l, h) = (2, 301, 6);
+            let o = (Kind::Float, dev);
+            let wide = Tensor::randn([bsz, l, h * p + 16], o).to_kind(kind).set_requires_grad(true);
+            let dt = (Tensor::rand([bsz, l, h], o) + 0.1).set_requires_grad(true);
+            let wout = Tensor::randn([bsz, l, h, p], o);
+            let run = |fused_path: bool| {
+                for t in [&wide, &dt] {
+                    let _ = t.grad().f_zero_();
+                }
+                let x = wide.narrow(2, at, h * p);
+                let out = if fused_path {
+                    fused::scale_heads(&x, &dt)
+                } else {
+                    (x.to_kind(Kind::Float).reshape([bsz, l, h, p]) * dt.unsqueeze(-1)).to_kind(kind)
+                };
+                (&out.to_kind(Kind::Float) * &wout).sum(Kind::Float).backward();
+                (out.detach(), [&wide, &dt].map(|t| t.grad().copy()))
             };
-            (&out.to_kind(Kind::Float) * &wout).sum(Kind::Float).backward();
-            (out.detach(), [&wide, &dt].map(|t| t.grad().copy()))
-        };
-        assert_close(&format!("{kind:?}"), run(true), run(false), tol);
+            assert_close(&format!("{kind:?} P={p} at {at}"), run(true), run(false), tol);
+        }
     }
 }
 

@@ -15,6 +15,7 @@ __device__ void pass_fwd(const T* __restrict__ states, const float* __restrict__
   long long i = (long long)bh * PN + e;
   float v0 = 0.f, v1 = 0.f;
   if (h0) ld2(h0, i, v0, v1);
+#pragma unroll 4  // the loads of 4 chunks in flight (they do not depend on the running state)
   for (int c = 0; c < C; ++c) {
     long long r = ((long long)b * C + c) * H + h;
     float el = expf(last[r]), s0, s1;
@@ -29,7 +30,6 @@ __device__ void pass_fwd(const T* __restrict__ states, const float* __restrict__
 // Its backward, from dprev [B, C, H, PN] (T) and dfinal [B, H, PN] (fp32, may be null): with
 // G_C = dfinal and G_c = dprev_c + exp(last_c) G_{c+1}: dstates_c = G_{c+1} (T), dh0 = G_0, and
 // dlast_c = exp(last_c) <G_{c+1}, prev_c>, summed here per block of e: dlpart [B, C, H, gridDim.x].
-// Grid (blocks of e, B * H).
 // Grid (blocks of pairs of e, B * H), 2 values a thread.
 template <typename T>
 __device__ void pass_bwd(const T* __restrict__ dprev, const float* __restrict__ dfin, const T* __restrict__ prev,
@@ -42,16 +42,26 @@ __device__ void pass_bwd(const T* __restrict__ dprev, const float* __restrict__ 
   long long i = (long long)bh * PN + e;
   float g0 = 0.f, g1 = 0.f;
   if (in && dfin) ld2(dfin, i, g0, g1);
+  // The next (earlier) chunk's loads are issued before this one's block sum (whose barriers the
+  // compiler does not move loads across).
+  float np0 = 0.f, np1 = 0.f, nd0 = 0.f, nd1 = 0.f;
+  auto fetch = [&](int c) {
+    long long r = ((long long)b * C + c) * H + h;
+    if (in && c >= 0) {
+      ld2(prev, r * PN + e, np0, np1);
+      ld2(dprev, r * PN + e, nd0, nd1);
+    }
+  };
+  fetch(C - 1);
   for (int c = C - 1; c >= 0; --c) {
     long long r = ((long long)b * C + c) * H + h;
     float el = expf(last[r]);
     float part = 0.f, unused = 0.f;
+    float p0 = np0, p1 = np1, d0 = nd0, d1 = nd1;
+    fetch(c - 1);
     if (in) {
-      float p0, p1, d0, d1;
       st2(dstates, r * PN + e, g0, g1);
-      ld2(prev, r * PN + e, p0, p1);
       part = el * (g0 * p0 + g1 * p1);
-      ld2(dprev, r * PN + e, d0, d1);
       g0 = d0 + el * g0;
       g1 = d1 + el * g1;
     }
