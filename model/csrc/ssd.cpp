@@ -618,7 +618,7 @@ struct ScaleHeadsFunction : public torch::autograd::Function<ScaleHeadsFunction>
 // the study shapes, see docs/ssd-backends.md). Both can be set for an A/B with
 // STUFFED_KERNEL_DEFINES (-DCONV_TILE=.., -DCONV_VEC=..).
 constexpr int kConvTile = 32;
-constexpr int kConvVec = 4;
+constexpr int kConvVec = 2;
 
 struct ConvLaunch {
   int v, tt;
@@ -698,8 +698,16 @@ struct AddNorm {
     require(nc <= 32, "add norm: rows wider than 1024");
     return nc;
   }
-  static std::string kernel(const char* dir, int64_t d, const at::Tensor& like) {
-    return std::string("addnorm_") + dir + std::to_string(columns(d)) + suffix(like);
+  // V adjacent columns a slot (addnorm.cu): 4 where D and every pointer allow it, else 1;
+  // -DADDNORM_VEC=1 in STUFFED_KERNEL_DEFINES for an A/B.
+  static std::string kernel(const char* dir, int64_t d, const at::Tensor& like,
+                            std::initializer_list<const at::Tensor*> ts) {
+    int v = tuned("ADDNORM_VEC", 4, {1, 4});
+    bool fits = d % v == 0;
+    for (const at::Tensor* t : ts) {
+      if (t->numel() > 0) fits = fits && reinterpret_cast<uintptr_t>(t->data_ptr()) % ((size_t)v * t->element_size()) == 0;
+    }
+    return std::string("addnorm_") + dir + std::to_string(columns(d)) + "v" + std::to_string(fits ? v : 1) + suffix(like);
   }
   // Blocks of 8 warps (one row each at a time), one wave of them.
   static unsigned blocks(const std::string& kernel, int64_t rows, const at::Tensor& like) {
@@ -721,7 +729,7 @@ struct AddNormFunction : public torch::autograd::Function<AddNormFunction> {
     auto rout = has_delta ? at::empty_like(r) : r;
     void *pr = r.data_ptr(), *pdl = has_delta ? delta.data_ptr() : nullptr,
          *pro = has_delta ? rout.data_ptr() : nullptr, *pw = w.data_ptr(), *po = out.data_ptr();
-    std::string k = AddNorm::kernel("fwd", d, out);
+    std::string k = AddNorm::kernel("fwd", d, out, {&r, &delta, &rout, &w, &out});
     launch_grid(r, k, {AddNorm::blocks(k, m, r)}, 256, 0,
                 {&pr, &pdl, &pro, &pw, &po, &m, &dd, &e});
     ctx->saved_data["eps"] = eps;
@@ -747,10 +755,11 @@ struct AddNormFunction : public torch::autograd::Function<AddNormFunction> {
     int64_t d = rr.size(-1);
     int m = (int)(rr.numel() / d), dd = (int)d;
     float e = (float)ctx->saved_data["eps"].toDouble();
-    std::string k = AddNorm::kernel("bwd", d, dout);
-    unsigned nb = AddNorm::blocks(k, m, rr);
     auto dr = at::empty_like(rr);
     auto ddelta = has_delta ? at::empty(rr.sizes(), rr.options().dtype(kind)) : at::Tensor();
+    std::string k = AddNorm::kernel("bwd", d, dout,
+                                    {&dout, &rr, &w, &dr, drout.defined() ? &drout : &dr, has_delta ? &ddelta : &dr});
+    unsigned nb = AddNorm::blocks(k, m, rr);
     auto wpart = at::empty({(int64_t)nb, d}, rr.options());
     void *pg = dout.data_ptr(), *pdo = drout.defined() ? drout.data_ptr() : nullptr, *pr = rr.data_ptr(),
          *pw = w.data_ptr(), *pdr = dr.data_ptr(), *pdd = has_delta ? ddelta.data_ptr() : nullptr,
@@ -849,7 +858,7 @@ int stuffed_ssd_decay_bwd(at::Tensor* dm, at::Tensor* cb, at::Tensor* acs, at::T
 
 // Values of P a lane of the row kernels takes at once (rows.cu; measured on the H200 at the study
 // shapes, see docs/ssd-backends.md); -DROWS_VEC=.. in STUFFED_KERNEL_DEFINES for an A/B.
-constexpr int kRowsVec = 4;
+constexpr int kRowsVec = 8;
 
 // One of the SSD's row kernels (ssd_out, ssd_xw, ssd_dy, ssd_dx) on `n` contiguous CUDA tensors in
 // its argument order (null where the kernel takes none); tensor `kind_of` picks the kernel's kind

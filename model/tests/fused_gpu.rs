@@ -347,7 +347,7 @@ fn add_norm_equals_tensor_ops() {
         return;
     }
     for (kind, tol) in [(Kind::Float, 1e-5), (Kind::BFloat16, 1e-2)] {
-        for d in [1, 100, 256, 512, 768, 1024] {
+        for d in [1, 100, 102, 256, 512, 768, 1024] {
             for (with_delta, read_r) in [(true, true), (true, false), (false, false)] {
                 tch::manual_seed(13);
                 let (bsz, l) = (3, 217);

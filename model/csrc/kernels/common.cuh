@@ -9,12 +9,24 @@ typedef unsigned short bf16_t;
 __device__ __forceinline__ float ld(const float* p, long long i) { return p[i]; }
 __device__ __forceinline__ float ld(const bf16_t* p, long long i) { return __uint_as_float(((unsigned)p[i]) << 16); }
 __device__ __forceinline__ void st(float* p, long long i, float v) { p[i] = v; }
-__device__ __forceinline__ void st(bf16_t* p, long long i, float v) {
+// fp32 -> bf16, rounding to nearest even: one cvt instruction from sm_80 on (the default, BF16_CVT;
+// a NaN becomes the canonical NaN), else in integer arithmetic (a NaN stays a quiet NaN of its sign).
+#ifndef BF16_CVT
+#define BF16_CVT 1
+#endif
+__device__ __forceinline__ bf16_t to_bf16(float v) {
+#if BF16_CVT && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  bf16_t h;
+  asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(h) : "f"(v));
+  return h;
+#else
   unsigned u = __float_as_uint(v);
-  if ((u & 0x7fffffffu) > 0x7f800000u) { p[i] = (bf16_t)((u >> 16) | 0x40u); return; }
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (bf16_t)((u >> 16) | 0x40u);
   u += 0x7fffu + ((u >> 16) & 1u);
-  p[i] = (bf16_t)(u >> 16);
+  return (bf16_t)(u >> 16);
+#endif
 }
+__device__ __forceinline__ void st(bf16_t* p, long long i, float v) { p[i] = to_bf16(v); }
 
 // Two bf16 in one 32-bit word (the lower address in the low half).
 __device__ __forceinline__ void unpack2(unsigned v, float& a, float& b) {
@@ -22,10 +34,13 @@ __device__ __forceinline__ void unpack2(unsigned v, float& a, float& b) {
   b = __uint_as_float(v & 0xffff0000u);
 }
 __device__ __forceinline__ unsigned pack2(float a, float b) {
-  bf16_t lo, hi;
-  st(&lo, 0, a);
-  st(&hi, 0, b);
-  return (unsigned)lo | ((unsigned)hi << 16);
+#if BF16_CVT && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  unsigned r;
+  asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(b), "f"(a));  // the first source goes high
+  return r;
+#else
+  return (unsigned)to_bf16(a) | ((unsigned)to_bf16(b) << 16);
+#endif
 }
 __device__ __forceinline__ void ld2(const float* p, long long i, float& a, float& b) {
   float2 v = *reinterpret_cast<const float2*>(p + i);

@@ -960,6 +960,10 @@ mod tests {
                 }
             }
         }
+        for (nc, v) in [4, 8, 16, 32].into_iter().flat_map(|nc| [(nc, 1), (nc, 4)]) {
+            has(format!("addnorm_fwd{nc}v{v}"));
+            has(format!("addnorm_bwd{nc}v{v}"));
+        }
         for e in [1, 4] {
             has(format!("scale_fwd{e}"));
             has(format!("scale_bwd{e}"));
