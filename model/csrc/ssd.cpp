@@ -628,7 +628,26 @@ struct ConvLaunch {
 
 // The widest V (from the chosen one down to 1) for which C, the strides and every pointer are
 // multiples of V elements.
-ConvLaunch conv_launch(const char* dir, const at::Tensor& w, const at::Tensor& x,
+// The output (or its gradient) in up to 3 contiguous parts side by side in the channels (conv.cu's
+// Parts): their base pointers and cumulative ends.
+struct PartsArg {
+  void* p[3];
+  int end[3];
+};
+PartsArg parts_arg(const std::vector<at::Tensor>& parts) {
+  PartsArg a{{nullptr, nullptr, nullptr}, {0, 0, 0}};
+  int end = 0;
+  for (size_t k = 0; k < 3; ++k) {
+    if (k < parts.size()) {
+      a.p[k] = parts[k].data_ptr();
+      end += (int)parts[k].size(-1);
+    }
+    a.end[k] = end;
+  }
+  return a;
+}
+
+ConvLaunch conv_launch(const char* dir, const at::Tensor& w, const at::Tensor& x, const std::vector<at::Tensor>& parts,
                        std::initializer_list<const at::Tensor*> others) {
   int64_t bsz = x.size(0), l = x.size(1), c = x.size(2);
   int v = tuned("CONV_VEC", kConvVec, {1, 2, 4}), tt = tuned("CONV_TILE", kConvTile, {8, 16, 32, 64, 128});
@@ -636,6 +655,7 @@ ConvLaunch conv_launch(const char* dir, const at::Tensor& w, const at::Tensor& x
     size_t bytes = (size_t)vv * x.element_size();
     bool ok = c % vv == 0 && x.stride(0) % vv == 0 && x.stride(1) % vv == 0 &&
               reinterpret_cast<uintptr_t>(x.data_ptr()) % bytes == 0;
+    for (const at::Tensor& t : parts) ok = ok && t.size(-1) % vv == 0 && reinterpret_cast<uintptr_t>(t.data_ptr()) % bytes == 0;
     for (const at::Tensor* t : others) ok = ok && reinterpret_cast<uintptr_t>(t->data_ptr()) % bytes == 0;
     return ok;
   };
@@ -646,43 +666,55 @@ ConvLaunch conv_launch(const char* dir, const at::Tensor& w, const at::Tensor& x
   return {v, tt, grid, kernel};
 }
 
-at::Tensor conv_forward(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias, const at::Tensor* pre) {
+// The output in parts of `widths` channels (summing to C; at most 3), each [B, L, width] contiguous.
+std::vector<at::Tensor> conv_forward(const at::Tensor& x, const at::Tensor& w, const at::Tensor& bias,
+                                     const at::Tensor* pre, const std::vector<int64_t>& widths) {
   int64_t bsz = x.size(0), l = x.size(1), c = x.size(2);
-  auto out = at::empty({bsz, l, c}, x.options().memory_format(at::MemoryFormat::Contiguous));
-  ConvLaunch cl = conv_launch("fwd", w, x, {&out});
+  std::vector<at::Tensor> outs;
+  for (int64_t wd : widths) outs.push_back(at::empty({bsz, l, wd}, x.options().memory_format(at::MemoryFormat::Contiguous)));
+  ConvLaunch cl = conv_launch("fwd", w, x, outs, {});
+  PartsArg po = parts_arg(outs);
   long long sb = x.stride(0), sr = x.stride(1);
   int ll = (int)l, cc = (int)c, tt = cl.tt;
-  void *px = x.data_ptr(), *pp = pre ? pre->data_ptr() : nullptr, *pw = w.data_ptr(), *pb = bias.data_ptr(),
-       *po = out.data_ptr();
+  void *px = x.data_ptr(), *pp = pre ? pre->data_ptr() : nullptr, *pw = w.data_ptr(), *pb = bias.data_ptr();
   launch_grid(x, cl.kernel, cl.grid, 128, 0, {&px, &sb, &sr, &pp, &pw, &pb, &po, &ll, &cc, &tt});
-  return out;
+  return outs;
 }
 
+// x [B, L, C] -> the output's parts (widths in saved_data): one node, saving its inputs; its
+// backward reads the parts' gradients where they lie (no concatenation).
 struct ConvSiluFunction : public torch::autograd::Function<ConvSiluFunction> {
   static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, at::Tensor x, at::Tensor w,
-                                                at::Tensor bias) {
+                                                at::Tensor bias, std::vector<int64_t> widths) {
     ctx->save_for_backward({x, w, bias});
-    return {conv_forward(x, w, bias, nullptr)};
+    ctx->saved_data["widths"] = widths;
+    return conv_forward(x, w, bias, nullptr, widths);
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
     auto v = ctx->get_saved_variables();
     const at::Tensor &x = v[0], &w = v[1], &bias = v[2];
-    at::Tensor dout = grads[0].contiguous();
     int64_t bsz = x.size(0), l = x.size(1), c = x.size(2), k = w.size(-1);
+    std::vector<at::Tensor> douts;
+    for (size_t i = 0; i < grads.size(); ++i) {
+      // An output nobody read has no gradient: zeros of its shape.
+      douts.push_back(grads[i].defined() ? grads[i].contiguous()
+                                         : at::zeros({bsz, l, ctx->saved_data["widths"].toIntVector()[i]}, x.options()));
+    }
     auto dx = at::empty({bsz, l, c}, x.options().memory_format(at::MemoryFormat::Contiguous));
-    ConvLaunch cl = conv_launch("bwd", w, x, {&dout, &dx});
+    ConvLaunch cl = conv_launch("bwd", w, x, douts, {&dx});
+    PartsArg pg = parts_arg(douts);
     int tt = cl.tt;
     int64_t tiles = cl.grid.y;
     auto f32 = x.options().dtype(at::kFloat);
     auto wpart = at::empty({bsz * tiles, c, k}, f32), bpart = at::empty({bsz * tiles, c}, f32);
     long long sb = x.stride(0), sr = x.stride(1);
     int ll = (int)l, cc = (int)c;
-    void *px = x.data_ptr(), *pw = w.data_ptr(), *pb = bias.data_ptr(), *pg = dout.data_ptr(),
-         *pdx = dx.data_ptr(), *pwp = wpart.data_ptr(), *pbp = bpart.data_ptr();
+    void *px = x.data_ptr(), *pw = w.data_ptr(), *pb = bias.data_ptr(), *pdx = dx.data_ptr(), *pwp = wpart.data_ptr(),
+         *pbp = bpart.data_ptr();
     launch_grid(x, cl.kernel, cl.grid, 128, 0, {&px, &sb, &sr, &pw, &pb, &pg, &pdx, &pwp, &pbp, &ll, &cc, &tt});
-    return {dx, wpart.sum(0).view(w.sizes()).to(w.scalar_type()), bpart.sum(0).to(bias.scalar_type())};
+    return {dx, wpart.sum(0).view(w.sizes()).to(w.scalar_type()), bpart.sum(0).to(bias.scalar_type()), at::Tensor()};
   }
 };
 
@@ -985,9 +1017,12 @@ int stuffed_gated_norm(at::Tensor* y, at::Tensor* x, at::Tensor* dsk, at::Tensor
   });
 }
 
-// out [B, L, C] = silu(causal depthwise conv of x [B, L, C] with w [C, 1, K], bias [C]), all of one
-// kind; pre [B, C, K-1] (null: zeros) are the inputs before x, only without autograd.
-int stuffed_conv_silu(at::Tensor* x, at::Tensor* w, at::Tensor* bias, at::Tensor* pre, at::Tensor** out) {
+// silu(causal depthwise conv of x [B, L, C] with w [C, 1, K], bias [C]), all of one kind, in
+// nparts (1 to 3) contiguous parts [B, L, widths[i]] side by side in the channels (the widths sum
+// to C), written to outs[i]; pre [B, C, K-1] (null: zeros) are the inputs before x, only without
+// autograd.
+int stuffed_conv_silu(at::Tensor* x, at::Tensor* w, at::Tensor* bias, at::Tensor* pre, const int64_t* widths,
+                      int nparts, at::Tensor** outs) {
   return guarded([&] {
     require(x->dim() == 3 && w->dim() == 3 && w->size(0) == x->size(2) && w->size(1) == 1 &&
                 bias->numel() == x->size(2),
@@ -996,7 +1031,16 @@ int stuffed_conv_silu(at::Tensor* x, at::Tensor* w, at::Tensor* bias, at::Tensor
     require(std::find(std::begin(kConvWidths), std::end(kConvWidths), k) != std::end(kConvWidths),
             "conv: no kernel for this width");
     require(w->scalar_type() == x->scalar_type() && bias->scalar_type() == x->scalar_type(), "conv: one kind");
+    require(nparts >= 1 && nparts <= 3, "conv: 1 to 3 parts");
+    std::vector<int64_t> wd(widths, widths + nparts);
+    int64_t sum = 0;
+    for (int64_t v : wd) {
+      require(v >= 1, "conv: a part of no channels");
+      sum += v;
+    }
+    require(sum == x->size(2), "conv: the parts' widths do not sum to C");
     at::Tensor xv = rows_view(*x), wc = w->contiguous(), bc = bias->contiguous();
+    std::vector<at::Tensor> res;
     if (pre != nullptr) {
       require(!at::GradMode::is_enabled() ||
                   !(x->requires_grad() || w->requires_grad() || bias->requires_grad() || pre->requires_grad()),
@@ -1005,10 +1049,11 @@ int stuffed_conv_silu(at::Tensor* x, at::Tensor* w, at::Tensor* bias, at::Tensor
       require(pc.dim() == 3 && pc.size(0) == x->size(0) && pc.size(1) == x->size(2) && pc.size(2) == k - 1 &&
                   pc.scalar_type() == x->scalar_type(),
               "conv: pre is [B, C, K-1] of x's kind");
-      *out = new at::Tensor(conv_forward(xv, wc, bc, &pc));
+      res = conv_forward(xv, wc, bc, &pc, wd);
     } else {
-      *out = new at::Tensor(ConvSiluFunction::apply(xv, wc, bc)[0]);
+      res = ConvSiluFunction::apply(xv, wc, bc, wd);
     }
+    for (int i = 0; i < nparts; ++i) outs[i] = new at::Tensor(res[i]);
   });
 }
 

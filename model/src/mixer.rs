@@ -152,16 +152,16 @@ impl Mixer {
         });
         let grad = parts[1].requires_grad() || w.requires_grad();
         let xbc = if fused && ssd::fused::conv_fits(k) && (pre.is_none() || !grad) {
-            // On the [B, L, Cv] layout of in_proj's output, read in place.
-            ssd::fused::conv_silu(&parts[1], &w, &bias, pre.as_ref())
+            // On the [B, L, Cv] layout of in_proj's output, read in place; x, B and C come out as
+            // three tensors (their gradients are read where they lie, not concatenated).
+            ssd::fused::conv_silu_parts(&parts[1], &w, &bias, pre.as_ref(), &[di, gn, gn])
         } else {
             let conv = match &pre {
                 Some(pre) => Tensor::cat(&[pre, &xbc], -1).conv1d(&w, Some(&bias), [1], [0], [1], cv), // [B, Cv, L]
                 None => xbc.conv1d(&w, Some(&bias), [1], [k - 1], [1], cv).narrow(-1, 0, l),
             };
-            conv.silu().transpose(1, 2)
+            conv.silu().transpose(1, 2).split_with_sizes([di, gn, gn], -1) // [B, L, Di | GN | GN]
         };
-        let xbc = xbc.split_with_sizes([di, gn, gn], -1); // [B, L, Di | GN | GN]
         let x = xbc[0].reshape([bsz, l, h, p]);
         let mut b = xbc[1].reshape([bsz, l, g, n]);
         let c = xbc[2].reshape([bsz, l, g, n]);

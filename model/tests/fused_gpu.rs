@@ -326,6 +326,31 @@ fn conv_silu_equals_conv1d() {
             };
             let tag = format!("{kind:?} K={k} L={l} C={c} at {at}");
             let figures = assert_close(&tag, run(true), run(false), tol);
+            // In three parts (the mixer's x | B | C), the last one unread by the loss: the same
+            // output, and the gradients of the whole with that part's weights zero.
+            let widths = if c == 300 { [120, 100, 80] } else { [121, 100, 80] };
+            let run_parts = |fused_path: bool| {
+                for t in [&wide, &w, &bias] {
+                    let _ = t.grad().f_zero_();
+                }
+                let x = wide.narrow(2, at, c);
+                let (out, loss) = if fused_path {
+                    let parts = fused::conv_silu_parts(&x, &w, &bias, None, &widths);
+                    let wp = wout.split_with_sizes(widths, -1);
+                    let loss = (&parts[0].to_kind(Kind::Float) * &wp[0]).sum(Kind::Float)
+                        + (&parts[1].to_kind(Kind::Float) * &wp[1]).sum(Kind::Float);
+                    (Tensor::cat(&parts, -1), loss)
+                } else {
+                    let out = reference(&x, None);
+                    let mask = Tensor::cat(&[wout.narrow(2, 0, widths[0] + widths[1]), wout.narrow(2, 0, widths[2]).zeros_like()], -1);
+                    let loss = (&out.to_kind(Kind::Float) * mask).sum(Kind::Float);
+                    (out, loss)
+                };
+                loss.backward();
+                (out.detach(), [&wide, &w, &bias].map(|t| t.grad().copy()))
+            };
+            let parts_figures = assert_close(&format!("{tag} in parts"), run_parts(true), run_parts(false), tol);
+            eprintln!("conv {tag} in parts {widths:?}: {parts_figures}");
             let _g = tch::no_grad_guard();
             let pre = Tensor::randn([bsz, c, k - 1], o).to_kind(kind);
             let x = wide.narrow(2, at, c);

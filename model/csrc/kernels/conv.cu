@@ -9,6 +9,23 @@
 // channels (one load of V elements a position: the host takes V > 1 only where C, the strides and
 // the pointers are multiples of V) with a sliding window in registers, the next position's load
 // issued before the current one's arithmetic. Grid (channel blocks, position tiles, B).
+// The conv's output (or its gradient) as up to 3 contiguous [B, L, width] tensors side by side in
+// the channels (the mixer's x | B | C): channel c belongs to part k with end[k-1] <= c < end[k]
+// (end[-1] = 0, the last end = C). Widths are multiples of V (the host checks).
+template <typename T>
+struct Parts {
+  T* p[3];
+  int end[3];
+  // The part of channel c: its base, width and column.
+  __device__ __forceinline__ T* at(int c, int& width, int& col) const {
+    int k = (c >= end[0]) + (c >= end[1]);
+    int start = k == 0 ? 0 : end[k - 1];
+    width = end[k] - start;
+    col = c - start;
+    return p[k];
+  }
+};
+
 template <typename T, int K, int V>
 __device__ __forceinline__ void conv_in(const T* __restrict__ x, long long sb, long long sr,
                                         const T* __restrict__ pre, int C, int b, int t, int c, float* o) {
@@ -33,11 +50,12 @@ __device__ __forceinline__ void conv_weights(const T* __restrict__ w, const T* _
 
 template <typename T, int K, int V>
 __device__ void conv_fwd(const T* __restrict__ x, long long sb, long long sr, const T* __restrict__ pre,
-                         const T* __restrict__ w, const T* __restrict__ bias, T* __restrict__ out, int L, int C,
-                         int TT) {
+                         const T* __restrict__ w, const T* __restrict__ bias, Parts<T> outs, int L, int C, int TT) {
   int c = (blockIdx.x * blockDim.x + threadIdx.x) * V;
   if (c >= C) return;
   int b = blockIdx.z, t0 = blockIdx.y * TT, t1 = min(t0 + TT, L);
+  int ow, oc;
+  T* __restrict__ out = outs.at(c, ow, oc);
   float wk[K][V], bv[V], win[K][V], next[V];
   conv_weights<T, K, V>(w, bias, c, wk, bv);
 #pragma unroll
@@ -59,20 +77,22 @@ __device__ void conv_fwd(const T* __restrict__ x, long long sb, long long sr, co
       for (int k = 0; k < K; ++k) acc += wk[k][v] * win[k][v];
       o[v] = acc * sigmoid_f(acc);
     }
-    stv<V>(out, ((long long)b * L + t) * C + c, o);
+    stv<V>(out, ((long long)b * L + t) * ow + oc, o);
   }
 }
 
-// Backward of conv_fwd without a prefix (training segments start from zeros): from dout
-// [B, L, C] (contiguous), dx [B, L, C] (contiguous) and per (b, tile) partial sums of dw
-// [.., C, K] and dbias [.., C] (fp32, summed by the caller).
+// Backward of conv_fwd without a prefix (training segments start from zeros): from the output's
+// gradient in parts (as the forward wrote the output), dx [B, L, C] (contiguous) and per
+// (b, tile) partial sums of dw [.., C, K] and dbias [.., C] (fp32, summed by the caller).
 template <typename T, int K, int V>
 __device__ void conv_bwd(const T* __restrict__ x, long long sb, long long sr, const T* __restrict__ w,
-                         const T* __restrict__ bias, const T* __restrict__ dout, T* __restrict__ dx,
+                         const T* __restrict__ bias, Parts<const T> douts, T* __restrict__ dx,
                          float* __restrict__ wpart, float* __restrict__ bpart, int L, int C, int TT) {
   int c = (blockIdx.x * blockDim.x + threadIdx.x) * V;
   if (c >= C) return;
   int b = blockIdx.z, t0 = blockIdx.y * TT, t1 = min(t0 + TT, L);
+  int gw, gc;
+  const T* __restrict__ dout = douts.at(c, gw, gc);
   float wk[K][V], bv[V], win[K][V], dp[K][V], dw[K][V], db[V], nx[V], nd[V];
   conv_weights<T, K, V>(w, bias, c, wk, bv);
 #pragma unroll
@@ -86,7 +106,7 @@ __device__ void conv_bwd(const T* __restrict__ x, long long sb, long long sr, co
   const long long drow = (long long)b * L;
   if (t0 < L) {
     ldv<V>(x, b * sb + t0 * sr + c, nx);
-    ldv<V>(dout, (drow + t0) * C + c, nd);
+    ldv<V>(dout, (drow + t0) * gw + gc, nd);
   }
   // dpre at t (kept for the last K positions in dp, dp[K-1] newest); dx at s = t - (K-1) once
   // dpre is known up to s + K - 1.
@@ -110,7 +130,7 @@ __device__ void conv_bwd(const T* __restrict__ x, long long sb, long long sr, co
       }
       if (t + 1 < L && t + 1 < t1 + K - 1) {
         ldv<V>(x, b * sb + (t + 1) * sr + c, nx);
-        ldv<V>(dout, (drow + t + 1) * C + c, nd);
+        ldv<V>(dout, (drow + t + 1) * gw + gc, nd);
       }
 #pragma unroll
       for (int v = 0; v < V; ++v) {
@@ -156,16 +176,16 @@ __device__ void conv_bwd(const T* __restrict__ x, long long sb, long long sr, co
 #define CONV(S, T, K, V)                                                                                     \
   extern "C" __global__ void conv_fwd_k##K##v##V##_##S(const T* __restrict__ x, long long sb, long long sr,   \
                                                        const T* __restrict__ pre, const T* __restrict__ w,    \
-                                                       const T* __restrict__ bias, T* __restrict__ out, int L, \
-                                                       int C, int TT) {                                       \
-    conv_fwd<T, K, V>(x, sb, sr, pre, w, bias, out, L, C, TT);                                               \
+                                                       const T* __restrict__ bias, Parts<T> outs, int L, int C, \
+                                                       int TT) {                                              \
+    conv_fwd<T, K, V>(x, sb, sr, pre, w, bias, outs, L, C, TT);                                              \
   }                                                                                                          \
   extern "C" __global__ void conv_bwd_k##K##v##V##_##S(const T* __restrict__ x, long long sb, long long sr,   \
                                                        const T* __restrict__ w, const T* __restrict__ bias,   \
-                                                       const T* __restrict__ dout, T* __restrict__ dx,        \
+                                                       Parts<const T> douts, T* __restrict__ dx,              \
                                                        float* __restrict__ wpart, float* __restrict__ bpart,  \
                                                        int L, int C, int TT) {                                \
-    conv_bwd<T, K, V>(x, sb, sr, w, bias, dout, dx, wpart, bpart, L, C, TT);                                 \
+    conv_bwd<T, K, V>(x, sb, sr, w, bias, douts, dx, wpart, bpart, L, C, TT);                                \
   }
 #define CONV_V(S, T, K) CONV(S, T, K, 1) CONV(S, T, K, 2) CONV(S, T, K, 4)
 #define CONV_KS(S, T) CONV_V(S, T, 2) CONV_V(S, T, 3) CONV_V(S, T, 4)

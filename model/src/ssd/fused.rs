@@ -84,7 +84,15 @@ extern "C" {
         dlpart: *mut *mut C_tensor,
     ) -> c_int;
     fn stuffed_scale_heads(x: *mut C_tensor, dt: *mut C_tensor, out: *mut *mut C_tensor) -> c_int;
-    fn stuffed_conv_silu(x: *mut C_tensor, w: *mut C_tensor, bias: *mut C_tensor, pre: *mut C_tensor, out: *mut *mut C_tensor) -> c_int;
+    fn stuffed_conv_silu(
+        x: *mut C_tensor,
+        w: *mut C_tensor,
+        bias: *mut C_tensor,
+        pre: *mut C_tensor,
+        widths: *const i64,
+        nparts: c_int,
+        outs: *mut *mut C_tensor,
+    ) -> c_int;
     fn stuffed_add_norm(
         r: *mut C_tensor,
         delta: *mut C_tensor,
@@ -753,10 +761,19 @@ pub fn gated_norm_fits(group_width: i64) -> bool {
 /// before x (a state's conv buffer; zeros when None), accepted only outside autograd. Without
 /// `pre` it is one autograd node. Widths K with a kernel: `conv_fits`.
 pub fn conv_silu(x: &Tensor, w: &Tensor, bias: &Tensor, pre: Option<&Tensor>) -> Tensor {
-    let mut out = std::ptr::null_mut();
+    let c = x.size().last().copied().expect("x is [B, L, C]");
+    conv_silu_parts(x, w, bias, pre, &[c]).pop().expect("one part")
+}
+
+/// `conv_silu` with its output in parts of `widths` channels side by side (1 to 3, summing to
+/// C; the mixer's x | B | C), each [B, L, width] contiguous: the backward reads their gradients
+/// where they lie, so no concatenation of them runs.
+pub fn conv_silu_parts(x: &Tensor, w: &Tensor, bias: &Tensor, pre: Option<&Tensor>, widths: &[i64]) -> Vec<Tensor> {
+    assert!((1..=3).contains(&widths.len()), "conv_silu_parts: 1 to 3 parts");
+    let mut outs = [std::ptr::null_mut(); 3];
     let pre = pre.map_or(std::ptr::null_mut(), ptr);
-    check(unsafe { stuffed_conv_silu(ptr(x), ptr(w), ptr(bias), pre, &mut out) });
-    unsafe { Tensor::from_ptr(out) }
+    check(unsafe { stuffed_conv_silu(ptr(x), ptr(w), ptr(bias), pre, widths.as_ptr(), widths.len() as c_int, outs.as_mut_ptr()) });
+    outs[..widths.len()].iter().map(|&o| unsafe { Tensor::from_ptr(o) }).collect()
 }
 
 /// The residual stream between blocks on CUDA as one autograd node: r' = r + delta (fp32) and
