@@ -210,11 +210,12 @@ impl SuiteArgs {
             };
             match (&anchor, best_over_anchor) {
                 (Some(a), Some(r)) => println!(
-                    "  best / mamba_ssm (same run): {:.2}x ({:.0} tokens/s, best of {} repeats{})",
+                    "  best / mamba_ssm (same run): {:.2}x ({:.0} tokens/s, best of {} repeats{}){}",
                     r,
                     a.tokens_per_s.unwrap_or(0.0),
                     a.repeats.len(),
-                    a.peak_memory_gb.map(|m| format!(", peak memory {m:.2} GB")).unwrap_or_default()
+                    a.peak_memory_gb.map(|m| format!(", peak memory {m:.2} GB")).unwrap_or_default(),
+                    per_process(a, best.unwrap_or(0.0))
                 ),
                 (Some(a), None) => println!("  mamba_ssm (same run): no figure ({})", a.error.as_deref().unwrap_or("no run")),
                 _ => {}
@@ -256,5 +257,44 @@ impl SuiteArgs {
         });
         super::write_record(self.out.as_deref(), &record)?;
         Ok(0)
+    }
+}
+
+/// With several anchor processes: each process's best and our ratio over it (the spread that
+/// Triton's autotuning puts between processes), as "; per process: .. tokens/s, ..x to ..x".
+fn per_process(a: &AnchorResult, ours: f64) -> String {
+    if a.processes.len() < 2 {
+        return String::new();
+    }
+    let figures: Vec<String> = a.processes.iter().map(|t| format!("{t:.0}")).collect();
+    let lo = a.processes.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = a.processes.iter().copied().fold(0.0, f64::max);
+    format!("; per process: {} tokens/s, {:.2}x to {:.2}x", figures.join(", "), ours / hi, ours / lo)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One anchor process: no spread to print; several: each process's best and our ratio over
+    /// the fastest and the slowest.
+    #[test]
+    fn per_process_spread_is_printed_only_for_several_processes() {
+        let mut a = AnchorResult {
+            what: String::new(),
+            kind: AnchorKind::Train,
+            batch: 16,
+            seq: 2048,
+            tokens_per_s: Some(543_540.0),
+            step_ms: None,
+            peak_memory_gb: None,
+            params: None,
+            repeats: vec![541_178.0, 543_540.0],
+            processes: vec![543_540.0],
+            error: None,
+        };
+        assert_eq!(per_process(&a, 1_063_663.0), "");
+        a.processes = vec![543_540.0, 464_941.0];
+        assert_eq!(per_process(&a, 1_063_663.0), "; per process: 543540, 464941 tokens/s, 1.96x to 2.29x");
     }
 }
