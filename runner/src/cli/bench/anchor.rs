@@ -36,9 +36,10 @@ pub struct AnchorArgs {
     /// first use).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=10))]
     anchor_repeats: u32,
-    /// Separate anchor processes, one after the other: each autotunes Triton anew, and on the
-    /// H200 the best of one process moved by up to 30% between processes while its repeats
-    /// agreed within 2% (results/bench, 3 December). The record keeps each process's best.
+    /// Separate anchor processes, one after the other (each autotunes Triton anew): on the H200
+    /// the anchor's best moved by up to 30% between two invocations, on two machines, while the
+    /// repeats within one agreed within 2-15% (results/bench, 3 December); whether processes on
+    /// one machine differ as much is what this measures. The record keeps each process's best.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=5))]
     anchor_processes: u32,
 }
