@@ -801,6 +801,50 @@ struct AddNormFunction : public torch::autograd::Function<AddNormFunction> {
   }
 };
 
+// ---------------------------------------------------------------------------------------------
+// 7. Cross-entropy per token from the logits: forward keeps only the rows' logsumexp, backward
+//    writes softmax - onehot straight into the logits' kind (ce.cu).
+struct CrossEntropy {
+  // E 8 values a load where V and the logits' pointer allow it, else 1.
+  static std::string kernel(const char* dir, const at::Tensor& x) {
+    int64_t v = x.size(1);
+    bool fits = v % 8 == 0 && reinterpret_cast<uintptr_t>(x.data_ptr()) % (8 * x.element_size()) == 0;
+    return std::string("ce_") + dir + (fits ? "8" : "1") + suffix(x);
+  }
+  static unsigned blocks(const at::Tensor& x) {
+    return (unsigned)std::max<int64_t>(1, std::min<int64_t>(x.size(0), 8LL * sms(x)));
+  }
+};
+
+struct CrossEntropyFunction : public torch::autograd::Function<CrossEntropyFunction> {
+  // x [N, V] contiguous (fp32 or bf16), tgt [N] int64 contiguous -> loss [N] fp32.
+  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, at::Tensor x, at::Tensor tgt,
+                                                int64_t ignore) {
+    int n = (int)x.size(0), v = (int)x.size(1);
+    long long ign = ignore;
+    auto f32 = x.options().dtype(at::kFloat);
+    auto loss = at::empty({n}, f32), lse = at::empty({n}, f32);
+    void *px = x.data_ptr(), *pt = tgt.data_ptr(), *pl = loss.data_ptr(), *pe = lse.data_ptr();
+    launch_grid(x, CrossEntropy::kernel("fwd", x), {CrossEntropy::blocks(x)}, 256, 0, {&px, &pt, &pl, &pe, &n, &v, &ign});
+    ctx->save_for_backward({x, tgt, lse});
+    ctx->saved_data["ignore"] = ignore;
+    return {loss};
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto sv = ctx->get_saved_variables();
+    const at::Tensor &x = sv[0], &tgt = sv[1], &lse = sv[2];
+    at::Tensor g = grads[0].defined() ? grads[0].to(at::kFloat).contiguous() : at::zeros({x.size(0)}, lse.options());
+    int n = (int)x.size(0), v = (int)x.size(1);
+    long long ign = ctx->saved_data["ignore"].toInt();
+    auto dx = at::empty_like(x);
+    void *px = x.data_ptr(), *pt = tgt.data_ptr(), *pe = lse.data_ptr(), *pg = g.data_ptr(), *pd = dx.data_ptr();
+    launch_grid(x, CrossEntropy::kernel("bwd", x), {CrossEntropy::blocks(x)}, 256, 0, {&px, &pt, &pe, &pg, &pd, &n, &v, &ign});
+    return {dx, at::Tensor(), at::Tensor()};
+  }
+};
+
 }  // namespace
 
 extern "C" {
@@ -1077,6 +1121,23 @@ int stuffed_add_norm(at::Tensor* r, at::Tensor* delta, at::Tensor* w, double eps
     auto res = AddNormFunction::apply(r->contiguous(), dl, w->contiguous(), eps, bf16);
     *rout = delta != nullptr ? new at::Tensor(res[0]) : nullptr;
     *out = new at::Tensor(res.back());
+  });
+}
+
+// Cross-entropy per token (an autograd node): logits [N, V] (fp32 or bf16, CUDA), targets [N]
+// int64 (`ignore` or outside [0, V): loss 0 and no gradient) -> loss [N] fp32 = logsumexp - the
+// target's logit.
+int stuffed_cross_entropy(at::Tensor* logits, at::Tensor* targets, int64_t ignore, at::Tensor** out) {
+  return guarded([&] {
+    require(logits->dim() == 2 && logits->is_cuda() && logits->size(1) >= 1,
+            "cross entropy: logits are [N, V] on CUDA");
+    require(logits->scalar_type() == at::kFloat || logits->scalar_type() == at::kBFloat16,
+            "cross entropy: logits are fp32 or bf16");
+    require(targets->dim() == 1 && targets->size(0) == logits->size(0) && targets->scalar_type() == at::kLong &&
+                targets->device() == logits->device(),
+            "cross entropy: targets are [N] int64 on the logits' device");
+    require(logits->size(0) < (1LL << 31) && logits->size(1) < (1LL << 31), "cross entropy: N and V below 2^31");
+    *out = new at::Tensor(CrossEntropyFunction::apply(logits->contiguous(), targets->contiguous(), ignore)[0]);
   });
 }
 

@@ -40,7 +40,7 @@ fn gpu() -> Device {
 
 fn main() {
     let args = libtest_mimic::Arguments::from_args();
-    let tests: [(&str, fn()); 9] = [
+    let tests: [(&str, fn()); 10] = [
         ("fused_equals_tensor_ops_fp32", fused_equals_tensor_ops_fp32),
         ("fused_equals_tensor_ops_bf16", fused_equals_tensor_ops_bf16),
         ("model_logits_and_gradients_agree", model_logits_and_gradients_agree),
@@ -49,6 +49,7 @@ fn main() {
         ("conv_silu_equals_conv1d", conv_silu_equals_conv1d),
         ("scale_heads_equals_tensor_ops", scale_heads_equals_tensor_ops),
         ("add_norm_equals_tensor_ops", add_norm_equals_tensor_ops),
+        ("cross_entropy_equals_tensor_ops", cross_entropy_equals_tensor_ops),
         ("graphed_steps_equal_eager_steps", graphed_steps_equal_eager_steps),
     ];
     let skip = target().is_none();
@@ -441,6 +442,44 @@ fn scale_heads_equals_tensor_ops() {
                 (out.detach(), [&wide, &dt].map(|t| t.grad().copy()))
             };
             assert_close(&format!("{kind:?} P={p} at {at}"), run(true), run(false), tol);
+        }
+    }
+}
+
+/// The fused cross-entropy against log_softmax (fp32) + nll_loss: per-token losses and the
+/// logits' gradient under per-token weights, with ignored targets, for a 50,280-token vocabulary
+/// (8 values a load), 256 and 1,001 (not a multiple of 8: one value a load), fp32 and bf16.
+fn cross_entropy_equals_tensor_ops() {
+    let _one = serial();
+    let dev = gpu();
+    if !dev.is_cuda() {
+        return;
+    }
+    const IGNORE: i64 = -100;
+    for (kind, tol) in [(Kind::Float, 1e-5), (Kind::BFloat16, 1e-2)] {
+        for (n, v) in [(300, 50_280), (257, 256), (100, 1_001)] {
+            tch::manual_seed(14);
+            let o = (Kind::Float, dev);
+            let logits = (Tensor::randn([n, v], o) * 3.0).to_kind(kind).set_requires_grad(true);
+            let targets = Tensor::randint(v, [n], (Kind::Int64, dev));
+            let dropped = Tensor::rand([n], o).lt(0.2);
+            let targets = targets.where_self(&dropped.logical_not(), &Tensor::full([n], IGNORE, (Kind::Int64, dev)));
+            let wout = Tensor::rand([n], o);
+            let run = |fused_path: bool| {
+                let _ = logits.grad().f_zero_();
+                let loss = if fused_path {
+                    fused::cross_entropy(&logits, &targets, IGNORE)
+                } else {
+                    logits.log_softmax(-1, Kind::Float).g_nll_loss::<Tensor>(&targets, None, tch::Reduction::None, IGNORE)
+                };
+                (&loss * &wout).sum(Kind::Float).backward();
+                (loss.detach(), [logits.grad().copy()])
+            };
+            let tag = format!("{kind:?} N={n} V={v}");
+            let (f, r) = (run(true), run(false));
+            assert_eq!(f.0.eq(0.0).logical_xor(&r.0.eq(0.0)).sum(Kind::Int64).int64_value(&[]), 0, "{tag}: ignored rows differ");
+            let figures = assert_close(&tag, f, r, tol);
+            eprintln!("cross entropy {tag}: {figures}");
         }
     }
 }

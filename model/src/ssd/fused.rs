@@ -83,6 +83,7 @@ extern "C" {
         dh0: *mut C_tensor,
         dlpart: *mut *mut C_tensor,
     ) -> c_int;
+    fn stuffed_cross_entropy(logits: *mut C_tensor, targets: *mut C_tensor, ignore: i64, out: *mut *mut C_tensor) -> c_int;
     fn stuffed_scale_heads(x: *mut C_tensor, dt: *mut C_tensor, out: *mut *mut C_tensor) -> c_int;
     fn stuffed_conv_silu(
         x: *mut C_tensor,
@@ -794,6 +795,22 @@ pub fn add_norm_fits(d_model: i64, kind: Kind) -> bool {
     (1..=1024).contains(&d_model) && matches!(kind, Kind::Float | Kind::BFloat16)
 }
 
+/// The cross-entropy of every token on CUDA, one autograd node: logits [N, V] (fp32 or bf16),
+/// targets [N] int64 (`ignore`, or outside [0, V): loss 0, no gradient) -> [N] fp32, logsumexp
+/// minus the target's logit. Neither the fp32 log-probabilities nor the NLL's dense gradient is
+/// made: the forward keeps the rows' logsumexp, the backward writes softmax - onehot in the
+/// logits' kind. Its tensor-op twin: log_softmax(.., Float) then nll_loss (train/step.rs).
+pub fn cross_entropy(logits: &Tensor, targets: &Tensor, ignore: i64) -> Tensor {
+    let mut out = std::ptr::null_mut();
+    check(unsafe { stuffed_cross_entropy(ptr(logits), ptr(targets), ignore, &mut out) });
+    unsafe { Tensor::from_ptr(out) }
+}
+
+/// Whether `cross_entropy` takes these logits (CUDA, fp32 or bf16).
+pub fn cross_entropy_fits(logits: &Tensor) -> bool {
+    logits.device().is_cuda() && matches!(logits.kind(), Kind::Float | Kind::BFloat16)
+}
+
 /// xdt = x * dt per head on CUDA, one autograd node: x [B, L, H * P] of the compute kind (a
 /// column slice is read in place), dt [B, L, H] fp32 -> [B, L, H, P] of x's kind.
 pub fn scale_heads(x: &Tensor, dt: &Tensor) -> Tensor {
@@ -980,6 +997,10 @@ mod tests {
         for (nc, v) in [4, 8, 16, 32].into_iter().flat_map(|nc| [(nc, 1), (nc, 4)]) {
             has(format!("addnorm_fwd{nc}v{v}"));
             has(format!("addnorm_bwd{nc}v{v}"));
+        }
+        for e in [1, 8] {
+            has(format!("ce_fwd{e}"));
+            has(format!("ce_bwd{e}"));
         }
         for e in [1, 4] {
             has(format!("scale_fwd{e}"));

@@ -4,6 +4,7 @@ use tch::{Kind, Tensor};
 
 use crate::lm::Mamba2LM;
 use crate::mixer::Exec;
+use crate::ssd::{fused, SsdBackend};
 use crate::state::State;
 use crate::train::adamw::AdamW;
 
@@ -29,17 +30,27 @@ impl Batch {
 pub fn batch_loss(lm: &Mamba2LM, batch: &Batch, state: Option<&mut State>, kind: Kind) -> Tensor {
     let logits = lm.forward(&batch.inputs, state, &mut Exec::new(kind));
     let v = *logits.size().last().expect("vocab dim");
-    // log-softmax straight from the compute kind into fp32 (no separate fp32 copy of the
-    // logits, the largest activation of a big-vocabulary model).
-    let per_token = logits
-        .reshape([-1, v])
-        .log_softmax(-1, Kind::Float)
-        .g_nll_loss::<Tensor>(&batch.targets.reshape([-1]), None, tch::Reduction::None, IGNORE)
-        .view_as(&batch.targets); // [B, L], 0 where ignored
+    let flat = logits.reshape([-1, v]);
+    let per_token = if fused_cross_entropy() && lm.ssd() == SsdBackend::Fused && fused::cross_entropy_fits(&flat) {
+        fused::cross_entropy(&flat, &batch.targets.reshape([-1]), IGNORE)
+    } else {
+        // log-softmax straight from the compute kind into fp32 (no separate fp32 copy of the
+        // logits, the largest activation of a big-vocabulary model).
+        flat.log_softmax(-1, Kind::Float).g_nll_loss::<Tensor>(&batch.targets.reshape([-1]), None, tch::Reduction::None, IGNORE)
+    }
+    .view_as(&batch.targets); // [B, L], 0 where ignored
     let counts = batch.targets.ne(IGNORE).sum_dim_intlist([1i64].as_slice(), false, Kind::Float); // [B]
     let rows = per_token.sum_dim_intlist([1i64].as_slice(), false, Kind::Float) / counts.clamp_min(1.0);
     let scored = counts.gt(0.0).to_kind(Kind::Float);
     (rows * &scored).sum(Kind::Float) / scored.sum(Kind::Float).clamp_min(1.0)
+}
+
+/// Whether the training loss takes the fused cross-entropy kernel (`fused::cross_entropy`) on
+/// the fused backend: with STUFFED_FUSED_CE=1 only, a measuring aid until the kernel has been
+/// measured on a GPU against the tensor ops (the GPU test `cross_entropy_equals_tensor_ops`).
+fn fused_cross_entropy() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("STUFFED_FUSED_CE").is_ok_and(|v| v == "1"))
 }
 
 /// What a step leaves on the device; read both with one sync via `read`.
