@@ -249,7 +249,7 @@ std::mutex g_mods_mu;
 std::map<int, Module> g_mods;  // per device index
 
 // STUFFED_KERNEL_DEFINES="-DNAME=VALUE ..": the kernels' tuning macros (GNORM_BWD_REGS, ..) and
-// the launch choices read by `tuned` (CONV_VEC, CONV_TILE), set for an A/B measurement in one
+// the launch choices read by `tuned` (CONV_VEC, ROWS_VEC, ..), set for an A/B measurement in one
 // process; a measuring aid like STUFFED_KERNEL_TIMES. Only -D options of [A-Za-z0-9_=] are taken.
 std::vector<std::string> kernel_defines() {
   std::vector<std::string> defines;
@@ -449,6 +449,18 @@ const char* suffix(const at::Tensor& t) {
   throw std::runtime_error("fused SSD kernels take float32 or bfloat16");
 }
 
+// Whether a tensor starts at a multiple of v of its elements (an empty one always does): what a
+// kernel's loads and stores of v values at once need of each operand.
+bool aligned(const at::Tensor& t, int v) {
+  return t.numel() == 0 || reinterpret_cast<uintptr_t>(t.data_ptr()) % ((size_t)v * t.element_size()) == 0;
+}
+bool aligned(std::initializer_list<const at::Tensor*> ts, int v) {
+  for (const at::Tensor* t : ts) {
+    if (!aligned(*t, v)) return false;
+  }
+  return true;
+}
+
 // [B, L, X] with contiguous columns and rows of one stride (a column slice of a [B, L, Y]
 // tensor qualifies), as is; anything else, made contiguous.
 at::Tensor rows_view(const at::Tensor& t) {
@@ -475,8 +487,7 @@ struct GatedNorm {
   };
   static Layout layout(int64_t gs, std::initializer_list<const at::Tensor*> ts, std::initializer_list<int64_t> strides) {
     int v = tuned("GNORM_VEC", kGnormVec, {1, 4});
-    bool fits = gs % v == 0;
-    for (const at::Tensor* t : ts) fits = fits && reinterpret_cast<uintptr_t>(t->data_ptr()) % ((size_t)v * t->element_size()) == 0;
+    bool fits = gs % v == 0 && aligned(ts, v);
     for (int64_t st : strides) fits = fits && st % v == 0;
     if (!fits) v = 1;
     int s = v == 1 ? (gs <= 4096 ? 4 : 8) : (gs <= 4096 ? 1 : 2);
@@ -575,8 +586,7 @@ unsigned warp_blocks(long long rows, const at::Tensor& like) {
 constexpr int kScaleVec = 4;
 std::string scale_kernel(const char* dir, int64_t p, long long sx, std::initializer_list<const at::Tensor*> ts) {
   int e = tuned("SCALE_VEC", kScaleVec, {1, 4});
-  bool fits = p % e == 0 && sx % e == 0;
-  for (const at::Tensor* t : ts) fits = fits && reinterpret_cast<uintptr_t>(t->data_ptr()) % ((size_t)e * t->element_size()) == 0;
+  bool fits = p % e == 0 && sx % e == 0 && aligned(ts, e);
   return std::string("scale_") + dir + std::to_string(fits ? e : 1) + suffix(*ts.begin()[0]);
 }
 
@@ -621,13 +631,11 @@ constexpr int kConvTile = 32;
 constexpr int kConvVec = 2;
 
 struct ConvLaunch {
-  int v, tt;
+  int tt;
   Grid grid;
   std::string kernel;
 };
 
-// The widest V (from the chosen one down to 1) for which C, the strides and every pointer are
-// multiples of V elements.
 // The output (or its gradient) in up to 3 contiguous parts side by side in the channels (conv.cu's
 // Parts): their base pointers and cumulative ends.
 struct PartsArg {
@@ -647,23 +655,22 @@ PartsArg parts_arg(const std::vector<at::Tensor>& parts) {
   return a;
 }
 
+// The launch of conv_{fwd,bwd}: the widest V (from the chosen one down to 1) for which C, the
+// strides, the parts' widths and every pointer are multiples of V elements.
 ConvLaunch conv_launch(const char* dir, const at::Tensor& w, const at::Tensor& x, const std::vector<at::Tensor>& parts,
                        std::initializer_list<const at::Tensor*> others) {
   int64_t bsz = x.size(0), l = x.size(1), c = x.size(2);
   int v = tuned("CONV_VEC", kConvVec, {1, 2, 4}), tt = tuned("CONV_TILE", kConvTile, {8, 16, 32, 64, 128});
-  auto aligned = [&](int vv) {
-    size_t bytes = (size_t)vv * x.element_size();
-    bool ok = c % vv == 0 && x.stride(0) % vv == 0 && x.stride(1) % vv == 0 &&
-              reinterpret_cast<uintptr_t>(x.data_ptr()) % bytes == 0;
-    for (const at::Tensor& t : parts) ok = ok && t.size(-1) % vv == 0 && reinterpret_cast<uintptr_t>(t.data_ptr()) % bytes == 0;
-    for (const at::Tensor* t : others) ok = ok && reinterpret_cast<uintptr_t>(t->data_ptr()) % bytes == 0;
+  auto fits = [&](int vv) {
+    bool ok = c % vv == 0 && x.stride(0) % vv == 0 && x.stride(1) % vv == 0 && aligned(x, vv) && aligned(others, vv);
+    for (const at::Tensor& t : parts) ok = ok && t.size(-1) % vv == 0 && aligned(t, vv);
     return ok;
   };
-  while (v > 1 && !aligned(v)) v /= 2;
+  while (v > 1 && !fits(v)) v /= 2;
   unsigned per_block = 128u * (unsigned)v;
   Grid grid{(unsigned)((c + per_block - 1) / per_block), (unsigned)((l + tt - 1) / tt), (unsigned)bsz};
   std::string kernel = std::string("conv_") + dir + "_k" + std::to_string(w.size(-1)) + "v" + std::to_string(v) + suffix(x);
-  return {v, tt, grid, kernel};
+  return {tt, grid, kernel};
 }
 
 // The output in parts of `widths` channels (summing to C; at most 3), each [B, L, width] contiguous.
@@ -696,11 +703,11 @@ struct ConvSiluFunction : public torch::autograd::Function<ConvSiluFunction> {
     auto v = ctx->get_saved_variables();
     const at::Tensor &x = v[0], &w = v[1], &bias = v[2];
     int64_t bsz = x.size(0), l = x.size(1), c = x.size(2), k = w.size(-1);
+    std::vector<int64_t> widths = ctx->saved_data["widths"].toIntVector();
     std::vector<at::Tensor> douts;
     for (size_t i = 0; i < grads.size(); ++i) {
       // An output nobody read has no gradient: zeros of its shape.
-      douts.push_back(grads[i].defined() ? grads[i].contiguous()
-                                         : at::zeros({bsz, l, ctx->saved_data["widths"].toIntVector()[i]}, x.options()));
+      douts.push_back(grads[i].defined() ? grads[i].contiguous() : at::zeros({bsz, l, widths[i]}, x.options()));
     }
     auto dx = at::empty({bsz, l, c}, x.options().memory_format(at::MemoryFormat::Contiguous));
     ConvLaunch cl = conv_launch("bwd", w, x, douts, {&dx});
@@ -735,10 +742,7 @@ struct AddNorm {
   static std::string kernel(const char* dir, int64_t d, const at::Tensor& like,
                             std::initializer_list<const at::Tensor*> ts) {
     int v = tuned("ADDNORM_VEC", 4, {1, 4});
-    bool fits = d % v == 0;
-    for (const at::Tensor* t : ts) {
-      if (t->numel() > 0) fits = fits && reinterpret_cast<uintptr_t>(t->data_ptr()) % ((size_t)v * t->element_size()) == 0;
-    }
+    bool fits = d % v == 0 && aligned(ts, v);
     return std::string("addnorm_") + dir + std::to_string(columns(d)) + "v" + std::to_string(fits ? v : 1) + suffix(like);
   }
   // Blocks of 8 warps (one row each at a time), one wave of them.
@@ -808,7 +812,7 @@ struct CrossEntropy {
   // E 8 values a load where V and the logits' pointer allow it, else 1.
   static std::string kernel(const char* dir, const at::Tensor& x) {
     int64_t v = x.size(1);
-    bool fits = v % 8 == 0 && reinterpret_cast<uintptr_t>(x.data_ptr()) % (8 * x.element_size()) == 0;
+    bool fits = v % 8 == 0 && aligned(x, 8);
     return std::string("ce_") + dir + (fits ? "8" : "1") + suffix(x);
   }
   static unsigned blocks(const at::Tensor& x) {
@@ -962,11 +966,9 @@ int stuffed_ssd_rows(const char* stem, at::Tensor** ts, int n, int kind_of, cons
     // (aligned to E of its values), else 2.
     int e = tuned("ROWS_VEC", kRowsVec, {2, 4, 8});
     bool fits = rows.P % e == 0;
-    for (int i = 0; i < n; ++i) {
-      if (ts[i] != nullptr) fits = fits && reinterpret_cast<uintptr_t>(ptrs[i]) % ((size_t)e * ts[i]->element_size()) == 0;
-    }
+    for (int i = 0; i < n; ++i) fits = fits && (ts[i] == nullptr || aligned(*ts[i], e));
     if (!fits) e = 2;
-    // About two passes a warp: a warp takes 32 / lanes heads at once (rows.cu's head_lanes).
+    // About two passes a warp: a warp takes 32 / lanes heads at once (common.cuh's head_lanes).
     int lanes = 1;
     while (lanes < 32 && e * lanes < rows.P) lanes *= 2;
     int per_pass = 32 / lanes;

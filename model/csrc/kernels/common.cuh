@@ -129,6 +129,21 @@ __device__ __forceinline__ float warp_sum(float v) {
 
 // The logistic function with the fast reciprocal (MUFU.RCP, 1 ulp): `1.f / x` compiles to the
 // IEEE division's branchy slow path in every streaming loop. 1 / inf is 0 (sigmoid of -inf).
+// Lanes per (token, head) row of P values, each over E consecutive values a pass (rows.cu,
+// scale.cu): the power of two >= P / E, at most 32 (P 64, E 4: 16 lanes, two heads a warp), so
+// that no lane idles on short rows. The host mirrors it (stuffed_ssd_rows).
+__device__ __forceinline__ int head_lanes(int P, int E) {
+  int w = 1;
+  while (w < 32 && E * w < P) w *= 2;
+  return w;
+}
+
+// Sum over the `width` lanes of a row (every lane of the warp calls it; each gets its row's sum).
+__device__ __forceinline__ float head_sum(float v, int width) {
+  for (int off = width >> 1; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+  return v;
+}
+
 __device__ __forceinline__ float sigmoid_f(float v) { return __fdividef(1.f, 1.f + __expf(-v)); }
 
 // Block-wide sum of two values (every thread gets both); `red` holds 64 floats.

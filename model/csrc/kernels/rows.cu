@@ -39,20 +39,7 @@ struct Token {
   }
 };
 
-// Lanes per (token, head) row, each over E consecutive values a pass: the power of two >= P / E,
-// at most 32 (P 64, E 4: 16 lanes, two heads a warp), so that no lane idles on short rows. The
-// host mirrors it (stuffed_ssd_rows).
-__device__ __forceinline__ int head_lanes(int P, int E) {
-  int w = 1;
-  while (w < 32 && E * w < P) w *= 2;
-  return w;
-}
 
-// Sum over the `width` lanes of a row (every lane of the warp calls it; each gets its row's sum).
-__device__ __forceinline__ float head_sum(float v, int width) {
-  for (int off = width >> 1; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
-  return v;
-}
 
 // One block per token (b, t) of the padded length (grid-stride), its warps over the heads (32 /
 // head_lanes heads a warp), each lane over E consecutive values of P (P a multiple of E, the

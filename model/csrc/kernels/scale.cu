@@ -2,19 +2,13 @@
 // twin is the mixer's own product).
 #include "common.cuh"
 
-// Rows are (token, head) pairs of P values; a row takes `hl` lanes of E adjacent values each (the
-// power of two >= P / E, at most 32: P 64 with E 4 is 16 lanes, two rows a warp), so that every
-// access is one load of E values (the host takes E 4 only where P, the stride and the pointers
-// are multiples of 4, else E 1), and each lane runs two rows at once (their loads in flight
-// together). Lanes past the last row join the warp sums only.
-__device__ __forceinline__ int scale_lanes(int P, int E) {
-  int w = 1;
-  while (w < 32 && E * w < P) w *= 2;
-  return w;
-}
+// Rows are (token, head) pairs of P values; a row takes `hl` = head_lanes(P, E) lanes of E
+// adjacent values each, so that every access is one load of E values (the host takes E 4 only
+// where P, the stride and the pointers are multiples of 4, else E 1), and each lane runs two rows
+// at once (their loads in flight together). Lanes past the last row join the warp sums only.
 
 #define SCALE_LOOP(E)                                                                                        \
-  int hl = scale_lanes(P, E), per_warp = 32 / hl, lane = (threadIdx.x & 31) % hl, sub = (threadIdx.x & 31) / hl; \
+  int hl = head_lanes(P, E), per_warp = 32 / hl, lane = (threadIdx.x & 31) % hl, sub = (threadIdx.x & 31) / hl; \
   unsigned step = gridDim.x * (blockDim.x >> 5) * per_warp;                                                 \
   _Pragma("unroll 2")                                                                                        \
   for (unsigned r0 = (blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5)) * per_warp; r0 < rows; r0 += step) \
@@ -60,7 +54,7 @@ __device__ void scale_bwd(const T* __restrict__ g, const T* __restrict__ x, long
         stv<E>(dx, oo + p, gv);
       }
     }
-    for (int off = hl >> 1; off > 0; off >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, off);
+    acc = head_sum(acc, hl);
     if (lane == 0 && live) ddt[r] = acc;
   }
 }

@@ -168,7 +168,6 @@ pub fn run(args: &AnchorArgs, cases: &[AnchorCase]) -> anyhow::Result<Anchors> {
         }
         lines.append(&mut ls);
     }
-    anyhow::ensure!(!lines.is_empty(), "the anchor failed before measuring anything");
     let what = format!(
         "mamba_ssm {} Triton SSD, torch {}, same run",
         meta["mamba_ssm"].as_str().unwrap_or("?"),
