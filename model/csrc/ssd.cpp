@@ -469,6 +469,116 @@ at::Tensor rows_view(const at::Tensor& t) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// 2b. in_proj's output [B, L, W] split into column blocks (z | xBC | dt) with no concatenation
+//     backward. A split registers its input; the nodes reading a block (the gated norm reads z,
+//     the conv xBC) ask `split_grad_view` for where their block's gradient goes, and the first
+//     to ask allocates the whole [B, L, W] gradient, so each writes its block in place; the
+//     split's backward then finds its blocks already in one buffer and copies only what is not
+//     (dt's few columns, a block whose gradient autograd summed elsewhere), else zeros.
+struct SplitSlot {
+  uintptr_t base;
+  int64_t bytes, width, elem;
+  at::ScalarType kind;
+  at::Device device;
+  at::Tensor grad;  // the whole gradient once a reader's backward asked for it
+};
+std::mutex g_split_mu;
+std::vector<SplitSlot> g_splits;
+constexpr size_t kMaxSplits = 4096;  // bound on live registrations (a model's layers take one each)
+
+// x [B, L, W] contiguous, the split's input: drops any registration its bytes overlap (those
+// tensors are gone: their memory is x's now) and registers x.
+void split_register(const at::Tensor& x) {
+  uintptr_t base = reinterpret_cast<uintptr_t>(x.data_ptr());
+  int64_t bytes = x.numel() * (int64_t)x.element_size();
+  std::lock_guard<std::mutex> lock(g_split_mu);
+  g_splits.erase(std::remove_if(g_splits.begin(), g_splits.end(),
+                                [&](const SplitSlot& s) { return s.base < base + bytes && base < s.base + s.bytes; }),
+                 g_splits.end());
+  if (g_splits.size() >= kMaxSplits) g_splits.erase(g_splits.begin());
+  g_splits.push_back({base, bytes, x.size(2), (int64_t)x.element_size(), x.scalar_type(), x.device(), at::Tensor()});
+}
+
+// Where the gradient of `input` goes: a view of its split's whole gradient with input's sizes and
+// strides where input is a column block of a registered split's input (rows of the split's
+// width), else undefined (the caller allocates as before).
+at::Tensor split_grad_view(const at::Tensor& input) {
+  if (input.dim() != 3 || input.numel() == 0) return at::Tensor();
+  uintptr_t p = reinterpret_cast<uintptr_t>(input.data_ptr());
+  std::lock_guard<std::mutex> lock(g_split_mu);
+  for (SplitSlot& s : g_splits) {
+    if (p < s.base || p >= s.base + (uintptr_t)s.bytes) continue;
+    int64_t off = (int64_t)(p - s.base);
+    bool fits = s.kind == input.scalar_type() && s.device == input.device() && off % s.elem == 0 &&
+                off / s.elem + input.size(2) <= s.width && input.stride(2) == 1 && input.stride(1) == s.width &&
+                input.stride(0) == input.size(1) * s.width &&
+                input.size(0) * input.size(1) * s.width * s.elem == s.bytes;
+    if (!fits) return at::Tensor();
+    if (!s.grad.defined()) {
+      s.grad = at::empty({input.size(0), input.size(1), s.width}, input.options().memory_format(at::MemoryFormat::Contiguous));
+    }
+    return s.grad.as_strided(input.sizes(), input.strides(), s.grad.storage_offset() + off / s.elem);
+  }
+  return at::Tensor();
+}
+
+// The registration of the split whose input began at `base`, removed; its gradient (undefined
+// where no reader asked).
+at::Tensor split_take(uintptr_t base) {
+  std::lock_guard<std::mutex> lock(g_split_mu);
+  for (auto it = g_splits.begin(); it != g_splits.end(); ++it) {
+    if (it->base != base) continue;
+    at::Tensor g = std::move(it->grad);
+    g_splits.erase(it);
+    return g;
+  }
+  return at::Tensor();
+}
+
+struct SplitColumnsFunction : public torch::autograd::Function<SplitColumnsFunction> {
+  // x [B, L, W] contiguous -> its column blocks of `widths` (views).
+  static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, at::Tensor x,
+                                                std::vector<int64_t> widths) {
+    ctx->saved_data["widths"] = widths;
+    ctx->saved_data["sizes"] = x.sizes().vec();
+    ctx->saved_data["base"] = (int64_t) reinterpret_cast<uintptr_t>(x.data_ptr());
+    ctx->saved_data["kind"] = (int64_t)x.scalar_type();
+    if (x.requires_grad()) split_register(x);
+    torch::autograd::variable_list out;
+    int64_t off = 0;
+    for (int64_t w : widths) {
+      out.push_back(x.narrow(-1, off, w));
+      off += w;
+    }
+    return out;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    std::vector<int64_t> widths = ctx->saved_data["widths"].toIntVector(), sizes = ctx->saved_data["sizes"].toIntVector();
+    at::Tensor whole = split_take((uintptr_t)ctx->saved_data["base"].toInt());
+    if (!whole.defined()) {
+      at::Tensor any;
+      for (const auto& g : grads) any = g.defined() ? g : any;
+      auto kind = (at::ScalarType)ctx->saved_data["kind"].toInt();
+      whole = at::empty(sizes, (any.defined() ? any.options() : at::TensorOptions()).dtype(kind));
+    }
+    int64_t off = 0;
+    for (size_t i = 0; i < widths.size(); ++i) {
+      at::Tensor dst = whole.narrow(-1, off, widths[i]);
+      off += widths[i];
+      const at::Tensor& g = grads[i];
+      if (!g.defined()) {
+        dst.zero_();
+      } else if (!(g.data_ptr() == dst.data_ptr() && g.strides() == dst.strides() && g.sizes() == dst.sizes())) {
+        dst.copy_(g);
+      }
+    }
+    return {whole, at::Tensor()};
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
 // 3. The mixer's tail, u = y + x D; g = u silu(z); out = rmsnorm_groups(g) w, as one node that
 //    saves only its inputs (the tensor ops would keep u, silu(z), g and the normed rows in fp32).
 // Adjacent columns a slot of the gated norm's kernels (gnorm.cu; measured on the H200 at the study
@@ -541,14 +651,17 @@ struct GatedNorm {
     auto f32 = y.options();
     auto dy = at::empty({bsz, l, di}, f32);
     auto dx = at::empty({bsz, l, di}, x.options().memory_format(at::MemoryFormat::Contiguous));
-    auto dz = at::empty({bsz, l, di}, z.options().memory_format(at::MemoryFormat::Contiguous));
+    at::Tensor dz = split_grad_view(z);
+    if (!dz.defined()) dz = at::empty({bsz, l, di}, z.options().memory_format(at::MemoryFormat::Contiguous));
+    long long sdz = dz.stride(1);
     Call c(*this, "bwd", y, x, z, {&dout, &y, &x, &z, &w, &dy, &dx, &dz});
     auto wpart = at::empty({(int64_t)c.rows, c.di}, f32), dpart = at::empty({(int64_t)c.rows, c.di}, f32);
     void *pg = dout.data_ptr(), *py = y.data_ptr(), *px = x.data_ptr(), *pd = dsk.data_ptr(), *pz = z.data_ptr(),
          *pw = w.data_ptr(), *pdy = dy.data_ptr(), *pdx = dx.data_ptr(), *pdz = dz.data_ptr(),
          *pwp = wpart.data_ptr(), *pdp = dpart.data_ptr();
     launch_grid(y, c.kernel, {c.rows, c.groups}, c.lo.threads, 0,
-                {&pg, &py, &px, &c.sx, &pd, &pz, &c.sz, &pw, &pdy, &pdx, &pdz, &pwp, &pdp, &c.m, &c.d, &c.g, &c.p, &c.eps});
+                {&pg, &py, &px, &c.sx, &pd, &pz, &c.sz, &pw, &pdy, &pdx, &pdz, &sdz, &pwp, &pdp, &c.m, &c.d, &c.g, &c.p,
+                 &c.eps});
     auto dd_head = dpart.sum(0).view({c.di / headdim, headdim}).sum(1);
     return {dy, dx, dd_head.to(dsk.scalar_type()), dz, wpart.sum(0).to(w.scalar_type())};
   }
@@ -658,11 +771,12 @@ PartsArg parts_arg(const std::vector<at::Tensor>& parts) {
 // The launch of conv_{fwd,bwd}: the widest V (from the chosen one down to 1) for which C, the
 // strides, the parts' widths and every pointer are multiples of V elements.
 ConvLaunch conv_launch(const char* dir, const at::Tensor& w, const at::Tensor& x, const std::vector<at::Tensor>& parts,
-                       std::initializer_list<const at::Tensor*> others) {
+                       std::initializer_list<const at::Tensor*> others, std::initializer_list<int64_t> strides = {}) {
   int64_t bsz = x.size(0), l = x.size(1), c = x.size(2);
   int v = tuned("CONV_VEC", kConvVec, {1, 2, 4}), tt = tuned("CONV_TILE", kConvTile, {8, 16, 32, 64, 128});
   auto fits = [&](int vv) {
     bool ok = c % vv == 0 && x.stride(0) % vv == 0 && x.stride(1) % vv == 0 && aligned(x, vv) && aligned(others, vv);
+    for (int64_t st : strides) ok = ok && st % vv == 0;
     for (const at::Tensor& t : parts) ok = ok && t.size(-1) % vv == 0 && aligned(t, vv);
     return ok;
   };
@@ -709,18 +823,20 @@ struct ConvSiluFunction : public torch::autograd::Function<ConvSiluFunction> {
       // An output nobody read has no gradient: zeros of its shape.
       douts.push_back(grads[i].defined() ? grads[i].contiguous() : at::zeros({bsz, l, widths[i]}, x.options()));
     }
-    auto dx = at::empty({bsz, l, c}, x.options().memory_format(at::MemoryFormat::Contiguous));
-    ConvLaunch cl = conv_launch("bwd", w, x, douts, {&dx});
+    // In place in in_proj's gradient (x's own layout) where x is a block of a split, else contiguous.
+    at::Tensor dx = split_grad_view(x);
+    if (!dx.defined()) dx = at::empty({bsz, l, c}, x.options().memory_format(at::MemoryFormat::Contiguous));
+    ConvLaunch cl = conv_launch("bwd", w, x, douts, {&dx}, {dx.stride(0), dx.stride(1)});
     PartsArg pg = parts_arg(douts);
     int tt = cl.tt;
     int64_t tiles = cl.grid.y;
     auto f32 = x.options().dtype(at::kFloat);
     auto wpart = at::empty({bsz * tiles, c, k}, f32), bpart = at::empty({bsz * tiles, c}, f32);
-    long long sb = x.stride(0), sr = x.stride(1);
+    long long sb = x.stride(0), sr = x.stride(1), dsb = dx.stride(0), dsr = dx.stride(1);
     int ll = (int)l, cc = (int)c;
     void *px = x.data_ptr(), *pw = w.data_ptr(), *pb = bias.data_ptr(), *pdx = dx.data_ptr(), *pwp = wpart.data_ptr(),
          *pbp = bpart.data_ptr();
-    launch_grid(x, cl.kernel, cl.grid, 128, 0, {&px, &sb, &sr, &pw, &pb, &pg, &pdx, &pwp, &pbp, &ll, &cc, &tt});
+    launch_grid(x, cl.kernel, cl.grid, 128, 0, {&px, &sb, &sr, &pw, &pb, &pg, &pdx, &dsb, &dsr, &pwp, &pbp, &ll, &cc, &tt});
     return {dx, wpart.sum(0).view(w.sizes()).to(w.scalar_type()), bpart.sum(0).to(bias.scalar_type()), at::Tensor()};
   }
 };
@@ -809,14 +925,18 @@ struct AddNormFunction : public torch::autograd::Function<AddNormFunction> {
 // 7. Cross-entropy per token from the logits: forward keeps only the rows' logsumexp, backward
 //    writes softmax - onehot straight into the logits' kind (ce.cu).
 struct CrossEntropy {
+  // One warp a row (8 rows a block of 256) for rows up to CE_WARP_MAX values (a byte vocabulary:
+  // a whole block on a 256-value row left 7 of its 8 warps idle), a whole block a row above.
+  static bool warp(const at::Tensor& x) { return x.size(1) <= tuned("CE_WARP_MAX", 4096, {0, 1024, 4096, 16384}); }
   // E 8 values a load where V and the logits' pointer allow it, else 1.
   static std::string kernel(const char* dir, const at::Tensor& x) {
     int64_t v = x.size(1);
     bool fits = v % 8 == 0 && aligned(x, 8);
-    return std::string("ce_") + dir + (fits ? "8" : "1") + suffix(x);
+    return std::string("ce_") + dir + (fits ? "8" : "1") + (warp(x) ? "w" : "") + suffix(x);
   }
   static unsigned blocks(const at::Tensor& x) {
-    return (unsigned)std::max<int64_t>(1, std::min<int64_t>(x.size(0), 8LL * sms(x)));
+    int64_t rows = warp(x) ? (x.size(0) + 7) / 8 : x.size(0);
+    return (unsigned)std::max<int64_t>(1, std::min<int64_t>(rows, 8LL * sms(x)));
   }
 };
 
@@ -919,7 +1039,7 @@ int stuffed_ssd_decay_bwd(at::Tensor* dm, at::Tensor* cb, at::Tensor* acs, at::T
                 dacs->is_contiguous(),
             "decay_bwd: not contiguous");
     require(dm->scalar_type() == cb->scalar_type() && acs->scalar_type() == at::kFloat &&
-                dcb->scalar_type() == at::kFloat && dacs->scalar_type() == at::kFloat,
+                dcb->scalar_type() == cb->scalar_type() && dacs->scalar_type() == at::kFloat,
             "decay_bwd: wrong kinds");
     long long q = cb->size(4), g = cb->size(2), h = dm->size(2);
     require(h % g == 0 && acs->size(2) == h && dacs->size(2) == h && dcb->size(2) == g, "decay_bwd: shapes disagree");
@@ -1099,6 +1219,25 @@ int stuffed_conv_silu(at::Tensor* x, at::Tensor* w, at::Tensor* bias, at::Tensor
     } else {
       res = ConvSiluFunction::apply(xv, wc, bc, wd);
     }
+    for (int i = 0; i < nparts; ++i) outs[i] = new at::Tensor(res[i]);
+  });
+}
+
+// x [B, L, W] (made contiguous) -> its column blocks of `widths` (summing to W; at most 8), one
+// autograd node whose backward writes no concatenation where the blocks' readers wrote their
+// gradients in place (section 2b).
+int stuffed_split_columns(at::Tensor* x, const int64_t* widths, int nparts, at::Tensor** outs) {
+  return guarded([&] {
+    require(x->dim() == 3, "split: x [B, L, W]");
+    require(nparts >= 1 && nparts <= 8, "split: 1 to 8 blocks");
+    std::vector<int64_t> wd(widths, widths + nparts);
+    int64_t sum = 0;
+    for (int64_t v : wd) {
+      require(v >= 1, "split: a block of no columns");
+      sum += v;
+    }
+    require(sum == x->size(2), "split: the widths do not sum to W");
+    auto res = SplitColumnsFunction::apply(x->contiguous(), wd);
     for (int i = 0; i < nparts; ++i) outs[i] = new at::Tensor(res[i]);
   });
 }

@@ -130,16 +130,22 @@ impl Mixer {
         let kind = ex.kind;
         let (di, gn, h, p, g, n, k) = (self.d_inner, self.gn(), self.heads, self.headdim, self.groups, self.d_state, self.d_conv);
         let zxbcdt = u.to_kind(kind).matmul(&self.in_proj.to_kind(kind).tr()); // [B, L, 2Di+2GN+H]
-                                                                               // One split rather than three narrows: its backward is one concatenation, not three
-                                                                               // zero-filled full-size gradients.
-        let parts = zxbcdt.split_with_sizes([di, di + 2 * gn, h], -1);
+                                                                               // The fused backend's CUDA kernels for the conv and the gated norm (tensor ops elsewhere).
+        let fused = backend == SsdBackend::Fused && u.device().is_cuda();
+        // One split rather than three narrows: its backward is one concatenation, not three
+        // zero-filled full-size gradients; on the fused path none (the readers' backwards write
+        // in place).
+        let widths = [di, di + 2 * gn, h];
+        let parts = if fused && ssd::fused::split_in_place() {
+            ssd::fused::split_columns(&zxbcdt, &widths)
+        } else {
+            zxbcdt.split_with_sizes(widths, -1)
+        };
         let z = &parts[0];
         let xbc = parts[1].transpose(1, 2); // [B, Cv, L]
         let dt_raw = &parts[2]; // [B, L, H]
         let (w, bias) = (self.conv_w.to_kind(kind), self.conv_b.to_kind(kind));
         let cv = di + 2 * gn;
-        // The fused backend's CUDA kernels for the conv and the gated norm (tensor ops elsewhere).
-        let fused = backend == SsdBackend::Fused && u.device().is_cuda();
 
         // Causal depthwise conv over [previous K-1 inputs | segment]; the new conv state is the
         // last K raw inputs.

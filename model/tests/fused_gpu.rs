@@ -40,7 +40,7 @@ fn gpu() -> Device {
 
 fn main() {
     let args = libtest_mimic::Arguments::from_args();
-    let tests: [(&str, fn()); 10] = [
+    let tests: [(&str, fn()); 11] = [
         ("fused_equals_tensor_ops_fp32", fused_equals_tensor_ops_fp32),
         ("fused_equals_tensor_ops_bf16", fused_equals_tensor_ops_bf16),
         ("model_logits_and_gradients_agree", model_logits_and_gradients_agree),
@@ -50,6 +50,7 @@ fn main() {
         ("scale_heads_equals_tensor_ops", scale_heads_equals_tensor_ops),
         ("add_norm_equals_tensor_ops", add_norm_equals_tensor_ops),
         ("cross_entropy_equals_tensor_ops", cross_entropy_equals_tensor_ops),
+        ("split_columns_gradient_in_place", split_columns_gradient_in_place),
         ("graphed_steps_equal_eager_steps", graphed_steps_equal_eager_steps),
     ];
     let skip = target().is_none();
@@ -283,6 +284,61 @@ fn gated_norm_equals_tensor_ops() {
             let tag = format!("{kind:?} D={di} G={groups} shift {shift}");
             let figures = assert_close(&tag, run(true), run(false), tol);
             eprintln!("gated norm {tag}: {figures}");
+        }
+    }
+}
+
+/// in_proj's output split by `fused::split_columns`, its blocks read as in the mixer (z by the
+/// fused gated norm, xBC by the fused conv, dt by tensor ops), whose backwards write their blocks
+/// of the gradient in place: the input's gradient equals that of `split_with_sizes` (the same
+/// kernels, so exactly), also where a block is read twice (autograd sums it elsewhere), where a
+/// block has no gradient, and with the alignments of each load width (z's block 4 columns wide
+/// or not).
+fn split_columns_gradient_in_place() {
+    let _one = serial();
+    let dev = gpu();
+    if !dev.is_cuda() {
+        return;
+    }
+    // (heads, head dim, state) -> widths z Di | xBC Di + 2N | dt H.
+    for (kind, (h, p, n)) in [(Kind::Float, (4, 8, 8)), (Kind::BFloat16, (4, 8, 8)), (Kind::BFloat16, (3, 6, 5)), (Kind::Float, (3, 6, 5))]
+    {
+        for variant in ["mixer", "xbc read twice", "dt unread"] {
+            tch::manual_seed(17);
+            let (bsz, l, di) = (2, 77, h * p);
+            let widths = [di, di + 2 * n, h];
+            let o = (Kind::Float, dev);
+            let leaf = |t: Tensor| t.detach().set_requires_grad(true);
+            let x = leaf(Tensor::randn([bsz, l, widths.iter().sum::<i64>()], o).to_kind(kind));
+            let (cw, cb) = (leaf(Tensor::randn([di + 2 * n, 1, 4], o).to_kind(kind)), leaf(Tensor::randn([di + 2 * n], o).to_kind(kind)));
+            let y = leaf(Tensor::randn([bsz, l, di], o));
+            let (d, w) = (leaf(Tensor::randn([h], o)), leaf(Tensor::rand([di], o) + 0.5));
+            let wout = Tensor::randn([bsz, l, di], o);
+            let run = |in_place: bool| {
+                for t in [&x, &cw, &cb, &y, &d, &w] {
+                    let _ = t.grad().f_zero_();
+                }
+                let parts = if in_place { fused::split_columns(&x, &widths) } else { x.split_with_sizes(widths, -1) };
+                let conv = fused::conv_silu_parts(&parts[1], &cw, &cb, None, &[di, n, n]);
+                let out = fused::gated_norm(&y, &conv[0], &d, &parts[0], &w, 1, p, 1e-5);
+                let mut loss = (&out.to_kind(Kind::Float) * &wout).sum(Kind::Float)
+                    + (conv[1].to_kind(Kind::Float) * conv[2].to_kind(Kind::Float)).sum(Kind::Float);
+                if variant != "dt unread" {
+                    loss += parts[2].to_kind(Kind::Float).softplus().sum(Kind::Float);
+                }
+                if variant == "xbc read twice" {
+                    loss += parts[1].to_kind(Kind::Float).square().sum(Kind::Float);
+                }
+                loss.backward();
+                (out.detach(), [&x, &cw, &cb, &y, &d, &w].map(|t| t.grad().copy()))
+            };
+            let tag = format!("{kind:?} H={h} P={p} N={n} {variant}");
+            let (a, b) = (run(true), run(false));
+            assert!(rel(&a.0, &b.0) == 0.0, "out {tag}");
+            for (i, (ga, gb)) in a.1.iter().zip(&b.1).enumerate() {
+                assert!(rel(ga, gb) == 0.0, "grad {i} {tag}: {}", rel(ga, gb));
+            }
+            eprintln!("split {tag}: equal");
         }
     }
 }

@@ -32,18 +32,42 @@ __device__ __forceinline__ void block_lse(float& m, float& s, float* red) {
   __syncthreads();
 }
 
+// Warp-wide lse_add of every lane's pair (every lane gets the result).
+__device__ __forceinline__ void warp_lse(float& m, float& s) {
+  for (int off = 16; off > 0; off >>= 1) {
+    float m2 = __shfl_xor_sync(0xffffffffu, m, off), s2 = __shfl_xor_sync(0xffffffffu, s, off);
+    lse_add(m, s, m2, s2);
+  }
+}
+
+// Which rows a thread works on and where it starts in one: W false, the whole block on a row (a
+// long row); W true, one warp a row, blockDim / 32 rows of a block at once (a short row, where a
+// block's threads would mostly idle and the block reduction's barriers would dominate).
+template <bool W>
+struct CeRows {
+  int first, step, lane, lanes;
+  __device__ CeRows() {
+    int rows = W ? (int)(blockDim.x >> 5) : 1;
+    first = blockIdx.x * rows + (W ? (int)(threadIdx.x >> 5) : 0);
+    step = gridDim.x * rows;
+    lane = W ? (int)(threadIdx.x & 31) : (int)threadIdx.x;
+    lanes = W ? 32 : (int)blockDim.x;
+  }
+};
+
 // x [N, V] (T, contiguous), tgt [N] (int64; `ignore` or out of [0, V): no loss) -> loss [N] =
-// logsumexp(x[n]) - x[n, tgt[n]] (0 where ignored) and lse [N] (fp32, for the backward). One
-// block per row at a time (grid-stride), each thread over E adjacent values a load (the host takes
-// E 8 only where V and the pointer allow it, else 1).
-template <typename T, int E>
+// logsumexp(x[n]) - x[n, tgt[n]] (0 where ignored) and lse [N] (fp32, for the backward). Rows
+// grid-stride as CeRows<W> says; each thread reads E adjacent values a load (the host takes E 8
+// only where V and the pointer allow it, else 1).
+template <typename T, int E, bool W>
 __device__ void ce_fwd(const T* __restrict__ x, const long long* __restrict__ tgt, float* __restrict__ loss,
                        float* __restrict__ lse, int N, int V, long long ignore) {
   __shared__ float red[64];
-  for (int row = blockIdx.x; row < N; row += gridDim.x) {
+  const CeRows<W> r;
+  for (int row = r.first; row < N; row += r.step) {
     const long long base = (long long)row * V;
     float m = neg_inf(), s = 0.f;
-    for (int c = threadIdx.x * E; c < V; c += blockDim.x * E) {
+    for (int c = r.lane * E; c < V; c += r.lanes * E) {
       float v[E];
       ldv<E>(x, base + c, v);
       float cm = v[0];
@@ -54,8 +78,12 @@ __device__ void ce_fwd(const T* __restrict__ x, const long long* __restrict__ tg
       for (int i = 0; i < E; ++i) cs += __expf(v[i] - cm);
       lse_add(m, s, cm, cs);
     }
-    block_lse(m, s, red);
-    if (threadIdx.x == 0) {
+    if (W) {
+      warp_lse(m, s);
+    } else {
+      block_lse(m, s, red);
+    }
+    if (r.lane == 0) {
       float l = m + logf(s);
       long long t = tgt[row];
       bool scored = t != ignore && t >= 0 && t < V;
@@ -66,15 +94,16 @@ __device__ void ce_fwd(const T* __restrict__ x, const long long* __restrict__ tg
 }
 
 // dx [N, V] (T) = g[n] (softmax(x[n]) - onehot(tgt[n])), 0 on ignored rows; g [N] fp32.
-template <typename T, int E>
+template <typename T, int E, bool W>
 __device__ void ce_bwd(const T* __restrict__ x, const long long* __restrict__ tgt, const float* __restrict__ lse,
                        const float* __restrict__ g, T* __restrict__ dx, int N, int V, long long ignore) {
-  for (int row = blockIdx.x; row < N; row += gridDim.x) {
+  const CeRows<W> r;
+  for (int row = r.first; row < N; row += r.step) {
     const long long base = (long long)row * V;
     long long t = tgt[row];
     bool scored = t != ignore && t >= 0 && t < V;
     float gr = scored ? g[row] : 0.f, l = lse[row];
-    for (int c = threadIdx.x * E; c < V; c += blockDim.x * E) {
+    for (int c = r.lane * E; c < V; c += r.lanes * E) {
       float v[E];
       ldv<E>(x, base + c, v);
 #pragma unroll
@@ -84,16 +113,17 @@ __device__ void ce_bwd(const T* __restrict__ x, const long long* __restrict__ tg
   }
 }
 
-#define CE_E(S, T, E)                                                                                          \
-  extern "C" __global__ void ce_fwd##E##_##S(const T* __restrict__ x, const long long* __restrict__ tgt,            \
-                                             float* __restrict__ loss, float* __restrict__ lse, int N, int V,       \
-                                             long long ignore) {                                                  \
-    ce_fwd<T, E>(x, tgt, loss, lse, N, V, ignore);                                                             \
+// ce_{fwd,bwd}{E}[w]_{kind}: E values a load; w, one warp a row.
+#define CE_EW(S, T, E, W, TAG)                                                                                  \
+  extern "C" __global__ void ce_fwd##E##TAG##_##S(const T* __restrict__ x, const long long* __restrict__ tgt,       \
+                                                  float* __restrict__ loss, float* __restrict__ lse, int N, int V,  \
+                                                  long long ignore) {                                             \
+    ce_fwd<T, E, W>(x, tgt, loss, lse, N, V, ignore);                                                          \
   }                                                                                                            \
-  extern "C" __global__ void ce_bwd##E##_##S(const T* __restrict__ x, const long long* __restrict__ tgt,            \
-                                             const float* __restrict__ lse, const float* __restrict__ g,            \
-                                             T* __restrict__ dx, int N, int V, long long ignore) {                  \
-    ce_bwd<T, E>(x, tgt, lse, g, dx, N, V, ignore);                                                            \
+  extern "C" __global__ void ce_bwd##E##TAG##_##S(const T* __restrict__ x, const long long* __restrict__ tgt,       \
+                                                  const float* __restrict__ lse, const float* __restrict__ g,       \
+                                                  T* __restrict__ dx, int N, int V, long long ignore) {             \
+    ce_bwd<T, E, W>(x, tgt, lse, g, dx, N, V, ignore);                                                         \
   }
-#define CE(S, T) CE_E(S, T, 1) CE_E(S, T, 8)
+#define CE(S, T) CE_EW(S, T, 1, false, ) CE_EW(S, T, 8, false, ) CE_EW(S, T, 1, true, w) CE_EW(S, T, 8, true, w)
 BOTH_KINDS(CE)

@@ -82,12 +82,13 @@ __device__ void conv_fwd(const T* __restrict__ x, long long sb, long long sr, co
 }
 
 // Backward of conv_fwd without a prefix (training segments start from zeros): from the output's
-// gradient in parts (as the forward wrote the output), dx [B, L, C] (contiguous) and per
+// gradient in parts (as the forward wrote the output), dx [B, L, C] (rows of strides dsb, dsr:
+// contiguous, or in place in in_proj's gradient in x's own layout) and per
 // (b, tile) partial sums of dw [.., C, K] and dbias [.., C] (fp32, summed by the caller).
 template <typename T, int K, int V>
 __device__ void conv_bwd(const T* __restrict__ x, long long sb, long long sr, const T* __restrict__ w,
-                         const T* __restrict__ bias, Parts<const T> douts, T* __restrict__ dx,
-                         float* __restrict__ wpart, float* __restrict__ bpart, int L, int C, int TT) {
+                         const T* __restrict__ bias, Parts<const T> douts, T* __restrict__ dx, long long dsb,
+                         long long dsr, float* __restrict__ wpart, float* __restrict__ bpart, int L, int C, int TT) {
   int c = (blockIdx.x * blockDim.x + threadIdx.x) * V;
   if (c >= C) return;
   int b = blockIdx.z, t0 = blockIdx.y * TT, t1 = min(t0 + TT, L);
@@ -161,7 +162,7 @@ __device__ void conv_bwd(const T* __restrict__ x, long long sb, long long sr, co
         for (int k = 0; k < K; ++k) acc += wk[k][v] * dp[K - 1 - k][v];
         o[v] = acc;
       }
-      stv<V>(dx, (drow + s) * C + c, o);
+      stv<V>(dx, b * dsb + s * dsr + c, o);
     }
   }
   long long part = (long long)b * gridDim.y + blockIdx.y;
@@ -183,9 +184,9 @@ __device__ void conv_bwd(const T* __restrict__ x, long long sb, long long sr, co
   extern "C" __global__ void conv_bwd_k##K##v##V##_##S(const T* __restrict__ x, long long sb, long long sr,   \
                                                        const T* __restrict__ w, const T* __restrict__ bias,   \
                                                        Parts<const T> douts, T* __restrict__ dx,              \
-                                                       float* __restrict__ wpart, float* __restrict__ bpart,  \
-                                                       int L, int C, int TT) {                                \
-    conv_bwd<T, K, V>(x, sb, sr, w, bias, douts, dx, wpart, bpart, L, C, TT);                                \
+                                                       long long dsb, long long dsr, float* __restrict__ wpart, \
+                                                       float* __restrict__ bpart, int L, int C, int TT) {     \
+    conv_bwd<T, K, V>(x, sb, sr, w, bias, douts, dx, dsb, dsr, wpart, bpart, L, C, TT);                      \
   }
 #define CONV_V(S, T, K) CONV(S, T, K, 1) CONV(S, T, K, 2) CONV(S, T, K, 4)
 #define CONV_KS(S, T) CONV_V(S, T, 2) CONV_V(S, T, 3) CONV_V(S, T, 4)

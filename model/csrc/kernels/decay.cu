@@ -101,10 +101,11 @@ __device__ void decay_dacs(const T* __restrict__ dm, const T* __restrict__ cb, c
   }
 }
 
-// dcb[bc, g, l, s] = sum over the heads h of group g of dm * decay (fp32), s <= l (0 above).
-// One block per row (bc, g, l), its threads along s.
+// dcb[bc, g, l, s] = sum over the heads h of group g of dm * decay (summed in fp32, written in
+// dm's kind, which the products reading dcb take), s <= l (0 above). One block per row (bc, g, l),
+// its threads along s.
 template <typename T>
-__device__ void decay_dcb(const T* __restrict__ dm, const float* __restrict__ acs, float* __restrict__ dcb, int G,
+__device__ void decay_dcb(const T* __restrict__ dm, const float* __restrict__ acs, T* __restrict__ dcb, int G,
                           int hpg, int Q) {
   unsigned row = blockIdx.x;
   int l = (int)(row % Q);
@@ -112,7 +113,7 @@ __device__ void decay_dcb(const T* __restrict__ dm, const float* __restrict__ ac
   int g = (int)(bg % G);
   unsigned bc = bg / G;
   int H = G * hpg;
-  float* out = dcb + (long long)row * Q;
+  T* out = dcb + (long long)row * Q;
   for (int s = threadIdx.x; s < Q; s += blockDim.x) {
     float acc = 0.f;
     if (s <= l) {
@@ -123,7 +124,7 @@ __device__ void decay_dcb(const T* __restrict__ dm, const float* __restrict__ ac
         acc += ld(dm, (bh * Q + l) * Q + s) * decay(a[l], a[s]);
       }
     }
-    out[s] = acc;
+    st(out, s, acc);
   }
 }
 
@@ -138,7 +139,7 @@ __device__ void decay_dcb(const T* __restrict__ dm, const float* __restrict__ ac
     decay_dacs<T>(dm, cb, acs, dacs, G, hpg, Q);                                                            \
   }                                                                                                         \
   extern "C" __global__ void decay_dcb_##S(const T* __restrict__ dm, const float* __restrict__ acs,                   \
-                                           float* __restrict__ dcb, int G, int hpg, int Q) {                          \
+                                           T* __restrict__ dcb, int G, int hpg, int Q) {                              \
     decay_dcb<T>(dm, acs, dcb, G, hpg, Q);                                                                  \
   }
 BOTH_KINDS(DECAY)

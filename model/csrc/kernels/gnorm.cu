@@ -85,15 +85,15 @@ __device__ void gnorm_fwd(const float* __restrict__ y, const T* __restrict__ x, 
   }
 }
 
-// Backward of gnorm_fwd from dout [M, Di] (contiguous): dy (fp32), dx, dz (T, contiguous
-// [M, Di]), and per row block the partial sums over its rows of dw and of dD per column
+// Backward of gnorm_fwd from dout [M, Di] (contiguous): dy (fp32), dx (T, contiguous [M, Di]),
+// dz (T, rows of stride sdz: in place in in_proj's gradient where the host found one), and per row block the partial sums over its rows of dw and of dD per column
 // (wpart, dpart: [gridDim.x, Di], fp32; summed over the blocks by the caller). Two passes over a
 // row (the second reads it again from cache) keep the registers, and so the occupancy, low.
 template <typename T, int V, int S>
 __device__ void gnorm_bwd(const T* __restrict__ dout, const float* __restrict__ y, const T* __restrict__ x,
                           long long sx, const float* __restrict__ dsk, const T* __restrict__ z, long long sz,
                           const float* __restrict__ w, float* __restrict__ dy, T* __restrict__ dx, T* __restrict__ dz,
-                          float* __restrict__ wpart, float* __restrict__ dpart, int M, int Di, int gs, int P,
+                          long long sdz, float* __restrict__ wpart, float* __restrict__ dpart, int M, int Di, int gs, int P,
                           float eps) {
   __shared__ float red[64];
   int g = blockIdx.y;
@@ -148,7 +148,7 @@ __device__ void gnorm_bwd(const T* __restrict__ dout, const float* __restrict__ 
         }
         stv<V>(dy, o, du);
         stv<V>(dx, o, ddx);
-        stv<V>(dz, o, ddz);
+        stv<V>(dz, (long long)row * sdz + col, ddz);
       }
     }
   }
@@ -175,9 +175,9 @@ __device__ void gnorm_bwd(const T* __restrict__ dout, const float* __restrict__ 
   extern "C" __global__ void __maxnreg__(V == 1 ? GNORM_BWD_REGS : GNORM_BWD_VREGS) gnorm_bwd_v##V##s##S##_##S_(                            \
       const T* __restrict__ dout, const float* __restrict__ y, const T* __restrict__ x, long long sx,              \
       const float* __restrict__ dsk, const T* __restrict__ z, long long sz, const float* __restrict__ w,           \
-      float* __restrict__ dy, T* __restrict__ dx, T* __restrict__ dz, float* __restrict__ wpart,                   \
+      float* __restrict__ dy, T* __restrict__ dx, T* __restrict__ dz, long long sdz, float* __restrict__ wpart,    \
       float* __restrict__ dpart, int M, int Di, int gs, int P, float eps) {                                        \
-    gnorm_bwd<T, V, S>(dout, y, x, sx, dsk, z, sz, w, dy, dx, dz, wpart, dpart, M, Di, gs, P, eps);           \
+    gnorm_bwd<T, V, S>(dout, y, x, sx, dsk, z, sz, w, dy, dx, dz, sdz, wpart, dpart, M, Di, gs, P, eps);      \
   }
 #define GNORM(S_, T) GNORM_VS(S_, T, 1, 4) GNORM_VS(S_, T, 1, 8) GNORM_VS(S_, T, 4, 1) GNORM_VS(S_, T, 4, 2)
 BOTH_KINDS(GNORM)

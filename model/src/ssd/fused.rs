@@ -94,6 +94,7 @@ extern "C" {
         nparts: c_int,
         outs: *mut *mut C_tensor,
     ) -> c_int;
+    fn stuffed_split_columns(x: *mut C_tensor, widths: *const i64, nparts: c_int, outs: *mut *mut C_tensor) -> c_int;
     fn stuffed_add_norm(
         r: *mut C_tensor,
         delta: *mut C_tensor,
@@ -598,7 +599,7 @@ fn backward(
     let (mut dc, dprev) = match (&dyo_k, &r.prev) {
         (Some(dyo_k), Some(prev)) => {
             let prev_rows = d.state_rows(&prev.to_kind(kind)); // [B, C, G, H/G * P, N]
-            let dc = dyo_k.matmul(&prev_rows).to_kind(f32); // [B, C, G, Q, N]
+            let dc = matmul_f32(dyo_k, &prev_rows, None); // [B, C, G, Q, N]
             let dprev = dyo_k.transpose(-1, -2).matmul(&r.c).reshape([d.bsz, d.nc, d.h, d.p, d.n]); // compute kind
             (Some(dc), Some(dprev))
         }
@@ -640,7 +641,7 @@ fn backward(
 
     // Chunk states: S = sum_s (x_s w_s) (x) B_s.
     let (dxw, db_states) = match (&ds_rows, &r.xw) {
-        (Some(ds), Some(xw)) => (Some(r.b.matmul(&ds.transpose(-1, -2))), Some(xw.matmul(ds).to_kind(f32))), // columns layout, [B, C, G, Q, N]
+        (Some(ds), Some(xw)) => (Some(r.b.matmul(&ds.transpose(-1, -2))), Some(matmul_f32(xw, ds, None))), // columns layout, [B, C, G, Q, N]
         _ => (None, None),
     };
     drop(ds_rows);
@@ -670,16 +671,9 @@ fn backward(
     drop(dm);
     dacs += dacs_decay;
     let dcb = dcb.to_kind(kind);
-    let dc_diag = dcb.matmul(&r.b).to_kind(f32);
-    let dc = match dc.take() {
-        Some(dc) => dc + dc_diag,
-        None => dc_diag,
-    };
-    let db_diag = dcb.transpose(-1, -2).matmul(&r.c).to_kind(f32);
-    let db = match db_states {
-        Some(db) => db + db_diag,
-        None => db_diag,
-    };
+    // The diagonal blocks' part added to the states' part by the same product (fp32 out).
+    let dc = matmul_f32(&dcb, &r.b, dc.take().as_ref());
+    let db = matmul_f32(&dcb.transpose(-1, -2), &r.c, db_states.as_ref());
 
     // acs = within-chunk cumsum of la: dla_s = sum_{l >= s} dacs_l.
     let mut dacs_last = dacs.narrow(-1, d.q - 1, 1);
@@ -693,6 +687,27 @@ fn backward(
         dc: d.unchunked(&dc).to_kind(c.kind()),
         dh0: dh0.map(|t| t.to_kind(h0.map_or(f32, |s| s.kind()))),
     }
+}
+
+/// acc + a @ b in fp32 over the same leading dims: a [.., M, K], b [.., K, N] of the compute
+/// kind, acc [.., M, N] fp32. On CUDA cuBLAS writes (and adds into) fp32 itself (`bmm` /
+/// `baddbmm` with an fp32 out_dtype): no cast kernel and no separate add, one rounding as
+/// before; elsewhere the product in the compute kind, cast, then added.
+fn matmul_f32(a: &Tensor, b: &Tensor, acc: Option<&Tensor>) -> Tensor {
+    let (sa, sb) = (a.size(), b.size());
+    let (m, k, n) = (sa[sa.len() - 2], sa[sa.len() - 1], sb[sb.len() - 1]);
+    if !a.device().is_cuda() {
+        let p = a.matmul(b).to_kind(Kind::Float);
+        return acc.map_or(p.shallow_clone(), |c| c + &p);
+    }
+    let mut shape = sa[..sa.len() - 2].to_vec();
+    shape.extend([m, n]);
+    let (a3, b3) = (a.reshape([-1, m, k]), b.reshape([-1, k, n]));
+    match acc {
+        Some(c) => c.reshape([-1, m, n]).baddbmm_dtype(&a3, &b3, Kind::Float, 1, 1),
+        None => a3.bmm_dtype(&b3, Kind::Float),
+    }
+    .reshape(shape.as_slice())
 }
 
 /// Lower-triangular decays exp(min(acs_l - acs_s, 0)) [.., Q(l), Q(s)] (fp32), 0 above the
@@ -725,13 +740,14 @@ fn decay_fwd(cb: &Tensor, acs: &Tensor, hpg: i64) -> Tensor {
 
 /// From dM [B, C, H, Q, Q]: dCB [B, C, G, Q, Q] = sum over the group's heads of dM * decay, and
 /// the gradient of acs through the decays [B, C, H, Q]: with T = dM * M, its row sums minus its
-/// column sums (both fp32; the kernels reduce T without writing it).
+/// column sums (fp32; the kernels reduce T without writing it). dCB is fp32 from the tensor ops
+/// and of cb's kind from the kernels (summed in fp32, rounded once as it is written).
 fn decay_bwd(dm: &Tensor, cb: &Tensor, acs: &Tensor, hpg: i64) -> (Tensor, Tensor) {
     let (bsz, nc, g, q, _) = cb.size5().expect("cb is [B, C, G, Q, Q]");
     let h = g * hpg;
     let o = (Kind::Float, cb.device());
     if cb.device().is_cuda() {
-        let (dcb, dacs) = (Tensor::empty([bsz, nc, g, q, q], o), Tensor::empty([bsz, nc, h, q], o));
+        let (dcb, dacs) = (Tensor::empty([bsz, nc, g, q, q], (cb.kind(), cb.device())), Tensor::empty([bsz, nc, h, q], o));
         check(unsafe { stuffed_ssd_decay_bwd(ptr(dm), ptr(cb), ptr(acs), ptr(&dcb), ptr(&dacs)) });
         return (dcb, dacs);
     }
@@ -775,6 +791,25 @@ pub fn conv_silu_parts(x: &Tensor, w: &Tensor, bias: &Tensor, pre: Option<&Tenso
     let pre = pre.map_or(std::ptr::null_mut(), ptr);
     check(unsafe { stuffed_conv_silu(ptr(x), ptr(w), ptr(bias), pre, widths.as_ptr(), widths.len() as c_int, outs.as_mut_ptr()) });
     outs[..widths.len()].iter().map(|&o| unsafe { Tensor::from_ptr(o) }).collect()
+}
+
+/// x [B, L, W] on CUDA split into column blocks of `widths` (1 to 8, summing to W), one autograd
+/// node: where the blocks' readers are the fused gated norm and conv, their backwards write their
+/// gradients in place in one [B, L, W] buffer, so the split's backward concatenates nothing
+/// (tensor `split_with_sizes` concatenates its blocks' gradients: a full read and write of
+/// in_proj's output gradient per layer).
+pub fn split_columns(x: &Tensor, widths: &[i64]) -> Vec<Tensor> {
+    assert!((1..=8).contains(&widths.len()), "split_columns: 1 to 8 blocks");
+    let mut outs = [std::ptr::null_mut(); 8];
+    check(unsafe { stuffed_split_columns(ptr(x), widths.as_ptr(), widths.len() as c_int, outs.as_mut_ptr()) });
+    outs[..widths.len()].iter().map(|&o| unsafe { Tensor::from_ptr(o) }).collect()
+}
+
+/// Whether the mixer splits in_proj's output with `split_columns` on the fused path: yes unless
+/// STUFFED_SPLIT_COLUMNS=0 (`split_with_sizes` and its concatenation, for an A/B).
+pub fn split_in_place() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("STUFFED_SPLIT_COLUMNS").map_or(true, |v| v != "0"))
 }
 
 /// The residual stream between blocks on CUDA as one autograd node: r' = r + delta (fp32) and
@@ -998,7 +1033,7 @@ mod tests {
             has(format!("addnorm_fwd{nc}v{v}"));
             has(format!("addnorm_bwd{nc}v{v}"));
         }
-        for e in [1, 8] {
+        for e in ["1", "8", "1w", "8w"] {
             has(format!("ce_fwd{e}"));
             has(format!("ce_bwd{e}"));
         }

@@ -46,11 +46,11 @@ pub fn batch_loss(lm: &Mamba2LM, batch: &Batch, state: Option<&mut State>, kind:
 }
 
 /// Whether the training loss takes the fused cross-entropy kernel (`fused::cross_entropy`) on
-/// the fused backend: with STUFFED_FUSED_CE=1 only, a measuring aid until the kernel has been
-/// measured on a GPU against the tensor ops (the GPU test `cross_entropy_equals_tensor_ops`).
+/// the fused backend: yes unless STUFFED_FUSED_CE=0 (the tensor ops, for an A/B or a check;
+/// the GPU test `cross_entropy_equals_tensor_ops` compares the two).
 fn fused_cross_entropy() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var("STUFFED_FUSED_CE").is_ok_and(|v| v == "1"))
+    *ON.get_or_init(|| std::env::var("STUFFED_FUSED_CE").map_or(true, |v| v != "0"))
 }
 
 /// What a step leaves on the device; read both with one sync via `read`.
