@@ -259,6 +259,51 @@ fn bench_suite_writes_a_record_and_names_unknown_cases() {
     assert!(!o.status.success() && text(&o).contains("not a training case"), "{}", text(&o));
 }
 
+/// `bench lossmatch`: two event logs compared at their shared steps; exit 1 beyond the
+/// tolerance, with the window named; clear errors for a log with a malformed line.
+#[test]
+fn bench_lossmatch_compares_two_event_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = |name: &str, ssd: &str, losses: &[f64], tail: &str| {
+        let run = dir.path().join(name);
+        std::fs::create_dir_all(&run).unwrap();
+        let mut text = format!(
+            "{}\n",
+            json!({"seq": 1, "kind": "start", "total_steps": 40, "batch": 2, "seq_len": 8, "params": 1, "state_size": 1,
+                   "device": "cpu", "precision": "Float", "ssd": ssd, "time": "2026-12-03T00:00:00Z", "format": 2})
+        );
+        for (i, l) in losses.iter().enumerate() {
+            let e = json!({"seq": i + 2, "kind": "train", "step": i + 1, "tokens": 16 * (i + 1), "loss": l, "lr": 1e-3,
+                           "grad_norm": 1.0, "tokens_per_s": 1.0, "mem_gb": 0.0, "time": "2026-12-03T00:00:00Z", "format": 2});
+            text.push_str(&format!("{e}\n"));
+        }
+        text.push_str(tail);
+        std::fs::write(run.join("events.jsonl"), text).unwrap();
+        run
+    };
+    let reference: Vec<f64> = (0..40).map(|i| 3.0 - 0.05 * i as f64).collect();
+    let close: Vec<f64> = reference.iter().map(|l| l * 1.002).collect();
+    // A torn last line (a run still writing) is left out.
+    let a = log("a", "fused+graph", &close, "{\"seq\": 99, \"kind\": \"tr");
+    let b = log("b", "tensor", &reference, "");
+    let rec = dir.path().join("lm.json");
+    let out = ok(dir.path(), &["bench", "lossmatch", a.to_str().unwrap(), b.to_str().unwrap(), "--out", rec.to_str().unwrap()]);
+    assert!(out.contains("n = 40 shared steps") && out.contains("21-40"), "{out}");
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&rec).unwrap()).unwrap();
+    assert_eq!((v["matched"].as_bool(), v["run"]["ssd"].as_str()), (Some(true), Some("fused+graph")), "{v}");
+    assert_eq!(v["result"]["windows"].as_array().unwrap().len(), 2, "{v}");
+
+    let far: Vec<f64> = reference.iter().enumerate().map(|(i, l)| if i >= 30 { l * 1.05 } else { *l }).collect();
+    let c = log("c", "fused", &far, "");
+    let o = stuffed(dir.path(), &["bench", "lossmatch", c.to_str().unwrap(), b.to_str().unwrap(), "--window", "10"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("steps 31-40 differ by 5.000%"), "{}", text(&o));
+
+    let bad = log("d", "fused", &close, "not json\n");
+    let o = stuffed(dir.path(), &["bench", "lossmatch", bad.to_str().unwrap(), b.to_str().unwrap()]);
+    assert!(!o.status.success() && text(&o).contains("events.jsonl:42: not an event"), "{}", text(&o));
+}
+
 #[test]
 fn corpus_clean_build_then_pack_and_unpack_refusing_a_missing_chunk() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,6 +1,7 @@
 //! Capacity-law fits, figures and reports for `stuffed`, the automation of the "Stuffed Mamba"
 //! study (arXiv 2410.07145).
 //!
+//! * [`curves`]: two training runs' loss curves compared (`stuffed bench lossmatch`);
 //! * [`data`]: the report's input records (sweeps, jobs, evaluations, training metrics);
 //! * [`results`]: typed views of the evaluation results of `docs/results-schema.md`;
 //! * [`derive`]: collapse verdicts, T_forget per state size, T_recall per job and state size;
@@ -16,6 +17,7 @@
 pub mod censored;
 pub mod control;
 pub mod csv;
+pub mod curves;
 pub mod data;
 pub mod derive;
 mod error;

@@ -1,8 +1,10 @@
 //! `stuffed bench ...`: speed and memory benchmarks (targets live here, not in timed tests).
 //! `train` and `eval` time one shape; `suite` (bench/suite.rs) runs the standard cases, with
 //! mamba_ssm measured in the same invocation (bench/anchor.rs); `pack` (bench/pack.rs) measures
-//! what several training jobs on one GPU deliver together.
+//! what several training jobs on one GPU deliver together; `lossmatch` (bench/lossmatch.rs)
+//! whether a run's loss curve follows a reference run's.
 mod anchor;
+mod lossmatch;
 mod pack;
 mod suite;
 
@@ -30,6 +32,10 @@ pub enum Command {
     /// Aggregate training throughput of 1, 2, 4, 8 ... copies of one case packed on one GPU
     /// (separate processes timing the same window), optionally under CUDA MPS.
     Pack(pack::PackArgs),
+    /// Whether a training run's loss curve follows a reference run's (same config, data and
+    /// seed; another backend or kernel): window means of the steps both logged, exit 1 beyond
+    /// --tolerance.
+    Lossmatch(lossmatch::LossMatchArgs),
 }
 
 /// Where and how every bench command runs.
@@ -223,6 +229,7 @@ impl Command {
             Command::Eval(a) => a.run(),
             Command::Suite(a) => a.run(),
             Command::Pack(a) => a.run(),
+            Command::Lossmatch(a) => a.run(),
         }
     }
 }
