@@ -33,17 +33,16 @@ impl LossMatchArgs {
     pub fn run(self) -> anyhow::Result<i32> {
         anyhow::ensure!(self.window >= 1, "--window: expected at least 1 step");
         anyhow::ensure!(self.tolerance.is_finite() && self.tolerance >= 0.0, "--tolerance: expected a number >= 0");
-        let (run_file, run_label, run) = train_losses(&self.run)?;
-        let (ref_file, ref_label, reference) = train_losses(&self.reference)?;
-        let m = compare_losses(&run, &reference, self.window)?;
-        print_windows(&m, &run_label, &ref_label);
+        let (run, reference) = (train_losses(&self.run)?, train_losses(&self.reference)?);
+        let m = compare_losses(&run.points, &reference.points, self.window)?;
+        print_windows(&m, &run.ssd, &reference.ssd);
         let matched = m.worst_window_rel_diff <= self.tolerance;
         let record = serde_json::json!({
             "stuffed": crate::version::provenance(),
             "date": crate::store::now(),
             "what": "training losses of a run against a reference run, at the steps both logged",
-            "run": {"events": run_file, "ssd": run_label},
-            "reference": {"events": ref_file, "ssd": ref_label},
+            "run": {"events": run.file, "ssd": run.ssd},
+            "reference": {"events": reference.file, "ssd": reference.ssd},
             "tolerance": self.tolerance,
             "matched": matched,
             "result": m,
@@ -71,10 +70,20 @@ impl LossMatchArgs {
     }
 }
 
+/// One run's training losses as its event log has them.
+struct RunLosses {
+    /// The event file read.
+    file: PathBuf,
+    /// The SSD its start (or last resume) event names ("unknown" before that field existed).
+    ssd: String,
+    /// (step, training loss) in the order logged.
+    points: Vec<(i64, f64)>,
+}
+
 /// The event file of `path` (a run directory or the file), the run's SSD as its start event
 /// names it, and its (step, training loss) points. Every complete line must be an event; a last
 /// line without its newline (a run still writing it) is left out.
-fn train_losses(path: &Path) -> anyhow::Result<(PathBuf, String, Vec<(i64, f64)>)> {
+fn train_losses(path: &Path) -> anyhow::Result<RunLosses> {
     let file = if path.is_dir() { path.join("events.jsonl") } else { path.to_path_buf() };
     let meta = std::fs::metadata(&file).with_context(|| format!("{}: no event log here", file.display()))?;
     anyhow::ensure!(
@@ -91,7 +100,8 @@ fn train_losses(path: &Path) -> anyhow::Result<(PathBuf, String, Vec<(i64, f64)>
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let env = Envelope::parse(line).map_err(|e| anyhow::anyhow!("{}:{}: not an event of the worker's log: {e}", file.display(), i + 1))?;
+        let env =
+            Envelope::parse(line).map_err(|e| anyhow::anyhow!("{}:{}: not an event of the worker's log: {e}", file.display(), i + 1))?;
         match env.event {
             Event::Start { ssd: Some(s), .. } | Event::Resume { ssd: Some(s), .. } => ssd = s,
             Event::Train { step, loss, .. } => points.push((step, loss)),
@@ -99,7 +109,7 @@ fn train_losses(path: &Path) -> anyhow::Result<(PathBuf, String, Vec<(i64, f64)>
         }
     }
     anyhow::ensure!(!points.is_empty(), "{}: no training losses logged", file.display());
-    Ok((file, ssd, points))
+    Ok(RunLosses { file, ssd, points })
 }
 
 fn print_windows(m: &LossMatch, run: &str, reference: &str) {
