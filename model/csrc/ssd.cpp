@@ -927,16 +927,15 @@ struct AddNormFunction : public torch::autograd::Function<AddNormFunction> {
 struct CrossEntropy {
   // One warp a row (8 rows a block of 256) for rows up to CE_WARP_MAX values (a byte vocabulary:
   // a whole block on a 256-value row left 7 of its 8 warps idle), a whole block a row above.
-  static bool warp(const at::Tensor& x) { return x.size(1) <= tuned("CE_WARP_MAX", 4096, {0, 1024, 4096, 16384}); }
   // E 8 values a load where V and the logits' pointer allow it, else 1.
-  static std::string kernel(const char* dir, const at::Tensor& x) {
-    int64_t v = x.size(1);
-    bool fits = v % 8 == 0 && aligned(x, 8);
-    return std::string("ce_") + dir + (fits ? "8" : "1") + (warp(x) ? "w" : "") + suffix(x);
-  }
-  static unsigned blocks(const at::Tensor& x) {
-    int64_t rows = warp(x) ? (x.size(0) + 7) / 8 : x.size(0);
-    return (unsigned)std::max<int64_t>(1, std::min<int64_t>(rows, 8LL * sms(x)));
+  std::string kernel;
+  unsigned blocks;
+  CrossEntropy(const char* dir, const at::Tensor& x) {
+    bool warp = x.size(1) <= tuned("CE_WARP_MAX", 4096, {0, 1024, 4096, 16384});
+    bool fits = x.size(1) % 8 == 0 && aligned(x, 8);
+    kernel = std::string("ce_") + dir + (fits ? "8" : "1") + (warp ? "w" : "") + suffix(x);
+    int64_t rows = warp ? (x.size(0) + 7) / 8 : x.size(0);
+    blocks = (unsigned)std::max<int64_t>(1, std::min<int64_t>(rows, 8LL * sms(x)));
   }
 };
 
@@ -949,7 +948,8 @@ struct CrossEntropyFunction : public torch::autograd::Function<CrossEntropyFunct
     auto f32 = x.options().dtype(at::kFloat);
     auto loss = at::empty({n}, f32), lse = at::empty({n}, f32);
     void *px = x.data_ptr(), *pt = tgt.data_ptr(), *pl = loss.data_ptr(), *pe = lse.data_ptr();
-    launch_grid(x, CrossEntropy::kernel("fwd", x), {CrossEntropy::blocks(x)}, 256, 0, {&px, &pt, &pl, &pe, &n, &v, &ign});
+    CrossEntropy ce("fwd", x);
+    launch_grid(x, ce.kernel, {ce.blocks}, 256, 0, {&px, &pt, &pl, &pe, &n, &v, &ign});
     ctx->save_for_backward({x, tgt, lse});
     ctx->saved_data["ignore"] = ignore;
     return {loss};
@@ -964,10 +964,26 @@ struct CrossEntropyFunction : public torch::autograd::Function<CrossEntropyFunct
     long long ign = ctx->saved_data["ignore"].toInt();
     auto dx = at::empty_like(x);
     void *px = x.data_ptr(), *pt = tgt.data_ptr(), *pe = lse.data_ptr(), *pg = g.data_ptr(), *pd = dx.data_ptr();
-    launch_grid(x, CrossEntropy::kernel("bwd", x), {CrossEntropy::blocks(x)}, 256, 0, {&px, &pt, &pe, &pg, &pd, &n, &v, &ign});
+    CrossEntropy ce("bwd", x);
+    launch_grid(x, ce.kernel, {ce.blocks}, 256, 0, {&px, &pt, &pe, &pg, &pd, &n, &v, &ign});
     return {dx, at::Tensor(), at::Tensor()};
   }
 };
+
+// The widths of `n` column blocks of a [.., total] tensor as an entry point takes them: 1 to
+// `max` blocks of at least one column each, summing to `total` (else an error naming `what`).
+std::vector<int64_t> column_widths(const char* what, const int64_t* widths, int n, int max, int64_t total) {
+  auto fail = [&](const std::string& why) { throw std::runtime_error(std::string(what) + ": " + why); };
+  if (n < 1 || n > max) fail("1 to " + std::to_string(max) + " blocks");
+  std::vector<int64_t> wd(widths, widths + n);
+  int64_t sum = 0;
+  for (int64_t v : wd) {
+    if (v < 1) fail("a block of no columns");
+    sum += v;
+  }
+  if (sum != total) fail("the widths do not sum to the columns");
+  return wd;
+}
 
 }  // namespace
 
@@ -1197,14 +1213,7 @@ int stuffed_conv_silu(at::Tensor* x, at::Tensor* w, at::Tensor* bias, at::Tensor
     require(std::find(std::begin(kConvWidths), std::end(kConvWidths), k) != std::end(kConvWidths),
             "conv: no kernel for this width");
     require(w->scalar_type() == x->scalar_type() && bias->scalar_type() == x->scalar_type(), "conv: one kind");
-    require(nparts >= 1 && nparts <= 3, "conv: 1 to 3 parts");
-    std::vector<int64_t> wd(widths, widths + nparts);
-    int64_t sum = 0;
-    for (int64_t v : wd) {
-      require(v >= 1, "conv: a part of no channels");
-      sum += v;
-    }
-    require(sum == x->size(2), "conv: the parts' widths do not sum to C");
+    std::vector<int64_t> wd = column_widths("conv", widths, nparts, 3, x->size(2));
     at::Tensor xv = rows_view(*x), wc = w->contiguous(), bc = bias->contiguous();
     std::vector<at::Tensor> res;
     if (pre != nullptr) {
@@ -1229,15 +1238,7 @@ int stuffed_conv_silu(at::Tensor* x, at::Tensor* w, at::Tensor* bias, at::Tensor
 int stuffed_split_columns(at::Tensor* x, const int64_t* widths, int nparts, at::Tensor** outs) {
   return guarded([&] {
     require(x->dim() == 3, "split: x [B, L, W]");
-    require(nparts >= 1 && nparts <= 8, "split: 1 to 8 blocks");
-    std::vector<int64_t> wd(widths, widths + nparts);
-    int64_t sum = 0;
-    for (int64_t v : wd) {
-      require(v >= 1, "split: a block of no columns");
-      sum += v;
-    }
-    require(sum == x->size(2), "split: the widths do not sum to W");
-    auto res = SplitColumnsFunction::apply(x->contiguous(), wd);
+    auto res = SplitColumnsFunction::apply(x->contiguous(), column_widths("split", widths, nparts, 8, x->size(2)));
     for (int i = 0; i < nparts; ++i) outs[i] = new at::Tensor(res[i]);
   });
 }

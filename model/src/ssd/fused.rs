@@ -808,8 +808,14 @@ pub fn split_columns(x: &Tensor, widths: &[i64]) -> Vec<Tensor> {
 /// Whether the mixer splits in_proj's output with `split_columns` on the fused path: yes unless
 /// STUFFED_SPLIT_COLUMNS=0 (`split_with_sizes` and its concatenation, for an A/B).
 pub fn split_in_place() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var("STUFFED_SPLIT_COLUMNS").map_or(true, |v| v != "0"))
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| switched_on("STUFFED_SPLIT_COLUMNS"))
+}
+
+/// A default-on switch of the fused path, read from the environment: off only when `var` is "0"
+/// (for an A/B against the tensor ops it replaces).
+pub fn switched_on(var: &str) -> bool {
+    std::env::var(var).map_or(true, |v| v != "0")
 }
 
 /// The residual stream between blocks on CUDA as one autograd node: r' = r + delta (fp32) and

@@ -50,7 +50,7 @@ pub fn batch_loss(lm: &Mamba2LM, batch: &Batch, state: Option<&mut State>, kind:
 /// the GPU test `cross_entropy_equals_tensor_ops` compares the two).
 fn fused_cross_entropy() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| std::env::var("STUFFED_FUSED_CE").map_or(true, |v| v != "0"))
+    *ON.get_or_init(|| fused::switched_on("STUFFED_FUSED_CE"))
 }
 
 /// What a step leaves on the device; read both with one sync via `read`.
